@@ -1,0 +1,54 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+)
+
+// configFlag registers --config (and -c) on fs.
+func configFlag(fs interface {
+	StringVar(p *string, name, value, usage string)
+}) *string {
+	p := new(string)
+	fs.StringVar(p, "config", config.DefaultPath, "configuration `file` (the embedded default runs when the default path does not exist)")
+	return p
+}
+
+// loadConfig loads the configuration and prints its warnings and errors.
+func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintf(stderr, "error: %v\n", e)
+			}
+		} else {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+		}
+		return nil, false
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %v\n", w)
+	}
+	return cfg, true
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check", "[--config FILE]",
+		"Validates the configuration. Each problem is printed as file:line:column: key: message;\nthe exit status is 1 when there is at least one error.", stderr)
+	path := configFlag(fs)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, ok := loadConfig(*path, stderr)
+	if !ok {
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d TCP and %d UDP ports monitored, %d ignore entries, block timeout %s)\n",
+		cfg.File, len(cfg.TCP.Monitored), len(cfg.UDP.Monitored), len(cfg.IgnorePrefixes), cfg.Block.Timeout)
+	return 0
+}

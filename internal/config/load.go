@@ -1,0 +1,240 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads the configuration at path. When path is DefaultPath and the
+// file does not exist, the embedded default is used (an explicitly given
+// file must exist). Problems come back as Errors.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && path == DefaultPath {
+		return Parse(EmbeddedName, defaultYAML)
+	}
+	if err != nil {
+		return nil, Errors{{File: path, Msg: err.Error()}}
+	}
+	return Parse(path, data)
+}
+
+// Default returns the embedded default configuration.
+func Default() *Config {
+	c, err := Parse(EmbeddedName, defaultYAML)
+	if err != nil {
+		panic("embedded default config: " + err.Error())
+	}
+	return c
+}
+
+// Parse decodes data (named file in errors) over the embedded defaults and
+// validates the result.
+func Parse(file string, data []byte) (*Config, error) {
+	c := &Config{}
+	// The defaults are themselves a file: decode them first, then the user's over them.
+	if err := decodeInto(c, EmbeddedName, defaultYAML); err != nil {
+		return nil, err
+	}
+	d, err := decodeFile(c, file, data)
+	if err != nil {
+		return nil, err
+	}
+	c.File = file
+	if errs := c.validate(d); len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+func decodeInto(c *Config, file string, data []byte) error {
+	_, err := decodeFile(c, file, data)
+	return err
+}
+
+// decoder walks a yaml.Node tree against the Config struct, so that every
+// error knows its line, column and key, and remembers where each key was
+// for the validation that follows.
+type decoder struct {
+	file string
+	errs Errors
+	pos  map[string]*yaml.Node
+}
+
+func decodeFile(c *Config, file string, data []byte) (*decoder, error) {
+	d := &decoder{file: file, pos: map[string]*yaml.Node{}}
+	if bytes.IndexByte(data, 0) >= 0 {
+		return nil, Errors{{File: file, Msg: "not a YAML text file (contains NUL bytes)"}}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Errors{d.syntaxError(err)}
+	}
+	if len(doc.Content) == 0 { // empty file: all defaults
+		return d, nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return d, nil
+	}
+	d.decodeStruct(root, reflect.ValueOf(c).Elem(), "")
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	return d, nil
+}
+
+var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (d *decoder) syntaxError(err error) *Error {
+	msg := err.Error()
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: d.file, Line: line, Column: 1, Msg: "YAML syntax: " + m[2]}
+	}
+	return &Error{File: d.file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+func (d *decoder) errorf(n *yaml.Node, key, format string, args ...any) {
+	e := &Error{File: d.file, Key: key, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	d.errs = append(d.errs, e)
+}
+
+var (
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+)
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// fieldNames maps yaml names to field indexes of struct type t.
+func fieldNames(t reflect.Type) (map[string]int, []string) {
+	m := map[string]int{}
+	var names []string
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("yaml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		m[tag] = i
+		names = append(names, tag)
+	}
+	return m, names
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // "key:" with no value keeps the defaults
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "want a mapping of keys, got %s", describe(n))
+		return
+	}
+	fields, names := fieldNames(v.Type())
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key := join(path, k.Value)
+		if prev, dup := seen[k.Value]; dup {
+			d.errorf(k, key, "duplicate key (first at line %d)", prev.Line)
+			continue
+		}
+		seen[k.Value] = k
+		idx, ok := fields[k.Value]
+		if !ok {
+			if s := nearest(k.Value, names); s != "" {
+				d.errorf(k, key, "unknown key; did you mean %q?", s)
+			} else {
+				d.errorf(k, key, "unknown key; valid keys here: %s", strings.Join(names, ", "))
+			}
+			continue
+		}
+		d.pos[key] = val
+		d.decodeValue(val, v.Field(idx), key)
+	}
+}
+
+func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, key string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	t := v.Type()
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			if ie, ok := err.(*itemError); ok {
+				d.errorf(ie.node, fmt.Sprintf("%s[%d]", key, ie.index), "%v", ie.err)
+				return
+			}
+			d.errorf(n, key, "%v", err)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		d.decodeStruct(n, v, key)
+		return
+	case reflect.Slice:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			v.Set(reflect.MakeSlice(t, 0, 0))
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			d.errorf(n, key, "want a list, got %s", describe(n))
+			return
+		}
+		out := reflect.MakeSlice(t, len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			ik := fmt.Sprintf("%s[%d]", key, i)
+			d.pos[ik] = item
+			d.decodeValue(item, out.Index(i), ik)
+		}
+		v.Set(out)
+		return
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(n, key, "want %s, got %s", kindName(t), describe(n))
+		return
+	}
+	if err := n.Decode(v.Addr().Interface()); err != nil {
+		d.errorf(n, key, "want %s, got %q", kindName(t), n.Value)
+	}
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Uint16, reflect.Uint32:
+		return "a whole number"
+	case reflect.String:
+		return "a string"
+	}
+	return t.String()
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	default:
+		return strconv.Quote(n.Value)
+	}
+}

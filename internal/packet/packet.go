@@ -1,0 +1,227 @@
+package packet
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+)
+
+// Probe is what Decode extracts from one packet.
+type Probe struct {
+	Src, Dst         netip.Addr // IPv4 addresses for IPv4 packets, IPv6 (never unmapped) for IPv6
+	Proto            Proto      // TCP or UDP
+	SrcPort, DstPort uint16
+	Flags            TCPFlags // TCP only; 0 for UDP
+	Kind             Kind
+}
+
+// Errors returned by Decode. They are returned as is, never wrapped, so
+// that Decode does not allocate; test them with errors.Is.
+var (
+	ErrTruncated = errors.New("packet: truncated")          // shorter than a header says
+	ErrVersion   = errors.New("packet: not IPv4 or IPv6")   // version nibble is not 4 or 6
+	ErrHeader    = errors.New("packet: malformed header")   // e.g. IHL < 5, TCP data offset < 5, total length < header
+	ErrFragment  = errors.New("packet: non-first fragment") // no transport header to read
+	ErrProto     = errors.New("packet: not TCP or UDP")     // incl. ICMP, ESP, no next header
+)
+
+const (
+	ipv4HeaderLen = 20
+	ipv6HeaderLen = 40
+	tcpHeaderLen  = 20
+	udpHeaderLen  = 8
+
+	// maxExtHeaders bounds the IPv6 extension header walk, so a packet
+	// made of nothing but extension headers costs a fixed amount of work.
+	// Real packets carry at most a handful.
+	maxExtHeaders = 16
+)
+
+// IPv6 next-header values of extension headers and of the payloads that
+// end a walk without a transport header.
+const (
+	nhHopByHop = 0
+	nhRouting  = 43
+	nhFragment = 44
+	nhESP      = 50
+	nhAH       = 51
+	nhNone     = 59
+	nhDestOpts = 60
+)
+
+// Decode parses one packet that starts at the IPv4 or IPv6 header (the
+// version nibble decides) into *p, without allocating.
+//
+// The capture may be cut short by a snap length: Decode needs only the
+// IP header (and IPv6 extension headers), the first 20 bytes of TCP or 8
+// of UDP, and reads TCP options only as far as they were captured. The
+// IPv4 total length is used only to reject malformed headers, never to
+// demand the whole payload.
+//
+// A TCP segment with ACK or RST set decodes without error and has Kind
+// KindNone, so callers can count replies separately from garbage.
+//
+// On error Decode returns one of ErrTruncated, ErrVersion, ErrHeader,
+// ErrFragment or ErrProto, unwrapped, and leaves *p unchanged.
+func Decode(b []byte, p *Probe) error {
+	if len(b) == 0 {
+		return ErrTruncated
+	}
+	switch b[0] >> 4 {
+	case 4:
+		return decode4(b, p)
+	case 6:
+		return decode6(b, p)
+	}
+	return ErrVersion
+}
+
+func decode4(b []byte, p *Probe) error {
+	hl := int(b[0]&0x0f) * 4
+	if hl < ipv4HeaderLen {
+		return ErrHeader
+	}
+	if len(b) < hl {
+		return ErrTruncated
+	}
+	if int(binary.BigEndian.Uint16(b[2:4])) < hl {
+		return ErrHeader
+	}
+	// Fragment offset is the low 13 bits; a first fragment (offset 0,
+	// more-fragments set) still starts with the transport header.
+	if binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
+		return ErrFragment
+	}
+	return decodeTransport(b[hl:], Proto(b[9]),
+		netip.AddrFrom4([4]byte(b[12:16])),
+		netip.AddrFrom4([4]byte(b[16:20])), p)
+}
+
+func decode6(b []byte, p *Probe) error {
+	if len(b) < ipv6HeaderLen {
+		return ErrTruncated
+	}
+	next := b[6]
+	off := ipv6HeaderLen
+	// One pass per extension header, plus the final one that finds the
+	// upper-layer protocol.
+	for range maxExtHeaders + 1 {
+		switch next {
+		case byte(TCP), byte(UDP):
+			return decodeTransport(b[off:], Proto(next),
+				netip.AddrFrom16([16]byte(b[8:24])),
+				netip.AddrFrom16([16]byte(b[24:40])), p)
+		case nhHopByHop, nhRouting, nhDestOpts:
+			// Next header, length in 8-octet units not counting the first.
+			if len(b)-off < 2 {
+				return ErrTruncated
+			}
+			next = b[off]
+			off += (int(b[off+1]) + 1) * 8
+		case nhFragment:
+			// Next header, reserved, offset (13 bits) + flags, identification.
+			if len(b)-off < 8 {
+				return ErrTruncated
+			}
+			if binary.BigEndian.Uint16(b[off+2:off+4])>>3 != 0 {
+				return ErrFragment
+			}
+			next = b[off]
+			off += 8
+		case nhAH:
+			// Next header, length in 4-octet units minus 2.
+			if len(b)-off < 2 {
+				return ErrTruncated
+			}
+			next = b[off]
+			off += (int(b[off+1]) + 2) * 4
+		default: // ESP (encrypted), no next header, ICMPv6, anything else
+			return ErrProto
+		}
+		if off > len(b) {
+			return ErrTruncated
+		}
+	}
+	return ErrHeader
+}
+
+// decodeTransport reads the TCP or UDP header at the start of t and, on
+// success only, fills *p.
+func decodeTransport(t []byte, proto Proto, src, dst netip.Addr, p *Probe) error {
+	switch proto {
+	case TCP:
+		if len(t) < tcpHeaderLen {
+			return ErrTruncated
+		}
+		doff := int(t[12]>>4) * 4
+		if doff < tcpHeaderLen {
+			return ErrHeader
+		}
+		flags := TCPFlags(t[13])
+		stack := false
+		if flags&(FlagSYN|FlagFIN|FlagACK|FlagRST) == FlagSYN {
+			stack = stackSYNOptions(t[tcpHeaderLen:min(doff, len(t))])
+		}
+		*p = Probe{
+			Src:     src,
+			Dst:     dst,
+			Proto:   TCP,
+			SrcPort: binary.BigEndian.Uint16(t[0:2]),
+			DstPort: binary.BigEndian.Uint16(t[2:4]),
+			Flags:   flags,
+			Kind:    Classify(flags, stack),
+		}
+		return nil
+	case UDP:
+		if len(t) < udpHeaderLen {
+			return ErrTruncated
+		}
+		*p = Probe{
+			Src:     src,
+			Dst:     dst,
+			Proto:   UDP,
+			SrcPort: binary.BigEndian.Uint16(t[0:2]),
+			DstPort: binary.BigEndian.Uint16(t[2:4]),
+			Kind:    KindUDP,
+		}
+		return nil
+	}
+	return ErrProto
+}
+
+// TCP option kinds.
+const (
+	optEnd           = 0
+	optNOP           = 1
+	optSACKPermitted = 4 // length 2
+	optTimestamp     = 8 // length 10
+)
+
+// stackSYNOptions reports whether TCP options o contain a well-formed
+// SACK-permitted or timestamp option, which operating system stacks put on
+// their SYNs and raw-socket scanners do not. It stops at the end-of-options
+// option, at a malformed length, or at an option that runs past o.
+func stackSYNOptions(o []byte) bool {
+	for i := 0; i < len(o); {
+		kind := o[i]
+		switch kind {
+		case optEnd:
+			return false
+		case optNOP:
+			i++
+			continue
+		}
+		if len(o)-i < 2 {
+			return false
+		}
+		n := int(o[i+1])
+		if n < 2 || n > len(o)-i {
+			return false
+		}
+		if (kind == optSACKPermitted && n == 2) || (kind == optTimestamp && n == 10) {
+			return true
+		}
+		i += n
+	}
+	return false
+}
