@@ -61,7 +61,7 @@ func udpHdr(sport, dport uint16, payload []byte) []byte {
 	return h
 }
 
-func tcpSYN(opts []byte) []byte { return tcpHdr(testSrcPort, testDstPort, FlagSYN, opts) }
+func tcpSYN(opts []byte) []byte  { return tcpHdr(testSrcPort, testDstPort, FlagSYN, opts) }
 func tcpFlags(f TCPFlags) []byte { return tcpHdr(testSrcPort, testDstPort, f, nil) }
 func udpProbe() []byte           { return udpHdr(testSrcPort, testDstPort, nil) }
 

@@ -1,0 +1,54 @@
+package nft
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// sockBuf is forced on the netlink socket (SO_SNDBUFFORCE/SO_RCVBUFFORCE):
+// with the default ~212 KB a large transaction fails with EMSGSIZE, or its
+// ACKs overflow the receive buffer (ENOBUFS although it committed).
+const sockBuf = 8 << 20
+
+// Dial opens a lasting nftables netlink connection. With netns non-nil the
+// connection works in that network namespace; the file must stay open for
+// the connection's life (the caller owns it).
+func Dial(netns *os.File) (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{
+		nftables.AsLasting(),
+		nftables.WithSockOptions(forceBuffers),
+	}
+	if netns != nil {
+		opts = append(opts, nftables.WithNetNSFd(int(netns.Fd())))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	return c, nil
+}
+
+func forceBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf); e != nil {
+			serr = fmt.Errorf("SO_SNDBUFFORCE: %w", e)
+			return
+		}
+		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf); e != nil {
+			serr = fmt.Errorf("SO_RCVBUFFORCE: %w", e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}

@@ -1,0 +1,145 @@
+package nft
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// fragment is a piece of a rule: its nft(8) words and the expressions the
+// kernel evaluates for them. Every matcher and statement of the ruleset is
+// one function below, so text and netlink stay one definition.
+type fragment struct {
+	text  string
+	exprs []expr.Any
+}
+
+// set references are resolved by name when the rule is added (see Install).
+func join(frags []fragment) ruleDef {
+	var r ruleDef
+	words := make([]string, 0, len(frags))
+	for _, f := range frags {
+		words = append(words, f.text)
+		r.exprs = append(r.exprs, f.exprs...)
+	}
+	r.text = strings.Join(words, " ")
+	return r
+}
+
+const reg1 = 1
+
+func cmpEq(data []byte) *expr.Cmp {
+	return &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: data}
+}
+
+func lookup(set string, invert bool) *expr.Lookup {
+	return &expr.Lookup{SourceRegister: reg1, SetName: set, Invert: invert}
+}
+
+func op(invert bool) string {
+	if invert {
+		return "!= "
+	}
+	return ""
+}
+
+// nfproto restricts an inet-family rule to IPv4 or IPv6, as "ip"/"ip6" do.
+func nfproto(k keyType) []expr.Any {
+	p := byte(unix.NFPROTO_IPV4)
+	if k == keyIPv6 {
+		p = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1}, cmpEq([]byte{p})}
+}
+
+// addrIn matches the source (off 12/8) or destination (16/24) address against a set.
+func addrIn(k keyType, dst bool, set string, invert bool) fragment {
+	fam, off, n, dir := "ip", uint32(12), uint32(4), "saddr"
+	if k == keyIPv6 {
+		fam, off, n = "ip6", 8, 16
+	}
+	if dst {
+		dir = "daddr"
+		off += n
+	}
+	ex := append(nfproto(k),
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		lookup(set, invert))
+	return fragment{fam + " " + dir + " " + op(invert) + "@" + set, ex}
+}
+
+func saddrIn(k keyType, set string, invert bool) fragment { return addrIn(k, false, set, invert) }
+func daddrIn(k keyType, set string, invert bool) fragment { return addrIn(k, true, set, invert) }
+
+// iifLoopback matches packets received on lo (ifindex 1 in every namespace).
+func iifLoopback() fragment {
+	return fragment{`iif "lo"`, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIF, Register: reg1},
+		cmpEq(binaryutil.NativeEndian.PutUint32(1)),
+	}}
+}
+
+func iifnameIn(set string, invert bool) fragment {
+	return fragment{"iifname " + op(invert) + "@" + set, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+		lookup(set, invert),
+	}}
+}
+
+// dportIn matches the layer-4 protocol and its destination port against a set.
+func dportIn(proto byte, name, set string) fragment {
+	return fragment{name + " dport @" + set, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		cmpEq([]byte{proto}),
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		lookup(set, false),
+	}}
+}
+
+// tcpFlagsNone matches TCP segments with none of mask's flags set.
+func tcpFlagsNone(mask byte, names string) fragment {
+	return fragment{"tcp flags & (" + names + ") == 0", []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
+		cmpEq([]byte{0}),
+	}}
+}
+
+// conntrack state bits (nf_conntrack_common.h: NF_CT_STATE_BIT).
+const (
+	ctInvalid = 1 << 0
+	ctNew     = 1 << 3
+)
+
+func ctState(bits uint32, names string) fragment {
+	return fragment{"ct state " + names, []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
+	}}
+}
+
+// pkttypeHost matches unicast packets addressed to this host.
+func pkttypeHost() fragment {
+	return fragment{"meta pkttype host", []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg1},
+		cmpEq([]byte{unix.PACKET_HOST}),
+	}}
+}
+
+func counter() fragment { return fragment{"counter", []expr.Any{&expr.Counter{}}} }
+
+func logGroup(g uint16) fragment {
+	return fragment{"log group " + strconv.Itoa(int(g)), []expr.Any{
+		&expr.Log{Key: 1 << unix.NFTA_LOG_GROUP, Group: g},
+	}}
+}
+
+func verdict(k expr.VerdictKind) fragment {
+	text := map[expr.VerdictKind]string{expr.VerdictReturn: "return", expr.VerdictDrop: "drop", expr.VerdictAccept: "accept"}[k]
+	return fragment{text, []expr.Any{&expr.Verdict{Kind: k}}}
+}

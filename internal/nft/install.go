@@ -1,0 +1,203 @@
+package nft
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+)
+
+// maxElemsPerCall keeps one SetAddElements call well under the 64 KiB
+// netlink attribute limit, past which google/nftables v0.3.0 loses elements
+// silently (about 2340 IPv4 or 1638 IPv6 elements with timeouts).
+const maxElemsPerCall = 1000
+
+// Install makes the kernel's table inet portsentry equal to rs in one
+// netlink transaction: it is all applied or nothing is. The elements of
+// blocked and blocked6 survive (a daemon restart or reload keeps every
+// block); if one of those sets must be recreated because its definition
+// changed (e.g. block.set_size), its elements are carried over with their
+// remaining time in the same transaction.
+func (rs *Ruleset) Install(c *nftables.Conn) error {
+	t := Table()
+	existingSets := map[string]*nftables.Set{}
+	var existingChains []*nftables.Chain
+	exists, err := tableExists(c)
+	if err != nil {
+		return err
+	}
+	if exists {
+		sets, err := c.GetSets(t)
+		if err != nil {
+			return fmt.Errorf("list sets of table inet %s: %w", TableName, err)
+		}
+		for _, s := range sets {
+			existingSets[s.Name] = s
+		}
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return fmt.Errorf("list chains: %w", err)
+		}
+		for _, ch := range chains {
+			if ch.Table.Name == TableName {
+				existingChains = append(existingChains, ch)
+			}
+		}
+	}
+
+	c.AddTable(t)
+	// Empty every chain first: rules reference sets we may delete or recreate.
+	for _, ch := range existingChains {
+		c.FlushChain(ch)
+		if ch.Name != ChainInput {
+			c.DelChain(ch)
+		}
+	}
+	wanted := map[string]bool{}
+	for _, s := range rs.sets {
+		wanted[s.name] = true
+	}
+	for name, s := range existingSets {
+		if !wanted[name] {
+			c.DelSet(s)
+		}
+	}
+
+	byName := map[string]*nftables.Set{}
+	for _, sd := range rs.sets {
+		s := sd.nftSet(t)
+		var carry []nftables.SetElement
+		if old := existingSets[sd.name]; old != nil && !sameSet(old, s) {
+			if sd.keep {
+				if carry, err = c.GetSetElements(old); err != nil {
+					return fmt.Errorf("read elements of set %s: %w", sd.name, err)
+				}
+			}
+			c.DelSet(old)
+		}
+		if err := c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("add set %s: %w", sd.name, err)
+		}
+		byName[sd.name] = s
+		if !sd.keep {
+			c.FlushSet(s)
+		}
+		elems := sd.elements()
+		for _, e := range carry {
+			if e.Expires > 0 {
+				elems = append(elems, nftables.SetElement{Key: e.Key, Timeout: e.Expires.Round(time.Second)})
+			}
+		}
+		for i := 0; i < len(elems); i += maxElemsPerCall {
+			if err := c.SetAddElements(s, elems[i:min(i+maxElemsPerCall, len(elems))]); err != nil {
+				return fmt.Errorf("add elements to set %s: %w", sd.name, err)
+			}
+		}
+	}
+
+	policy := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{
+		Name:     ChainInput,
+		Table:    t,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookInput,
+		Priority: nftables.ChainPriorityRef(chainPriority),
+		Policy:   &policy,
+	})
+	c.FlushChain(ch)
+	for _, r := range rs.rules {
+		exprs := make([]expr.Any, len(r.exprs))
+		for i, e := range r.exprs {
+			if l, ok := e.(*expr.Lookup); ok {
+				l2 := *l
+				l2.SetID = byName[l.SetName].ID
+				e = &l2
+			}
+			exprs[i] = e
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("install table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+func tableExists(c *nftables.Conn) (bool, error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("list tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == TableName {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Delete removes table inet portsentry and with it every block.
+func Delete(c *nftables.Conn) error {
+	if ok, err := tableExists(c); err != nil || !ok {
+		return err
+	}
+	c.DelTable(Table())
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("delete table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+func (sd *setDef) nftSet(t *nftables.Table) *nftables.Set {
+	_, dt := sd.key.nft()
+	order := binaryutil.BigEndian
+	if sd.key == keyIfname {
+		order = binaryutil.NativeEndian // strings: how nft(8) marks them, so it prints names
+	}
+	return &nftables.Set{
+		KeyByteOrder: order,
+		Table:        t,
+		Name:         sd.name,
+		KeyType:      dt,
+		Interval:     sd.interval,
+		HasTimeout:   sd.timeout,
+		Size:         uint32(sd.size),
+	}
+}
+
+// sameSet reports whether an existing set can be kept as it is.
+func sameSet(old, want *nftables.Set) bool {
+	return old.KeyType.Name == want.KeyType.Name && old.Interval == want.Interval &&
+		old.HasTimeout == want.HasTimeout && old.Size == want.Size
+}
+
+// elements encodes the set's configured elements; an interval set gets a
+// start element and an exclusive end element (omitted at the top of the key
+// space) per range.
+func (sd *setDef) elements() []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, iv := range sd.elems {
+		out = append(out, nftables.SetElement{Key: iv.lo})
+		if !sd.interval {
+			continue
+		}
+		if end, ok := increment(iv.hi); ok {
+			out = append(out, nftables.SetElement{Key: end, IntervalEnd: true})
+		}
+	}
+	return out
+}
+
+// increment returns b+1 as a big-endian number, false on overflow.
+func increment(b []byte) ([]byte, bool) {
+	out := append([]byte(nil), b...)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			return out, true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,147 @@
+package nft_test
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/name (or rewrites it with -update).
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+// The reference ruleset in nft/ is what the default configuration renders.
+func TestReferenceRuleset(t *testing.T) {
+	golden(t, filepath.Join("..", "..", "nft", "portsentry.nft"), nft.Build(config.Default()).Text())
+}
+
+func mustParse(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var configs = map[string]string{
+	"default": "",
+	"full": `
+interfaces: [veth-a, eth1]
+addresses: [10.201.0.1, fd00:201::1]
+tcp: {ports: [1-1024, 8080, 31337]}
+udp: {ports: [bare-bones, 65535]}
+ignore: [10.0.0.0/8, 11.0.0.0/8, 10.1.0.0/16, 192.168.1.7, fd00::/8, 0.0.0.0/32]
+capture: {group: 7}
+`,
+	"tcp-only": "udp: {ports: []}\nignore: []\n",
+}
+
+// Text and netlink are one description: loading the text with nft -f and
+// installing through netlink must give the same table, as nft lists it.
+func TestInstallMatchesText(t *testing.T) {
+	netnstest.Require(t)
+	for name, y := range configs {
+		t.Run(name, func(t *testing.T) {
+			rs := nft.Build(mustParse(t, y))
+			viaText := netnstest.New(t, "psT")
+			f := filepath.Join(t.TempDir(), "r.nft")
+			os.WriteFile(f, []byte(rs.Text()), 0o644)
+			viaText.MustRun("nft", "-f", f)
+
+			viaNetlink := netnstest.New(t, "psN")
+			install(t, viaNetlink, rs)
+
+			want := listTable(t, viaText)
+			got := listTable(t, viaNetlink)
+			if got != want {
+				t.Errorf("netlink install differs from nft -f of the text:\n--- nft -f\n%s\n--- netlink\n%s", want, got)
+			}
+			golden(t, filepath.Join("testdata", name+".list"), got)
+		})
+	}
+}
+
+// The rules text is valid nft input (nft -c checks without applying).
+func TestTextPassesNftCheck(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psC")
+	for name, y := range configs {
+		f := filepath.Join(t.TempDir(), name+".nft")
+		os.WriteFile(f, []byte(nft.Build(mustParse(t, y)).Text()), 0o644)
+		ns.MustRun("nft", "-c", "-f", f)
+	}
+}
+
+// Reinstalling (restart, reload, changed config) keeps blocked elements,
+// even when the blocked set itself must be recreated for a new size.
+func TestReinstallKeepsBlocks(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psR")
+	install(t, ns, nft.Build(config.Default()))
+	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.9 timeout 1h, 10.201.0.10 timeout 2h }")
+	ns.MustRun("nft", "add element inet portsentry blocked6 { fd00:201::9 timeout 1h }")
+
+	install(t, ns, nft.Build(mustParse(t, "tcp: {ports: [1-100]}\n")))
+	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 1000}\n")))
+
+	out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked")
+	for _, want := range []string{"10.201.0.9 timeout 1h expires", "10.201.0.10 timeout 2h expires", "size 1000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("after reinstall, blocked lacks %q:\n%s", want, out)
+		}
+	}
+	out6 := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6")
+	if !strings.Contains(out6, "fd00:201::9") {
+		t.Errorf("after reinstall, blocked6 lost its element:\n%s", out6)
+	}
+	if n := strings.Count(ns.MustRun("nft", "list", "chain", "inet", "portsentry", "input"), "log group"); n != 2 {
+		t.Errorf("after three installs the chain has %d log rules, want 2 (no duplicates)", n)
+	}
+}
+
+func install(t *testing.T, ns *netnstest.NS, rs *nft.Ruleset) {
+	t.Helper()
+	c, err := nft.Dial(ns.Open())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	if err := rs.Install(c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var counterRe = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
+func listTable(t *testing.T, ns *netnstest.NS) string {
+	t.Helper()
+	out := ns.MustRun("nft", "list", "table", "inet", "portsentry")
+	return counterRe.ReplaceAllString(out, "counter packets 0 bytes 0")
+}
+
+var _ = exec.Command

@@ -1,0 +1,270 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+)
+
+// keyType is the type of a set's keys.
+type keyType int
+
+const (
+	keyIPv4 keyType = iota
+	keyIPv6
+	keyService
+	keyIfname
+)
+
+func (k keyType) nft() (string, nftables.SetDatatype) {
+	switch k {
+	case keyIPv4:
+		return "ipv4_addr", nftables.TypeIPAddr
+	case keyIPv6:
+		return "ipv6_addr", nftables.TypeIP6Addr
+	case keyService:
+		return "inet_service", nftables.TypeInetService
+	default:
+		return "ifname", nftables.TypeIFName
+	}
+}
+
+// interval is one closed range of keys, [lo, hi], encoded as the kernel
+// stores them (network byte order; ifnames NUL-padded to 16 bytes). text is
+// how nft(8) writes it.
+type interval struct {
+	lo, hi []byte
+	text   string
+}
+
+// setDef describes one named set of the ruleset.
+type setDef struct {
+	name     string
+	key      keyType
+	interval bool
+	timeout  bool
+	size     int
+	elems    []interval
+	// keep marks sets whose elements belong to the running daemon, not to
+	// the configuration (blocked, blocked6): reinstalling never touches them.
+	keep bool
+}
+
+// ruleDef is one rule: nft text and the netlink expressions it compiles to,
+// built together from fragments so that the two cannot drift apart.
+type ruleDef struct {
+	text  string
+	exprs []expr.Any
+}
+
+// Ruleset is the complete description of table inet portsentry for one
+// configuration.
+type Ruleset struct {
+	sets  []*setDef
+	rules []ruleDef
+	// Group is the NFLOG group the log rules send to.
+	Group uint16
+}
+
+// Build derives the ruleset from a validated configuration.
+func Build(cfg *config.Config) *Ruleset {
+	rs := &Ruleset{Group: uint16(cfg.Capture.Group)}
+	size := cfg.Block.SetSize
+	rs.sets = append(rs.sets,
+		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, size: size, keep: true},
+		&setDef{name: SetBlocked6, key: keyIPv6, timeout: true, size: size, keep: true},
+	)
+	var ign4, ign6 []netip.Prefix
+	for _, p := range cfg.IgnorePrefixes {
+		if p.Addr().Is4() {
+			ign4 = append(ign4, p)
+		} else {
+			ign6 = append(ign6, p)
+		}
+	}
+	rs.sets = append(rs.sets,
+		&setDef{name: setIgnore, key: keyIPv4, interval: true, elems: prefixIntervals(ign4)},
+		&setDef{name: setIgnore6, key: keyIPv6, interval: true, elems: prefixIntervals(ign6)},
+	)
+	if len(cfg.WatchAddrs) > 0 {
+		var w4, w6 []netip.Prefix
+		for _, a := range cfg.WatchAddrs {
+			if a.Is4() {
+				w4 = append(w4, netip.PrefixFrom(a, 32))
+			} else {
+				w6 = append(w6, netip.PrefixFrom(a, 128))
+			}
+		}
+		rs.sets = append(rs.sets,
+			&setDef{name: setWatch, key: keyIPv4, interval: true, elems: prefixIntervals(w4)},
+			&setDef{name: setWatch6, key: keyIPv6, interval: true, elems: prefixIntervals(w6)},
+		)
+	}
+	if !cfg.AllInterfaces {
+		s := &setDef{name: setIfaces, key: keyIfname}
+		for _, n := range cfg.Interfaces {
+			k := ifname(n)
+			s.elems = append(s.elems, interval{lo: k, hi: k, text: fmt.Sprintf("%q", n)})
+		}
+		rs.sets = append(rs.sets, s)
+	}
+	if len(cfg.TCP.Monitored) > 0 {
+		rs.sets = append(rs.sets, &setDef{name: setTCPPorts, key: keyService, interval: true, elems: portIntervals(cfg.TCP.Monitored)})
+	}
+	if len(cfg.UDP.Monitored) > 0 {
+		rs.sets = append(rs.sets, &setDef{name: setUDPPorts, key: keyService, interval: true, elems: portIntervals(cfg.UDP.Monitored)})
+	}
+
+	// The chain, in order: loopback and ignored sources are never looked at;
+	// blocked sources are dropped on every interface; then only the watched
+	// interfaces and addresses; then probes of monitored ports go to NFLOG.
+	rule := func(frags ...fragment) { rs.rules = append(rs.rules, join(frags)) }
+	rule(iifLoopback(), verdict(expr.VerdictReturn))
+	rule(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
+	rule(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
+	rule(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
+	rule(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+	if !cfg.AllInterfaces {
+		rule(iifnameIn(setIfaces, true), verdict(expr.VerdictReturn))
+	}
+	if len(cfg.WatchAddrs) > 0 {
+		rule(daddrIn(keyIPv4, setWatch, true), verdict(expr.VerdictReturn))
+		rule(daddrIn(keyIPv6, setWatch6, true), verdict(expr.VerdictReturn))
+	}
+	if len(cfg.TCP.Monitored) > 0 {
+		// No ACK or RST: SYN, FIN, NULL, XMAS and odd flag sets are probes;
+		// ct state new,invalid: replies to our own connections never are.
+		rule(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), ctState(ctNew|ctInvalid, "new,invalid"), counter(), logGroup(rs.Group))
+	}
+	if len(cfg.UDP.Monitored) > 0 {
+		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans.
+		rule(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), logGroup(rs.Group))
+	}
+	return rs
+}
+
+// Text renders the ruleset as nft(8) input.
+func (rs *Ruleset) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", TableName)
+	for _, s := range rs.sets {
+		typ, _ := s.key.nft()
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", s.name, typ)
+		if s.size > 0 {
+			fmt.Fprintf(&b, "\t\tsize %d\n", s.size)
+		}
+		switch {
+		case s.timeout:
+			b.WriteString("\t\tflags timeout\n")
+		case s.interval:
+			b.WriteString("\t\tflags interval\n")
+		}
+		if len(s.elems) > 0 {
+			b.WriteString("\t\telements = {")
+			for i, e := range s.elems {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				if i%8 == 0 {
+					b.WriteString("\n\t\t\t")
+				} else {
+					b.WriteString(" ")
+				}
+				b.WriteString(e.text)
+			}
+			b.WriteString("\n\t\t}\n")
+		}
+		b.WriteString("\t}\n\n")
+	}
+	fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook input priority filter - %d; policy accept;\n", ChainInput, -chainPriority)
+	for _, r := range rs.rules {
+		fmt.Fprintf(&b, "\t\t%s\n", r.text)
+	}
+	b.WriteString("\t}\n}\n")
+	return b.String()
+}
+
+// prefixIntervals merges prefixes (overlapping or adjacent) into ranges.
+func prefixIntervals(ps []netip.Prefix) []interval {
+	type rng struct{ lo, hi netip.Addr }
+	ps = slices.Clone(ps)
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Masked().Addr().Compare(b.Masked().Addr()) })
+	var rs []rng
+	for _, p := range ps {
+		p = p.Masked()
+		lo := p.Addr()
+		hi := lastAddr(p)
+		if n := len(rs); n > 0 {
+			if last := &rs[n-1]; !last.hi.Next().IsValid() || lo.Compare(last.hi.Next()) <= 0 {
+				if hi.Compare(last.hi) > 0 {
+					last.hi = hi
+				}
+				continue
+			}
+		}
+		rs = append(rs, rng{lo, hi})
+	}
+	out := make([]interval, len(rs))
+	for i, r := range rs {
+		out[i] = interval{lo: r.lo.AsSlice(), hi: r.hi.AsSlice(), text: rangeText(r.lo, r.hi)}
+	}
+	return out
+}
+
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// rangeText writes lo-hi as nft(8) prints it: an address, a prefix, or a range.
+func rangeText(lo, hi netip.Addr) string {
+	if lo == hi {
+		return lo.String()
+	}
+	for bits := 0; bits <= lo.BitLen(); bits++ {
+		p := netip.PrefixFrom(lo, bits)
+		if p.Masked().Addr() == lo && lastAddr(p) == hi {
+			return p.String()
+		}
+	}
+	return lo.String() + "-" + hi.String()
+}
+
+// portIntervals merges sorted ports into ranges.
+func portIntervals(ports []uint16) []interval {
+	var out []interval
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
+		lo, hi := ports[i], ports[j]
+		text := fmt.Sprint(lo)
+		if hi != lo {
+			text = fmt.Sprintf("%d-%d", lo, hi)
+		}
+		out = append(out, interval{lo: be16(lo), hi: be16(hi), text: text})
+		i = j + 1
+	}
+	return out
+}
+
+func be16(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
+
+// ifname encodes an interface name as the kernel compares it: 16 bytes, NUL padded.
+func ifname(n string) []byte {
+	b := make([]byte, 16)
+	copy(b, n)
+	return b
+}
