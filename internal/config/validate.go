@@ -56,8 +56,8 @@ func (c *Config) validate(d *decoder) Errors {
 
 	// ports and responses
 	for _, p := range []struct {
-		name string
-		proto *Protocol
+		name   string
+		proto  *Protocol
 		preset func(string) []uint16
 	}{
 		{"tcp", &c.TCP, func(n string) []uint16 { return Presets[n].TCP }},

@@ -1,0 +1,207 @@
+// Package capture receives the packets that the ruleset's log rules send to
+// an NFLOG group, over netlink (github.com/florianl/go-nflog/v2), and hands
+// each one's bytes to a callback on the receiving goroutine.
+//
+// It exists to keep the netlink details in one place: low-latency group
+// settings (the kernel otherwise batches 100 messages or 1 s), a forced
+// receive buffer so floods do not overrun it, loss accounting from sequence
+// numbers and ENOBUFS, the shutdown order the library needs, and reopening
+// the socket after a fatal error instead of crashing.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	nflog "github.com/florianl/go-nflog/v2"
+	"golang.org/x/sys/unix"
+)
+
+// Config tunes the NFLOG reader. Zero values take the defaults.
+type Config struct {
+	Group uint16
+	// QueueThreshold is how many packets the kernel may hold before sending
+	// (default 1: each probe at once).
+	QueueThreshold uint32
+	// FlushTimeout, in 1/100 s, sends a partial batch (default 1 = 10 ms).
+	FlushTimeout uint32
+	// Snaplen is how many bytes of each packet are copied (default 256:
+	// headers only).
+	Snaplen uint32
+	// ReadBuffer is forced on the socket (default 8 MiB).
+	ReadBuffer int
+	// NetNS, when set, is the network namespace to listen in.
+	NetNS *os.File
+	// Logger receives the reader's own problems (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Stats are the reader's counters; safe to read while it runs.
+type Stats struct {
+	Packets  atomic.Uint64 // packets handed to the callback
+	Lost     atomic.Uint64 // packets the kernel dropped, from gaps in sequence numbers
+	Overruns atomic.Uint64 // ENOBUFS: the socket buffer overflowed at least once
+	Reopens  atomic.Uint64 // times the socket was reopened after an error
+}
+
+func (c *Config) defaults() {
+	if c.QueueThreshold == 0 {
+		c.QueueThreshold = 1
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = 1
+	}
+	if c.Snaplen == 0 {
+		c.Snaplen = 256
+	}
+	if c.ReadBuffer == 0 {
+		c.ReadBuffer = 8 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Reader receives packets from one NFLOG group.
+type Reader struct {
+	cfg Config
+	nf  *nflog.Nflog
+}
+
+// Open binds the NFLOG group. Errors here (EPERM when another process
+// holds the group, no nfnetlink_log) are reported to the caller.
+func Open(cfg Config) (*Reader, error) {
+	cfg.defaults()
+	nc := &nflog.Config{
+		Group:    cfg.Group,
+		Copymode: nflog.CopyPacket,
+		Bufsize:  cfg.Snaplen,
+		QThresh:  cfg.QueueThreshold,
+		Timeout:  cfg.FlushTimeout,
+		Flags:    nflog.FlagSeq,
+		Logger:   quietLogger{},
+	}
+	if cfg.NetNS != nil {
+		nc.NetNS = int(cfg.NetNS.Fd())
+	}
+	nf, err := nflog.Open(nc)
+	if err != nil {
+		return nil, fmt.Errorf("open NFLOG group %d: %w", cfg.Group, err)
+	}
+	if err := forceReadBuffer(nf, cfg.ReadBuffer); err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("NFLOG group %d: %w", cfg.Group, err)
+	}
+	return &Reader{cfg: cfg, nf: nf}, nil
+}
+
+func forceReadBuffer(nf *nflog.Nflog, size int) error {
+	rc, err := nf.Con.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("force receive buffer of %d bytes: %w", size, serr)
+	}
+	return nil
+}
+
+// errFatal is how many errors in a row, other than ENOBUFS, make the
+// reader give up on a socket and open a new one.
+const errFatal = 50
+
+// Run calls fn with each packet (its IP header onwards) until ctx is done.
+// fn runs on the receive goroutine and must not block or keep the slice.
+// After a fatal socket error Run reopens the group with backoff; it
+// returns only when ctx is done (nil) or the group cannot be reopened.
+func (r *Reader) Run(ctx context.Context, fn func(pkt []byte), st *Stats) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.runOnce(ctx, fn, st)
+		r.nf.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.cfg.Logger.Error(fmt.Sprintf("adminalert: NFLOG receive failed, reopening group %d: %v", r.cfg.Group, err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		nr, oerr := Open(r.cfg)
+		if oerr != nil {
+			return oerr
+		}
+		r.nf = nr.nf
+		st.Reopens.Add(1)
+	}
+}
+
+func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte), st *Stats) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // cancel before Close (the deferred Close in Run): Close first blocks forever
+	var (
+		lastSeq uint32
+		haveSeq bool
+		errRun  int
+		fatal   error
+	)
+	hook := func(a nflog.Attribute) int {
+		if a.Seq != nil {
+			if haveSeq && *a.Seq != lastSeq+1 {
+				st.Lost.Add(uint64(*a.Seq - lastSeq - 1))
+			}
+			lastSeq, haveSeq = *a.Seq, true
+		}
+		errRun = 0
+		if a.Payload == nil {
+			return 0
+		}
+		st.Packets.Add(1)
+		fn(*a.Payload)
+		return 0
+	}
+	onErr := func(err error) int {
+		if ctx.Err() != nil {
+			return 1
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			st.Overruns.Add(1)
+			return 0
+		}
+		errRun++
+		if errRun >= errFatal {
+			fatal = err
+			cancel()
+			return 1
+		}
+		return 0
+	}
+	if err := r.nf.RegisterWithErrorFunc(ctx, hook, onErr); err != nil {
+		return fmt.Errorf("register NFLOG group %d: %w", r.cfg.Group, err)
+	}
+	<-ctx.Done()
+	return fatal
+}
+
+// Close releases the group (use it when Run was never called).
+func (r *Reader) Close() error { return r.nf.Close() }
+
+// quietLogger drops go-nflog's own messages: the harmless "could not
+// unbind ... i/o timeout" at shutdown would otherwise look like a fault.
+type quietLogger struct{}
+
+func (quietLogger) Debugf(string, ...any) {}
+func (quietLogger) Errorf(string, ...any) {}

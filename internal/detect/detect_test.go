@@ -1,0 +1,113 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func probe(src string, port uint16) *packet.Probe {
+	return &packet.Probe{Src: netip.MustParseAddr(src), Proto: packet.TCP, DstPort: port, Kind: packet.KindSYN}
+}
+
+func TestTriggerSemantics(t *testing.T) {
+	for _, tc := range []struct {
+		trigger int
+		fireAt  int // 1-based probe that triggers
+	}{{0, 1}, {1, 1}, {2, 2}, {5, 5}} {
+		t.Run(fmt.Sprint(tc.trigger), func(t *testing.T) {
+			d := New(Config{Trigger: tc.trigger, MaxSources: 10})
+			for i := 1; i <= tc.fireAt; i++ {
+				v, s := d.Observe(probe("10.0.0.1", uint16(i)), t0.Add(time.Duration(i)*time.Second))
+				want := Count
+				if i == tc.fireAt {
+					want = Trigger
+				}
+				if v != want {
+					t.Fatalf("probe %d: verdict %v, want %v", i, v, want)
+				}
+				if s.Count != i {
+					t.Fatalf("probe %d: count %d", i, s.Count)
+				}
+			}
+		})
+	}
+}
+
+func TestWindowResetsCount(t *testing.T) {
+	d := New(Config{Trigger: 2, Window: time.Minute, MaxSources: 10})
+	if v, _ := d.Observe(probe("10.0.0.1", 1), t0); v != Count {
+		t.Fatal("first probe should count")
+	}
+	// The second probe comes after the window: it starts a new count.
+	if v, s := d.Observe(probe("10.0.0.1", 2), t0.Add(2*time.Minute)); v != Count || s.Count != 1 {
+		t.Fatalf("probe after window: %v count %d, want Count 1", v, s.Count)
+	}
+	if v, _ := d.Observe(probe("10.0.0.1", 3), t0.Add(2*time.Minute+time.Second)); v != Trigger {
+		t.Fatal("second probe inside the window should trigger")
+	}
+}
+
+func TestAlreadyBlockedUntilExpiry(t *testing.T) {
+	d := New(Config{Trigger: 0, MaxSources: 10})
+	src := netip.MustParseAddr("fd00::5")
+	p := &packet.Probe{Src: src, Kind: packet.KindUDP}
+	if v, _ := d.Observe(p, t0); v != Trigger {
+		t.Fatal("want Trigger")
+	}
+	d.MarkBlocked(src, t0.Add(time.Hour))
+	if v, _ := d.Observe(p, t0.Add(time.Minute)); v != AlreadyBlocked {
+		t.Fatalf("during the block: %v, want AlreadyBlocked", v)
+	}
+	if v, s := d.Observe(p, t0.Add(2*time.Hour)); v != Trigger || s.Times != 2 {
+		t.Fatalf("after expiry: %v times %d, want Trigger and 2", v, s.Times)
+	}
+}
+
+func TestEvictsLeastRecentlySeen(t *testing.T) {
+	d := New(Config{Trigger: 3, MaxSources: 3})
+	for i, a := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"} {
+		d.Observe(probe(a, 1), t0.Add(time.Duration(i)*time.Second))
+	}
+	d.Observe(probe("10.0.0.1", 2), t0.Add(5*time.Second)) // .1 is recent again
+	d.Observe(probe("10.0.0.4", 1), t0.Add(6*time.Second)) // evicts .2, the oldest
+	if d.Len() != 3 || d.Evicted != 1 {
+		t.Fatalf("len %d evicted %d, want 3 and 1", d.Len(), d.Evicted)
+	}
+	if _, s := d.Observe(probe("10.0.0.1", 3), t0.Add(7*time.Second)); s.Count != 3 {
+		t.Fatalf(".1 lost its count (%d): the wrong source was evicted", s.Count)
+	}
+	if _, s := d.Observe(probe("10.0.0.2", 3), t0.Add(8*time.Second)); s.Count != 1 {
+		t.Fatalf(".2 should have been forgotten, count %d", s.Count)
+	}
+}
+
+func TestObserveAllocatesNothingForKnownSources(t *testing.T) {
+	d := New(Config{Trigger: 1000000, MaxSources: 100})
+	ps := make([]*packet.Probe, 100)
+	for i := range ps {
+		ps[i] = probe(fmt.Sprintf("10.0.1.%d", i), 1)
+		d.Observe(ps[i], t0)
+	}
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() { d.Observe(ps[i%100], t0); i++ }); n != 0 {
+		t.Fatalf("%v allocations per probe, want 0", n)
+	}
+}
+
+func BenchmarkObserve(b *testing.B) {
+	d := New(Config{Trigger: 1 << 30, MaxSources: 1 << 20})
+	ps := make([]packet.Probe, 4096)
+	for i := range ps {
+		ps[i] = *probe(fmt.Sprintf("10.%d.%d.1", i/256, i%256), 1)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		d.Observe(&ps[i%len(ps)], t0)
+	}
+}
