@@ -1,0 +1,225 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/portsentry-nft once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "portsentry-nft-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "portsentry-nft")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/portsentry-nft").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is portsentry-nft run in namespace ns.
+type daemon struct {
+	t      *testing.T
+	ns     *netnstest.NS
+	config string
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	done   chan error
+}
+
+// writeConfig writes a YAML config for a test; state goes to a temp dir.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	dir := t.TempDir()
+	f := filepath.Join(dir, "portsentry.yaml")
+	yaml = "state: {dir: " + dir + "}\n" + yaml
+	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// startDaemon runs the daemon in ns with the given YAML and waits until it
+// says it is monitoring.
+func startDaemon(t *testing.T, ns *netnstest.NS, yaml string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, ns: ns, config: writeConfig(t, yaml)}
+	t.Cleanup(d.stop)
+	d.start()
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.out = &syncBuffer{}
+	d.cmd = d.ns.Command(context.Background(), binary(d.t), "run", "--config", d.config)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.done = make(chan error, 1)
+	go func() { d.done <- d.cmd.Wait() }()
+	d.waitLog("PortSentry is initialized and monitoring.", 10*time.Second)
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	defer func() { d.cmd = nil }()
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.done:
+		if err != nil {
+			d.t.Errorf("daemon exited with %v after SIGTERM; output:\n%s", err, d.out)
+		}
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		d.t.Errorf("daemon did not stop within 10s of SIGTERM; output:\n%s", d.out)
+	}
+}
+
+// waitLog waits until the daemon's output contains s.
+func (d *daemon) waitLog(s string, within time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if strings.Contains(d.out.String(), s) {
+			return
+		}
+		select {
+		case err := <-d.done:
+			d.t.Fatalf("daemon exited (%v) before logging %q; output:\n%s", err, s, d.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	d.t.Fatalf("no %q within %s; daemon output:\n%s", s, within, d.out)
+}
+
+// listSet is `nft list set inet portsentry NAME` in ns.
+func listSet(t *testing.T, ns *netnstest.NS, name string) string {
+	t.Helper()
+	return ns.MustRun("nft", "list", "set", "inet", "portsentry", name)
+}
+
+// waitBlocked waits until addr is an element of set, with a timeout, as
+// the admin sees it in `nft list set`.
+func waitBlocked(t *testing.T, ns *netnstest.NS, set, addr string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var out string
+	for time.Now().Before(deadline) {
+		out = listSet(t, ns, set)
+		if elementLine(out, addr) != "" {
+			return elementLine(out, addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not in set %s within %s:\n%s", addr, set, within, out)
+	return ""
+}
+
+// elementLine returns the "ADDR timeout ... expires ..." text of addr in a
+// set listing, or "".
+func elementLine(listing, addr string) string {
+	i := strings.Index(listing, "elements = {")
+	if i < 0 {
+		return ""
+	}
+	body := listing[i+len("elements = {"):]
+	body = body[:strings.Index(body, "}")]
+	for _, el := range strings.Split(body, ",") {
+		el = strings.Join(strings.Fields(el), " ")
+		if strings.HasPrefix(el, addr+" ") || el == addr {
+			return el
+		}
+	}
+	return ""
+}
+
+func assertNotBlocked(t *testing.T, ns *netnstest.NS, addrs ...string) {
+	t.Helper()
+	for _, set := range []string{"blocked", "blocked6"} {
+		out := listSet(t, ns, set)
+		for _, a := range addrs {
+			if elementLine(out, a) != "" {
+				t.Errorf("%s is in set %s but must not be:\n%s", a, set, out)
+			}
+		}
+	}
+}
+
+// attack runs a scanner in ns (bounded by a timeout) and returns its output.
+func attack(t *testing.T, ns *netnstest.NS, tool string, args ...string) string {
+	t.Helper()
+	out, err := ns.Run("timeout", append([]string{"60", tool}, args...)...)
+	if err != nil && !strings.Contains(err.Error(), "exit status") {
+		t.Fatalf("%s: %v", tool, err)
+	}
+	return out
+}
+
+// nmap runs nmap from ns without ping or DNS, bounded in time.
+func nmap(t *testing.T, ns *netnstest.NS, args ...string) string {
+	t.Helper()
+	netnstest.Require(t, "nmap")
+	base := []string{"-Pn", "-n", "--max-retries", "1", "--host-timeout", "30s"}
+	return attack(t, ns, "nmap", append(base, args...)...)
+}
+
+// hping sends count probes with hping3 from ns.
+func hping(t *testing.T, ns *netnstest.NS, args ...string) string {
+	t.Helper()
+	netnstest.Require(t, "hping3")
+	return attack(t, ns, "hping3", args...)
+}
