@@ -1,12 +1,185 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/legacy"
 )
 
-// cmdImport is written in the legacy-import work; this placeholder keeps the build whole.
+// stringsFlag is a repeatable string flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
 func cmdImport(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "portsentry-nft import: not implemented yet")
+	fs := newFlags("import", "[--ignore FILE] [--mode MODE | --defaults FILE] [--dialect D] [-o OUT] portsentry.conf",
+		`Converts a PortSentry configuration (1.2 as Debian ships it, the 2.0 beta, or the
+revived 2.x) to portsentry-nft's YAML, written to stdout or OUT. Each translated key
+carries a comment quoting its original line; what does not translate is a warning on
+stderr (file:line: warning: ...). Errors (file:line: error: ...) exit 1 and write
+nothing. "-" reads the conf from stdin.
+
+PortSentry 1.2 ran one process per protocol with a mode flag: say which with --mode
+(tcp, stcp, atcp, udp, sudp, audp; repeat it or separate with commas, e.g.
+--mode atcp,sudp; a protocol left out is not monitored), or let --defaults read
+TCP_MODE/UDP_MODE from Debian's /etc/default/portsentry. Without either, -tcp and
+-udp are assumed.`, stderr)
+	ignore := fs.String("ignore", "", "read this ignore `file` instead of the conf's IGNORE_FILE")
+	var modes stringsFlag
+	fs.Var(&modes, "mode", "PortSentry 1.2 `mode`(s): tcp, stcp, atcp, udp, sudp, audp (repeatable, comma-separated)")
+	defaults := fs.String("defaults", "", "read the modes from a Debian /etc/default/portsentry `file`")
+	dialect := legacy.DialectAuto
+	fs.Var(&dialect, "dialect", "conf `dialect`: auto, 1.2, 2.0-beta or 2.x (default auto: detected from the keys)")
+	var out string
+	fs.StringVar(&out, "o", "", "write the YAML to `file` instead of stdout")
+	fs.StringVar(&out, "output", "", "same as -o")
+
+	// Flags may come before or after the conf file.
+	var pos []string
+	for {
+		if code, ok := parseFlags(fs, args); !ok {
+			return code
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "portsentry-nft import: want exactly one portsentry.conf, got %d\n\n", len(pos))
+		fs.Usage()
+		return 2
+	}
+	confPath := pos[0]
+
+	opts := legacy.Options{IgnoreFile: *ignore}
+	var diags legacy.Diags
+	if *defaults != "" {
+		data, err := legacy.ReadFile(*defaults)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: error: %v\n", *defaults, trimPath(err))
+			return 1
+		}
+		m, ds, err := legacy.ParseDefaults(*defaults, data)
+		diags = append(diags, ds...)
+		if err != nil {
+			var es legacy.Diags
+			if errors.As(err, &es) {
+				printDiags(stderr, es)
+			} else {
+				fmt.Fprintf(stderr, "%s: error: %v\n", *defaults, err)
+			}
+			return 1
+		}
+		if len(modes) == 0 {
+			opts.Modes, opts.ModesFrom = &m, *defaults
+		} else {
+			diags = append(diags, legacy.Diag{File: *defaults, Severity: legacy.Warning,
+				Msg: fmt.Sprintf("--mode %s overrides TCP_MODE/UDP_MODE of this file (%s)", modes.String(), m)})
+		}
+	}
+	if len(modes) > 0 {
+		m, err := legacy.ParseModes(modes)
+		if err != nil {
+			fmt.Fprintf(stderr, "portsentry-nft import: --mode: %v\n", err)
+			return 2
+		}
+		opts.Modes, opts.ModesFrom = &m, "--mode "+modes.String()
+	}
+
+	var data []byte
+	var err error
+	if confPath == "-" {
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+		confPath = "(stdin)"
+	} else {
+		data, err = legacy.ReadFile(confPath)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", confPath, trimPath(err))
+		return 1
+	}
+	conf, err := legacy.Parse(confPath, data, dialect)
+	if err != nil {
+		return failImport(stderr, diags, err)
+	}
+	res, err := legacy.Import(conf, opts)
+	if err != nil {
+		return failImport(stderr, diags, err)
+	}
+	printDiags(stderr, append(diags, res.Warnings...))
+
+	if out == "" || out == "-" {
+		if _, err := stdout.Write(res.YAML); err != nil {
+			fmt.Fprintf(stderr, "portsentry-nft import: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if err := writeFileAtomic(out, confPath, res.YAML); err != nil {
+		fmt.Fprintf(stderr, "portsentry-nft import: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func failImport(stderr io.Writer, diags legacy.Diags, err error) int {
+	var es legacy.Diags
+	if errors.As(err, &es) {
+		printDiags(stderr, append(diags, es...))
+	} else {
+		printDiags(stderr, diags)
+		fmt.Fprintf(stderr, "portsentry-nft import: %v\n", err)
+	}
 	return 1
+}
+
+func printDiags(w io.Writer, ds legacy.Diags) {
+	for _, d := range ds {
+		fmt.Fprintln(w, d)
+	}
+}
+
+// trimPath keeps "open: no such file or directory" from naming the path twice.
+func trimPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory, so a failed import never leaves a half-written file; it
+// refuses to overwrite the conf being imported.
+func writeFileAtomic(path, input string, data []byte) error {
+	if a, err := os.Stat(path); err == nil {
+		if b, err := os.Stat(input); err == nil && os.SameFile(a, b) {
+			return fmt.Errorf("-o %s would overwrite the conf being imported", path)
+		}
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

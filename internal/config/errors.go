@@ -49,12 +49,14 @@ func (es Errors) Unwrap() []error {
 	return out
 }
 
-// nearest returns the candidate closest to s by edit distance, or "" when
-// none is close enough to be a plausible typo.
+// nearest returns the candidate closest to s by edit distance, ignoring
+// case ("TCP" is a typo of "tcp"), or "" when none is close enough to be a
+// plausible typo.
 func nearest(s string, candidates []string) string {
 	best, bestD := "", len(s)/2+2
+	ls := strings.ToLower(s)
 	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
+		if d := editDistance(ls, strings.ToLower(c)); d < bestD {
 			best, bestD = c, d
 		}
 	}

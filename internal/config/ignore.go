@@ -68,7 +68,7 @@ func ParseIgnoreFile(name string, data []byte) (prefixes []netip.Prefix, warning
 		prefixes = append(prefixes, p)
 	}
 	if serr := sc.Err(); serr != nil {
-		errs = append(errs, &Error{File: name, Line: line + 1, Msg: serr.Error()})
+		errs = append(errs, &Error{File: name, Line: line + 1, Column: 1, Msg: serr.Error()})
 	}
 	if len(errs) > 0 {
 		return nil, warnings, errs

@@ -16,11 +16,12 @@ type Duration time.Duration
 // ParseDuration parses Go duration syntax with an added "d" (24h) unit.
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
+	in := s // errors quote what was written, not what is left after the days
 	var days time.Duration
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
 		n, err := strconv.ParseUint(s[:i], 10, 16)
 		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q", s)
+			return 0, fmt.Errorf("invalid duration %q (use e.g. 90s, 10m, 1h, 30d)", in)
 		}
 		days = time.Duration(n) * 24 * time.Hour
 		s = s[i+1:]
@@ -30,7 +31,7 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q (use e.g. 90s, 10m, 1h, 30d)", s)
+		return 0, fmt.Errorf("invalid duration %q (use e.g. 90s, 10m, 1h, 30d)", in)
 	}
 	return days + d, nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"os"
@@ -28,6 +29,9 @@ func (c *Config) validate(d *decoder) Errors {
 		}
 		errs = append(errs, e)
 	}
+	// Errors sort by position; one inside an ignore file sorts at the
+	// position of its ignore_files entry (its own line is in another file).
+	sortAt := map[*Error][2]int{}
 
 	// interfaces and addresses
 	if len(c.Interfaces) == 0 {
@@ -119,6 +123,13 @@ func (c *Config) validate(d *decoder) Errors {
 		c.Warnings = append(c.Warnings, warns...)
 		if err != nil {
 			if es, ok := err.(Errors); ok {
+				var at [2]int
+				if n := d.pos[k]; n != nil {
+					at = [2]int{n.Line, n.Column}
+				}
+				for _, e := range es {
+					sortAt[e] = at
+				}
 				errs = append(errs, es...)
 			} else {
 				bad(k, "%v", err)
@@ -162,9 +173,12 @@ func (c *Config) validate(d *decoder) Errors {
 			cmd.Timeout = Duration(30 * time.Second)
 		}
 	}
-	for key, p := range map[string]*string{"state.dir": &c.State.Dir, "state.history_file": &c.State.HistoryFile, "state.blocked_file": &c.State.BlockedFile} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			bad(key, "want an absolute path, got %q", *p)
+	for _, f := range []struct {
+		key string
+		p   *string
+	}{{"state.dir", &c.State.Dir}, {"state.history_file", &c.State.HistoryFile}, {"state.blocked_file", &c.State.BlockedFile}} {
+		if *f.p != "" && !filepath.IsAbs(*f.p) {
+			bad(f.key, "want an absolute path, got %q", *f.p)
 		}
 	}
 	if c.State.HistoryFile == "" {
@@ -195,7 +209,16 @@ func (c *Config) validate(d *decoder) Errors {
 	if !slices.Contains(Levels, c.Logging.Level) {
 		bad("logging.level", "want one of %s, got %q", strings.Join(Levels, ", "), c.Logging.Level)
 	}
-	slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line })
+	at := func(e *Error) [2]int {
+		if p, ok := sortAt[e]; ok {
+			return p
+		}
+		return [2]int{e.Line, e.Column}
+	}
+	slices.SortStableFunc(errs, func(a, b *Error) int {
+		pa, pb := at(a), at(b)
+		return cmp.Or(cmp.Compare(pa[0], pb[0]), cmp.Compare(pa[1], pb[1]))
+	})
 	return errs
 }
 

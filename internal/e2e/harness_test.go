@@ -22,8 +22,8 @@ var (
 	buildErr  error
 )
 
-// binary builds cmd/portsentry-nft once per test run.
-func binary(t *testing.T) string {
+// daemonBinary builds cmd/portsentry-nft once per test run.
+func daemonBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "portsentry-nft-e2e")
@@ -63,7 +63,7 @@ func (s *syncBuffer) String() string {
 
 // daemon is portsentry-nft run in namespace ns.
 type daemon struct {
-	t      *testing.T
+	t      testing.TB
 	ns     *netnstest.NS
 	config string
 	cmd    *exec.Cmd
@@ -72,7 +72,7 @@ type daemon struct {
 }
 
 // writeConfig writes a YAML config for a test; state goes to a temp dir.
-func writeConfig(t *testing.T, yaml string) string {
+func writeConfig(t testing.TB, yaml string) string {
 	t.Helper()
 	dir := t.TempDir()
 	f := filepath.Join(dir, "portsentry.yaml")
@@ -85,7 +85,7 @@ func writeConfig(t *testing.T, yaml string) string {
 
 // startDaemon runs the daemon in ns with the given YAML and waits until it
 // says it is monitoring.
-func startDaemon(t *testing.T, ns *netnstest.NS, yaml string) *daemon {
+func startDaemon(t testing.TB, ns *netnstest.NS, yaml string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, ns: ns, config: writeConfig(t, yaml)}
 	t.Cleanup(d.stop)
@@ -96,7 +96,7 @@ func startDaemon(t *testing.T, ns *netnstest.NS, yaml string) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.out = &syncBuffer{}
-	d.cmd = d.ns.Command(context.Background(), binary(d.t), "run", "--config", d.config)
+	d.cmd = d.ns.Command(context.Background(), daemonBinary(d.t), "run", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)

@@ -152,6 +152,18 @@ func (d Dialect) dupRule() string {
 	}
 }
 
+// dupShort is dupRule for a YAML comment.
+func (d Dialect) dupShort() string {
+	switch d {
+	case Dialect12:
+		return "PortSentry 1.2 reads the first"
+	case Dialect20Beta:
+		return "the later one is in force in the 2.0 beta"
+	default:
+		return "PortSentry 2.x keeps the last"
+	}
+}
+
 // modeWords lists what the dialect substituted for $MODE$.
 func (d Dialect) modeWords() string {
 	switch d {

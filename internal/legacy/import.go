@@ -174,10 +174,15 @@ func (im *importer) modesText() string {
 	if im.c.Dialect != Dialect12 {
 		return im.c.Dialect.Title() + " watches TCP_PORTS and UDP_PORTS"
 	}
+	return "modes " + im.modes.String() + " " + im.modesSource()
+}
+
+// modesSource says where the 1.2 modes came from.
+func (im *importer) modesSource() string {
 	if im.modesFrom == "" {
-		return "modes " + im.modes.String() + " assumed; give --mode or --defaults if PortSentry ran otherwise"
+		return "(assumed: no --mode or --defaults given)"
 	}
-	return "modes " + im.modes.String() + " from " + im.modesFrom
+	return "(from " + im.modesFrom + ")"
 }
 
 // mode returns the 1.2 mode of proto ("" for off).
@@ -229,10 +234,8 @@ func (im *importer) ports(proto string) bool {
 		switch {
 		case mode == "":
 			head = append(head, fmt.Sprintf("%s: PortSentry did not watch %s (%s).", P, P, im.modesText()))
-		case im.modesFrom == "":
-			head = append(head, fmt.Sprintf("%s: PortSentry mode -%s assumed (no --mode or --defaults given).", P, mode))
 		default:
-			head = append(head, fmt.Sprintf("%s: PortSentry ran with -%s (%s).", P, mode, im.modesFrom))
+			head = append(head, fmt.Sprintf("%s: PortSentry ran -%s %s.", P, mode, im.modesSource()))
 		}
 	}
 	sec := im.root.sec(proto, head...)
@@ -291,7 +294,7 @@ func (im *importer) ports(proto string) bool {
 		ok bool
 	}{{al, hasAdv}, {el, hasExcl}} {
 		if x.ok {
-			im.d.warnf(x.l.Num, "%s is not imported: it is only used in -a%s mode, and PortSentry ran -%s (%s)", x.l.Key, proto, mode, im.modesText())
+			im.d.warnf(x.l.Num, "%s is not imported: it is only used in -a%s mode, and PortSentry ran -%s %s", x.l.Key, proto, mode, im.modesSource())
 		}
 	}
 	if !hasPorts {
@@ -314,7 +317,7 @@ func (im *importer) ports(proto string) bool {
 				others = append(others, im.c.Lines[i].Num)
 			}
 		}
-		comments = append(comments, fmt.Sprintf("(also set on line %s; this line wins: %s)", joinNums(others), im.c.Dialect.dupRule()))
+		comments = append(comments, fmt.Sprintf("also set on line %s; %s", joinNums(others), im.c.Dialect.dupShort()))
 	}
 	node := portsNode(items)
 	if name := matchPreset(items, proto == "tcp"); name != "" {
@@ -395,7 +398,11 @@ func (im *importer) commands() {
 			im.d.warnf(l.Num, "KILL_ROUTE has no $TARGET$: PortSentry skipped it (\"No target variable specified\"); not imported")
 		} else if tool, ok := recognizeKillRoute(v); ok {
 			im.killRoute, im.routeTool = &l, tool
-			im.d.warnf(l.Num, "KILL_ROUTE %q (%s) is replaced by native blocking: response: block adds the source to the nftables set inet portsentry blocked (blocked6 for IPv6) for block.timeout (1h unless set), where the old block lasted until a reboot or flush", shorten(v), tool)
+			unused := ""
+			if !im.blocks() {
+				unused = "; BLOCK_TCP and BLOCK_UDP are not 1, so nothing is blocked, as before"
+			}
+			im.d.warnf(l.Num, "KILL_ROUTE %q (%s) is replaced by native blocking: response: block adds the source to the nftables set inet portsentry blocked (blocked6 for IPv6) for block.timeout (1h unless set), where the old block lasted until a reboot or flush%s", shorten(v), tool, unused)
 		} else if n := im.command(l, false, "KILL_ROUTE", "it is not a route or packet-filter command portsentry-nft replaces; kept as a command run after the block, and response: block also adds the source to the nftables set inet portsentry blocked"); n != nil {
 			im.killRoute, im.routeCmd = &l, true
 			nodes = append(nodes, n)
@@ -420,6 +427,16 @@ func (im *importer) commands() {
 	if len(nodes) > 0 {
 		im.root.set("commands", seq(false, nodes...))
 	}
+}
+
+// blocks reports whether BLOCK_TCP or BLOCK_UDP is 1.
+func (im *importer) blocks() bool {
+	for _, k := range []string{"BLOCK_TCP", "BLOCK_UDP"} {
+		if l, ok := im.lookup(k); ok && strings.TrimSpace(l.Value) == "1" {
+			return true
+		}
+	}
+	return false
 }
 
 // command turns a command line into a commands entry; note, when set, is
@@ -596,9 +613,13 @@ func trimPathErr(err error) string {
 }
 
 func (im *importer) state() {
+	blocked := "portsentry-nft keeps it in its own format"
+	if im.c.Dialect == Dialect12 {
+		blocked = "portsentry-nft keeps one file in its own format (PortSentry 1.2 added the mode, e.g. .atcp)"
+	}
 	for _, x := range []struct{ key, yamlKey, note string }{
 		{"HISTORY_FILE", "history_file", "portsentry-nft writes its own format: do not share it with a PortSentry still running"},
-		{"BLOCKED_FILE", "blocked_file", "portsentry-nft keeps one file in its own format (PortSentry 1.2 added the mode, e.g. .atcp)"},
+		{"BLOCKED_FILE", "blocked_file", blocked},
 	} {
 		l, ok := im.lookup(x.key)
 		if !ok {
@@ -650,7 +671,7 @@ func (im *importer) encode() ([]byte, error) {
 		"Dialect: " + im.c.DialectReason + ".",
 	}
 	if im.c.Dialect == Dialect12 {
-		header = append(header, "PortSentry "+im.modesText()+".")
+		header = append(header, "PortSentry ran "+im.modes.String()+" "+im.modesSource()+".")
 	}
 	header = append(header,
 		"Each key quotes the line it came from; keys not written here keep",

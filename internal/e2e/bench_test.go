@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+// BenchmarkProbeToBlock measures what a scanner cares about: the time from
+// a probe leaving the attacker to its address being an element of
+// inet portsentry blocked, over 200 probes from distinct sources. The
+// baseline, in the same run, is the cost of one `nft add element` process
+// (how fail2ban and PortSentry's KILL_ROUTE add a block) for an address
+// already known. It also reports the daemon's idle RSS.
+func BenchmarkProbeToBlock(b *testing.B) {
+	netnstest.Require(b)
+	const probes = 200
+	p := netnstest.NewPair(b)
+	d := startDaemon(b, p.A, "")
+	conn, err := nft.Dial(p.A.Open())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.CloseLasting()
+	set, err := conn.GetSetByName(nft.Table(), nft.SetBlocked)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := rawSocketIn(b, p.B)
+	defer unix.Close(raw)
+
+	time.Sleep(time.Second)
+	rss := rssKiB(b, d.cmd.Process.Pid)
+
+	var lat []time.Duration
+	for i := 0; i < probes; i++ {
+		src := netip.AddrFrom4([4]byte{10, 201, byte(1 + i/250), byte(1 + i%250)})
+		if i < 250 {
+			src = netip.AddrFrom4([4]byte{10, 201, 0, byte(10 + i)})
+		}
+		start := time.Now()
+		sendSYN(b, raw, src, netip.MustParseAddr(netnstest.AddrA), 1)
+		for {
+			if hasElement(b, conn, set, src) {
+				lat = append(lat, time.Since(start))
+				break
+			}
+			if time.Since(start) > 5*time.Second {
+				b.Fatalf("probe %d from %s never blocked; daemon output:\n%s", i, src, d.out)
+			}
+		}
+	}
+	var base []time.Duration
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		p.A.MustRun("nft", "add", "element", "inet", "portsentry", "blocked", "{ 10.201.9."+strconv.Itoa(i+1)+" timeout 1h }")
+		base = append(base, time.Since(start))
+	}
+	p50, p99 := pct(lat, 50), pct(lat, 99)
+	b50 := pct(base, 50)
+	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+	b.ReportMetric(float64(pct(lat, 100).Microseconds()), "max-µs")
+	b.ReportMetric(float64(b50.Microseconds()), "nft-process-p50-µs")
+	b.ReportMetric(float64(b50)/float64(p50), "x-faster")
+	b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
+	fmt.Fprintf(os.Stderr, "probe-to-block over %d probes from distinct sources: p50 %s p99 %s max %s; one `nft add element` process: p50 %s (%.1fx our p50); idle RSS %.1f MiB\n",
+		probes, p50, p99, pct(lat, 100), b50, float64(b50)/float64(p50), float64(rss)/1024)
+}
+
+func pct(ds []time.Duration, q int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*q + 99) / 100
+	return s[max(0, min(i, len(s))-1)]
+}
+
+func hasElement(b *testing.B, c *nftables.Conn, s *nftables.Set, a netip.Addr) bool {
+	els, err := c.GetSetElements(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := a.AsSlice()
+	for _, e := range els {
+		if string(e.Key) == string(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// rawSocketIn opens an IPPROTO_RAW socket inside ns: it stays there after
+// the thread returns to its own namespace.
+func rawSocketIn(b *testing.B, ns *netnstest.NS) int {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer self.Close()
+	target := ns.Open()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		b.Fatal(err)
+	}
+	fd, serr := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		panic("cannot return to own network namespace: " + err.Error())
+	}
+	if serr != nil {
+		b.Fatal(serr)
+	}
+	return fd
+}
+
+// sendSYN sends one TCP SYN (no options, like nmap -sS) from src.
+func sendSYN(b *testing.B, fd int, src, dst netip.Addr, port uint16) {
+	pkt := make([]byte, 40)
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], 40)
+	pkt[8] = 64
+	pkt[9] = unix.IPPROTO_TCP
+	s4, d4 := src.As4(), dst.As4()
+	copy(pkt[12:16], s4[:])
+	copy(pkt[16:20], d4[:])
+	binary.BigEndian.PutUint16(pkt[10:], checksum(pkt[:20], 0))
+	tcp := pkt[20:]
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], port)
+	binary.BigEndian.PutUint32(tcp[4:], 1)
+	tcp[12] = 5 << 4
+	tcp[13] = 0x02
+	binary.BigEndian.PutUint16(tcp[14:], 1024)
+	var pseudo uint32
+	for i := 0; i < 4; i += 2 {
+		pseudo += uint32(binary.BigEndian.Uint16(s4[i:])) + uint32(binary.BigEndian.Uint16(d4[i:]))
+	}
+	pseudo += unix.IPPROTO_TCP + 20
+	binary.BigEndian.PutUint16(tcp[16:], checksum(tcp, pseudo))
+	sa := &unix.SockaddrInet4{Addr: d4}
+	if err := unix.Sendto(fd, pkt, 0, sa); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func checksum(b []byte, sum uint32) uint16 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
+func rssKiB(b *testing.B, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
