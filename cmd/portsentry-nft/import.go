@@ -38,7 +38,7 @@ TCP_MODE/UDP_MODE from Debian's /etc/default/portsentry. Without either, -tcp an
 	fs.Var(&dialect, "dialect", "conf `dialect`: auto, 1.2, 2.0-beta or 2.x (default auto: detected from the keys)")
 	var out string
 	fs.StringVar(&out, "o", "", "write the YAML to `file` instead of stdout")
-	fs.StringVar(&out, "output", "", "same as -o")
+	fs.StringVar(&out, "output", "", "write the YAML to `file` (same as -o)")
 
 	// Flags may come before or after the conf file.
 	var pos []string

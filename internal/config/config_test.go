@@ -647,7 +647,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"resolvehost: true", `test.yaml:1:1: resolvehost: unknown key; did you mean "resolve_host"?`},
 		{"port_baner: hi", `test.yaml:1:1: port_baner: unknown key; did you mean "port_banner"?`},
 		{"state:\n  dirs: /x", `test.yaml:2:3: state.dirs: unknown key; did you mean "dir"?`},
-		{"state:\n  history: /x", `test.yaml:2:3: state.history: unknown key; did you mean "history_file"?`},
+		{"state:\n  histroy_file: /x", `test.yaml:2:3: state.histroy_file: unknown key; did you mean "history_file"?`},
 		{"capture:\n  grup: 1", `test.yaml:2:3: capture.grup: unknown key; did you mean "group"?`},
 		{"capture:\n  queue_treshold: 1", `test.yaml:2:3: capture.queue_treshold: unknown key; did you mean "queue_threshold"?`},
 		{"logging:\n  facilty: auth", `test.yaml:2:3: logging.facilty: unknown key; did you mean "facility"?`},

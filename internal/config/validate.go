@@ -177,7 +177,8 @@ func (c *Config) validate(d *decoder) Errors {
 		key string
 		p   *string
 	}{{"state.dir", &c.State.Dir}, {"state.history_file", &c.State.HistoryFile}, {"state.blocked_file", &c.State.BlockedFile}} {
-		if *f.p != "" && !filepath.IsAbs(*f.p) {
+		// state.dir is required: the history and blocked files default to it.
+		if (*f.p != "" || f.key == "state.dir") && !filepath.IsAbs(*f.p) {
 			bad(f.key, "want an absolute path, got %q", *f.p)
 		}
 	}

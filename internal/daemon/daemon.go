@@ -6,7 +6,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -225,6 +224,17 @@ func (d *Daemon) logStartup() {
 	d.log.Info(fmt.Sprintf("adminalert: Monitoring interface %s and address: %s", ifaces, addrs))
 	d.log.Info("adminalert: Monitoring TCP ports: " + joinPorts(c.TCP.Monitored))
 	d.log.Info("adminalert: Monitoring UDP ports: " + joinPorts(c.UDP.Monitored))
+	for key, set := range map[string]bool{
+		"hosts_deny":        c.HostsDeny.Path != "",
+		"commands":          len(c.Commands) > 0,
+		"response: command": c.TCP.Response == config.ResponseCommand || c.UDP.Response == config.ResponseCommand,
+		"resolve_host":      c.ResolveHost,
+		"port_banner":       c.PortBanner != "",
+	} {
+		if set {
+			d.log.Warn(fmt.Sprintf("adminalert: %s is configured but not acted on by this version; ignoring it", key))
+		}
+	}
 }
 
 func upInterfaces() string {
@@ -241,4 +251,3 @@ func upInterfaces() string {
 	return strings.Join(names, ", ")
 }
 
-var _ = errors.New
