@@ -250,4 +250,3 @@ func upInterfaces() string {
 	}
 	return strings.Join(names, ", ")
 }
-

@@ -92,6 +92,7 @@ func (w *Writer) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			batch = batch[:0]
 			for {
 				select {
 				case b := <-w.q:
@@ -119,6 +120,7 @@ func (w *Writer) Run(ctx context.Context) {
 				}
 			}
 			w.commit(ctx, batch)
+			batch = batch[:0]
 		}
 	}
 }
@@ -139,6 +141,9 @@ func (w *Writer) commit(ctx context.Context, batch []Block) {
 }
 
 func (w *Writer) commitErr(ctx context.Context, batch []Block) error {
+	if len(batch) == 0 {
+		return nil
+	}
 	var err error
 	delay := w.cfg.RetryDelay
 	for attempt := 0; attempt <= w.cfg.Retries; attempt++ {

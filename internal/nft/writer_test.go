@@ -1,0 +1,121 @@
+package nft_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+// A burst far above the library's per-call limits lands completely: every
+// element is counted back from the kernel, each with its own timeout.
+func TestWriterCommitsEveryElement(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psW")
+	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n")))
+	f := ns.Open()
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	var run sync.WaitGroup
+	run.Go(func() { w.Run(ctx) })
+
+	const n4, n6 = 20000, 5000
+	var done sync.WaitGroup
+	var failed atomic.Int64
+	add := func(a netip.Addr, timeout time.Duration) {
+		done.Add(1)
+		err := w.Add(nft.Block{Addr: a, Timeout: timeout, Done: func(err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+			done.Done()
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n4; i++ {
+		add(netip.AddrFrom4([4]byte{10, 50, byte(i >> 8), byte(i)}), time.Hour+time.Duration(i%7)*time.Minute)
+	}
+	for i := 0; i < n6; i++ {
+		add(netip.AddrFrom16([16]byte{0xfd, 0, 2, 1, 14: byte(i >> 8), 15: byte(i)}), 2*time.Hour)
+	}
+	done.Wait()
+	cancel()
+	run.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d blocks reported failed", failed.Load())
+	}
+	c, err := nft.Dial(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	for set, want := range map[string]int{nft.SetBlocked: n4, nft.SetBlocked6: n6} {
+		s, err := c.GetSetByName(nft.Table(), set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(els) != want {
+			t.Errorf("set %s has %d elements, want %d", set, len(els), want)
+		}
+		for _, e := range els {
+			if e.Expires <= 0 || e.Expires > 2*time.Hour+time.Minute {
+				t.Fatalf("set %s element %x expires in %s: its timeout was lost", set, e.Key, e.Expires)
+			}
+		}
+	}
+}
+
+// A failed transaction is retried on a new connection: here the first
+// connection points at a namespace without the table (ENOENT).
+func TestWriterRetriesOnNewConnection(t *testing.T) {
+	netnstest.Require(t)
+	good := netnstest.New(t, "psG")
+	bad := netnstest.New(t, "psX")
+	install(t, good, nft.Build(config.Default()))
+	gf, bf := good.Open(), bad.Open()
+	var dials, errorsSeen atomic.Int64
+	w := nft.NewWriter(nft.WriterConfig{
+		Dial: func() (*nftables.Conn, error) {
+			if dials.Add(1) == 1 {
+				return nft.Dial(bf)
+			}
+			return nft.Dial(gf)
+		},
+		OnError: func(error, int) { errorsSeen.Add(1) },
+	})
+	if err := w.Commit([]nft.Block{{Addr: netip.MustParseAddr("10.201.0.77"), Timeout: time.Hour}}); err != nil {
+		t.Fatalf("commit after retry: %v", err)
+	}
+	if errorsSeen.Load() != 1 || dials.Load() != 2 {
+		t.Errorf("errors %d dials %d, want 1 failed attempt and 2 dials", errorsSeen.Load(), dials.Load())
+	}
+	if out := good.MustRun("nft", "list", "set", "inet", "portsentry", "blocked"); !strings.Contains(out, "10.201.0.77 timeout 1h") {
+		t.Errorf("element missing after retry:\n%s", out)
+	}
+}
+
+// When every attempt fails, the error reaches the caller: no silent loss.
+func TestWriterReportsPersistentFailure(t *testing.T) {
+	netnstest.Require(t)
+	bad := netnstest.New(t, "psY")
+	bf := bad.Open()
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(bf) }, Retries: 2, RetryDelay: time.Millisecond})
+	if err := w.Commit([]nft.Block{{Addr: netip.MustParseAddr("10.201.0.78"), Timeout: time.Hour}}); err == nil {
+		t.Fatal("commit into a namespace without the table succeeded")
+	}
+}
