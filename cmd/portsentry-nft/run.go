@@ -4,8 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/daemon"
 	"github.com/portsentry-nft/portsentry-nft/internal/logging"
@@ -35,9 +42,43 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.New(daemon.Options{Config: cfg, Logger: log}).Run(ctx); err != nil {
+	d := daemon.New(daemon.Options{Config: cfg, Logger: log, Ready: func() {
+		// systemd Type=notify: ready once the ruleset is in and capture is bound.
+		sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
+	}})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			sdnotify.SdNotify(false, sdnotify.SdNotifyReloading)
+			reload(d, *path, log)
+			sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
+		}
+	}()
+	err = d.Run(ctx)
+	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
+	if err != nil {
 		log.Error(fmt.Sprintf("adminalert: ERROR: %v", err))
 		return 1
 	}
 	return 0
+}
+
+// reload re-reads the configuration on SIGHUP; a file with errors is
+// refused and the running configuration stays.
+func reload(d *daemon.Daemon, path string, log *slog.Logger) {
+	log.Info("adminalert: SIGHUP: reloading " + path)
+	cfg, err := config.Load(path)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			log.Error("adminalert: reload refused, keeping the running configuration: " + line)
+		}
+		return
+	}
+	if err := d.Reload(cfg); err != nil {
+		log.Error(fmt.Sprintf("adminalert: reload refused, keeping the running configuration: %v", err))
+		return
+	}
+	log.Info("adminalert: configuration reloaded; every block kept.")
 }

@@ -48,8 +48,10 @@ type Counters struct {
 
 // Daemon is one running instance.
 type Daemon struct {
-	opts     Options
-	cfg      *config.Config
+	opts Options
+	// cfg is read by the capture goroutine and swapped by Reload.
+	cfgp     atomic.Pointer[config.Config]
+	cfg      *config.Config // the capture goroutine's copy; refreshed from cfgp in handle
 	log      *slog.Logger
 	det      *detect.Detector
 	writer   *nft.Writer
@@ -60,23 +62,43 @@ type Daemon struct {
 // New prepares a daemon; Run starts it.
 func New(opts Options) *Daemon {
 	cfg := opts.Config
-	return &Daemon{
+	d := &Daemon{
 		opts: opts,
 		cfg:  cfg,
 		log:  opts.Logger,
-		det: detect.New(detect.Config{
-			Trigger:    cfg.Detect.ScanTrigger,
-			Window:     time.Duration(cfg.Detect.Window),
-			MaxSources: cfg.Detect.MaxSources,
-		}),
+		det:    detect.New(detectConfig(cfg)),
 		alerts: newAlerter(opts.Logger),
 	}
+	d.cfgp.Store(cfg)
+	return d
+}
+
+// Reload swaps in a new configuration: the ruleset is replaced in one
+// transaction that keeps every block, then detection uses the new
+// settings. A configuration that cannot be applied leaves everything as
+// it was and returns the reason.
+func (d *Daemon) Reload(cfg *config.Config) error {
+	old := d.cfgp.Load()
+	if cfg.Capture != old.Capture {
+		return fmt.Errorf("capture settings changed (%+v -> %+v): restart the daemon to apply them", old.Capture, cfg.Capture)
+	}
+	conn, err := nft.Dial(d.opts.NetNS)
+	if err != nil {
+		return err
+	}
+	defer conn.CloseLasting()
+	if err := nft.Build(cfg).Install(conn); err != nil {
+		return err
+	}
+	d.cfgp.Store(cfg)
+	d.logStartup(cfg)
+	return nil
 }
 
 // Run installs the ruleset, captures and acts until ctx is done. The table
 // and its blocks stay in the kernel when it returns: a restart keeps them.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.logStartup()
+	d.logStartup(d.cfg)
 	dial := func() (*nftables.Conn, error) { return nft.Dial(d.opts.NetNS) }
 	conn, err := dial()
 	if err != nil {
@@ -131,6 +153,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 // handle runs on the capture goroutine for every packet: decode, detect,
 // hand off. Nothing here waits for I/O.
 func (d *Daemon) handle(pkt []byte) {
+	if c := d.cfgp.Load(); c != d.cfg {
+		d.cfg = c
+		d.det.SetConfig(detectConfig(c))
+	}
 	var p packet.Probe
 	if err := packet.Decode(pkt, &p); err != nil {
 		d.Counters.Malformed.Add(1)
@@ -178,6 +204,14 @@ func (d *Daemon) handle(pkt []byte) {
 	}
 }
 
+func detectConfig(c *config.Config) detect.Config {
+	return detect.Config{
+		Trigger:    c.Detect.ScanTrigger,
+		Window:     time.Duration(c.Detect.Window),
+		MaxSources: c.Detect.MaxSources,
+	}
+}
+
 // report logs losses as they happen (at most every few seconds): kernel
 // drops, malformed packets, suppressed alert lines.
 func (d *Daemon) report(ctx context.Context) {
@@ -203,8 +237,7 @@ func (d *Daemon) report(ctx context.Context) {
 	}
 }
 
-func (d *Daemon) logStartup() {
-	c := d.cfg
+func (d *Daemon) logStartup(c *config.Config) {
 	addrs := "all"
 	if len(c.WatchAddrs) > 0 {
 		var s []string

@@ -79,6 +79,12 @@ func New(cfg Config) *Detector {
 	}
 }
 
+// SetConfig changes the trigger and window; MaxSources keeps its value
+// until the detector is made anew.
+func (d *Detector) SetConfig(cfg Config) {
+	d.cfg.Trigger, d.cfg.Window = cfg.Trigger, cfg.Window
+}
+
 // Len is the number of sources tracked.
 func (d *Detector) Len() int { return len(d.index) }
 
