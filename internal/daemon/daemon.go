@@ -63,9 +63,9 @@ type Daemon struct {
 func New(opts Options) *Daemon {
 	cfg := opts.Config
 	d := &Daemon{
-		opts: opts,
-		cfg:  cfg,
-		log:  opts.Logger,
+		opts:   opts,
+		cfg:    cfg,
+		log:    opts.Logger,
 		det:    detect.New(detectConfig(cfg)),
 		alerts: newAlerter(opts.Logger),
 	}
