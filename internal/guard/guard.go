@@ -1,0 +1,238 @@
+// Package guard answers one question before any block: may this address
+// be blocked at all? Scans are trivially spoofed (nmap -D), and PortSentry's
+// classic failure was being tricked into blocking the host's own gateway or
+// nameserver. Never blocked: the host's own addresses, its default gateways,
+// the nameservers of /etc/resolv.conf, and the configured never_block list.
+//
+// A Guard holds an immutable snapshot behind an atomic pointer: the capture
+// path reads it without locks, Refresh replaces it.
+package guard
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+)
+
+// Sources of the system facts; variables so tests can point them at fixtures.
+type Sources struct {
+	ResolvConf string // default /etc/resolv.conf
+	Route      string // default /proc/net/route
+	Route6     string // default /proc/net/ipv6_route
+	// LocalAddrs lists the host's addresses (default: net.InterfaceAddrs).
+	LocalAddrs func() ([]netip.Addr, error)
+}
+
+func (s *Sources) defaults() {
+	if s.ResolvConf == "" {
+		s.ResolvConf = "/etc/resolv.conf"
+	}
+	if s.Route == "" {
+		s.Route = "/proc/net/route"
+	}
+	if s.Route6 == "" {
+		s.Route6 = "/proc/net/ipv6_route"
+	}
+	if s.LocalAddrs == nil {
+		s.LocalAddrs = interfaceAddrs
+	}
+}
+
+type snapshot struct {
+	addrs    map[netip.Addr]string
+	prefixes []reasoned
+}
+
+type reasoned struct {
+	p      netip.Prefix
+	reason string
+}
+
+// Guard knows the protected addresses.
+type Guard struct {
+	src   Sources
+	never []netip.Prefix
+	snap  atomic.Pointer[snapshot]
+}
+
+// New makes a guard; call Refresh before use (and again when addresses may
+// have changed).
+func New(src Sources, neverBlock []netip.Prefix) *Guard {
+	src.defaults()
+	g := &Guard{src: src, never: neverBlock}
+	g.snap.Store(&snapshot{addrs: map[netip.Addr]string{}})
+	return g
+}
+
+// Refresh re-reads local addresses, gateways and nameservers. A source that
+// cannot be read is reported, and what could be read is still applied.
+func (g *Guard) Refresh() error {
+	s := &snapshot{addrs: map[netip.Addr]string{}}
+	var errs []string
+	add := func(a netip.Addr, why string) {
+		a = a.Unmap()
+		if _, dup := s.addrs[a]; !dup {
+			s.addrs[a] = why
+		}
+	}
+	if as, err := g.src.LocalAddrs(); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		for _, a := range as {
+			add(a, "local address")
+		}
+	}
+	if gws, err := gateways4(g.src.Route); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		for _, a := range gws {
+			add(a, "default gateway")
+		}
+	}
+	if gws, err := gateways6(g.src.Route6); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		for _, a := range gws {
+			add(a, "default gateway")
+		}
+	}
+	if ns, err := nameservers(g.src.ResolvConf); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		for _, a := range ns {
+			add(a, "nameserver")
+		}
+	}
+	for _, p := range g.never {
+		s.prefixes = append(s.prefixes, reasoned{p, "never_block " + p.String()})
+	}
+	g.snap.Store(s)
+	if len(errs) > 0 {
+		return fmt.Errorf("guard: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Protected says whether a must never be blocked, and why.
+func (g *Guard) Protected(a netip.Addr) (string, bool) {
+	s := g.snap.Load()
+	a = a.Unmap()
+	if why, ok := s.addrs[a]; ok {
+		return why, true
+	}
+	for _, r := range s.prefixes {
+		if r.p.Contains(a) {
+			return r.reason, true
+		}
+	}
+	return "", false
+}
+
+// List returns every protected address with its reason (for status output).
+func (g *Guard) List() map[string]string {
+	s := g.snap.Load()
+	out := map[string]string{}
+	for a, why := range s.addrs {
+		out[a.String()] = why
+	}
+	for _, r := range s.prefixes {
+		out[r.p.String()] = r.reason
+	}
+	return out
+}
+
+func interfaceAddrs() ([]netip.Addr, error) {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("local addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
+}
+
+// gateways4 reads /proc/net/route: default routes (destination 0) with a gateway.
+func gateways4(path string) ([]netip.Addr, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var out []netip.Addr
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Scan() // header
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 8 || f[1] != "00000000" || f[7] != "00000000" {
+			continue
+		}
+		b, err := hex.DecodeString(f[2])
+		if err != nil || len(b) != 4 {
+			continue
+		}
+		// /proc/net/route prints the address in host (little-endian) order.
+		a := netip.AddrFrom4([4]byte{b[3], b[2], b[1], b[0]})
+		if !a.IsUnspecified() {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// gateways6 reads /proc/net/ipv6_route: ::/0 routes with a next hop.
+func gateways6(path string) ([]netip.Addr, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var out []netip.Addr
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[0] != strings.Repeat("0", 32) || f[1] != "00" {
+			continue
+		}
+		b, err := hex.DecodeString(f[4])
+		if err != nil || len(b) != 16 {
+			continue
+		}
+		a := netip.AddrFrom16([16]byte(b))
+		if !a.IsUnspecified() {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// nameservers reads the "nameserver" lines of resolv.conf. A missing file
+// is no error (no nameservers configured).
+func nameservers(path string) ([]netip.Addr, error) {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var out []netip.Addr
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			s, _, _ := strings.Cut(f[1], "%")
+			if a, err := netip.ParseAddr(s); err == nil {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,318 @@
+// Package state keeps what must outlive the daemon process: the active
+// blocks with their expiry times (so a reboot, which empties the kernel's
+// sets, restores every block with its remaining time), how often each
+// address was blocked before (for longer repeat-offender blocks), and
+// PortSentry's two text files, the history file (one line per block, in
+// PortSentry 1.2's format, so existing tooling keeps reading it) and the
+// blocked file of the current run.
+//
+// The kernel is the source of truth while the daemon runs; this is its
+// memory across restarts. Records are appended to a journal (one JSON line
+// per change, cheap and crash-safe), which is compacted when it is opened.
+package state
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Block is one active block.
+type Block struct {
+	Addr    netip.Addr    `json:"addr"`
+	Expires time.Time     `json:"expires"`
+	Timeout time.Duration `json:"timeout"`
+	Kind    string        `json:"kind,omitempty"`  // scan type that triggered it, "manual" for the CLI
+	Proto   string        `json:"proto,omitempty"` // TCP or UDP
+	Port    uint16        `json:"port,omitempty"`  // port of the triggering probe
+	Ports   []uint16      `json:"ports,omitempty"` // ports probed (bounded)
+	First   time.Time     `json:"first,omitzero"`  // first probe of the episode
+	Last    time.Time     `json:"last,omitzero"`   // last probe
+	Times   int           `json:"times"`           // how many times this address has been blocked, this one included
+	Host    string        `json:"host,omitempty"`  // resolved name, if any
+	// HostsDeny is the hosts.deny line written for this block, if any.
+	HostsDeny string `json:"hosts_deny,omitempty"`
+}
+
+// journal lines
+type entry struct {
+	Op    string     `json:"op"` // "add", "del", "times"
+	Block *Block     `json:"block,omitempty"`
+	Addr  netip.Addr `json:"addr,omitzero"`
+	Times int        `json:"times,omitempty"`
+}
+
+// Paths says where the files live.
+type Paths struct {
+	Dir     string // journal lives here (blocks.journal)
+	History string // PortSentry HISTORY_FILE
+	Blocked string // PortSentry BLOCKED_FILE
+}
+
+// Store is the state of one daemon. It is safe for concurrent use.
+type Store struct {
+	mu      sync.Mutex
+	paths   Paths
+	journal *os.File
+	active  map[netip.Addr]*Block
+	times   map[netip.Addr]int // past block counts, kept after blocks expire
+	lines   int                // journal lines, to decide on compaction
+}
+
+const journalName = "blocks.journal"
+
+// Open loads the journal (dropping expired blocks), compacts it, and
+// truncates the blocked file for this run.
+func Open(p Paths, now time.Time) (*Store, error) {
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]int{}}
+	if err := s.load(now); err != nil {
+		return nil, err
+	}
+	if err := s.compact(); err != nil {
+		return nil, err
+	}
+	if p.Blocked != "" {
+		if err := os.WriteFile(p.Blocked, nil, 0o600); err != nil {
+			return nil, fmt.Errorf("blocked file: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) journalPath() string { return filepath.Join(s.paths.Dir, journalName) }
+
+func (s *Store) load(now time.Time) error {
+	f, err := os.Open(s.journalPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", s.journalPath(), err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		var e entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			// A torn last line after a crash is expected; anything else is skipped too.
+			continue
+		}
+		switch e.Op {
+		case "add":
+			if e.Block != nil && e.Block.Addr.IsValid() {
+				b := *e.Block
+				s.active[b.Addr] = &b
+				s.times[b.Addr] = max(s.times[b.Addr], b.Times)
+			}
+		case "del":
+			delete(s.active, e.Addr)
+		case "times":
+			s.times[e.Addr] = e.Times
+		}
+	}
+	for a, b := range s.active {
+		if !b.Expires.After(now) {
+			delete(s.active, a)
+		}
+	}
+	return nil
+}
+
+// compact rewrites the journal with only what is needed, atomically.
+func (s *Store) compact() error {
+	if s.journal != nil {
+		s.journal.Close()
+		s.journal = nil
+	}
+	tmp := s.journalPath() + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("compact journal: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	n := 0
+	for a, t := range s.times {
+		if _, act := s.active[a]; !act {
+			enc.Encode(entry{Op: "times", Addr: a, Times: t})
+			n++
+		}
+	}
+	for _, b := range s.active {
+		enc.Encode(entry{Op: "add", Block: b})
+		n++
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("compact journal: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("compact journal: %w", err)
+	}
+	f.Close()
+	if err := os.Rename(tmp, s.journalPath()); err != nil {
+		return fmt.Errorf("compact journal: %w", err)
+	}
+	j, err := os.OpenFile(s.journalPath(), os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("open journal: %w", err)
+	}
+	s.journal, s.lines = j, n
+	return nil
+}
+
+func (s *Store) append(e entry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if _, err := s.journal.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", s.journalPath(), err)
+	}
+	s.lines++
+	if s.lines > 1024 && s.lines > 4*(len(s.active)+len(s.times)) {
+		return s.compact()
+	}
+	return nil
+}
+
+// TimesBlocked is how many times addr was blocked before.
+func (s *Store) TimesBlocked(a netip.Addr) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.times[a]
+}
+
+// Add records a committed block, and writes the history and blocked files.
+func (s *Store) Add(b Block) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active[b.Addr] = &b
+	s.times[b.Addr] = max(s.times[b.Addr], b.Times)
+	err := s.append(entry{Op: "add", Block: &b})
+	line := historyLine(b)
+	for _, path := range []string{s.paths.History, s.paths.Blocked} {
+		if path == "" {
+			continue
+		}
+		if werr := appendLine(path, line); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	return err
+}
+
+// Remove forgets an active block (expired or lifted) and returns it.
+func (s *Store) Remove(a netip.Addr) (Block, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.active[a]
+	if !ok {
+		return Block{}, false
+	}
+	delete(s.active, a)
+	s.append(entry{Op: "del", Addr: a})
+	return *b, true
+}
+
+// Get returns the active block of a.
+func (s *Store) Get(a netip.Addr) (Block, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.active[a]
+	if !ok {
+		return Block{}, false
+	}
+	return *b, true
+}
+
+// Active returns the blocks that have not expired at now, soonest expiry first.
+func (s *Store) Active(now time.Time) []Block {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Block, 0, len(s.active))
+	for _, b := range s.active {
+		if b.Expires.After(now) {
+			out = append(out, *b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Expires.Before(out[j].Expires) })
+	return out
+}
+
+// Len is the number of active blocks.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
+}
+
+// Expire removes and returns the blocks expired at now.
+func (s *Store) Expire(now time.Time) []Block {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Block
+	for a, b := range s.active {
+		if !b.Expires.After(now) {
+			out = append(out, *b)
+			delete(s.active, a)
+			s.append(entry{Op: "del", Addr: a})
+		}
+	}
+	return out
+}
+
+// Close flushes and closes the journal.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.journal == nil {
+		return nil
+	}
+	err := s.journal.Close()
+	s.journal = nil
+	return err
+}
+
+// historyLine is PortSentry 1.2's history/blocked line:
+// "<epoch> - MM/DD/YYYY HH:MM:SS Host: name/ip Port: N TCP Blocked".
+func historyLine(b Block) string {
+	t := b.Expires.Add(-b.Timeout).Local()
+	host := b.Host
+	if host == "" {
+		host = b.Addr.String()
+	}
+	proto := b.Proto
+	if proto == "" {
+		proto = "TCP"
+	}
+	return fmt.Sprintf("%d - %s Host: %s/%s Port: %d %s Blocked", t.Unix(), t.Format("01/02/2006 15:04:05"), host, b.Addr, b.Port, proto)
+}
+
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	_, err = f.WriteString(line + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	return nil
+}

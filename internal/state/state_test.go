@@ -1,0 +1,97 @@
+package state
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func paths(t *testing.T) Paths {
+	d := t.TempDir()
+	return Paths{Dir: d, History: filepath.Join(d, "portsentry.history"), Blocked: filepath.Join(d, "portsentry.blocked")}
+}
+
+var now = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+func TestReopenRestoresUnexpiredBlocks(t *testing.T) {
+	p := paths(t)
+	s, err := Open(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::2"), netip.MustParseAddr("10.0.0.3")
+	s.Add(Block{Addr: a, Timeout: time.Hour, Expires: now.Add(time.Hour), Proto: "TCP", Port: 79, Times: 1})
+	s.Add(Block{Addr: b, Timeout: 2 * time.Hour, Expires: now.Add(2 * time.Hour), Proto: "UDP", Port: 69, Times: 3})
+	s.Add(Block{Addr: c, Timeout: time.Minute, Expires: now.Add(time.Minute), Times: 1})
+	s.Remove(a)
+	s.Close()
+
+	// Ten minutes later: c has expired, a was lifted, b remains.
+	s2, err := Open(p, now.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	act := s2.Active(now.Add(10 * time.Minute))
+	if len(act) != 1 || act[0].Addr != b || !act[0].Expires.Equal(now.Add(2*time.Hour)) || act[0].Times != 3 {
+		t.Fatalf("restored %+v, want only %s expiring at +2h with times 3", act, b)
+	}
+	if got := s2.TimesBlocked(c); got != 1 {
+		t.Errorf("times of an expired block were forgotten: %d", got)
+	}
+	if data, _ := os.ReadFile(p.Blocked); len(data) != 0 {
+		t.Errorf("blocked file not reset for the new run: %q", data)
+	}
+}
+
+// The history line is PortSentry 1.2's, so existing tooling reads it.
+func TestHistoryLineFormat(t *testing.T) {
+	p := paths(t)
+	s, _ := Open(p, now)
+	defer s.Close()
+	s.Add(Block{Addr: netip.MustParseAddr("10.16.17.1"), Timeout: time.Hour, Expires: now.Add(time.Hour), Proto: "TCP", Port: 2000, Times: 1})
+	data, _ := os.ReadFile(p.History)
+	re := regexp.MustCompile(`^\d+ - \d\d/\d\d/\d{4} \d\d:\d\d:\d\d Host: 10\.16\.17\.1/10\.16\.17\.1 Port: 2000 TCP Blocked\n$`)
+	if !re.Match(data) {
+		t.Errorf("history line %q does not match PortSentry's format", data)
+	}
+	if !strings.HasPrefix(string(data), "1772600767 - ") {
+		t.Errorf("history line %q does not start with the block's epoch", data)
+	}
+}
+
+// A torn last line (crash mid-write) does not lose the rest.
+func TestTornJournalLine(t *testing.T) {
+	p := paths(t)
+	s, _ := Open(p, now)
+	s.Add(Block{Addr: netip.MustParseAddr("10.0.0.9"), Timeout: time.Hour, Expires: now.Add(time.Hour), Times: 1})
+	s.Close()
+	f, _ := os.OpenFile(filepath.Join(p.Dir, journalName), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"op":"add","block":{"addr":"10.0.0.`)
+	f.Close()
+	s2, err := Open(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.Len() != 1 {
+		t.Fatalf("after a torn line: %d blocks, want 1", s2.Len())
+	}
+}
+
+func TestExpire(t *testing.T) {
+	s, _ := Open(paths(t), now)
+	defer s.Close()
+	s.Add(Block{Addr: netip.MustParseAddr("10.0.0.1"), Expires: now.Add(time.Second), Timeout: time.Second})
+	s.Add(Block{Addr: netip.MustParseAddr("10.0.0.2"), Expires: now.Add(time.Hour), Timeout: time.Hour})
+	if ex := s.Expire(now.Add(2 * time.Second)); len(ex) != 1 || ex[0].Addr.String() != "10.0.0.1" {
+		t.Fatalf("expired %+v", ex)
+	}
+	if s.Len() != 1 {
+		t.Fatalf("len %d", s.Len())
+	}
+}
