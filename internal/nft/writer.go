@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // Block asks for one address to be in blocked/blocked6 for Timeout.
@@ -42,8 +44,16 @@ type WriterConfig struct {
 type Writer struct {
 	cfg  WriterConfig
 	q    chan Block
+	reqs chan request
 	conn *nftables.Conn
 	sets [2]*nftables.Set
+}
+
+// request is a batch add or a delete that a caller waits for.
+type request struct {
+	blocks []Block
+	del    []netip.Addr
+	done   chan error
 }
 
 // ErrQueueFull is returned by Add when the writer is too far behind.
@@ -65,8 +75,9 @@ func NewWriter(cfg WriterConfig) *Writer {
 	}
 	t := Table()
 	return &Writer{
-		cfg: cfg,
-		q:   make(chan Block, cfg.Queue),
+		cfg:  cfg,
+		q:    make(chan Block, cfg.Queue),
+		reqs: make(chan request),
 		sets: [2]*nftables.Set{
 			{Table: t, Name: SetBlocked, KeyType: nftables.TypeIPAddr, HasTimeout: true},
 			{Table: t, Name: SetBlocked6, KeyType: nftables.TypeIP6Addr, HasTimeout: true},
@@ -108,6 +119,16 @@ func (w *Writer) Run(ctx context.Context) {
 				w.commit(context.Background(), batch)
 				batch = batch[:0]
 			}
+		case r := <-w.reqs:
+			var err error
+			if len(r.del) > 0 {
+				err = w.deleteErr(ctx, r.del)
+			} else {
+				for i := 0; i < len(r.blocks) && err == nil; i += w.cfg.MaxBatch {
+					err = w.commitErr(ctx, r.blocks[i:min(i+w.cfg.MaxBatch, len(r.blocks))])
+				}
+			}
+			r.done <- err
 		case b := <-w.q:
 			batch = append(batch[:0], b)
 		drain:
@@ -125,10 +146,63 @@ func (w *Writer) Run(ctx context.Context) {
 	}
 }
 
-// Commit adds the blocks in one transaction now, on the caller's goroutine
-// (for restores at start, before Run). It retries like Run does.
-func (w *Writer) Commit(blocks []Block) error {
-	return w.commitErr(context.Background(), blocks)
+// Commit adds the blocks (restores, manual blocks) and waits until they
+// are committed, in transactions of at most MaxBatch. Run must be running.
+func (w *Writer) Commit(ctx context.Context, blocks []Block) error {
+	return w.call(ctx, request{blocks: blocks, done: make(chan error, 1)})
+}
+
+// Delete removes addresses from blocked/blocked6 and waits. Each address
+// goes in its own transaction: deleting a missing element fails the whole
+// transaction, so one address already gone (expired) cannot undo the
+// others. An address that is not in its set is not an error.
+func (w *Writer) Delete(ctx context.Context, addrs ...netip.Addr) error {
+	return w.call(ctx, request{del: addrs, done: make(chan error, 1)})
+}
+
+func (w *Writer) call(ctx context.Context, r request) error {
+	select {
+	case w.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Writer) deleteErr(ctx context.Context, addrs []netip.Addr) error {
+	var errs []error
+	for _, a := range addrs {
+		a = a.Unmap()
+		set := w.sets[0]
+		if a.Is6() {
+			set = w.sets[1]
+		}
+		err := w.withRetry(ctx, func() error {
+			if err := w.dial(); err != nil {
+				return err
+			}
+			if err := w.conn.SetDeleteElements(set, []nftables.SetElement{{Key: a.AsSlice()}}); err != nil {
+				return err
+			}
+			if err := w.conn.Flush(); err != nil {
+				if errors.Is(err, unix.ENOENT) || strings.Contains(err.Error(), "no such file or directory") {
+					w.closeConn() // the failed Flush may leave the connection unusable
+					return nil    // not in the set: nothing to delete
+				}
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete element %s: %w", a, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (w *Writer) commit(ctx context.Context, batch []Block) {
@@ -144,10 +218,15 @@ func (w *Writer) commitErr(ctx context.Context, batch []Block) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	return w.withRetry(ctx, func() error { return w.flush(batch) })
+}
+
+// withRetry runs f, and again on a new connection after a failure.
+func (w *Writer) withRetry(ctx context.Context, f func() error) error {
 	var err error
 	delay := w.cfg.RetryDelay
 	for attempt := 0; attempt <= w.cfg.Retries; attempt++ {
-		if err = w.flush(batch); err == nil {
+		if err = f(); err == nil {
 			return nil
 		}
 		// A failed Flush can leave the connection unusable: start afresh.
@@ -164,13 +243,21 @@ func (w *Writer) commitErr(ctx context.Context, batch []Block) error {
 	return err
 }
 
+func (w *Writer) dial() error {
+	if w.conn != nil {
+		return nil
+	}
+	c, err := w.cfg.Dial()
+	if err != nil {
+		return err
+	}
+	w.conn = c
+	return nil
+}
+
 func (w *Writer) flush(batch []Block) error {
-	if w.conn == nil {
-		c, err := w.cfg.Dial()
-		if err != nil {
-			return err
-		}
-		w.conn = c
+	if err := w.dial(); err != nil {
+		return err
 	}
 	var v4, v6 []nftables.SetElement
 	for _, b := range batch {

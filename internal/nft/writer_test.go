@@ -98,7 +98,10 @@ func TestWriterRetriesOnNewConnection(t *testing.T) {
 		},
 		OnError: func(error, int) { errorsSeen.Add(1) },
 	})
-	if err := w.Commit([]nft.Block{{Addr: netip.MustParseAddr("10.201.0.77"), Timeout: time.Hour}}); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	if err := w.Commit(ctx, []nft.Block{{Addr: netip.MustParseAddr("10.201.0.77"), Timeout: time.Hour}}); err != nil {
 		t.Fatalf("commit after retry: %v", err)
 	}
 	if errorsSeen.Load() != 1 || dials.Load() != 2 {
@@ -115,7 +118,36 @@ func TestWriterReportsPersistentFailure(t *testing.T) {
 	bad := netnstest.New(t, "psY")
 	bf := bad.Open()
 	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(bf) }, Retries: 2, RetryDelay: time.Millisecond})
-	if err := w.Commit([]nft.Block{{Addr: netip.MustParseAddr("10.201.0.78"), Timeout: time.Hour}}); err == nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	if err := w.Commit(ctx, []nft.Block{{Addr: netip.MustParseAddr("10.201.0.78"), Timeout: time.Hour}}); err == nil {
 		t.Fatal("commit into a namespace without the table succeeded")
+	}
+}
+
+// Delete removes what exists and treats a missing element as done, even
+// when both come in one call.
+func TestWriterDelete(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psD")
+	install(t, ns, nft.Build(config.Default()))
+	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.5 timeout 1h, 10.201.0.6 timeout 1h }")
+	ns.MustRun("nft", "add element inet portsentry blocked6 { fd00:201::5 timeout 1h }")
+	f := ns.Open()
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	err := w.Delete(ctx, netip.MustParseAddr("10.201.0.99"), netip.MustParseAddr("10.201.0.5"), netip.MustParseAddr("fd00:201::5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked")
+	if strings.Contains(out, "10.201.0.5 ") || !strings.Contains(out, "10.201.0.6 ") {
+		t.Errorf("after delete:\n%s", out)
+	}
+	if out6 := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6"); strings.Contains(out6, "fd00:201::5") {
+		t.Errorf("IPv6 element not deleted:\n%s", out6)
 	}
 }

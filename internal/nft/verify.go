@@ -1,0 +1,71 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// Problems compares the kernel with rs and describes what is missing: the
+// table, a set, the chain, or rules (someone ran `nft flush ruleset`,
+// deleted the table or flushed the chain). It returns nil when intact.
+func (rs *Ruleset) Problems(c *nftables.Conn) ([]string, error) {
+	ok, err := tableExists(c)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return []string{"table inet " + TableName + " is missing"}, nil
+	}
+	t := Table()
+	var probs []string
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	have := map[string]bool{}
+	for _, s := range sets {
+		have[s.Name] = true
+	}
+	for _, s := range rs.sets {
+		if !have[s.name] {
+			probs = append(probs, "set "+s.name+" is missing")
+		}
+	}
+	ch, err := c.ListChain(t, ChainInput)
+	if err != nil || ch == nil {
+		return append(probs, "chain "+ChainInput+" is missing"), nil
+	}
+	rules, err := c.GetRules(t, ch)
+	if err != nil {
+		return nil, fmt.Errorf("list rules: %w", err)
+	}
+	if len(rules) != len(rs.rules) {
+		probs = append(probs, fmt.Sprintf("chain %s has %d rules, want %d", ChainInput, len(rules), len(rs.rules)))
+	}
+	return probs, nil
+}
+
+// Blocked returns the addresses in blocked and blocked6 with the time each
+// has left.
+func Blocked(c *nftables.Conn) (map[netip.Addr]time.Duration, error) {
+	out := map[netip.Addr]time.Duration{}
+	for _, name := range []string{SetBlocked, SetBlocked6} {
+		s, err := c.GetSetByName(Table(), name)
+		if err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("elements of set %s: %w", name, err)
+		}
+		for _, e := range els {
+			if a, ok := netip.AddrFromSlice(e.Key); ok {
+				out[a] = e.Expires
+			}
+		}
+	}
+	return out, nil
+}
