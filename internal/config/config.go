@@ -28,6 +28,7 @@ type Config struct {
 	UDP         Protocol  `yaml:"udp"`
 	Detect      Detect    `yaml:"detect"`
 	Ignore      []string  `yaml:"ignore"`
+	NeverBlock  []string  `yaml:"never_block"`
 	IgnoreFiles []string  `yaml:"ignore_files"`
 	Block       Block     `yaml:"block"`
 	HostsDeny   HostsDeny `yaml:"hosts_deny"`
@@ -46,6 +47,8 @@ type Config struct {
 	WatchAddrs []netip.Addr `yaml:"-"`
 	// IgnorePrefixes are Ignore and the entries of IgnoreFiles, masked and deduplicated.
 	IgnorePrefixes []netip.Prefix `yaml:"-"`
+	// NeverBlockPrefixes are the parsed NeverBlock entries.
+	NeverBlockPrefixes []netip.Prefix `yaml:"-"`
 	// Warnings are problems that did not stop loading (e.g. an ignore-file CIDR with host bits set).
 	Warnings []*Error `yaml:"-"`
 }
@@ -88,6 +91,13 @@ type Detect struct {
 type Block struct {
 	Timeout Duration `yaml:"timeout"`
 	SetSize int      `yaml:"set_size"`
+	// RepeatFactor multiplies the timeout for each earlier block of the
+	// same address (1: every block lasts Timeout), up to MaxTimeout.
+	RepeatFactor int      `yaml:"repeat_factor"`
+	MaxTimeout   Duration `yaml:"max_timeout"`
+	// MaxPerSecond caps new blocks per second (with a burst of as many);
+	// triggers beyond it are logged, not blocked.
+	MaxPerSecond int `yaml:"max_per_second"`
 }
 
 // HostsDeny is PortSentry's KILL_HOSTS_DENY.

@@ -68,6 +68,10 @@ func TestDefault(t *testing.T) {
 		{"block timeout", c.BlockTimeout(), time.Hour},
 		{"block timeout text", c.Block.Timeout.String(), "1h0m0s"},
 		{"set size", c.Block.SetSize, 65536},
+		{"repeat factor", c.Block.RepeatFactor, 4},
+		{"max timeout", c.Block.MaxTimeout.String(), "30d"},
+		{"max per second", c.Block.MaxPerSecond, 100},
+		{"never block", len(c.NeverBlockPrefixes), 0},
 		{"all interfaces", c.AllInterfaces, true},
 		{"interfaces", c.Interfaces, []string{"auto"}},
 		{"watch addresses", len(c.WatchAddrs), 0},
@@ -653,7 +657,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"logging:\n  facilty: auth", `test.yaml:2:3: logging.facilty: unknown key; did you mean "facility"?`},
 		{"loging: {}", `test.yaml:1:1: loging: unknown key; did you mean "logging"?`},
 		{"TCP: {}", `test.yaml:1:1: TCP: unknown key; did you mean "tcp"?`},
-		{"frobnicate: 1", "test.yaml:1:1: frobnicate: unknown key; valid keys here: interfaces, addresses, tcp, udp, detect, ignore, ignore_files, block, hosts_deny, commands, resolve_host, port_banner, state, capture, logging"},
+		{"frobnicate: 1", "test.yaml:1:1: frobnicate: unknown key; valid keys here: interfaces, addresses, tcp, udp, detect, ignore, never_block, ignore_files, block, hosts_deny, commands, resolve_host, port_banner, state, capture, logging"},
 		{"detect:\n  zzzzzzzz: 1", "test.yaml:2:3: detect.zzzzzzzz: unknown key; valid keys here: scan_trigger, window, max_sources"},
 		// Computed fields are not keys.
 		{"File: x", "test.yaml:1:1: File: unknown key; valid keys here"},
@@ -803,6 +807,79 @@ func TestErrorOrder(t *testing.T) {
 		}
 		if !slices.Equal(keys, want) {
 			t.Fatalf("error keys = %v, want %v", keys, want)
+		}
+	}
+}
+
+// TestSyntaxErrorLines: YAML syntax errors point at the right line, 1-based
+// (yaml.v3 gives its parser's errors 0-based).
+func TestSyntaxErrorLines(t *testing.T) {
+	tests := []struct {
+		yaml string
+		line int
+		msg  string
+	}{
+		{"tcp:\n  ports: [1, 11, 15\nudp:\n  ports: [aware]\n", 2, "did not find expected ',' or ']'"},
+		{"a: 1\nb: 2\nc: {x: 1\n", 3, "did not find expected ',' or '}'"},
+		{"a: 1\nb:\n  - 1\n  x: 2\n", 3, "did not find expected '-' indicator"},
+		{"detect:\n  scan_trigger: 2\n window: 10m\n", 3, "did not find expected key"},
+		{"a: 1\nb: 2\nc:\n  d: 1\n e: 2\n", 5, "did not find expected key"},
+		{"a: 1\nb: !x!y 2\n", 2, "found undefined tag handle"},
+		{"a: !x!y 2\n", 1, "found undefined tag handle"},
+		{"[1, 2", 1, "did not find expected ',' or ']'"},
+		{"[1, 2\n", 1, "did not find expected ',' or ']'"},
+		{"a: 1\nb: [1, 2\n", 2, "did not find expected ',' or ']'"},
+		{"a: 1\n\tb: 2\n", 2, "found a tab character that violates indentation"},
+		{"tcp:\n\tports: [aware]\n", 2, "found character that cannot start any token"},
+		{"a: 1\nb: c: d\n", 2, "mapping values are not allowed in this context"},
+		{"a: 1\nb: \"unterminated\n", 2, "found unexpected end of stream"},
+		{"tcp: *nope\n", 0, "unknown anchor 'nope' referenced"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.yaml, func(t *testing.T) {
+			es := parseErrs(t, tt.yaml)
+			e := es[0]
+			if e.Line != tt.line || (e.Line > 0 && e.Column != 1) || e.Msg != "YAML syntax: "+tt.msg || e.File != "test.yaml" {
+				t.Errorf("error = %q (%+v), want line %d: YAML syntax: %s", e, e, tt.line, tt.msg)
+			}
+		})
+	}
+}
+
+func TestNeverBlock(t *testing.T) {
+	c := mustParse(t, `never_block: [192.0.2.1, "2001:db8::/32"]`)
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/32")}
+	if !slices.Equal(c.NeverBlockPrefixes, want) {
+		t.Errorf("NeverBlockPrefixes = %v, want %v", c.NeverBlockPrefixes, want)
+	}
+	for yaml, want := range map[string]string{
+		"never_block: [10.1.2.3/8]":  "test.yaml:1:15: never_block[0]: 10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?",
+		"never_block: [router.lan]":  `test.yaml:1:15: never_block[0]: "router.lan" is not an address or CIDR`,
+		"never_blok: []":             `test.yaml:1:1: never_blok: unknown key; did you mean "never_block"?`,
+		"block: {repeat_factor: 0}":  "test.yaml:1:24: block.repeat_factor: want 1 (off) to 100, got 0",
+		"block: {max_per_second: 0}": "test.yaml:1:25: block.max_per_second: want 1 or more, got 0",
+		"block: {max_timeout: 400d}": "test.yaml:1:22: block.max_timeout: want a duration up to 365d, got 400d",
+		"block: {max_timout: 1d}":    `test.yaml:1:9: block.max_timout: unknown key; did you mean "max_timeout"?`,
+	} {
+		if es := parseErrs(t, yaml); es[0].Error() != want {
+			t.Errorf("%s: error %q, want %q", yaml, es[0], want)
+		}
+	}
+	// A cap below the first timeout means no growth, not an error.
+	c = mustParse(t, "block: {timeout: 60d}")
+	if c.Block.MaxTimeout.String() != "60d" {
+		t.Errorf("max_timeout = %v, want it raised to the timeout, 60d", c.Block.MaxTimeout)
+	}
+}
+
+func TestValidIfname(t *testing.T) {
+	for name, want := range map[string]bool{
+		"eth0": true, "wg0": true, "br-1234567890ab": true, "enp0s31f6": true, "veth.100": true, "123456789012345": true,
+		"": false, "1234567890123456": false, ".": false, "..": false, "eth0/1": false, "eth0:1": false,
+		"eth 0": false, "eth\t0": false, "eth\n0": false, `e"0`: false, `e\\0`: false, "e\x7f": false, "e\u00a00": false,
+	} {
+		if got := validIfname(name); got != want {
+			t.Errorf("validIfname(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

@@ -77,7 +77,7 @@ func decodeFile(c *Config, file string, data []byte) (*decoder, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Errors{d.syntaxError(err)}
+		return nil, Errors{d.syntaxError(err, data)}
 	}
 	if len(doc.Content) == 0 { // empty file: all defaults
 		return d, nil
@@ -95,13 +95,44 @@ func decodeFile(c *Config, file string, data []byte) (*decoder, error) {
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (d *decoder) syntaxError(err error) *Error {
+// yamlParserProblems are the messages of yaml.v3's parser (not its scanner).
+// yaml.v3 reports these with a 0-based line ("line 1" is the second line)
+// and with no line at all on the first line; scanner errors are 1-based.
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+func (d *decoder) syntaxError(err error, data []byte) *Error {
 	msg := err.Error()
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		if yamlParserProblems[m[2]] {
+			line++
+		}
+		// An unexpected end of the file is reported on the line after the
+		// last one; point at the last line instead.
+		lines := bytes.Count(data, []byte("\n"))
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			lines++
+		}
+		line = max(1, min(line, lines))
 		return &Error{File: d.file, Line: line, Column: 1, Msg: "YAML syntax: " + m[2]}
 	}
-	return &Error{File: d.file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if yamlParserProblems[msg] {
+		return &Error{File: d.file, Line: 1, Column: 1, Msg: "YAML syntax: " + msg}
+	}
+	return &Error{File: d.file, Msg: "YAML syntax: " + msg}
 }
 
 func (d *decoder) errorf(n *yaml.Node, key, format string, args ...any) {

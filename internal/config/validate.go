@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Syslog facilities and levels accepted in logging.facility / logging.level.
@@ -44,8 +45,10 @@ func (c *Config) validate(d *decoder) Errors {
 			bad(k, `"auto" means every interface; list names or auto, not both`)
 		case name == "auto":
 			c.AllInterfaces = true
-		case len(name) == 0 || len(name) > 15 || strings.ContainsAny(name, "/ \t\"\\"):
-			bad(k, "%q is not a valid interface name (1-15 characters, no '/', spaces or quotes)", name)
+		case !validIfname(name):
+			bad(k, "%q is not a valid interface name (1-15 characters, no '/', ':', spaces, quotes or control characters)", name)
+		case slices.Contains(c.Interfaces[:i], name):
+			bad(k, "%q is listed twice", name)
 		}
 	}
 	c.WatchAddrs = nil
@@ -114,6 +117,10 @@ func (c *Config) validate(d *decoder) Errors {
 	}
 	for i, f := range c.IgnoreFiles {
 		k := fmt.Sprintf("ignore_files[%d]", i)
+		if !filepath.IsAbs(f) && d.file != EmbeddedName {
+			// Relative to the config file, not to the daemon's working directory (/ under systemd).
+			f = filepath.Join(filepath.Dir(d.file), f)
+		}
 		data, err := os.ReadFile(f)
 		if err != nil {
 			bad(k, "%v", err)
@@ -141,6 +148,7 @@ func (c *Config) validate(d *decoder) Errors {
 	c.IgnorePrefixes = dedupPrefixes(c.IgnorePrefixes)
 
 	// blocking and actions
+	errs = append(errs, c.validateBlocking(bad)...)
 	if c.Block.Timeout <= 0 || time.Duration(c.Block.Timeout) > maxTimeout {
 		bad("block.timeout", "want a duration from 1s to 365d, got %s", c.Block.Timeout)
 	} else if time.Duration(c.Block.Timeout) < time.Second {
@@ -155,6 +163,8 @@ func (c *Config) validate(d *decoder) Errors {
 		}
 		if !strings.Contains(c.HostsDeny.Template, "$TARGET$") {
 			bad("hosts_deny.template", "must contain $TARGET$, got %q", c.HostsDeny.Template)
+		} else if strings.ContainsAny(c.HostsDeny.Template, "\n\r") {
+			bad("hosts_deny.template", "must be one line, got %q", c.HostsDeny.Template)
 		}
 	}
 	for i := range c.Commands {
@@ -221,6 +231,20 @@ func (c *Config) validate(d *decoder) Errors {
 		return cmp.Or(cmp.Compare(pa[0], pb[0]), cmp.Compare(pa[1], pb[1]))
 	})
 	return errs
+}
+
+// validIfname reports whether the kernel accepts name as an interface name
+// (dev_valid_name) and nft(8) can write it between double quotes.
+func validIfname(name string) bool {
+	if len(name) == 0 || len(name) > 15 || name == "." || name == ".." {
+		return false
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || r == '/' || r == ':' || r == '"' || r == '\\' || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // expand turns a port list plus advanced mode into sorted unique ports.

@@ -6,40 +6,37 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
-	"time"
 
-	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 )
 
 // event is one thing to tell the admin. Events are values sent over a
 // channel, so the capture goroutine neither allocates nor waits for the log.
 type event struct {
-	what    eventKind
-	probe   packet.Probe
-	timeout time.Duration
-	err     error
+	what   eventKind
+	probe  packet.Probe
+	reason string
 }
 
 type eventKind uint8
 
 const (
 	evProbe eventKind = iota
-	evBlocked
-	evBlockFailed
 	evAlreadyBlocked
-	evLogOnly
+	evProtected
+	evRateLimited
 )
 
 // alerter formats events into PortSentry's log lines on its own goroutine.
 type alerter struct {
 	log        *slog.Logger
+	host       func(netip.Addr) string
 	ch         chan event
 	suppressed atomic.Uint64
 }
 
-func newAlerter(log *slog.Logger) *alerter {
-	return &alerter{log: log, ch: make(chan event, 4096)}
+func newAlerter(log *slog.Logger, host func(netip.Addr) string) *alerter {
+	return &alerter{log: log, host: host, ch: make(chan event, 4096)}
 }
 
 // send queues an event; when the log cannot keep up (a flood), the line is
@@ -72,32 +69,18 @@ func (a *alerter) run(done <-chan struct{}) {
 
 func (a *alerter) write(e event) {
 	p := &e.probe
-	host := hostField(p.Src)
+	host := a.host(p.Src)
 	switch e.what {
 	case evProbe:
 		a.log.Info(fmt.Sprintf("attackalert: %s from host %s to %s port: %d from %s port: %d",
 			p.Kind, host, p.Proto, p.DstPort, p.Proto, p.SrcPort))
-	case evBlocked:
-		set := nft.SetBlocked
-		if p.Src.Is6() && !p.Src.Is4In6() {
-			set = nft.SetBlocked6
-		}
-		a.log.Info(fmt.Sprintf("attackalert: Host %s has been blocked via nftables set inet %s %s (timeout %s)",
-			p.Src, nft.TableName, set, e.timeout))
-	case evBlockFailed:
-		a.log.Error(fmt.Sprintf("adminalert: ERROR: could not block host %s: %v", p.Src, e.err))
 	case evAlreadyBlocked:
 		a.log.Info(fmt.Sprintf("attackalert: Host: %s is already blocked. Ignoring", host))
-	case evLogOnly:
-		a.log.Info(fmt.Sprintf("attackalert: Ignoring %s response per configuration file setting.", p.Proto))
+	case evProtected:
+		a.log.Warn(fmt.Sprintf("attackalert: Host %s is protected (%s) and is never blocked; the scan may be spoofed", p.Src, e.reason))
+	case evRateLimited:
+		a.log.Warn(fmt.Sprintf("attackalert: Host %s not blocked: more than block.max_per_second new blocks; logged only", p.Src))
 	}
-}
-
-// hostField is PortSentry's "name/ip" (the name is the address until
-// reverse DNS is configured).
-func hostField(a netip.Addr) string {
-	s := a.String()
-	return s + "/" + s
 }
 
 // joinPorts writes a port list as PortSentry's startup line does.

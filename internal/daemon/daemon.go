@@ -1,7 +1,9 @@
-// Package daemon wires the pipeline together and runs it: ruleset install,
-// NFLOG capture -> decode -> detect on one goroutine, blocks handed to the
-// nftables writer, alerts to the log. It owns the lifecycle (start-up lines,
-// shutdown order), not any of the parts.
+// Package daemon wires the pipeline together and runs it: state restore,
+// ruleset install, NFLOG capture -> decode -> detect on one goroutine,
+// reactions handed to the responder, alerts to the log, and a watchdog
+// that puts the ruleset and blocks back when something outside removes
+// them. It owns the lifecycle (start-up lines, reload, shutdown order),
+// not any of the parts.
 package daemon
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -20,8 +23,11 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/capture"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
+	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/respond"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
 // Options configure one run of the daemon.
@@ -31,31 +37,44 @@ type Options struct {
 	// NetNS, when set, is the network namespace to protect (tests); nil
 	// means the daemon's own.
 	NetNS *os.File
-	// Ready is called once the ruleset is installed and capture is bound.
+	// Ready is called once the ruleset is installed, blocks are restored
+	// and capture is bound.
 	Ready func()
+	// Version is reported by status.
+	Version string
 }
 
 // Counters are the daemon's statistics.
 type Counters struct {
-	Probes        [packet.NumKinds]atomic.Uint64
-	Malformed     atomic.Uint64 // packets that did not decode
-	NotProbes     atomic.Uint64 // decoded, but ACK/RST traffic (should not reach us)
-	Blocks        atomic.Uint64 // elements committed
-	BlockFailures atomic.Uint64
-	AlreadyBlock  atomic.Uint64
-	Capture       capture.Stats
+	Probes       [packet.NumKinds]atomic.Uint64
+	Malformed    atomic.Uint64 // packets that did not decode
+	NotProbes    atomic.Uint64 // decoded, but ACK/RST traffic (should not reach us)
+	AlreadyBlock atomic.Uint64
+	Protected    atomic.Uint64 // triggers from protected addresses, not blocked
+	RateLimited  atomic.Uint64 // triggers over block.max_per_second, not blocked
+	Dropped      atomic.Uint64 // triggers lost because the responder queue was full
+	Restored     atomic.Uint64 // blocks put back at start or by the watchdog
+	Reinstalls   atomic.Uint64 // times the watchdog reinstalled the ruleset
+	Capture      capture.Stats
 }
 
 // Daemon is one running instance.
 type Daemon struct {
-	opts Options
-	// cfg is read by the capture goroutine and swapped by Reload.
+	opts  Options
+	log   *slog.Logger
+	start time.Time
+	// cfgp is swapped by Reload; cfg is the capture goroutine's copy.
 	cfgp     atomic.Pointer[config.Config]
-	cfg      *config.Config // the capture goroutine's copy; refreshed from cfgp in handle
-	log      *slog.Logger
+	cfg      *config.Config
 	det      *detect.Detector
+	forget   chan netip.Addr // to the capture goroutine, which owns det
+	limiter  tokenBucket
+	guard    *guard.Guard
+	store    *state.Store
 	writer   *nft.Writer
+	resp     *respond.Responder
 	alerts   *alerter
+	names    *resolver
 	Counters Counters
 }
 
@@ -64,60 +83,57 @@ func New(opts Options) *Daemon {
 	cfg := opts.Config
 	d := &Daemon{
 		opts:   opts,
-		cfg:    cfg,
 		log:    opts.Logger,
+		cfg:    cfg,
 		det:    detect.New(detectConfig(cfg)),
-		alerts: newAlerter(opts.Logger),
+		forget: make(chan netip.Addr, 64),
+		guard:  guard.New(guard.Sources{}, cfg.NeverBlockPrefixes),
+		names:  newResolver(),
 	}
+	d.limiter.set(cfg.Block.MaxPerSecond)
 	d.cfgp.Store(cfg)
+	d.alerts = newAlerter(opts.Logger, d.hostField)
 	return d
 }
 
-// Reload swaps in a new configuration: the ruleset is replaced in one
-// transaction that keeps every block, then detection uses the new
-// settings. A configuration that cannot be applied leaves everything as
-// it was and returns the reason.
-func (d *Daemon) Reload(cfg *config.Config) error {
-	old := d.cfgp.Load()
-	if cfg.Capture != old.Capture {
-		return fmt.Errorf("capture settings changed (%+v -> %+v): restart the daemon to apply them", old.Capture, cfg.Capture)
+func detectConfig(c *config.Config) detect.Config {
+	return detect.Config{
+		Trigger:    c.Detect.ScanTrigger,
+		Window:     time.Duration(c.Detect.Window),
+		MaxSources: c.Detect.MaxSources,
 	}
-	conn, err := nft.Dial(d.opts.NetNS)
-	if err != nil {
-		return err
-	}
-	defer conn.CloseLasting()
-	if err := nft.Build(cfg).Install(conn); err != nil {
-		return err
-	}
-	d.cfgp.Store(cfg)
-	d.logStartup(cfg)
-	return nil
 }
 
-// Run installs the ruleset, captures and acts until ctx is done. The table
-// and its blocks stay in the kernel when it returns: a restart keeps them.
+func (d *Daemon) dial() (*nftables.Conn, error) { return nft.Dial(d.opts.NetNS) }
+
+// Run restores state, installs the ruleset, then captures and acts until
+// ctx is done. The table and its blocks stay in the kernel when it
+// returns: a restart keeps them, and the state restores them after a reboot.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.logStartup(d.cfg)
-	dial := func() (*nftables.Conn, error) { return nft.Dial(d.opts.NetNS) }
-	conn, err := dial()
+	d.start = time.Now()
+	cfg := d.cfg
+	d.logStartup(cfg)
+	if err := d.guard.Refresh(); err != nil {
+		d.log.Warn("adminalert: " + err.Error())
+	}
+	st, err := state.Open(state.Paths{Dir: cfg.State.Dir, History: cfg.State.HistoryFile, Blocked: cfg.State.BlockedFile}, d.start)
 	if err != nil {
 		return err
 	}
-	err = nft.Build(d.cfg).Install(conn)
-	conn.CloseLasting()
-	if err != nil {
+	defer st.Close()
+	d.store = st
+	if err := d.install(cfg); err != nil {
 		return err
 	}
 	d.writer = nft.NewWriter(nft.WriterConfig{
-		Dial: dial,
+		Dial: d.dial,
 		OnError: func(err error, attempt int) {
 			d.log.Warn(fmt.Sprintf("adminalert: nftables write failed (attempt %d), retrying on a new connection: %v", attempt, err))
 		},
 	})
 	reader, err := capture.Open(capture.Config{
-		Group:          uint16(d.cfg.Capture.Group),
-		QueueThreshold: uint32(d.cfg.Capture.QueueThreshold),
+		Group:          uint16(cfg.Capture.Group),
+		QueueThreshold: uint32(cfg.Capture.QueueThreshold),
 		NetNS:          d.opts.NetNS,
 		Logger:         d.log,
 	})
@@ -130,9 +146,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	alertsDone := make(chan struct{})
 	wg.Go(func() { d.alerts.run(alertsDone) })
-	writerCtx, stopWriter := context.WithCancel(context.Background())
-	wg.Go(func() { d.writer.Run(writerCtx) })
+	// The writer and responder outlive capture a little: what is queued
+	// when capture stops still gets committed.
+	backCtx, stopBack := context.WithCancel(context.Background())
+	wg.Go(func() { d.writer.Run(backCtx) })
+	if n, err := d.restore(backCtx, "start"); err != nil {
+		d.log.Error(fmt.Sprintf("adminalert: ERROR: could not restore blocks: %v", err))
+	} else if n > 0 {
+		d.log.Info(fmt.Sprintf("adminalert: Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir))
+	}
+	d.resp = respond.New(cfg, d.log, d.writer, st, d.nameFor)
+	wg.Go(func() { d.resp.Run(backCtx) })
 	wg.Go(func() { d.report(ctx) })
+	wg.Go(func() { d.watchdog(ctx) })
 
 	d.log.Info("adminalert: PortSentry is initialized and monitoring.")
 	if d.opts.Ready != nil {
@@ -140,7 +166,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	err = reader.Run(ctx, d.handle, &d.Counters.Capture)
 	cancel()
-	stopWriter() // the writer commits what is queued, then stops
+	stopBack()
 	close(alertsDone)
 	wg.Wait()
 	if err != nil {
@@ -150,12 +176,68 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+func (d *Daemon) install(cfg *config.Config) error {
+	conn, err := d.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.CloseLasting()
+	return nft.Build(cfg).Install(conn)
+}
+
+// restore puts every unexpired block of the state into the kernel with
+// its remaining time, in as few transactions as the writer allows.
+func (d *Daemon) restore(ctx context.Context, why string) (int, error) {
+	now := time.Now()
+	var blocks []nft.Block
+	for _, b := range d.store.Active(now) {
+		left := b.Expires.Sub(now).Round(time.Second)
+		if left < time.Second {
+			continue
+		}
+		blocks = append(blocks, nft.Block{Addr: b.Addr, Timeout: left})
+	}
+	if err := d.writer.Commit(ctx, blocks); err != nil {
+		return 0, fmt.Errorf("restore %d blocks (%s): %w", len(blocks), why, err)
+	}
+	d.Counters.Restored.Add(uint64(len(blocks)))
+	return len(blocks), nil
+}
+
+// Reload swaps in a new configuration: the ruleset is replaced in one
+// transaction that keeps every block, then detection and reactions use the
+// new settings. A configuration that cannot be applied leaves everything
+// as it was and returns the reason.
+func (d *Daemon) Reload(cfg *config.Config) error {
+	old := d.cfgp.Load()
+	if cfg.Capture != old.Capture {
+		return fmt.Errorf("capture settings changed (%+v -> %+v): restart the daemon to apply them", old.Capture, cfg.Capture)
+	}
+	if cfg.State != old.State {
+		return fmt.Errorf("state settings changed: restart the daemon to apply them")
+	}
+	if err := d.install(cfg); err != nil {
+		return err
+	}
+	if err := d.guard.SetNeverBlock(cfg.NeverBlockPrefixes); err != nil {
+		d.log.Warn("adminalert: " + err.Error())
+	}
+	d.resp.SetConfig(cfg)
+	d.cfgp.Store(cfg)
+	d.logStartup(cfg)
+	return nil
+}
+
 // handle runs on the capture goroutine for every packet: decode, detect,
-// hand off. Nothing here waits for I/O.
+// hand off. Nothing here waits for I/O or allocates for a known source.
 func (d *Daemon) handle(pkt []byte) {
 	if c := d.cfgp.Load(); c != d.cfg {
 		d.cfg = c
 		d.det.SetConfig(detectConfig(c))
+		d.limiter.set(c.Block.MaxPerSecond)
+	}
+	for len(d.forget) > 0 {
+		d.det.Forget(<-d.forget)
 	}
 	var p packet.Probe
 	if err := packet.Decode(pkt, &p); err != nil {
@@ -168,7 +250,7 @@ func (d *Daemon) handle(pkt []byte) {
 	}
 	d.Counters.Probes[p.Kind].Add(1)
 	now := time.Now()
-	verdict, _ := d.det.Observe(&p, now)
+	verdict, src := d.det.Observe(&p, now)
 	if verdict == detect.AlreadyBlocked {
 		d.Counters.AlreadyBlock.Add(1)
 		d.alerts.send(event{what: evAlreadyBlocked, probe: p})
@@ -178,38 +260,103 @@ func (d *Daemon) handle(pkt []byte) {
 	if verdict != detect.Trigger {
 		return
 	}
-	resp := d.cfg.TCP.Response
-	if p.Proto == packet.UDP {
-		resp = d.cfg.UDP.Response
-	}
-	if resp != config.ResponseBlock {
-		d.alerts.send(event{what: evLogOnly, probe: p})
+	// Safety before any action: protected addresses, then the rate cap.
+	if why, ok := d.guard.Protected(p.Src); ok {
+		d.Counters.Protected.Add(1)
+		d.det.Forget(p.Src)
+		d.alerts.send(event{what: evProtected, probe: p, reason: why})
 		return
 	}
-	timeout := d.cfg.BlockTimeout()
-	d.det.MarkBlocked(p.Src, now.Add(timeout))
-	err := d.writer.Add(nft.Block{Addr: p.Src, Timeout: timeout, Done: func(err error) {
-		if err != nil {
-			d.Counters.BlockFailures.Add(1)
-			d.alerts.send(event{what: evBlockFailed, probe: p, err: err})
-			return
-		}
-		d.Counters.Blocks.Add(1)
-		d.alerts.send(event{what: evBlocked, probe: p, timeout: timeout})
-	}})
-	if err != nil {
-		d.det.MarkBlocked(p.Src, time.Time{})
-		d.Counters.BlockFailures.Add(1)
-		d.alerts.send(event{what: evBlockFailed, probe: p, err: err})
+	if !d.limiter.allow(now) {
+		d.Counters.RateLimited.Add(1)
+		d.det.Forget(p.Src)
+		d.alerts.send(event{what: evRateLimited, probe: p})
+		return
+	}
+	d.det.MarkBlocked(p.Src, now.Add(d.cfg.BlockTimeout()))
+	t := respond.Trigger{Probe: p, Time: now, First: src.First, Last: src.Last}
+	if src.NPorts > 0 {
+		t.Ports = append([]uint16(nil), src.Ports[:src.NPorts]...)
+	}
+	if !d.resp.Trigger(t) {
+		d.Counters.Dropped.Add(1)
+		d.det.Forget(p.Src)
 	}
 }
 
-func detectConfig(c *config.Config) detect.Config {
-	return detect.Config{
-		Trigger:    c.Detect.ScanTrigger,
-		Window:     time.Duration(c.Detect.Window),
-		MaxSources: c.Detect.MaxSources,
+// watchdog notices when the table, a set, the chain or blocks were removed
+// outside the daemon (nft flush ruleset, nft delete table, nft flush set)
+// and puts them back.
+func (d *Daemon) watchdog(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n++
+		if err := d.heal(ctx, n%5 == 0); err != nil {
+			d.log.Error(fmt.Sprintf("adminalert: ERROR: self-check of table inet %s failed: %v", nft.TableName, err))
+		}
+		if n%30 == 0 {
+			if err := d.guard.Refresh(); err != nil {
+				d.log.Warn("adminalert: " + err.Error())
+			}
+		}
 	}
+}
+
+func (d *Daemon) heal(ctx context.Context, checkElements bool) error {
+	cfg := d.cfgp.Load()
+	conn, err := d.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.CloseLasting()
+	rs := nft.Build(cfg)
+	probs, err := rs.Problems(conn)
+	if err != nil {
+		return err
+	}
+	if len(probs) > 0 {
+		if err := rs.Install(conn); err != nil {
+			return fmt.Errorf("reinstall after %s: %w", strings.Join(probs, ", "), err)
+		}
+		d.Counters.Reinstalls.Add(1)
+		n, err := d.restore(ctx, "self-heal")
+		if err != nil {
+			return err
+		}
+		d.log.Warn(fmt.Sprintf("adminalert: table inet %s was changed outside portsentry-nft (%s); reinstalled it and restored %d blocks.", nft.TableName, strings.Join(probs, ", "), n))
+		return nil
+	}
+	if !checkElements {
+		return nil
+	}
+	inKernel, err := nft.Blocked(conn)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var missing []nft.Block
+	for _, b := range d.store.Active(now) {
+		left := b.Expires.Sub(now).Round(time.Second)
+		if _, ok := inKernel[b.Addr]; !ok && left > 2*time.Second {
+			missing = append(missing, nft.Block{Addr: b.Addr, Timeout: left})
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := d.writer.Commit(ctx, missing); err != nil {
+		return err
+	}
+	d.Counters.Restored.Add(uint64(len(missing)))
+	d.log.Warn(fmt.Sprintf("adminalert: %d blocks were missing from the sets (flushed or deleted outside portsentry-nft); restored them. Use 'portsentry-nft unblock' to lift a block.", len(missing)))
+	return nil
 }
 
 // report logs losses as they happen (at most every few seconds): kernel
@@ -217,7 +364,7 @@ func detectConfig(c *config.Config) detect.Config {
 func (d *Daemon) report(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	var lost, overruns, malformed, suppressed uint64
+	var lost, overruns, malformed, suppressed, limited uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -234,6 +381,7 @@ func (d *Daemon) report(ctx context.Context) {
 		check(d.Counters.Capture.Overruns.Load(), &overruns, "adminalert: NFLOG receive buffer overran %d times (ENOBUFS; %d in all)")
 		check(d.Counters.Malformed.Load(), &malformed, "adminalert: skipped %d malformed packets (%d in all)")
 		check(d.alerts.suppressed.Load(), &suppressed, "adminalert: %d alert lines suppressed to keep up with a flood (%d in all)")
+		check(d.Counters.RateLimited.Load(), &limited, "adminalert: %d triggers over block.max_per_second were logged, not blocked (%d in all)")
 	}
 }
 
@@ -257,16 +405,8 @@ func (d *Daemon) logStartup(c *config.Config) {
 	d.log.Info(fmt.Sprintf("adminalert: Monitoring interface %s and address: %s", ifaces, addrs))
 	d.log.Info("adminalert: Monitoring TCP ports: " + joinPorts(c.TCP.Monitored))
 	d.log.Info("adminalert: Monitoring UDP ports: " + joinPorts(c.UDP.Monitored))
-	for key, set := range map[string]bool{
-		"hosts_deny":        c.HostsDeny.Path != "",
-		"commands":          len(c.Commands) > 0,
-		"response: command": c.TCP.Response == config.ResponseCommand || c.UDP.Response == config.ResponseCommand,
-		"resolve_host":      c.ResolveHost,
-		"port_banner":       c.PortBanner != "",
-	} {
-		if set {
-			d.log.Warn(fmt.Sprintf("adminalert: %s is configured but not acted on by this version; ignoring it", key))
-		}
+	if c.PortBanner != "" {
+		d.log.Warn("adminalert: port_banner is configured but not used by this version (it needs verified mode); ignoring it")
 	}
 }
 
@@ -282,4 +422,32 @@ func upInterfaces() string {
 		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// tokenBucket caps blocks per second on the capture goroutine (no locks:
+// only that goroutine uses it).
+type tokenBucket struct {
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func (b *tokenBucket) set(perSecond int) {
+	b.rate = float64(perSecond)
+	b.tokens = min(b.tokens, b.rate)
+	if b.last.IsZero() {
+		b.tokens = b.rate
+	}
+}
+
+func (b *tokenBucket) allow(now time.Time) bool {
+	if !b.last.IsZero() {
+		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return false
 }

@@ -5,11 +5,15 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/respond"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
 // syn is an IPv4 TCP SYN from 10.201.0.2:40000 to 10.201.0.1:port.
@@ -27,8 +31,16 @@ func newTestDaemon(t *testing.T, yaml string) (*Daemon, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	d := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	d := New(Options{Config: cfg, Logger: log})
 	d.writer = nft.NewWriter(nft.WriterConfig{Queue: 16})
+	st, err := state.Open(state.Paths{Dir: t.TempDir()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	d.store = st
+	d.resp = respond.New(cfg, log, d.writer, st, nil)
 	return d, &buf
 }
 
@@ -47,28 +59,10 @@ func TestMalformedPacketsAreCountedAndSkipped(t *testing.T) {
 	}
 }
 
-// With response log the trigger is reported and nothing is queued for blocking.
-func TestLogOnlyResponseQueuesNoBlock(t *testing.T) {
-	d, _ := newTestDaemon(t, "tcp: {response: log}\n")
-	d.handle(syn(1))
-	done := make(chan struct{})
-	go d.alerts.run(done)
-	close(done)
-	if err := d.writer.Commit(nil); err != nil {
-		t.Fatal(err)
-	}
-	// The writer's queue must be empty: Add 16 more must all fit.
-	for i := 0; i < 16; i++ {
-		if err := d.writer.Add(nft.Block{}); err != nil {
-			t.Fatalf("queue had a block from a log-only response (full after %d)", i)
-		}
-	}
-}
-
 // The alert line for a probe uses PortSentry's words.
 func TestProbeAlertWording(t *testing.T) {
 	var buf bytes.Buffer
-	a := newAlerter(slog.New(slog.NewTextHandler(io.MultiWriter(&buf), nil)))
+	a := newAlerter(slog.New(slog.NewTextHandler(io.MultiWriter(&buf), nil)), func(a netip.Addr) string { return a.String() + "/" + a.String() })
 	var p packet.Probe
 	if err := packet.Decode(syn(79), &p); err != nil {
 		t.Fatal(err)
@@ -77,5 +71,33 @@ func TestProbeAlertWording(t *testing.T) {
 	want := "attackalert: TCP SYN scan from host 10.201.0.2/10.201.0.2 to TCP port: 79 from TCP port: 40000"
 	if !strings.Contains(buf.String(), want) {
 		t.Errorf("got %q, want it to contain %q", buf.String(), want)
+	}
+}
+
+// Triggers from a protected address are logged and never reach the responder.
+func TestProtectedSourceIsNotBlocked(t *testing.T) {
+	d, _ := newTestDaemon(t, "never_block: [10.201.0.0/24]\n")
+	if err := d.guard.Refresh(); err != nil {
+		t.Log(err)
+	}
+	d.handle(syn(1))
+	if d.Counters.Protected.Load() != 1 {
+		t.Fatalf("protected = %d, want 1", d.Counters.Protected.Load())
+	}
+	if n := len(d.alerts.ch); n != 2 {
+		t.Errorf("%d alert events, want the probe and the protected-host line", n)
+	}
+}
+
+// Past block.max_per_second, triggers are logged and not blocked.
+func TestRateCap(t *testing.T) {
+	d, _ := newTestDaemon(t, "block: {max_per_second: 3}\n")
+	for i := 0; i < 10; i++ {
+		pkt := syn(1)
+		pkt[15] = byte(10 + i) // distinct sources
+		d.handle(pkt)
+	}
+	if got := d.Counters.RateLimited.Load(); got != 7 {
+		t.Errorf("rate limited %d of 10, want 7 (burst of 3)", got)
 	}
 }

@@ -37,6 +37,9 @@ type Config struct {
 	MaxSources int
 }
 
+// MaxPorts is how many distinct probed ports a Source remembers.
+const MaxPorts = 16
+
 // Source is what the detector knows of one address.
 type Source struct {
 	Addr         netip.Addr
@@ -44,6 +47,8 @@ type Source struct {
 	First, Last  time.Time   // first and last probe of the window
 	LastKind     packet.Kind // scan type of the last probe
 	LastPort     uint16
+	Ports        [MaxPorts]uint16 // distinct ports probed, first MaxPorts
+	NPorts       int
 	BlockedUntil time.Time // zero unless acted on
 	Times        int       // how many times the source reached the trigger
 }
@@ -95,13 +100,15 @@ func (d *Detector) Observe(p *packet.Probe, now time.Time) (Verdict, *Source) {
 	e := d.lookup(p.Src, now)
 	s := &e.Source
 	s.LastKind, s.LastPort = p.Kind, p.DstPort
+	s.addPort(p.DstPort)
 	if !s.BlockedUntil.IsZero() {
 		if now.Before(s.BlockedUntil) {
 			s.Last = now
 			return AlreadyBlocked, s
 		}
 		s.BlockedUntil = time.Time{} // expired: a fresh start
-		s.Count = 0
+		s.Count, s.NPorts = 0, 0
+		s.addPort(p.DstPort)
 	}
 	if s.Count > 0 && d.cfg.Window > 0 && now.Sub(s.First) > d.cfg.Window {
 		s.Count = 0
@@ -116,6 +123,18 @@ func (d *Detector) Observe(p *packet.Probe, now time.Time) (Verdict, *Source) {
 		return Trigger, s
 	}
 	return Count, s
+}
+
+func (s *Source) addPort(port uint16) {
+	for _, q := range s.Ports[:s.NPorts] {
+		if q == port {
+			return
+		}
+	}
+	if s.NPorts < MaxPorts {
+		s.Ports[s.NPorts] = port
+		s.NPorts++
+	}
 }
 
 // MarkBlocked records that addr is blocked until until, so later probes

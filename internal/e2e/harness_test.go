@@ -71,16 +71,22 @@ type daemon struct {
 	done   chan error
 }
 
-// writeConfig writes a YAML config for a test; state goes to a temp dir.
+// writeConfig writes a YAML config for a test; state goes to a temp dir
+// beside it.
 func writeConfig(t testing.TB, yaml string) string {
 	t.Helper()
-	dir := t.TempDir()
-	f := filepath.Join(dir, "portsentry.yaml")
-	yaml = "state: {dir: " + dir + "}\n" + yaml
+	f := filepath.Join(t.TempDir(), "portsentry.yaml")
+	rewriteConfig(t, f, yaml)
+	return f
+}
+
+// rewriteConfig replaces the config at f, keeping its state directory.
+func rewriteConfig(t testing.TB, f, yaml string) {
+	t.Helper()
+	yaml = "state: {dir: " + filepath.Join(filepath.Dir(f), "state") + "}\n" + yaml
 	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return f
 }
 
 // startDaemon runs the daemon in ns with the given YAML and waits until it

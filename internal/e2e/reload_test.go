@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,9 +19,7 @@ func TestReloadKeepsBlocksAndRefusesBrokenConfig(t *testing.T) {
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
 
 	// A valid change: port 8081 becomes a tripwire.
-	if err := os.WriteFile(d.config, []byte("tcp: {ports: [aware, 8081]}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rewriteConfig(t, d.config, "tcp: {ports: [aware, 8081]}\n")
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	d.waitLog("configuration reloaded; every block kept.", 5*time.Second)
 	if !strings.Contains(p.A.MustRun("nft", "list", "set", "inet", "portsentry", "tcp_ports"), "8081") {
@@ -33,11 +30,9 @@ func TestReloadKeepsBlocksAndRefusesBrokenConfig(t *testing.T) {
 	}
 
 	// A broken file: refused, logged with file:line, old ruleset and blocks stay.
-	if err := os.WriteFile(d.config, []byte("tcp: {ports: [70000]}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rewriteConfig(t, d.config, "tcp: {ports: [70000]}\n")
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitLog("reload refused, keeping the running configuration: "+d.config+":1:", 5*time.Second)
+	d.waitLog("reload refused, keeping the running configuration: "+d.config+":2:", 5*time.Second)
 	if !strings.Contains(p.A.MustRun("nft", "list", "set", "inet", "portsentry", "tcp_ports"), "8081") {
 		t.Error("a refused reload changed the ruleset")
 	}

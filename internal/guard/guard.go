@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -57,8 +58,18 @@ type reasoned struct {
 // Guard knows the protected addresses.
 type Guard struct {
 	src   Sources
+	mu    sync.Mutex // guards never
 	never []netip.Prefix
 	snap  atomic.Pointer[snapshot]
+}
+
+// SetNeverBlock replaces the configured never_block list (reload) and
+// refreshes the snapshot.
+func (g *Guard) SetNeverBlock(ps []netip.Prefix) error {
+	g.mu.Lock()
+	g.never = ps
+	g.mu.Unlock()
+	return g.Refresh()
 }
 
 // New makes a guard; call Refresh before use (and again when addresses may
@@ -109,9 +120,11 @@ func (g *Guard) Refresh() error {
 			add(a, "nameserver")
 		}
 	}
+	g.mu.Lock()
 	for _, p := range g.never {
 		s.prefixes = append(s.prefixes, reasoned{p, "never_block " + p.String()})
 	}
+	g.mu.Unlock()
 	g.snap.Store(s)
 	if len(errs) > 0 {
 		return fmt.Errorf("guard: %s", strings.Join(errs, "; "))

@@ -1,0 +1,37 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// validateBlocking checks the repeat-offender, rate and never_block
+// settings; bad records an error at a key.
+func (c *Config) validateBlocking(bad func(key, format string, args ...any)) Errors {
+	if c.Block.RepeatFactor < 1 || c.Block.RepeatFactor > 100 {
+		bad("block.repeat_factor", "want 1 (off) to 100, got %d", c.Block.RepeatFactor)
+	}
+	if time.Duration(c.Block.MaxTimeout) > maxTimeout || c.Block.MaxTimeout <= 0 {
+		bad("block.max_timeout", "want a duration up to 365d, got %s", c.Block.MaxTimeout)
+	}
+	// A cap below the first timeout means no growth.
+	c.Block.MaxTimeout = max(c.Block.MaxTimeout, c.Block.Timeout)
+	if c.Block.MaxPerSecond < 1 {
+		bad("block.max_per_second", "want 1 or more, got %d", c.Block.MaxPerSecond)
+	}
+	c.NeverBlockPrefixes = nil
+	for i, s := range c.NeverBlock {
+		k := fmt.Sprintf("never_block[%d]", i)
+		p, err := ParsePrefix(s)
+		if err != nil {
+			bad(k, "%v", err)
+			continue
+		}
+		if m := p.Masked(); m != p {
+			bad(k, "%s has host bits set; did you mean %s?", p, m)
+			continue
+		}
+		c.NeverBlockPrefixes = append(c.NeverBlockPrefixes, p)
+	}
+	return nil
+}
