@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
