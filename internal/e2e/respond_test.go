@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+)
+
+// response: log logs the scan and blocks nothing.
+func TestLogOnlyResponse(t *testing.T) {
+	netnstest.Require(t, "nmap")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "tcp: {response: log}\nudp: {response: log}\n")
+	nmap(t, p.B, "-sS", "-p", "1,11", netnstest.AddrA)
+	d.waitLog("attackalert: TCP SYN scan from host 10.201.0.2/10.201.0.2", 5*time.Second)
+	d.waitLog("attackalert: Ignoring TCP response per configuration file setting.", 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	assertNotBlocked(t, p.A, netnstest.AddrB)
+}
+
+// hosts.deny gains the line with the block and loses it when it expires.
+func TestHostsDenyLineFollowsTheBlock(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	deny := filepath.Join(t.TempDir(), "hosts.deny")
+	os.WriteFile(deny, []byte("# site rules\nALL: 192.0.2.1\n"), 0o644)
+	d := startDaemon(t, p.A, fmt.Sprintf("block: {timeout: 2s}\nhosts_deny: {path: %s, template: \"ALL: $TARGET$ : DENY\"}\n", deny))
+	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	d.waitLog(`attackalert: Host 10.201.0.2 has been blocked via wrappers with string: "ALL: 10.201.0.2 : DENY"`, 5*time.Second)
+	if data, _ := os.ReadFile(deny); string(data) != "# site rules\nALL: 192.0.2.1\nALL: 10.201.0.2 : DENY\n" {
+		t.Fatalf("hosts.deny after the block:\n%s", data)
+	}
+	d.waitLog("adminalert: Block of host 10.201.0.2 expired", 6*time.Second)
+	if data, _ := os.ReadFile(deny); string(data) != "# site rules\nALL: 192.0.2.1\n" {
+		t.Fatalf("hosts.deny after the block expired:\n%s", data)
+	}
+}
+
+// Commands run as argv with $TARGET$ $PORT$ $MODE$ substituted, the first
+// one before the element lands, the other after it.
+func TestCommandsRunInOrderWithSubstitutedArguments(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	dir := t.TempDir()
+	record := filepath.Join(dir, "record")
+	script := filepath.Join(dir, "rec.sh")
+	// The script notes its argv and whether the host is in the set already.
+	os.WriteFile(script, []byte(`#!/bin/sh
+inset=no
+nft list set inet portsentry blocked | grep -q "$2 " && inset=yes
+echo "$* in-set=$inset" >> `+record+"\n"), 0o755)
+	d := startDaemon(t, p.A, fmt.Sprintf(`commands:
+  - {argv: [%[1]s, first, "$TARGET$", "$PORT$", "$MODE$"], first: true}
+  - {argv: [%[1]s, after, "$TARGET$", "port=$PORT$"]}
+`, script))
+	hping(t, p.B, "-S", "-c", "1", "-p", "79", netnstest.AddrA)
+	d.waitLog("attackalert: External command run for host: 10.201.0.2 using command: \""+script+" after", 10*time.Second)
+	data, _ := os.ReadFile(record)
+	want := "first 10.201.0.2 79 tcp in-set=no\nafter 10.201.0.2 port=79 in-set=yes\n"
+	if string(data) != want {
+		t.Fatalf("commands recorded:\n%s\nwant:\n%s", data, want)
+	}
+}
+
+var expiresRe = regexp.MustCompile(`timeout (\S+) expires (\S+)`)
+
+// After a reboot the kernel's sets are empty: the daemon restores every
+// block from its state with its remaining time.
+func TestRestoreAfterTableLoss(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "block: {timeout: 1h}\n")
+	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	d.stop()
+	p.A.MustRun("nft", "delete", "table", "inet", "portsentry") // what a reboot does
+	time.Sleep(1100 * time.Millisecond)
+	d.start()
+	d.waitLog("adminalert: Restored 1 blocks from", 5*time.Second)
+	el := elementLine(listSet(t, p.A, "blocked"), netnstest.AddrB)
+	m := expiresRe.FindStringSubmatch(el)
+	if m == nil {
+		t.Fatalf("block not restored: %q", el)
+	}
+	// Restored with what was left (< 1h), not a fresh hour.
+	if left, err := time.ParseDuration(strings.ReplaceAll(m[2], "ms", "ms")); err != nil || left >= time.Hour || left < 58*time.Minute {
+		t.Errorf("restored element %q: remaining time %s, want just under 1h", el, m[2])
+	}
+}
+
+// Self-healing: `nft flush ruleset` while running; the daemon reinstalls
+// the table and puts the block back.
+func TestSelfHealsAfterFlushRuleset(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "")
+	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	p.A.MustRun("nft", "flush", "ruleset")
+	d.waitLog("was changed outside portsentry-nft (table inet portsentry is missing); reinstalled it and restored 1 blocks.", 5*time.Second)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 2*time.Second)
+	// And a flushed set is refilled.
+	p.A.MustRun("nft", "flush", "set", "inet", "portsentry", "blocked")
+	d.waitLog("1 blocks were missing from the sets", 10*time.Second)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 2*time.Second)
+}
+
+// nmap -D with the host's default gateway as a decoy: the scanner is
+// blocked, the gateway never.
+func TestDecoyGatewayIsNeverBlocked(t *testing.T) {
+	netnstest.Require(t, "nmap")
+	p := netnstest.NewPair(t)
+	gw := netnstest.New(t, "psG")
+	p.A.MustRun("ip", "link", "add", "veth-gw", "type", "veth", "peer", "name", "veth-up", "netns", gw.Name)
+	p.A.MustRun("ip", "addr", "add", "10.202.0.1/24", "dev", "veth-gw")
+	p.A.MustRun("ip", "link", "set", "veth-gw", "up")
+	gw.MustRun("ip", "addr", "add", "10.202.0.254/24", "dev", "veth-up")
+	gw.MustRun("ip", "link", "set", "veth-up", "up")
+	p.A.MustRun("ip", "route", "add", "default", "via", "10.202.0.254")
+	// Let spoofed packets in from the "wrong" interface, as on a router
+	// with loose reverse-path filtering, so the decoys reach the daemon.
+	p.A.MustRun("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.veth-a.rp_filter=0")
+	d := startDaemon(t, p.A, "")
+	nmap(t, p.B, "-sS", "-D", "10.202.0.254,ME", "-p", "1,11,15,79", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	d.waitLog("attackalert: Host 10.202.0.254 is protected (default gateway) and is never blocked", 5*time.Second)
+	assertNotBlocked(t, p.A, "10.202.0.254")
+}
+
+// A spoofed flood from random sources: blocks stay within
+// block.max_per_second, the excess is logged, and the daemon keeps going.
+func TestRateCapHoldsUnderRandomSourceFlood(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "block: {max_per_second: 5}\n")
+	start := time.Now()
+	// 3000 SYNs at 1 per 500 µs from random sources, into namespace A only.
+	hping(t, p.B, "--rand-source", "-S", "-p", "1", "-i", "u500", "-c", "3000", "-q", netnstest.AddrA)
+	elapsed := time.Since(start)
+	time.Sleep(500 * time.Millisecond)
+	out := listSet(t, p.A, "blocked")
+	n := strings.Count(out, "expires")
+	limit := 5 + int(elapsed.Seconds()*5) + 5
+	if n == 0 || n > limit {
+		t.Fatalf("%d blocks after %s of flood; want 1..%d (rate cap 5/s, burst 5)", n, elapsed, limit)
+	}
+	d.waitLog("not blocked: more than block.max_per_second new blocks; logged only", 5*time.Second)
+	if !strings.Contains(d.out.String(), "PortSentry is initialized") {
+		t.Fatal("daemon output lost")
+	}
+	t.Logf("flood of %s: %d blocks (cap %d)", elapsed, n, limit)
+}
+
+// The set size cap: beyond it, one clear warning and no crash.
+func TestSetSizeCap(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "block: {set_size: 3}\n")
+	for i := 10; i < 15; i++ {
+		hping(t, p.B, "-a", "10.201.0."+strconv.Itoa(i), "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.waitLog("adminalert: WARNING: the blocked sets are full (block.set_size 3)", 5*time.Second)
+	if n := strings.Count(listSet(t, p.A, "blocked"), "expires"); n != 3 {
+		t.Errorf("%d elements, want 3 (the cap)", n)
+	}
+	if c := strings.Count(d.out.String(), "the blocked sets are full"); c != 1 {
+		t.Errorf("the set-full warning appeared %d times, want once", c)
+	}
+}
