@@ -24,6 +24,10 @@ var commands = map[string]command{
 	"rules":   {"print the nftables ruleset the daemon would install (nft -f input)", cmdRules},
 	"import":  {"convert a legacy portsentry.conf (+ ignore file) to YAML", cmdImport},
 	"version": {"print the version and commit", cmdVersion},
+	"status":  {"show the running daemon's state and counters", cmdStatus},
+	"list":    {"list blocked addresses with remaining time and scan details", cmdList},
+	"block":   {"block an address now (--timeout D)", cmdBlock},
+	"unblock": {"lift the block of an address", cmdUnblock},
 }
 
 func main() {

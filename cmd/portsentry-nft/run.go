@@ -42,7 +42,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d := daemon.New(daemon.Options{Config: cfg, Logger: log, Ready: func() {
+	d := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: version, Ready: func() {
 		// systemd Type=notify: ready once the ruleset is in and capture is bound.
 		sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
 	}})

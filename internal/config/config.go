@@ -38,6 +38,7 @@ type Config struct {
 	State       State     `yaml:"state"`
 	Capture     Capture   `yaml:"capture"`
 	Logging     Logging   `yaml:"logging"`
+	Control     Control   `yaml:"control"`
 
 	// File is the path the configuration came from (EmbeddedName for the default).
 	File string `yaml:"-"`
@@ -126,6 +127,11 @@ type Capture struct {
 	Mode           string `yaml:"mode"`
 	Group          int    `yaml:"group"`
 	QueueThreshold int    `yaml:"queue_threshold"`
+}
+
+// Control is the admin socket of the running daemon.
+type Control struct {
+	Socket string `yaml:"socket"`
 }
 
 // Logging selects where log lines go.

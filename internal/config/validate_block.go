@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -18,6 +19,9 @@ func (c *Config) validateBlocking(bad func(key, format string, args ...any)) Err
 	c.Block.MaxTimeout = max(c.Block.MaxTimeout, c.Block.Timeout)
 	if c.Block.MaxPerSecond < 1 {
 		bad("block.max_per_second", "want 1 or more, got %d", c.Block.MaxPerSecond)
+	}
+	if !filepath.IsAbs(c.Control.Socket) {
+		bad("control.socket", "want an absolute path, got %q", c.Control.Socket)
 	}
 	c.NeverBlockPrefixes = nil
 	for i, s := range c.NeverBlock {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/portsentry-nft/portsentry-nft/internal/capture"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
@@ -64,18 +65,20 @@ type Daemon struct {
 	log   *slog.Logger
 	start time.Time
 	// cfgp is swapped by Reload; cfg is the capture goroutine's copy.
-	cfgp     atomic.Pointer[config.Config]
-	cfg      *config.Config
-	det      *detect.Detector
-	forget   chan netip.Addr // to the capture goroutine, which owns det
-	limiter  tokenBucket
-	guard    *guard.Guard
-	store    *state.Store
-	writer   *nft.Writer
-	resp     *respond.Responder
-	alerts   *alerter
-	names    *resolver
-	Counters Counters
+	cfgp    atomic.Pointer[config.Config]
+	cfg     *config.Config
+	det     *detect.Detector
+	forget  chan netip.Addr // to the capture goroutine, which owns det
+	limiter tokenBucket
+	guard   *guard.Guard
+	store   *state.Store
+	writer  *nft.Writer
+	resp    *respond.Responder
+	alerts  *alerter
+	names   *resolver
+	// trackedSources mirrors det.Len() for status (det is the capture goroutine's).
+	trackedSources atomic.Int64
+	Counters       Counters
 }
 
 // New prepares a daemon; Run starts it.
@@ -159,6 +162,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Go(func() { d.resp.Run(backCtx) })
 	wg.Go(func() { d.report(ctx) })
 	wg.Go(func() { d.watchdog(ctx) })
+	ctl, err := control.Listen(cfg.Control.Socket)
+	if err != nil {
+		d.log.Error(fmt.Sprintf("adminalert: ERROR: %v; status, list, block and unblock are unavailable", err))
+	} else {
+		wg.Go(func() { control.Serve(ctx, ctl, d) })
+		defer os.Remove(cfg.Control.Socket)
+	}
 
 	d.log.Info("adminalert: PortSentry is initialized and monitoring.")
 	if d.opts.Ready != nil {
@@ -251,6 +261,7 @@ func (d *Daemon) handle(pkt []byte) {
 	d.Counters.Probes[p.Kind].Add(1)
 	now := time.Now()
 	verdict, src := d.det.Observe(&p, now)
+	d.trackedSources.Store(int64(d.det.Len()))
 	if verdict == detect.AlreadyBlocked {
 		d.Counters.AlreadyBlock.Add(1)
 		d.alerts.send(event{what: evAlreadyBlocked, probe: p})

@@ -83,7 +83,8 @@ func writeConfig(t testing.TB, yaml string) string {
 // rewriteConfig replaces the config at f, keeping its state directory.
 func rewriteConfig(t testing.TB, f, yaml string) {
 	t.Helper()
-	yaml = "state: {dir: " + filepath.Join(filepath.Dir(f), "state") + "}\n" + yaml
+	dir := filepath.Dir(f)
+	yaml = "state: {dir: " + filepath.Join(dir, "state") + "}\ncontrol: {socket: " + filepath.Join(dir, "control.sock") + "}\n" + yaml
 	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +151,16 @@ func (d *daemon) waitLog(s string, within time.Duration) {
 		}
 	}
 	d.t.Fatalf("no %q within %s; daemon output:\n%s", s, within, d.out)
+}
+
+// socket is the daemon's control socket.
+func (d *daemon) socket() string { return filepath.Join(filepath.Dir(d.config), "control.sock") }
+
+// cli runs a portsentry-nft subcommand against this daemon's socket.
+func (d *daemon) cli(args ...string) (string, error) {
+	cmd := exec.Command(daemonBinary(d.t), append(args[:1:1], append([]string{"--socket", d.socket()}, args[1:]...)...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // listSet is `nft list set inet portsentry NAME` in ns.
@@ -228,4 +239,9 @@ func hping(t *testing.T, ns *netnstest.NS, args ...string) string {
 	t.Helper()
 	netnstest.Require(t, "hping3")
 	return attack(t, ns, "hping3", args...)
+}
+
+func runCmd(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
 }

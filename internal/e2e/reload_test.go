@@ -32,7 +32,7 @@ func TestReloadKeepsBlocksAndRefusesBrokenConfig(t *testing.T) {
 	// A broken file: refused, logged with file:line, old ruleset and blocks stay.
 	rewriteConfig(t, d.config, "tcp: {ports: [70000]}\n")
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitLog("reload refused, keeping the running configuration: "+d.config+":2:", 5*time.Second)
+	d.waitLog("reload refused, keeping the running configuration: "+d.config+":3:15: tcp.ports[0]: port 70000 is outside 1-65535", 5*time.Second)
 	if !strings.Contains(p.A.MustRun("nft", "list", "set", "inet", "portsentry", "tcp_ports"), "8081") {
 		t.Error("a refused reload changed the ruleset")
 	}

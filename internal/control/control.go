@@ -1,0 +1,209 @@
+// Package control is the daemon's local admin interface: a Unix socket
+// (root only) that answers status and list, and takes block and unblock.
+// One JSON request per connection, one JSON response: simple to script
+// with the CLI's --json, and nothing to keep in sync between versions but
+// these types.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultSocket is where the daemon listens (fixed for users, DESIGN.md).
+const DefaultSocket = "/run/portsentry-nft/control.sock"
+
+// Request is what the CLI sends.
+type Request struct {
+	Cmd     string `json:"cmd"`               // status, list, block, unblock
+	Addr    string `json:"addr,omitempty"`    // block, unblock
+	Timeout string `json:"timeout,omitempty"` // block; "" means block.timeout
+}
+
+// Response is what the daemon answers.
+type Response struct {
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+	Blocks []Block `json:"blocks,omitempty"`
+}
+
+// Status is the daemon's state and counters.
+type Status struct {
+	Version     string            `json:"version"`
+	PID         int               `json:"pid"`
+	StartedAt   time.Time         `json:"started_at"`
+	Uptime      string            `json:"uptime"`
+	ConfigFile  string            `json:"config_file"`
+	CaptureMode string            `json:"capture_mode"`
+	NFLOGGroup  int               `json:"nflog_group"`
+	Counters    map[string]uint64 `json:"counters"`
+	Probes      map[string]uint64 `json:"probes_by_scan_type"`
+	SetSizes    map[string]int    `json:"set_sizes"`
+	SetCap      int               `json:"set_size_cap"`
+	Protected   map[string]string `json:"protected"`
+}
+
+// Block is one blocked address as list shows it.
+type Block struct {
+	Addr             string    `json:"addr"`
+	Set              string    `json:"set"`
+	Remaining        string    `json:"remaining"`
+	RemainingSeconds float64   `json:"remaining_seconds"`
+	Timeout          string    `json:"timeout,omitempty"`
+	ScanType         string    `json:"scan_type,omitempty"`
+	Proto            string    `json:"proto,omitempty"`
+	Ports            []uint16  `json:"ports,omitempty"`
+	FirstSeen        time.Time `json:"first_seen,omitzero"`
+	LastSeen         time.Time `json:"last_seen,omitzero"`
+	TimesBlocked     int       `json:"times_blocked,omitempty"`
+	Host             string    `json:"host,omitempty"`
+}
+
+// Handler is what the daemon provides to the socket.
+type Handler interface {
+	Status() Status
+	List(ctx context.Context) ([]Block, error)
+	Block(ctx context.Context, addr string, timeout string) error
+	Unblock(ctx context.Context, addr string) error
+}
+
+// Listen creates the socket (its directory 0700, the socket 0600, a stale
+// socket from a crashed run replaced).
+func Listen(path string) (*net.UnixListener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another daemon is listening", path)
+	}
+	os.Remove(path)
+	old := syscall.Umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return l, nil
+}
+
+// Serve answers requests until ctx is done. Only root (by SO_PEERCRED) is
+// served, on top of the socket's 0600 mode.
+func Serve(ctx context.Context, l *net.UnixListener, h Handler) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	go func() { <-ctx.Done(); l.Close() }()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		wg.Go(func() { serveConn(ctx, c, h) })
+	}
+}
+
+func serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	enc := json.NewEncoder(c)
+	if uid, err := peerUID(c); err != nil || uid != 0 {
+		enc.Encode(Response{Error: "permission denied: the control socket serves root only"})
+		return
+	}
+	var req Request
+	if err := json.NewDecoder(c).Decode(&req); err != nil {
+		enc.Encode(Response{Error: "bad request: " + err.Error()})
+		return
+	}
+	enc.Encode(handle(ctx, h, req))
+}
+
+func handle(ctx context.Context, h Handler, req Request) Response {
+	switch req.Cmd {
+	case "status":
+		s := h.Status()
+		return Response{OK: true, Status: &s}
+	case "list":
+		bs, err := h.List(ctx)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true, Blocks: bs}
+	case "block":
+		if err := h.Block(ctx, req.Addr, req.Timeout); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true}
+	case "unblock":
+		if err := h.Unblock(ctx, req.Addr); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true}
+	}
+	return Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
+}
+
+func peerUID(c *net.UnixConn) (uint32, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return cred.Uid, nil
+}
+
+// ErrNotRunning means nothing listens on the socket.
+var ErrNotRunning = errors.New("the daemon is not running")
+
+// Call sends one request to the daemon at path and returns its answer.
+func Call(ctx context.Context, path string, req Request) (*Response, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w (no one listens on %s; start it with: systemctl start portsentry-nft)", ErrNotRunning, path)
+		}
+		return nil, fmt.Errorf("connect to %s: %w", path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return nil, fmt.Errorf("send to %s: %w", path, err)
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("read from %s: %w", path, err)
+	}
+	if !resp.OK {
+		return &resp, errors.New(resp.Error)
+	}
+	return &resp, nil
+}

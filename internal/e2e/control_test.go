@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/control"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+)
+
+// The control socket and its CLI against a daemon in a namespace: block,
+// list (text and JSON), status, unblock, and the socket's permissions.
+func TestControlSocket(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "")
+
+	fi, err := os.Stat(d.socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("control socket mode %v, want a socket with 0600", fi.Mode())
+	}
+
+	// A scan, then a manual block of an IPv6 address with its own timeout.
+	hping(t, p.B, "-S", "-c", "1", "-p", "79", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	if out, err := d.cli("block", "--timeout", "2h", "fd00:201::99"); err != nil || !strings.Contains(out, "blocked fd00:201::99") {
+		t.Fatalf("block: %v %s", err, out)
+	}
+	if el := elementLine(listSet(t, p.A, "blocked6"), "fd00:201::99"); !strings.Contains(el, "timeout 2h") {
+		t.Fatalf("manual block not in blocked6 with 2h: %q", el)
+	}
+	// The host's own address is refused.
+	if out, err := d.cli("block", netnstest.AddrA); err == nil || !strings.Contains(out, "protected (local address)") {
+		t.Errorf("blocking the host's own address: %v %s", err, out)
+	}
+
+	out, err := d.cli("list")
+	if err != nil {
+		t.Fatalf("list: %v %s", err, out)
+	}
+	if !strings.Contains(out, "ADDRESS") || !strings.Contains(out, netnstest.AddrB) || !strings.Contains(out, "TCP SYN scan") || !strings.Contains(out, "fd00:201::99") {
+		t.Errorf("list output:\n%s", out)
+	}
+	out, err = d.cli("list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []control.Block
+	if err := json.Unmarshal([]byte(out), &blocks); err != nil {
+		t.Fatalf("list --json is not a JSON array of blocks: %v\n%s", err, out)
+	}
+	byAddr := map[string]control.Block{}
+	for _, b := range blocks {
+		byAddr[b.Addr] = b
+	}
+	b := byAddr[netnstest.AddrB]
+	if b.ScanType != "TCP SYN scan" || b.Set != "blocked" || b.RemainingSeconds <= 3500 || len(b.Ports) != 1 || b.Ports[0] != 79 || b.TimesBlocked != 1 || b.FirstSeen.IsZero() {
+		t.Errorf("list --json entry for the scanner: %+v", b)
+	}
+	if m := byAddr["fd00:201::99"]; m.ScanType != "manual" || m.Set != "blocked6" || m.RemainingSeconds <= 7000 {
+		t.Errorf("list --json entry for the manual block: %+v", m)
+	}
+
+	out, err = d.cli("status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st control.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	if st.Probes["TCP SYN scan"] != 1 || st.Counters["blocks"] != 2 || st.SetSizes["blocked"] != 1 || st.SetSizes["blocked6"] != 1 || st.ConfigFile != d.config {
+		t.Errorf("status: %+v", st)
+	}
+
+	if out, err := d.cli("unblock", netnstest.AddrB); err != nil {
+		t.Fatalf("unblock: %v %s", err, out)
+	}
+	assertNotBlocked(t, p.A, netnstest.AddrB)
+	// Unblocking what is not blocked is fine (idempotent).
+	if out, err := d.cli("unblock", netnstest.AddrB); err != nil {
+		t.Errorf("second unblock: %v %s", err, out)
+	}
+	// After an unblock the detector starts over: a new probe blocks again.
+	hping(t, p.B, "-S", "-c", "1", "-p", "11", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+}
+
+// With no daemon, the CLI says so clearly and exits 1.
+func TestControlWithoutDaemon(t *testing.T) {
+	cmd := daemonBinary(t)
+	out, err := runCmd(cmd, "status", "--socket", t.TempDir()+"/none.sock")
+	if err == nil || !strings.Contains(out, "the daemon is not running") {
+		t.Errorf("status without a daemon: %v %q", err, out)
+	}
+}
