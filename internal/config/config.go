@@ -59,6 +59,9 @@ type Protocol struct {
 	Ports    PortList `yaml:"ports"`
 	Advanced Advanced `yaml:"advanced"`
 	Response Response `yaml:"response"`
+	// Verified (TCP only): act only on sources that completed a handshake
+	// with a port the daemon listens on; spoofed scans cannot do that.
+	Verified bool `yaml:"verified"`
 
 	// Monitored is the expanded, sorted, duplicate-free port list.
 	Monitored []uint16 `yaml:"-"`

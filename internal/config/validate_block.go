@@ -20,6 +20,9 @@ func (c *Config) validateBlocking(bad func(key, format string, args ...any)) Err
 	if c.Block.MaxPerSecond < 1 {
 		bad("block.max_per_second", "want 1 or more, got %d", c.Block.MaxPerSecond)
 	}
+	if c.UDP.Verified {
+		bad("udp.verified", "verified mode is for TCP only (UDP has no handshake)")
+	}
 	if !filepath.IsAbs(c.Control.Socket) {
 		bad("control.socket", "want an absolute path, got %q", c.Control.Socket)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,6 +163,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Go(func() { d.resp.Run(backCtx) })
 	wg.Go(func() { d.report(ctx) })
 	wg.Go(func() { d.watchdog(ctx) })
+	if cfg.TCP.Verified {
+		wg.Go(func() { d.runVerified(ctx, cfg) })
+	}
 	ctl, err := control.Listen(cfg.Control.Socket)
 	if err != nil {
 		d.log.Error(fmt.Sprintf("adminalert: ERROR: %v; status, list, block and unblock are unavailable", err))
@@ -223,6 +227,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if cfg.Capture != old.Capture {
 		return fmt.Errorf("capture settings changed (%+v -> %+v): restart the daemon to apply them", old.Capture, cfg.Capture)
 	}
+	if cfg.TCP.Verified != old.TCP.Verified || (cfg.TCP.Verified && !slices.Equal(cfg.TCP.Monitored, old.TCP.Monitored)) {
+		return fmt.Errorf("verified mode or its ports changed: restart the daemon to apply them")
+	}
 	if cfg.State != old.State {
 		return fmt.Errorf("state settings changed: restart the daemon to apply them")
 	}
@@ -259,6 +266,11 @@ func (d *Daemon) handle(pkt []byte) {
 		return
 	}
 	d.Counters.Probes[p.Kind].Add(1)
+	if p.Proto == packet.TCP && d.cfg.TCP.Verified {
+		// Verified mode: only completed connections count (runVerified).
+		d.alerts.send(event{what: evProbe, probe: p})
+		return
+	}
 	now := time.Now()
 	verdict, src := d.det.Observe(&p, now)
 	d.trackedSources.Store(int64(d.det.Len()))
@@ -271,27 +283,34 @@ func (d *Daemon) handle(pkt []byte) {
 	if verdict != detect.Trigger {
 		return
 	}
-	// Safety before any action: protected addresses, then the rate cap.
+	d.act(p, src, now, d.det)
+}
+
+// act runs the safety checks that come before any action (protected
+// addresses, then the rate cap) and hands the trigger to the responder.
+// det is the detector that triggered (the capture goroutine's, or verified
+// mode's), owned by the calling goroutine.
+func (d *Daemon) act(p packet.Probe, src *detect.Source, now time.Time, det *detect.Detector) {
 	if why, ok := d.guard.Protected(p.Src); ok {
 		d.Counters.Protected.Add(1)
-		d.det.Forget(p.Src)
+		det.Forget(p.Src)
 		d.alerts.send(event{what: evProtected, probe: p, reason: why})
 		return
 	}
 	if !d.limiter.allow(now) {
 		d.Counters.RateLimited.Add(1)
-		d.det.Forget(p.Src)
+		det.Forget(p.Src)
 		d.alerts.send(event{what: evRateLimited, probe: p})
 		return
 	}
-	d.det.MarkBlocked(p.Src, now.Add(d.cfg.BlockTimeout()))
+	det.MarkBlocked(p.Src, now.Add(d.cfgp.Load().BlockTimeout()))
 	t := respond.Trigger{Probe: p, Time: now, First: src.First, Last: src.Last}
 	if src.NPorts > 0 {
 		t.Ports = append([]uint16(nil), src.Ports[:src.NPorts]...)
 	}
 	if !d.resp.Trigger(t) {
 		d.Counters.Dropped.Add(1)
-		d.det.Forget(p.Src)
+		det.Forget(p.Src)
 	}
 }
 
@@ -435,15 +454,17 @@ func upInterfaces() string {
 	return strings.Join(names, ", ")
 }
 
-// tokenBucket caps blocks per second on the capture goroutine (no locks:
-// only that goroutine uses it).
+// tokenBucket caps blocks per second; capture and verified mode share it.
 type tokenBucket struct {
+	mu     sync.Mutex
 	rate   float64
 	tokens float64
 	last   time.Time
 }
 
 func (b *tokenBucket) set(perSecond int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.rate = float64(perSecond)
 	b.tokens = min(b.tokens, b.rate)
 	if b.last.IsZero() {
@@ -452,6 +473,8 @@ func (b *tokenBucket) set(perSecond int) {
 }
 
 func (b *tokenBucket) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if !b.last.IsZero() {
 		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}

@@ -175,3 +175,19 @@ func TestSetSizeCap(t *testing.T) {
 		t.Errorf("the set-full warning appeared %d times, want once", c)
 	}
 }
+
+// Verified mode: a SYN scan (no handshake) is logged and blocks nothing; a
+// connect scan completes handshakes and is blocked.
+func TestVerifiedModeIgnoresSYNScanAndBlocksConnectScan(t *testing.T) {
+	netnstest.Require(t, "nmap")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "tcp: {verified: true}\n")
+	d.waitLog("adminalert: verified mode: listening on 26 TCP ports", 5*time.Second)
+	nmap(t, p.B, "-sS", "-p", "1,11,15,79", netnstest.AddrA)
+	d.waitLog("attackalert: TCP SYN scan from host 10.201.0.2/10.201.0.2 to TCP port: 79", 5*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	assertNotBlocked(t, p.A, netnstest.AddrB)
+	nmap(t, p.B, "-sT", "-p", "1,11", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	d.waitLog("attackalert: TCP connect from host 10.201.0.2/10.201.0.2 to TCP port: ", 5*time.Second)
+}
