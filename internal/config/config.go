@@ -39,6 +39,7 @@ type Config struct {
 	Capture     Capture   `yaml:"capture"`
 	Logging     Logging   `yaml:"logging"`
 	Control     Control   `yaml:"control"`
+	Metrics     Metrics   `yaml:"metrics"`
 
 	// File is the path the configuration came from (EmbeddedName for the default).
 	File string `yaml:"-"`
@@ -135,6 +136,11 @@ type Capture struct {
 // Control is the admin socket of the running daemon.
 type Control struct {
 	Socket string `yaml:"socket"`
+}
+
+// Metrics is the optional Prometheus endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen"` // host:port; "" is off
 }
 
 // Logging selects where log lines go.

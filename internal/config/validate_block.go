@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"time"
 )
@@ -25,6 +26,11 @@ func (c *Config) validateBlocking(bad func(key, format string, args ...any)) Err
 	}
 	if !filepath.IsAbs(c.Control.Socket) {
 		bad("control.socket", "want an absolute path, got %q", c.Control.Socket)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "want host:port such as 127.0.0.1:9187, got %q", c.Metrics.Listen)
+		}
 	}
 	c.NeverBlockPrefixes = nil
 	for i, s := range c.NeverBlock {

@@ -26,6 +26,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
+	"github.com/portsentry-nft/portsentry-nft/internal/metrics"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 	"github.com/portsentry-nft/portsentry-nft/internal/respond"
@@ -160,6 +161,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info(fmt.Sprintf("adminalert: Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir))
 	}
 	d.resp = respond.New(cfg, d.log, d.writer, st, d.nameFor)
+	if cfg.Metrics.Listen != "" {
+		m := metrics.New(d.Status)
+		d.resp.OnBlock = m.ObserveBlock
+		wg.Go(func() {
+			if err := m.Serve(ctx, cfg.Metrics.Listen); err != nil {
+				d.log.Error("adminalert: ERROR: " + err.Error())
+			}
+		})
+	}
 	wg.Go(func() { d.resp.Run(backCtx) })
 	wg.Go(func() { d.report(ctx) })
 	wg.Go(func() { d.watchdog(ctx) })

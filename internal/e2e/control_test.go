@@ -100,3 +100,24 @@ func TestControlWithoutDaemon(t *testing.T) {
 		t.Errorf("status without a daemon: %v %q", err, out)
 	}
 }
+
+// The Prometheus endpoint (off by default) serves the status counters and
+// the probe-to-block histogram.
+func TestMetricsEndpoint(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	startDaemon(t, p.A, "metrics: {listen: \"127.0.0.1:9187\"}\n")
+	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	out := p.A.MustRun("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9187; printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3`)
+	for _, want := range []string{
+		`portsentry_probes_total{scan_type="TCP SYN scan"} 1`,
+		`portsentry_events_total{counter="blocks"} 1`,
+		`portsentry_blocked_elements{set="blocked"} 1`,
+		`portsentry_probe_to_block_seconds_count 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q:\n%s", want, out)
+		}
+	}
+}

@@ -69,6 +69,9 @@ type Responder struct {
 	pending  atomic.Int64
 	fullWarn atomic.Int64 // unix time of the last "set full" warning
 	Stats    Stats
+	// OnBlock, when set before Run, is told the probe-to-commit latency of
+	// each block.
+	OnBlock func(time.Duration)
 }
 
 type committed struct {
@@ -214,6 +217,9 @@ func (r *Responder) landed(ctx context.Context, c committed) {
 		return
 	}
 	r.Stats.Blocks.Add(1)
+	if r.OnBlock != nil {
+		r.OnBlock(time.Since(c.t.Time))
+	}
 	cfg := r.cfg.Load()
 	set := nft.SetBlocked
 	if p.Src.Is6() {
