@@ -62,7 +62,7 @@ TCP_MODE/UDP_MODE from Debian's /etc/default/portsentry. Without either, -tcp an
 	opts := legacy.Options{IgnoreFile: *ignore}
 	var diags legacy.Diags
 	if *defaults != "" {
-		data, err := legacy.ReadFile(*defaults)
+		data, err := readLimited(*defaults)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: error: %v\n", *defaults, trimPath(err))
 			return 1
@@ -97,10 +97,10 @@ TCP_MODE/UDP_MODE from Debian's /etc/default/portsentry. Without either, -tcp an
 	var data []byte
 	var err error
 	if confPath == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
-		confPath = "(stdin)"
+		data, err = readAllLimited(os.Stdin)
+		confPath = "<stdin>"
 	} else {
-		data, err = legacy.ReadFile(confPath)
+		data, err = readLimited(confPath)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", confPath, trimPath(err))
@@ -145,6 +145,30 @@ func printDiags(w io.Writer, ds legacy.Diags) {
 	for _, d := range ds {
 		fmt.Fprintln(w, d)
 	}
+}
+
+const maxImportInput = 16 << 20
+
+// readLimited reads a file named on the command line (a pipe such as
+// <(ssh host cat /etc/portsentry/portsentry.conf) is fine), up to 16 MiB.
+func readLimited(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readAllLimited(f)
+}
+
+func readAllLimited(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxImportInput+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxImportInput {
+		return nil, fmt.Errorf("larger than %d MiB: not a PortSentry file", maxImportInput>>20)
+	}
+	return data, nil
 }
 
 // trimPath keeps "open: no such file or directory" from naming the path twice.

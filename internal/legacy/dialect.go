@@ -41,7 +41,7 @@ func (d Dialect) Title() string {
 	case Dialect20Beta:
 		return "PortSentry 2.0 beta"
 	case DialectRevived:
-		return "PortSentry 2.x (revived)"
+		return "revived PortSentry 2.x"
 	}
 	return "auto-detected dialect"
 }

@@ -370,7 +370,7 @@ func (im *importer) response(proto string) {
 		case im.routeTool != "":
 			comments = append(comments, fmt.Sprintf("KILL_ROUTE (line %d, %s) is replaced by this native blocking", im.killRoute.Num, im.routeTool))
 		case !im.routeCmd:
-			im.d.warnf(l.Num, "%s=1 without a KILL_ROUTE: PortSentry only wrote hosts.deny and ran KILL_RUN_CMD; portsentry-nft's response: block also blocks the source in the nftables set inet portsentry blocked", key)
+			im.d.warnf(l.Num, "%s=1 without a usable KILL_ROUTE: PortSentry only wrote hosts.deny and ran KILL_RUN_CMD; portsentry-nft's response: block also blocks the source in the nftables set inet portsentry blocked", key)
 		}
 	case "2":
 		if !im.runCmd {
@@ -560,6 +560,12 @@ func (im *importer) ignore() {
 	case hasKey:
 		path, line = strings.TrimSpace(l.Value), l.Num
 		comments = append(comments, orig(l))
+		if !filepath.IsAbs(path) {
+			// PortSentry opened it after chdir("/"); next to the conf is what admins mean.
+			rel := path
+			path = filepath.Join(filepath.Dir(im.c.Name), path)
+			im.d.warnf(line, "IGNORE_FILE %q is a relative path: read as %s, next to the conf", rel, path)
+		}
 	default:
 		return
 	}
@@ -660,7 +666,9 @@ func (im *importer) logging() {
 		}
 		im.d.warnf(l.Num, "%s is a compile-time setting of %s (portsentry_config.h), so PortSentry ignored this line; imported as logging.%s: %s", x.key, im.c.Dialect.Title(), x.yamlKey, v)
 		sec := im.root.sec("logging")
-		sec.set("target", str("syslog"), "PortSentry logged to syslog")
+		if sec.get("target").value == nil {
+			sec.set("target", str("syslog"), "PortSentry logged to syslog")
+		}
 		sec.set(x.yamlKey, str(v), orig(l))
 	}
 }

@@ -3,7 +3,9 @@ package legacy
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -71,6 +73,7 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 		d.errorf(bytes.Count(data[:i], []byte{'\n'})+1, "binary data (a NUL byte): not a PortSentry conf file")
 		return nil, d.list
 	}
+	data = bytes.TrimPrefix(data, []byte("\ufeff")) // a byte order mark from a Windows editor
 	nerr := 0
 	for n, raw := range bytes.Split(data, []byte{'\n'}) {
 		num := n + 1
@@ -96,9 +99,8 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 		l.indented = len(text) < len(raw)
 		c.Lines = append(c.Lines, l)
 	}
-	if d.list.HasErrors() {
-		return nil, d.list
-	}
+	// Malformed lines are errors, but the well-formed ones still get their
+	// duplicate and unknown-key messages, so one run shows every problem.
 
 	c.Dialect, c.DialectReason = dialect, "forced with --dialect"
 	if dialect == DialectAuto {
@@ -295,5 +297,14 @@ func shorten(s string) string {
 	return string(r[:head]) + "..." + string(r[len(r)-tail:])
 }
 
-// quoteShort quotes a (shortened) line for an error message.
-func quoteShort(s string) string { return "`" + shorten(s) + "`" }
+// quoteShort quotes a (shortened) line for a message, escaping what would
+// not print (a message is always one line).
+func quoteShort(s string) string {
+	s = shorten(s)
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) || r == '`' {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return "`" + s + "`"
+}

@@ -72,14 +72,19 @@ func leadingDigits(s string) string {
 
 // portSet expands items into a sorted, duplicate-free list.
 func portSet(items []config.PortItem) []uint16 {
-	var out []uint16
+	var seen [65536]bool
 	for _, it := range items {
 		for p := int(it.Lo); p <= int(it.Hi); p++ {
+			seen[p] = true
+		}
+	}
+	var out []uint16
+	for p, ok := range seen {
+		if ok {
 			out = append(out, uint16(p))
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // matchPreset returns the name of the preset whose TCP (tcp true) or UDP
@@ -100,6 +105,3 @@ func matchPreset(items []config.PortItem, tcp bool) string {
 	}
 	return ""
 }
-
-// countPorts counts the ports items cover, duplicates once.
-func countPorts(items []config.PortItem) int { return len(portSet(items)) }
