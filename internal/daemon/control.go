@@ -41,6 +41,7 @@ func (d *Daemon) Status() control.Status {
 			"rate_limited":        c.RateLimited.Load(),
 			"dropped_triggers":    c.Dropped.Load(),
 			"restored":            c.Restored.Load(),
+			"in_use_probes":       c.InUse.Load(),
 			"reinstalls":          c.Reinstalls.Load(),
 			"alerts_suppressed":   d.alerts.suppressed.Load(),
 			"sources_tracked":     uint64(d.trackedSources.Load()),

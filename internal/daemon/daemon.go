@@ -26,6 +26,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
+	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 	"github.com/portsentry-nft/portsentry-nft/internal/metrics"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
@@ -57,6 +58,7 @@ type Counters struct {
 	RateLimited  atomic.Uint64 // triggers over block.max_per_second, not blocked
 	Dropped      atomic.Uint64 // triggers lost because the responder queue was full
 	Restored     atomic.Uint64 // blocks put back at start or by the watchdog
+	InUse        atomic.Uint64 // probes of ports a service listens on, ignored
 	Reinstalls   atomic.Uint64 // times the watchdog reinstalled the ruleset
 	Capture      capture.Stats
 }
@@ -67,17 +69,19 @@ type Daemon struct {
 	log   *slog.Logger
 	start time.Time
 	// cfgp is swapped by Reload; cfg is the capture goroutine's copy.
-	cfgp    atomic.Pointer[config.Config]
-	cfg     *config.Config
-	det     *detect.Detector
-	forget  chan netip.Addr // to the capture goroutine, which owns det
-	limiter tokenBucket
-	guard   *guard.Guard
-	store   *state.Store
-	writer  *nft.Writer
-	resp    *respond.Responder
-	alerts  *alerter
-	names   *resolver
+	cfgp     atomic.Pointer[config.Config]
+	cfg      *config.Config
+	det      *detect.Detector
+	forget   chan netip.Addr // to the capture goroutine, which owns det
+	limiter  tokenBucket
+	guard    *guard.Guard
+	store    *state.Store
+	writer   *nft.Writer
+	resp     *respond.Responder
+	alerts   *alerter
+	names    *resolver
+	watcher  *listeners.Watcher
+	ownPorts atomic.Pointer[map[uint16]bool] // verified mode's own listening ports
 	// trackedSources mirrors det.Len() for status (det is the capture goroutine's).
 	trackedSources atomic.Int64
 	Counters       Counters
@@ -127,6 +131,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer st.Close()
 	d.store = st
+	d.watcher = &listeners.Watcher{
+		NetNS:    d.opts.NetNS,
+		OnError:  func(err error) { d.log.Warn("adminalert: listening sockets: " + err.Error()) },
+		Interval: listeners.DefaultInterval,
+	}
+	if _, _, err := d.watcher.Update(); err != nil {
+		d.log.Warn("adminalert: could not read the listening sockets (sock_diag): " + err.Error())
+	}
+	d.logInUse(cfg)
 	if err := d.install(cfg); err != nil {
 		return err
 	}
@@ -173,6 +186,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Go(func() { d.resp.Run(backCtx) })
 	wg.Go(func() { d.report(ctx) })
 	wg.Go(func() { d.watchdog(ctx) })
+	d.watcher.OnChange = func(added, removed []listeners.Socket) { d.listenersChanged(ctx, added, removed) }
+	wg.Go(func() { d.watcher.Run(ctx) })
 	if cfg.TCP.Verified {
 		wg.Go(func() { d.runVerified(ctx, cfg) })
 	}
@@ -206,7 +221,7 @@ func (d *Daemon) install(cfg *config.Config) error {
 		return err
 	}
 	defer conn.CloseLasting()
-	return nft.Build(cfg).Install(conn)
+	return d.ruleset(cfg).Install(conn)
 }
 
 // restore puts every unexpired block of the state into the kernel with
@@ -279,6 +294,12 @@ func (d *Daemon) handle(pkt []byte) {
 	if p.Proto == packet.TCP && d.cfg.TCP.Verified {
 		// Verified mode: only completed connections count (runVerified).
 		d.alerts.send(event{what: evProbe, probe: p})
+		return
+	}
+	if d.watcher.Snapshot().InUse(uint8(p.Proto), p.Dst, p.DstPort) {
+		// A service listens there (it just started: the kernel set lags by
+		// up to one poll). Never a tripwire.
+		d.Counters.InUse.Add(1)
 		return
 	}
 	now := time.Now()
@@ -356,7 +377,7 @@ func (d *Daemon) heal(ctx context.Context, checkElements bool) error {
 		return err
 	}
 	defer conn.CloseLasting()
-	rs := nft.Build(cfg)
+	rs := d.ruleset(cfg)
 	probs, err := rs.Problems(conn)
 	if err != nil {
 		return err

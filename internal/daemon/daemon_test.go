@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 	"github.com/portsentry-nft/portsentry-nft/internal/respond"
@@ -41,6 +42,7 @@ func newTestDaemon(t *testing.T, yaml string) (*Daemon, *bytes.Buffer) {
 	t.Cleanup(func() { st.Close() })
 	d.store = st
 	d.resp = respond.New(cfg, log, d.writer, st, nil)
+	d.watcher = &listeners.Watcher{Dump: func() ([]listeners.Socket, error) { return nil, nil }}
 	return d, &buf
 }
 

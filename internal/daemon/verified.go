@@ -36,6 +36,7 @@ func (d *Daemon) runVerified(ctx context.Context, cfg *config.Config) {
 	}
 	var lc net.ListenConfig
 	n := 0
+	own := map[uint16]bool{}
 	for _, port := range cfg.TCP.Monitored {
 		for _, h := range hosts {
 			l, err := lc.Listen(ctx, "tcp", net.JoinHostPort(h, strconv.Itoa(int(port))))
@@ -48,11 +49,13 @@ func (d *Daemon) runVerified(ctx context.Context, cfg *config.Config) {
 				continue
 			}
 			n++
+			own[port] = true
 			wg.Go(func() { <-ctx.Done(); l.Close() })
 			wg.Go(func() { d.acceptLoop(ctx, l, cfg.PortBanner, accepted) })
 		}
 	}
 	d.log.Info(fmt.Sprintf("adminalert: verified mode: listening on %d TCP ports; only completed connections are acted on", n))
+	d.ownPorts.Store(&own)
 	det := detect.New(detectConfig(cfg))
 	for {
 		select {

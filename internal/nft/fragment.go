@@ -99,6 +99,22 @@ func dportIn(proto byte, name, set string) fragment {
 	}}
 }
 
+// daddrDportIn matches "ip daddr . tcp dport @set" (address and port
+// loaded into consecutive registers for a concatenated lookup).
+func daddrDportIn(k keyType, proto byte, name, set string) fragment {
+	fam, off, n, portReg := "ip", uint32(16), uint32(4), uint32(9) // 32-bit register after the address
+	if k == keyIPv6 {
+		fam, off, n, portReg = "ip6", 24, 16, 2 // 16-byte register after the address
+	}
+	ex := append(nfproto(k),
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		cmpEq([]byte{proto}),
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		lookup(set, false))
+	return fragment{fam + " daddr . " + name + " dport @" + set, ex}
+}
+
 // tcpFlagsNone matches TCP segments with none of mask's flags set.
 func tcpFlagsNone(mask byte, names string) fragment {
 	return fragment{"tcp flags & (" + names + ") == 0", []expr.Any{

@@ -156,14 +156,16 @@ func (sd *setDef) nftSet(t *nftables.Table) *nftables.Set {
 	if sd.key == keyIfname {
 		order = binaryutil.NativeEndian // strings: how nft(8) marks them, so it prints names
 	}
+	concat := sd.key == keyIPv4Service || sd.key == keyIPv6Service
 	return &nftables.Set{
-		KeyByteOrder: order,
-		Table:        t,
-		Name:         sd.name,
-		KeyType:      dt,
-		Interval:     sd.interval,
-		HasTimeout:   sd.timeout,
-		Size:         uint32(sd.size),
+		Concatenation: concat,
+		KeyByteOrder:  order,
+		Table:         t,
+		Name:          sd.name,
+		KeyType:       dt,
+		Interval:      sd.interval,
+		HasTimeout:    sd.timeout,
+		Size:          uint32(sd.size),
 	}
 }
 
@@ -200,4 +202,26 @@ func increment(b []byte) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// UpdateInUse replaces the elements of the in-use sets in one transaction
+// (a listener came or went); the rest of the ruleset is untouched.
+func (rs *Ruleset) UpdateInUse(c *nftables.Conn) error {
+	t := Table()
+	for _, sd := range rs.sets {
+		if !sd.inuse {
+			continue
+		}
+		s := sd.nftSet(t)
+		c.FlushSet(s)
+		if els := sd.elements(); len(els) > 0 {
+			if err := c.SetAddElements(s, els); err != nil {
+				return fmt.Errorf("in-use set %s: %w", sd.name, err)
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("update in-use sets: %w", err)
+	}
+	return nil
 }

@@ -20,6 +20,8 @@ const (
 	keyIPv6
 	keyService
 	keyIfname
+	keyIPv4Service // ipv4_addr . inet_service
+	keyIPv6Service // ipv6_addr . inet_service
 )
 
 func (k keyType) nft() (string, nftables.SetDatatype) {
@@ -30,6 +32,10 @@ func (k keyType) nft() (string, nftables.SetDatatype) {
 		return "ipv6_addr", nftables.TypeIP6Addr
 	case keyService:
 		return "inet_service", nftables.TypeInetService
+	case keyIPv4Service:
+		return "ipv4_addr . inet_service", nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	case keyIPv6Service:
+		return "ipv6_addr . inet_service", nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
 	default:
 		return "ifname", nftables.TypeIFName
 	}
@@ -54,6 +60,8 @@ type setDef struct {
 	// keep marks sets whose elements belong to the running daemon, not to
 	// the configuration (blocked, blocked6): reinstalling never touches them.
 	keep bool
+	// inuse marks the sets of ports with live listeners (SetInUse).
+	inuse bool
 }
 
 // ruleDef is one rule: nft text and the netlink expressions it compiles to,
@@ -136,6 +144,25 @@ func Build(cfg *config.Config) *Ruleset {
 	if len(cfg.WatchAddrs) > 0 {
 		rule(daddrIn(keyIPv4, setWatch, true), verdict(expr.VerdictReturn))
 		rule(daddrIn(keyIPv6, setWatch6, true), verdict(expr.VerdictReturn))
+	}
+	// Ports with a live listener are never tripwires: the daemon keeps these
+	// sets equal to the host's listening sockets (SetInUse, UpdateInUse).
+	for _, p := range []struct {
+		name  string
+		proto byte
+		on    bool
+	}{{"tcp", 6, len(cfg.TCP.Monitored) > 0}, {"udp", 17, len(cfg.UDP.Monitored) > 0}} {
+		if !p.on {
+			continue
+		}
+		rs.sets = append(rs.sets,
+			&setDef{name: p.name + "_inuse", key: keyService, inuse: true},
+			&setDef{name: p.name + "_inuse4", key: keyIPv4Service, inuse: true},
+			&setDef{name: p.name + "_inuse6", key: keyIPv6Service, inuse: true},
+		)
+		rule(dportIn(p.proto, p.name, p.name+"_inuse"), verdict(expr.VerdictReturn))
+		rule(daddrDportIn(keyIPv4, p.proto, p.name, p.name+"_inuse4"), verdict(expr.VerdictReturn))
+		rule(daddrDportIn(keyIPv6, p.proto, p.name, p.name+"_inuse6"), verdict(expr.VerdictReturn))
 	}
 	if len(cfg.TCP.Monitored) > 0 {
 		// No ACK or RST: SYN, FIN, NULL, XMAS and odd flag sets are probes;
@@ -267,4 +294,61 @@ func ifname(n string) []byte {
 	b := make([]byte, 16)
 	copy(b, n)
 	return b
+}
+
+// InUse is what the in-use sets hold: ports with a listener on every
+// address, and (address, port) pairs for listeners on one address.
+type InUse struct {
+	TCPAny, UDPAny []uint16
+	TCP4, UDP4     []AddrPort
+	TCP6, UDP6     []AddrPort
+}
+
+// AddrPort is one listener on one address.
+type AddrPort struct {
+	Addr netip.Addr
+	Port uint16
+}
+
+// SetInUse puts the in-use elements into the ruleset, so that Install
+// writes them in the same transaction as everything else.
+func (rs *Ruleset) SetInUse(u InUse) {
+	for _, s := range rs.sets {
+		if !s.inuse {
+			continue
+		}
+		s.elems = nil
+		switch s.name {
+		case "tcp_inuse":
+			s.elems = portElems(u.TCPAny)
+		case "udp_inuse":
+			s.elems = portElems(u.UDPAny)
+		case "tcp_inuse4":
+			s.elems = pairElems(u.TCP4)
+		case "udp_inuse4":
+			s.elems = pairElems(u.UDP4)
+		case "tcp_inuse6":
+			s.elems = pairElems(u.TCP6)
+		case "udp_inuse6":
+			s.elems = pairElems(u.UDP6)
+		}
+	}
+}
+
+func portElems(ports []uint16) []interval {
+	out := make([]interval, len(ports))
+	for i, p := range ports {
+		out[i] = interval{lo: be16(p), hi: be16(p), text: fmt.Sprint(p)}
+	}
+	return out
+}
+
+func pairElems(ps []AddrPort) []interval {
+	out := make([]interval, len(ps))
+	for i, p := range ps {
+		// Concatenation fields each take whole 32-bit registers: the port is padded.
+		k := append(p.Addr.AsSlice(), byte(p.Port>>8), byte(p.Port), 0, 0)
+		out[i] = interval{lo: k, hi: k, text: fmt.Sprintf("%s . %d", p.Addr, p.Port)}
+	}
+	return out
 }
