@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 )
 
 // configFlag registers --config (and -c) on fs.
@@ -50,5 +52,34 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d TCP and %d UDP ports monitored, %d ignore entries, block timeout %s)\n",
 		cfg.File, len(cfg.TCP.Monitored), len(cfg.UDP.Monitored), len(cfg.IgnorePrefixes), cfg.Block.Timeout)
+	reportInUse(cfg, stdout)
 	return 0
+}
+
+// reportInUse lists monitored ports that a service listens on right now:
+// they are not tripwires while it does. Silent when the sockets cannot be
+// read (not root).
+func reportInUse(cfg *config.Config, w io.Writer) {
+	socks, err := listeners.Dump(nil)
+	if err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, s := range socks {
+		ports := cfg.TCP.Monitored
+		if s.Proto == listeners.ProtoUDP {
+			ports = cfg.UDP.Monitored
+		}
+		if !slices.Contains(ports, s.Port) {
+			continue
+		}
+		line := fmt.Sprintf("note: %s is in use", s)
+		if name := listeners.ProcessName(s.Inode); name != "" {
+			line += " by " + name
+		}
+		if !seen[line] {
+			seen[line] = true
+			fmt.Fprintln(w, line+": not watched while it listens")
+		}
+	}
 }

@@ -105,7 +105,7 @@ func TestCheckDefault(t *testing.T) {
 		t.Fatalf("check: exit %d, stderr %q", code, stderr)
 	}
 	want := "(embedded default): OK (26 TCP and 21 UDP ports monitored, 2 ignore entries, block timeout 1h0m0s)\n"
-	if stdout != want {
+	if stdout = firstLine(stdout); stdout != want {
 		t.Errorf("check: stdout %q, want %q", stdout, want)
 	}
 }
@@ -122,7 +122,7 @@ func TestCheckGood(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 			}
-			if !regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `: OK \(\d+ TCP and \d+ UDP ports monitored, \d+ ignore entries, block timeout \S+\)\n$`).MatchString(stdout) {
+			if !regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `: OK \(\d+ TCP and \d+ UDP ports monitored, \d+ ignore entries, block timeout \S+\)\n$`).MatchString(firstLine(stdout)) {
 				t.Errorf("stdout %q", stdout)
 			}
 			for _, l := range lines(stderr) {
@@ -134,7 +134,7 @@ func TestCheckGood(t *testing.T) {
 	}
 	// The full config's numbers.
 	_, stdout, stderr := run(t, "check", "-config", "full.yaml")
-	if want := "full.yaml: OK (1042 TCP and 17 UDP ports monitored, 8 ignore entries, block timeout 30d)\n"; stdout != want {
+	if want := "full.yaml: OK (1042 TCP and 17 UDP ports monitored, 8 ignore entries, block timeout 30d)\n"; firstLine(stdout) != want {
 		t.Errorf("check full.yaml: stdout %q, want %q", stdout, want)
 	}
 	if want := "warning: site.ignore:4:1: 192.168.5.9/24 has host bits set; using 192.168.5.0/24\n"; stderr != want {
@@ -282,4 +282,13 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
 		}
 	}
+}
+
+// firstLine is the OK line of check; the "note: ... in use" lines after it
+// depend on the services of the machine the test runs on.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i+1]
+	}
+	return s
 }
