@@ -40,6 +40,7 @@ type Config struct {
 	Logging     Logging   `yaml:"logging"`
 	Control     Control   `yaml:"control"`
 	Metrics     Metrics   `yaml:"metrics"`
+	Routed      Routed    `yaml:"routed"`
 
 	// File is the path the configuration came from (EmbeddedName for the default).
 	File string `yaml:"-"`
@@ -136,6 +137,15 @@ type Capture struct {
 // Control is the admin socket of the running daemon.
 type Control struct {
 	Socket string `yaml:"socket"`
+}
+
+// Routed extends protection to traffic this host forwards.
+type Routed struct {
+	// Block drops blocked sources in prerouting (raw priority), before
+	// routing and conntrack, so forwarded and DNAT'd traffic is blocked too.
+	Block bool `yaml:"block"`
+	// Watch treats probes of tripwire ports in forwarded traffic as scans.
+	Watch bool `yaml:"watch"`
 }
 
 // Metrics is the optional Prometheus endpoint.

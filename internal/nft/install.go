@@ -49,9 +49,13 @@ func (rs *Ruleset) Install(c *nftables.Conn) error {
 
 	c.AddTable(t)
 	// Empty every chain first: rules reference sets we may delete or recreate.
+	wantChain := map[string]bool{}
+	for _, cd := range rs.chains {
+		wantChain[cd.name] = true
+	}
 	for _, ch := range existingChains {
 		c.FlushChain(ch)
-		if ch.Name != ChainInput {
+		if !wantChain[ch.Name] {
 			c.DelChain(ch)
 		}
 	}
@@ -98,26 +102,28 @@ func (rs *Ruleset) Install(c *nftables.Conn) error {
 	}
 
 	policy := nftables.ChainPolicyAccept
-	ch := c.AddChain(&nftables.Chain{
-		Name:     ChainInput,
-		Table:    t,
-		Type:     nftables.ChainTypeFilter,
-		Hooknum:  nftables.ChainHookInput,
-		Priority: nftables.ChainPriorityRef(chainPriority),
-		Policy:   &policy,
-	})
-	c.FlushChain(ch)
-	for _, r := range rs.rules {
-		exprs := make([]expr.Any, len(r.exprs))
-		for i, e := range r.exprs {
-			if l, ok := e.(*expr.Lookup); ok {
-				l2 := *l
-				l2.SetID = byName[l.SetName].ID
-				e = &l2
+	for _, cd := range rs.chains {
+		ch := c.AddChain(&nftables.Chain{
+			Name:     cd.name,
+			Table:    t,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  cd.hook,
+			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(cd.prio)),
+			Policy:   &policy,
+		})
+		c.FlushChain(ch)
+		for _, r := range cd.rules {
+			exprs := make([]expr.Any, len(r.exprs))
+			for i, e := range r.exprs {
+				if l, ok := e.(*expr.Lookup); ok {
+					l2 := *l
+					l2.SetID = byName[l.SetName].ID
+					e = &l2
+				}
+				exprs[i] = e
 			}
-			exprs[i] = e
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
 		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("install table inet %s: %w", TableName, err)

@@ -59,6 +59,7 @@ ignore: [10.0.0.0/8, 11.0.0.0/8, 10.1.0.0/16, 192.168.1.7, fd00::/8, 0.0.0.0/32]
 capture: {group: 7}
 `,
 	"tcp-only": "udp: {ports: []}\nignore: []\n",
+	"routed":   "routed: {block: true, watch: true}\n",
 }
 
 // Text and netlink are one description: loading the text with nft -f and

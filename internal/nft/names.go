@@ -4,18 +4,20 @@ import "github.com/google/nftables"
 
 // Names fixed for users (DESIGN.md): scripts and admins rely on them.
 const (
-	TableName     = "portsentry"
-	SetBlocked    = "blocked"
-	SetBlocked6   = "blocked6"
-	ChainInput    = "input"
-	setIgnore     = "ignore"
-	setIgnore6    = "ignore6"
-	setTCPPorts   = "tcp_ports"
-	setUDPPorts   = "udp_ports"
-	setIfaces     = "interfaces"
-	setWatch      = "watch_addr"
-	setWatch6     = "watch_addr6"
-	chainPriority = -10 // before the usual filter chains (priority 0), after conntrack (-200)
+	TableName       = "portsentry"
+	SetBlocked      = "blocked"
+	SetBlocked6     = "blocked6"
+	ChainInput      = "input"
+	ChainPrerouting = "prerouting"
+	ChainForward    = "forward"
+	setIgnore       = "ignore"
+	setIgnore6      = "ignore6"
+	setTCPPorts     = "tcp_ports"
+	setUDPPorts     = "udp_ports"
+	setIfaces       = "interfaces"
+	setWatch        = "watch_addr"
+	setWatch6       = "watch_addr6"
+	chainPriority   = -10 // before the usual filter chains (priority 0), after conntrack (-200)
 )
 
 // Table is the nftables table every object of ours lives in.

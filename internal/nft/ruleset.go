@@ -71,11 +71,21 @@ type ruleDef struct {
 	exprs []expr.Any
 }
 
+// chainDef is one base chain and its rules.
+type chainDef struct {
+	name     string
+	hook     *nftables.ChainHook
+	hookText string
+	prio     int
+	prioText string
+	rules    []ruleDef
+}
+
 // Ruleset is the complete description of table inet portsentry for one
 // configuration.
 type Ruleset struct {
-	sets  []*setDef
-	rules []ruleDef
+	sets   []*setDef
+	chains []*chainDef
 	// Group is the NFLOG group the log rules send to.
 	Group uint16
 }
@@ -129,10 +139,23 @@ func Build(cfg *config.Config) *Ruleset {
 		rs.sets = append(rs.sets, &setDef{name: setUDPPorts, key: keyService, interval: true, elems: portIntervals(cfg.UDP.Monitored)})
 	}
 
-	// The chain, in order: loopback and ignored sources are never looked at;
-	// blocked sources are dropped on every interface; then only the watched
-	// interfaces and addresses; then probes of monitored ports go to NFLOG.
-	rule := func(frags ...fragment) { rs.rules = append(rs.rules, join(frags)) }
+	// Routed traffic, optional: blocked sources dropped before routing and
+	// before conntrack makes state for them (forwarded and DNAT'd traffic
+	// too), and tripwires watched on forwarded traffic.
+	if cfg.Routed.Block {
+		pre := rs.chain(ChainPrerouting, nftables.ChainHookPrerouting, "prerouting", int(*nftables.ChainPriorityRaw), "raw")
+		pre.add(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
+		pre.add(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
+		pre.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
+		pre.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+	}
+
+	// The input chain, in order: loopback and ignored sources are never
+	// looked at; blocked sources are dropped on every interface; then only the
+	// watched interfaces and addresses; then probes of monitored ports go to
+	// the daemon.
+	in := rs.chain(ChainInput, nftables.ChainHookInput, "input", chainPriority, "filter - 10")
+	rule := in.add
 	rule(iifLoopback(), verdict(expr.VerdictReturn))
 	rule(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
 	rule(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
@@ -164,17 +187,38 @@ func Build(cfg *config.Config) *Ruleset {
 		rule(daddrDportIn(keyIPv4, p.proto, p.name, p.name+"_inuse4"), verdict(expr.VerdictReturn))
 		rule(daddrDportIn(keyIPv6, p.proto, p.name, p.name+"_inuse6"), verdict(expr.VerdictReturn))
 	}
-	if len(cfg.TCP.Monitored) > 0 {
-		// No ACK or RST: SYN, FIN, NULL, XMAS and odd flag sets are probes;
-		// ct state new,invalid: replies to our own connections never are.
-		rule(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), ctState(ctNew|ctInvalid, "new,invalid"), counter(), logGroup(rs.Group))
-	}
-	if len(cfg.UDP.Monitored) > 0 {
-		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans.
-		rule(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), logGroup(rs.Group))
+	rs.probeRules(in, cfg)
+	if cfg.Routed.Watch {
+		fwd := rs.chain(ChainForward, nftables.ChainHookForward, "forward", chainPriority, "filter - 10")
+		fwd.add(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
+		fwd.add(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
+		fwd.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
+		fwd.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+		rs.probeRules(fwd, cfg)
 	}
 	return rs
 }
+
+// probeRules sends probes of the monitored ports to the daemon.
+func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
+	if len(cfg.TCP.Monitored) > 0 {
+		// No ACK or RST: SYN, FIN, NULL, XMAS and odd flag sets are probes;
+		// ct state new,invalid: replies to our own connections never are.
+		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), ctState(ctNew|ctInvalid, "new,invalid"), counter(), logGroup(rs.Group))
+	}
+	if len(cfg.UDP.Monitored) > 0 {
+		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans.
+		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), logGroup(rs.Group))
+	}
+}
+
+func (rs *Ruleset) chain(name string, hook *nftables.ChainHook, hookText string, prio int, prioText string) *chainDef {
+	c := &chainDef{name: name, hook: hook, hookText: hookText, prio: prio, prioText: prioText}
+	rs.chains = append(rs.chains, c)
+	return c
+}
+
+func (c *chainDef) add(frags ...fragment) { c.rules = append(c.rules, join(frags)) }
 
 // Text renders the ruleset as nft(8) input.
 func (rs *Ruleset) Text() string {
@@ -209,11 +253,17 @@ func (rs *Ruleset) Text() string {
 		}
 		b.WriteString("\t}\n\n")
 	}
-	fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook input priority filter - %d; policy accept;\n", ChainInput, -chainPriority)
-	for _, r := range rs.rules {
-		fmt.Fprintf(&b, "\t\t%s\n", r.text)
+	for i, c := range rs.chains {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority %s; policy accept;\n", c.name, c.hookText, c.prioText)
+		for _, r := range c.rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r.text)
+		}
+		b.WriteString("\t}\n")
 	}
-	b.WriteString("\t}\n}\n")
+	b.WriteString("}\n")
 	return b.String()
 }
 

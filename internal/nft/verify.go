@@ -34,16 +34,19 @@ func (rs *Ruleset) Problems(c *nftables.Conn) ([]string, error) {
 			probs = append(probs, "set "+s.name+" is missing")
 		}
 	}
-	ch, err := c.ListChain(t, ChainInput)
-	if err != nil || ch == nil {
-		return append(probs, "chain "+ChainInput+" is missing"), nil
-	}
-	rules, err := c.GetRules(t, ch)
-	if err != nil {
-		return nil, fmt.Errorf("list rules: %w", err)
-	}
-	if len(rules) != len(rs.rules) {
-		probs = append(probs, fmt.Sprintf("chain %s has %d rules, want %d", ChainInput, len(rules), len(rs.rules)))
+	for _, cd := range rs.chains {
+		ch, err := c.ListChain(t, cd.name)
+		if err != nil || ch == nil {
+			probs = append(probs, "chain "+cd.name+" is missing")
+			continue
+		}
+		rules, err := c.GetRules(t, ch)
+		if err != nil {
+			return nil, fmt.Errorf("list rules: %w", err)
+		}
+		if len(rules) != len(cd.rules) {
+			probs = append(probs, fmt.Sprintf("chain %s has %d rules, want %d", cd.name, len(rules), len(cd.rules)))
+		}
 	}
 	return probs, nil
 }
