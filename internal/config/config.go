@@ -129,9 +129,10 @@ type State struct {
 
 // Capture selects how probes reach the daemon.
 type Capture struct {
-	Mode           string `yaml:"mode"`
+	Mode           string `yaml:"mode"` // nflog or nfqueue
 	Group          int    `yaml:"group"`
 	QueueThreshold int    `yaml:"queue_threshold"`
+	Queue          int    `yaml:"queue"` // NFQUEUE number (mode nfqueue)
 }
 
 // Control is the admin socket of the running daemon.

@@ -200,8 +200,11 @@ func (c *Config) validate(d *decoder) Errors {
 	}
 
 	// capture and logging
-	if c.Capture.Mode != "nflog" {
-		bad("capture.mode", "want nflog, got %q", c.Capture.Mode)
+	if c.Capture.Mode != "nflog" && c.Capture.Mode != "nfqueue" {
+		bad("capture.mode", "want nflog or nfqueue, got %q", c.Capture.Mode)
+	}
+	if c.Capture.Queue < 0 || c.Capture.Queue > 65535 {
+		bad("capture.queue", "want an NFQUEUE number 0-65535, got %d", c.Capture.Queue)
 	}
 	if c.Capture.Group < 0 || c.Capture.Group > 65535 {
 		bad("capture.group", "want an NFLOG group 0-65535, got %d", c.Capture.Group)

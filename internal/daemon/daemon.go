@@ -82,6 +82,9 @@ type Daemon struct {
 	names    *resolver
 	watcher  *listeners.Watcher
 	ownPorts atomic.Pointer[map[uint16]bool] // verified mode's own listening ports
+	queue    *capture.Queue                  // NFQUEUE mode
+	// compatQueue: this kernel queues through the xtables target (see install).
+	compatQueue atomic.Bool
 	// trackedSources mirrors det.Len() for status (det is the capture goroutine's).
 	trackedSources atomic.Int64
 	Counters       Counters
@@ -149,12 +152,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Warn(fmt.Sprintf("adminalert: nftables write failed (attempt %d), retrying on a new connection: %v", attempt, err))
 		},
 	})
-	reader, err := capture.Open(capture.Config{
-		Group:          uint16(cfg.Capture.Group),
-		QueueThreshold: uint32(cfg.Capture.QueueThreshold),
-		NetNS:          d.opts.NetNS,
-		Logger:         d.log,
-	})
+	var reader *capture.Reader
+	if cfg.Capture.Mode == "nfqueue" {
+		d.queue, err = capture.OpenQueue(capture.QueueConfig{Num: uint16(cfg.Capture.Queue), NetNS: d.opts.NetNS, Logger: d.log})
+	} else {
+		reader, err = capture.Open(capture.Config{
+			Group:          uint16(cfg.Capture.Group),
+			QueueThreshold: uint32(cfg.Capture.QueueThreshold),
+			NetNS:          d.opts.NetNS,
+			Logger:         d.log,
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -203,7 +211,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
-	err = reader.Run(ctx, d.handle, &d.Counters.Capture)
+	if d.queue != nil {
+		err = d.queue.Run(ctx, d.handleQueued, &d.Counters.Capture)
+	} else {
+		err = reader.Run(ctx, d.handle, &d.Counters.Capture)
+	}
 	cancel()
 	stopBack()
 	close(alertsDone)
@@ -216,12 +228,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 func (d *Daemon) install(cfg *config.Config) error {
+	rs := d.ruleset(cfg)
+	err := d.installRuleset(rs)
+	if err != nil && rs.Queued() && !d.compatQueue.Load() {
+		// No nft_queue in this kernel (the queue statement fails with
+		// ENOENT): queue through the xtables NFQUEUE target instead.
+		rs.UseCompatQueue()
+		if err2 := d.installRuleset(rs); err2 == nil {
+			d.compatQueue.Store(true)
+			d.log.Info("adminalert: this kernel has no nft_queue; queueing through the xtables NFQUEUE target (nft_compat)")
+			return nil
+		}
+	}
+	return err
+}
+
+func (d *Daemon) installRuleset(rs *nft.Ruleset) error {
 	conn, err := d.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.CloseLasting()
-	return d.ruleset(cfg).Install(conn)
+	return rs.Install(conn)
 }
 
 // restore puts every unexpired block of the state into the kernel with
@@ -270,9 +298,26 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// handle runs on the capture goroutine for every packet: decode, detect,
-// hand off. Nothing here waits for I/O or allocates for a known source.
-func (d *Daemon) handle(pkt []byte) {
+// handle runs on the capture goroutine for every packet (NFLOG: a copy).
+func (d *Daemon) handle(pkt []byte) { d.process(pkt, nil) }
+
+// handleQueued runs for every packet held in NFQUEUE and returns its
+// verdict: Pending when the responder releases it once the block is in.
+func (d *Daemon) handleQueued(pkt []byte, id uint32) capture.Verdict {
+	return d.process(pkt, func() func(bool) {
+		return func(drop bool) {
+			if err := d.queue.SetVerdict(id, drop); err != nil {
+				d.log.Warn(fmt.Sprintf("adminalert: NFQUEUE verdict: %v", err))
+			}
+		}
+	})
+}
+
+// process decodes, detects and hands off; nothing here waits for I/O or
+// allocates for a known source. release, for queued packets, makes the
+// function that gives a held probe its verdict later (called only when a
+// trigger is handed to the responder).
+func (d *Daemon) process(pkt []byte, release func() func(bool)) capture.Verdict {
 	if c := d.cfgp.Load(); c != d.cfg {
 		d.cfg = c
 		d.det.SetConfig(detectConfig(c))
@@ -284,23 +329,23 @@ func (d *Daemon) handle(pkt []byte) {
 	var p packet.Probe
 	if err := packet.Decode(pkt, &p); err != nil {
 		d.Counters.Malformed.Add(1)
-		return
+		return capture.Accept
 	}
 	if p.Kind == packet.KindNone {
 		d.Counters.NotProbes.Add(1)
-		return
+		return capture.Accept
 	}
 	d.Counters.Probes[p.Kind].Add(1)
 	if p.Proto == packet.TCP && d.cfg.TCP.Verified {
 		// Verified mode: only completed connections count (runVerified).
 		d.alerts.send(event{what: evProbe, probe: p})
-		return
+		return capture.Accept
 	}
 	if d.watcher.Snapshot().InUse(uint8(p.Proto), p.Dst, p.DstPort) {
 		// A service listens there (it just started: the kernel set lags by
 		// up to one poll). Never a tripwire.
 		d.Counters.InUse.Add(1)
-		return
+		return capture.Accept
 	}
 	now := time.Now()
 	verdict, src := d.det.Observe(&p, now)
@@ -308,41 +353,51 @@ func (d *Daemon) handle(pkt []byte) {
 	if verdict == detect.AlreadyBlocked {
 		d.Counters.AlreadyBlock.Add(1)
 		d.alerts.send(event{what: evAlreadyBlocked, probe: p})
-		return
+		return capture.Drop
 	}
 	d.alerts.send(event{what: evProbe, probe: p})
 	if verdict != detect.Trigger {
-		return
+		return capture.Accept
 	}
-	d.act(p, src, now, d.det)
+	var rel func(bool)
+	if release != nil {
+		rel = release()
+	}
+	if d.act(p, src, now, d.det, rel) {
+		return capture.Pending
+	}
+	return capture.Accept
 }
 
 // act runs the safety checks that come before any action (protected
-// addresses, then the rate cap) and hands the trigger to the responder.
+// addresses, then the rate cap) and hands the trigger to the responder;
+// it reports whether it did (then release, if set, will be called).
 // det is the detector that triggered (the capture goroutine's, or verified
 // mode's), owned by the calling goroutine.
-func (d *Daemon) act(p packet.Probe, src *detect.Source, now time.Time, det *detect.Detector) {
+func (d *Daemon) act(p packet.Probe, src *detect.Source, now time.Time, det *detect.Detector, release func(bool)) bool {
 	if why, ok := d.guard.Protected(p.Src); ok {
 		d.Counters.Protected.Add(1)
 		det.Forget(p.Src)
 		d.alerts.send(event{what: evProtected, probe: p, reason: why})
-		return
+		return false
 	}
 	if !d.limiter.allow(now) {
 		d.Counters.RateLimited.Add(1)
 		det.Forget(p.Src)
 		d.alerts.send(event{what: evRateLimited, probe: p})
-		return
+		return false
 	}
 	det.MarkBlocked(p.Src, now.Add(d.cfgp.Load().BlockTimeout()))
-	t := respond.Trigger{Probe: p, Time: now, First: src.First, Last: src.Last}
+	t := respond.Trigger{Probe: p, Time: now, First: src.First, Last: src.Last, Release: release}
 	if src.NPorts > 0 {
 		t.Ports = append([]uint16(nil), src.Ports[:src.NPorts]...)
 	}
 	if !d.resp.Trigger(t) {
 		d.Counters.Dropped.Add(1)
 		det.Forget(p.Src)
+		return false
 	}
+	return true
 }
 
 // watchdog notices when the table, a set, the chain or blocks were removed

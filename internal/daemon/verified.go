@@ -66,7 +66,7 @@ func (d *Daemon) runVerified(ctx context.Context, cfg *config.Config) {
 			now := time.Now()
 			verdict, src := det.Observe(&p, now)
 			if verdict == detect.Trigger {
-				d.act(p, src, now, det)
+				d.act(p, src, now, det, nil)
 			}
 		}
 	}

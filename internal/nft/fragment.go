@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -153,6 +154,25 @@ func logGroup(g uint16) fragment {
 	return fragment{"log group " + strconv.Itoa(int(g)), []expr.Any{
 		&expr.Log{Key: 1 << unix.NFTA_LOG_GROUP, Group: g},
 	}}
+}
+
+// queueTo sends the packet to NFQUEUE num; bypass accepts it when no
+// program listens (fail-open).
+func queueTo(num uint16) fragment {
+	return fragment{"queue num " + strconv.Itoa(int(num)) + " bypass", []expr.Any{
+		&expr.Queue{Num: num, Flag: expr.QueueFlagBypass},
+	}}
+}
+
+// xtQueue is queueTo through the xtables NFQUEUE target, revision 3
+// (struct xt_NFQ_info_v3: queue number, queues total, flags; host order,
+// padded to 8 bytes); flag 0x1 is bypass.
+func xtQueue(num uint16) expr.Any {
+	info := make(xt.Unknown, 8)
+	copy(info, binaryutil.NativeEndian.PutUint16(num))
+	copy(info[2:], binaryutil.NativeEndian.PutUint16(1))
+	copy(info[4:], binaryutil.NativeEndian.PutUint16(1))
+	return &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info}
 }
 
 func verdict(k expr.VerdictKind) fragment {

@@ -146,3 +146,11 @@ func listTable(t *testing.T, ns *netnstest.NS) string {
 }
 
 var _ = exec.Command
+
+// In NFQUEUE mode the probe rules queue with bypass instead of logging.
+func TestQueueModeText(t *testing.T) {
+	text := nft.Build(mustParse(t, "capture: {mode: nfqueue, queue: 3}\n")).Text()
+	if strings.Count(text, "counter queue num 3 bypass") != 2 || strings.Contains(text, "log group") {
+		t.Errorf("nfqueue ruleset:\n%s", text)
+	}
+}

@@ -88,11 +88,15 @@ type Ruleset struct {
 	chains []*chainDef
 	// Group is the NFLOG group the log rules send to.
 	Group uint16
+	// Queue is the NFQUEUE number, when the probe rules queue (mode nfqueue).
+	Queue  uint16
+	queued bool
+	compat bool // queue through the xtables NFQUEUE target (no nft_queue in the kernel)
 }
 
 // Build derives the ruleset from a validated configuration.
 func Build(cfg *config.Config) *Ruleset {
-	rs := &Ruleset{Group: uint16(cfg.Capture.Group)}
+	rs := &Ruleset{Group: uint16(cfg.Capture.Group), Queue: uint16(cfg.Capture.Queue), queued: cfg.Capture.Mode == "nfqueue"}
 	size := cfg.Block.SetSize
 	rs.sets = append(rs.sets,
 		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, size: size, keep: true},
@@ -204,11 +208,42 @@ func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 	if len(cfg.TCP.Monitored) > 0 {
 		// No ACK or RST: SYN, FIN, NULL, XMAS and odd flag sets are probes;
 		// ct state new,invalid: replies to our own connections never are.
-		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), ctState(ctNew|ctInvalid, "new,invalid"), counter(), logGroup(rs.Group))
+		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), ctState(ctNew|ctInvalid, "new,invalid"), counter(), rs.toDaemon())
 	}
 	if len(cfg.UDP.Monitored) > 0 {
 		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans.
-		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), logGroup(rs.Group))
+		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), rs.toDaemon())
+	}
+}
+
+// toDaemon is how a probe reaches the daemon: a copy to NFLOG, or the
+// packet itself to NFQUEUE, bypassed (accepted) when no daemon listens.
+func (rs *Ruleset) toDaemon() fragment {
+	if rs.queued {
+		return queueTo(rs.Queue)
+	}
+	return logGroup(rs.Group)
+}
+
+// Queued reports whether probes go to NFQUEUE.
+func (rs *Ruleset) Queued() bool { return rs.queued }
+
+// UseCompatQueue makes the probe rules queue through the xtables NFQUEUE
+// target (nft_compat), for kernels built without nft_queue. The text form
+// stays "queue num N bypass", what nft(8) would install on such kernels.
+func (rs *Ruleset) UseCompatQueue() {
+	if !rs.queued || rs.compat {
+		return
+	}
+	rs.compat = true
+	for _, c := range rs.chains {
+		for i := range c.rules {
+			for j, e := range c.rules[i].exprs {
+				if q, ok := e.(*expr.Queue); ok {
+					c.rules[i].exprs[j] = xtQueue(q.Num)
+				}
+			}
+		}
 	}
 }
 

@@ -37,6 +37,16 @@ type Trigger struct {
 	Time        time.Time
 	First, Last time.Time
 	Ports       []uint16 // ports probed, if known
+	// Release, when set (NFQUEUE mode), gives the held probe its verdict:
+	// drop once the block is committed, accept when no block is made.
+	Release func(drop bool)
+}
+
+func (t *Trigger) release(drop bool) {
+	if t.Release != nil {
+		t.Release(drop)
+		t.Release = nil
+	}
 }
 
 // Stats are the responder's counters.
@@ -144,16 +154,20 @@ func (r *Responder) react(ctx context.Context, t Trigger) {
 	}
 	switch resp {
 	case config.ResponseLog:
+		t.release(false)
 		r.log.Info(fmt.Sprintf("attackalert: Ignoring %s response per configuration file setting.", t.Probe.Proto))
 		return
 	case config.ResponseCommand:
+		t.release(false)
 		r.runCommands(ctx, cfg, t, func(c config.Command) bool { return true }, nil)
 		return
 	}
 	if _, ok := r.store.Get(t.Probe.Src); ok {
+		t.release(true)
 		return // a manual or earlier block is in force
 	}
 	if limit := cfg.Block.SetSize; r.store.Len()+int(r.pending.Load()) >= limit {
+		t.release(false)
 		r.Stats.SetFull.Add(1)
 		if now := time.Now().Unix(); r.fullWarn.Load() < now-60 {
 			r.fullWarn.Store(now)
@@ -201,6 +215,7 @@ func (r *Responder) block(t Trigger, timeout time.Duration, times int) {
 		}
 	}})
 	if err != nil {
+		t.release(false)
 		r.pending.Add(-1)
 		r.Stats.BlockFailures.Add(1)
 		r.log.Error(fmt.Sprintf("adminalert: ERROR: could not block host %s: %v", t.Probe.Src, err))
@@ -210,6 +225,7 @@ func (r *Responder) block(t Trigger, timeout time.Duration, times int) {
 // landed runs once the element is in the kernel (or could not be added).
 func (r *Responder) landed(ctx context.Context, c committed) {
 	r.pending.Add(-1)
+	c.t.release(c.err == nil)
 	p := c.t.Probe
 	if c.err != nil {
 		r.Stats.BlockFailures.Add(1)
@@ -330,6 +346,7 @@ func (r *Responder) runCommands(ctx context.Context, cfg *config.Config, t Trigg
 		select {
 		case r.cmds <- struct{}{}:
 		case <-ctx.Done():
+			t.release(false)
 			return
 		}
 		for _, c := range sel {
