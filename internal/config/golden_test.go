@@ -234,7 +234,7 @@ func TestFullConfig(t *testing.T) {
 		{"resolve_host", fmt.Sprint(c.ResolveHost), "true"},
 		{"port_banner", c.PortBanner, "** UNAUTHORIZED ACCESS PROHIBITED **"},
 		{"state", fmt.Sprint(c.State), "{/srv/portsentry /var/log/portsentry.history /var/log/portsentry.blocked}"},
-		{"capture", fmt.Sprint(c.Capture), "{nflog 42 10}"},
+		{"capture", fmt.Sprint(c.Capture), "{nflog 42 10 7}"},
 		{"logging", fmt.Sprint(c.Logging), "{syslog local3 info}"},
 	}
 	for _, ck := range checks {
