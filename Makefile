@@ -67,7 +67,8 @@ fuzz:
 # probe-to-block latency and idle RSS (root).
 bench: deps-test
 	$(GO) test -run=NONE -bench=. -benchmem ./internal/packet ./internal/detect
-	$(GO) test -run=NONE -bench=. -benchtime=1x ./internal/e2e
+	$(GO) test -run=NONE -bench=Report -benchtime=1x -timeout=20m ./internal/e2e
 
 clean:
 	rm -rf bin
+include mk/deploy.mk

@@ -61,7 +61,7 @@ func (d *Daemon) Status() control.Status {
 	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
 		s.Probes[k.String()] = c.Probes[k].Load()
 	}
-	if conn, err := d.dial(); err == nil {
+	if conn, err := d.query(); err == nil {
 		if els, err := nft.Blocked(conn); err == nil {
 			for a := range els {
 				if a.Is4() {
@@ -71,7 +71,6 @@ func (d *Daemon) Status() control.Status {
 				}
 			}
 		}
-		conn.CloseLasting()
 	}
 	return s
 }
@@ -79,11 +78,10 @@ func (d *Daemon) Status() control.Status {
 // List returns every blocked address, from the kernel (the source of
 // truth) joined with what the state knows of it.
 func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
-	conn, err := d.dial()
+	conn, err := d.query()
 	if err != nil {
 		return nil, err
 	}
-	defer conn.CloseLasting()
 	els, err := nft.Blocked(conn)
 	if err != nil {
 		return nil, err

@@ -116,7 +116,9 @@ func detectConfig(c *config.Config) detect.Config {
 	}
 }
 
-func (d *Daemon) dial() (*nftables.Conn, error) { return nft.Dial(d.opts.NetNS) }
+// dial opens a lasting connection for writes; query one for reads.
+func (d *Daemon) dial() (*nftables.Conn, error)  { return nft.Dial(d.opts.NetNS) }
+func (d *Daemon) query() (*nftables.Conn, error) { return nft.DialQuery(d.opts.NetNS) }
 
 // Run restores state, installs the ruleset, then captures and acts until
 // ctx is done. The table and its blocks stay in the kernel when it
@@ -427,18 +429,17 @@ func (d *Daemon) watchdog(ctx context.Context) {
 
 func (d *Daemon) heal(ctx context.Context, checkElements bool) error {
 	cfg := d.cfgp.Load()
-	conn, err := d.dial()
+	conn, err := d.query()
 	if err != nil {
 		return err
 	}
-	defer conn.CloseLasting()
 	rs := d.ruleset(cfg)
 	probs, err := rs.Problems(conn)
 	if err != nil {
 		return err
 	}
 	if len(probs) > 0 {
-		if err := rs.Install(conn); err != nil {
+		if err := d.installRuleset(rs); err != nil {
 			return fmt.Errorf("reinstall after %s: %w", strings.Join(probs, ", "), err)
 		}
 		d.Counters.Reinstalls.Add(1)

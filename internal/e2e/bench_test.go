@@ -16,70 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
-	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
-
-// BenchmarkProbeToBlock measures what a scanner cares about: the time from
-// a probe leaving the attacker to its address being an element of
-// inet portsentry blocked, over 200 probes from distinct sources. The
-// baseline, in the same run, is the cost of one `nft add element` process
-// (how fail2ban and PortSentry's KILL_ROUTE add a block) for an address
-// already known. It also reports the daemon's idle RSS.
-func BenchmarkProbeToBlock(b *testing.B) {
-	netnstest.Require(b)
-	const probes = 200
-	p := netnstest.NewPair(b)
-	d := startDaemon(b, p.A, "")
-	conn, err := nft.Dial(p.A.Open())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.CloseLasting()
-	set, err := conn.GetSetByName(nft.Table(), nft.SetBlocked)
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw := rawSocketIn(b, p.B)
-	defer unix.Close(raw)
-
-	time.Sleep(time.Second)
-	rss := rssKiB(b, d.cmd.Process.Pid)
-
-	var lat []time.Duration
-	for i := 0; i < probes; i++ {
-		src := netip.AddrFrom4([4]byte{10, 201, byte(1 + i/250), byte(1 + i%250)})
-		if i < 250 {
-			src = netip.AddrFrom4([4]byte{10, 201, 0, byte(10 + i)})
-		}
-		start := time.Now()
-		sendSYN(b, raw, src, netip.MustParseAddr(netnstest.AddrA), 1)
-		for {
-			if hasElement(b, conn, set, src) {
-				lat = append(lat, time.Since(start))
-				break
-			}
-			if time.Since(start) > 5*time.Second {
-				b.Fatalf("probe %d from %s never blocked; daemon output:\n%s", i, src, d.out)
-			}
-		}
-	}
-	var base []time.Duration
-	for i := 0; i < 20; i++ {
-		start := time.Now()
-		p.A.MustRun("nft", "add", "element", "inet", "portsentry", "blocked", "{ 10.201.9."+strconv.Itoa(i+1)+" timeout 1h }")
-		base = append(base, time.Since(start))
-	}
-	p50, p99 := pct(lat, 50), pct(lat, 99)
-	b50 := pct(base, 50)
-	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
-	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
-	b.ReportMetric(float64(pct(lat, 100).Microseconds()), "max-µs")
-	b.ReportMetric(float64(b50.Microseconds()), "nft-process-p50-µs")
-	b.ReportMetric(float64(b50)/float64(p50), "x-faster")
-	b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
-	fmt.Fprintf(os.Stderr, "probe-to-block over %d probes from distinct sources: p50 %s p99 %s max %s; one `nft add element` process: p50 %s (%.1fx our p50); idle RSS %.1f MiB\n",
-		probes, p50, p99, pct(lat, 100), b50, float64(b50)/float64(p50), float64(rss)/1024)
-}
 
 func pct(ds []time.Duration, q int) time.Duration {
 	s := slices.Clone(ds)
@@ -183,3 +120,5 @@ func rssKiB(b *testing.B, pid int) int {
 	b.Fatal("no VmRSS")
 	return 0
 }
+
+func closeFD(fd int) { unix.Close(fd) }

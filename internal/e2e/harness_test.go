@@ -164,14 +164,14 @@ func (d *daemon) cli(args ...string) (string, error) {
 }
 
 // listSet is `nft list set inet portsentry NAME` in ns.
-func listSet(t *testing.T, ns *netnstest.NS, name string) string {
+func listSet(t testing.TB, ns *netnstest.NS, name string) string {
 	t.Helper()
 	return ns.MustRun("nft", "list", "set", "inet", "portsentry", name)
 }
 
 // waitBlocked waits until addr is an element of set, with a timeout, as
 // the admin sees it in `nft list set`.
-func waitBlocked(t *testing.T, ns *netnstest.NS, set, addr string, within time.Duration) string {
+func waitBlocked(t testing.TB, ns *netnstest.NS, set, addr string, within time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var out string
@@ -204,7 +204,7 @@ func elementLine(listing, addr string) string {
 	return ""
 }
 
-func assertNotBlocked(t *testing.T, ns *netnstest.NS, addrs ...string) {
+func assertNotBlocked(t testing.TB, ns *netnstest.NS, addrs ...string) {
 	t.Helper()
 	for _, set := range []string{"blocked", "blocked6"} {
 		out := listSet(t, ns, set)
@@ -217,7 +217,7 @@ func assertNotBlocked(t *testing.T, ns *netnstest.NS, addrs ...string) {
 }
 
 // attack runs a scanner in ns (bounded by a timeout) and returns its output.
-func attack(t *testing.T, ns *netnstest.NS, tool string, args ...string) string {
+func attack(t testing.TB, ns *netnstest.NS, tool string, args ...string) string {
 	t.Helper()
 	out, err := ns.Run("timeout", append([]string{"60", tool}, args...)...)
 	if err != nil && !strings.Contains(err.Error(), "exit status") {
@@ -227,7 +227,7 @@ func attack(t *testing.T, ns *netnstest.NS, tool string, args ...string) string 
 }
 
 // nmap runs nmap from ns without ping or DNS, bounded in time.
-func nmap(t *testing.T, ns *netnstest.NS, args ...string) string {
+func nmap(t testing.TB, ns *netnstest.NS, args ...string) string {
 	t.Helper()
 	netnstest.Require(t, "nmap")
 	base := []string{"-Pn", "-n", "--max-retries", "1", "--host-timeout", "30s"}
@@ -235,7 +235,7 @@ func nmap(t *testing.T, ns *netnstest.NS, args ...string) string {
 }
 
 // hping sends count probes with hping3 from ns.
-func hping(t *testing.T, ns *netnstest.NS, args ...string) string {
+func hping(t testing.TB, ns *netnstest.NS, args ...string) string {
 	t.Helper()
 	netnstest.Require(t, "hping3")
 	return attack(t, ns, "hping3", args...)

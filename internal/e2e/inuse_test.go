@@ -12,7 +12,7 @@ import (
 
 // client adds namespace C, linked to A by its own veth pair:
 // A has 10.203.0.1/24, C has 10.203.0.2.
-func client(t *testing.T, a *netnstest.NS) *netnstest.NS {
+func client(t testing.TB, a *netnstest.NS) *netnstest.NS {
 	t.Helper()
 	c := netnstest.New(t, "psC")
 	a.MustRun("ip", "link", "add", "veth-c", "type", "veth", "peer", "name", "veth-ca", "netns", c.Name)

@@ -162,7 +162,7 @@ func TestRestartKeepsBlocks(t *testing.T) {
 
 // serve runs a TCP server in ns that greets every client with msg, until
 // the test ends.
-func serve(t *testing.T, ns *netnstest.NS, addr, port, msg string) {
+func serve(t testing.TB, ns *netnstest.NS, addr, port, msg string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	server := ns.Command(ctx, "ncat", "-l", "-k", addr, port, "--sh-exec", "echo "+msg)
@@ -179,7 +179,7 @@ func canConnect(ns *netnstest.NS, addr, port, msg string) bool {
 	return err == nil && strings.Contains(out, msg)
 }
 
-func waitListening(t *testing.T, ns *netnstest.NS, port string) {
+func waitListening(t testing.TB, ns *netnstest.NS, port string) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		out, _ := ns.Run("ss", "-Hltn", "sport", "= :"+port)

@@ -32,6 +32,24 @@ func Dial(netns *os.File) (*nftables.Conn, error) {
 	return c, nil
 }
 
+// DialQuery opens a connection for reading (dumps of sets, chains, rules):
+// each operation gets its own socket. Dumps on a lasting connection with
+// forced buffers come back with keys aliased to reused buffers in
+// google/nftables v0.3.0 (measured: 100000 elements read back as 96080
+// distinct keys), so reads never share the writers' lasting socket. netns
+// must stay open for the connection's life.
+func DialQuery(netns *os.File) (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if netns != nil {
+		opts = append(opts, nftables.WithNetNSFd(int(netns.Fd())))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	return c, nil
+}
+
 func forceBuffers(c *netlink.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {

@@ -8,12 +8,12 @@
 //
 // The kernel is the source of truth while the daemon runs; this is its
 // memory across restarts. Records are appended to a journal (one JSON line
-// per change, cheap and crash-safe), which is compacted when it is opened.
+// per change, cheap and crash-safe; see journal.go), compacted when it is
+// mostly history.
 package state
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -44,10 +44,10 @@ type Block struct {
 
 // journal lines
 type entry struct {
-	Op    string     `json:"op"` // "add", "del", "times"
-	Block *Block     `json:"block,omitempty"`
-	Addr  netip.Addr `json:"addr,omitzero"`
-	Times int        `json:"times,omitempty"`
+	Op    string // "add", "del", "times"
+	Block *Block
+	Addr  netip.Addr
+	Times int
 }
 
 // Paths says where the files live.
@@ -76,10 +76,18 @@ func Open(p Paths, now time.Time) (*Store, error) {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]int{}}
-	if err := s.load(now); err != nil {
+	lines, err := s.load(now)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.compact(); err != nil {
+	// Rewrite the journal only when it is mostly history; a restart with
+	// many live blocks then costs one read, not a rewrite.
+	if lines > 1024 && lines > 2*(len(s.active)+len(s.times)) || lines == 0 {
+		err = s.compact()
+	} else {
+		err = s.openJournal(lines)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if p.Blocked != "" {
@@ -92,20 +100,22 @@ func Open(p Paths, now time.Time) (*Store, error) {
 
 func (s *Store) journalPath() string { return filepath.Join(s.paths.Dir, journalName) }
 
-func (s *Store) load(now time.Time) error {
+// load replays the journal and returns how many lines it had.
+func (s *Store) load(now time.Time) (int, error) {
 	f, err := os.Open(s.journalPath())
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return fmt.Errorf("open %s: %w", s.journalPath(), err)
+		return 0, fmt.Errorf("open %s: %w", s.journalPath(), err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		var e entry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+	lines := 0
+	for ; sc.Scan(); lines++ {
+		e, err := decodeEntry(sc.Text())
+		if err != nil {
 			// A torn last line after a crash is expected; anything else is skipped too.
 			continue
 		}
@@ -127,6 +137,15 @@ func (s *Store) load(now time.Time) error {
 			delete(s.active, a)
 		}
 	}
+	return lines, nil
+}
+
+func (s *Store) openJournal(lines int) error {
+	j, err := os.OpenFile(s.journalPath(), os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("open journal: %w", err)
+	}
+	s.journal, s.lines = j, lines
 	return nil
 }
 
@@ -142,16 +161,15 @@ func (s *Store) compact() error {
 		return fmt.Errorf("compact journal: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
 	n := 0
 	for a, t := range s.times {
 		if _, act := s.active[a]; !act {
-			enc.Encode(entry{Op: "times", Addr: a, Times: t})
+			w.WriteString(encodeEntry(entry{Op: "times", Addr: a, Times: t}))
 			n++
 		}
 	}
 	for _, b := range s.active {
-		enc.Encode(entry{Op: "add", Block: b})
+		w.WriteString(encodeEntry(entry{Op: "add", Block: b}))
 		n++
 	}
 	if err := w.Flush(); err != nil {
@@ -166,20 +184,11 @@ func (s *Store) compact() error {
 	if err := os.Rename(tmp, s.journalPath()); err != nil {
 		return fmt.Errorf("compact journal: %w", err)
 	}
-	j, err := os.OpenFile(s.journalPath(), os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("open journal: %w", err)
-	}
-	s.journal, s.lines = j, n
-	return nil
+	return s.openJournal(n)
 }
 
 func (s *Store) append(e entry) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	if _, err := s.journal.Write(append(b, '\n')); err != nil {
+	if _, err := s.journal.WriteString(encodeEntry(e)); err != nil {
 		return fmt.Errorf("write %s: %w", s.journalPath(), err)
 	}
 	s.lines++

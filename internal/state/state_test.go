@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -71,7 +72,7 @@ func TestTornJournalLine(t *testing.T) {
 	s.Add(Block{Addr: netip.MustParseAddr("10.0.0.9"), Timeout: time.Hour, Expires: now.Add(time.Hour), Times: 1})
 	s.Close()
 	f, _ := os.OpenFile(filepath.Join(p.Dir, journalName), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"op":"add","block":{"addr":"10.0.0.`)
+	f.WriteString("add\t10.0.0.")
 	f.Close()
 	s2, err := Open(p, now)
 	if err != nil {
@@ -94,4 +95,43 @@ func TestExpire(t *testing.T) {
 	if s.Len() != 1 {
 		t.Fatalf("len %d", s.Len())
 	}
+}
+
+func TestJournalRoundTrip(t *testing.T) {
+	b := &Block{Addr: netip.MustParseAddr("fd00::7"), Expires: now.Add(time.Hour).Truncate(time.Millisecond), Timeout: time.Hour,
+		Kind: "TCP SYN scan", Proto: "TCP", Port: 79, Ports: []uint16{79, 1}, First: now.Truncate(time.Millisecond), Last: now.Truncate(time.Millisecond),
+		Times: 2, Host: "scanner.example", HostsDeny: "ALL: [fd00::7]\t: DENY \"quoted\""}
+	e, err := decodeEntry(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: b}), "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(*e.Block) != fmt.Sprint(*b) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", *e.Block, *b)
+	}
+	for _, bad := range []string{"", "add", "add\tx", "del\t10.0.0.1\textra", "times\t10.0.0.1\tx", "add\t10.0.0.1\t1\t2\t3\t4\t5\t6\t7\t\"a\"\t\"b\"\t\"c\"\tunquoted"} {
+		if _, err := decodeEntry(bad); err == nil {
+			t.Errorf("decodeEntry(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("10.0.0.1"), Expires: now, Timeout: time.Hour, Ports: []uint16{1, 2}}}), "\n"))
+	f.Add("del\t10.0.0.1")
+	f.Add("times\tfd00::1\t3")
+	f.Add("add\t\t\t")
+	f.Fuzz(func(t *testing.T, line string) {
+		e, err := decodeEntry(line)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to something that decodes to the same.
+		again, err := decodeEntry(strings.TrimSuffix(encodeEntry(e), "\n"))
+		if err != nil {
+			t.Fatalf("re-encoded %q does not decode: %v", encodeEntry(e), err)
+		}
+		if fmt.Sprint(again) != fmt.Sprint(e) && e.Block == nil {
+			t.Fatalf("round trip changed %+v to %+v", e, again)
+		}
+	})
 }

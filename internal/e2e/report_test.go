@@ -1,0 +1,392 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/control"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+// BenchmarkReport is `make bench`: every measurement of the performance
+// issue, each against a baseline run in the same process, printed as one
+// table and written to BENCHMARKS.md. Bounded: about two minutes.
+func BenchmarkReport(b *testing.B) {
+	netnstest.Require(b, "nmap", "hping3", "ncat")
+	var rows [][3]string
+	add := func(what, result, goal string) {
+		rows = append(rows, [3]string{what, result, goal})
+		fmt.Fprintf(os.Stderr, "%-60s %s\n", what, result)
+	}
+	benchInsert(b, add)
+	benchLatency(b, add, "nflog")
+	benchLatency(b, add, "nfqueue")
+	benchRestore(b, add)
+	benchFlood(b, add)
+	benchClassic(b, add)
+	writeReport(b, rows)
+}
+
+// 1. Block insert throughput: 100k distinct addresses through our writer,
+// against one `nft add element` process per address on a sample.
+func benchInsert(b *testing.B, add func(string, string, string)) {
+	const n, sample = 100000, 300
+	ns := netnstest.New(b, "psI")
+	cfg, _ := config.Parse("bench", []byte("block: {set_size: 200000}\n"))
+	installIn(b, ns, nft.Build(cfg))
+	f := ns.Open()
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	blocks := make([]nft.Block, n)
+	for i := range blocks {
+		blocks[i] = nft.Block{Addr: netip.AddrFrom4([4]byte{10, byte(100 + i>>16), byte(i >> 8), byte(i)}), Timeout: time.Hour}
+	}
+	start := time.Now()
+	if err := w.Commit(ctx, blocks); err != nil {
+		b.Fatal(err)
+	}
+	ours := time.Since(start)
+	if got := countElements(b, f, nft.SetBlocked); got != n {
+		b.Fatalf("%d elements in the kernel after adding %d", got, n)
+	}
+	start = time.Now()
+	for i := 0; i < sample; i++ {
+		ns.MustRun("nft", "add", "element", "inet", "portsentry", "blocked", fmt.Sprintf("{ 10.250.%d.%d timeout 1h }", i/250, i%250+1))
+	}
+	theirs := time.Since(start)
+	ourRate := float64(n) / ours.Seconds()
+	theirRate := float64(sample) / theirs.Seconds()
+	add("block insert: 100k addresses, our batched writer", fmt.Sprintf("%.0f elements/s (%s, all 100000 counted back)", ourRate, ours.Round(time.Millisecond)), ">= 500k/s")
+	add("block insert: one `nft add element` process each (300 sample)", fmt.Sprintf("%.0f elements/s; ours is %.0fx faster", theirRate, ourRate/theirRate), ">= 1000x")
+}
+
+// 2. Probe-to-element latency over 1000 probes from distinct sources.
+func benchLatency(b *testing.B, add func(string, string, string), mode string) {
+	const probes = 1000
+	p := netnstest.NewPair(b)
+	d := startDaemon(b, p.A, "capture: {mode: "+mode+"}\nblock: {max_per_second: 100000}\n")
+	f := p.A.Open()
+	conn, err := nft.DialQuery(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mon := nftables.NewMonitor(nftables.WithMonitorObject(nftables.MonitorObjectElements), nftables.WithMonitorAction(nftables.MonitorActionNew))
+	events, err := conn.AddMonitor(mon)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mon.Close()
+	seen := make(chan string, probes)
+	go func() {
+		for ev := range events {
+			if els, ok := ev.Data.([]nftables.SetElement); ok {
+				for _, e := range els {
+					seen <- string(e.Key)
+				}
+			}
+		}
+	}()
+	raw := rawSocketIn(b, p.B)
+	defer closeFD(raw)
+	dst := netip.MustParseAddr(netnstest.AddrA)
+	var lat []time.Duration
+	for i := 0; i < probes; i++ {
+		src := netip.AddrFrom4([4]byte{10, 210, byte((i + 1) >> 8), byte(i + 1)})
+		start := time.Now()
+		sendSYN(b, raw, src, dst, 1)
+		deadline := time.After(5 * time.Second)
+	wait:
+		for {
+			select {
+			case k := <-seen:
+				if k == string(src.AsSlice()) {
+					lat = append(lat, time.Since(start))
+					break wait
+				}
+			case <-deadline:
+				b.Fatalf("%s: probe %d from %s never blocked; daemon:\n%s", mode, i, src, d.out)
+			}
+		}
+	}
+	add(fmt.Sprintf("probe-to-element latency, %s, %d probes from distinct sources", mode, probes),
+		fmt.Sprintf("p50 %s, p99 %s, max %s", us(pct(lat, 50)), us(pct(lat, 99)), us(pct(lat, 100))), "p50 <= 1 ms, p99 <= 5 ms")
+	if mode == "nflog" {
+		add("idle RSS of the daemon (after the latency run)", fmt.Sprintf("%.1f MiB", float64(rssKiB(b, d.cmd.Process.Pid))/1024), "<= 20 MiB")
+	}
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// 4. Restore of 100k blocks at start, after the table is gone (a reboot).
+func benchRestore(b *testing.B, add func(string, string, string)) {
+	const n = 100000
+	ns := netnstest.New(b, "psS")
+	cfgText := "block: {set_size: 200000}\n"
+	f := writeConfig(b, cfgText)
+	stateDir := filepath.Join(filepath.Dir(f), "state")
+	os.MkdirAll(stateDir, 0o700)
+	var sb strings.Builder
+	exp := time.Now().Add(2 * time.Hour).UnixMilli()
+	for i := 0; i < n; i++ {
+		// The journal format of internal/state.
+		fmt.Fprintf(&sb, "add\t10.%d.%d.%d\t%d\t3600000\t1\t1\t\t0\t0\t\"TCP SYN scan\"\t\"TCP\"\t\"\"\t\"\"\n", 120+i>>16, byte(i>>8), byte(i), exp)
+	}
+	os.WriteFile(filepath.Join(stateDir, "blocks.journal"), []byte(sb.String()), 0o600)
+	d := &daemon{t: b, ns: ns, config: f}
+	b.Cleanup(d.stop)
+	start := time.Now()
+	d.start() // returns once "initialized and monitoring" is logged, after the restore
+	took := time.Since(start)
+	if got := countElements(b, ns.Open(), nft.SetBlocked); got != n {
+		b.Fatalf("restored %d of %d", got, n)
+	}
+	add("restore 100k blocks at start (table gone, as after a reboot)", fmt.Sprintf("%s from start to monitoring, all 100000 in the set", took.Round(time.Millisecond)), "<= 1 s")
+}
+
+// 3. Spoofed flood: hping3 --rand-source --flood at a monitored port for
+// 10 s; the kernel's rule counter against what the daemon received.
+func benchFlood(b *testing.B, add func(string, string, string)) {
+	p := netnstest.NewPair(b)
+	c := client(b, p.A)
+	serve(b, p.A, "0.0.0.0", "8080", "still-here")
+	d := startDaemon(b, p.A, "detect: {max_sources: 1000000}\n")
+	pid := d.cmd.Process.Pid
+	cpu0 := cpuSeconds(b, pid)
+	ctx, cancel := context.WithCancel(context.Background())
+	var answered, tried int
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			tried++
+			if canConnect(c, "10.203.0.1", "8080", "still-here") {
+				answered++
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	var peak int
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			peak = max(peak, rssKiB(b, pid))
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	start := time.Now()
+	p.B.Run("timeout", "10", "hping3", "--flood", "--rand-source", "-S", "-p", "1", "-q", netnstest.AddrA)
+	elapsed := time.Since(start)
+	time.Sleep(2 * time.Second) // let the daemon drain
+	cancel()
+	wg.Wait()
+	peak = max(peak, rssKiB(b, pid))
+	kernel := ruleCounter(b, p.A)
+	st := daemonStatus(b, d)
+	recv := st.Counters["packets"]
+	lost := st.Counters["nflog_lost"]
+	enobufs := st.Counters["nflog_enobufs"]
+	cpu := cpuSeconds(b, pid) - cpu0
+	add("spoofed flood: hping3 --rand-source -S --flood, 10 s",
+		fmt.Sprintf("%.0f packets/s logged by the kernel rule; daemon received %d of %d (%.2f%%), %d lost by NFLOG, %d ENOBUFS", float64(kernel)/elapsed.Seconds(), recv, kernel, 100*float64(recv)/float64(max(kernel, 1)), lost, enobufs),
+		"no event lost at >= 100k packets/s")
+	add("  during the flood", fmt.Sprintf("%d sources tracked, %d blocks (rate cap 100/s), peak RSS %.1f MiB, %.1f CPU s, open port answered %d/%d connects",
+		st.Counters["sources_tracked"], st.Counters["blocks"], float64(peak)/1024, cpu, answered, tried), "RSS <= 64 MiB with 1M sources")
+}
+
+// 5. Classic PortSentry 1.2 (Debian's binary, -stcp, blocking with a
+// blackhole route) against the same nmap scan as portsentry-nft.
+func benchClassic(b *testing.B, add func(string, string, string)) {
+	bin := classicBinary(b)
+	if bin == "" {
+		add("classic PortSentry 1.2 -stcp", "not measured: could not fetch Debian's portsentry package", "")
+		return
+	}
+	scan := []string{"-sS", "-T4", "-p", "1-1024", netnstest.AddrA}
+	for _, mode := range []string{"nflog", "nfqueue"} {
+		p := netnstest.NewPair(b)
+		d := startDaemon(b, p.A, "tcp: {ports: [\"1-1024\"]}\ncapture: {mode: "+mode+"}\n")
+		out := nmap(b, p.B, scan...)
+		waitBlocked(b, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+		cpu := cpuSeconds(b, d.cmd.Process.Pid)
+		add(fmt.Sprintf("nmap -sS -T4 -p 1-1024: portsentry-nft (%s)", mode), fmt.Sprintf("%d of 1024 ports answered before the block; daemon CPU %.2f s in all", answeredPorts(out), cpu), "")
+	}
+	p := netnstest.NewPair(b)
+	dir := b.TempDir()
+	etc := filepath.Join(dir, "etc")
+	exec.Command("cp", "-a", "/etc", etc).Run()
+	os.MkdirAll(filepath.Join(etc, "portsentry"), 0o755)
+	os.WriteFile(filepath.Join(etc, "portsentry", "portsentry.ignore"), nil, 0o644)
+	conf := fmt.Sprintf(`TCP_PORTS="1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,31337,32771,32772,32773,32774,40421,49724,54320"
+UDP_PORTS="1,7,9,69,161,162,513,635,640,641,700,37444,34555,31335,32770,32771,32772,32773,32774,31337,54321"
+ADVANCED_PORTS_TCP="1024"
+ADVANCED_PORTS_UDP="1024"
+ADVANCED_EXCLUDE_TCP="113,139"
+ADVANCED_EXCLUDE_UDP="520,138,137,67"
+IGNORE_FILE="/etc/portsentry/portsentry.ignore"
+HISTORY_FILE="%[1]s/portsentry.history"
+BLOCKED_FILE="%[1]s/portsentry.blocked"
+RESOLVE_HOST="0"
+BLOCK_UDP="1"
+BLOCK_TCP="1"
+KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"
+SCAN_TRIGGER="0"
+`, dir)
+	os.WriteFile(filepath.Join(etc, "portsentry", "portsentry.conf"), []byte(conf), 0o644)
+	// Its own mount namespace sees our copy of /etc; nothing of the host changes.
+	script := fmt.Sprintf("mount --bind %s /etc && exec %s -stcp", etc, bin)
+	if out, err := p.A.Run("unshare", "-m", "--propagation", "private", "sh", "-c", script); err != nil {
+		b.Fatalf("start portsentry: %v %s", err, out)
+	}
+	time.Sleep(2 * time.Second) // it forks and settles
+	out := nmap(b, p.B, scan...)
+	time.Sleep(500 * time.Millisecond)
+	routes := p.A.MustRun("ip", "route", "show", "type", "blackhole")
+	blocked := strings.Contains(routes, netnstest.AddrB)
+	cpu := 0.0
+	if pids, _ := p.A.Run("ip", "netns", "pids", p.A.Name); pids != "" {
+		for _, f := range strings.Fields(pids) {
+			if comm, _ := os.ReadFile("/proc/" + f + "/comm"); strings.TrimSpace(string(comm)) == "portsentry" {
+				pid, _ := strconv.Atoi(f)
+				cpu = cpuSeconds(b, pid)
+			}
+		}
+	}
+	add("nmap -sS -T4 -p 1-1024: classic PortSentry 1.2 -stcp", fmt.Sprintf("%d of 1024 ports answered before the block (blocked: %v); its CPU %.2f s", answeredPorts(out), blocked, cpu), "")
+}
+
+// classicBinary fetches Debian's portsentry package and returns its binary.
+func classicBinary(b *testing.B) string {
+	dir := filepath.Join(os.TempDir(), "portsentry-classic")
+	bin := filepath.Join(dir, "usr", "sbin", "portsentry")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	os.MkdirAll(dir, 0o755)
+	cmd := exec.Command("apt-get", "download", "portsentry")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Logf("apt-get download portsentry: %v %s", err, out)
+		return ""
+	}
+	debs, _ := filepath.Glob(filepath.Join(dir, "portsentry_*.deb"))
+	if len(debs) == 0 || exec.Command("dpkg-deb", "-x", debs[0], dir).Run() != nil {
+		return ""
+	}
+	return bin
+}
+
+var answeredRe = regexp.MustCompile(`(?m)^\d+/tcp\s+(open|closed)\b`)
+var notShownRe = regexp.MustCompile(`Not shown: (\d+) (closed|open)`)
+
+// answeredPorts counts ports nmap saw answered (open or closed).
+func answeredPorts(out string) int {
+	n := len(answeredRe.FindAllString(out, -1))
+	for _, m := range notShownRe.FindAllStringSubmatch(out, -1) {
+		k, _ := strconv.Atoi(m[1])
+		n += k
+	}
+	if strings.Contains(out, "are in ignored states") && !strings.Contains(out, "filtered") {
+		if m := regexp.MustCompile(`All (\d+) scanned ports`).FindStringSubmatch(out); m != nil {
+			n, _ = strconv.Atoi(m[1])
+		}
+	}
+	return n
+}
+
+func ruleCounter(b *testing.B, ns *netnstest.NS) uint64 {
+	out := ns.MustRun("nft", "list", "chain", "inet", "portsentry", "input")
+	m := regexp.MustCompile(`tcp dport @tcp_ports .*counter packets (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("no counter in:\n%s", out)
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return n
+}
+
+func daemonStatus(b *testing.B, d *daemon) control.Status {
+	out, err := d.cli("status", "--json")
+	if err != nil {
+		b.Fatalf("status: %v %s", err, out)
+	}
+	var st control.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+func cpuSeconds(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func countElements(b *testing.B, f *os.File, set string) int {
+	c, err := nft.DialQuery(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	els, err := nft.Blocked(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for a := range els {
+		if a.Is4() == (set == nft.SetBlocked) {
+			n++
+		}
+	}
+	return n
+}
+
+func installIn(b *testing.B, ns *netnstest.NS, rs *nft.Ruleset) {
+	c, err := nft.Dial(ns.Open())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseLasting()
+	if err := rs.Install(c); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func writeReport(b *testing.B, rows [][3]string) {
+	var sb strings.Builder
+	kernel, _ := exec.Command("uname", "-r").Output()
+	mem := ""
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.Fields(strings.SplitN(string(data), "\n", 2)[0])[1]
+	}
+	memGiB, _ := strconv.ParseFloat(mem, 64)
+	fmt.Fprintf(&sb, "# Benchmarks\n\nWritten by `make bench` on %s: %d cores, %.0f GiB, kernel %s, %s.\nEach comparison ran in the same run as its baseline.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), memGiB/1024/1024, strings.TrimSpace(string(kernel)), runtime.Version())
+	sb.WriteString("| measurement | result | goal |\n|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&sb, "| %s | %s | %s |\n", r[0], r[1], r[2])
+	}
+	if err := os.WriteFile(filepath.Join("..", "..", "BENCHMARKS.md"), []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprint(os.Stderr, "\n"+sb.String())
+}
