@@ -376,7 +376,7 @@ func (d *Daemon) process(pkt []byte, release func() func(bool)) capture.Verdict 
 // it reports whether it did (then release, if set, will be called).
 // det is the detector that triggered (the capture goroutine's, or verified
 // mode's), owned by the calling goroutine.
-func (d *Daemon) act(p packet.Probe, src *detect.Source, now time.Time, det *detect.Detector, release func(bool)) bool {
+func (d *Daemon) act(p packet.Probe, src detect.Source, now time.Time, det *detect.Detector, release func(bool)) bool {
 	if why, ok := d.guard.Protected(p.Src); ok {
 		d.Counters.Protected.Add(1)
 		det.Forget(p.Src)

@@ -2,7 +2,9 @@ package detect
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -109,5 +111,71 @@ func BenchmarkObserve(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		d.Observe(&ps[i%len(ps)], t0)
+	}
+}
+
+// BenchmarkMemoryPerSource reports the heap each tracked source costs,
+// with a million tracked (the flood goal: <= 64 MiB RSS for 1M sources).
+func BenchmarkMemoryPerSource(b *testing.B) {
+	const n = 1 << 20
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		d := New(Config{Trigger: 1 << 30, MaxSources: n})
+		p := &packet.Probe{Proto: packet.TCP, Kind: packet.KindSYN, DstPort: 1}
+		for i := 0; i < n; i++ {
+			p.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			d.Observe(p, t0)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/source")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB/1M-sources")
+		runtime.KeepAlive(d)
+	}
+}
+
+// The index agrees with a reference model through inserts, evictions and
+// forgets, with a small capacity so eviction and backward-shift deletion
+// run constantly.
+func TestIndexAgainstModel(t *testing.T) {
+	d := New(Config{Trigger: 1 << 30, MaxSources: 100})
+	rng := rand.New(rand.NewPCG(1, 2))
+	counts := map[netip.Addr]int{}
+	for step := 0; step < 200000; step++ {
+		a := netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(2)), byte(rng.IntN(200))})
+		if rng.IntN(10) == 0 {
+			a = netip.AddrFrom16([16]byte{0xfd, 15: byte(rng.IntN(50))})
+		}
+		_, s := d.Observe(&packet.Probe{Src: a, DstPort: 1}, t0)
+		if s.Addr != a {
+			t.Fatalf("step %d: got the state of %s for %s", step, s.Addr, a)
+		}
+		if s.Count == 1 {
+			counts[a] = 0 // new, or evicted earlier and back
+		}
+		counts[a]++
+		if s.Count != counts[a] {
+			t.Fatalf("step %d: %s count %d, model %d", step, a, s.Count, counts[a])
+		}
+		if d.Len() > 100 {
+			t.Fatalf("tracking %d sources, cap 100", d.Len())
+		}
+	}
+	// Every tracked source is found through the index, exactly once.
+	seen := map[[16]byte]bool{}
+	for i := int32(0); i < d.n; i++ {
+		k := d.at(i).addr
+		if seen[k] {
+			t.Fatalf("source %x stored twice", k)
+		}
+		seen[k] = true
+		if d.index[d.slot(&k)] != i {
+			t.Fatalf("source %x not found through the index", k)
+		}
+	}
+	if d.Evicted == 0 {
+		t.Fatal("no eviction happened: the test did not exercise it")
 	}
 }
