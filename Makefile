@@ -14,7 +14,7 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 RUN_PKGS  := nftables nmap iproute2
 TEST_PKGS := nftables nmap hping3 ncat iproute2
 
-.PHONY: all build demo test unit lint fuzz bench deps-run deps-test clean
+.PHONY: all build demo test unit lint fuzz bench soak deps-run deps-test clean
 
 all: build
 
@@ -43,6 +43,7 @@ demo: deps-run build
 # namespaces (root), after gofmt, go vet and staticcheck.
 test: deps-test lint
 	$(GO) test -count=1 ./...
+	$(MAKE) e2e-system
 
 unit:
 	$(GO) test ./...
@@ -68,6 +69,11 @@ fuzz:
 bench: deps-test
 	$(GO) test -run=NONE -bench=. -benchmem ./internal/packet ./internal/detect
 	$(GO) test -run=NONE -bench=Report -benchtime=1x -timeout=20m ./internal/e2e
+
+# 10 minutes of mixed scans and floods against one daemon: goroutines,
+# open files and RSS must not grow (SOAK_DURATION=2m for a shorter run).
+soak: deps-test
+	SOAK_DURATION=$(or $(SOAK_DURATION),10m) $(GO) test -run=NONE -bench=Soak -benchtime=1x -timeout=30m ./internal/e2e
 
 clean:
 	rm -rf bin

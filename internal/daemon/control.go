@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"sort"
 	"time"
 
@@ -53,6 +54,9 @@ func (d *Daemon) Status() control.Status {
 			"commands_run":        d.resp.Stats.CommandsRun.Load(),
 			"command_failures":    d.resp.Stats.CommandFailures.Load(),
 			"hosts_deny_failures": d.resp.Stats.HostsDenyErrors.Load(),
+			"goroutines":          uint64(runtime.NumGoroutine()),
+			"open_files":          openFiles(),
+			"heap_bytes":          heapBytes(),
 		},
 		Probes:    map[string]uint64{},
 		SetSizes:  map[string]int{},
@@ -73,6 +77,17 @@ func (d *Daemon) Status() control.Status {
 		}
 	}
 	return s
+}
+
+func openFiles() uint64 {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	return uint64(len(fds))
+}
+
+func heapBytes() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // List returns every blocked address, from the kernel (the source of

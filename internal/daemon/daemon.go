@@ -135,6 +135,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
+	for _, w := range st.Warnings {
+		d.log.Warn("adminalert: " + w)
+	}
 	d.store = st
 	d.watcher = &listeners.Watcher{
 		NetNS:    d.opts.NetNS,

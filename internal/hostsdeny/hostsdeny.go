@@ -97,6 +97,12 @@ func (f *File) edit(change func([]string) ([]string, bool)) (bool, error) {
 		buf.WriteString(l + "\n")
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(f.Path), ".hosts.deny.portsentry-*")
+	if err != nil && fi != nil && (errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission)) {
+		// The directory is read-only but the file is writable (systemd's
+		// ProtectSystem=strict with ReadWritePaths=/etc/hosts.deny): rewrite
+		// it in place, under the lock, as a last resort.
+		return true, rewriteInPlace(f.Path, buf.Bytes())
+	}
 	if err != nil {
 		return false, fmt.Errorf("write %s: %w", f.Path, err)
 	}
@@ -123,4 +129,20 @@ func (f *File) edit(change func([]string) ([]string, bool)) (bool, error) {
 		return false, fmt.Errorf("write %s: %w", f.Path, err)
 	}
 	return true, nil
+}
+
+func rewriteInPlace(path string, data []byte) error {
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := w.Sync(); err != nil {
+		w.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return w.Close()
 }

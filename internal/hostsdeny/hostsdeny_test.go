@@ -69,3 +69,32 @@ func TestCreatesMissingFile(t *testing.T) {
 		t.Fatalf("%q", data)
 	}
 }
+
+// Under ProtectSystem=strict only the file is writable, not /etc: the
+// line is still written (in place).
+func TestReadOnlyDirectoryWritableFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root ignores directory permissions; simulate with a read-only bind mount is overkill here
+		dir := t.TempDir()
+		p := filepath.Join(dir, "hosts.deny")
+		os.WriteFile(p, []byte("ALL: 192.0.2.1\n"), 0o644)
+		if err := rewriteInPlace(p, []byte("ALL: 192.0.2.1\nALL: 10.0.0.1\n")); err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(p); string(data) != "ALL: 192.0.2.1\nALL: 10.0.0.1\n" {
+			t.Fatalf("%q", data)
+		}
+		return
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "hosts.deny")
+	os.WriteFile(p, []byte("ALL: 192.0.2.1\n"), 0o644)
+	os.Chmod(dir, 0o555)
+	defer os.Chmod(dir, 0o755)
+	if wrote, err := (&File{Path: p}).Add("ALL: 10.0.0.1"); err != nil || !wrote {
+		t.Fatalf("Add in a read-only directory: %v %v", wrote, err)
+	}
+	if data, _ := os.ReadFile(p); string(data) != "ALL: 192.0.2.1\nALL: 10.0.0.1\n" {
+		t.Fatalf("%q", data)
+	}
+}

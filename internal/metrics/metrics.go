@@ -76,8 +76,9 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.status()
 	for k, v := range s.Counters {
-		if k == "sources_tracked" {
-			continue
+		switch k {
+		case "sources_tracked", "goroutines", "open_files", "heap_bytes":
+			continue // gauges, not counters (the Go collector has the runtime ones)
 		}
 		ch <- prometheus.MustNewConstMetric(descCounter, prometheus.CounterValue, float64(v), k)
 	}

@@ -59,6 +59,10 @@ type Paths struct {
 
 // Store is the state of one daemon. It is safe for concurrent use.
 type Store struct {
+	// Warnings are problems Open met that do not stop the daemon (a
+	// PortSentry text file it cannot write, say).
+	Warnings []string
+
 	mu      sync.Mutex
 	paths   Paths
 	journal *os.File
@@ -92,7 +96,8 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	}
 	if p.Blocked != "" {
 		if err := os.WriteFile(p.Blocked, nil, 0o600); err != nil {
-			return nil, fmt.Errorf("blocked file: %w", err)
+			// Not fatal: blocks and the journal are what matter.
+			s.Warnings = append(s.Warnings, fmt.Sprintf("blocked file %s cannot be reset: %v", p.Blocked, err))
 		}
 	}
 	return s, nil
