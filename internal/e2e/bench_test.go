@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
@@ -23,20 +22,6 @@ func pct(ds []time.Duration, q int) time.Duration {
 	slices.Sort(s)
 	i := (len(s)*q + 99) / 100
 	return s[max(0, min(i, len(s))-1)]
-}
-
-func hasElement(b *testing.B, c *nftables.Conn, s *nftables.Set, a netip.Addr) bool {
-	els, err := c.GetSetElements(s)
-	if err != nil {
-		b.Fatal(err)
-	}
-	key := a.AsSlice()
-	for _, e := range els {
-		if string(e.Key) == string(key) {
-			return true
-		}
-	}
-	return false
 }
 
 // rawSocketIn opens an IPPROTO_RAW socket inside ns: it stays there after
