@@ -619,12 +619,12 @@ func trimPathErr(err error) string {
 }
 
 func (im *importer) state() {
-	blocked := "portsentry-nft keeps it in its own format"
+	blocked := "PortSentry 1.2's line format, reset at each start"
 	if im.c.Dialect == Dialect12 {
-		blocked = "portsentry-nft keeps one file in its own format (PortSentry 1.2 added the mode, e.g. .atcp)"
+		blocked = "PortSentry 1.2's line format, one file for every mode (PortSentry 1.2 added the mode, e.g. .atcp)"
 	}
 	for _, x := range []struct{ key, yamlKey, note string }{
-		{"HISTORY_FILE", "history_file", "portsentry-nft writes its own format: do not share it with a PortSentry still running"},
+		{"HISTORY_FILE", "history_file", "PortSentry 1.2's line format; do not share it with a PortSentry still running"},
 		{"BLOCKED_FILE", "blocked_file", blocked},
 	} {
 		l, ok := im.lookup(x.key)
