@@ -189,9 +189,11 @@ func benchFlood(b *testing.B, add func(string, string, string)) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+	sent0 := txPackets(b, p.B, "veth-b")
 	start := time.Now()
 	p.B.Run("timeout", "10", "hping3", "--flood", "--rand-source", "-S", "-p", "1", "-q", netnstest.AddrA)
 	elapsed := time.Since(start)
+	sent := txPackets(b, p.B, "veth-b") - sent0
 	time.Sleep(2 * time.Second) // let the daemon drain
 	cancel()
 	wg.Wait()
@@ -203,7 +205,7 @@ func benchFlood(b *testing.B, add func(string, string, string)) {
 	enobufs := st.Counters["nflog_enobufs"]
 	cpu := cpuSeconds(b, pid) - cpu0
 	add("spoofed flood: hping3 --rand-source -S --flood, 10 s",
-		fmt.Sprintf("%.0f packets/s logged by the kernel rule; daemon received %d of %d (%.2f%%), %d lost by NFLOG, %d ENOBUFS", float64(kernel)/elapsed.Seconds(), recv, kernel, 100*float64(recv)/float64(max(kernel, 1)), lost, enobufs),
+		fmt.Sprintf("%.0f packets/s sent, %.0f/s matched the log rule; the daemon received %d of %d (%.2f%%), %d lost by NFLOG, %d ENOBUFS", float64(sent)/elapsed.Seconds(), float64(kernel)/elapsed.Seconds(), recv, kernel, 100*float64(recv)/float64(max(kernel, 1)), lost, enobufs),
 		"no event lost at >= 100k packets/s")
 	add("  during the flood", fmt.Sprintf("%d sources tracked, %d blocks (rate cap 100/s), peak RSS %.1f MiB, %.1f CPU s, open port answered %d/%d connects",
 		st.Counters["sources_tracked"], st.Counters["blocks"], float64(peak)/1024, cpu, answered, tried), "RSS <= 64 MiB with 1M sources")
@@ -292,20 +294,28 @@ func classicBinary(b *testing.B) string {
 }
 
 var answeredRe = regexp.MustCompile(`(?m)^\d+/tcp\s+(open|closed)\b`)
-var notShownRe = regexp.MustCompile(`Not shown: (\d+) (closed|open)`)
+// "Not shown: 1013 filtered tcp ports (no-response), 11 closed tcp ports (reset)"
+var notShownRe = regexp.MustCompile(`(\d+) (closed|open) tcp ports`)
 
 // answeredPorts counts ports nmap saw answered (open or closed).
 func answeredPorts(out string) int {
 	n := len(answeredRe.FindAllString(out, -1))
-	for _, m := range notShownRe.FindAllStringSubmatch(out, -1) {
-		k, _ := strconv.Atoi(m[1])
-		n += k
-	}
-	if strings.Contains(out, "are in ignored states") && !strings.Contains(out, "filtered") {
-		if m := regexp.MustCompile(`All (\d+) scanned ports`).FindStringSubmatch(out); m != nil {
-			n, _ = strconv.Atoi(m[1])
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "Not shown:") {
+			continue
+		}
+		for _, m := range notShownRe.FindAllStringSubmatch(line, -1) {
+			k, _ := strconv.Atoi(m[1])
+			n += k
 		}
 	}
+	return n
+}
+
+// txPackets is the interface's transmitted-packet counter.
+func txPackets(b *testing.B, ns *netnstest.NS, dev string) uint64 {
+	out := ns.MustRun("cat", "/sys/class/net/"+dev+"/statistics/tx_packets")
+	n, _ := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
 	return n
 }
 
@@ -389,4 +399,18 @@ func writeReport(b *testing.B, rows [][3]string) {
 		b.Fatal(err)
 	}
 	fmt.Fprint(os.Stderr, "\n"+sb.String())
+}
+
+func TestAnsweredPorts(t *testing.T) {
+	for out, want := range map[string]int{
+		"All 1024 scanned ports on 10.201.0.1 are in ignored states.\nNot shown: 1024 closed tcp ports (reset)\n":                 1024,
+		"Not shown: 1013 filtered tcp ports (no-response), 11 closed tcp ports (reset)\n":                                          11,
+		"Not shown: 1020 filtered tcp ports (no-response)\nPORT   STATE  SERVICE\n1/tcp  closed tcpmux\n22/tcp open   ssh\n":       2,
+		"All 1024 scanned ports on 10.201.0.1 are in ignored states.\nNot shown: 1024 filtered tcp ports (no-response)\n":          0,
+		"Not shown: 997 closed tcp ports (reset), 25 filtered tcp ports (no-response)\n80/tcp open http\n8080/tcp open http-proxy": 999,
+	} {
+		if got := answeredPorts(out); got != want {
+			t.Errorf("answeredPorts(%q) = %d, want %d", out, got, want)
+		}
+	}
 }

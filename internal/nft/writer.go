@@ -259,14 +259,21 @@ func (w *Writer) flush(batch []Block) error {
 	if err := w.dial(); err != nil {
 		return err
 	}
+	// One backing array for every key of the batch (capacity for all of
+	// them, so it never moves): no allocation per element.
+	keys := make([]byte, 0, 16*len(batch))
 	var v4, v6 []nftables.SetElement
 	for _, b := range batch {
 		a := b.Addr.Unmap()
-		el := nftables.SetElement{Key: a.AsSlice(), Timeout: b.Timeout}
+		off := len(keys)
 		if a.Is4() {
-			v4 = append(v4, el)
+			k := a.As4()
+			keys = append(keys, k[:]...)
+			v4 = append(v4, nftables.SetElement{Key: keys[off:len(keys):len(keys)], Timeout: b.Timeout})
 		} else {
-			v6 = append(v6, el)
+			k := a.As16()
+			keys = append(keys, k[:]...)
+			v6 = append(v6, nftables.SetElement{Key: keys[off:len(keys):len(keys)], Timeout: b.Timeout})
 		}
 	}
 	for i, els := range [][]nftables.SetElement{v4, v6} {

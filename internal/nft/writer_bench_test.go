@@ -1,0 +1,45 @@
+package nft_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+// BenchmarkWriter100k commits 100k distinct addresses per iteration.
+func BenchmarkWriter100k(b *testing.B) {
+	ns := netnstest.New(b, "psQ")
+	c0, _ := nft.Dial(ns.Open())
+	nft.Build(mustParseB(b, "block: {set_size: 2000000}\n")).Install(c0)
+	f := ns.Open()
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	base := 0
+	for b.Loop() {
+		var bl []nft.Block
+		for i := 0; i < 100000; i++ {
+			j := base + i
+			bl = append(bl, nft.Block{Addr: netip.AddrFrom4([4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}), Timeout: time.Hour})
+		}
+		base += 100000
+		if err := w.Commit(ctx, bl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func mustParseB(b *testing.B, y string) *config.Config {
+	c, err := config.Parse("t.yaml", []byte(y))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
