@@ -294,6 +294,7 @@ func classicBinary(b *testing.B) string {
 }
 
 var answeredRe = regexp.MustCompile(`(?m)^\d+/tcp\s+(open|closed)\b`)
+
 // "Not shown: 1013 filtered tcp ports (no-response), 11 closed tcp ports (reset)"
 var notShownRe = regexp.MustCompile(`(\d+) (closed|open) tcp ports`)
 
@@ -403,7 +404,7 @@ func writeReport(b *testing.B, rows [][3]string) {
 
 func TestAnsweredPorts(t *testing.T) {
 	for out, want := range map[string]int{
-		"All 1024 scanned ports on 10.201.0.1 are in ignored states.\nNot shown: 1024 closed tcp ports (reset)\n":                 1024,
+		"All 1024 scanned ports on 10.201.0.1 are in ignored states.\nNot shown: 1024 closed tcp ports (reset)\n":                  1024,
 		"Not shown: 1013 filtered tcp ports (no-response), 11 closed tcp ports (reset)\n":                                          11,
 		"Not shown: 1020 filtered tcp ports (no-response)\nPORT   STATE  SERVICE\n1/tcp  closed tcpmux\n22/tcp open   ssh\n":       2,
 		"All 1024 scanned ports on 10.201.0.1 are in ignored states.\nNot shown: 1024 filtered tcp ports (no-response)\n":          0,
