@@ -69,20 +69,23 @@ type Daemon struct {
 	log   *slog.Logger
 	start time.Time
 	// cfgp is swapped by Reload; cfg is the capture goroutine's copy.
-	cfgp     atomic.Pointer[config.Config]
-	cfg      *config.Config
-	det      *detect.Detector
-	forget   chan netip.Addr // to the capture goroutine, which owns det
-	limiter  tokenBucket
-	guard    *guard.Guard
-	store    *state.Store
-	writer   *nft.Writer
-	resp     *respond.Responder
-	alerts   *alerter
-	names    *resolver
-	watcher  *listeners.Watcher
-	ownPorts atomic.Pointer[map[uint16]bool] // verified mode's own listening ports
-	queue    *capture.Queue                  // NFQUEUE mode
+	cfgp    atomic.Pointer[config.Config]
+	cfg     *config.Config
+	det     *detect.Detector
+	forget  chan netip.Addr // to the capture goroutine, which owns det
+	limiter tokenBucket
+	// probeLines caps the per-probe attackalert lines of a flood (a line
+	// that triggers an action is always written).
+	probeLines tokenBucket
+	guard      *guard.Guard
+	store      *state.Store
+	writer     *nft.Writer
+	resp       *respond.Responder
+	alerts     *alerter
+	names      *resolver
+	watcher    *listeners.Watcher
+	ownPorts   atomic.Pointer[map[uint16]bool] // verified mode's own listening ports
+	queue      *capture.Queue                  // NFQUEUE mode
 	// compatQueue: this kernel queues through the xtables target (see install).
 	compatQueue atomic.Bool
 	// trackedSources mirrors det.Len() for status (det is the capture goroutine's).
@@ -103,6 +106,7 @@ func New(opts Options) *Daemon {
 		names:  newResolver(),
 	}
 	d.limiter.set(cfg.Block.MaxPerSecond)
+	d.probeLines.set(probeLinesPerSecond)
 	d.cfgp.Store(cfg)
 	d.alerts = newAlerter(opts.Logger, d.hostField)
 	return d
@@ -360,7 +364,11 @@ func (d *Daemon) process(pkt []byte, release func() func(bool)) capture.Verdict 
 		d.alerts.send(event{what: evAlreadyBlocked, probe: p})
 		return capture.Drop
 	}
-	d.alerts.send(event{what: evProbe, probe: p})
+	if verdict == detect.Trigger || d.probeLines.allow(now) {
+		d.alerts.send(event{what: evProbe, probe: p})
+	} else {
+		d.alerts.suppressed.Add(1)
+	}
 	if verdict != detect.Trigger {
 		return capture.Accept
 	}
@@ -543,6 +551,11 @@ func upInterfaces() string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// probeLinesPerSecond bounds the attackalert lines for probes that do not
+// trigger anything: a scan of every port is logged in full (the bucket holds
+// a second's worth), a spoofed flood is summarised by the "suppressed" line.
+const probeLinesPerSecond = 2000
 
 // tokenBucket caps blocks per second; capture and verified mode share it.
 type tokenBucket struct {
