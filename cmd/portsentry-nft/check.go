@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -17,6 +18,21 @@ func configFlag(fs interface {
 	p := new(string)
 	fs.StringVar(p, "config", config.DefaultPath, "configuration `file` (the embedded default runs when the default path does not exist)")
 	return p
+}
+
+// parseConfigCommand parses the flags of a command that takes --config
+// and loads the configuration. ok false: stop with code (help, bad flags,
+// or a configuration with errors, which are printed).
+func parseConfigCommand(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *config.Config, path string, code int, ok bool) {
+	p := configFlag(fs)
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, "", code, false
+	}
+	cfg, ok = loadConfig(*p, stderr)
+	if !ok {
+		return nil, "", 1, false
+	}
+	return cfg, *p, 0, true
 }
 
 // loadConfig loads the configuration and prints its warnings and errors.
@@ -42,13 +58,9 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", "[--config FILE]",
 		"Validates the configuration. Each problem is printed as file:line:column: key: message;\nthe exit status is 1 when there is at least one error.", stderr)
-	path := configFlag(fs)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, _, code, ok := parseConfigCommand(fs, args, stderr)
 	if !ok {
-		return 1
+		return code
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d TCP and %d UDP ports monitored, %d ignore entries, block timeout %s)\n",
 		cfg.File, len(cfg.TCP.Monitored), len(cfg.UDP.Monitored), len(cfg.IgnorePrefixes), cfg.Block.Timeout)

@@ -11,13 +11,9 @@ func cmdRules(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("rules", "[--config FILE]",
 		"Prints table inet portsentry as the daemon would install it, as nft -f input.\n"+
 			"Check it with: portsentry-nft rules | nft -c -f -", stderr)
-	path := configFlag(fs)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, _, code, ok := parseConfigCommand(fs, args, stderr)
 	if !ok {
-		return 1
+		return code
 	}
 	fmt.Fprint(stdout, nft.Build(cfg).Text())
 	return 0

@@ -23,13 +23,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		"Runs the daemon in the foreground: installs table inet portsentry, watches the\n"+
 			"monitored ports through NFLOG and blocks scanners in the sets blocked/blocked6.\n"+
 			"SIGINT/SIGTERM stop it; blocks stay in the kernel until they expire.", stderr)
-	path := configFlag(fs)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, path, code, ok := parseConfigCommand(fs, args, stderr)
 	if !ok {
-		return 1
+		return code
 	}
 	log, closeLog, err := logging.New(cfg.Logging, stderr)
 	if err != nil {
@@ -52,7 +48,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	go func() {
 		for range hup {
 			sdnotify.SdNotify(false, sdnotify.SdNotifyReloading)
-			reload(d, *path, log)
+			reload(d, path, log)
 			sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
 		}
 	}()

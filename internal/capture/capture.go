@@ -19,6 +19,7 @@ import (
 	"time"
 
 	nflog "github.com/florianl/go-nflog/v2"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,15 +94,17 @@ func Open(cfg Config) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open NFLOG group %d: %w", cfg.Group, err)
 	}
-	if err := forceReadBuffer(nf, cfg.ReadBuffer); err != nil {
+	if err := forceReadBuffer(nf.Con, cfg.ReadBuffer); err != nil {
 		nf.Close()
 		return nil, fmt.Errorf("NFLOG group %d: %w", cfg.Group, err)
 	}
 	return &Reader{cfg: cfg, nf: nf}, nil
 }
 
-func forceReadBuffer(nf *nflog.Nflog, size int) error {
-	rc, err := nf.Con.SyscallConn()
+// forceReadBuffer sets SO_RCVBUFFORCE: SetReadBuffer is capped by
+// net.core.rmem_max, far below what a flood needs.
+func forceReadBuffer(c *netlink.Conn, size int) error {
+	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
@@ -155,9 +158,8 @@ func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte), st *Stats) er
 	var (
 		lastSeq uint32
 		haveSeq bool
-		errRun  int
-		fatal   error
 	)
+	errs := &receiveErrors{ctx: ctx, cancel: cancel, st: st}
 	hook := func(a nflog.Attribute) int {
 		if a.Seq != nil {
 			if haveSeq && *a.Seq != lastSeq+1 {
@@ -165,7 +167,7 @@ func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte), st *Stats) er
 			}
 			lastSeq, haveSeq = *a.Seq, true
 		}
-		errRun = 0
+		errs.run = 0
 		if a.Payload == nil {
 			return 0
 		}
@@ -173,27 +175,40 @@ func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte), st *Stats) er
 		fn(*a.Payload)
 		return 0
 	}
-	onErr := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			st.Overruns.Add(1)
-			return 0
-		}
-		errRun++
-		if errRun >= errFatal {
-			fatal = err
-			cancel()
-			return 1
-		}
-		return 0
-	}
-	if err := r.nf.RegisterWithErrorFunc(ctx, hook, onErr); err != nil {
+	if err := r.nf.RegisterWithErrorFunc(ctx, hook, errs.handle); err != nil {
 		return fmt.Errorf("register NFLOG group %d: %w", r.cfg.Group, err)
 	}
 	<-ctx.Done()
-	return fatal
+	return errs.fatal
+}
+
+// receiveErrors is the error callback both readers share: ENOBUFS (the
+// kernel dropped messages; Lost or the verdict path shows how many) is
+// counted and receiving goes on; errFatal other errors in a row end the
+// socket, and Run reopens it.
+type receiveErrors struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	st     *Stats
+	run    int   // errors in a row; the receive goroutine resets it
+	fatal  error // set before cancel, read after ctx is done
+}
+
+func (e *receiveErrors) handle(err error) int {
+	if e.ctx.Err() != nil {
+		return 1
+	}
+	if errors.Is(err, unix.ENOBUFS) {
+		e.st.Overruns.Add(1)
+		return 0
+	}
+	e.run++
+	if e.run >= errFatal {
+		e.fatal = err
+		e.cancel()
+		return 1
+	}
+	return 0
 }
 
 // Close releases the group (use it when Run was never called).

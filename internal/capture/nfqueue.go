@@ -2,13 +2,11 @@ package capture
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"golang.org/x/sys/unix"
 )
 
 // Verdict is what becomes of a queued packet.
@@ -70,17 +68,9 @@ func OpenQueue(cfg QueueConfig) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open NFQUEUE %d: %w", cfg.Num, err)
 	}
-	rc, err := nf.Con.SyscallConn()
-	if err == nil {
-		var serr error
-		rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.ReadBuffer)
-		})
-		err = serr
-	}
-	if err != nil {
+	if err := forceReadBuffer(nf.Con, cfg.ReadBuffer); err != nil {
 		nf.Close()
-		return nil, fmt.Errorf("NFQUEUE %d: force receive buffer: %w", cfg.Num, err)
+		return nil, fmt.Errorf("NFQUEUE %d: %w", cfg.Num, err)
 	}
 	return &Queue{cfg: cfg, nf: nf}, nil
 }
@@ -100,16 +90,13 @@ func (q *Queue) SetVerdict(id uint32, drop bool) error {
 func (q *Queue) Run(ctx context.Context, fn func(pkt []byte, id uint32) Verdict, st *Stats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		errRun int
-		fatal  error
-	)
+	errs := &receiveErrors{ctx: ctx, cancel: cancel, st: st}
 	hook := func(a nfqueue.Attribute) int {
 		if a.PacketID == nil {
 			return 0
 		}
 		id := *a.PacketID
-		errRun = 0
+		errs.run = 0
 		v := Accept
 		if a.Payload != nil {
 			st.Packets.Add(1)
@@ -122,28 +109,12 @@ func (q *Queue) Run(ctx context.Context, fn func(pkt []byte, id uint32) Verdict,
 		}
 		return 0
 	}
-	onErr := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			st.Overruns.Add(1)
-			return 0
-		}
-		errRun++
-		if errRun >= errFatal {
-			fatal = err
-			cancel()
-			return 1
-		}
-		return 0
-	}
-	if err := q.nf.RegisterWithErrorFunc(ctx, hook, onErr); err != nil {
+	if err := q.nf.RegisterWithErrorFunc(ctx, hook, errs.handle); err != nil {
 		q.nf.Close()
 		return fmt.Errorf("register NFQUEUE %d: %w", q.cfg.Num, err)
 	}
 	<-ctx.Done()
 	cancel()
 	q.nf.Close()
-	return fatal
+	return errs.fatal
 }

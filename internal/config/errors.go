@@ -56,14 +56,16 @@ func nearest(s string, candidates []string) string {
 	best, bestD := "", len(s)/2+2
 	ls := strings.ToLower(s)
 	for _, c := range candidates {
-		if d := editDistance(ls, strings.ToLower(c)); d < bestD {
+		if d := EditDistance(ls, strings.ToLower(c)); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance of a and b, behind every "did
+// you mean" of the configuration (and of the legacy importer).
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

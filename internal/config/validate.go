@@ -101,20 +101,7 @@ func (c *Config) validate(d *decoder) Errors {
 	}
 
 	// ignore list
-	c.IgnorePrefixes = nil
-	for i, s := range c.Ignore {
-		k := fmt.Sprintf("ignore[%d]", i)
-		p, err := ParsePrefix(s)
-		if err != nil {
-			bad(k, "%v", err)
-			continue
-		}
-		if m := p.Masked(); m != p {
-			bad(k, "%s has host bits set; did you mean %s?", p, m)
-			continue
-		}
-		c.IgnorePrefixes = append(c.IgnorePrefixes, p)
-	}
+	c.IgnorePrefixes = prefixList("ignore", c.Ignore, bad)
 	for i, f := range c.IgnoreFiles {
 		k := fmt.Sprintf("ignore_files[%d]", i)
 		if !filepath.IsAbs(f) && d.file != EmbeddedName {
@@ -148,7 +135,7 @@ func (c *Config) validate(d *decoder) Errors {
 	c.IgnorePrefixes = dedupPrefixes(c.IgnorePrefixes)
 
 	// blocking and actions
-	errs = append(errs, c.validateBlocking(bad)...)
+	c.validateBlocking(bad)
 	if c.Block.Timeout <= 0 || time.Duration(c.Block.Timeout) > maxTimeout {
 		bad("block.timeout", "want a duration from 1s to 365d, got %s", c.Block.Timeout)
 	} else if time.Duration(c.Block.Timeout) < time.Second {
@@ -289,4 +276,25 @@ func dedupPrefixes(ps []netip.Prefix) []netip.Prefix {
 		return a.Bits() - b.Bits()
 	})
 	return slices.Compact(ps)
+}
+
+// prefixList parses a YAML list of addresses and CIDRs (ignore,
+// never_block); a CIDR with host bits set is an error that names the
+// masked one.
+func prefixList(key string, list []string, bad func(key, format string, args ...any)) []netip.Prefix {
+	var out []netip.Prefix
+	for i, s := range list {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		p, err := ParsePrefix(s)
+		if err != nil {
+			bad(k, "%v", err)
+			continue
+		}
+		if m := p.Masked(); m != p {
+			bad(k, "%s has host bits set; did you mean %s?", p, m)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"net"
 	"path/filepath"
 	"time"
@@ -9,7 +8,7 @@ import (
 
 // validateBlocking checks the repeat-offender, rate and never_block
 // settings; bad records an error at a key.
-func (c *Config) validateBlocking(bad func(key, format string, args ...any)) Errors {
+func (c *Config) validateBlocking(bad func(key, format string, args ...any)) {
 	if c.Block.RepeatFactor < 1 || c.Block.RepeatFactor > 100 {
 		bad("block.repeat_factor", "want 1 (off) to 100, got %d", c.Block.RepeatFactor)
 	}
@@ -32,19 +31,5 @@ func (c *Config) validateBlocking(bad func(key, format string, args ...any)) Err
 			bad("metrics.listen", "want host:port such as 127.0.0.1:9187, got %q", c.Metrics.Listen)
 		}
 	}
-	c.NeverBlockPrefixes = nil
-	for i, s := range c.NeverBlock {
-		k := fmt.Sprintf("never_block[%d]", i)
-		p, err := ParsePrefix(s)
-		if err != nil {
-			bad(k, "%v", err)
-			continue
-		}
-		if m := p.Masked(); m != p {
-			bad(k, "%s has host bits set; did you mean %s?", p, m)
-			continue
-		}
-		c.NeverBlockPrefixes = append(c.NeverBlockPrefixes, p)
-	}
-	return nil
+	c.NeverBlockPrefixes = prefixList("never_block", c.NeverBlock, bad)
 }

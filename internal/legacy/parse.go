@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
 )
 
 // maxErrors caps the errors Parse reports for one file, so that feeding it
@@ -247,31 +249,11 @@ func suggestKey(key string, d Dialect) string {
 		if k == up {
 			return k
 		}
-		if dist := editDistance(up, k); dist < bestD {
+		if dist := config.EditDistance(up, k); dist < bestD {
 			best, bestD = k, dist
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // joinNums writes 3, 5 and 9.

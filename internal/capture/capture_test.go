@@ -1,0 +1,46 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// ENOBUFS is counted and receiving goes on; a run of other errors ends the
+// socket (Run then reopens it); a good message in between resets the run.
+func TestReceiveErrors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var st Stats
+	e := &receiveErrors{ctx: ctx, cancel: cancel, st: &st}
+	for i := 0; i < 3*errFatal; i++ {
+		if e.handle(fmt.Errorf("recvmsg: %w", unix.ENOBUFS)) != 0 {
+			t.Fatal("ENOBUFS stopped receiving")
+		}
+	}
+	if st.Overruns.Load() != 3*errFatal {
+		t.Fatalf("overruns %d", st.Overruns.Load())
+	}
+	boom := errors.New("boom")
+	for i := 1; i < errFatal; i++ {
+		if e.handle(boom) != 0 {
+			t.Fatalf("stopped after %d errors, want %d", i, errFatal)
+		}
+	}
+	e.run = 0 // a message arrived
+	for i := 1; i < errFatal; i++ {
+		e.handle(boom)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the run was not reset by a good message")
+	}
+	if e.handle(boom) != 1 || !errors.Is(e.fatal, boom) || ctx.Err() == nil {
+		t.Fatal("errFatal errors in a row did not end the socket")
+	}
+	if e.handle(boom) != 1 {
+		t.Fatal("after cancel every error must stop")
+	}
+}
