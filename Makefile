@@ -12,7 +12,7 @@ STATICCHECK_VERSION ?= 2026.2.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
 RUN_PKGS  := nftables nmap iproute2
-TEST_PKGS := nftables nmap hping3 ncat iproute2
+TEST_PKGS := nftables nmap hping3 ncat iproute2 procps python3 util-linux
 
 .PHONY: all build demo test unit lint fuzz bench soak deps-run deps-test clean
 

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -102,7 +104,9 @@ func (ns *NS) remove() {
 	// Kill what is left in the namespace, then delete it.
 	if out, err := exec.Command("ip", "netns", "pids", ns.Name).Output(); err == nil {
 		for _, pid := range strings.Fields(string(out)) {
-			exec.Command("kill", "-9", pid).Run()
+			if n, err := strconv.Atoi(pid); err == nil {
+				syscall.Kill(n, syscall.SIGKILL)
+			}
 		}
 	}
 	exec.Command("ip", "netns", "del", ns.Name).Run()
