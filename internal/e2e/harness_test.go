@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -43,31 +42,13 @@ func daemonBinary(t testing.TB) string {
 	return binPath
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is portsentry-nft run in namespace ns.
 type daemon struct {
 	t      testing.TB
 	ns     *netnstest.NS
 	config string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *netnstest.Output
 	done   chan error
 }
 
@@ -102,7 +83,7 @@ func startDaemon(t testing.TB, ns *netnstest.NS, yaml string) *daemon {
 
 func (d *daemon) start() {
 	d.t.Helper()
-	d.out = &syncBuffer{}
+	d.out = &netnstest.Output{}
 	d.cmd = d.ns.Command(context.Background(), daemonBinary(d.t), "run", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {

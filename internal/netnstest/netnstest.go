@@ -179,3 +179,21 @@ func NewPair(t testing.TB) *Pair {
 	p.B.MustRun("ip", "link", "set", "veth-b", "up")
 	return p
 }
+
+// Output collects a process's output while a test reads it.
+type Output struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}

@@ -234,31 +234,13 @@ func removeRootfs() {
 
 var guestCounter atomic.Int64
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // guest is a Debian 12 system booted with systemd-nspawn in a network
 // namespace made by the test.
 type guest struct {
 	t       *testing.T
 	name    string
 	cmd     *exec.Cmd
-	console *syncBuffer
+	console *netnstest.Output
 	done    chan struct{}
 	// pid is the guest's systemd (PID 1 inside) as the host sees it.
 	pid int
@@ -273,7 +255,7 @@ func bootGuest(t *testing.T, ns *netnstest.NS, binds ...string) *guest {
 	g := &guest{
 		t:       t,
 		name:    fmt.Sprintf("pssys%d-%d", os.Getpid(), guestCounter.Add(1)),
-		console: &syncBuffer{},
+		console: &netnstest.Output{},
 		done:    make(chan struct{}),
 	}
 	args := []string{
