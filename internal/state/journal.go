@@ -12,7 +12,7 @@ import (
 //
 //	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"
 //	del	ADDR
-//	times	ADDR	N
+//	times	ADDR	N	LAST_MS
 //
 // Times are Unix milliseconds. Plain text rather than JSON: a restart with
 // 100k live blocks reads them in a fraction of the time, and an admin can
@@ -40,7 +40,7 @@ func encodeEntry(e entry) string {
 	case "del":
 		return "del\t" + e.Addr.String() + "\n"
 	case "times":
-		return "times\t" + e.Addr.String() + "\t" + strconv.Itoa(e.Times) + "\n"
+		return "times\t" + e.Addr.String() + "\t" + strconv.Itoa(e.Times) + "\t" + ms(e.Last) + "\n"
 	}
 	b := e.Block
 	ports := make([]string, len(b.Ports))
@@ -64,12 +64,13 @@ func decodeEntry(line string) (entry, error) {
 	switch {
 	case f[0] == "del" && len(f) == 2:
 		return entry{Op: "del", Addr: a}, nil
-	case f[0] == "times" && len(f) == 3:
+	case f[0] == "times" && len(f) == 4:
 		n, err := strconv.Atoi(f[2])
-		if err != nil {
+		last, err2 := fromMS(f[3])
+		if err != nil || err2 != nil {
 			return entry{}, errEntry
 		}
-		return entry{Op: "times", Addr: a, Times: n}, nil
+		return entry{Op: "times", Addr: a, Times: n, Last: last}, nil
 	case f[0] != "add" || len(f) != 13:
 		return entry{}, errEntry
 	}

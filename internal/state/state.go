@@ -48,6 +48,7 @@ type entry struct {
 	Block *Block
 	Addr  netip.Addr
 	Times int
+	Last  time.Time // times: when the last block ended
 }
 
 // Paths says where the files live.
@@ -67,7 +68,7 @@ type Store struct {
 	paths   Paths
 	journal *os.File
 	active  map[netip.Addr]*Block
-	times   map[netip.Addr]int // past block counts, kept after blocks expire
+	times   map[netip.Addr]offender // past block counts, kept after blocks expire (bounded)
 	lines   int                // journal lines, to decide on compaction
 }
 
@@ -79,7 +80,7 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]int{}}
+	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]offender{}}
 	lines, err := s.load(now)
 	if err != nil {
 		return nil, err
@@ -129,17 +130,22 @@ func (s *Store) load(now time.Time) (int, error) {
 			if e.Block != nil && e.Block.Addr.IsValid() {
 				b := *e.Block
 				s.active[b.Addr] = &b
-				s.times[b.Addr] = max(s.times[b.Addr], b.Times)
+				s.remember(b.Addr, b.Times, b.Expires)
 			}
 		case "del":
 			delete(s.active, e.Addr)
 		case "times":
-			s.times[e.Addr] = e.Times
+			s.times[e.Addr] = offender{e.Times, e.Last}
 		}
 	}
 	for a, b := range s.active {
 		if !b.Expires.After(now) {
 			delete(s.active, a)
+		}
+	}
+	for a, o := range s.times {
+		if o.last.Before(now.Add(-RepeatMemory)) {
+			delete(s.times, a)
 		}
 	}
 	return lines, nil
@@ -169,7 +175,7 @@ func (s *Store) compact() error {
 	n := 0
 	for a, t := range s.times {
 		if _, act := s.active[a]; !act {
-			w.WriteString(encodeEntry(entry{Op: "times", Addr: a, Times: t}))
+			w.WriteString(encodeEntry(entry{Op: "times", Addr: a, Times: t.n, Last: t.last}))
 			n++
 		}
 	}
@@ -207,7 +213,49 @@ func (s *Store) append(e entry) error {
 func (s *Store) TimesBlocked(a netip.Addr) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.times[a]
+	return s.times[a].n
+}
+
+// offender is what is kept of an address once its blocks have expired:
+// how often it was blocked, and when the last block ended.
+type offender struct {
+	n    int
+	last time.Time
+}
+
+// Repeat offenders are remembered for RepeatMemory after their last block,
+// and at most MaxOffenders of them (the oldest forgotten first): a spoofed
+// flood blocks a new address every time, and must not grow this forever.
+const (
+	RepeatMemory = 30 * 24 * time.Hour
+	MaxOffenders = 100000
+)
+
+func (s *Store) remember(a netip.Addr, n int, last time.Time) {
+	o := s.times[a]
+	s.times[a] = offender{max(o.n, n), last}
+	if len(s.times) > MaxOffenders {
+		s.forgetOldest(len(s.times) - MaxOffenders*9/10)
+	}
+}
+
+// forgetOldest drops the k offenders whose last block is oldest (never one
+// with an active block).
+func (s *Store) forgetOldest(k int) {
+	type aged struct {
+		a    netip.Addr
+		last time.Time
+	}
+	var all []aged
+	for a, o := range s.times {
+		if _, act := s.active[a]; !act {
+			all = append(all, aged{a, o.last})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].last.Before(all[j].last) })
+	for _, x := range all[:min(k, len(all))] {
+		delete(s.times, x.a)
+	}
 }
 
 // Add records a committed block, and writes the history and blocked files.
@@ -215,7 +263,7 @@ func (s *Store) Add(b Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active[b.Addr] = &b
-	s.times[b.Addr] = max(s.times[b.Addr], b.Times)
+	s.remember(b.Addr, b.Times, b.Expires)
 	err := s.append(entry{Op: "add", Block: &b})
 	line := historyLine(b)
 	for _, path := range []string{s.paths.History, s.paths.Blocked} {

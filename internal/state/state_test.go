@@ -118,7 +118,7 @@ func TestJournalRoundTrip(t *testing.T) {
 func FuzzDecodeEntry(f *testing.F) {
 	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("10.0.0.1"), Expires: now, Timeout: time.Hour, Ports: []uint16{1, 2}}}), "\n"))
 	f.Add("del\t10.0.0.1")
-	f.Add("times\tfd00::1\t3")
+	f.Add("times\tfd00::1\t3\t1772600767000")
 	f.Add("add\t\t\t")
 	f.Fuzz(func(t *testing.T, line string) {
 		e, err := decodeEntry(line)
@@ -134,4 +134,43 @@ func FuzzDecodeEntry(f *testing.F) {
 			t.Fatalf("round trip changed %+v to %+v", e, again)
 		}
 	})
+}
+
+// A spoofed flood blocks a new address every time: what is remembered of
+// past offenders is bounded in number and in age.
+func TestOffendersAreBounded(t *testing.T) {
+	p := paths(t)
+	s, _ := Open(Paths{Dir: p.Dir}, now)
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	for i := 0; i < MaxOffenders+5000; i++ {
+		s.remember(addr(i), 1, now.Add(time.Duration(i)*time.Second))
+	}
+	if n := len(s.times); n > MaxOffenders {
+		t.Fatalf("%d offenders kept, cap %d", n, MaxOffenders)
+	}
+	if s.TimesBlocked(addr(0)) != 0 {
+		t.Error("the oldest offender was kept")
+	}
+	if s.TimesBlocked(addr(MaxOffenders+4999)) != 1 {
+		t.Error("the newest offender was forgotten")
+	}
+	s.Close()
+
+	// Persisted offenders are forgotten RepeatMemory after their last block.
+	p2 := paths(t)
+	s, _ = Open(Paths{Dir: p2.Dir}, now)
+	x := netip.MustParseAddr("10.9.9.9")
+	s.Add(Block{Addr: x, Timeout: time.Hour, Expires: now.Add(time.Hour), Times: 3})
+	s.Remove(x)
+	s.Close()
+	soon, _ := Open(Paths{Dir: p2.Dir}, now.Add(2*time.Hour))
+	if soon.TimesBlocked(x) != 3 {
+		t.Errorf("offender forgotten after 2h: %d", soon.TimesBlocked(x))
+	}
+	soon.Close()
+	late, _ := Open(Paths{Dir: p2.Dir}, now.Add(RepeatMemory+48*time.Hour))
+	defer late.Close()
+	if late.TimesBlocked(x) != 0 {
+		t.Errorf("offender remembered after %s", RepeatMemory)
+	}
 }
