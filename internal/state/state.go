@@ -69,7 +69,7 @@ type Store struct {
 	journal *os.File
 	active  map[netip.Addr]*Block
 	times   map[netip.Addr]offender // past block counts, kept after blocks expire (bounded)
-	lines   int                // journal lines, to decide on compaction
+	lines   int                     // journal lines, to decide on compaction
 }
 
 const journalName = "blocks.journal"
