@@ -67,6 +67,7 @@ fuzz:
 # Benchmarks: decoder and detector micro-benchmarks, then the kernel-tier
 # probe-to-block latency and idle RSS (root).
 bench: deps-test
+	$(call apt_install,netsniff-ng)
 	$(GO) test -run=NONE -bench=. -benchmem ./internal/packet ./internal/detect
 	$(GO) test -run=NONE -bench=Report -benchtime=1x -timeout=20m ./internal/e2e
 

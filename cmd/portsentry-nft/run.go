@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -35,6 +36,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer closeLog()
 	for _, w := range cfg.Warnings {
 		log.Warn("adminalert: config warning: " + w.Error())
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A spoofed flood brings a new source with every packet: keep the
+		// heap near what is live instead of letting it double between
+		// collections (GOMEMLIMIT overrides).
+		debug.SetMemoryLimit(daemon.MemoryLimit(cfg))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -48,6 +48,9 @@ func (d *Daemon) ruleset(cfg *config.Config) *nft.Ruleset {
 	u.TCP4, u.TCP6 = pairs(k.TCP4, k.TCP6)
 	u.UDP4, u.UDP6 = pairs(k.UDP4, k.UDP6)
 	rs.SetInUse(u)
+	if d.flood.Load() {
+		rs.SetFlood()
+	}
 	if d.compatQueue.Load() {
 		rs.UseCompatQueue()
 	}

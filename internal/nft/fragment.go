@@ -150,10 +150,17 @@ func pkttypeHost() fragment {
 
 func counter() fragment { return fragment{"counter", []expr.Any{&expr.Counter{}}} }
 
-func logGroup(g uint16) fragment {
-	return fragment{"log group " + strconv.Itoa(int(g)), []expr.Any{
-		&expr.Log{Key: 1 << unix.NFTA_LOG_GROUP, Group: g},
-	}}
+// logGroup sends a copy to NFLOG group g; q > 0 adds the rule's
+// queue-threshold (the kernel uses the smaller of it and the group's).
+func logGroup(g, q uint16) fragment {
+	text := "log group " + strconv.Itoa(int(g))
+	l := &expr.Log{Key: 1 << unix.NFTA_LOG_GROUP, Group: g}
+	if q > 0 {
+		text += " queue-threshold " + strconv.Itoa(int(q))
+		l.Key |= 1 << unix.NFTA_LOG_QTHRESHOLD
+		l.QThreshold = q
+	}
+	return fragment{text, []expr.Any{l}}
 }
 
 // queueTo sends the packet to NFQUEUE num; bypass accepts it when no

@@ -154,3 +154,33 @@ func TestQueueModeText(t *testing.T) {
 		t.Errorf("nfqueue ruleset:\n%s", text)
 	}
 }
+
+// Normally each probe is logged at once (queue-threshold 1 on the rule); a
+// flood drops it so the group's threshold batches. Text and netlink agree
+// on both.
+func TestFloodBatching(t *testing.T) {
+	netnstest.Require(t)
+	rs := nft.Build(config.Default())
+	if n := strings.Count(rs.Text(), "log group 5 queue-threshold 1\n"); n != 2 {
+		t.Fatalf("%d log rules with queue-threshold 1 in:\n%s", n, rs.Text())
+	}
+	rs.SetFlood()
+	if strings.Contains(rs.Text(), "queue-threshold") || strings.Count(rs.Text(), "log group 5\n") != 2 {
+		t.Fatalf("flood ruleset:\n%s", rs.Text())
+	}
+	for _, flood := range []bool{false, true} {
+		rs := nft.Build(config.Default())
+		if flood {
+			rs.SetFlood()
+		}
+		viaText := netnstest.New(t, "psT")
+		f := filepath.Join(t.TempDir(), "r.nft")
+		os.WriteFile(f, []byte(rs.Text()), 0o644)
+		viaText.MustRun("nft", "-f", f)
+		viaNetlink := netnstest.New(t, "psN")
+		install(t, viaNetlink, rs)
+		if a, b := listTable(t, viaText), listTable(t, viaNetlink); a != b {
+			t.Fatalf("flood=%v: log rules differ:\n--- nft -f\n%s\n--- netlink\n%s", flood, a, b)
+		}
+	}
+}

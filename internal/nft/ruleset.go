@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 )
@@ -91,12 +92,16 @@ type Ruleset struct {
 	// Queue is the NFQUEUE number, when the probe rules queue (mode nfqueue).
 	Queue  uint16
 	queued bool
-	compat bool // queue through the xtables NFQUEUE target (no nft_queue in the kernel)
+	logQ   uint16 // the log rules' queue-threshold: 1 when the group batches (see SetFlood)
+	compat bool   // queue through the xtables NFQUEUE target (no nft_queue in the kernel)
 }
 
 // Build derives the ruleset from a validated configuration.
 func Build(cfg *config.Config) *Ruleset {
 	rs := &Ruleset{Group: uint16(cfg.Capture.Group), Queue: uint16(cfg.Capture.Queue), queued: cfg.Capture.Mode == "nfqueue"}
+	if cfg.Capture.QueueThreshold > 1 {
+		rs.logQ = 1
+	}
 	size := cfg.Block.SetSize
 	rs.sets = append(rs.sets,
 		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, size: size, keep: true},
@@ -222,7 +227,27 @@ func (rs *Ruleset) toDaemon() fragment {
 	if rs.queued {
 		return queueTo(rs.Queue)
 	}
-	return logGroup(rs.Group)
+	return logGroup(rs.Group, rs.logQ)
+}
+
+// SetFlood lets the kernel gather log messages in batches of the NFLOG
+// group's queue threshold (capture.queue_threshold) instead of sending each
+// at once: a flood needs it, or NFLOG drops messages. The kernel takes the
+// smaller of the rule's and the group's threshold, so the rules normally
+// carry queue-threshold 1 (each probe at once, the lowest latency) and a
+// flood drops it. No effect in NFQUEUE mode.
+func (rs *Ruleset) SetFlood() {
+	for _, c := range rs.chains {
+		for i := range c.rules {
+			r := &c.rules[i]
+			for j, e := range r.exprs {
+				if l, ok := e.(*expr.Log); ok && l.Key&(1<<unix.NFTA_LOG_QTHRESHOLD) != 0 {
+					r.exprs[j] = logGroup(l.Group, 0).exprs[0]
+					r.text = strings.Replace(r.text, logGroup(l.Group, 1).text, logGroup(l.Group, 0).text, 1)
+				}
+			}
+		}
+	}
 }
 
 // Queued reports whether probes go to NFQUEUE.
