@@ -37,11 +37,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn("adminalert: config warning: " + w.Error())
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// A spoofed flood brings a new source with every packet: keep the
-		// heap near what is live instead of letting it double between
-		// collections (GOMEMLIMIT overrides).
-		debug.SetMemoryLimit(daemon.MemoryLimit(cfg))
+	if os.Getenv("GOGC") == "" {
+		// A spoofed flood brings a new source with every packet: let the
+		// heap grow by half of what is live between collections, not double
+		// (GOGC overrides).
+		debug.SetGCPercent(50)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

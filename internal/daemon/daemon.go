@@ -114,14 +114,6 @@ func New(opts Options) *Daemon {
 	return d
 }
 
-// MemoryLimit is the Go runtime soft memory limit the daemon runs with
-// (unless GOMEMLIMIT is set): a spoofed flood brings a new source with
-// every packet, and without a limit the heap doubles between collections.
-// 48 MiB, or room for detect.max_sources at 56 bytes each plus 8 MiB.
-func MemoryLimit(c *config.Config) int64 {
-	return max(48<<20, int64(c.Detect.MaxSources)*56+8<<20)
-}
-
 func detectConfig(c *config.Config) detect.Config {
 	return detect.Config{
 		Trigger:    c.Detect.ScanTrigger,

@@ -27,7 +27,13 @@ import (
 // BenchmarkReport is `make bench`: every measurement of the performance
 // issue, each against a baseline run in the same process, printed as one
 // table and written to BENCHMARKS.md. Bounded: about two minutes.
-// BenchmarkFlood and BenchmarkClassic run one part of the report alone.
+// BenchmarkFlood, BenchmarkRestore and BenchmarkClassic run one part of the
+// report alone.
+func BenchmarkRestore(b *testing.B) {
+	netnstest.Require(b, "nmap", "hping3", "ncat")
+	benchRestore(b, func(w, r, g string) { fmt.Fprintf(os.Stderr, "%-60s %s\n", w, r) })
+}
+
 func BenchmarkFlood(b *testing.B) {
 	netnstest.Require(b, "nmap", "hping3", "ncat")
 	benchFlood(b, func(w, r, g string) { fmt.Fprintf(os.Stderr, "%-60s %s\n", w, r) })
