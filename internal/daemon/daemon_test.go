@@ -103,3 +103,27 @@ func TestRateCap(t *testing.T) {
 		t.Errorf("rate limited %d of 10, want 7 (burst of 3)", got)
 	}
 }
+
+// BenchmarkProcessSpoofedFlood: the capture path for a flood where every
+// packet comes from a new source and the rate cap refuses blocks.
+func BenchmarkProcessSpoofedFlood(b *testing.B) {
+	cfg, _ := config.Parse("b.yaml", []byte("detect: {max_sources: 1000000}\n"))
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	d := New(Options{Config: cfg, Logger: log})
+	d.writer = nft.NewWriter(nft.WriterConfig{Queue: 16})
+	st, _ := state.Open(state.Paths{Dir: b.TempDir()}, time.Now())
+	defer st.Close()
+	d.store = st
+	d.resp = respond.New(cfg, log, d.writer, st, nil)
+	d.watcher = &listeners.Watcher{Dump: func() ([]listeners.Socket, error) { return nil, nil }}
+	pkt := syn(1)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		pkt[13], pkt[14], pkt[15] = byte(i>>16), byte(i>>8), byte(i)
+		d.handle(pkt)
+		for len(d.alerts.ch) > 0 {
+			<-d.alerts.ch
+		}
+	}
+}
