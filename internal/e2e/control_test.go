@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,8 @@ import (
 func TestControlSocket(t *testing.T) {
 	netnstest.Require(t, "hping3")
 	p := netnstest.NewPair(t)
-	d := startDaemon(t, p.A, "")
+	deny := filepath.Join(t.TempDir(), "hosts.deny")
+	d := startDaemon(t, p.A, "hosts_deny: {path: "+deny+", template: \"ALL: $TARGET$\"}\n")
 
 	fi, err := os.Stat(d.socket())
 	if err != nil {
@@ -79,10 +81,16 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 
+	if data, _ := os.ReadFile(deny); string(data) != "ALL: 10.201.0.2\n" {
+		t.Fatalf("hosts.deny before unblock: %q", data)
+	}
 	if out, err := d.cli("unblock", netnstest.AddrB); err != nil {
 		t.Fatalf("unblock: %v %s", err, out)
 	}
 	assertNotBlocked(t, p.A, netnstest.AddrB)
+	if data, _ := os.ReadFile(deny); string(data) != "" {
+		t.Errorf("unblock left the hosts.deny line: %q", data)
+	}
 	// Unblocking what is not blocked is fine (idempotent).
 	if out, err := d.cli("unblock", netnstest.AddrB); err != nil {
 		t.Errorf("second unblock: %v %s", err, out)
