@@ -191,3 +191,33 @@ func TestVerifiedModeIgnoresSYNScanAndBlocksConnectScan(t *testing.T) {
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
 	d.waitLog("attackalert: TCP connect from host 10.201.0.2/10.201.0.2 to TCP port: ", 5*time.Second)
 }
+
+// resolve_host: the scanner's name (reverse lookup, here from the hosts
+// file that `ip netns exec` gives the namespace: /etc/netns/NAME/hosts)
+// shows in the alert lines and the history file.
+func TestResolveHost(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	dir := filepath.Join("/etc/netns", p.A.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.WriteFile(filepath.Join(dir, "hosts"), []byte("127.0.0.1 localhost\n10.201.0.2 scanner.example.test\n"), 0o644)
+	d := startDaemon(t, p.A, "resolve_host: true\n")
+	hping(t, p.B, "-S", "-c", "1", "-p", "79", netnstest.AddrA)
+	d.waitLog("attackalert: TCP SYN scan from host scanner.example.test/10.201.0.2 to TCP port: 79", 10*time.Second)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	history := filepath.Join(filepath.Dir(d.config), "state", "portsentry.history")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data, _ := os.ReadFile(history)
+		if strings.Contains(string(data), "Host: scanner.example.test/10.201.0.2 Port: 79 TCP Blocked") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history file lacks the resolved name: %q", data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
