@@ -202,7 +202,10 @@ func TestResolveHost(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		os.Remove("/etc/netns") // only if this test made it and nothing else is there
+	})
 	os.WriteFile(filepath.Join(dir, "hosts"), []byte("127.0.0.1 localhost\n10.201.0.2 scanner.example.test\n"), 0o644)
 	d := startDaemon(t, p.A, "resolve_host: true\n")
 	hping(t, p.B, "-S", "-c", "1", "-p", "79", netnstest.AddrA)
