@@ -199,12 +199,16 @@ func TestResolveHost(t *testing.T) {
 	netnstest.Require(t, "hping3")
 	p := netnstest.NewPair(t)
 	dir := filepath.Join("/etc/netns", p.A.Name)
+	_, err := os.Stat("/etc/netns")
+	madeParent := os.IsNotExist(err)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		os.RemoveAll(dir)
-		os.Remove("/etc/netns") // only if this test made it and nothing else is there
+		if madeParent {
+			os.Remove("/etc/netns")
+		}
 	})
 	os.WriteFile(filepath.Join(dir, "hosts"), []byte("127.0.0.1 localhost\n10.201.0.2 scanner.example.test\n"), 0o644)
 	d := startDaemon(t, p.A, "resolve_host: true\n")
