@@ -68,20 +68,7 @@ func TestInstallMatchesText(t *testing.T) {
 	netnstest.Require(t)
 	for name, y := range configs {
 		t.Run(name, func(t *testing.T) {
-			rs := nft.Build(mustParse(t, y))
-			viaText := netnstest.New(t, "psT")
-			f := filepath.Join(t.TempDir(), "r.nft")
-			os.WriteFile(f, []byte(rs.Text()), 0o644)
-			viaText.MustRun("nft", "-f", f)
-
-			viaNetlink := netnstest.New(t, "psN")
-			install(t, viaNetlink, rs)
-
-			want := listTable(t, viaText)
-			got := listTable(t, viaNetlink)
-			if got != want {
-				t.Errorf("netlink install differs from nft -f of the text:\n--- nft -f\n%s\n--- netlink\n%s", want, got)
-			}
+			_, got := textMatchesNetlink(t, nft.Build(mustParse(t, y)))
 			golden(t, filepath.Join("testdata", name+".list"), got)
 		})
 	}
@@ -123,6 +110,26 @@ func TestReinstallKeepsBlocks(t *testing.T) {
 	if n := strings.Count(ns.MustRun("nft", "list", "chain", "inet", "portsentry", "input"), "log group"); n != 2 {
 		t.Errorf("after three installs the chain has %d log rules, want 2 (no duplicates)", n)
 	}
+}
+
+// textMatchesNetlink loads rs's text with nft -f in one namespace and
+// installs rs through netlink in another: nft must list the same table.
+// It returns the netlink namespace and that listing.
+func textMatchesNetlink(t *testing.T, rs *nft.Ruleset) (*netnstest.NS, string) {
+	t.Helper()
+	viaText := netnstest.New(t, "psT")
+	f := filepath.Join(t.TempDir(), "r.nft")
+	if err := os.WriteFile(f, []byte(rs.Text()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	viaText.MustRun("nft", "-f", f)
+	viaNetlink := netnstest.New(t, "psN")
+	install(t, viaNetlink, rs)
+	want, got := listTable(t, viaText), listTable(t, viaNetlink)
+	if got != want {
+		t.Fatalf("netlink install differs from nft -f of the text:\n--- nft -f\n%s\n--- netlink\n%s", want, got)
+	}
+	return viaNetlink, got
 }
 
 func install(t *testing.T, ns *netnstest.NS, rs *nft.Ruleset) {
@@ -173,14 +180,6 @@ func TestFloodBatching(t *testing.T) {
 		if flood {
 			rs.SetFlood()
 		}
-		viaText := netnstest.New(t, "psT")
-		f := filepath.Join(t.TempDir(), "r.nft")
-		os.WriteFile(f, []byte(rs.Text()), 0o644)
-		viaText.MustRun("nft", "-f", f)
-		viaNetlink := netnstest.New(t, "psN")
-		install(t, viaNetlink, rs)
-		if a, b := listTable(t, viaText), listTable(t, viaNetlink); a != b {
-			t.Fatalf("flood=%v: log rules differ:\n--- nft -f\n%s\n--- netlink\n%s", flood, a, b)
-		}
+		textMatchesNetlink(t, rs)
 	}
 }
