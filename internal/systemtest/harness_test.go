@@ -117,10 +117,19 @@ func binaryPath(t *testing.T) string {
 // run runs a command on the host with a time bound and returns its
 // combined output.
 func run(timeout time.Duration, stdin []byte, name string, args ...string) (string, error) {
+	return runWrapped(timeout, nil, nil, stdin, "", name, args...)
+}
+
+// runWrapped runs name with args behind the wrapper argv (nsenter for the
+// guest) with env, bounded by timeout; errors name the command itself,
+// after where (e.g. "in guest: ").
+func runWrapped(timeout time.Duration, wrapper, env []string, stdin []byte, where, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var buf bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
+	argv := append(append(append([]string(nil), wrapper...), name), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -131,7 +140,7 @@ func run(timeout time.Duration, stdin []byte, name string, args ...string) (stri
 		err = fmt.Errorf("timed out after %s: %w", timeout, err)
 	}
 	if err != nil {
-		err = fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, buf.String())
+		err = fmt.Errorf("%s%s %s: %w\n%s", where, name, strings.Join(args, " "), err, buf.String())
 	}
 	return buf.String(), err
 }
@@ -405,24 +414,8 @@ func (g *guest) runTimeout(timeout time.Duration, name string, args ...string) (
 }
 
 func (g *guest) runInput(timeout time.Duration, stdin []byte, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var buf bytes.Buffer
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(g.pid), "-a", "--", name}, args...)...)
-	cmd.Env = guestEnv
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("timed out after %s: %w", timeout, err)
-	}
-	if err != nil {
-		err = fmt.Errorf("in guest: %s %s: %w\n%s", name, strings.Join(args, " "), err, buf.String())
-	}
-	return buf.String(), err
+	wrapper := []string{"nsenter", "-t", strconv.Itoa(g.pid), "-a", "--"}
+	return runWrapped(timeout, wrapper, guestEnv, stdin, "in guest: ", name, args...)
 }
 
 // run runs a command in the guest with a 2 minute bound.
