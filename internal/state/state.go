@@ -27,19 +27,19 @@ import (
 
 // Block is one active block.
 type Block struct {
-	Addr    netip.Addr    `json:"addr"`
-	Expires time.Time     `json:"expires"`
-	Timeout time.Duration `json:"timeout"`
-	Kind    string        `json:"kind,omitempty"`  // scan type that triggered it, "manual" for the CLI
-	Proto   string        `json:"proto,omitempty"` // TCP or UDP
-	Port    uint16        `json:"port,omitempty"`  // port of the triggering probe
-	Ports   []uint16      `json:"ports,omitempty"` // ports probed (bounded)
-	First   time.Time     `json:"first,omitzero"`  // first probe of the episode
-	Last    time.Time     `json:"last,omitzero"`   // last probe
-	Times   int           `json:"times"`           // how many times this address has been blocked, this one included
-	Host    string        `json:"host,omitempty"`  // resolved name, if any
+	Addr    netip.Addr
+	Expires time.Time
+	Timeout time.Duration
+	Kind    string    // scan type that triggered it, "manual" for the CLI
+	Proto   string    // TCP or UDP
+	Port    uint16    // port of the triggering probe
+	Ports   []uint16  // ports probed (bounded)
+	First   time.Time // first probe of the episode
+	Last    time.Time // last probe
+	Times   int       // how many times this address has been blocked, this one included
+	Host    string    // resolved name, if any
 	// HostsDeny is the hosts.deny line written for this block, if any.
-	HostsDeny string `json:"hosts_deny,omitempty"`
+	HostsDeny string
 }
 
 // journal lines
