@@ -1,12 +1,14 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // maxElemsPerCall keeps one SetAddElements call well under the 64 KiB
@@ -20,7 +22,22 @@ const maxElemsPerCall = 1000
 // block); if one of those sets must be recreated because its definition
 // changed (e.g. block.set_size), its elements are carried over with their
 // remaining time in the same transaction.
+//
+// A table loaded by nft -f (the shipped nft/portsentry.nft, or the output
+// of `portsentry-nft rules`) is taken over the same way. The kernel refuses
+// to redefine a set that differs from ours in ways the library cannot read
+// back (nft describes concatenated keys field by field, for one): the
+// configured sets are therefore always recreated, and if the kernel still
+// answers "file exists" the kept sets are recreated too, elements carried.
 func (rs *Ruleset) Install(c *nftables.Conn) error {
+	err := rs.install(c, false)
+	if errors.Is(err, unix.EEXIST) {
+		err = rs.install(c, true)
+	}
+	return err
+}
+
+func (rs *Ruleset) install(c *nftables.Conn, recreateKept bool) error {
 	t := Table()
 	existingSets := map[string]*nftables.Set{}
 	var existingChains []*nftables.Chain
@@ -73,7 +90,7 @@ func (rs *Ruleset) Install(c *nftables.Conn) error {
 	for _, sd := range rs.sets {
 		s := sd.nftSet(t)
 		var carry []nftables.SetElement
-		if old := existingSets[sd.name]; old != nil && !sameSet(old, s) {
+		if old := existingSets[sd.name]; old != nil && (!sd.keep || recreateKept || !sameSet(old, s)) {
 			if sd.keep {
 				if carry, err = c.GetSetElements(old); err != nil {
 					return fmt.Errorf("read elements of set %s: %w", sd.name, err)
@@ -85,9 +102,6 @@ func (rs *Ruleset) Install(c *nftables.Conn) error {
 			return fmt.Errorf("add set %s: %w", sd.name, err)
 		}
 		byName[sd.name] = s
-		if !sd.keep {
-			c.FlushSet(s)
-		}
 		elems := sd.elements()
 		for _, e := range carry {
 			if e.Expires > 0 {

@@ -112,6 +112,48 @@ func TestReinstallKeepsBlocks(t *testing.T) {
 	}
 }
 
+// A table an admin loaded with nft -f (the shipped file, or the output of
+// `portsentry-nft rules`) is taken over by the daemon's install: no
+// "file exists" from sets nft describes differently, blocks kept, and the
+// result is the table the daemon would have made.
+func TestInstallOverNftLoadedTable(t *testing.T) {
+	netnstest.Require(t)
+	for name, y := range configs {
+		t.Run(name, func(t *testing.T) {
+			rs := nft.Build(mustParse(t, y))
+			ns := netnstest.New(t, "psF")
+			f := filepath.Join(t.TempDir(), "r.nft")
+			os.WriteFile(f, []byte(rs.Text()), 0o644)
+			ns.MustRun("nft", "-f", f)
+			ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.9 timeout 1h }")
+			install(t, ns, rs)
+			install(t, ns, rs) // and again, as on a restart
+			if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked"); !strings.Contains(out, "10.201.0.9 timeout 1h expires") {
+				t.Errorf("install over the nft -f table lost the block:\n%s", out)
+			}
+			ns.MustRun("nft", "flush", "set", "inet", "portsentry", "blocked")
+			golden(t, filepath.Join("testdata", name+".list"), listTable(t, ns))
+		})
+	}
+}
+
+// A blocked set someone redefined by hand (here with the dynamic flag,
+// which the library does not read back) is recreated with its elements.
+func TestInstallOverRedefinedBlockedSet(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psD")
+	install(t, ns, nft.Build(config.Default()))
+	ns.MustRun("nft", "flush", "chain", "inet", "portsentry", "input")
+	ns.MustRun("nft", "delete", "set", "inet", "portsentry", "blocked")
+	ns.MustRun("nft", "add set inet portsentry blocked { type ipv4_addr; size 65536; flags dynamic,timeout; }")
+	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.9 timeout 1h }")
+	install(t, ns, nft.Build(config.Default()))
+	out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked")
+	if !strings.Contains(out, "10.201.0.9 timeout 1h expires") || strings.Contains(out, "dynamic") {
+		t.Errorf("want the block carried into our own definition of the set:\n%s", out)
+	}
+}
+
 // textMatchesNetlink loads rs's text with nft -f in one namespace and
 // installs rs through netlink in another: nft must list the same table.
 // It returns the netlink namespace and that listing.
