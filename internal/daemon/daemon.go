@@ -74,8 +74,8 @@ type Daemon struct {
 	det     *detect.Detector
 	forget  chan netip.Addr // to the capture goroutine, which owns det
 	limiter tokenBucket
-	// probeLines caps the per-probe attackalert lines of a flood (a line
-	// that triggers an action is always written).
+	// probeLines caps the alert lines of a flood (see alertCapped; a line
+	// for a block is always written).
 	probeLines tokenBucket
 	guard      *guard.Guard
 	store      *state.Store
@@ -352,7 +352,7 @@ func (d *Daemon) process(pkt []byte, release func() func(bool)) capture.Verdict 
 	d.Counters.Probes[p.Kind].Add(1)
 	if p.Proto == packet.TCP && d.cfg.TCP.Verified {
 		// Verified mode: only completed connections count (runVerified).
-		d.alerts.send(event{what: evProbe, probe: p})
+		d.alertCapped(event{what: evProbe, probe: p}, time.Now())
 		return capture.Accept
 	}
 	if d.watcher.Snapshot().InUse(uint8(p.Proto), p.Dst, p.DstPort) {
@@ -366,15 +366,11 @@ func (d *Daemon) process(pkt []byte, release func() func(bool)) capture.Verdict 
 	d.trackedSources.Store(int64(d.det.Len()))
 	if verdict == detect.AlreadyBlocked {
 		d.Counters.AlreadyBlock.Add(1)
-		d.alerts.send(event{what: evAlreadyBlocked, probe: p})
+		d.alertCapped(event{what: evAlreadyBlocked, probe: p}, now)
 		return capture.Drop
 	}
-	if verdict == detect.Trigger || d.probeLines.allow(now) {
-		d.alerts.send(event{what: evProbe, probe: p})
-	} else {
-		d.alerts.suppressed.Add(1)
-	}
 	if verdict != detect.Trigger {
+		d.alertCapped(event{what: evProbe, probe: p}, now)
 		return capture.Accept
 	}
 	var rel func(bool)
@@ -392,19 +388,26 @@ func (d *Daemon) process(pkt []byte, release func() func(bool)) capture.Verdict 
 // it reports whether it did (then release, if set, will be called).
 // det is the detector that triggered (the capture goroutine's, or verified
 // mode's), owned by the calling goroutine.
+//
+// The probe's attackalert line is written for every block (their number is
+// capped by block.max_per_second); a trigger that is refused shares the
+// per-probe line cap, or a spoofed flood would cost a few lines per packet.
 func (d *Daemon) act(p packet.Probe, src detect.Source, now time.Time, det *detect.Detector, release func(bool)) bool {
 	if why, ok := d.guard.Protected(p.Src); ok {
 		d.Counters.Protected.Add(1)
 		det.Forget(p.Src)
-		d.alerts.send(event{what: evProtected, probe: p, reason: why})
+		d.alertCapped(event{what: evProbe, probe: p}, now)
+		d.alertCapped(event{what: evProtected, probe: p, reason: why}, now)
 		return false
 	}
 	if !d.limiter.allow(now) {
 		d.Counters.RateLimited.Add(1)
 		det.Forget(p.Src)
-		d.alerts.send(event{what: evRateLimited, probe: p})
+		d.alertCapped(event{what: evProbe, probe: p}, now)
+		d.alertCapped(event{what: evRateLimited, probe: p}, now)
 		return false
 	}
+	d.alerts.send(event{what: evProbe, probe: p})
 	det.MarkBlocked(p.Src, now.Add(d.cfgp.Load().BlockTimeout()))
 	t := respond.Trigger{Probe: p, Time: now, First: src.First, Last: src.Last, Release: release}
 	if src.NPorts > 0 {
@@ -570,7 +573,7 @@ func (d *Daemon) report(ctx context.Context) {
 		check(d.Counters.Capture.Overruns.Load(), &overruns, "adminalert: NFLOG receive buffer overran %d times (ENOBUFS; %d in all)")
 		check(d.Counters.Malformed.Load(), &malformed, "adminalert: skipped %d malformed packets (%d in all)")
 		check(d.alerts.suppressed.Load(), &suppressed, "adminalert: %d alert lines suppressed to keep up with a flood (%d in all)")
-		check(d.Counters.RateLimited.Load(), &limited, "adminalert: %d triggers over block.max_per_second were logged, not blocked (%d in all)")
+		check(d.Counters.RateLimited.Load(), &limited, "adminalert: %d triggers over block.max_per_second were not blocked (%d in all)")
 	}
 }
 
@@ -611,6 +614,16 @@ func upInterfaces() string {
 		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// alertCapped writes a line that is not about a block: within
+// probeLinesPerSecond it is written, past that it is counted as suppressed.
+func (d *Daemon) alertCapped(e event, now time.Time) {
+	if d.probeLines.allow(now) {
+		d.alerts.send(e)
+	} else {
+		d.alerts.suppressed.Add(1)
+	}
 }
 
 // probeLinesPerSecond bounds the attackalert lines for probes that do not

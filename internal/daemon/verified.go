@@ -62,11 +62,12 @@ func (d *Daemon) runVerified(ctx context.Context, cfg *config.Config) {
 		case <-ctx.Done():
 			return
 		case p := <-accepted:
-			d.alerts.send(event{what: evProbe, probe: p})
 			now := time.Now()
 			verdict, src := det.Observe(&p, now)
 			if verdict == detect.Trigger {
 				d.act(p, src, now, det, nil)
+			} else {
+				d.alertCapped(event{what: evProbe, probe: p}, now)
 			}
 		}
 	}
