@@ -104,12 +104,31 @@ func TestRateCap(t *testing.T) {
 	}
 }
 
+// A spoofed flood, every packet a new source past the rate cap, writes a
+// second's worth of lines and counts the rest as suppressed (not two lines
+// per packet).
+func TestSpoofedFloodLinesAreCapped(t *testing.T) {
+	d, _ := newTestDaemon(t, "block: {max_per_second: 3}\ndetect: {max_sources: 100000}\n")
+	const n = 5000
+	for i := 0; i < n; i++ {
+		pkt := syn(1)
+		pkt[13], pkt[14], pkt[15] = 7, byte(i>>8), byte(i)
+		d.handle(pkt)
+	}
+	lines, suppressed := len(d.alerts.ch), int(d.alerts.suppressed.Load())
+	if max := probeLinesPerSecond + 3 + 10; lines > max {
+		t.Errorf("%d alert lines queued for %d spoofed probes, want at most %d", lines, n, max)
+	}
+	if lines+suppressed != 2*n-3 {
+		t.Errorf("lines %d + suppressed %d = %d, want %d (each refused trigger: probe and reason, each block: probe)", lines, suppressed, lines+suppressed, 2*n-3)
+	}
+}
+
 // BenchmarkProcessSpoofedFlood: the capture path for a flood where every
 // packet comes from a new source and the rate cap refuses blocks.
 func BenchmarkProcessSpoofedFlood(b *testing.B) {
 	cfg, _ := config.Parse("b.yaml", []byte("detect: {max_sources: 1000000}\n"))
-	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, nil))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	d := New(Options{Config: cfg, Logger: log})
 	d.writer = nft.NewWriter(nft.WriterConfig{Queue: 16})
 	st, _ := state.Open(state.Paths{Dir: b.TempDir()}, time.Now())
@@ -123,7 +142,7 @@ func BenchmarkProcessSpoofedFlood(b *testing.B) {
 		pkt[13], pkt[14], pkt[15] = byte(i>>16), byte(i>>8), byte(i)
 		d.handle(pkt)
 		for len(d.alerts.ch) > 0 {
-			<-d.alerts.ch
+			d.alerts.write(<-d.alerts.ch) // the alert lines cost too
 		}
 	}
 }
