@@ -97,6 +97,22 @@ func TestOutboundFromMonitoredPortIsNotAProbe(t *testing.T) {
 	}
 }
 
+// On a host that untracks its traffic (notrack, as busy DNS servers and
+// load balancers do), TCP probes are still seen and blocked: the TCP rule
+// needs no conntrack state.
+func TestUntrackedHostSeesTCPProbes(t *testing.T) {
+	netnstest.Require(t, "nmap")
+	for _, scan := range []string{"-sS", "-sF"} {
+		t.Run(scan, func(t *testing.T) {
+			p := netnstest.NewPair(t)
+			p.A.MustRun("nft", "add table inet untracked { chain pre { type filter hook prerouting priority raw; notrack; }; chain out { type filter hook output priority raw; notrack; }; }")
+			startDaemon(t, p.A, "")
+			nmap(t, p.B, scan, "-p", "1,11", netnstest.AddrA)
+			waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+		})
+	}
+}
+
 // SCAN_TRIGGER 2: the first probe is logged but not blocked; the second blocks.
 func TestTriggerTwo(t *testing.T) {
 	netnstest.Require(t, "hping3")

@@ -212,11 +212,16 @@ func Build(cfg *config.Config) *Ruleset {
 func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 	if len(cfg.TCP.Monitored) > 0 {
 		// No ACK or RST: SYN, FIN, NULL, XMAS and odd flag sets are probes;
-		// ct state new,invalid: replies to our own connections never are.
-		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), ctState(ctNew|ctInvalid, "new,invalid"), counter(), rs.toDaemon())
+		// replies to our own connections carry ACK. The flags are enough,
+		// with no conntrack lookup: TCP probes are seen on hosts that
+		// untrack their traffic (notrack), and a rule of ours is no reason
+		// for the kernel to track every spoofed SYN.
+		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), counter(), rs.toDaemon())
 	}
 	if len(cfg.UDP.Monitored) > 0 {
-		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans.
+		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans;
+		// ct state new: replies to our own queries are not either (several
+		// monitored ports lie in the kernel's ephemeral range 32768-60999).
 		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), rs.toDaemon())
 	}
 }
