@@ -2,16 +2,18 @@
 // to act on: PortSentry's SCAN_TRIGGER, per source, within a time window.
 //
 // It keeps bounded, compact state (a spoofed flood brings a new source with
-// every packet): at most MaxSources sources of 44 bytes each plus a 4-byte
-// index slot, the least recently seen forgotten first (CLOCK). Nothing is
-// allocated per probe once a source is tracked, and there is no I/O: it
-// runs on the capture goroutine.
+// every packet): at most MaxSources sources, 32 bytes each for IPv4 and 44
+// for IPv6 plus 4 to 8 bytes of index, in memory mapped apart from the Go
+// heap (mem.go); the least recently seen are forgotten first (CLOCK).
+// Nothing is allocated per probe once a source is tracked, and there is no
+// I/O: it runs on the capture goroutine.
 package detect
 
 import (
 	"hash/maphash"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 )
@@ -56,31 +58,41 @@ type Source struct {
 	Times        int       // how many times the source reached the trigger
 }
 
-// entry is the stored form of a Source: 44 bytes. Times are seconds after
-// the detector's base time, 0 meaning unset.
-type entry struct {
-	addr        [16]byte
+// entry is the stored form of a Source: 32 bytes for IPv4, 44 for IPv6.
+// Times are seconds after the detector's base time, 0 meaning unset.
+type entry[K addrKey] struct {
+	addr        K
 	first, last uint32
 	blocked     uint32
 	count       uint16
-	times       uint16
 	ports       [MaxPorts]uint16
+	times       uint8 // saturates at 255
 	nports      uint8
 	kind        uint8
-	is4         bool
 	ref         bool // CLOCK: seen again since the hand last passed
+}
+
+// addrKey is an address as a table stores it.
+type addrKey interface{ [4]byte | [16]byte }
+
+// table holds the sources of one address family: entries in fixed chunks
+// that grow as sources arrive, and an open-addressing index over them.
+type table[K addrKey] struct {
+	chunks [][]entry[K]
+	n      int32
+	index  []int32 // linear probing; entry number + 1, 0 is empty
+	hand   int32   // CLOCK hand
 }
 
 // Detector tracks sources. It is not safe for concurrent use: one
 // goroutine owns it.
 type Detector struct {
-	cfg    Config
-	base   time.Time
-	seed   maphash.Seed
-	chunks [][]entry // grow in fixed chunks as sources arrive, up to MaxSources
-	n      int32
-	index  []int32 // open addressing, linear probing; -1 is empty
-	hand   int32   // CLOCK hand
+	cfg  Config
+	base time.Time
+	seed maphash.Seed
+	v4   table[[4]byte]
+	v6   table[[16]byte]
+	mem  *mappings
 	// Evicted counts sources forgotten to make room.
 	Evicted uint64
 }
@@ -92,11 +104,10 @@ func New(cfg Config) *Detector {
 	if cfg.MaxSources < 1 {
 		cfg.MaxSources = 1
 	}
-	d := &Detector{cfg: cfg, seed: maphash.MakeSeed()}
-	d.index = make([]int32, 64)
-	for i := range d.index {
-		d.index[i] = -1
-	}
+	d := &Detector{cfg: cfg, seed: maphash.MakeSeed(), mem: &mappings{}}
+	track(d)
+	d.v4.index = alloc[int32](d.mem, 1024)
+	d.v6.index = alloc[int32](d.mem, 64)
 	return d
 }
 
@@ -107,9 +118,11 @@ func (d *Detector) SetConfig(cfg Config) {
 }
 
 // Len is the number of sources tracked.
-func (d *Detector) Len() int { return int(d.n) }
+func (d *Detector) Len() int { return int(d.v4.n + d.v6.n) }
 
-func (d *Detector) at(i int32) *entry { return &d.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
+func (t *table[K]) at(i int32) *entry[K] {
+	return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)]
+}
 
 // rel converts a time to seconds after base, at least 1.
 func (d *Detector) rel(t time.Time) uint32 {
@@ -133,43 +146,50 @@ func (d *Detector) abs(r uint32) time.Time {
 	return d.base.Add(time.Duration(r) * time.Second)
 }
 
-func key(a netip.Addr) ([16]byte, bool) { return a.As16(), a.Is4() }
-
 // Observe counts one probe from p.Src at now and returns the verdict and
 // the source's state after it.
 func (d *Detector) Observe(p *packet.Probe, now time.Time) (Verdict, Source) {
-	e := d.lookup(p.Src, now)
-	t := d.rel(now)
+	if p.Src.Is4() {
+		return observe(d, &d.v4, &d.v6, p.Src.As4(), p, now)
+	}
+	return observe(d, &d.v6, &d.v4, p.Src.As16(), p, now)
+}
+
+// observe is Observe for the table t of p's family; other is the table of
+// the other family, which may have to give up a source to make room.
+func observe[K, O addrKey](d *Detector, t *table[K], other *table[O], k K, p *packet.Probe, now time.Time) (Verdict, Source) {
+	e := lookup(d, t, other, k, now)
+	r := d.rel(now)
 	e.kind = uint8(p.Kind)
 	e.addPort(p.DstPort)
 	if e.blocked != 0 {
-		if t < e.blocked {
-			e.last = t
-			return AlreadyBlocked, d.source(e)
+		if r < e.blocked {
+			e.last = r
+			return AlreadyBlocked, source(d, e, p.Src)
 		}
 		e.blocked, e.count, e.nports = 0, 0, 0 // expired: a fresh start
 		e.addPort(p.DstPort)
 	}
-	if e.count > 0 && d.cfg.Window > 0 && time.Duration(t-e.first)*time.Second > d.cfg.Window {
+	if e.count > 0 && d.cfg.Window > 0 && time.Duration(r-e.first)*time.Second > d.cfg.Window {
 		e.count = 0
 	}
 	if e.count == 0 {
-		e.first = t
+		e.first = r
 	}
 	if e.count < 1<<16-1 {
 		e.count++
 	}
-	e.last = t
+	e.last = r
 	if int(e.count) >= max(d.cfg.Trigger, 1) {
-		if e.times < 1<<16-1 {
+		if e.times < 1<<8-1 {
 			e.times++
 		}
-		return Trigger, d.source(e)
+		return Trigger, source(d, e, p.Src)
 	}
-	return Count, d.source(e)
+	return Count, source(d, e, p.Src)
 }
 
-func (e *entry) addPort(port uint16) {
+func (e *entry[K]) addPort(port uint16) {
 	for _, q := range e.ports[:e.nports] {
 		if q == port {
 			return
@@ -181,12 +201,8 @@ func (e *entry) addPort(port uint16) {
 	}
 }
 
-func (d *Detector) source(e *entry) Source {
-	a := netip.AddrFrom16(e.addr)
-	if e.is4 {
-		a = a.Unmap()
-	}
-	return Source{Addr: a, Count: int(e.count), First: d.abs(e.first), Last: d.abs(e.last),
+func source[K addrKey](d *Detector, e *entry[K], addr netip.Addr) Source {
+	return Source{Addr: addr, Count: int(e.count), First: d.abs(e.first), Last: d.abs(e.last),
 		LastKind: packet.Kind(e.kind), Ports: e.ports, NPorts: int(e.nports),
 		BlockedUntil: d.abs(e.blocked), Times: int(e.times)}
 }
@@ -194,81 +210,98 @@ func (d *Detector) source(e *entry) Source {
 // MarkBlocked records that addr is blocked until until (zero: not
 // blocked), so later probes that reach user space are AlreadyBlocked.
 func (d *Detector) MarkBlocked(addr netip.Addr, until time.Time) {
-	if i := d.find(addr); i >= 0 {
-		e := d.at(i)
-		if until.IsZero() {
-			e.blocked = 0
-			return
+	var r uint32
+	if !until.IsZero() {
+		r = d.rel(until.Add(time.Second - 1)) // round up: never early
+	}
+	if addr.Is4() {
+		if e := find(d, &d.v4, addr.As4()); e != nil {
+			e.blocked = r
 		}
-		e.blocked = d.rel(until.Add(time.Second - 1)) // round up: never early
+	} else if e := find(d, &d.v6, addr.As16()); e != nil {
+		e.blocked = r
 	}
 }
 
 // Forget drops what is known of addr (after an unblock).
 func (d *Detector) Forget(addr netip.Addr) {
-	if i := d.find(addr); i >= 0 {
-		e := d.at(i)
-		*e = entry{addr: e.addr, is4: e.is4}
+	if addr.Is4() {
+		if e := find(d, &d.v4, addr.As4()); e != nil {
+			*e = entry[[4]byte]{addr: e.addr}
+		}
+	} else if e := find(d, &d.v6, addr.As16()); e != nil {
+		*e = entry[[16]byte]{addr: e.addr}
 	}
 }
 
-func (d *Detector) home(k *[16]byte) int {
-	return int(maphash.Bytes(d.seed, k[:]) & uint64(len(d.index)-1))
+func home[K addrKey](d *Detector, t *table[K], k *K) int {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(k)), unsafe.Sizeof(*k))
+	return int(maphash.Bytes(d.seed, b) & uint64(len(t.index)-1))
 }
 
 // slot finds k: the index position holding it, or the empty one where it
 // would go.
-func (d *Detector) slot(k *[16]byte) int {
-	mask := len(d.index) - 1
-	for s := d.home(k); ; s = (s + 1) & mask {
-		i := d.index[s]
-		if i < 0 || d.at(i).addr == *k {
+func slot[K addrKey](d *Detector, t *table[K], k *K) int {
+	mask := len(t.index) - 1
+	for s := home(d, t, k); ; s = (s + 1) & mask {
+		i := t.index[s]
+		if i == 0 || t.at(i-1).addr == *k {
 			return s
 		}
 	}
 }
 
-func (d *Detector) find(addr netip.Addr) int32 {
-	k, _ := key(addr)
-	return d.index[d.slot(&k)]
+// find returns k's entry, nil if it is not tracked.
+func find[K addrKey](d *Detector, t *table[K], k K) *entry[K] {
+	if i := t.index[slot(d, t, &k)]; i != 0 {
+		return t.at(i - 1)
+	}
+	return nil
 }
 
-func (d *Detector) lookup(addr netip.Addr, now time.Time) *entry {
-	k, is4 := key(addr)
-	s := d.slot(&k)
-	if i := d.index[s]; i >= 0 {
-		e := d.at(i)
+// lookup returns k's entry, making one if k is new: in a free place while
+// there is room, else in place of a source the CLOCK hand picks from the
+// larger table (so that a flood of one family does not starve the other).
+func lookup[K, O addrKey](d *Detector, t *table[K], other *table[O], k K, now time.Time) *entry[K] {
+	s := slot(d, t, &k)
+	if i := t.index[s] - 1; i >= 0 {
+		e := t.at(i)
 		e.ref = true
 		return e
 	}
 	var i int32
-	if int(d.n) < d.cfg.MaxSources {
-		if 2*(int(d.n)+1) > len(d.index) {
-			d.grow() // keeps the load at most one half
-		}
-		i = d.n
-		d.n++
-		if int(i>>chunkBits) == len(d.chunks) {
-			d.chunks = append(d.chunks, make([]entry, 1<<chunkBits))
-		}
-	} else {
-		i = d.victim()
-		d.remove(&d.at(i).addr)
+	full := d.Len() >= d.cfg.MaxSources
+	if full && t.n >= other.n {
+		i = t.victim()
+		remove(d, t, &t.at(i).addr)
 		d.Evicted++
+	} else {
+		if full {
+			evict(d, other)
+			d.Evicted++
+		}
+		if 2*(int(t.n)+1) > len(t.index) {
+			grow(d, t) // keeps the load at most one half
+		}
+		i = t.n
+		t.n++
+		if int(i>>chunkBits) == len(t.chunks) {
+			t.chunks = append(t.chunks, alloc[entry[K]](d.mem, 1<<chunkBits))
+		}
 	}
 	// A new source starts unreferenced: sources seen again outlive
 	// one-packet spoofed sources.
-	*d.at(i) = entry{addr: k, is4: is4, first: d.rel(now)}
-	d.index[d.slot(&k)] = i
-	return d.at(i)
+	*t.at(i) = entry[K]{addr: k, first: d.rel(now)}
+	t.index[slot(d, t, &k)] = i + 1
+	return t.at(i)
 }
 
 // victim runs the CLOCK hand to an entry not seen since its last pass.
-func (d *Detector) victim() int32 {
+func (t *table[K]) victim() int32 {
 	for {
-		i := d.hand
-		d.hand = (d.hand + 1) % d.n
-		if e := d.at(i); e.ref {
+		i := t.hand
+		t.hand = (t.hand + 1) % t.n
+		if e := t.at(i); e.ref {
 			e.ref = false
 		} else {
 			return i
@@ -276,36 +309,54 @@ func (d *Detector) victim() int32 {
 	}
 }
 
+// evict forgets the source the CLOCK hand picks in t and moves t's last
+// entry into its place, so t's entries stay contiguous.
+func evict[K addrKey](d *Detector, t *table[K]) {
+	i := t.victim()
+	remove(d, t, &t.at(i).addr)
+	t.n--
+	if i != t.n {
+		*t.at(i) = *t.at(t.n)
+		last := t.at(i).addr
+		t.index[slot(d, t, &last)] = i + 1
+	}
+	*t.at(t.n) = entry[K]{}
+	if t.n > 0 {
+		t.hand %= t.n
+	} else {
+		t.hand = 0
+	}
+}
+
 // remove deletes k from the index, shifting back the entries after it
 // (linear probing without tombstones).
-func (d *Detector) remove(k *[16]byte) {
-	mask := len(d.index) - 1
-	i := d.slot(k)
-	if d.index[i] < 0 {
+func remove[K addrKey](d *Detector, t *table[K], k *K) {
+	mask := len(t.index) - 1
+	i := slot(d, t, k)
+	if t.index[i] == 0 {
 		return
 	}
 	for j := i; ; {
 		j = (j + 1) & mask
-		if d.index[j] < 0 {
+		if t.index[j] == 0 {
 			break
 		}
-		h := d.home(&d.at(d.index[j]).addr)
+		h := home(d, t, &t.at(t.index[j]-1).addr)
 		if (i <= j && i < h && h <= j) || (i > j && (i < h || h <= j)) {
 			continue // already between its home and j: stays
 		}
-		d.index[i] = d.index[j]
+		t.index[i] = t.index[j]
 		i = j
 	}
-	d.index[i] = -1
+	t.index[i] = 0
 }
 
 // grow doubles the index and re-inserts every tracked source.
-func (d *Detector) grow() {
-	d.index = make([]int32, 2*len(d.index))
-	for i := range d.index {
-		d.index[i] = -1
-	}
-	for i := int32(0); i < d.n; i++ {
-		d.index[d.slot(&d.at(i).addr)] = i
+func grow[K addrKey](d *Detector, t *table[K]) {
+	old := t.index
+	t.index = alloc[int32](d.mem, 2*len(old))
+	release(d.mem, old)
+	for i := int32(0); i < t.n; i++ {
+		t.index[slot(d, t, &t.at(i).addr)] = i + 1
 	}
 }
