@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -36,12 +35,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer closeLog()
 	for _, w := range cfg.Warnings {
 		log.Warn("adminalert: config warning: " + w.Error())
-	}
-	if os.Getenv("GOGC") == "" {
-		// A spoofed flood brings a new source with every packet: let the
-		// heap grow by half of what is live between collections, not double
-		// (GOGC overrides).
-		debug.SetGCPercent(50)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -3,6 +3,7 @@ package nft_test
 import (
 	"context"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,11 +56,54 @@ func TestWriterCommitsEveryElement(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d blocks reported failed", failed.Load())
 	}
+	assertElements(t, f, map[string]int{nft.SetBlocked: n4, nft.SetBlocked6: n6}, 2*time.Hour+time.Minute)
+}
+
+// A Commit far larger than one transaction (a restore) is pipelined over
+// two connections; every element lands, and a failure reaches the caller.
+func TestWriterPipelinedCommit(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psP")
+	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n")))
+	f := ns.Open()
+	var dials atomic.Int64
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { dials.Add(1); return nft.Dial(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	const n4, n6 = 30000, 3000
+	var blocks []nft.Block
+	for i := 0; i < n4; i++ {
+		blocks = append(blocks, nft.Block{Addr: netip.AddrFrom4([4]byte{10, 60, byte(i >> 8), byte(i)}), Timeout: time.Hour})
+		if i%10 == 0 && i/10 < n6 {
+			blocks = append(blocks, nft.Block{Addr: netip.AddrFrom16([16]byte{0xfd, 0, 2, 2, 14: byte(i / 10 >> 8), 15: byte(i / 10)}), Timeout: time.Hour})
+		}
+	}
+	if err := w.Commit(ctx, blocks); err != nil {
+		t.Fatal(err)
+	}
+	if dials.Load() != 2 {
+		t.Errorf("%d connections dialled, want 2 (the pipeline)", dials.Load())
+	}
+	assertElements(t, f, map[string]int{nft.SetBlocked: n4, nft.SetBlocked6: n6}, time.Hour)
+
+	bad := netnstest.New(t, "psZ").Open()
+	wb := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(bad) }, Retries: 1, RetryDelay: time.Millisecond})
+	go wb.Run(ctx)
+	if err := wb.Commit(ctx, blocks); err == nil {
+		t.Fatal("pipelined commit into a namespace without the table succeeded")
+	}
+}
+
+// assertElements counts each set's elements back from the kernel: want
+// distinct keys, each expiring within maxExpiry.
+func assertElements(t *testing.T, f *os.File, want map[string]int, maxExpiry time.Duration) {
+	t.Helper()
 	c, err := nft.DialQuery(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for set, want := range map[string]int{nft.SetBlocked: n4, nft.SetBlocked6: n6} {
+	for set, want := range want {
 		s, err := c.GetSetByName(nft.Table(), set)
 		if err != nil {
 			t.Fatal(err)
@@ -76,7 +120,7 @@ func TestWriterCommitsEveryElement(t *testing.T) {
 			t.Errorf("set %s has %d elements (%d distinct), want %d", set, len(els), len(distinct), want)
 		}
 		for _, e := range els {
-			if e.Expires <= 0 || e.Expires > 2*time.Hour+time.Minute {
+			if e.Expires <= 0 || e.Expires > maxExpiry {
 				t.Fatalf("set %s element %x expires in %s: its timeout was lost", set, e.Key, e.Expires)
 			}
 		}
