@@ -65,16 +65,8 @@ func (d *Daemon) Status() control.Status {
 	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
 		s.Probes[k.String()] = c.Probes[k].Load()
 	}
-	if conn, err := d.query(); err == nil {
-		if els, err := nft.Blocked(conn); err == nil {
-			for a := range els {
-				if a.Is4() {
-					s.SetSizes[nft.SetBlocked]++
-				} else {
-					s.SetSizes[nft.SetBlocked6]++
-				}
-			}
-		}
+	if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
+		s.SetSizes[nft.SetBlocked], s.SetSizes[nft.SetBlocked6] = v4, v6
 	}
 	return s
 }
@@ -93,11 +85,7 @@ func heapBytes() uint64 {
 // List returns every blocked address, from the kernel (the source of
 // truth) joined with what the state knows of it.
 func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
-	conn, err := d.query()
-	if err != nil {
-		return nil, err
-	}
-	els, err := nft.Blocked(conn)
+	els, err := nft.Blocked(d.opts.NetNS)
 	if err != nil {
 		return nil, err
 	}

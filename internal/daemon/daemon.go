@@ -475,7 +475,7 @@ func (d *Daemon) heal(ctx context.Context, checkElements bool) error {
 	if !checkElements {
 		return nil
 	}
-	inKernel, err := nft.Blocked(conn)
+	inKernel, err := nft.Blocked(d.opts.NetNS)
 	if err != nil {
 		return err
 	}

@@ -82,6 +82,10 @@ func TestWriterPipelinedCommit(t *testing.T) {
 	if err := w.Commit(ctx, blocks); err != nil {
 		t.Fatal(err)
 	}
+	// Counted at once, while the kernel may still be resizing the hash.
+	if v4, v6, err := nft.CountBlocked(f); err != nil || v4 != n4 || v6 != n6 {
+		t.Errorf("CountBlocked = %d, %d, %v; want %d, %d", v4, v6, err, n4, n6)
+	}
 	if dials.Load() != 2 {
 		t.Errorf("%d connections dialled, want 2 (the pipeline)", dials.Load())
 	}
