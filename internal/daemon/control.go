@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"sort"
 	"time"
 
@@ -76,10 +77,16 @@ func openFiles() uint64 {
 	return uint64(len(fds))
 }
 
+// heapBytes is the Go heap that was live at the end of the last garbage
+// collection: what a leak would grow (the heap in use at any moment also
+// holds garbage not yet collected, up to GOGC percent more).
 func heapBytes() uint64 {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // List returns every blocked address, from the kernel (the source of

@@ -49,7 +49,7 @@ func BenchmarkSoak(b *testing.B) {
 	time.Sleep(3 * time.Second)
 	after := daemonStatus(b, d)
 	rss1 := rssKiB(b, pid)
-	for _, k := range []string{"goroutines", "open_files", "heap_bytes"} {
+	for _, k := range []string{"goroutines", "open_files", "heap_bytes"} { // heap: live at the last GC
 		fmt.Fprintf(os.Stderr, "soak %s: %-12s start %d, after a third %d, end %d\n", dur, k, first.Counters[k], before.Counters[k], after.Counters[k])
 	}
 	fmt.Fprintf(os.Stderr, "soak %s: %-12s after a third %d KiB, end %d KiB; %d rounds, %d blocks, %d expired, %d probes\n", dur, "RSS", rss0, rss1, rounds,
