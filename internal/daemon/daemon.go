@@ -257,14 +257,7 @@ func (d *Daemon) install(cfg *config.Config) error {
 	return err
 }
 
-func (d *Daemon) installRuleset(rs *nft.Ruleset) error {
-	conn, err := d.dial()
-	if err != nil {
-		return err
-	}
-	defer conn.CloseLasting()
-	return rs.Install(conn)
-}
+func (d *Daemon) installRuleset(rs *nft.Ruleset) error { return rs.InstallIn(d.opts.NetNS) }
 
 // restore puts every unexpired block of the state into the kernel with
 // its remaining time, in as few transactions as the writer allows.

@@ -31,30 +31,33 @@ import (
 // run one part of the report alone.
 func BenchmarkInsert(b *testing.B) {
 	netnstest.Require(b)
-	benchInsert(b, func(w, r, g string) { fmt.Fprintf(os.Stderr, "%-60s %s\n", w, r) })
+	benchInsert(b, printRow)
 }
 
 func BenchmarkRestore(b *testing.B) {
 	netnstest.Require(b, "nmap", "hping3", "ncat")
-	benchRestore(b, func(w, r, g string) { fmt.Fprintf(os.Stderr, "%-60s %s\n", w, r) })
+	benchRestore(b, printRow)
 }
 
 func BenchmarkFlood(b *testing.B) {
 	netnstest.Require(b, "nmap", "hping3", "ncat")
-	benchFlood(b, func(w, r, g string) { fmt.Fprintf(os.Stderr, "%-60s %s\n", w, r) })
+	benchFlood(b, printRow)
 }
 
 func BenchmarkClassic(b *testing.B) {
 	netnstest.Require(b, "nmap", "hping3", "ncat")
-	benchClassic(b, func(w, r, g string) { fmt.Fprintf(os.Stderr, "%-60s %s\n", w, r) })
+	benchClassic(b, printRow)
 }
+
+// printRow shows one measurement as it is made.
+func printRow(what, result, goal string) { fmt.Fprintf(os.Stderr, "%-60s %s\n", what, result) }
 
 func BenchmarkReport(b *testing.B) {
 	netnstest.Require(b, "nmap", "hping3", "ncat")
 	var rows [][3]string
 	add := func(what, result, goal string) {
 		rows = append(rows, [3]string{what, result, goal})
-		fmt.Fprintf(os.Stderr, "%-60s %s\n", what, result)
+		printRow(what, result, goal)
 	}
 	benchInsert(b, add)
 	benchLatency(b, add, "nflog")
@@ -466,12 +469,7 @@ func countElements(b *testing.B, f *os.File, set string) int {
 }
 
 func installIn(b *testing.B, ns *netnstest.NS, rs *nft.Ruleset) {
-	c, err := nft.Dial(ns.Open())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.CloseLasting()
-	if err := rs.Install(c); err != nil {
+	if err := rs.InstallIn(ns.Open()); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/google/nftables"
@@ -35,6 +36,17 @@ func (rs *Ruleset) Install(c *nftables.Conn) error {
 		err = rs.install(c, true)
 	}
 	return err
+}
+
+// InstallIn is Install on a connection of its own, in the network
+// namespace netns (nil: the process's own).
+func (rs *Ruleset) InstallIn(netns *os.File) error {
+	c, err := Dial(netns)
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	return rs.Install(c)
 }
 
 func (rs *Ruleset) install(c *nftables.Conn, recreateKept bool) error {

@@ -39,7 +39,7 @@ func TestReferenceRuleset(t *testing.T) {
 	golden(t, filepath.Join("..", "..", "nft", "portsentry.nft"), nft.Build(config.Default()).Text())
 }
 
-func mustParse(t *testing.T, yaml string) *config.Config {
+func mustParse(t testing.TB, yaml string) *config.Config {
 	t.Helper()
 	c, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
@@ -174,14 +174,9 @@ func textMatchesNetlink(t *testing.T, rs *nft.Ruleset) (*netnstest.NS, string) {
 	return viaNetlink, got
 }
 
-func install(t *testing.T, ns *netnstest.NS, rs *nft.Ruleset) {
+func install(t testing.TB, ns *netnstest.NS, rs *nft.Ruleset) {
 	t.Helper()
-	c, err := nft.Dial(ns.Open())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseLasting()
-	if err := rs.Install(c); err != nil {
+	if err := rs.InstallIn(ns.Open()); err != nil {
 		t.Fatal(err)
 	}
 }

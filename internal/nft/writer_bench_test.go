@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
@@ -35,28 +33,10 @@ func BenchmarkWriter100k(b *testing.B) {
 // and a running writer into it, until the benchmark ends.
 func benchWriter(b *testing.B, setSize int) (context.Context, *nft.Writer, *os.File) {
 	ns := netnstest.New(b, "psQ")
-	c0, err := nft.Dial(ns.Open())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c0.CloseLasting()
-	if err := nft.Build(mustParseB(b, fmt.Sprintf("block: {set_size: %d}\n", setSize))).Install(c0); err != nil {
-		b.Fatal(err)
-	}
+	install(b, ns, nft.Build(mustParse(b, fmt.Sprintf("block: {set_size: %d}\n", setSize))))
 	f := ns.Open()
-	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	go w.Run(ctx)
+	ctx, w := runWriter(b, f)
 	return ctx, w, f
-}
-
-func mustParseB(b *testing.B, y string) *config.Config {
-	c, err := config.Parse("t.yaml", []byte(y))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
 }
 
 // BenchmarkReadBack: what status and a metrics scrape cost with 100k

@@ -185,11 +185,7 @@ func TestWriterDelete(t *testing.T) {
 	install(t, ns, nft.Build(config.Default()))
 	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.5 timeout 1h, 10.201.0.6 timeout 1h }")
 	ns.MustRun("nft", "add element inet portsentry blocked6 { fd00:201::5 timeout 1h }")
-	f := ns.Open()
-	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.Run(ctx)
+	ctx, w := runWriter(t, ns.Open())
 	err := w.Delete(ctx, netip.MustParseAddr("10.201.0.99"), netip.MustParseAddr("10.201.0.5"), netip.MustParseAddr("fd00:201::5"))
 	if err != nil {
 		t.Fatal(err)
@@ -201,4 +197,14 @@ func TestWriterDelete(t *testing.T) {
 	if out6 := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6"); strings.Contains(out6, "fd00:201::5") {
 		t.Errorf("IPv6 element not deleted:\n%s", out6)
 	}
+}
+
+// runWriter starts a writer into the namespace of f; it runs until the
+// test ends.
+func runWriter(t testing.TB, f *os.File) (context.Context, *nft.Writer) {
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go w.Run(ctx)
+	return ctx, w
 }
