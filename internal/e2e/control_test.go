@@ -34,7 +34,7 @@ func TestControlSocket(t *testing.T) {
 	if out, err := d.cli("block", "--timeout", "2h", "fd00:201::99"); err != nil || !strings.Contains(out, "blocked fd00:201::99") {
 		t.Fatalf("block: %v %s", err, out)
 	}
-	if el := elementLine(listSet(t, p.A, "blocked6"), "fd00:201::99"); !strings.Contains(el, "timeout 2h") {
+	if el := netnstest.ElementLine(listSet(t, p.A, "blocked6"), "fd00:201::99"); !strings.Contains(el, "timeout 2h") {
 		t.Fatalf("manual block not in blocked6 with 2h: %q", el)
 	}
 	// The host's own address is refused.

@@ -158,30 +158,12 @@ func waitBlocked(t testing.TB, ns *netnstest.NS, set, addr string, within time.D
 	var out string
 	for time.Now().Before(deadline) {
 		out = listSet(t, ns, set)
-		if elementLine(out, addr) != "" {
-			return elementLine(out, addr)
+		if netnstest.ElementLine(out, addr) != "" {
+			return netnstest.ElementLine(out, addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s not in set %s within %s:\n%s", addr, set, within, out)
-	return ""
-}
-
-// elementLine returns the "ADDR timeout ... expires ..." text of addr in a
-// set listing, or "".
-func elementLine(listing, addr string) string {
-	i := strings.Index(listing, "elements = {")
-	if i < 0 {
-		return ""
-	}
-	body := listing[i+len("elements = {"):]
-	body = body[:strings.Index(body, "}")]
-	for _, el := range strings.Split(body, ",") {
-		el = strings.Join(strings.Fields(el), " ")
-		if strings.HasPrefix(el, addr+" ") || el == addr {
-			return el
-		}
-	}
 	return ""
 }
 
@@ -190,7 +172,7 @@ func assertNotBlocked(t testing.TB, ns *netnstest.NS, addrs ...string) {
 	for _, set := range []string{"blocked", "blocked6"} {
 		out := listSet(t, ns, set)
 		for _, a := range addrs {
-			if elementLine(out, a) != "" {
+			if netnstest.ElementLine(out, a) != "" {
 				t.Errorf("%s is in set %s but must not be:\n%s", a, set, out)
 			}
 		}

@@ -25,7 +25,7 @@ func TestReloadKeepsBlocksAndRefusesBrokenConfig(t *testing.T) {
 	if !strings.Contains(p.A.MustRun("nft", "list", "set", "inet", "portsentry", "tcp_ports"), "8081") {
 		t.Error("reload did not install the new port list")
 	}
-	if elementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {
+	if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {
 		t.Fatal("reload lost the block")
 	}
 
@@ -36,7 +36,7 @@ func TestReloadKeepsBlocksAndRefusesBrokenConfig(t *testing.T) {
 	if !strings.Contains(p.A.MustRun("nft", "list", "set", "inet", "portsentry", "tcp_ports"), "8081") {
 		t.Error("a refused reload changed the ruleset")
 	}
-	if elementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {
+	if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {
 		t.Fatal("a refused reload lost the block")
 	}
 }

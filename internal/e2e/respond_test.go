@@ -84,7 +84,7 @@ func TestRestoreAfterTableLoss(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	d.start()
 	d.waitLog("adminalert: Restored 1 blocks from", 5*time.Second)
-	el := elementLine(listSet(t, p.A, "blocked"), netnstest.AddrB)
+	el := netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB)
 	m := expiresRe.FindStringSubmatch(el)
 	if m == nil {
 		t.Fatalf("block not restored: %q", el)

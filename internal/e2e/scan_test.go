@@ -162,11 +162,11 @@ func TestRestartKeepsBlocks(t *testing.T) {
 	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
 	d.stop()
-	if elementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {
+	if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {
 		t.Fatal("block gone after the daemon stopped")
 	}
 	d.start()
-	el := elementLine(listSet(t, p.A, "blocked"), netnstest.AddrB)
+	el := netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB)
 	if el == "" || !strings.Contains(el, "expires") {
 		t.Fatalf("block gone after restart: %q", el)
 	}

@@ -197,3 +197,23 @@ func (o *Output) String() string {
 	defer o.mu.Unlock()
 	return o.b.String()
 }
+
+// ElementLine returns the "ADDR timeout ... expires ..." text of addr in
+// an `nft list set` listing, or "" when addr is not an element.
+func ElementLine(listing, addr string) string {
+	i := strings.Index(listing, "elements = {")
+	if i < 0 {
+		return ""
+	}
+	body := listing[i+len("elements = {"):]
+	if j := strings.Index(body, "}"); j >= 0 {
+		body = body[:j]
+	}
+	for _, el := range strings.Split(body, ",") {
+		el = strings.Join(strings.Fields(el), " ")
+		if strings.HasPrefix(el, addr+" ") || el == addr {
+			return el
+		}
+	}
+	return ""
+}

@@ -114,7 +114,7 @@ func TestAnsibleRole(t *testing.T) {
 	if g.show(unit, "MainPID") == pidBefore {
 		t.Error("the new drop-in did not restart the service")
 	}
-	if elementLine(g.mustRun("nft", "list", "set", "inet", "portsentry", "blocked"), netnstest.AddrB) == "" {
+	if netnstest.ElementLine(g.mustRun("nft", "list", "set", "inet", "portsentry", "blocked"), netnstest.AddrB) == "" {
 		t.Error("the restart lost the block")
 	}
 }

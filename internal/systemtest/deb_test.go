@@ -95,7 +95,7 @@ func TestDebInstallRunReloadStop(t *testing.T) {
 	if s := g.show(unit, "ActiveState"); s != "active" {
 		t.Errorf("after reload: %s", s)
 	}
-	if elementLine(g.mustRun("nft", "list", "set", "inet", "portsentry", "blocked"), netnstest.AddrB) == "" {
+	if netnstest.ElementLine(g.mustRun("nft", "list", "set", "inet", "portsentry", "blocked"), netnstest.AddrB) == "" {
 		t.Error("systemctl reload lost the block")
 	}
 
@@ -107,7 +107,7 @@ func TestDebInstallRunReloadStop(t *testing.T) {
 	if ps := g.processes("portsentry-nft"); len(ps) > 0 {
 		t.Errorf("portsentry-nft processes left after stop: %v", ps)
 	}
-	if elementLine(g.mustRun("nft", "list", "set", "inet", "portsentry", "blocked"), netnstest.AddrB) == "" {
+	if netnstest.ElementLine(g.mustRun("nft", "list", "set", "inet", "portsentry", "blocked"), netnstest.AddrB) == "" {
 		t.Error("stop removed the block; blocks stay until they expire")
 	}
 

@@ -477,32 +477,12 @@ func (g *guest) waitBlocked(set, addr string, within time.Duration) string {
 	var out string
 	for time.Now().Before(deadline) {
 		out = g.mustRun("nft", "list", "set", "inet", "portsentry", set)
-		if el := elementLine(out, addr); el != "" {
+		if el := netnstest.ElementLine(out, addr); el != "" {
 			return el
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	g.t.Fatalf("%s not in set %s within %s:\n%s", addr, set, within, out)
-	return ""
-}
-
-// elementLine returns the "ADDR timeout ... expires ..." text of addr in a
-// set listing, or "".
-func elementLine(listing, addr string) string {
-	i := strings.Index(listing, "elements = {")
-	if i < 0 {
-		return ""
-	}
-	body := listing[i+len("elements = {"):]
-	if j := strings.Index(body, "}"); j >= 0 {
-		body = body[:j]
-	}
-	for _, el := range strings.Split(body, ",") {
-		el = strings.Join(strings.Fields(el), " ")
-		if strings.HasPrefix(el, addr+" ") || el == addr {
-			return el
-		}
-	}
 	return ""
 }
 
