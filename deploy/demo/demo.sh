@@ -8,14 +8,17 @@ set -euo pipefail
 BIN=${BIN:-bin/portsentry-nft}
 HOST=psdemo-host
 ATTACKER=psdemo-attacker
-LOG=$(mktemp /tmp/portsentry-nft-demo.XXXXXX)
+LOG=
+WORK=
 DAEMON_PID=
 
 cleanup() {
 	[ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
 	ip netns del "$HOST" 2>/dev/null || true
 	ip netns del "$ATTACKER" 2>/dev/null || true
-	rm -f "$LOG"
+	[ -n "$LOG" ] && rm -f "$LOG"
+	[ -n "$WORK" ] && rm -rf "$WORK"
+	return 0
 }
 trap cleanup EXIT
 
@@ -26,6 +29,7 @@ fi
 cleanup
 trap cleanup EXIT
 LOG=$(mktemp /tmp/portsentry-nft-demo.XXXXXX)
+WORK=$(mktemp -d /tmp/portsentry-nft-demo.XXXXXX)
 
 ip netns add "$HOST"
 ip netns add "$ATTACKER"
@@ -38,13 +42,13 @@ ip -n "$HOST" link set veth-host up
 ip -n "$ATTACKER" link set veth-attacker up
 
 echo "== starting portsentry-nft (embedded default config) in namespace $HOST (10.201.0.1)"
-# An explicit path that does not exist would be an error; the default path
-# falls back to the embedded config when absent, so point at it only if it is.
-ARGS=()
-if [ -e /etc/portsentry-nft/portsentry.yaml ]; then
-	echo "   note: /etc/portsentry-nft/portsentry.yaml exists; the demo uses the embedded default instead"
-	ARGS=(--config "$(dirname "$0")/../../internal/config/default.yaml")
-fi
+# The embedded defaults, with state and control socket in a directory of
+# the demo's own: a second run starts afresh, and the host's
+# /var/lib/portsentry-nft and /run/portsentry-nft stay untouched.
+CONF="$WORK/demo.yaml"
+printf 'state: {dir: %s/state}\ncontrol: {socket: %s/control.sock}\n' "$WORK" "$WORK" >"$CONF"
+echo "   (state and control socket in $WORK)"
+ARGS=(--config "$CONF")
 ip netns exec "$HOST" "$BIN" run "${ARGS[@]}" >"$LOG" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 100); do
