@@ -8,8 +8,9 @@ BIN       := bin/portsentry-nft
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-STATICCHECK_VERSION ?= 2026.2.2
-STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+# Tools are pinned in go.mod (tool directives) and run with `go tool`:
+# nothing depends on a binary installed by hand.
+STATICCHECK := $(GO) tool staticcheck
 
 RUN_PKGS  := nftables nmap iproute2
 TEST_PKGS := nftables nmap hping3 ncat iproute2 procps python3 util-linux
@@ -48,10 +49,7 @@ test: deps-test lint
 unit:
 	$(GO) test ./...
 
-$(STATICCHECK):
-	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-
-lint: $(STATICCHECK)
+lint:
 	@out=$$(gofmt -l cmd internal); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...

@@ -17,8 +17,7 @@ SYSCONFDIR ?= /etc
 
 UNIT       := deploy/systemd/portsentry-nft.service
 
-NFPM_VERSION ?= v2.45.2
-NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+NFPM       ?= $(GO) tool nfpm
 DEB_ARCH   ?= $(shell $(GO) env GOARCH)
 # Debian version: a v-tag without its v (v1.2.3-4-gabc -> 1.2.3+4+gabc), or
 # 0.0~gitDATE.COMMIT before the first tag.

@@ -18,7 +18,8 @@ import (
 	"time"
 )
 
-// DefaultSocket is where the daemon listens (fixed for users, DESIGN.md).
+// DefaultSocket is where the daemon listens (README, "Names fixed for
+// users").
 const DefaultSocket = "/run/portsentry-nft/control.sock"
 
 // Request is what the CLI sends.

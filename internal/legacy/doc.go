@@ -22,5 +22,6 @@
 // becomes a warning saying why. Import checks its own output with
 // config.Parse, the validation "portsentry-nft check" runs.
 //
-// MIGRATING.md in this directory is the key-by-key migration table.
+// The README's "Migrating from PortSentry" section holds the key-by-key
+// migration table.
 package legacy

@@ -2,7 +2,8 @@ package nft
 
 import "github.com/google/nftables"
 
-// Names fixed for users (DESIGN.md): scripts and admins rely on them.
+// Names fixed for users (README, "Names fixed for users"): scripts and
+// admins rely on them.
 const (
 	TableName       = "portsentry"
 	SetBlocked      = "blocked"
