@@ -46,14 +46,28 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: version, Ready: func() {
+	ready := make(chan struct{})
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: version, Ready: func() {
 		// systemd Type=notify: ready once the ruleset is in and capture is bound.
 		sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
+		close(ready)
 	}})
+	if err != nil {
+		log.Error(fmt.Sprintf("adminalert: ERROR: %v", err))
+		return 1
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
+		// A SIGHUP during start-up (logrotate during a long restore) waits
+		// for READY: the signal is queued, not lost, and nothing reloads a
+		// daemon that is still starting.
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return
+		}
 		for range hup {
 			sdnotify.SdNotify(false, sdnotify.SdNotifyReloading)
 			reload(d, path, log)

@@ -75,6 +75,9 @@ func OpenQueue(cfg QueueConfig) (*Queue, error) {
 	return &Queue{cfg: cfg, nf: nf}, nil
 }
 
+// Close closes the queue (Run closes it itself when it returns).
+func (q *Queue) Close() error { return q.nf.Close() }
+
 // SetVerdict decides a packet that fn left Pending. Safe from any goroutine.
 func (q *Queue) SetVerdict(id uint32, drop bool) error {
 	v := nfqueue.NfAccept

@@ -67,6 +67,8 @@ type Block struct {
 	LastSeen         time.Time `json:"last_seen,omitzero"`
 	TimesBlocked     int       `json:"times_blocked,omitempty"`
 	Host             string    `json:"host,omitempty"`
+	// Origin is who decided the block: detect, manual, ...
+	Origin string `json:"origin,omitempty"`
 }
 
 // Handler is what the daemon provides to the socket.

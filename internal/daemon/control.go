@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
+	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
 // The daemon is the control socket's Handler.
@@ -22,7 +25,7 @@ var _ control.Handler = (*Daemon)(nil)
 // Status reports version, configuration and counters.
 func (d *Daemon) Status() control.Status {
 	cfg := d.cfgp.Load()
-	c := &d.Counters
+	p, l := d.pipe, &d.ledger.Stats
 	s := control.Status{
 		Version:     d.opts.Version,
 		PID:         os.Getpid(),
@@ -33,28 +36,28 @@ func (d *Daemon) Status() control.Status {
 		NFLOGGroup:  cfg.Capture.Group,
 		SetCap:      cfg.Block.SetSize,
 		Counters: map[string]uint64{
-			"packets":             c.Capture.Packets.Load(),
-			"malformed":           c.Malformed.Load(),
-			"not_probes":          c.NotProbes.Load(),
-			"nflog_lost":          c.Capture.Lost.Load(),
-			"nflog_enobufs":       c.Capture.Overruns.Load(),
-			"already_blocked":     c.AlreadyBlock.Load(),
-			"protected":           c.Protected.Load(),
-			"rate_limited":        c.RateLimited.Load(),
-			"dropped_triggers":    c.Dropped.Load(),
-			"restored":            c.Restored.Load(),
-			"in_use_probes":       c.InUse.Load(),
-			"reinstalls":          c.Reinstalls.Load(),
-			"alerts_suppressed":   d.alerts.suppressed.Load(),
-			"sources_tracked":     uint64(d.trackedSources.Load()),
-			"blocks":              d.resp.Stats.Blocks.Load(),
-			"block_failures":      d.resp.Stats.BlockFailures.Load(),
-			"set_full":            d.resp.Stats.SetFull.Load(),
-			"expired":             d.resp.Stats.Expired.Load(),
-			"unblocked":           d.resp.Stats.Unblocked.Load(),
-			"commands_run":        d.resp.Stats.CommandsRun.Load(),
-			"command_failures":    d.resp.Stats.CommandFailures.Load(),
-			"hosts_deny_failures": d.resp.Stats.HostsDenyErrors.Load(),
+			"packets":             d.capture.Packets.Load(),
+			"malformed":           p.Malformed.Load(),
+			"not_probes":          p.NotProbes.Load(),
+			"nflog_lost":          d.capture.Lost.Load(),
+			"nflog_enobufs":       d.capture.Overruns.Load(),
+			"already_blocked":     p.AlreadyBlocked.Load(),
+			"protected":           p.Protected.Load(),
+			"rate_limited":        p.RateLimited.Load(),
+			"set_full":            p.SetFull.Load(),
+			"dropped_triggers":    l.Dropped.Load(),
+			"restored":            l.Restored.Load(),
+			"in_use_probes":       p.InUse.Load(),
+			"reinstalls":          d.keeper.Reinstalls.Load(),
+			"alerts_suppressed":   d.alerts.Suppressed(),
+			"sources_tracked":     uint64(p.Tracked()),
+			"blocks":              l.BlocksTotal(),
+			"block_failures":      l.BlockFailures.Load(),
+			"expired":             l.Expired.Load(),
+			"unblocked":           l.Unblocked.Load(),
+			"commands_run":        l.CommandsRun.Load(),
+			"command_failures":    l.CommandFailures.Load(),
+			"hosts_deny_failures": l.HostsDenyErrors.Load(),
 			"goroutines":          uint64(runtime.NumGoroutine()),
 			"open_files":          openFiles(),
 			"heap_bytes":          heapBytes(),
@@ -63,8 +66,11 @@ func (d *Daemon) Status() control.Status {
 		SetSizes:  map[string]int{},
 		Protected: d.guard.List(),
 	}
+	for _, o := range state.Origins {
+		s.Counters["blocks_"+string(o)] = l.Blocks[o].Load()
+	}
 	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
-		s.Probes[k.String()] = c.Probes[k].Load()
+		s.Probes[k.String()] = p.Probes[k].Load()
 	}
 	if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
 		s.SetSizes[nft.SetBlocked], s.SetSizes[nft.SetBlocked6] = v4, v6
@@ -89,8 +95,8 @@ func heapBytes() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// List returns every blocked address, from the kernel (the source of
-// truth) joined with what the state knows of it.
+// List returns every blocked address, from the kernel joined with what the
+// ledger knows of it.
 func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
 	els, err := nft.Blocked(d.opts.NetNS)
 	if err != nil {
@@ -102,10 +108,11 @@ func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
 		if a.Is6() {
 			b.Set = nft.SetBlocked6
 		}
-		if st, ok := d.store.Get(a); ok {
+		if st, ok := d.ledger.Get(a); ok {
 			b.Timeout = st.Timeout.String()
 			b.ScanType, b.Proto, b.Ports = st.Kind, st.Proto, st.Ports
 			b.FirstSeen, b.LastSeen, b.TimesBlocked, b.Host = st.First, st.Last, st.Times, st.Host
+			b.Origin = string(st.Origin)
 		} else {
 			b.ScanType = "unknown (added outside portsentry-nft)"
 		}
@@ -115,40 +122,41 @@ func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
 	return out, nil
 }
 
-// Block blocks addr by hand; timeout "" means block.timeout.
+// Block blocks addr by hand; timeout "" means block.timeout. The same
+// decision and ledger as a detected scan: the guard rails and the set's
+// capacity hold, and hosts.deny and the commands follow.
 func (d *Daemon) Block(ctx context.Context, addr, timeout string) error {
-	a, err := netip.ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
-		return fmt.Errorf("%q is not an IPv4 or IPv6 address", addr)
+		return err
 	}
-	a = a.Unmap()
-	cfg := d.cfgp.Load()
-	t := cfg.BlockTimeout()
+	var t time.Duration
 	if timeout != "" {
 		if t, err = config.ParseDuration(timeout); err != nil || t < time.Second {
 			return fmt.Errorf("timeout %q: want a duration of at least 1s, such as 90s, 1h or 7d", timeout)
 		}
 	}
-	if why, ok := d.guard.Protected(a); ok {
-		return fmt.Errorf("%s is protected (%s) and is never blocked", a, why)
+	dec := d.decider.Decide(decide.Request{Addr: a, Origin: state.OriginManual, Timeout: t, Now: time.Now()})
+	if dec.Action != decide.Block {
+		return errors.New(dec.String())
 	}
-	return d.resp.Manual(ctx, a, t)
+	return d.ledger.Block(ctx, dec)
 }
 
 // Unblock lifts the block of addr (element, hosts.deny line, record) and
 // lets the detector start over for it.
 func (d *Daemon) Unblock(ctx context.Context, addr string) error {
-	a, err := netip.ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
-		return fmt.Errorf("%q is not an IPv4 or IPv6 address", addr)
-	}
-	a = a.Unmap()
-	if err := d.resp.Unblock(ctx, a); err != nil {
 		return err
 	}
-	select {
-	case d.forget <- a:
-	default:
+	return d.ledger.Unblock(ctx, a)
+}
+
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not an IPv4 or IPv6 address", s)
 	}
-	return nil
+	return a.Unmap(), nil
 }

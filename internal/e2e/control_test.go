@@ -62,10 +62,10 @@ func TestControlSocket(t *testing.T) {
 		byAddr[b.Addr] = b
 	}
 	b := byAddr[netnstest.AddrB]
-	if b.ScanType != "TCP SYN scan" || b.Set != "blocked" || b.RemainingSeconds <= 3500 || len(b.Ports) != 1 || b.Ports[0] != 79 || b.TimesBlocked != 1 || b.FirstSeen.IsZero() {
+	if b.ScanType != "TCP SYN scan" || b.Set != "blocked" || b.RemainingSeconds <= 3500 || len(b.Ports) != 1 || b.Ports[0] != 79 || b.TimesBlocked != 1 || b.FirstSeen.IsZero() || b.Origin != "detect" {
 		t.Errorf("list --json entry for the scanner: %+v", b)
 	}
-	if m := byAddr["fd00:201::99"]; m.ScanType != "manual" || m.Set != "blocked6" || m.RemainingSeconds <= 7000 {
+	if m := byAddr["fd00:201::99"]; m.ScanType != "manual" || m.Origin != "manual" || m.Set != "blocked6" || m.RemainingSeconds <= 7000 {
 		t.Errorf("list --json entry for the manual block: %+v", m)
 	}
 
@@ -81,15 +81,16 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 
-	if data, _ := os.ReadFile(deny); string(data) != "ALL: 10.201.0.2\n" {
+	// An administrator's block is followed like a detected one.
+	if data, _ := os.ReadFile(deny); string(data) != "ALL: 10.201.0.2\nALL: [fd00:201::99]\n" {
 		t.Fatalf("hosts.deny before unblock: %q", data)
 	}
 	if out, err := d.cli("unblock", netnstest.AddrB); err != nil {
 		t.Fatalf("unblock: %v %s", err, out)
 	}
 	assertNotBlocked(t, p.A, netnstest.AddrB)
-	if data, _ := os.ReadFile(deny); string(data) != "" {
-		t.Errorf("unblock left the hosts.deny line: %q", data)
+	if data, _ := os.ReadFile(deny); string(data) != "ALL: [fd00:201::99]\n" {
+		t.Errorf("unblock left the hosts.deny line, or took the other: %q", data)
 	}
 	// Unblocking what is not blocked is fine (idempotent).
 	if out, err := d.cli("unblock", netnstest.AddrB); err != nil {

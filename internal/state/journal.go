@@ -10,13 +10,14 @@ import (
 
 // The journal is one line per change, tab-separated, free text quoted:
 //
-//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"
+//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"	ORIGIN
 //	del	ADDR
 //	times	ADDR	N	LAST_MS
 //
 // Times are Unix milliseconds. Plain text rather than JSON: a restart with
 // 100k live blocks reads them in a fraction of the time, and an admin can
-// still read it.
+// still read it. Journals written before ORIGIN existed have 13 fields;
+// their blocks read as detected, or manual when KIND says so.
 
 var errEntry = errors.New("malformed journal line")
 
@@ -49,7 +50,7 @@ func encodeEntry(e entry) string {
 	}
 	return strings.Join([]string{"add", b.Addr.String(), ms(b.Expires), strconv.FormatInt(b.Timeout.Milliseconds(), 10),
 		strconv.Itoa(b.Times), strconv.Itoa(int(b.Port)), strings.Join(ports, ","), ms(b.First), ms(b.Last),
-		strconv.Quote(b.Kind), strconv.Quote(b.Proto), strconv.Quote(b.Host), strconv.Quote(b.HostsDeny)}, "\t") + "\n"
+		strconv.Quote(b.Kind), strconv.Quote(b.Proto), strconv.Quote(b.Host), strconv.Quote(b.HostsDeny), string(b.Origin)}, "\t") + "\n"
 }
 
 func decodeEntry(line string) (entry, error) {
@@ -71,7 +72,7 @@ func decodeEntry(line string) (entry, error) {
 			return entry{}, errEntry
 		}
 		return entry{Op: "times", Addr: a, Times: n, Last: last}, nil
-	case f[0] != "add" || len(f) != 13:
+	case f[0] != "add" || len(f) != 13 && len(f) != 14:
 		return entry{}, errEntry
 	}
 	b := &Block{Addr: a}
@@ -101,6 +102,15 @@ func decodeEntry(line string) (entry, error) {
 	b.HostsDeny, errs[9] = strconv.Unquote(f[12])
 	if err := errors.Join(errs[:]...); err != nil {
 		return entry{}, errEntry
+	}
+	b.Origin = OriginDetect
+	if b.Kind == "manual" {
+		b.Origin = OriginManual
+	}
+	if len(f) == 14 && f[13] != "" {
+		if b.Origin, errs[10] = ParseOrigin(f[13]); errs[10] != nil {
+			return entry{}, errEntry
+		}
 	}
 	return entry{Op: "add", Block: b}, nil
 }

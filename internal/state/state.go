@@ -40,6 +40,31 @@ type Block struct {
 	Host    string    // resolved name, if any
 	// HostsDeny is the hosts.deny line written for this block, if any.
 	HostsDeny string
+	// Origin is who decided the block.
+	Origin Origin
+}
+
+// Origin is where a block came from.
+type Origin string
+
+// The origins of blocks. Each is one more way into the same decision and
+// the same ledger, never a path of its own.
+const (
+	OriginDetect Origin = "detect" // the detector: a scan reached the trigger
+	OriginManual Origin = "manual" // an administrator: portsentry-nft block
+)
+
+// Origins lists every origin, for metrics and documentation.
+var Origins = []Origin{OriginDetect, OriginManual}
+
+// ParseOrigin reads an origin as the journal writes it.
+func ParseOrigin(s string) (Origin, error) {
+	for _, o := range Origins {
+		if string(o) == s {
+			return o, nil
+		}
+	}
+	return "", fmt.Errorf("unknown origin %q", s)
 }
 
 // journal lines

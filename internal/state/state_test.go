@@ -100,7 +100,7 @@ func TestExpire(t *testing.T) {
 func TestJournalRoundTrip(t *testing.T) {
 	b := &Block{Addr: netip.MustParseAddr("fd00::7"), Expires: now.Add(time.Hour).Truncate(time.Millisecond), Timeout: time.Hour,
 		Kind: "TCP SYN scan", Proto: "TCP", Port: 79, Ports: []uint16{79, 1}, First: now.Truncate(time.Millisecond), Last: now.Truncate(time.Millisecond),
-		Times: 2, Host: "scanner.example", HostsDeny: "ALL: [fd00::7]\t: DENY \"quoted\""}
+		Times: 2, Host: "scanner.example", HostsDeny: "ALL: [fd00::7]\t: DENY \"quoted\"", Origin: OriginManual}
 	e, err := decodeEntry(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: b}), "\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,12 @@ func TestJournalRoundTrip(t *testing.T) {
 	if fmt.Sprint(*e.Block) != fmt.Sprint(*b) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", *e.Block, *b)
 	}
-	for _, bad := range []string{"", "add", "add\tx", "del\t10.0.0.1\textra", "times\t10.0.0.1\tx", "add\t10.0.0.1\t1\t2\t3\t4\t5\t6\t7\t\"a\"\t\"b\"\t\"c\"\tunquoted"} {
+	// A journal line from before origins: detected, or manual by its kind.
+	old := strings.Join([]string{"add", "10.0.0.9", "1", "2", "1", "79", "", "0", "0", `"manual"`, `"TCP"`, `""`, `""`}, "\t")
+	if e, err := decodeEntry(old); err != nil || e.Block.Origin != OriginManual {
+		t.Errorf("13-field line: %v, origin %q, want manual", err, e.Block.Origin)
+	}
+	for _, bad := range []string{"", "add", "add\tx", "add\t10.0.0.1\t1\t2\t3\t4\t5\t6\t7\t\"a\"\t\"b\"\t\"c\"\t\"d\"\tnowhere", "del\t10.0.0.1\textra", "times\t10.0.0.1\tx", "add\t10.0.0.1\t1\t2\t3\t4\t5\t6\t7\t\"a\"\t\"b\"\t\"c\"\tunquoted"} {
 		if _, err := decodeEntry(bad); err == nil {
 			t.Errorf("decodeEntry(%q) accepted", bad)
 		}

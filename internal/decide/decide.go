@@ -1,0 +1,196 @@
+// Package decide is the one place where a block is decided. Every reason
+// to refuse or shape a block (a protected address, the response mode, an
+// existing block, the set's capacity, the rate cap, the repeat-offender
+// timeout) is checked here, once, before anything is marked or written;
+// the outcome is a Decision value that the detector, the alert line and
+// the ledger all act on the same way.
+//
+// A block can come from several origins (the detector, an administrator,
+// and later the kernel's first strike and the fleet): each asks Decide with
+// its Origin, and the policy that differs by origin is written here, not
+// in the origin's own code.
+package decide
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/bucket"
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
+)
+
+// Action is what a Decision does.
+type Action uint8
+
+const (
+	// Refuse: nothing is done but the line saying why.
+	Refuse Action = iota
+	// Block: the address goes into the ledger and from there to the kernel,
+	// hosts.deny and the commands.
+	Block
+	// Commands: response "command": the commands run, nothing is blocked.
+	Commands
+	// LogOnly: response "log": PortSentry's "Ignoring ... response" line.
+	LogOnly
+)
+
+// Reason says why a decision refused.
+type Reason uint8
+
+const (
+	None Reason = iota
+	// Protected: a local address, gateway, nameserver or never_block.
+	Protected
+	// AlreadyBlocked: the ledger holds a block of the address.
+	AlreadyBlocked
+	// SetFull: block.set_size blocks are active or on their way.
+	SetFull
+	// RateLimited: more than block.max_per_second new blocks.
+	RateLimited
+)
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	Action Action
+	Reason Reason
+	// Why details the reason (which guard rail protects the address).
+	Why    string
+	Addr   netip.Addr
+	Origin state.Origin
+	// Timeout is the block's length, repeat-offender factor applied.
+	Timeout time.Duration
+	// Times counts this block among the address's blocks (1 = first).
+	Times int
+}
+
+// String is the refusal as the log and the control socket say it.
+func (d Decision) String() string {
+	switch d.Reason {
+	case Protected:
+		return fmt.Sprintf("%s is protected (%s) and is never blocked", d.Addr, d.Why)
+	case AlreadyBlocked:
+		return fmt.Sprintf("%s is already blocked", d.Addr)
+	case SetFull:
+		return fmt.Sprintf("the blocked sets are full (block.set_size %s)", d.Why)
+	case RateLimited:
+		return "more than block.max_per_second new blocks"
+	}
+	return ""
+}
+
+// Request asks for a block of Addr.
+type Request struct {
+	Addr   netip.Addr
+	Origin state.Origin
+	// Proto is the probe's protocol (its response mode applies); zero for
+	// origins without a probe.
+	Proto packet.Proto
+	// Timeout, when set, is the length an administrator asked for.
+	Timeout time.Duration
+	Now     time.Time
+}
+
+// Guard says whether an address must never be blocked.
+type Guard interface {
+	Protected(netip.Addr) (why string, ok bool)
+}
+
+// Ledger is what the decision needs to know of the blocks in force.
+type Ledger interface {
+	// Holds reports a block of a that is in force or on its way.
+	Holds(a netip.Addr) bool
+	// Len counts the blocks in force or on their way.
+	Len() int
+	// TimesBlocked is how many times a was blocked before.
+	TimesBlocked(a netip.Addr) int
+}
+
+// Decider decides. It is safe for concurrent use (capture and verified
+// mode decide at once).
+type Decider struct {
+	cfg    atomic.Pointer[config.Config]
+	guard  Guard
+	ledger Ledger
+	rate   bucket.Bucket
+}
+
+// New makes a Decider.
+func New(cfg *config.Config, g Guard, l Ledger) *Decider {
+	d := &Decider{guard: g, ledger: l}
+	d.SetConfig(cfg)
+	return d
+}
+
+// SetConfig swaps the configuration (reload).
+func (d *Decider) SetConfig(cfg *config.Config) {
+	d.cfg.Store(cfg)
+	d.rate.Set(cfg.Block.MaxPerSecond)
+}
+
+// Decide runs every check once, in this order: protected, response mode,
+// an existing block, capacity, rate; the rate's token is spent only on a
+// block. Administrators are held to the guard rails and the capacity, not
+// to the rate cap or the response mode, and may re-block to change a
+// block's length.
+func (d *Decider) Decide(r Request) Decision {
+	cfg := d.cfg.Load()
+	out := Decision{Addr: r.Addr, Origin: r.Origin}
+	refuse := func(why Reason) Decision { out.Action, out.Reason = Refuse, why; return out }
+	if why, ok := d.guard.Protected(r.Addr); ok {
+		out.Why = why
+		return refuse(Protected)
+	}
+	manual := r.Origin == state.OriginManual
+	if !manual {
+		switch response(cfg, r.Proto) {
+		case config.ResponseLog:
+			out.Action = LogOnly
+			return out
+		case config.ResponseCommand:
+			out.Action = Commands
+			return out
+		}
+		if d.ledger.Holds(r.Addr) {
+			return refuse(AlreadyBlocked)
+		}
+	}
+	if d.ledger.Len() >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
+		out.Why = fmt.Sprint(cfg.Block.SetSize)
+		return refuse(SetFull)
+	}
+	if !manual && !d.rate.Allow(r.Now) {
+		return refuse(RateLimited)
+	}
+	out.Action = Block
+	out.Times = d.ledger.TimesBlocked(r.Addr) + 1
+	out.Timeout = r.Timeout
+	if out.Timeout == 0 {
+		out.Timeout = RepeatTimeout(cfg, out.Times)
+		if manual {
+			out.Timeout = cfg.BlockTimeout()
+		}
+	}
+	return out
+}
+
+func response(cfg *config.Config, p packet.Proto) config.Response {
+	if p == packet.UDP {
+		return cfg.UDP.Response
+	}
+	return cfg.TCP.Response
+}
+
+// RepeatTimeout is block.timeout times repeat_factor^(times-1), capped at
+// block.max_timeout.
+func RepeatTimeout(cfg *config.Config, times int) time.Duration {
+	d := time.Duration(cfg.Block.Timeout)
+	max := time.Duration(cfg.Block.MaxTimeout)
+	for i := 1; i < times && d < max; i++ {
+		d *= time.Duration(cfg.Block.RepeatFactor)
+	}
+	return min(d, max)
+}

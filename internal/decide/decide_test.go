@@ -1,0 +1,133 @@
+package decide
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
+)
+
+type guard map[netip.Addr]string
+
+func (g guard) Protected(a netip.Addr) (string, bool) { why, ok := g[a]; return why, ok }
+
+type ledger struct {
+	held  map[netip.Addr]bool
+	times map[netip.Addr]int
+	n     int
+}
+
+func (l *ledger) Holds(a netip.Addr) bool       { return l.held[a] }
+func (l *ledger) Len() int                      { return l.n }
+func (l *ledger) TimesBlocked(a netip.Addr) int { return l.times[a] }
+
+func parse(t *testing.T, y string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+var (
+	gw      = netip.MustParseAddr("10.201.0.254")
+	scanner = netip.MustParseAddr("10.201.0.2")
+	held    = netip.MustParseAddr("10.201.0.3")
+	now     = time.Unix(1_800_000_000, 0)
+)
+
+// Each reason is decided once, in order, and the outcome is a value.
+func TestDecide(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		yaml   string
+		req    Request
+		n      int // blocks in the ledger
+		action Action
+		reason Reason
+		tmo    time.Duration
+		times  int
+	}{
+		{"detected scan", "", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP}, 0, Block, None, time.Hour, 1},
+		{"repeat offender", "block: {repeat_factor: 4}\n", Request{Addr: held, Origin: state.OriginDetect}, 0, Refuse, AlreadyBlocked, 0, 0},
+		{"protected first", "tcp: {response: log}\n", Request{Addr: gw, Origin: state.OriginDetect}, 0, Refuse, Protected, 0, 0},
+		{"response log", "udp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.UDP}, 0, LogOnly, None, 0, 0},
+		{"response command", "tcp: {response: command}\ncommands: [{argv: [/bin/true]}]\n", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP}, 0, Commands, None, 0, 0},
+		{"set full", "block: {set_size: 5}\n", Request{Addr: scanner, Origin: state.OriginDetect}, 5, Refuse, SetFull, 0, 0},
+		{"manual", "", Request{Addr: scanner, Origin: state.OriginManual}, 0, Block, None, time.Hour, 1},
+		{"manual with timeout", "", Request{Addr: scanner, Origin: state.OriginManual, Timeout: 90 * time.Second}, 0, Block, None, 90 * time.Second, 1},
+		{"manual protected", "", Request{Addr: gw, Origin: state.OriginManual}, 0, Refuse, Protected, 0, 0},
+		{"manual re-block of a held address", "", Request{Addr: held, Origin: state.OriginManual}, 0, Block, None, time.Hour, 3},
+		{"manual when full", "block: {set_size: 5}\n", Request{Addr: scanner, Origin: state.OriginManual}, 5, Refuse, SetFull, 0, 0},
+		{"manual ignores response log", "tcp: {response: log}\nudp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginManual}, 0, Block, None, time.Hour, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{held: 2}, n: c.n}
+			d := New(parse(t, c.yaml), guard{gw: "default gateway"}, l)
+			c.req.Now = now
+			got := d.Decide(c.req)
+			if got.Action != c.action || got.Reason != c.reason || got.Timeout != c.tmo || got.Times != c.times {
+				t.Errorf("got action %d reason %d timeout %s times %d; want %d %d %s %d", got.Action, got.Reason, got.Timeout, got.Times, c.action, c.reason, c.tmo, c.times)
+			}
+			if got.Addr != c.req.Addr || got.Origin != c.req.Origin {
+				t.Errorf("decision for %s/%s, asked for %s/%s", got.Addr, got.Origin, c.req.Addr, c.req.Origin)
+			}
+		})
+	}
+}
+
+// The rate cap spends its budget only on blocks, and never on an
+// administrator's.
+func TestRateCapSpendsOnlyOnBlocks(t *testing.T) {
+	l := &ledger{held: map[netip.Addr]bool{}, times: map[netip.Addr]int{}}
+	d := New(parse(t, "block: {max_per_second: 2}\n"), guard{gw: "default gateway"}, l)
+	for i := 0; i < 5; i++ {
+		if got := d.Decide(Request{Addr: gw, Origin: state.OriginDetect, Now: now}); got.Reason != Protected {
+			t.Fatalf("protected: %+v", got)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if got := d.Decide(Request{Addr: scanner, Origin: state.OriginManual, Now: now}); got.Action != Block {
+			t.Fatalf("manual %d: %+v", i, got)
+		}
+	}
+	var blocked, limited int
+	for i := 0; i < 4; i++ {
+		a := netip.AddrFrom4([4]byte{10, 201, 1, byte(i)})
+		switch d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now}).Reason {
+		case None:
+			blocked++
+		case RateLimited:
+			limited++
+		}
+	}
+	if blocked != 2 || limited != 2 {
+		t.Errorf("%d blocked, %d rate-limited; want 2 and 2 (the refusals and manual blocks cost nothing)", blocked, limited)
+	}
+}
+
+func TestRepeatTimeout(t *testing.T) {
+	cfg := parse(t, "block: {timeout: 1h, repeat_factor: 4, max_timeout: 30d}\n")
+	for times, want := range map[int]time.Duration{
+		1: time.Hour, 2: 4 * time.Hour, 3: 16 * time.Hour, 4: 64 * time.Hour, 5: 256 * time.Hour, 6: 720 * time.Hour, 50: 720 * time.Hour,
+	} {
+		if got := RepeatTimeout(cfg, times); got != want {
+			t.Errorf("block %d: %s, want %s", times, got, want)
+		}
+	}
+	if got := RepeatTimeout(parse(t, "block: {timeout: 2h, repeat_factor: 1}\n"), 9); got != 2*time.Hour {
+		t.Errorf("repeat_factor 1: %s, want 2h every time", got)
+	}
+}
+
+// The refusal says why, as the control socket and the log show it.
+func TestRefusalText(t *testing.T) {
+	d := Decision{Addr: gw, Reason: Protected, Why: "default gateway"}
+	if got, want := d.String(), "10.201.0.254 is protected (default gateway) and is never blocked"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}

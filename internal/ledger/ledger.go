@@ -1,0 +1,516 @@
+// Package ledger is the one record of what is blocked and why, and the
+// one place that carries a block out.
+//
+// Every block, whatever its origin (the detector, an administrator, a
+// restore; later the kernel's first strike and the fleet), enters here as
+// a decide.Decision and is recorded with its origin, expiry and details
+// (journaled by internal/state, so a restart restores it). Everything that
+// enforces or reports a block follows the ledger, in PortSentry's order:
+// the commands marked first, the kernel's element (the writer), the
+// "has been blocked" line, the hosts.deny line, the journal, the other
+// commands. Lifting a block (expiry, unblock) reaches the same followers
+// in one operation.
+//
+// The ledger also says when the kernel lost an element: a probe from a
+// source it holds as blocked, arriving well after the element was
+// committed, got past the drop rule, so the element goes back at once
+// (Reassert).
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/alert"
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/hostsdeny"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
+)
+
+// Kernel enforces blocks: the nft writer.
+type Kernel interface {
+	// Add queues an element without waiting; b.Done is called once it is
+	// committed (or could not be).
+	Add(b nft.Block) error
+	// Commit adds elements and waits.
+	Commit(ctx context.Context, blocks []nft.Block) error
+	// Delete removes elements and waits; a missing one is no error.
+	Delete(ctx context.Context, addrs ...netip.Addr) error
+}
+
+// Verdicts gives probes held in NFQUEUE their verdict.
+type Verdicts interface {
+	SetVerdict(id uint32, drop bool) error
+}
+
+// Evidence is what the origin knows of the block.
+type Evidence struct {
+	Probe       packet.Probe // the probe that decided it (zero for an administrator's block)
+	First, Last time.Time    // the episode
+	Ports       []uint16     // ports probed, if known
+	// Held: the probe waits in NFQUEUE as packet ID until the block is in.
+	Held bool
+	ID   uint32
+}
+
+// Stats are the ledger's counters.
+type Stats struct {
+	Blocks          map[state.Origin]*atomic.Uint64 // elements committed, by origin
+	Restored        atomic.Uint64                   // blocks put back (start, self-heal, Reassert)
+	BlockFailures   atomic.Uint64
+	Dropped         atomic.Uint64 // decisions lost: too many blocks on their way
+	Expired         atomic.Uint64
+	Unblocked       atomic.Uint64
+	CommandsRun     atomic.Uint64
+	CommandFailures atomic.Uint64
+	HostsDenyErrors atomic.Uint64
+}
+
+// BlocksTotal is the sum of Blocks.
+func (s *Stats) BlocksTotal() uint64 {
+	var n uint64
+	for _, c := range s.Blocks {
+		n += c.Load()
+	}
+	return n
+}
+
+// Config is what a Ledger is made of.
+type Config struct {
+	Store    *state.Store
+	Kernel   Kernel
+	Log      *alert.Log
+	Settings *config.Config
+	// Name resolves an address for the record and the history file ("" for none).
+	Name func(netip.Addr) string
+	// Verdicts, in NFQUEUE mode.
+	Verdicts Verdicts
+	// OnBlock is told each detected block's probe-to-commit latency.
+	OnBlock func(time.Duration)
+	// OnLift is told of every address whose block an administrator lifted
+	// (the detector starts over for it). Called on the ledger's goroutine;
+	// it must not block.
+	OnLift func(netip.Addr)
+}
+
+// Ledger records and carries out blocks. Create with New, then Run.
+type Ledger struct {
+	c      Config
+	cfg    atomic.Pointer[config.Config]
+	jobs   chan job
+	landed chan landing
+	cmds   chan struct{} // bounds concurrent commands
+	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	// pending holds the decided blocks whose element is not in yet.
+	pending map[netip.Addr]int
+	// reasserted: when a block was last put back after a loss.
+	reasserted map[netip.Addr]time.Time
+
+	Stats Stats
+}
+
+// job is one thing for the ledger's goroutine to do.
+type job struct {
+	dec     decide.Decision
+	ev      Evidence
+	at      time.Time
+	unblock bool
+	reply   chan error // administrators wait for the outcome
+}
+
+type landing struct {
+	j   job
+	err error
+}
+
+// MaxInflight bounds the blocks decided and not yet committed.
+const MaxInflight = 8192
+
+// MaxConcurrentCommands bounds the external commands running at once.
+const MaxConcurrentCommands = 8
+
+// ReassertAfter is how long after a block's decision a probe from its
+// source proves the element missing: probes on their way before the
+// element landed (NFLOG copies are sent at once) arrive well within it.
+const ReassertAfter = 250 * time.Millisecond
+
+// New makes a Ledger.
+func New(c Config) *Ledger {
+	if c.Name == nil {
+		c.Name = func(netip.Addr) string { return "" }
+	}
+	l := &Ledger{c: c, jobs: make(chan job, 4096), landed: make(chan landing, MaxInflight),
+		cmds: make(chan struct{}, MaxConcurrentCommands), pending: map[netip.Addr]int{}, reasserted: map[netip.Addr]time.Time{}}
+	l.Stats.Blocks = map[state.Origin]*atomic.Uint64{}
+	for _, o := range state.Origins {
+		l.Stats.Blocks[o] = new(atomic.Uint64)
+	}
+	l.cfg.Store(c.Settings)
+	return l
+}
+
+// SetConfig swaps the configuration (reload).
+func (l *Ledger) SetConfig(cfg *config.Config) { l.cfg.Store(cfg) }
+
+// ---- what the decision reads (decide.Ledger) ----
+
+// Holds reports a block of a in force or on its way.
+func (l *Ledger) Holds(a netip.Addr) bool {
+	l.mu.Lock()
+	n := l.pending[a]
+	l.mu.Unlock()
+	if n > 0 {
+		return true
+	}
+	_, ok := l.c.Store.Get(a)
+	return ok
+}
+
+// Len counts the blocks in force or on their way.
+func (l *Ledger) Len() int {
+	l.mu.Lock()
+	n := len(l.pending)
+	l.mu.Unlock()
+	return l.c.Store.Len() + n
+}
+
+// TimesBlocked is how many times a was blocked before.
+func (l *Ledger) TimesBlocked(a netip.Addr) int { return l.c.Store.TimesBlocked(a) }
+
+// Get returns the record of a's block in force.
+func (l *Ledger) Get(a netip.Addr) (state.Block, bool) { return l.c.Store.Get(a) }
+
+// Active returns the blocks in force at now, soonest expiry first.
+func (l *Ledger) Active(now time.Time) []state.Block { return l.c.Store.Active(now) }
+
+// ---- entering blocks ----
+
+// Submit hands a decision of the capture path (or verified mode) to the
+// ledger without waiting. False when too many blocks are on their way:
+// then nothing is recorded, and a held probe is the caller's to release.
+func (l *Ledger) Submit(d decide.Decision, ev Evidence, now time.Time) bool {
+	if d.Action == decide.Block && !l.reserve(d.Addr) {
+		l.Stats.Dropped.Add(1)
+		return false
+	}
+	select {
+	case l.jobs <- job{dec: d, ev: ev, at: now}:
+		return true
+	default:
+		if d.Action == decide.Block {
+			l.unreserve(d.Addr)
+		}
+		l.Stats.Dropped.Add(1)
+		return false
+	}
+}
+
+func (l *Ledger) reserve(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) >= MaxInflight || l.pending[a] > 0 {
+		return false
+	}
+	l.pending[a]++
+	return true
+}
+
+func (l *Ledger) unreserve(a netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pending[a]--; l.pending[a] <= 0 {
+		delete(l.pending, a)
+	}
+}
+
+// Block carries out an administrator's decision and waits until the
+// element is in and the block recorded.
+func (l *Ledger) Block(ctx context.Context, d decide.Decision) error {
+	return l.call(ctx, job{dec: d, at: time.Now()})
+}
+
+// Unblock lifts the block of a everywhere (element, hosts.deny line,
+// record) and waits.
+func (l *Ledger) Unblock(ctx context.Context, a netip.Addr) error {
+	return l.call(ctx, job{dec: decide.Decision{Addr: a.Unmap()}, unblock: true})
+}
+
+func (l *Ledger) call(ctx context.Context, j job) error {
+	j.reply = make(chan error, 1)
+	select {
+	case l.jobs <- j:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-j.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Restore puts every block in force into the kernel with its remaining
+// time (start, and the self-heal after the table was removed).
+func (l *Ledger) Restore(ctx context.Context, why string) (int, error) {
+	return l.commitMissing(ctx, why, nil)
+}
+
+// Reconcile puts back the blocks in force that inKernel lacks (the sets
+// were flushed or elements deleted outside), and returns how many.
+func (l *Ledger) Reconcile(ctx context.Context, inKernel map[netip.Addr]time.Duration) (int, error) {
+	return l.commitMissing(ctx, "self-heal", func(a netip.Addr) bool { _, ok := inKernel[a]; return !ok })
+}
+
+func (l *Ledger) commitMissing(ctx context.Context, why string, missing func(netip.Addr) bool) (int, error) {
+	now := time.Now()
+	var blocks []nft.Block
+	for _, b := range l.c.Store.Active(now) {
+		left := b.Expires.Sub(now).Round(time.Second)
+		if left < time.Second || missing != nil && !missing(b.Addr) {
+			continue
+		}
+		blocks = append(blocks, nft.Block{Addr: b.Addr, Timeout: left})
+	}
+	if len(blocks) == 0 {
+		return 0, nil
+	}
+	if err := l.c.Kernel.Commit(ctx, blocks); err != nil {
+		return 0, fmt.Errorf("restore %d blocks (%s): %w", len(blocks), why, err)
+	}
+	l.Stats.Restored.Add(uint64(len(blocks)))
+	return len(blocks), nil
+}
+
+// Reassert is asked about a probe from a source the detector holds as
+// blocked. If the ledger holds it committed since before ReassertAfter,
+// the probe got past the drop rule: the element was lost, and goes back
+// now with its remaining time (true). A probe on its way before the
+// element landed, or from a source the ledger does not hold, changes
+// nothing (false); held says whether the ledger holds the source at all.
+func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
+	l.mu.Lock()
+	if l.pending[a] > 0 {
+		l.mu.Unlock()
+		return false, true
+	}
+	last := l.reasserted[a]
+	l.mu.Unlock()
+	b, ok := l.c.Store.Get(a)
+	if !ok {
+		return false, false
+	}
+	since := b.Expires.Add(-b.Timeout)
+	if last.After(since) {
+		since = last
+	}
+	left := b.Expires.Sub(now).Round(time.Second)
+	if now.Sub(since) < ReassertAfter || left < time.Second {
+		return false, true
+	}
+	if err := l.c.Kernel.Add(nft.Block{Addr: a, Timeout: left}); err != nil {
+		return false, true
+	}
+	l.mu.Lock()
+	if len(l.reasserted) >= MaxInflight {
+		clear(l.reasserted)
+	}
+	l.reasserted[a] = now
+	l.mu.Unlock()
+	l.Stats.Restored.Add(1)
+	l.c.Log.AttackWarn(alert.RestoredLine(a, setOf(a), left))
+	return true, true
+}
+
+func setOf(a netip.Addr) string {
+	if a.Is6() {
+		return nft.SetBlocked6
+	}
+	return nft.SetBlocked
+}
+
+// ---- the ledger's goroutine ----
+
+// Run carries out decisions and expires blocks until ctx is done, then
+// waits for running commands.
+func (l *Ledger) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	defer l.wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-l.jobs:
+			l.do(ctx, j)
+		case x := <-l.landed:
+			l.land(ctx, x.j, x.err)
+		case now := <-tick.C:
+			l.expire(now)
+		}
+	}
+}
+
+func (l *Ledger) do(ctx context.Context, j job) {
+	cfg := l.cfg.Load()
+	switch {
+	case j.unblock:
+		j.reply <- l.unblock(ctx, j.dec.Addr)
+	case j.dec.Action == decide.LogOnly:
+		l.release(&j, false)
+		l.c.Log.Attack(alert.IgnoringLine(j.ev.Probe.Proto))
+	case j.dec.Action == decide.Commands:
+		l.release(&j, false)
+		l.runCommands(ctx, cfg, j, func(config.Command) bool { return true }, nil)
+	case j.reply != nil:
+		// An administrator's block: commit, then follow as any block.
+		err := l.c.Kernel.Commit(ctx, []nft.Block{{Addr: j.dec.Addr, Timeout: j.dec.Timeout}})
+		if err == nil {
+			l.follow(ctx, j)
+		}
+		j.reply <- err
+	case hasFirst(cfg):
+		l.runCommands(ctx, cfg, j, func(c config.Command) bool { return c.First }, func() { l.add(j) })
+	default:
+		l.add(j)
+	}
+}
+
+// add queues the element; its landing comes back to Run.
+func (l *Ledger) add(j job) {
+	err := l.c.Kernel.Add(nft.Block{Addr: j.dec.Addr, Timeout: j.dec.Timeout, Done: func(err error) {
+		// On the writer goroutine. landed has room for every block on its
+		// way (MaxInflight), so this never waits.
+		l.landed <- landing{j, err}
+	}})
+	if err != nil {
+		l.land(context.Background(), j, err)
+	}
+}
+
+// land runs once the element is in (or could not be added).
+func (l *Ledger) land(ctx context.Context, j job, err error) {
+	l.release(&j, err == nil)
+	if err != nil {
+		l.unreserve(j.dec.Addr)
+		l.Stats.BlockFailures.Add(1)
+		l.c.Log.Errorf("could not block host %s: %v", j.dec.Addr, err)
+		return
+	}
+	if l.c.OnBlock != nil {
+		l.c.OnBlock(time.Since(j.at))
+	}
+	l.follow(ctx, j)
+	l.unreserve(j.dec.Addr)
+}
+
+// follow records a committed block and runs what follows it.
+func (l *Ledger) follow(ctx context.Context, j job) {
+	cfg := l.cfg.Load()
+	d, p := j.dec, j.ev.Probe
+	l.Stats.Blocks[d.Origin].Add(1)
+	by := ""
+	if d.Origin == state.OriginManual {
+		by = "an administrator"
+	}
+	l.c.Log.Attack(alert.BlockedLine(d.Addr, nft.TableName, setOf(d.Addr), d.Timeout, d.Times, by))
+	b := state.Block{
+		Addr: d.Addr, Timeout: d.Timeout, Expires: j.at.Add(d.Timeout), Origin: d.Origin,
+		Kind: p.Kind.String(), Proto: p.Proto.String(), Port: p.DstPort, Ports: j.ev.Ports,
+		First: j.ev.First, Last: j.ev.Last, Times: d.Times, Host: l.c.Name(d.Addr),
+	}
+	if d.Origin == state.OriginManual {
+		b.Kind, b.Proto, b.First, b.Last = "manual", "", j.at, j.at
+	}
+	if cfg.HostsDeny.Path != "" {
+		line := hostsdeny.Line(cfg.HostsDeny.Template, wrapTarget(d.Addr), strconv.Itoa(int(p.DstPort)), mode(p.Proto))
+		if _, err := (&hostsdeny.File{Path: cfg.HostsDeny.Path}).Add(line); err != nil {
+			l.Stats.HostsDenyErrors.Add(1)
+			l.c.Log.Errorf("could not write %s for host %s: %v", cfg.HostsDeny.Path, d.Addr, err)
+		} else {
+			b.HostsDeny = line
+			l.c.Log.Attack(alert.WrappersLine(d.Addr, line))
+		}
+	}
+	if err := l.c.Store.Add(b); err != nil {
+		l.c.Log.Errorf("could not record the block of %s: %v", d.Addr, err)
+	}
+	l.runCommands(ctx, cfg, j, func(c config.Command) bool { return !c.First || d.Origin == state.OriginManual }, nil)
+}
+
+// release gives a held probe its verdict, once.
+func (l *Ledger) release(j *job, drop bool) {
+	if !j.ev.Held || l.c.Verdicts == nil {
+		return
+	}
+	j.ev.Held = false
+	if err := l.c.Verdicts.SetVerdict(j.ev.ID, drop); err != nil {
+		l.c.Log.Warnf("NFQUEUE verdict: %v", err)
+	}
+}
+
+func (l *Ledger) unblock(ctx context.Context, a netip.Addr) error {
+	if err := l.c.Kernel.Delete(ctx, a); err != nil {
+		return err
+	}
+	if b, ok := l.c.Store.Remove(a); ok {
+		l.lift(b)
+	}
+	l.mu.Lock()
+	delete(l.reasserted, a)
+	l.mu.Unlock()
+	l.Stats.Unblocked.Add(1)
+	l.c.Log.Attack(alert.UnblockedLine(a))
+	if l.c.OnLift != nil {
+		l.c.OnLift(a)
+	}
+	return nil
+}
+
+func (l *Ledger) expire(now time.Time) {
+	for _, b := range l.c.Store.Expire(now) {
+		l.Stats.Expired.Add(1)
+		l.lift(b)
+		l.mu.Lock()
+		delete(l.reasserted, b.Addr)
+		l.mu.Unlock()
+		l.c.Log.Infof("Block of host %s expired", b.Addr)
+	}
+}
+
+// lift undoes what followed a block the kernel no longer holds.
+func (l *Ledger) lift(b state.Block) {
+	cfg := l.cfg.Load()
+	if b.HostsDeny == "" || cfg.HostsDeny.Path == "" {
+		return
+	}
+	if _, err := (&hostsdeny.File{Path: cfg.HostsDeny.Path}).Remove(b.HostsDeny); err != nil {
+		l.Stats.HostsDenyErrors.Add(1)
+		l.c.Log.Errorf("could not remove %s from %s: %v", b.Addr, cfg.HostsDeny.Path, err)
+	}
+}
+
+// wrapTarget writes an address as TCP wrappers expects it ([v6]).
+func wrapTarget(a netip.Addr) string {
+	if a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return a.String()
+}
+
+func mode(p packet.Proto) string {
+	if p == packet.UDP {
+		return "udp"
+	}
+	return "tcp"
+}

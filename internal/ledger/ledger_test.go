@@ -1,0 +1,137 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/alert"
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
+	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
+)
+
+func newLedger(t *testing.T, yaml string) (*ledger.Ledger, *ledgertest.Kernel, *state.Store, *bytes.Buffer) {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(state.Paths{Dir: t.TempDir()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var buf bytes.Buffer
+	k := &ledgertest.Kernel{}
+	l := ledger.New(ledger.Config{Store: st, Kernel: k, Log: alert.New(slog.New(slog.NewTextHandler(&buf, nil)), nil), Settings: cfg})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l, k, st, &buf
+}
+
+// An administrator's block is followed like any other: element,
+// hosts.deny line, record with its origin, commands; unblock lifts each.
+func TestManualBlockIsFollowedLikeAnyBlock(t *testing.T) {
+	dir := t.TempDir()
+	deny := filepath.Join(dir, "hosts.deny")
+	mark := filepath.Join(dir, "ran")
+	if err := os.WriteFile(deny, []byte("# existing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, k, st, log := newLedger(t, "hosts_deny: {path: "+deny+"}\ncommands: [{argv: [/bin/sh, -c, 'echo $TARGET$ >> "+mark+"']}]\n")
+	a := netip.MustParseAddr("fd00:201::2")
+	d := decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginManual, Timeout: time.Hour, Times: 1}
+	if err := l.Block(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Added(); len(got) != 1 || got[0].Addr != a || got[0].Timeout != time.Hour {
+		t.Errorf("kernel got %v", got)
+	}
+	b, ok := st.Get(a)
+	if !ok || b.Origin != state.OriginManual || b.HostsDeny == "" {
+		t.Fatalf("record %+v (held %v), want origin manual with its hosts.deny line", b, ok)
+	}
+	data, _ := os.ReadFile(deny)
+	if !strings.Contains(string(data), "[fd00:201::2]") {
+		t.Errorf("hosts.deny lacks the block:\n%s", data)
+	}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ran, _ := os.ReadFile(mark); strings.TrimSpace(string(ran)) == a.String() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not run for the manual block")
+		}
+	}
+	if !strings.Contains(log.String(), "has been blocked via nftables set inet portsentry blocked6 by an administrator (timeout 1h0m0s)") {
+		t.Errorf("log:\n%s", log)
+	}
+	if err := l.Unblock(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Get(a); ok {
+		t.Error("record kept after unblock")
+	}
+	if data, _ := os.ReadFile(deny); string(data) != "# existing\n" {
+		t.Errorf("hosts.deny after unblock:\n%s", data)
+	}
+	if got := k.Deleted(); len(got) != 1 || got[0] != a {
+		t.Errorf("kernel deletes %v", got)
+	}
+	if l.Stats.Blocks[state.OriginManual].Load() != 1 || l.Stats.Unblocked.Load() != 1 {
+		t.Errorf("stats: %d manual blocks, %d unblocked", l.Stats.Blocks[state.OriginManual].Load(), l.Stats.Unblocked.Load())
+	}
+}
+
+// A decision whose element cannot be added is not recorded: the ledger
+// holds only what the kernel enforces.
+func TestFailedElementIsNotRecorded(t *testing.T) {
+	l, k, st, log := newLedger(t, "")
+	k.Fail = os.ErrPermission
+	a := netip.MustParseAddr("10.201.0.9")
+	if !l.Submit(decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginDetect, Timeout: time.Hour, Times: 1}, ledger.Evidence{}, time.Now()) {
+		t.Fatal("submit refused")
+	}
+	for deadline := time.Now().Add(2 * time.Second); l.Stats.BlockFailures.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no failure counted")
+		}
+	}
+	if _, ok := st.Get(a); ok || l.Holds(a) || l.Len() != 0 {
+		t.Errorf("a block that never reached the kernel is held (record %v, holds %v, len %d)", ok, l.Holds(a), l.Len())
+	}
+	if !strings.Contains(log.String(), "adminalert: ERROR: could not block host 10.201.0.9") {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+// Restore and Reconcile put back what the ledger holds and the kernel
+// lacks, with the remaining time.
+func TestReconcile(t *testing.T) {
+	l, k, st, _ := newLedger(t, "")
+	now := time.Now()
+	in, out := netip.MustParseAddr("10.201.0.4"), netip.MustParseAddr("10.201.0.5")
+	for _, a := range []netip.Addr{in, out} {
+		if err := st.Add(state.Block{Addr: a, Timeout: time.Hour, Expires: now.Add(30 * time.Minute), Times: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := l.Reconcile(context.Background(), map[netip.Addr]time.Duration{in: 30 * time.Minute})
+	if err != nil || n != 1 {
+		t.Fatalf("reconcile: %d, %v; want 1", n, err)
+	}
+	if got := k.Added(); len(got) != 1 || got[0].Addr != out || got[0].Timeout > 30*time.Minute || got[0].Timeout < 29*time.Minute {
+		t.Errorf("kernel got %v, want %s with about 30m", got, out)
+	}
+}

@@ -1,0 +1,94 @@
+// Package ledgertest has a Kernel that records what the ledger asks of
+// the kernel, for unit tests that need no root. The kernel tier tests the
+// real writer.
+package ledgertest
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+// Kernel records elements added and deleted. Fail, when set, fails every
+// add.
+type Kernel struct {
+	mu      sync.Mutex
+	Fail    error
+	added   []nft.Block
+	deleted []netip.Addr
+}
+
+// Add records b and reports it committed at once.
+func (k *Kernel) Add(b nft.Block) error {
+	k.mu.Lock()
+	k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout})
+	err := k.Fail
+	k.mu.Unlock()
+	if b.Done != nil {
+		b.Done(err)
+	}
+	return nil
+}
+
+// Commit records the blocks.
+func (k *Kernel) Commit(_ context.Context, blocks []nft.Block) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.Fail != nil {
+		return k.Fail
+	}
+	for _, b := range blocks {
+		k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout})
+	}
+	return nil
+}
+
+// Delete records the addresses.
+func (k *Kernel) Delete(_ context.Context, addrs ...netip.Addr) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.deleted = append(k.deleted, addrs...)
+	return nil
+}
+
+// Added is every element added so far.
+func (k *Kernel) Added() []nft.Block {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]nft.Block(nil), k.added...)
+}
+
+// Deleted is every element deleted so far.
+func (k *Kernel) Deleted() []netip.Addr {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]netip.Addr(nil), k.deleted...)
+}
+
+// Verdicts records NFQUEUE verdicts.
+type Verdicts struct {
+	mu sync.Mutex
+	// Got maps a packet ID to its verdict (true: drop).
+	Got map[uint32]bool
+}
+
+// SetVerdict records the verdict.
+func (v *Verdicts) SetVerdict(id uint32, drop bool) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.Got == nil {
+		v.Got = map[uint32]bool{}
+	}
+	v.Got[id] = drop
+	return nil
+}
+
+// Verdict returns the verdict of id, if given.
+func (v *Verdicts) Verdict(id uint32) (drop, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	drop, ok = v.Got[id]
+	return
+}

@@ -1,0 +1,227 @@
+// Package pipeline is the per-packet path: decode, skip ports in use,
+// detect, decide, hand to the ledger. It runs on the capture goroutine,
+// which owns the detector; nothing here waits for I/O or allocates for a
+// known source.
+//
+// The detector and the ledger never disagree for long: a block is marked
+// in the detector only once the decision says Block (with the decision's
+// timeout), and a probe from a source the detector holds as blocked is
+// checked against the ledger: no record means the mark is stale and the
+// probe counts afresh; a record committed a while ago means the kernel
+// lost the element (the drop rule comes first), and the ledger puts it
+// back at once.
+package pipeline
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/alert"
+	"github.com/portsentry-nft/portsentry-nft/internal/capture"
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/detect"
+	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
+)
+
+// Counters are the pipeline's statistics.
+type Counters struct {
+	Probes         [packet.NumKinds]atomic.Uint64
+	Malformed      atomic.Uint64 // packets that did not decode
+	NotProbes      atomic.Uint64 // decoded, but ACK/RST traffic (should not reach us)
+	AlreadyBlocked atomic.Uint64 // probes on their way before the element landed
+	Protected      atomic.Uint64 // triggers from protected addresses, not blocked
+	RateLimited    atomic.Uint64 // triggers over block.max_per_second, not blocked
+	SetFull        atomic.Uint64 // triggers not blocked because the sets were full
+	InUse          atomic.Uint64 // probes of ports a service listens on, ignored
+}
+
+// Ports says whether a service listens on a port (a port in use is never
+// a tripwire).
+type Ports interface {
+	InUse(proto uint8, dst netip.Addr, port uint16) bool
+}
+
+// Config is what a Pipeline is made of.
+type Config struct {
+	Settings *config.Config
+	Decider  *decide.Decider
+	Ledger   *ledger.Ledger
+	Alerts   *alert.Queue
+	// Ports returns the current listening sockets.
+	Ports func() Ports
+}
+
+// Pipeline processes packets. Handle and HandleQueued run on one
+// goroutine; SetConfig, Forget and the counters are safe from any.
+type Pipeline struct {
+	c    Config
+	cfgp atomic.Pointer[config.Config]
+	cfg  *config.Config // the capture goroutine's copy
+	det  *detect.Detector
+	// forget: addresses an administrator unblocked, for the capture
+	// goroutine's detector.
+	forget  chan netip.Addr
+	tracked atomic.Int64
+	// fullWarned: when the set-full warning was last written (once a minute).
+	fullWarned atomic.Int64
+	Counters
+}
+
+// New makes a pipeline.
+func New(c Config) *Pipeline {
+	p := &Pipeline{c: c, cfg: c.Settings, det: detect.New(DetectConfig(c.Settings)), forget: make(chan netip.Addr, 256)}
+	p.cfgp.Store(c.Settings)
+	return p
+}
+
+// DetectConfig is the detector's part of the configuration.
+func DetectConfig(c *config.Config) detect.Config {
+	return detect.Config{Trigger: c.Detect.ScanTrigger, Window: time.Duration(c.Detect.Window), MaxSources: c.Detect.MaxSources}
+}
+
+// SetConfig swaps the configuration (reload); the capture goroutine picks
+// it up at its next packet.
+func (p *Pipeline) SetConfig(cfg *config.Config) { p.cfgp.Store(cfg) }
+
+// Forget lets the detector start over for a (its block was lifted).
+func (p *Pipeline) Forget(a netip.Addr) {
+	select {
+	case p.forget <- a:
+	default:
+	}
+}
+
+// Tracked is the number of sources the detector holds.
+func (p *Pipeline) Tracked() int64 { return p.tracked.Load() }
+
+// Handle processes one packet (an NFLOG copy).
+func (p *Pipeline) Handle(pkt []byte) { p.process(pkt, ledger.Evidence{}) }
+
+// HandleQueued processes a packet held in NFQUEUE and returns its verdict:
+// Pending when the ledger gives it once the block is in.
+func (p *Pipeline) HandleQueued(pkt []byte, id uint32) capture.Verdict {
+	return p.process(pkt, ledger.Evidence{Held: true, ID: id})
+}
+
+func (p *Pipeline) process(pkt []byte, ev ledger.Evidence) capture.Verdict {
+	if c := p.cfgp.Load(); c != p.cfg {
+		p.cfg = c
+		p.det.SetConfig(DetectConfig(c))
+	}
+	for len(p.forget) > 0 {
+		p.det.Forget(<-p.forget)
+	}
+	pr := &ev.Probe
+	if err := packet.Decode(pkt, pr); err != nil {
+		p.Malformed.Add(1)
+		return capture.Accept
+	}
+	if pr.Kind == packet.KindNone {
+		p.NotProbes.Add(1)
+		return capture.Accept
+	}
+	p.Probes[pr.Kind].Add(1)
+	now := time.Now()
+	if pr.Proto == packet.TCP && p.cfg.TCP.Verified {
+		// Verified mode: only completed connections count (internal/verified).
+		p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
+		return capture.Accept
+	}
+	if p.c.Ports().InUse(uint8(pr.Proto), pr.Dst, pr.DstPort) {
+		// A service listens there (it just started: the kernel set lags by
+		// up to one poll). Never a tripwire.
+		p.InUse.Add(1)
+		return capture.Accept
+	}
+	verdict, src := p.det.Observe(pr, now)
+	if verdict == detect.AlreadyBlocked {
+		back, held := p.c.Ledger.Reassert(pr.Src, now)
+		switch {
+		case back:
+			return capture.Drop
+		case held:
+			p.AlreadyBlocked.Add(1)
+			p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
+			return capture.Drop
+		}
+		// The ledger holds no block (lifted, or refused after the mark):
+		// the mark is stale, and the probe counts afresh.
+		p.det.Forget(pr.Src)
+		verdict, src = p.det.Observe(pr, now)
+	}
+	p.tracked.Store(int64(p.det.Len()))
+	if verdict != detect.Trigger {
+		p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
+		return capture.Accept
+	}
+	fillEvidence(&ev, src)
+	if p.Act(p.det, ev, now) && ev.Held {
+		return capture.Pending
+	}
+	return capture.Accept
+}
+
+func fillEvidence(ev *ledger.Evidence, src detect.Source) {
+	ev.First, ev.Last = src.First, src.Last
+	if src.NPorts > 0 {
+		ev.Ports = append([]uint16(nil), src.Ports[:src.NPorts]...)
+	}
+}
+
+// Act decides on a source that reached the trigger in det (the capture
+// goroutine's detector, or verified mode's, owned by the caller) and hands
+// the decision to the ledger. It reports whether the ledger took it (then
+// a held probe gets its verdict from the ledger).
+//
+// The probe's line is written for every block (their number is capped by
+// block.max_per_second); a refused trigger shares the per-probe line cap,
+// or a spoofed flood would cost a few lines per packet.
+func (p *Pipeline) Act(det *detect.Detector, ev ledger.Evidence, now time.Time) bool {
+	pr := &ev.Probe
+	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: state.OriginDetect, Proto: pr.Proto, Now: now})
+	if d.Action == decide.Refuse {
+		p.refused(det, d, ev, now)
+		return false
+	}
+	p.c.Alerts.Send(alert.Event{What: alert.KindProbe, Probe: *pr})
+	if d.Action == decide.Block {
+		det.MarkBlocked(pr.Src, now.Add(d.Timeout))
+	}
+	if !p.c.Ledger.Submit(d, ev, now) {
+		det.Forget(pr.Src)
+		return false
+	}
+	return true
+}
+
+func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, ev ledger.Evidence, now time.Time) {
+	pr := &ev.Probe
+	if d.Reason == decide.AlreadyBlocked {
+		// Another path blocked it meanwhile (verified mode, an administrator).
+		det.MarkBlocked(pr.Src, now.Add(time.Second))
+		p.AlreadyBlocked.Add(1)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
+		return
+	}
+	det.Forget(pr.Src)
+	p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
+	switch d.Reason {
+	case decide.Protected:
+		p.Protected.Add(1)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindProtected, Probe: *pr, Reason: d.Why}, now)
+	case decide.RateLimited:
+		p.RateLimited.Add(1)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindRefused, Probe: *pr, Reason: d.String()}, now)
+	case decide.SetFull:
+		// One warning a minute says it; a line per refusal would not help.
+		n := p.SetFull.Add(1)
+		if s := now.Unix(); p.fullWarned.Load() < s-60 {
+			p.fullWarned.Store(s)
+			p.c.Alerts.Send(alert.Event{What: alert.KindSetFull, Probe: *pr, Reason: d.Why, N: n})
+		}
+	}
+}

@@ -1,0 +1,313 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/alert"
+	"github.com/portsentry-nft/portsentry-nft/internal/capture"
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/detect"
+	"github.com/portsentry-nft/portsentry-nft/internal/guard"
+	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
+	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
+)
+
+// syn is an IPv4 TCP SYN from 10.201.0.<src>:40000 to 10.201.0.1:port.
+func syn(src, port byte) []byte {
+	return []byte{
+		0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 201, 0, src, 10, 201, 0, 1,
+		0x9c, 0x40, 0, port, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 4, 0, 0, 0, 0, 0,
+	}
+}
+
+// rig is a pipeline with its decision and ledger, a recording kernel and
+// no root.
+type rig struct {
+	*Pipeline
+	kernel   *ledgertest.Kernel
+	verdicts *ledgertest.Verdicts
+	ledger   *ledger.Ledger
+	store    *state.Store
+	alerts   *alert.Queue
+	log      *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type noPorts struct{}
+
+func (noPorts) InUse(uint8, netip.Addr, uint16) bool { return false }
+
+func newRig(t testing.TB, yaml string, run bool) *rig {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{kernel: &ledgertest.Kernel{}, verdicts: &ledgertest.Verdicts{}, log: &syncBuffer{}}
+	var w io.Writer = r.log
+	if _, ok := t.(*testing.B); ok {
+		w = io.Discard
+	}
+	log := alert.New(slog.New(slog.NewTextHandler(w, nil)), nil)
+	r.store, err = state.Open(state.Paths{Dir: t.TempDir()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.store.Close() })
+	r.ledger = ledger.New(ledger.Config{Store: r.store, Kernel: r.kernel, Log: log, Settings: cfg, Verdicts: r.verdicts,
+		OnLift: func(a netip.Addr) { r.Forget(a) }})
+	g := guard.New(guard.Sources{}, cfg.NeverBlockPrefixes)
+	if err := g.Refresh(); err != nil {
+		t.Log(err)
+	}
+	r.alerts = alert.NewQueue(log)
+	r.Pipeline = New(Config{Settings: cfg, Decider: decide.New(cfg, g, r.ledger), Ledger: r.ledger, Alerts: r.alerts,
+		Ports: func() Ports { return noPorts{} }})
+	if run {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { r.ledger.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	return r
+}
+
+// waitFor polls cond for up to two seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Garbage and truncated packets are counted and skipped; capture goes on.
+func TestMalformedPacketsAreCountedAndSkipped(t *testing.T) {
+	r := newRig(t, "", false)
+	for _, pkt := range [][]byte{nil, {0x45}, {0x60, 0, 0}, bytes.Repeat([]byte{0xff}, 60), syn(2, 1)[:30]} {
+		r.Handle(pkt)
+	}
+	if got := r.Malformed.Load(); got != 5 {
+		t.Errorf("malformed = %d, want 5", got)
+	}
+	r.Handle(syn(2, 1))
+	if got := r.Probes[packet.KindSYN].Load(); got != 1 {
+		t.Errorf("a valid SYN after garbage was not counted (SYN probes = %d)", got)
+	}
+}
+
+// Triggers from a protected address are logged and never reach the ledger.
+func TestProtectedSourceIsNotBlocked(t *testing.T) {
+	r := newRig(t, "never_block: [10.201.0.0/24]\n", true)
+	r.Handle(syn(2, 1))
+	if r.Protected.Load() != 1 {
+		t.Fatalf("protected = %d, want 1", r.Protected.Load())
+	}
+	if n := r.alerts.Len(); n != 2 {
+		t.Errorf("%d alert events, want the probe and the protected-host line", n)
+	}
+	r.alerts.Drain()
+	if want := "attackalert: Host 10.201.0.2 is protected (never_block 10.201.0.0/24) and is never blocked"; !strings.Contains(r.log.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, r.log)
+	}
+	if len(r.kernel.Added()) != 0 || r.ledger.Len() != 0 {
+		t.Errorf("a protected source reached the kernel (%v) or the ledger (%d)", r.kernel.Added(), r.ledger.Len())
+	}
+}
+
+// Past block.max_per_second, triggers are logged and not blocked.
+func TestRateCap(t *testing.T) {
+	r := newRig(t, "block: {max_per_second: 3}\n", true)
+	for i := byte(0); i < 10; i++ {
+		r.Handle(syn(10+i, 1)) // distinct sources
+	}
+	if got := r.RateLimited.Load(); got != 7 {
+		t.Errorf("rate limited %d of 10, want 7 (burst of 3)", got)
+	}
+	waitFor(t, "3 elements", func() bool { return len(r.kernel.Added()) == 3 })
+}
+
+// A spoofed flood, every packet a new source past the rate cap, writes a
+// second's worth of lines and counts the rest as suppressed (not two lines
+// per packet).
+func TestSpoofedFloodLinesAreCapped(t *testing.T) {
+	r := newRig(t, "block: {max_per_second: 3}\ndetect: {max_sources: 100000}\n", false)
+	const n = 5000
+	for i := 0; i < n; i++ {
+		pkt := syn(0, 1)
+		pkt[13], pkt[14], pkt[15] = 7, byte(i>>8), byte(i)
+		r.Handle(pkt)
+	}
+	lines, suppressed := r.alerts.Len(), int(r.alerts.Suppressed())
+	if max := alert.LinesPerSecond + 3 + 10; lines > max {
+		t.Errorf("%d alert lines queued for %d spoofed probes, want at most %d", lines, n, max)
+	}
+	if lines+suppressed != 2*n-3 {
+		t.Errorf("lines %d + suppressed %d = %d, want %d (each refused trigger: probe and reason, each block: probe)", lines, suppressed, lines+suppressed, 2*n-3)
+	}
+}
+
+// A trigger refused because the sets are full marks nothing: the source's
+// later probes are refused again for the same reason, never logged as
+// "already blocked" (nothing blocks them), and one warning says so.
+func TestSetFullRefusalMarksNothing(t *testing.T) {
+	r := newRig(t, "block: {set_size: 1}\n", true)
+	r.Handle(syn(2, 1))
+	waitFor(t, "the first block", func() bool { _, ok := r.store.Get(netip.MustParseAddr("10.201.0.2")); return ok })
+	for i := 0; i < 3; i++ {
+		r.Handle(syn(3, byte(1+i)))
+	}
+	if got := r.SetFull.Load(); got != 3 {
+		t.Errorf("set full %d, want 3 (each probe of the second source is a fresh trigger)", got)
+	}
+	if got := r.AlreadyBlocked.Load(); got != 0 {
+		t.Errorf("already blocked %d, want 0: the refused source is not blocked", got)
+	}
+	r.alerts.Drain()
+	if c := strings.Count(r.log.String(), "the blocked sets are full"); c != 1 {
+		t.Errorf("set-full warning %d times, want once:\n%s", c, r.log)
+	}
+	if strings.Contains(r.log.String(), "10.201.0.3/10.201.0.3 is already blocked") {
+		t.Errorf("refused source logged as already blocked:\n%s", r.log)
+	}
+}
+
+// The element, the record and the detector all get the repeat-offender
+// timeout that the decision chose.
+func TestRepeatOffenderTimeoutIsOneDecision(t *testing.T) {
+	r := newRig(t, "block: {timeout: 1h, repeat_factor: 4}\n", true)
+	src := netip.MustParseAddr("10.201.0.2")
+	if err := r.store.Add(state.Block{Addr: src, Timeout: time.Hour, Expires: time.Now().Add(time.Millisecond), Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.store.Expire(time.Now().Add(time.Second))
+	r.Handle(syn(2, 1))
+	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
+	if got := r.kernel.Added(); len(got) != 1 || got[0].Timeout != 4*time.Hour {
+		t.Errorf("kernel got %v, want one element of 4h", got)
+	}
+	b, _ := r.store.Get(src)
+	if b.Timeout != 4*time.Hour || b.Times != 2 || b.Origin != state.OriginDetect {
+		t.Errorf("record %+v, want 4h, the second block, origin detect", b)
+	}
+	// The detector holds it for 4h too: a probe in 2h is still "blocked".
+	verdict, _ := r.det.Observe(&packet.Probe{Src: src, Kind: packet.KindSYN, Proto: packet.TCP, DstPort: 2}, time.Now().Add(2*time.Hour))
+	if verdict != detect.AlreadyBlocked {
+		t.Errorf("detector verdict 2h later: %d, want already blocked", verdict)
+	}
+}
+
+// A probe from a source the ledger holds as blocked, well after its
+// element was committed, proves the kernel lost the element: it goes back
+// at once, with one line, and the probe is dropped. A probe on its way
+// before the element landed is "already blocked".
+func TestLostElementGoesBackAtOnce(t *testing.T) {
+	r := newRig(t, "", true)
+	src := netip.MustParseAddr("10.201.0.2")
+	r.Handle(syn(2, 1))
+	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
+	r.Handle(syn(2, 2)) // in flight
+	if got := r.AlreadyBlocked.Load(); got != 1 {
+		t.Errorf("already blocked %d, want 1 for a probe right after the block", got)
+	}
+	if n := len(r.kernel.Added()); n != 1 {
+		t.Fatalf("%d elements added, want 1", n)
+	}
+	time.Sleep(ledger.ReassertAfter + 50*time.Millisecond)
+	r.Handle(syn(2, 3)) // past the drop rule: the element is gone
+	added := r.kernel.Added()
+	if len(added) != 2 || added[1].Addr != src || added[1].Timeout < 59*time.Minute {
+		t.Fatalf("kernel got %v, want the element back with about 1h left", added)
+	}
+	if got := r.AlreadyBlocked.Load(); got != 1 {
+		t.Errorf("already blocked %d, want still 1: the lost element is not 'already blocked'", got)
+	}
+	if want := "attackalert: Host 10.201.0.2 was missing from set blocked"; !strings.Contains(r.log.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, r.log)
+	}
+	r.Handle(syn(2, 4)) // right after the re-add: in flight again
+	if n := len(r.kernel.Added()); n != 2 {
+		t.Errorf("%d elements added, want 2: one re-add per loss", n)
+	}
+}
+
+// An administrator's unblock reaches the kernel, the record and the
+// detector: the next probe counts afresh and blocks again.
+func TestUnblockReachesEveryFollower(t *testing.T) {
+	r := newRig(t, "", true)
+	src := netip.MustParseAddr("10.201.0.2")
+	r.Handle(syn(2, 1))
+	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
+	if err := r.ledger.Unblock(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.store.Get(src); ok {
+		t.Error("record kept after unblock")
+	}
+	if d := r.kernel.Deleted(); len(d) != 1 || d[0] != src {
+		t.Errorf("kernel deletes %v, want %s", d, src)
+	}
+	r.Handle(syn(2, 2))
+	waitFor(t, "the second block", func() bool { _, ok := r.store.Get(src); return ok })
+	if r.AlreadyBlocked.Load() != 0 {
+		t.Error("a probe after unblock was taken as already blocked")
+	}
+}
+
+// NFQUEUE: the triggering probe is held and gets its verdict (drop) once
+// the element is in; the verdict is a value the ledger gives.
+func TestQueuedTriggerIsReleasedAfterCommit(t *testing.T) {
+	r := newRig(t, "", true)
+	if v := r.HandleQueued(syn(2, 1), 77); v != capture.Pending {
+		t.Fatalf("verdict %v, want Pending", v)
+	}
+	waitFor(t, "the verdict", func() bool { _, ok := r.verdicts.Verdict(77); return ok })
+	if drop, _ := r.verdicts.Verdict(77); !drop {
+		t.Error("held probe accepted after its block")
+	}
+	if v := r.HandleQueued(syn(2, 2), 78); v != capture.Drop {
+		t.Errorf("probe from the blocked source: %v, want Drop", v)
+	}
+}
+
+// BenchmarkProcessSpoofedFlood: the capture path for a flood where every
+// packet comes from a new source and the rate cap refuses blocks.
+func BenchmarkProcessSpoofedFlood(b *testing.B) {
+	r := newRig(b, "detect: {max_sources: 1000000}\n", false)
+	pkt := syn(0, 1)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		pkt[13], pkt[14], pkt[15] = byte(i>>16), byte(i>>8), byte(i)
+		r.Handle(pkt)
+		r.alerts.Drain() // the alert lines cost too
+	}
+}
