@@ -247,8 +247,9 @@ func (d *Daemon) install(cfg *config.Config) error {
 	if err != nil && rs.Queued() && !d.compatQueue.Load() {
 		// No nft_queue in this kernel (the queue statement fails with
 		// ENOENT): queue through the xtables NFQUEUE target instead.
-		rs.UseCompatQueue()
-		if err2 := d.installRuleset(rs); err2 == nil {
+		s := rs.Shape()
+		s.CompatQueue = true
+		if err2 := d.installRuleset(nft.Build(cfg, s)); err2 == nil {
 			d.compatQueue.Store(true)
 			d.log.Info("adminalert: this kernel has no nft_queue; queueing through the xtables NFQUEUE target (nft_compat)")
 			return nil

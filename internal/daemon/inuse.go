@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net/netip"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
@@ -33,28 +32,11 @@ func (d *Daemon) services() []listeners.Socket {
 
 // ruleset is the ruleset for cfg with the current in-use ports.
 func (d *Daemon) ruleset(cfg *config.Config) *nft.Ruleset {
-	rs := nft.Build(cfg)
-	k := listeners.Elements(d.services(), cfg.TCP.Monitored, cfg.UDP.Monitored)
-	pairs := func(v4 []listeners.AddrPort4, v6 []listeners.AddrPort6) (a, b []nft.AddrPort) {
-		for _, e := range v4 {
-			a = append(a, nft.AddrPort{Addr: netip.AddrFrom4(e.Addr), Port: e.Port})
-		}
-		for _, e := range v6 {
-			b = append(b, nft.AddrPort{Addr: netip.AddrFrom16(e.Addr), Port: e.Port})
-		}
-		return
-	}
-	u := nft.InUse{TCPAny: k.AllAnyTCP(), UDPAny: k.AllAnyUDP()}
-	u.TCP4, u.TCP6 = pairs(k.TCP4, k.TCP6)
-	u.UDP4, u.UDP6 = pairs(k.UDP4, k.UDP6)
-	rs.SetInUse(u)
-	if d.flood.Load() {
-		rs.SetFlood()
-	}
-	if d.compatQueue.Load() {
-		rs.UseCompatQueue()
-	}
-	return rs
+	return nft.Build(cfg, nft.Shape{
+		Flood:       d.flood.Load(),
+		CompatQueue: d.compatQueue.Load(),
+		InUse:       listeners.Elements(d.services(), cfg.TCP.Monitored, cfg.UDP.Monitored),
+	})
 }
 
 // monitoredSocket says whether s is on a port the configuration watches.
