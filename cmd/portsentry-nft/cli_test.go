@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
 
 // Shared with internal/config: the bad configs and their golden errors
@@ -54,10 +58,24 @@ func skipIfDefaultConfigExists(t *testing.T) {
 	}
 }
 
-// TestRulesDefault: with no config file, `rules` prints the reference
-// ruleset nft/portsentry.nft byte for byte.
+// noSockets makes `rules` see a host without listeners for the test.
+func noSockets(t *testing.T) {
+	t.Helper()
+	fakeSockets(t, nil, nil)
+}
+
+func fakeSockets(t *testing.T, socks []listeners.Socket, err error) {
+	t.Helper()
+	old := dumpSockets
+	dumpSockets = func() ([]listeners.Socket, error) { return socks, err }
+	t.Cleanup(func() { dumpSockets = old })
+}
+
+// TestRulesDefault: with no config file and no listeners, `rules` prints
+// the reference ruleset nft/portsentry.nft byte for byte.
 func TestRulesDefault(t *testing.T) {
 	skipIfDefaultConfigExists(t)
+	noSockets(t)
 	want, err := os.ReadFile("../../nft/portsentry.nft")
 	if err != nil {
 		t.Fatal(err)
@@ -73,9 +91,77 @@ func TestRulesDefault(t *testing.T) {
 	}
 }
 
+// TestRulesInUse: `rules` prints what the daemon installs, in-use sets
+// included: the same nft.Build of the same listeners.Elements.
+func TestRulesInUse(t *testing.T) {
+	skipIfDefaultConfigExists(t)
+	socks := []listeners.Socket{
+		{Proto: listeners.ProtoTCP, Addr: netip.MustParseAddr("0.0.0.0"), Port: 111, Inode: 7},
+		{Proto: listeners.ProtoTCP, Addr: netip.MustParseAddr("::"), Port: 111, Inode: 8},
+		{Proto: listeners.ProtoTCP, Addr: netip.MustParseAddr("127.0.0.1"), Port: 1, Inode: 9},
+		{Proto: listeners.ProtoUDP, Addr: netip.MustParseAddr("fd00:201::1"), Port: 69, Inode: 10},
+		{Proto: listeners.ProtoTCP, Addr: netip.MustParseAddr("0.0.0.0"), Port: 2024, Inode: 11}, // not monitored
+	}
+	fakeSockets(t, socks, nil)
+	code, stdout, stderr := run(t, "rules")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	cfg := config.Default()
+	want := nft.Build(cfg, nft.Shape{InUse: listeners.Elements(socks, cfg.TCP.Monitored, cfg.UDP.Monitored)}).Text()
+	if stdout != want {
+		t.Errorf("rules with listeners:\n%s\nwant:\n%s", stdout, want)
+	}
+	for _, el := range []string{"set tcp_inuse {\n\t\ttype inet_service\n\t\telements = {\n\t\t\t111\n", "127.0.0.1 . 1\n", "fd00:201::1 . 69\n"} {
+		if !strings.Contains(stdout, el) {
+			t.Errorf("rules lacks %q:\n%s", el, stdout)
+		}
+	}
+	if strings.Contains(stdout, "2024") {
+		t.Errorf("an unmonitored port is in an in-use set:\n%s", stdout)
+	}
+
+	// Unreadable sockets: the ruleset with empty in-use sets, and a warning.
+	fakeSockets(t, nil, errors.New("operation not permitted"))
+	code, stdout, stderr = run(t, "rules")
+	ref, _ := os.ReadFile("../../nft/portsentry.nft")
+	if code != 0 || stdout != string(ref) || !strings.Contains(stderr, "could not read the listening sockets") || !strings.Contains(stderr, "operation not permitted") {
+		t.Errorf("unreadable sockets: exit %d, stderr %q, stdout equals the reference: %v", code, stderr, stdout == string(ref))
+	}
+}
+
+// TestRulesVerifiedOwnPorts: in verified mode the daemon's own listeners
+// are tripwires, not services: `rules` leaves them out of the in-use sets
+// as the daemon does, and keeps other services.
+func TestRulesVerifiedOwnPorts(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "v.yaml")
+	if err := os.WriteFile(f, []byte("tcp: {ports: [1, 111, 8080], verified: true}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fakeSockets(t, []listeners.Socket{
+		{Proto: listeners.ProtoTCP, Addr: netip.MustParseAddr("::"), Port: 1, Inode: 1},
+		{Proto: listeners.ProtoTCP, Addr: netip.MustParseAddr("::"), Port: 111, Inode: 2},
+		{Proto: listeners.ProtoTCP, Addr: netip.MustParseAddr("127.0.0.1"), Port: 8080, Inode: 3},
+	}, nil)
+	old := processName
+	processName = func(inode uint32) string {
+		return map[uint32]string{1: "portsentry-nft", 2: "portsentry-nft", 3: "httpd"}[inode]
+	}
+	t.Cleanup(func() { processName = old })
+	code, stdout, stderr := run(t, "rules", "--config", f)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if strings.Contains(stdout, "set tcp_inuse {\n\t\ttype inet_service\n\t\telements") || !strings.Contains(stdout, "127.0.0.1 . 8080") {
+		t.Errorf("verified mode in-use sets:\n%s", stdout)
+	}
+}
+
 // TestRulesConfig: `rules` follows --config, and a bad config is exit 1
 // with nothing on stdout.
 func TestRulesConfig(t *testing.T) {
+	noSockets(t)
 	good, bad := abs(t, filepath.Join(configTestdata, "good")), abs(t, filepath.Join(configTestdata, "bad"))
 	t.Chdir(good)
 	code, stdout, stderr := run(t, "rules", "--config", "full.yaml")

@@ -74,7 +74,7 @@ func benchInsert(b *testing.B, add func(string, string, string)) {
 	const n, sample = 100000, 300
 	ns := netnstest.New(b, "psI")
 	cfg, _ := config.Parse("bench", []byte("block: {set_size: 200000}\n"))
-	installIn(b, ns, nft.Build(cfg))
+	installIn(b, ns, nft.Build(cfg, nft.Shape{}))
 	f := ns.Open()
 	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -96,7 +96,7 @@ func benchInsert(b *testing.B, add func(string, string, string)) {
 	// call, one transaction per 20000, into the same empty set in a
 	// namespace of its own.
 	ns2 := netnstest.New(b, "psL")
-	installIn(b, ns2, nft.Build(cfg))
+	installIn(b, ns2, nft.Build(cfg, nft.Shape{}))
 	f2 := ns2.Open()
 	lib, err := nft.Dial(f2)
 	if err != nil {

@@ -13,7 +13,6 @@ package keeper
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -78,28 +77,11 @@ func (k *Keeper) services() []listeners.Socket {
 // Ruleset is the ruleset for cfg as it stands now: in-use ports, flood
 // batching, the kernel's queue flavour.
 func (k *Keeper) Ruleset(cfg *config.Config) *nft.Ruleset {
-	rs := nft.Build(cfg)
-	e := listeners.Elements(k.services(), cfg.TCP.Monitored, cfg.UDP.Monitored)
-	pairs := func(v4 []listeners.AddrPort4, v6 []listeners.AddrPort6) (a, b []nft.AddrPort) {
-		for _, x := range v4 {
-			a = append(a, nft.AddrPort{Addr: netip.AddrFrom4(x.Addr), Port: x.Port})
-		}
-		for _, x := range v6 {
-			b = append(b, nft.AddrPort{Addr: netip.AddrFrom16(x.Addr), Port: x.Port})
-		}
-		return
-	}
-	u := nft.InUse{TCPAny: e.AllAnyTCP(), UDPAny: e.AllAnyUDP()}
-	u.TCP4, u.TCP6 = pairs(e.TCP4, e.TCP6)
-	u.UDP4, u.UDP6 = pairs(e.UDP4, e.UDP6)
-	rs.SetInUse(u)
-	if k.flood.Load() {
-		rs.SetFlood()
-	}
-	if k.compatQueue.Load() {
-		rs.UseCompatQueue()
-	}
-	return rs
+	return nft.Build(cfg, nft.Shape{
+		Flood:       k.flood.Load(),
+		CompatQueue: k.compatQueue.Load(),
+		InUse:       listeners.Elements(k.services(), cfg.TCP.Monitored, cfg.UDP.Monitored),
+	})
 }
 
 // Install makes the kernel's table what cfg says, in one transaction
@@ -120,8 +102,9 @@ func (k *Keeper) install(cfg *config.Config) error {
 	if err != nil && rs.Queued() && !k.compatQueue.Load() {
 		// No nft_queue in this kernel (the queue statement fails with
 		// ENOENT): queue through the xtables NFQUEUE target instead.
-		rs.UseCompatQueue()
-		if err2 := rs.InstallIn(k.c.NetNS); err2 == nil {
+		shape := rs.Shape()
+		shape.CompatQueue = true
+		if err2 := nft.Build(cfg, shape).InstallIn(k.c.NetNS); err2 == nil {
 			k.compatQueue.Store(true)
 			k.c.Log.Info("this kernel has no nft_queue; queueing through the xtables NFQUEUE target (nft_compat)")
 			return nil

@@ -19,8 +19,9 @@
 //     a live socket; a Set is an immutable snapshot whose [Set.InUse] is
 //     allocation-free, for the re-check in user space before any action;
 //   - [Elements]: the in-use ports restricted to the monitored ones, in the
-//     shape of the kernel sets the log rules skip (updated in place, no
-//     ruleset reload);
+//     shape of the kernel sets the log rules skip; package nft takes them
+//     as is (nft.Shape.InUse) and does the one encoding into set elements
+//     (updated in place, no ruleset reload);
 //   - [Watcher]: polls the tables (every 250ms by default, so a new service
 //     stops being watched within a second), keeps the latest Set and reports
 //     what appeared and disappeared, so the daemon can update the kernel

@@ -1,58 +1,9 @@
 package listeners
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"slices"
-	"strconv"
 )
-
-// AddrPort4 is one element of an "ipv4_addr . inet_service" set: a
-// listener on one IPv4 address.
-type AddrPort4 struct {
-	Addr [4]byte
-	Port uint16
-}
-
-// AddrPort6 is one element of an "ipv6_addr . inet_service" set: a
-// listener on one IPv6 address.
-type AddrPort6 struct {
-	Addr [16]byte
-	Port uint16
-}
-
-// Key is the element as the kernel stores it: the address, then the port in
-// network byte order padded to 4 bytes (each field of an nftables
-// concatenation takes a whole number of 32-bit registers), 8 bytes in all.
-func (e AddrPort4) Key() []byte {
-	k := make([]byte, 8)
-	copy(k, e.Addr[:])
-	binary.BigEndian.PutUint16(k[4:], e.Port)
-	return k
-}
-
-// Key is the element as the kernel stores it: 16 address bytes, then the
-// port in network byte order padded to 4 bytes, 20 bytes in all.
-func (e AddrPort6) Key() []byte {
-	k := make([]byte, 20)
-	copy(k, e.Addr[:])
-	binary.BigEndian.PutUint16(k[16:], e.Port)
-	return k
-}
-
-// String writes the element as nft(8) does: "10.201.0.1 . 8080".
-func (e AddrPort4) String() string {
-	return netip.AddrFrom4(e.Addr).String() + " . " + strconv.Itoa(int(e.Port))
-}
-
-// String writes the element as nft(8) does: "fd00:201::1 . 8080".
-func (e AddrPort6) String() string {
-	return netip.AddrFrom16(e.Addr).String() + " . " + strconv.Itoa(int(e.Port))
-}
-
-// PortKey is a port as the kernel stores an inet_service key: 2 bytes, network
-// byte order.
-func PortKey(port uint16) []byte { return binary.BigEndian.AppendUint16(nil, port) }
 
 // KernelElements are the in-use monitored ports in the shape of the kernel
 // sets the log rules skip. Every list is sorted (by port, then address) and
@@ -69,13 +20,16 @@ func PortKey(port uint16) []byte { return binary.BigEndian.AppendUint16(nil, por
 // under "meta nfproto ipv4" / "ipv6" and puts AnyTCP in both.
 //
 // TCP4 and TCP6 hold listeners on one address (addr . port), except where
-// a wildcard of the same family already covers the port. The same goes for
-// the UDP fields.
+// a wildcard of the same family already covers the port; TCP4 holds IPv4
+// addresses, TCP6 IPv6 ones. The same goes for the UDP fields.
+//
+// This is the in-use data in the one form the daemon passes on: package
+// nft takes it as is (nft.Shape.InUse) and encodes it for the kernel.
 type KernelElements struct {
 	AnyTCP, AnyTCP4, AnyTCP6 []uint16
 	AnyUDP, AnyUDP4, AnyUDP6 []uint16
-	TCP4, UDP4               []AddrPort4
-	TCP6, UDP6               []AddrPort6
+	TCP4, UDP4               []netip.AddrPort
+	TCP6, UDP6               []netip.AddrPort
 }
 
 // AllAnyTCP is the union of AnyTCP, AnyTCP4 and AnyTCP6, sorted: the
@@ -96,8 +50,8 @@ func union(lists ...[]uint16) []uint16 {
 
 // Elements computes the kernel set elements for sockets, restricted to the
 // monitored ports (in any order; duplicates allowed). It is a pure
-// function: the caller diffs two results (or replaces the set contents) and
-// writes them with netlink.
+// function: the caller hands the result to nft.Build (nft.Shape.InUse),
+// which encodes it into the in-use sets.
 func Elements(sockets []Socket, monitoredTCP, monitoredUDP []uint16) KernelElements {
 	var mon [2]portBits
 	for _, p := range monitoredTCP {
@@ -110,8 +64,7 @@ func Elements(sockets []Socket, monitoredTCP, monitoredUDP []uint16) KernelEleme
 	var out KernelElements
 	type lists struct {
 		any, any4, any6 *[]uint16
-		a4              *[]AddrPort4
-		a6              *[]AddrPort6
+		a4, a6          *[]netip.AddrPort
 	}
 	per := [2]lists{
 		{&out.AnyTCP, &out.AnyTCP4, &out.AnyTCP6, &out.TCP4, &out.TCP6},
@@ -143,10 +96,10 @@ func Elements(sockets []Socket, monitoredTCP, monitoredUDP []uint16) KernelEleme
 		}
 		if sk.Addr.Is4() {
 			if !w4 {
-				*l.a4 = append(*l.a4, AddrPort4{sk.Addr.As4(), sk.Port})
+				*l.a4 = append(*l.a4, netip.AddrPortFrom(sk.Addr.WithZone(""), sk.Port))
 			}
 		} else if !w6 {
-			*l.a6 = append(*l.a6, AddrPort6{sk.Addr.As16(), sk.Port})
+			*l.a6 = append(*l.a6, netip.AddrPortFrom(sk.Addr.WithZone(""), sk.Port))
 		}
 	}
 	// NewSet kept one socket per address and port (the V6Only flag of

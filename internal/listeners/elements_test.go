@@ -1,18 +1,13 @@
 package listeners
 
 import (
-	"bytes"
 	"net/netip"
 	"reflect"
 	"testing"
 )
 
-func ap4(addr string, port uint16) AddrPort4 {
-	return AddrPort4{netip.MustParseAddr(addr).As4(), port}
-}
-
-func ap6(addr string, port uint16) AddrPort6 {
-	return AddrPort6{netip.MustParseAddr(addr).As16(), port}
+func ap(addr string, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr(addr), port)
 }
 
 func TestElements(t *testing.T) {
@@ -35,10 +30,10 @@ func TestElements(t *testing.T) {
 		AnyTCP4: []uint16{25},
 		AnyTCP6: []uint16{443},
 		AnyUDP4: []uint16{69},
-		TCP4:    []AddrPort4{ap4("127.0.0.1", 111), ap4("10.201.0.1", 443), ap4("10.201.0.1", 8080), ap4("10.201.0.1", 8082)},
-		TCP6:    []AddrPort6{ap6("::1", 111), ap6("fd00:201::1", 8081)},
-		UDP4:    []AddrPort4{ap4("10.201.0.1", 53)},
-		UDP6:    []AddrPort6{ap6("fd00:201::1", 53), ap6("fd00:201::1", 69)},
+		TCP4:    []netip.AddrPort{ap("127.0.0.1", 111), ap("10.201.0.1", 443), ap("10.201.0.1", 8080), ap("10.201.0.1", 8082)},
+		TCP6:    []netip.AddrPort{ap("::1", 111), ap("fd00:201::1", 8081)},
+		UDP4:    []netip.AddrPort{ap("10.201.0.1", 53)},
+		UDP6:    []netip.AddrPort{ap("fd00:201::1", 53), ap("fd00:201::1", 69)},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Elements =\n%+v\nwant\n%+v", got, want)
@@ -85,14 +80,14 @@ func TestElementsMatchSet(t *testing.T) {
 		}
 		if dst.Is4() {
 			for _, x := range a4 {
-				if x == (AddrPort4{dst.As4(), port}) {
+				if x == netip.AddrPortFrom(dst, port) {
 					return true
 				}
 			}
 			return has(any4, port)
 		}
 		for _, x := range a6 {
-			if x == (AddrPort6{dst.As16(), port}) {
+			if x == netip.AddrPortFrom(dst, port) {
 				return true
 			}
 		}
@@ -110,26 +105,5 @@ func TestElementsMatchSet(t *testing.T) {
 				t.Errorf("UDP %s port %d: kernel skips %v, InUse %v", d, p, k, u)
 			}
 		}
-	}
-}
-
-func TestElementKeys(t *testing.T) {
-	e4 := ap4("10.201.0.1", 8080)
-	if k := e4.Key(); !bytes.Equal(k, []byte{10, 201, 0, 1, 0x1f, 0x90, 0, 0}) {
-		t.Errorf("AddrPort4.Key = %x", k)
-	}
-	if s := e4.String(); s != "10.201.0.1 . 8080" {
-		t.Errorf("AddrPort4.String = %q", s)
-	}
-	e6 := ap6("fd00:201::1", 443)
-	wantKey := append(netip.MustParseAddr("fd00:201::1").AsSlice(), 0x01, 0xbb, 0, 0)
-	if k := e6.Key(); !bytes.Equal(k, wantKey) {
-		t.Errorf("AddrPort6.Key = %x, want %x", k, wantKey)
-	}
-	if s := e6.String(); s != "fd00:201::1 . 443" {
-		t.Errorf("AddrPort6.String = %q", s)
-	}
-	if k := PortKey(2222); !bytes.Equal(k, []byte{0x08, 0xae}) {
-		t.Errorf("PortKey = %x", k)
 	}
 }

@@ -14,19 +14,25 @@ import (
 // kernel evaluates for them. Every matcher and statement of the ruleset is
 // one function below, so text and netlink stay one definition.
 type fragment struct {
-	text  string
-	exprs []expr.Any
+	text    string
+	exprs   []expr.Any
+	comment string // a "#" line above the rule (see xtQueueTo)
 }
 
 // set references are resolved by name when the rule is added (see Install).
 func join(frags []fragment) ruleDef {
 	var r ruleDef
 	words := make([]string, 0, len(frags))
+	var comments []string
 	for _, f := range frags {
 		words = append(words, f.text)
+		if f.comment != "" {
+			comments = append(comments, f.comment)
+		}
 		r.exprs = append(r.exprs, f.exprs...)
 	}
 	r.text = strings.Join(words, " ")
+	r.comment = strings.Join(comments, "; ")
 	return r
 }
 
@@ -69,7 +75,7 @@ func addrIn(k keyType, dst bool, set string, invert bool) fragment {
 	ex := append(nfproto(k),
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		lookup(set, invert))
-	return fragment{fam + " " + dir + " " + op(invert) + "@" + set, ex}
+	return fragment{text: fam + " " + dir + " " + op(invert) + "@" + set, exprs: ex}
 }
 
 func saddrIn(k keyType, set string, invert bool) fragment { return addrIn(k, false, set, invert) }
@@ -77,14 +83,14 @@ func daddrIn(k keyType, set string, invert bool) fragment { return addrIn(k, tru
 
 // iifLoopback matches packets received on lo (ifindex 1 in every namespace).
 func iifLoopback() fragment {
-	return fragment{`iif "lo"`, []expr.Any{
+	return fragment{text: `iif "lo"`, exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIF, Register: reg1},
 		cmpEq(binaryutil.NativeEndian.PutUint32(1)),
 	}}
 }
 
 func iifnameIn(set string, invert bool) fragment {
-	return fragment{"iifname " + op(invert) + "@" + set, []expr.Any{
+	return fragment{text: "iifname " + op(invert) + "@" + set, exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		lookup(set, invert),
 	}}
@@ -92,7 +98,7 @@ func iifnameIn(set string, invert bool) fragment {
 
 // dportIn matches the layer-4 protocol and its destination port against a set.
 func dportIn(proto byte, name, set string) fragment {
-	return fragment{name + " dport @" + set, []expr.Any{
+	return fragment{text: name + " dport @" + set, exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
 		cmpEq([]byte{proto}),
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -113,12 +119,12 @@ func daddrDportIn(k keyType, proto byte, name, set string) fragment {
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		lookup(set, false))
-	return fragment{fam + " daddr . " + name + " dport @" + set, ex}
+	return fragment{text: fam + " daddr . " + name + " dport @" + set, exprs: ex}
 }
 
 // tcpFlagsNone matches TCP segments with none of mask's flags set.
 func tcpFlagsNone(mask byte, names string) fragment {
-	return fragment{"tcp flags & (" + names + ") == 0", []expr.Any{
+	return fragment{text: "tcp flags & (" + names + ") == 0", exprs: []expr.Any{
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
 		cmpEq([]byte{0}),
@@ -132,7 +138,7 @@ const (
 )
 
 func ctState(bits uint32, names string) fragment {
-	return fragment{"ct state " + names, []expr.Any{
+	return fragment{text: "ct state " + names, exprs: []expr.Any{
 		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: make([]byte, 4)},
@@ -142,13 +148,13 @@ func ctState(bits uint32, names string) fragment {
 
 // pkttypeHost matches unicast packets addressed to this host.
 func pkttypeHost() fragment {
-	return fragment{"meta pkttype host", []expr.Any{
+	return fragment{text: "meta pkttype host", exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg1},
 		cmpEq([]byte{unix.PACKET_HOST}),
 	}}
 }
 
-func counter() fragment { return fragment{"counter", []expr.Any{&expr.Counter{}}} }
+func counter() fragment { return fragment{text: "counter", exprs: []expr.Any{&expr.Counter{}}} }
 
 // logGroup sends a copy to NFLOG group g; q > 0 adds the rule's
 // queue-threshold (the kernel uses the smaller of it and the group's).
@@ -160,15 +166,26 @@ func logGroup(g, q uint16) fragment {
 		l.Key |= 1 << unix.NFTA_LOG_QTHRESHOLD
 		l.QThreshold = q
 	}
-	return fragment{text, []expr.Any{l}}
+	return fragment{text: text, exprs: []expr.Any{l}}
 }
 
 // queueTo sends the packet to NFQUEUE num; bypass accepts it when no
 // program listens (fail-open).
 func queueTo(num uint16) fragment {
-	return fragment{"queue num " + strconv.Itoa(int(num)) + " bypass", []expr.Any{
+	return fragment{text: "queue num " + strconv.Itoa(int(num)) + " bypass", exprs: []expr.Any{
 		&expr.Queue{Num: num, Flag: expr.QueueFlagBypass},
 	}}
+}
+
+// xtQueueTo is queueTo through the xtables NFQUEUE target (nft_compat),
+// for kernels without nft_queue. Its text is queueTo's, which nft(8) would
+// install on a kernel with nft_queue, under a comment that says so: nft(8)
+// cannot load an xtables target from text.
+func xtQueueTo(num uint16) fragment {
+	f := queueTo(num)
+	f.comment = "installed by the daemon through the xtables NFQUEUE target (nft_compat): this kernel has no nft_queue"
+	f.exprs = []expr.Any{xtQueue(num)}
+	return f
 }
 
 // xtQueue is queueTo through the xtables NFQUEUE target, revision 3
@@ -184,5 +201,5 @@ func xtQueue(num uint16) expr.Any {
 
 func verdict(k expr.VerdictKind) fragment {
 	text := map[expr.VerdictKind]string{expr.VerdictReturn: "return", expr.VerdictDrop: "drop", expr.VerdictAccept: "accept"}[k]
-	return fragment{text, []expr.Any{&expr.Verdict{Kind: k}}}
+	return fragment{text: text, exprs: []expr.Any{&expr.Verdict{Kind: k}}}
 }

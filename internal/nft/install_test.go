@@ -2,12 +2,18 @@ package nft_test
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
@@ -36,7 +42,7 @@ func golden(t *testing.T, path, got string) {
 
 // The reference ruleset in nft/ is what the default configuration renders.
 func TestReferenceRuleset(t *testing.T) {
-	golden(t, filepath.Join("..", "..", "nft", "portsentry.nft"), nft.Build(config.Default()).Text())
+	golden(t, filepath.Join("..", "..", "nft", "portsentry.nft"), nft.Build(config.Default(), nft.Shape{}).Text())
 }
 
 func mustParse(t testing.TB, yaml string) *config.Config {
@@ -68,7 +74,7 @@ func TestInstallMatchesText(t *testing.T) {
 	netnstest.Require(t)
 	for name, y := range configs {
 		t.Run(name, func(t *testing.T) {
-			_, got := textMatchesNetlink(t, nft.Build(mustParse(t, y)))
+			_, got := textMatchesNetlink(t, nft.Build(mustParse(t, y), nft.Shape{}))
 			golden(t, filepath.Join("testdata", name+".list"), got)
 		})
 	}
@@ -80,7 +86,7 @@ func TestTextPassesNftCheck(t *testing.T) {
 	ns := netnstest.New(t, "psC")
 	for name, y := range configs {
 		f := filepath.Join(t.TempDir(), name+".nft")
-		os.WriteFile(f, []byte(nft.Build(mustParse(t, y)).Text()), 0o644)
+		os.WriteFile(f, []byte(nft.Build(mustParse(t, y), nft.Shape{}).Text()), 0o644)
 		ns.MustRun("nft", "-c", "-f", f)
 	}
 }
@@ -90,12 +96,12 @@ func TestTextPassesNftCheck(t *testing.T) {
 func TestReinstallKeepsBlocks(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "psR")
-	install(t, ns, nft.Build(config.Default()))
+	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
 	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.9 timeout 1h, 10.201.0.10 timeout 2h }")
 	ns.MustRun("nft", "add element inet portsentry blocked6 { fd00:201::9 timeout 1h }")
 
-	install(t, ns, nft.Build(mustParse(t, "tcp: {ports: [1-100]}\n")))
-	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 1000}\n")))
+	install(t, ns, nft.Build(mustParse(t, "tcp: {ports: [1-100]}\n"), nft.Shape{}))
+	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 1000}\n"), nft.Shape{}))
 
 	out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked")
 	for _, want := range []string{"10.201.0.9 timeout 1h expires", "10.201.0.10 timeout 2h expires", "size 1000"} {
@@ -120,7 +126,7 @@ func TestInstallOverNftLoadedTable(t *testing.T) {
 	netnstest.Require(t)
 	for name, y := range configs {
 		t.Run(name, func(t *testing.T) {
-			rs := nft.Build(mustParse(t, y))
+			rs := nft.Build(mustParse(t, y), nft.Shape{})
 			ns := netnstest.New(t, "psF")
 			f := filepath.Join(t.TempDir(), "r.nft")
 			os.WriteFile(f, []byte(rs.Text()), 0o644)
@@ -142,12 +148,12 @@ func TestInstallOverNftLoadedTable(t *testing.T) {
 func TestInstallOverRedefinedBlockedSet(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "psD")
-	install(t, ns, nft.Build(config.Default()))
+	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
 	ns.MustRun("nft", "flush", "chain", "inet", "portsentry", "input")
 	ns.MustRun("nft", "delete", "set", "inet", "portsentry", "blocked")
 	ns.MustRun("nft", "add set inet portsentry blocked { type ipv4_addr; size 65536; flags dynamic,timeout; }")
 	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.9 timeout 1h }")
-	install(t, ns, nft.Build(config.Default()))
+	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
 	out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked")
 	if !strings.Contains(out, "10.201.0.9 timeout 1h expires") || strings.Contains(out, "dynamic") {
 		t.Errorf("want the block carried into our own definition of the set:\n%s", out)
@@ -191,32 +197,147 @@ func listTable(t *testing.T, ns *netnstest.NS) string {
 
 var _ = exec.Command
 
+// Normally each probe is logged at once (queue-threshold 1 on the rule); a
+// flood drops it so the group's threshold batches.
+func TestFloodBatching(t *testing.T) {
+	text := nft.Build(config.Default(), nft.Shape{}).Text()
+	if n := strings.Count(text, "log group 5 queue-threshold 1\n"); n != 2 {
+		t.Fatalf("%d log rules with queue-threshold 1 in:\n%s", n, text)
+	}
+	flood := nft.Build(config.Default(), nft.Shape{Flood: true}).Text()
+	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, "log group 5\n") != 2 {
+		t.Fatalf("flood ruleset:\n%s", flood)
+	}
+	// A group threshold of 1 leaves nothing to batch: no queue-threshold either way.
+	one := mustParse(t, "capture: {queue_threshold: 1}\n")
+	if a, b := nft.Build(one, nft.Shape{}).Text(), nft.Build(one, nft.Shape{Flood: true}).Text(); a != b || strings.Contains(a, "queue-threshold") {
+		t.Fatalf("queue_threshold 1:\n%s\n---\n%s", a, b)
+	}
+}
+
+// sampleInUse has elements in every in-use set, wildcards of each kind.
+var sampleInUse = nft.InUse{
+	AnyTCP:  []uint16{111},
+	AnyTCP4: []uint16{25},
+	AnyTCP6: []uint16{443},
+	TCP4:    []netip.AddrPort{netip.MustParseAddrPort("10.201.0.1:1"), netip.MustParseAddrPort("127.0.0.1:8080")},
+	TCP6:    []netip.AddrPort{netip.MustParseAddrPort("[fd00:201::1]:79"), netip.MustParseAddrPort("[::1]:8080")},
+	AnyUDP4: []uint16{69},
+	UDP4:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:161")},
+	UDP6:    []netip.AddrPort{netip.MustParseAddrPort("[fd00:201::1]:53")},
+}
+
+// shapes are the Shapes whose text nft(8) can load as it is (all but
+// CompatQueue, see TestCompatQueue).
+var shapes = map[string]nft.Shape{
+	"flood":       {Flood: true},
+	"inuse":       {InUse: sampleInUse},
+	"flood+inuse": {Flood: true, InUse: sampleInUse},
+}
+
+// Text and netlink agree for every Shape, not just the zero one.
+func TestInstallMatchesTextShapes(t *testing.T) {
+	netnstest.Require(t)
+	for cname, y := range configs {
+		for sname, s := range shapes {
+			t.Run(cname+"/"+sname, func(t *testing.T) {
+				rs := nft.Build(mustParse(t, y), s)
+				_, got := textMatchesNetlink(t, rs)
+				if s.InUse.TCP4 != nil && !strings.Contains(got, "10.201.0.1 . 1") {
+					t.Errorf("in-use element missing:\n%s", got)
+				}
+			})
+		}
+	}
+}
+
+// Build is a pure function: the same inputs give the same ruleset, and
+// building one Shape does not change a ruleset built before.
+func TestBuildIsPure(t *testing.T) {
+	cfg := mustParse(t, configs["full"])
+	before := nft.Build(cfg, nft.Shape{}).Text()
+	for _, s := range shapes {
+		a, b := nft.Build(cfg, s), nft.Build(cfg, s)
+		if a.Text() != b.Text() || a.Shape().Flood != s.Flood {
+			t.Fatalf("two builds of one shape differ")
+		}
+	}
+	if again := nft.Build(cfg, nft.Shape{}).Text(); again != before {
+		t.Fatalf("a build changed after building other shapes:\n%s\n---\n%s", before, again)
+	}
+	if strings.Contains(before, "_inuse4 {\n\t\ttype ipv4_addr . inet_service\n\t\telements") {
+		t.Fatalf("zero Shape has in-use elements:\n%s", before)
+	}
+}
+
 // In NFQUEUE mode the probe rules queue with bypass instead of logging.
 func TestQueueModeText(t *testing.T) {
-	text := nft.Build(mustParse(t, "capture: {mode: nfqueue, queue: 3}\n")).Text()
-	if strings.Count(text, "counter queue num 3 bypass") != 2 || strings.Contains(text, "log group") {
+	text := nft.Build(mustParse(t, "capture: {mode: nfqueue, queue: 3}\n"), nft.Shape{}).Text()
+	if strings.Count(text, "counter queue num 3 bypass") != 2 || strings.Contains(text, "log group") || strings.Contains(text, "#") {
 		t.Errorf("nfqueue ruleset:\n%s", text)
 	}
 }
 
-// Normally each probe is logged at once (queue-threshold 1 on the rule); a
-// flood drops it so the group's threshold batches. Text and netlink agree
-// on both.
-func TestFloodBatching(t *testing.T) {
+var commentRe = regexp.MustCompile(`(?m)^\t*#.*\n`)
+
+// With CompatQueue the probe rules queue through the xtables NFQUEUE
+// target. nft(8) cannot load that from text, so the text is the nft queue
+// statement under a comment that says so; the rest is unchanged. In NFLOG
+// mode CompatQueue changes nothing.
+func TestCompatQueueText(t *testing.T) {
+	cfg := mustParse(t, "capture: {mode: nfqueue, queue: 3}\n")
+	rs := nft.Build(cfg, nft.Shape{CompatQueue: true})
+	text := rs.Text()
+	if n := strings.Count(text, "\t\t# installed by the daemon through the xtables NFQUEUE target (nft_compat): this kernel has no nft_queue\n\t\t"); n != 2 {
+		t.Errorf("%d compat comments in:\n%s", n, text)
+	}
+	if plain := nft.Build(cfg, nft.Shape{}).Text(); commentRe.ReplaceAllString(text, "") != plain {
+		t.Errorf("compat text without its comments differs from the plain text:\n%s\n---\n%s", text, plain)
+	}
+	if !rs.Queued() || !rs.Shape().CompatQueue {
+		t.Errorf("Queued %v, Shape %+v", rs.Queued(), rs.Shape())
+	}
+	if a, b := nft.Build(config.Default(), nft.Shape{CompatQueue: true}).Text(), nft.Build(config.Default(), nft.Shape{}).Text(); a != b {
+		t.Errorf("CompatQueue changed an NFLOG ruleset")
+	}
+}
+
+// The compat ruleset installs (on kernels with or without nft_queue, as
+// long as nft_compat and xt_NFQUEUE exist), and the kernel holds the
+// xtables NFQUEUE target (queue 3, bypass) where the text has the queue
+// statement. nft(8) cannot print an xtables target of an inet table
+// ("XT target NFQUEUE not found"), so the rules are read back through
+// netlink.
+func TestCompatQueueInstall(t *testing.T) {
 	netnstest.Require(t)
-	rs := nft.Build(config.Default())
-	if n := strings.Count(rs.Text(), "log group 5 queue-threshold 1\n"); n != 2 {
-		t.Fatalf("%d log rules with queue-threshold 1 in:\n%s", n, rs.Text())
+	cfg := mustParse(t, "capture: {mode: nfqueue, queue: 3}\n")
+	ns := netnstest.New(t, "psQ")
+	install(t, ns, nft.Build(cfg, nft.Shape{CompatQueue: true, InUse: sampleInUse}))
+	c, err := nft.DialQuery(ns.Open())
+	if err != nil {
+		t.Fatal(err)
 	}
-	rs.SetFlood()
-	if strings.Contains(rs.Text(), "queue-threshold") || strings.Count(rs.Text(), "log group 5\n") != 2 {
-		t.Fatalf("flood ruleset:\n%s", rs.Text())
+	rules, err := c.GetRules(nft.Table(), &nftables.Chain{Name: nft.ChainInput, Table: nft.Table()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, flood := range []bool{false, true} {
-		rs := nft.Build(config.Default())
-		if flood {
-			rs.SetFlood()
+	targets := 0
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			switch e := e.(type) {
+			case *expr.Queue:
+				t.Errorf("rule %d has the nft queue statement", r.Position)
+			case *expr.Target:
+				info, ok := e.Info.(*xt.Unknown)
+				if e.Name != "NFQUEUE" || !ok || len(*info) < 6 ||
+					binaryutil.NativeEndian.Uint16((*info)[0:2]) != 3 || binaryutil.NativeEndian.Uint16((*info)[4:6])&1 == 0 {
+					t.Errorf("target %s %v: want NFQUEUE queue 3 with bypass", e.Name, e.Info)
+				}
+				targets++
+			}
 		}
-		textMatchesNetlink(t, rs)
+	}
+	if targets != 2 {
+		t.Errorf("%d xtables NFQUEUE targets, want 2 (tcp and udp probe rules)", targets)
 	}
 }

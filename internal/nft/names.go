@@ -18,7 +18,15 @@ const (
 	setIfaces       = "interfaces"
 	setWatch        = "watch_addr"
 	setWatch6       = "watch_addr6"
-	chainPriority   = -10 // before the usual filter chains (priority 0), after conntrack (-200)
+	// The in-use sets (Shape.InUse): monitored ports with a live listener
+	// on every address, and (address . port) pairs for one address.
+	setTCPInUse   = "tcp_inuse"
+	setTCPInUse4  = "tcp_inuse4"
+	setTCPInUse6  = "tcp_inuse6"
+	setUDPInUse   = "udp_inuse"
+	setUDPInUse4  = "udp_inuse4"
+	setUDPInUse6  = "udp_inuse6"
+	chainPriority = -10 // before the usual filter chains (priority 0), after conntrack (-200)
 )
 
 // Table is the nftables table every object of ours lives in.

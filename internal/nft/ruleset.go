@@ -8,9 +8,9 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 )
 
 // keyType is the type of a set's keys.
@@ -61,15 +61,17 @@ type setDef struct {
 	// keep marks sets whose elements belong to the running daemon, not to
 	// the configuration (blocked, blocked6): reinstalling never touches them.
 	keep bool
-	// inuse marks the sets of ports with live listeners (SetInUse).
+	// inuse marks the sets of ports with live listeners (Shape.InUse).
 	inuse bool
 }
 
 // ruleDef is one rule: nft text and the netlink expressions it compiles to,
 // built together from fragments so that the two cannot drift apart.
+// comment, when set, is written as a "#" line above the rule.
 type ruleDef struct {
-	text  string
-	exprs []expr.Any
+	text    string
+	comment string
+	exprs   []expr.Any
 }
 
 // chainDef is one base chain and its rules.
@@ -82,24 +84,56 @@ type chainDef struct {
 	rules    []ruleDef
 }
 
+// Shape is everything besides the configuration that shapes the ruleset.
+// The zero Shape is the ruleset as shipped (nft/portsentry.nft for the
+// default configuration): per-probe logging, the nft queue statement, no
+// in-use elements.
+type Shape struct {
+	// Flood: the NFLOG rules drop "queue-threshold 1", so the kernel
+	// gathers log messages in batches of the group's queue threshold
+	// (capture.queue_threshold) instead of sending each at once. A flood
+	// needs it, or NFLOG drops messages; normally each probe goes at once
+	// (the kernel takes the smaller of the rule's and the group's
+	// threshold). No effect in NFQUEUE mode or when the group's threshold
+	// is 1 anyway.
+	Flood bool
+	// CompatQueue: the probe rules queue through the xtables NFQUEUE target
+	// (nft_compat) instead of the nft queue statement, for kernels built
+	// without nft_queue. No effect in NFLOG mode. See Text for how it is
+	// written.
+	CompatQueue bool
+	// InUse holds the elements of the in-use sets: monitored ports with a
+	// live listener, which the probe rules skip. It is listeners.Elements
+	// as is; Build encodes it.
+	InUse InUse
+}
+
+// InUse is what the in-use sets hold, exactly as the listeners package
+// computes it (listeners.Elements): the ruleset has one family-agnostic
+// port set per protocol (tcp_inuse, udp_inuse, holding the union of the
+// Any* lists) and one address . port set per protocol and family.
+type InUse = listeners.KernelElements
+
 // Ruleset is the complete description of table inet portsentry for one
-// configuration.
+// configuration and Shape.
 type Ruleset struct {
 	sets   []*setDef
 	chains []*chainDef
+	shape  Shape
 	// Group is the NFLOG group the log rules send to.
 	Group uint16
 	// Queue is the NFQUEUE number, when the probe rules queue (mode nfqueue).
 	Queue  uint16
 	queued bool
-	logQ   uint16 // the log rules' queue-threshold: 1 when the group batches (see SetFlood)
-	compat bool   // queue through the xtables NFQUEUE target (no nft_queue in the kernel)
+	logQ   uint16 // the log rules' queue-threshold (0: none, the group's applies)
 }
 
-// Build derives the ruleset from a validated configuration.
-func Build(cfg *config.Config) *Ruleset {
-	rs := &Ruleset{Group: uint16(cfg.Capture.Group), Queue: uint16(cfg.Capture.Queue), queued: cfg.Capture.Mode == "nfqueue"}
-	if cfg.Capture.QueueThreshold > 1 {
+// Build derives the ruleset from a validated configuration and its
+// shape. It is a pure function of the two: text and netlink expressions are
+// decided here, once, and nothing changes a Ruleset afterwards.
+func Build(cfg *config.Config, shape Shape) *Ruleset {
+	rs := &Ruleset{Group: uint16(cfg.Capture.Group), Queue: uint16(cfg.Capture.Queue), queued: cfg.Capture.Mode == "nfqueue", shape: shape}
+	if cfg.Capture.QueueThreshold > 1 && !shape.Flood {
 		rs.logQ = 1
 	}
 	size := cfg.Block.SetSize
@@ -178,23 +212,30 @@ func Build(cfg *config.Config) *Ruleset {
 		rule(daddrIn(keyIPv6, setWatch6, true), verdict(expr.VerdictReturn))
 	}
 	// Ports with a live listener are never tripwires: the daemon keeps these
-	// sets equal to the host's listening sockets (SetInUse, UpdateInUse).
+	// sets equal to the host's listening sockets (Shape.InUse, UpdateInUse).
+	u := shape.InUse
 	for _, p := range []struct {
-		name  string
-		proto byte
-		on    bool
-	}{{"tcp", 6, len(cfg.TCP.Monitored) > 0}, {"udp", 17, len(cfg.UDP.Monitored) > 0}} {
+		name               string
+		proto              byte
+		on                 bool
+		setAny, set4, set6 string
+		any                []uint16
+		pairs4, pairs6     []netip.AddrPort
+	}{
+		{"tcp", 6, len(cfg.TCP.Monitored) > 0, setTCPInUse, setTCPInUse4, setTCPInUse6, u.AllAnyTCP(), u.TCP4, u.TCP6},
+		{"udp", 17, len(cfg.UDP.Monitored) > 0, setUDPInUse, setUDPInUse4, setUDPInUse6, u.AllAnyUDP(), u.UDP4, u.UDP6},
+	} {
 		if !p.on {
 			continue
 		}
 		rs.sets = append(rs.sets,
-			&setDef{name: p.name + "_inuse", key: keyService, inuse: true},
-			&setDef{name: p.name + "_inuse4", key: keyIPv4Service, inuse: true},
-			&setDef{name: p.name + "_inuse6", key: keyIPv6Service, inuse: true},
+			&setDef{name: p.setAny, key: keyService, inuse: true, elems: portElems(p.any)},
+			&setDef{name: p.set4, key: keyIPv4Service, inuse: true, elems: pairElems(p.pairs4)},
+			&setDef{name: p.set6, key: keyIPv6Service, inuse: true, elems: pairElems(p.pairs6)},
 		)
-		rule(dportIn(p.proto, p.name, p.name+"_inuse"), verdict(expr.VerdictReturn))
-		rule(daddrDportIn(keyIPv4, p.proto, p.name, p.name+"_inuse4"), verdict(expr.VerdictReturn))
-		rule(daddrDportIn(keyIPv6, p.proto, p.name, p.name+"_inuse6"), verdict(expr.VerdictReturn))
+		rule(dportIn(p.proto, p.name, p.setAny), verdict(expr.VerdictReturn))
+		rule(daddrDportIn(keyIPv4, p.proto, p.name, p.set4), verdict(expr.VerdictReturn))
+		rule(daddrDportIn(keyIPv6, p.proto, p.name, p.set6), verdict(expr.VerdictReturn))
 	}
 	rs.probeRules(in, cfg)
 	if cfg.Routed.Watch {
@@ -229,53 +270,25 @@ func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 // toDaemon is how a probe reaches the daemon: a copy to NFLOG, or the
 // packet itself to NFQUEUE, bypassed (accepted) when no daemon listens.
 func (rs *Ruleset) toDaemon() fragment {
-	if rs.queued {
+	switch {
+	case rs.queued && rs.shape.CompatQueue:
+		return xtQueueTo(rs.Queue)
+	case rs.queued:
 		return queueTo(rs.Queue)
 	}
 	return logGroup(rs.Group, rs.logQ)
 }
 
-// SetFlood lets the kernel gather log messages in batches of the NFLOG
-// group's queue threshold (capture.queue_threshold) instead of sending each
-// at once: a flood needs it, or NFLOG drops messages. The kernel takes the
-// smaller of the rule's and the group's threshold, so the rules normally
-// carry queue-threshold 1 (each probe at once, the lowest latency) and a
-// flood drops it. No effect in NFQUEUE mode.
-func (rs *Ruleset) SetFlood() {
-	for _, c := range rs.chains {
-		for i := range c.rules {
-			r := &c.rules[i]
-			for j, e := range r.exprs {
-				if l, ok := e.(*expr.Log); ok && l.Key&(1<<unix.NFTA_LOG_QTHRESHOLD) != 0 {
-					r.exprs[j] = logGroup(l.Group, 0).exprs[0]
-					r.text = strings.Replace(r.text, logGroup(l.Group, 1).text, logGroup(l.Group, 0).text, 1)
-				}
-			}
-		}
-	}
-}
-
-// Queued reports whether probes go to NFQUEUE.
+// Queued reports whether probes go to NFQUEUE (and so whether a Shape
+// with CompatQueue makes a different ruleset).
 func (rs *Ruleset) Queued() bool { return rs.queued }
 
-// UseCompatQueue makes the probe rules queue through the xtables NFQUEUE
-// target (nft_compat), for kernels built without nft_queue. The text form
-// stays "queue num N bypass", what nft(8) would install on such kernels.
-func (rs *Ruleset) UseCompatQueue() {
-	if !rs.queued || rs.compat {
-		return
-	}
-	rs.compat = true
-	for _, c := range rs.chains {
-		for i := range c.rules {
-			for j, e := range c.rules[i].exprs {
-				if q, ok := e.(*expr.Queue); ok {
-					c.rules[i].exprs[j] = xtQueue(q.Num)
-				}
-			}
-		}
-	}
-}
+// Shape is the shape rs was built with. To change one aspect, build again:
+//
+//	s := rs.Shape()
+//	s.CompatQueue = true
+//	rs = Build(cfg, s)
+func (rs *Ruleset) Shape() Shape { return rs.shape }
 
 func (rs *Ruleset) chain(name string, hook *nftables.ChainHook, hookText string, prio int, prioText string) *chainDef {
 	c := &chainDef{name: name, hook: hook, hookText: hookText, prio: prio, prioText: prioText}
@@ -285,7 +298,14 @@ func (rs *Ruleset) chain(name string, hook *nftables.ChainHook, hookText string,
 
 func (c *chainDef) add(frags ...fragment) { c.rules = append(c.rules, join(frags)) }
 
-// Text renders the ruleset as nft(8) input.
+// Text renders the ruleset as nft(8) input. Loaded with nft -f it makes
+// the same table as Install does through netlink, for every Shape but one
+// difference: nft(8) has no syntax that loads the xtables NFQUEUE target,
+// so with Shape.CompatQueue the probe rules are written as nft would
+// install them on a kernel with nft_queue ("queue num N bypass"), each
+// under a comment line saying that the daemon installs it through the
+// xtables NFQUEUE target (nft_compat) because the kernel lacks nft_queue.
+// The packets go to the same queue with the same bypass either way.
 func (rs *Ruleset) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
@@ -324,6 +344,9 @@ func (rs *Ruleset) Text() string {
 		}
 		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority %s; policy accept;\n", c.name, c.hookText, c.prioText)
 		for _, r := range c.rules {
+			if r.comment != "" {
+				fmt.Fprintf(&b, "\t\t# %s\n", r.comment)
+			}
 			fmt.Fprintf(&b, "\t\t%s\n", r.text)
 		}
 		b.WriteString("\t}\n")
@@ -411,45 +434,6 @@ func ifname(n string) []byte {
 	return b
 }
 
-// InUse is what the in-use sets hold: ports with a listener on every
-// address, and (address, port) pairs for listeners on one address.
-type InUse struct {
-	TCPAny, UDPAny []uint16
-	TCP4, UDP4     []AddrPort
-	TCP6, UDP6     []AddrPort
-}
-
-// AddrPort is one listener on one address.
-type AddrPort struct {
-	Addr netip.Addr
-	Port uint16
-}
-
-// SetInUse puts the in-use elements into the ruleset, so that Install
-// writes them in the same transaction as everything else.
-func (rs *Ruleset) SetInUse(u InUse) {
-	for _, s := range rs.sets {
-		if !s.inuse {
-			continue
-		}
-		s.elems = nil
-		switch s.name {
-		case "tcp_inuse":
-			s.elems = portElems(u.TCPAny)
-		case "udp_inuse":
-			s.elems = portElems(u.UDPAny)
-		case "tcp_inuse4":
-			s.elems = pairElems(u.TCP4)
-		case "udp_inuse4":
-			s.elems = pairElems(u.UDP4)
-		case "tcp_inuse6":
-			s.elems = pairElems(u.TCP6)
-		case "udp_inuse6":
-			s.elems = pairElems(u.UDP6)
-		}
-	}
-}
-
 func portElems(ports []uint16) []interval {
 	out := make([]interval, len(ports))
 	for i, p := range ports {
@@ -458,12 +442,12 @@ func portElems(ports []uint16) []interval {
 	return out
 }
 
-func pairElems(ps []AddrPort) []interval {
+func pairElems(ps []netip.AddrPort) []interval {
 	out := make([]interval, len(ps))
 	for i, p := range ps {
 		// Concatenation fields each take whole 32-bit registers: the port is padded.
-		k := append(p.Addr.AsSlice(), byte(p.Port>>8), byte(p.Port), 0, 0)
-		out[i] = interval{lo: k, hi: k, text: fmt.Sprintf("%s . %d", p.Addr, p.Port)}
+		k := append(p.Addr().AsSlice(), byte(p.Port()>>8), byte(p.Port()), 0, 0)
+		out[i] = interval{lo: k, hi: k, text: fmt.Sprintf("%s . %d", p.Addr(), p.Port())}
 	}
 	return out
 }

@@ -33,7 +33,7 @@ func BenchmarkWriter100k(b *testing.B) {
 // and a running writer into it, until the benchmark ends.
 func benchWriter(b *testing.B, setSize int) (context.Context, *nft.Writer, *os.File) {
 	ns := netnstest.New(b, "psQ")
-	install(b, ns, nft.Build(mustParse(b, fmt.Sprintf("block: {set_size: %d}\n", setSize))))
+	install(b, ns, nft.Build(mustParse(b, fmt.Sprintf("block: {set_size: %d}\n", setSize)), nft.Shape{}))
 	f := ns.Open()
 	ctx, w := runWriter(b, f)
 	return ctx, w, f

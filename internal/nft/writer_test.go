@@ -22,7 +22,7 @@ import (
 func TestWriterCommitsEveryElement(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "psW")
-	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n")))
+	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n"), nft.Shape{}))
 	f := ns.Open()
 	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,7 +64,7 @@ func TestWriterCommitsEveryElement(t *testing.T) {
 func TestWriterPipelinedCommit(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "psP")
-	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n")))
+	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n"), nft.Shape{}))
 	f := ns.Open()
 	var dials atomic.Int64
 	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { dials.Add(1); return nft.Dial(f) }})
@@ -137,7 +137,7 @@ func TestWriterRetriesOnNewConnection(t *testing.T) {
 	netnstest.Require(t)
 	good := netnstest.New(t, "psG")
 	bad := netnstest.New(t, "psX")
-	install(t, good, nft.Build(config.Default()))
+	install(t, good, nft.Build(config.Default(), nft.Shape{}))
 	gf, bf := good.Open(), bad.Open()
 	var dials, errorsSeen atomic.Int64
 	w := nft.NewWriter(nft.WriterConfig{
@@ -182,7 +182,7 @@ func TestWriterReportsPersistentFailure(t *testing.T) {
 func TestWriterDelete(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "psD")
-	install(t, ns, nft.Build(config.Default()))
+	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
 	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.5 timeout 1h, 10.201.0.6 timeout 1h }")
 	ns.MustRun("nft", "add element inet portsentry blocked6 { fd00:201::5 timeout 1h }")
 	ctx, w := runWriter(t, ns.Open())
