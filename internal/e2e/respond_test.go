@@ -228,3 +228,38 @@ func TestResolveHost(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The kernel and the ledger agree within one probe: after `nft flush set`,
+// the first probe from the blocked scanner reaches the daemon (the drop
+// rule comes first, so it proves the element is gone), the element goes
+// back at once, and the scanner's next probe gets no answer, long before
+// the watchdog's next look at the sets.
+func TestLostElementIsBackAfterOneProbe(t *testing.T) {
+	netnstest.Require(t, "hping3", "ncat")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "")
+	serve(t, p.A, netnstest.AddrA, "8080", "hello-from-A")
+	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	time.Sleep(time.Second) // well past the probes in flight when the element landed
+	p.A.MustRun("nft", "flush", "set", "inet", "portsentry", "blocked")
+	flushed := time.Now()
+	if !canConnect(p.B, netnstest.AddrA, "8080", "hello-from-A") {
+		t.Fatal("B cannot connect after the flush: the test cannot see the loss")
+	}
+	hping(t, p.B, "-S", "-c", "1", "-p", "11", netnstest.AddrA)
+	d.waitLog("attackalert: Host 10.201.0.2 was missing from set blocked (removed outside portsentry-nft); blocked again", 2*time.Second)
+	out := hping(t, p.B, "-S", "-c", "1", "-p", "8080", netnstest.AddrA)
+	if !strings.Contains(out, "1 packets transmitted, 0 packets received") {
+		t.Errorf("the probe after the one that proved the loss was answered:\n%s", out)
+	}
+	if canConnect(p.B, netnstest.AddrA, "8080", "hello-from-A") {
+		t.Error("B still reaches A after its element went back")
+	}
+	if since := time.Since(flushed); strings.Contains(d.out.String(), "blocks were missing from the sets") {
+		t.Errorf("the watchdog, not the probe, put the element back (%s after the flush)", since)
+	}
+	if strings.Contains(d.out.String(), "is already blocked. Ignoring") {
+		t.Errorf("a probe after the loss was logged as already blocked:\n%s", d.out.String())
+	}
+}
