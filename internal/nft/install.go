@@ -51,31 +51,10 @@ func (rs *Ruleset) InstallIn(netns *os.File) error {
 
 func (rs *Ruleset) install(c *nftables.Conn, recreateKept bool) error {
 	t := Table()
-	existingSets := map[string]*nftables.Set{}
-	var existingChains []*nftables.Chain
-	exists, err := tableExists(c)
+	existingSets, existingChains, err := existing(c)
 	if err != nil {
 		return err
 	}
-	if exists {
-		sets, err := c.GetSets(t)
-		if err != nil {
-			return fmt.Errorf("list sets of table inet %s: %w", TableName, err)
-		}
-		for _, s := range sets {
-			existingSets[s.Name] = s
-		}
-		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-		if err != nil {
-			return fmt.Errorf("list chains: %w", err)
-		}
-		for _, ch := range chains {
-			if ch.Table.Name == TableName {
-				existingChains = append(existingChains, ch)
-			}
-		}
-	}
-
 	c.AddTable(t)
 	// Empty every chain first: rules reference sets we may delete or recreate.
 	wantChain := map[string]bool{}
@@ -97,64 +76,107 @@ func (rs *Ruleset) install(c *nftables.Conn, recreateKept bool) error {
 			c.DelSet(s)
 		}
 	}
-
 	byName := map[string]*nftables.Set{}
 	for _, sd := range rs.sets {
-		s := sd.nftSet(t)
-		var carry []nftables.SetElement
-		if old := existingSets[sd.name]; old != nil && (!sd.keep || recreateKept || !sameSet(old, s)) {
-			if sd.keep {
-				if carry, err = c.GetSetElements(old); err != nil {
-					return fmt.Errorf("read elements of set %s: %w", sd.name, err)
-				}
-			}
-			c.DelSet(old)
-		}
-		if err := c.AddSet(s, nil); err != nil {
-			return fmt.Errorf("add set %s: %w", sd.name, err)
+		s, err := sd.install(c, t, existingSets[sd.name], recreateKept)
+		if err != nil {
+			return err
 		}
 		byName[sd.name] = s
-		elems := sd.elements()
-		for _, e := range carry {
-			if e.Expires > 0 {
-				elems = append(elems, nftables.SetElement{Key: e.Key, Timeout: e.Expires.Round(time.Second)})
-			}
-		}
-		for i := 0; i < len(elems); i += maxElemsPerCall {
-			if err := c.SetAddElements(s, elems[i:min(i+maxElemsPerCall, len(elems))]); err != nil {
-				return fmt.Errorf("add elements to set %s: %w", sd.name, err)
-			}
-		}
 	}
-
-	policy := nftables.ChainPolicyAccept
 	for _, cd := range rs.chains {
-		ch := c.AddChain(&nftables.Chain{
-			Name:     cd.name,
-			Table:    t,
-			Type:     nftables.ChainTypeFilter,
-			Hooknum:  cd.hook,
-			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(cd.prio)),
-			Policy:   &policy,
-		})
-		c.FlushChain(ch)
-		for _, r := range cd.rules {
-			exprs := make([]expr.Any, len(r.exprs))
-			for i, e := range r.exprs {
-				if l, ok := e.(*expr.Lookup); ok {
-					l2 := *l
-					l2.SetID = byName[l.SetName].ID
-					e = &l2
-				}
-				exprs[i] = e
-			}
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
-		}
+		cd.install(c, t, byName)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("install table inet %s: %w", TableName, err)
 	}
 	return nil
+}
+
+// existing lists the sets and chains table inet portsentry has now.
+func existing(c *nftables.Conn) (map[string]*nftables.Set, []*nftables.Chain, error) {
+	sets := map[string]*nftables.Set{}
+	exists, err := tableExists(c)
+	if err != nil || !exists {
+		return sets, nil, err
+	}
+	all, err := c.GetSets(Table())
+	if err != nil {
+		return nil, nil, fmt.Errorf("list sets of table inet %s: %w", TableName, err)
+	}
+	for _, s := range all {
+		sets[s.Name] = s
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list chains: %w", err)
+	}
+	var ours []*nftables.Chain
+	for _, ch := range chains {
+		if ch.Table.Name == TableName {
+			ours = append(ours, ch)
+		}
+	}
+	return sets, ours, nil
+}
+
+// install queues the set and its elements on c. A set that must be
+// recreated (changed, or not kept) is deleted first; a kept one carries
+// its elements over with their remaining time.
+func (sd *setDef) install(c *nftables.Conn, t *nftables.Table, old *nftables.Set, recreateKept bool) (*nftables.Set, error) {
+	s := sd.nftSet(t)
+	var carry []nftables.SetElement
+	if old != nil && (!sd.keep || recreateKept || !sameSet(old, s)) {
+		if sd.keep {
+			var err error
+			if carry, err = c.GetSetElements(old); err != nil {
+				return nil, fmt.Errorf("read elements of set %s: %w", sd.name, err)
+			}
+		}
+		c.DelSet(old)
+	}
+	if err := c.AddSet(s, nil); err != nil {
+		return nil, fmt.Errorf("add set %s: %w", sd.name, err)
+	}
+	elems := sd.elements()
+	for _, e := range carry {
+		if e.Expires > 0 {
+			elems = append(elems, nftables.SetElement{Key: e.Key, Timeout: e.Expires.Round(time.Second)})
+		}
+	}
+	for i := 0; i < len(elems); i += maxElemsPerCall {
+		if err := c.SetAddElements(s, elems[i:min(i+maxElemsPerCall, len(elems))]); err != nil {
+			return nil, fmt.Errorf("add elements to set %s: %w", sd.name, err)
+		}
+	}
+	return s, nil
+}
+
+// install queues the chain and its rules on c; lookups refer to the sets
+// by the IDs of this transaction.
+func (cd *chainDef) install(c *nftables.Conn, t *nftables.Table, sets map[string]*nftables.Set) {
+	policy := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{
+		Name:     cd.name,
+		Table:    t,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  cd.hook,
+		Priority: nftables.ChainPriorityRef(nftables.ChainPriority(cd.prio)),
+		Policy:   &policy,
+	})
+	c.FlushChain(ch)
+	for _, r := range cd.rules {
+		exprs := make([]expr.Any, len(r.exprs))
+		for i, e := range r.exprs {
+			if l, ok := e.(*expr.Lookup); ok {
+				l2 := *l
+				l2.SetID = sets[l.SetName].ID
+				e = &l2
+			}
+			exprs[i] = e
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	}
 }
 
 func tableExists(c *nftables.Conn) (bool, error) {

@@ -136,32 +136,42 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 	if cfg.Capture.QueueThreshold > 1 && !shape.Flood {
 		rs.logQ = 1
 	}
+	rs.addSets(cfg)
+	// Routed traffic, optional: blocked sources dropped before routing and
+	// before conntrack makes state for them (forwarded and DNAT'd traffic
+	// too), and tripwires watched on forwarded traffic.
+	if cfg.Routed.Block {
+		pre := rs.chain(ChainPrerouting, nftables.ChainHookPrerouting, "prerouting", int(*nftables.ChainPriorityRaw), "raw")
+		ignoredReturnBlockedDrop(pre)
+	}
+	rs.inputChain(cfg, shape.InUse)
+	if cfg.Routed.Watch {
+		fwd := rs.chain(ChainForward, nftables.ChainHookForward, "forward", chainPriority, "filter - 10")
+		ignoredReturnBlockedDrop(fwd)
+		rs.probeRules(fwd, cfg)
+	}
+	return rs
+}
+
+// addSets declares the blocked, ignore, watched-address, interface and
+// port sets (the in-use sets come with their rules, in inputChain).
+func (rs *Ruleset) addSets(cfg *config.Config) {
 	size := cfg.Block.SetSize
 	rs.sets = append(rs.sets,
 		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, size: size, keep: true},
 		&setDef{name: SetBlocked6, key: keyIPv6, timeout: true, size: size, keep: true},
 	)
-	var ign4, ign6 []netip.Prefix
-	for _, p := range cfg.IgnorePrefixes {
-		if p.Addr().Is4() {
-			ign4 = append(ign4, p)
-		} else {
-			ign6 = append(ign6, p)
-		}
-	}
+	ign4, ign6 := byFamily(cfg.IgnorePrefixes)
 	rs.sets = append(rs.sets,
 		&setDef{name: setIgnore, key: keyIPv4, interval: true, elems: prefixIntervals(ign4)},
 		&setDef{name: setIgnore6, key: keyIPv6, interval: true, elems: prefixIntervals(ign6)},
 	)
 	if len(cfg.WatchAddrs) > 0 {
-		var w4, w6 []netip.Prefix
+		var watch []netip.Prefix
 		for _, a := range cfg.WatchAddrs {
-			if a.Is4() {
-				w4 = append(w4, netip.PrefixFrom(a, 32))
-			} else {
-				w6 = append(w6, netip.PrefixFrom(a, 128))
-			}
+			watch = append(watch, netip.PrefixFrom(a, a.BitLen()))
 		}
+		w4, w6 := byFamily(watch)
 		rs.sets = append(rs.sets,
 			&setDef{name: setWatch, key: keyIPv4, interval: true, elems: prefixIntervals(w4)},
 			&setDef{name: setWatch6, key: keyIPv6, interval: true, elems: prefixIntervals(w6)},
@@ -181,39 +191,51 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 	if len(cfg.UDP.Monitored) > 0 {
 		rs.sets = append(rs.sets, &setDef{name: setUDPPorts, key: keyService, interval: true, elems: portIntervals(cfg.UDP.Monitored)})
 	}
+}
 
-	// Routed traffic, optional: blocked sources dropped before routing and
-	// before conntrack makes state for them (forwarded and DNAT'd traffic
-	// too), and tripwires watched on forwarded traffic.
-	if cfg.Routed.Block {
-		pre := rs.chain(ChainPrerouting, nftables.ChainHookPrerouting, "prerouting", int(*nftables.ChainPriorityRaw), "raw")
-		pre.add(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
-		pre.add(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
-		pre.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
-		pre.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+func byFamily(ps []netip.Prefix) (v4, v6 []netip.Prefix) {
+	for _, p := range ps {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
 	}
+	return v4, v6
+}
 
-	// The input chain, in order: loopback and ignored sources are never
-	// looked at; blocked sources are dropped on every interface; then only the
-	// watched interfaces and addresses; then probes of monitored ports go to
-	// the daemon.
+// ignoredReturnBlockedDrop: ignored sources are never looked at, blocked
+// sources are dropped.
+func ignoredReturnBlockedDrop(c *chainDef) {
+	c.add(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
+	c.add(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
+	c.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
+	c.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+}
+
+// inputChain is the input chain, in order: loopback and ignored sources
+// are never looked at; blocked sources are dropped on every interface;
+// then only the watched interfaces and addresses; ports in use are
+// skipped; then probes of monitored ports go to the daemon.
+func (rs *Ruleset) inputChain(cfg *config.Config, u InUse) {
 	in := rs.chain(ChainInput, nftables.ChainHookInput, "input", chainPriority, "filter - 10")
-	rule := in.add
-	rule(iifLoopback(), verdict(expr.VerdictReturn))
-	rule(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
-	rule(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
-	rule(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
-	rule(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+	in.add(iifLoopback(), verdict(expr.VerdictReturn))
+	ignoredReturnBlockedDrop(in)
 	if !cfg.AllInterfaces {
-		rule(iifnameIn(setIfaces, true), verdict(expr.VerdictReturn))
+		in.add(iifnameIn(setIfaces, true), verdict(expr.VerdictReturn))
 	}
 	if len(cfg.WatchAddrs) > 0 {
-		rule(daddrIn(keyIPv4, setWatch, true), verdict(expr.VerdictReturn))
-		rule(daddrIn(keyIPv6, setWatch6, true), verdict(expr.VerdictReturn))
+		in.add(daddrIn(keyIPv4, setWatch, true), verdict(expr.VerdictReturn))
+		in.add(daddrIn(keyIPv6, setWatch6, true), verdict(expr.VerdictReturn))
 	}
-	// Ports with a live listener are never tripwires: the daemon keeps these
-	// sets equal to the host's listening sockets (Shape.InUse, UpdateInUse).
-	u := shape.InUse
+	rs.inUseRules(in, cfg, u)
+	rs.probeRules(in, cfg)
+}
+
+// inUseRules: ports with a live listener are never tripwires. The daemon
+// keeps these sets equal to the host's listening sockets (Shape.InUse,
+// UpdateInUse).
+func (rs *Ruleset) inUseRules(in *chainDef, cfg *config.Config, u InUse) {
 	for _, p := range []struct {
 		name               string
 		proto              byte
@@ -233,20 +255,10 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 			&setDef{name: p.set4, key: keyIPv4Service, inuse: true, elems: pairElems(p.pairs4)},
 			&setDef{name: p.set6, key: keyIPv6Service, inuse: true, elems: pairElems(p.pairs6)},
 		)
-		rule(dportIn(p.proto, p.name, p.setAny), verdict(expr.VerdictReturn))
-		rule(daddrDportIn(keyIPv4, p.proto, p.name, p.set4), verdict(expr.VerdictReturn))
-		rule(daddrDportIn(keyIPv6, p.proto, p.name, p.set6), verdict(expr.VerdictReturn))
+		in.add(dportIn(p.proto, p.name, p.setAny), verdict(expr.VerdictReturn))
+		in.add(daddrDportIn(keyIPv4, p.proto, p.name, p.set4), verdict(expr.VerdictReturn))
+		in.add(daddrDportIn(keyIPv6, p.proto, p.name, p.set6), verdict(expr.VerdictReturn))
 	}
-	rs.probeRules(in, cfg)
-	if cfg.Routed.Watch {
-		fwd := rs.chain(ChainForward, nftables.ChainHookForward, "forward", chainPriority, "filter - 10")
-		fwd.add(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
-		fwd.add(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
-		fwd.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
-		fwd.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
-		rs.probeRules(fwd, cfg)
-	}
-	return rs
 }
 
 // probeRules sends probes of the monitored ports to the daemon.
