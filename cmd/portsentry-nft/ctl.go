@@ -115,7 +115,7 @@ func stamp(t time.Time) string {
 }
 
 func cmdBlock(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("block", "[--socket S] [--json] [--timeout D] IP", "Blocks IP (IPv4 or IPv6) now, as if it had scanned. The host's own addresses, gateways and nameservers are refused.", stderr)
+	fs := newFlags("block", "[--socket S] [--json] [--timeout D] IP", "Blocks IP (IPv4 or IPv6) now, as if it had scanned: the element, the hosts.deny line and the commands follow. The host's own addresses, gateways and nameservers are refused.", stderr)
 	socket, asJSON := ctlFlags(fs)
 	timeout := fs.String("timeout", "", "how long, e.g. 90s, 1h, 7d (default: block.timeout of the config)")
 	if code, ok := parseFlags(fs, args); !ok {
