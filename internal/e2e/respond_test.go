@@ -263,3 +263,17 @@ func TestLostElementIsBackAfterOneProbe(t *testing.T) {
 		t.Errorf("a probe after the loss was logged as already blocked:\n%s", d.out.String())
 	}
 }
+
+// The watchdog checks the table's content, not only that its parts are
+// there: a port set restored from an old snapshot keeps every set, chain
+// and rule but leaves a tripwire blind, and is put right within seconds.
+func TestSelfHealsAChangedPortSet(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "")
+	p.A.MustRun("nft", "flush", "set", "inet", "portsentry", "tcp_ports")
+	p.A.MustRun("nft", "add", "element", "inet", "portsentry", "tcp_ports", "{ 2 }")
+	d.waitLog("(its rules or sets differ from what portsentry-nft installed); reinstalled it", 5*time.Second)
+	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+}

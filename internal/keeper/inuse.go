@@ -72,7 +72,10 @@ func (k *Keeper) listenersChanged(added, removed []listeners.Socket) {
 		return
 	}
 	defer conn.CloseLasting()
-	if err := k.Ruleset(cfg).UpdateInUse(conn); err != nil {
+	rs := k.Ruleset(cfg)
+	if err := rs.UpdateInUse(conn); err != nil {
 		k.c.Log.Error(err.Error())
+		return
 	}
+	k.installed(rs)
 }

@@ -11,6 +11,7 @@
 package keeper
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -54,6 +55,11 @@ type Keeper struct {
 	flood atomic.Bool
 	// Reinstalls counts the watchdog's reinstalls.
 	Reinstalls atomic.Uint64
+	// cur is the ruleset last installed and print what the kernel showed of
+	// it right after (nft.Fingerprint); the watchdog compares with them
+	// instead of building the ruleset anew every second. Guarded by mu.
+	cur   *nft.Ruleset
+	print []byte
 }
 
 // New makes a Keeper.
@@ -104,13 +110,28 @@ func (k *Keeper) install(cfg *config.Config) error {
 		// ENOENT): queue through the xtables NFQUEUE target instead.
 		shape := rs.Shape()
 		shape.CompatQueue = true
-		if err2 := nft.Build(cfg, shape).InstallIn(k.c.NetNS); err2 == nil {
+		compat := nft.Build(cfg, shape)
+		if err2 := compat.InstallIn(k.c.NetNS); err2 == nil {
 			k.compatQueue.Store(true)
 			k.c.Log.Info("this kernel has no nft_queue; queueing through the xtables NFQUEUE target (nft_compat)")
-			return nil
+			rs, err = compat, nil
 		}
 	}
+	if err == nil {
+		k.installed(rs)
+	}
 	return err
+}
+
+// installed remembers rs as the ruleset in the kernel, with its
+// fingerprint. Called with mu held.
+func (k *Keeper) installed(rs *nft.Ruleset) {
+	k.cur, k.print = rs, nil
+	conn, err := nft.DialQuery(k.c.NetNS)
+	if err != nil {
+		return
+	}
+	k.print, _ = rs.Fingerprint(conn)
 }
 
 // Run keeps the ruleset until ctx is done.
@@ -160,10 +181,21 @@ func (k *Keeper) heal(ctx context.Context, checkElements bool) error {
 	if err != nil {
 		return err
 	}
-	rs := k.Ruleset(k.cfg.Load())
+	rs := k.cur
 	probs, err := rs.Problems(conn)
 	if err != nil {
 		return err
+	}
+	if len(probs) == 0 {
+		fp, err := rs.Fingerprint(conn)
+		switch {
+		case err != nil:
+			return err
+		case k.print == nil:
+			k.print = fp
+		case !bytes.Equal(fp, k.print):
+			probs = append(probs, "its rules or sets differ from what portsentry-nft installed")
+		}
 	}
 	if len(probs) > 0 {
 		if err := k.install(k.cfg.Load()); err != nil {
