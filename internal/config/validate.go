@@ -24,9 +24,11 @@ const maxTimeout = 365 * 24 * time.Hour
 // (readIgnoreFiles), and returns every problem sorted by position. It
 // changes nothing in c: derive fills the derived fields once c is valid.
 //
-// Each section has its own check; they run in file order, so that two
-// problems at the same position (a YAML alias shares its anchor's nodes)
-// come out in the same order as the keys.
+// Each section has its own check. Problems sort by position, so their
+// order matters only where two share one: lists that alias one anchor
+// (interfaces, addresses, ignore, ignore_files, never_block, a command's
+// argv) and tcp and udp aliasing one mapping. The checks run in the order
+// that keeps those ties as they have always come out.
 func (c *Config) validate(d *decoder, files []ignoreFile) Errors {
 	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}}
 	v.interfaces(c.Interfaces)
