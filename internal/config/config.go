@@ -19,8 +19,8 @@ var defaultYAML []byte
 func DefaultYAML() []byte { return append([]byte(nil), defaultYAML...) }
 
 // Config is a loaded, validated configuration. The fields with yaml tags
-// are the file; the others are derived by Load and are what the rest of
-// the program reads.
+// are the file; the others are derived once it is valid (derive) and are
+// what the rest of the program reads.
 type Config struct {
 	Interfaces  []string  `yaml:"interfaces"`
 	Addresses   []string  `yaml:"addresses"`

@@ -6,4 +6,12 @@
 // Config and never parses YAML itself, and so that an admin's mistake is
 // reported once, precisely: every error names the file, line, column and key
 // (see Error), and an unknown key is rejected with the nearest valid name.
+//
+// Parse (which Load calls with the file's contents) runs four steps:
+// decoding over the embedded defaults (load.go), reading the ignore files
+// the configuration names (readIgnoreFiles in load.go, the only file reading
+// besides Load's own), validation, one check per section that reports and
+// changes nothing (validate.go, validate_block.go, validate_daemon.go), and,
+// once the configuration is valid, derivation of the fields without a yaml
+// tag and of the defaults that depend on other settings (derive.go).
 package config

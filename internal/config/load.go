@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -37,8 +39,9 @@ func Default() *Config {
 	return c
 }
 
-// Parse decodes data (named file in errors) over the embedded defaults and
-// validates the result.
+// Parse decodes data (named file in errors) over the embedded defaults,
+// reads the ignore files it names (relative to file), validates the result
+// and derives the fields the rest of the program reads.
 func Parse(file string, data []byte) (*Config, error) {
 	c := &Config{}
 	// The defaults are themselves a file: decode them first, then the user's over them.
@@ -50,10 +53,42 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	c.File = file
-	if errs := c.validate(d); len(errs) > 0 {
+	files := readIgnoreFiles(c.IgnoreFiles, file)
+	if errs := c.validate(d, files); len(errs) > 0 {
 		return nil, errs
 	}
+	c.derive(files)
 	return c, nil
+}
+
+// ignoreFile is one entry of ignore_files, read and parsed.
+type ignoreFile struct {
+	key      string // ignore_files[i], where its errors are reported
+	prefixes []netip.Prefix
+	warnings []*Error
+	err      error // reading or parsing; an Errors locates each bad line
+}
+
+// readIgnoreFiles reads and parses the ignore files that the configuration
+// file names. It is the only place where the configuration reads a file
+// other than itself; a problem is kept for validate to report.
+func readIgnoreFiles(names []string, file string) []ignoreFile {
+	var out []ignoreFile
+	for i, f := range names {
+		if !filepath.IsAbs(f) && file != EmbeddedName {
+			// Relative to the config file, not to the daemon's working directory (/ under systemd).
+			f = filepath.Join(filepath.Dir(file), f)
+		}
+		r := ignoreFile{key: fmt.Sprintf("ignore_files[%d]", i)}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			r.err = err
+		} else {
+			r.prefixes, r.warnings, r.err = ParseIgnoreFile(f, data)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func decodeInto(c *Config, file string, data []byte) error {

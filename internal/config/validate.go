@@ -4,12 +4,11 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 	"unicode"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Syslog facilities and levels accepted in logging.facility / logging.level.
@@ -21,206 +20,175 @@ var (
 // maxTimeout keeps element timeouts well inside what nftables accepts.
 const maxTimeout = 365 * 24 * time.Hour
 
-func (c *Config) validate(d *decoder) Errors {
-	var errs Errors
-	bad := func(key, format string, args ...any) {
-		e := &Error{File: d.file, Key: key, Msg: fmt.Sprintf(format, args...)}
-		if n := d.pos[key]; n != nil {
-			e.Line, e.Column = n.Line, n.Column
-		}
-		errs = append(errs, e)
-	}
-	// Errors sort by position; one inside an ignore file sorts at the
-	// position of its ignore_files entry (its own line is in another file).
-	sortAt := map[*Error][2]int{}
+// validate checks c, as decoded by d, with the ignore files already read
+// (readIgnoreFiles), and returns every problem sorted by position. It
+// changes nothing in c: derive fills the derived fields once c is valid.
+//
+// Each section has its own check. Problems sort by position, so their
+// order matters only where two share one: lists that alias one anchor
+// (interfaces, addresses, ignore, ignore_files, never_block, a command's
+// argv) and tcp and udp aliasing one mapping. The checks run in the order
+// that keeps those ties as they have always come out.
+func (c *Config) validate(d *decoder, files []ignoreFile) Errors {
+	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}}
+	v.interfaces(c.Interfaces)
+	v.addresses(c.Addresses)
+	v.protocol("tcp", c.TCP, len(c.Commands))
+	v.protocol("udp", c.UDP, len(c.Commands))
+	v.anyPort(c.TCP, c.UDP)
+	v.detect(c.Detect)
+	v.ignore(c.Ignore, files)
+	v.neverBlock(c.NeverBlock)
+	v.block(c.Block)
+	v.control(c.Control)
+	v.metrics(c.Metrics)
+	v.hostsDeny(c.HostsDeny)
+	v.commands(c.Commands)
+	v.state(c.State)
+	v.capture(c.Capture)
+	v.logging(c.Logging)
+	return v.sorted()
+}
 
-	// interfaces and addresses
-	if len(c.Interfaces) == 0 {
-		bad("interfaces", "want [auto] or at least one interface name")
-	}
-	for i, name := range c.Interfaces {
-		k := fmt.Sprintf("interfaces[%d]", i)
-		switch {
-		case name == "auto" && len(c.Interfaces) > 1:
-			bad(k, `"auto" means every interface; list names or auto, not both`)
-		case name == "auto":
-			c.AllInterfaces = true
-		case !validIfname(name):
-			bad(k, "%q is not a valid interface name (1-15 characters, no '/', ':', spaces, quotes or control characters)", name)
-		case slices.Contains(c.Interfaces[:i], name):
-			bad(k, "%q is listed twice", name)
-		}
-	}
-	c.WatchAddrs = nil
-	for i, s := range c.Addresses {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			bad(fmt.Sprintf("addresses[%d]", i), "%q is not an IPv4 or IPv6 address", s)
-			continue
-		}
-		c.WatchAddrs = append(c.WatchAddrs, a.Unmap())
-	}
+// validator collects the problems of one file, each at the position of its
+// key.
+type validator struct {
+	file string
+	pos  map[string]*yaml.Node
+	errs Errors
+	// sortAt is where an error inside an ignore file sorts: at the position
+	// of its ignore_files entry (its own line is in another file).
+	sortAt map[*Error][2]int
+}
 
-	// ports and responses
-	for _, p := range []struct {
-		name   string
-		proto  *Protocol
-		preset func(string) []uint16
-	}{
-		{"tcp", &c.TCP, func(n string) []uint16 { return Presets[n].TCP }},
-		{"udp", &c.UDP, func(n string) []uint16 { return Presets[n].UDP }},
-	} {
-		pr := p.proto
-		if pr.Advanced.Below != 0 && (pr.Advanced.Below < 2 || pr.Advanced.Below > 65536) {
-			bad(p.name+".advanced.below", "want 0 (off) or a port bound from 2 to 65536, got %d", pr.Advanced.Below)
-		}
-		pr.Monitored = expand(pr.Ports, pr.Advanced, p.preset)
-		switch pr.Response {
-		case ResponseLog, ResponseBlock:
-		case ResponseCommand:
-			if len(c.Commands) == 0 {
-				bad(p.name+".response", "response command needs at least one entry in commands")
-			}
-		default:
-			bad(p.name+".response", "want log, block or command, got %q", pr.Response)
-		}
+// bad records a problem at key.
+func (v *validator) bad(key, format string, args ...any) {
+	e := &Error{File: v.file, Key: key, Msg: fmt.Sprintf(format, args...)}
+	if n := v.pos[key]; n != nil {
+		e.Line, e.Column = n.Line, n.Column
 	}
-	if len(c.TCP.Monitored) == 0 && len(c.UDP.Monitored) == 0 {
-		bad("tcp.ports", "no TCP or UDP port to monitor")
-	}
+	v.errs = append(v.errs, e)
+}
 
-	// detection
-	if c.Detect.ScanTrigger < 0 {
-		bad("detect.scan_trigger", "want 0 or more, got %d", c.Detect.ScanTrigger)
+// badIn records problems located in another file, sorted at key.
+func (v *validator) badIn(key string, es Errors) {
+	var at [2]int
+	if n := v.pos[key]; n != nil {
+		at = [2]int{n.Line, n.Column}
 	}
-	if c.Detect.Window < 0 {
-		bad("detect.window", "want a positive duration")
+	for _, e := range es {
+		v.sortAt[e] = at
 	}
-	if c.Detect.MaxSources < 1 {
-		bad("detect.max_sources", "want 1 or more, got %d", c.Detect.MaxSources)
-	}
+	v.errs = append(v.errs, es...)
+}
 
-	// ignore list
-	c.IgnorePrefixes = prefixList("ignore", c.Ignore, bad)
-	for i, f := range c.IgnoreFiles {
-		k := fmt.Sprintf("ignore_files[%d]", i)
-		if !filepath.IsAbs(f) && d.file != EmbeddedName {
-			// Relative to the config file, not to the daemon's working directory (/ under systemd).
-			f = filepath.Join(filepath.Dir(d.file), f)
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			bad(k, "%v", err)
-			continue
-		}
-		ps, warns, err := ParseIgnoreFile(f, data)
-		c.Warnings = append(c.Warnings, warns...)
-		if err != nil {
-			if es, ok := err.(Errors); ok {
-				var at [2]int
-				if n := d.pos[k]; n != nil {
-					at = [2]int{n.Line, n.Column}
-				}
-				for _, e := range es {
-					sortAt[e] = at
-				}
-				errs = append(errs, es...)
-			} else {
-				bad(k, "%v", err)
-			}
-			continue
-		}
-		c.IgnorePrefixes = append(c.IgnorePrefixes, ps...)
-	}
-	c.IgnorePrefixes = dedupPrefixes(c.IgnorePrefixes)
-
-	// blocking and actions
-	c.validateBlocking(bad)
-	if c.Block.Timeout <= 0 || time.Duration(c.Block.Timeout) > maxTimeout {
-		bad("block.timeout", "want a duration from 1s to 365d, got %s", c.Block.Timeout)
-	} else if time.Duration(c.Block.Timeout) < time.Second {
-		bad("block.timeout", "want at least 1s, got %s", c.Block.Timeout)
-	}
-	if c.Block.SetSize < 1 || c.Block.SetSize > 1<<24 {
-		bad("block.set_size", "want 1 to %d, got %d", 1<<24, c.Block.SetSize)
-	}
-	if c.HostsDeny.Path != "" {
-		if !filepath.IsAbs(c.HostsDeny.Path) {
-			bad("hosts_deny.path", "want an absolute path, got %q", c.HostsDeny.Path)
-		}
-		if !strings.Contains(c.HostsDeny.Template, "$TARGET$") {
-			bad("hosts_deny.template", "must contain $TARGET$, got %q", c.HostsDeny.Template)
-		} else if strings.ContainsAny(c.HostsDeny.Template, "\n\r") {
-			bad("hosts_deny.template", "must be one line, got %q", c.HostsDeny.Template)
-		}
-	}
-	for i := range c.Commands {
-		cmd := &c.Commands[i]
-		k := fmt.Sprintf("commands[%d]", i)
-		switch {
-		case len(cmd.Argv) == 0:
-			bad(k+".argv", "want the program and its arguments")
-		case !filepath.IsAbs(cmd.Argv[0]):
-			bad(k+".argv[0]", "want an absolute path to the program, got %q", cmd.Argv[0])
-		}
-		if cmd.Timeout < 0 {
-			bad(k+".timeout", "want a positive duration")
-		}
-		if cmd.Timeout == 0 {
-			cmd.Timeout = Duration(30 * time.Second)
-		}
-	}
-	for _, f := range []struct {
-		key string
-		p   *string
-	}{{"state.dir", &c.State.Dir}, {"state.history_file", &c.State.HistoryFile}, {"state.blocked_file", &c.State.BlockedFile}} {
-		// state.dir is required: the history and blocked files default to it.
-		if (*f.p != "" || f.key == "state.dir") && !filepath.IsAbs(*f.p) {
-			bad(f.key, "want an absolute path, got %q", *f.p)
-		}
-	}
-	if c.State.HistoryFile == "" {
-		c.State.HistoryFile = filepath.Join(c.State.Dir, "portsentry.history")
-	}
-	if c.State.BlockedFile == "" {
-		c.State.BlockedFile = filepath.Join(c.State.Dir, "portsentry.blocked")
-	}
-
-	// capture and logging
-	if c.Capture.Mode != "nflog" && c.Capture.Mode != "nfqueue" {
-		bad("capture.mode", "want nflog or nfqueue, got %q", c.Capture.Mode)
-	}
-	if c.Capture.Queue < 0 || c.Capture.Queue > 65535 {
-		bad("capture.queue", "want an NFQUEUE number 0-65535, got %d", c.Capture.Queue)
-	}
-	if c.Capture.Group < 0 || c.Capture.Group > 65535 {
-		bad("capture.group", "want an NFLOG group 0-65535, got %d", c.Capture.Group)
-	}
-	if c.Capture.QueueThreshold < 1 || c.Capture.QueueThreshold > 1000 {
-		bad("capture.queue_threshold", "want 1-1000, got %d", c.Capture.QueueThreshold)
-	}
-	switch c.Logging.Target {
-	case "stderr", "syslog":
-	default:
-		bad("logging.target", "want stderr or syslog, got %q", c.Logging.Target)
-	}
-	if !slices.Contains(Facilities, c.Logging.Facility) {
-		bad("logging.facility", "want one of %s, got %q", strings.Join(Facilities, ", "), c.Logging.Facility)
-	}
-	if !slices.Contains(Levels, c.Logging.Level) {
-		bad("logging.level", "want one of %s, got %q", strings.Join(Levels, ", "), c.Logging.Level)
-	}
+// sorted returns the problems by position, in the order found at equal
+// positions.
+func (v *validator) sorted() Errors {
 	at := func(e *Error) [2]int {
-		if p, ok := sortAt[e]; ok {
+		if p, ok := v.sortAt[e]; ok {
 			return p
 		}
 		return [2]int{e.Line, e.Column}
 	}
-	slices.SortStableFunc(errs, func(a, b *Error) int {
+	slices.SortStableFunc(v.errs, func(a, b *Error) int {
 		pa, pb := at(a), at(b)
 		return cmp.Or(cmp.Compare(pa[0], pb[0]), cmp.Compare(pa[1], pb[1]))
 	})
-	return errs
+	return v.errs
+}
+
+// interfaces checks interfaces: [auto] or distinct valid names.
+func (v *validator) interfaces(names []string) {
+	if len(names) == 0 {
+		v.bad("interfaces", "want [auto] or at least one interface name")
+	}
+	for i, name := range names {
+		k := fmt.Sprintf("interfaces[%d]", i)
+		switch {
+		case name == "auto" && len(names) > 1:
+			v.bad(k, `"auto" means every interface; list names or auto, not both`)
+		case name == "auto":
+		case !validIfname(name):
+			v.bad(k, "%q is not a valid interface name (1-15 characters, no '/', ':', spaces, quotes or control characters)", name)
+		case slices.Contains(names[:i], name):
+			v.bad(k, "%q is listed twice", name)
+		}
+	}
+}
+
+// addresses checks addresses: plain IPv4 or IPv6 addresses, no zone.
+func (v *validator) addresses(addrs []string) {
+	for i, s := range addrs {
+		if _, ok := parseWatchAddr(s); !ok {
+			v.bad(fmt.Sprintf("addresses[%d]", i), "%q is not an IPv4 or IPv6 address", s)
+		}
+	}
+}
+
+// parseWatchAddr parses one entry of addresses.
+func parseWatchAddr(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+// protocol checks tcp or udp (name); commands is how many commands there
+// are for response command.
+func (v *validator) protocol(name string, p Protocol, commands int) {
+	if p.Advanced.Below != 0 && (p.Advanced.Below < 2 || p.Advanced.Below > 65536) {
+		v.bad(name+".advanced.below", "want 0 (off) or a port bound from 2 to 65536, got %d", p.Advanced.Below)
+	}
+	switch p.Response {
+	case ResponseLog, ResponseBlock:
+	case ResponseCommand:
+		if commands == 0 {
+			v.bad(name+".response", "response command needs at least one entry in commands")
+		}
+	default:
+		v.bad(name+".response", "want log, block or command, got %q", p.Response)
+	}
+	if name == "udp" && p.Verified {
+		v.bad("udp.verified", "verified mode is for TCP only (UDP has no handshake)")
+	}
+}
+
+// anyPort checks that tcp and udp together monitor at least one port.
+func (v *validator) anyPort(tcp, udp Protocol) {
+	if len(monitored(tcp, tcpPreset)) == 0 && len(monitored(udp, udpPreset)) == 0 {
+		v.bad("tcp.ports", "no TCP or UDP port to monitor")
+	}
+}
+
+// detect checks the detector's settings.
+func (v *validator) detect(d Detect) {
+	if d.ScanTrigger < 0 {
+		v.bad("detect.scan_trigger", "want 0 or more, got %d", d.ScanTrigger)
+	}
+	if d.Window < 0 {
+		v.bad("detect.window", "want a positive duration")
+	}
+	if d.MaxSources < 1 {
+		v.bad("detect.max_sources", "want 1 or more, got %d", d.MaxSources)
+	}
+}
+
+// ignore checks the ignore list and the ignore files, as readIgnoreFiles
+// read them.
+func (v *validator) ignore(list []string, files []ignoreFile) {
+	prefixList("ignore", list, v.bad)
+	for _, f := range files {
+		if f.err == nil {
+			continue
+		}
+		if es, ok := f.err.(Errors); ok {
+			v.badIn(f.key, es)
+		} else {
+			v.bad(f.key, "%v", f.err)
+		}
+	}
 }
 
 // validIfname reports whether the kernel accepts name as an interface name
@@ -237,50 +205,9 @@ func validIfname(name string) bool {
 	return true
 }
 
-// expand turns a port list plus advanced mode into sorted unique ports.
-func expand(items PortList, adv Advanced, preset func(string) []uint16) []uint16 {
-	var set [65536]bool
-	for _, it := range items {
-		if it.Preset != "" {
-			for _, p := range preset(it.Preset) {
-				set[p] = true
-			}
-			continue
-		}
-		for p := int(it.Lo); p <= int(it.Hi); p++ {
-			set[p] = true
-		}
-	}
-	if adv.Below > 1 {
-		excluded := expand(adv.Exclude, Advanced{}, preset)
-		for p := 1; p < adv.Below && p < 65536; p++ {
-			if _, ex := slices.BinarySearch(excluded, uint16(p)); !ex {
-				set[p] = true
-			}
-		}
-	}
-	var out []uint16
-	for p := 1; p < 65536; p++ {
-		if set[p] {
-			out = append(out, uint16(p))
-		}
-	}
-	return out
-}
-
-func dedupPrefixes(ps []netip.Prefix) []netip.Prefix {
-	slices.SortFunc(ps, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	return slices.Compact(ps)
-}
-
 // prefixList parses a YAML list of addresses and CIDRs (ignore,
 // never_block); a CIDR with host bits set is an error that names the
-// masked one.
+// masked one. bad records the errors (discard, once the list is valid).
 func prefixList(key string, list []string, bad func(key, format string, args ...any)) []netip.Prefix {
 	var out []netip.Prefix
 	for i, s := range list {

@@ -1,35 +1,66 @@
 package config
 
 import (
-	"net"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
-// validateBlocking checks the repeat-offender, rate and never_block
-// settings; bad records an error at a key.
-func (c *Config) validateBlocking(bad func(key, format string, args ...any)) {
-	if c.Block.RepeatFactor < 1 || c.Block.RepeatFactor > 100 {
-		bad("block.repeat_factor", "want 1 (off) to 100, got %d", c.Block.RepeatFactor)
+// neverBlock checks never_block: addresses and CIDRs without host bits.
+func (v *validator) neverBlock(list []string) {
+	prefixList("never_block", list, v.bad)
+}
+
+// block checks the nftables blocking settings: timeouts, set size,
+// repeat-offender growth and rate.
+func (v *validator) block(b Block) {
+	if b.RepeatFactor < 1 || b.RepeatFactor > 100 {
+		v.bad("block.repeat_factor", "want 1 (off) to 100, got %d", b.RepeatFactor)
 	}
-	if time.Duration(c.Block.MaxTimeout) > maxTimeout || c.Block.MaxTimeout <= 0 {
-		bad("block.max_timeout", "want a duration up to 365d, got %s", c.Block.MaxTimeout)
+	if time.Duration(b.MaxTimeout) > maxTimeout || b.MaxTimeout <= 0 {
+		v.bad("block.max_timeout", "want a duration up to 365d, got %s", b.MaxTimeout)
 	}
-	// A cap below the first timeout means no growth.
-	c.Block.MaxTimeout = max(c.Block.MaxTimeout, c.Block.Timeout)
-	if c.Block.MaxPerSecond < 1 {
-		bad("block.max_per_second", "want 1 or more, got %d", c.Block.MaxPerSecond)
+	if b.MaxPerSecond < 1 {
+		v.bad("block.max_per_second", "want 1 or more, got %d", b.MaxPerSecond)
 	}
-	if c.UDP.Verified {
-		bad("udp.verified", "verified mode is for TCP only (UDP has no handshake)")
+	if b.Timeout <= 0 || time.Duration(b.Timeout) > maxTimeout {
+		v.bad("block.timeout", "want a duration from 1s to 365d, got %s", b.Timeout)
+	} else if time.Duration(b.Timeout) < time.Second {
+		v.bad("block.timeout", "want at least 1s, got %s", b.Timeout)
 	}
-	if !filepath.IsAbs(c.Control.Socket) {
-		bad("control.socket", "want an absolute path, got %q", c.Control.Socket)
+	if b.SetSize < 1 || b.SetSize > 1<<24 {
+		v.bad("block.set_size", "want 1 to %d, got %d", 1<<24, b.SetSize)
 	}
-	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			bad("metrics.listen", "want host:port such as 127.0.0.1:9187, got %q", c.Metrics.Listen)
+}
+
+// hostsDeny checks hosts_deny, when a path turns it on.
+func (v *validator) hostsDeny(h HostsDeny) {
+	if h.Path == "" {
+		return
+	}
+	if !filepath.IsAbs(h.Path) {
+		v.bad("hosts_deny.path", "want an absolute path, got %q", h.Path)
+	}
+	if !strings.Contains(h.Template, "$TARGET$") {
+		v.bad("hosts_deny.template", "must contain $TARGET$, got %q", h.Template)
+	} else if strings.ContainsAny(h.Template, "\n\r") {
+		v.bad("hosts_deny.template", "must be one line, got %q", h.Template)
+	}
+}
+
+// commands checks each command: an absolute program, a timeout not below 0.
+func (v *validator) commands(cmds []Command) {
+	for i, cmd := range cmds {
+		k := fmt.Sprintf("commands[%d]", i)
+		switch {
+		case len(cmd.Argv) == 0:
+			v.bad(k+".argv", "want the program and its arguments")
+		case !filepath.IsAbs(cmd.Argv[0]):
+			v.bad(k+".argv[0]", "want an absolute path to the program, got %q", cmd.Argv[0])
+		}
+		if cmd.Timeout < 0 {
+			v.bad(k+".timeout", "want a positive duration")
 		}
 	}
-	c.NeverBlockPrefixes = prefixList("never_block", c.NeverBlock, bad)
 }
