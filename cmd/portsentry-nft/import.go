@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +18,16 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
-func cmdImport(args []string, stdout, stderr io.Writer) int {
+// importFlags holds the flag values of portsentry-nft import.
+type importFlags struct {
+	ignore, defaults, out string
+	modes                 stringsFlag
+	dialect               legacy.Dialect
+}
+
+// newImportFlags declares the flags of import, with its help text, apart
+// from cmdImport so that the command reads as parse, resolve, import, write.
+func newImportFlags(stderr io.Writer) (*flag.FlagSet, *importFlags) {
 	fs := newFlags("import", "[--ignore FILE] [--mode MODE | --defaults FILE] [--dialect D] [-o OUT] portsentry.conf",
 		`Converts a PortSentry configuration (1.2 as Debian ships it, the 2.0 beta, or the
 revived 2.x) to portsentry-nft's YAML, written to stdout or OUT. Each translated key
@@ -30,21 +40,53 @@ PortSentry 1.2 ran one process per protocol with a mode flag: say which with --m
 --mode atcp,sudp; a protocol left out is not monitored), or let --defaults read
 TCP_MODE/UDP_MODE from Debian's /etc/default/portsentry. Without either, -tcp and
 -udp are assumed.`, stderr)
-	ignore := fs.String("ignore", "", "read this ignore `file` instead of the conf's IGNORE_FILE")
-	var modes stringsFlag
-	fs.Var(&modes, "mode", "PortSentry 1.2 `mode`(s): tcp, stcp, atcp, udp, sudp, audp (repeatable, comma-separated)")
-	defaults := fs.String("defaults", "", "read the modes from a Debian /etc/default/portsentry `file`")
-	dialect := legacy.DialectAuto
-	fs.Var(&dialect, "dialect", "conf `dialect`: auto, 1.2, 2.0-beta or 2.x (default auto: detected from the keys)")
-	var out string
-	fs.StringVar(&out, "o", "", "write the YAML to `file` instead of stdout")
-	fs.StringVar(&out, "output", "", "write the YAML to `file` (same as -o)")
+	f := &importFlags{dialect: legacy.DialectAuto}
+	fs.StringVar(&f.ignore, "ignore", "", "read this ignore `file` instead of the conf's IGNORE_FILE")
+	fs.Var(&f.modes, "mode", "PortSentry 1.2 `mode`(s): tcp, stcp, atcp, udp, sudp, audp (repeatable, comma-separated)")
+	fs.StringVar(&f.defaults, "defaults", "", "read the modes from a Debian /etc/default/portsentry `file`")
+	fs.Var(&f.dialect, "dialect", "conf `dialect`: auto, 1.2, 2.0-beta or 2.x (default auto: detected from the keys)")
+	fs.StringVar(&f.out, "o", "", "write the YAML to `file` instead of stdout")
+	fs.StringVar(&f.out, "output", "", "write the YAML to `file` (same as -o)")
+	return fs, f
+}
 
-	// Flags may come before or after the conf file.
+// cmdImport converts a PortSentry conf: flags, then the modes (--defaults,
+// --mode), then the conf itself, then the YAML to stdout or -o.
+func cmdImport(args []string, stdout, stderr io.Writer) int {
+	fs, f := newImportFlags(stderr)
+	confPath, code, ok := importArg(fs, args, stderr)
+	if !ok {
+		return code
+	}
+	opts, diags, code, ok := f.options(stderr)
+	if !ok {
+		return code
+	}
+	data, confPath, err := readConf(confPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", confPath, trimPath(err))
+		return 1
+	}
+	conf, err := legacy.Parse(confPath, data, f.dialect)
+	if err != nil {
+		return failImport(stderr, diags, err)
+	}
+	res, err := legacy.Import(conf, opts)
+	if err != nil {
+		return failImport(stderr, diags, err)
+	}
+	printDiags(stderr, append(diags, res.Warnings...))
+	return writeImport(stdout, stderr, f.out, confPath, res.YAML)
+}
+
+// importArg parses args, where flags may come before or after the conf
+// file, and returns the one conf path; when it returns false the command
+// stops with the exit code given (help, bad flags, not one conf).
+func importArg(fs *flag.FlagSet, args []string, stderr io.Writer) (string, int, bool) {
 	var pos []string
 	for {
 		if code, ok := parseFlags(fs, args); !ok {
-			return code
+			return "", code, false
 		}
 		if fs.NArg() == 0 {
 			break
@@ -55,75 +97,86 @@ TCP_MODE/UDP_MODE from Debian's /etc/default/portsentry. Without either, -tcp an
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "portsentry-nft import: want exactly one portsentry.conf, got %d\n\n", len(pos))
 		fs.Usage()
-		return 2
+		return "", 2, false
 	}
-	confPath := pos[0]
+	return pos[0], 0, true
+}
 
-	opts := legacy.Options{IgnoreFile: *ignore}
+// options turns the flags into legacy.Options: the 1.2 modes come from
+// --mode, else from --defaults. The warnings found on the way come back to
+// be printed with the import's; when it returns false the command stops
+// with the exit code given, the message already written.
+func (f *importFlags) options(stderr io.Writer) (legacy.Options, legacy.Diags, int, bool) {
+	opts := legacy.Options{IgnoreFile: f.ignore}
 	var diags legacy.Diags
-	if *defaults != "" {
-		data, err := readLimited(*defaults)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: error: %v\n", *defaults, trimPath(err))
-			return 1
-		}
-		m, ds, err := legacy.ParseDefaults(*defaults, data)
+	if f.defaults != "" {
+		m, ds, ok := readDefaults(f.defaults, stderr)
 		diags = append(diags, ds...)
-		if err != nil {
-			var es legacy.Diags
-			if errors.As(err, &es) {
-				printDiags(stderr, es)
-			} else {
-				fmt.Fprintf(stderr, "%s: error: %v\n", *defaults, err)
-			}
-			return 1
+		if !ok {
+			return opts, diags, 1, false
 		}
-		if len(modes) == 0 {
-			opts.Modes, opts.ModesFrom = &m, *defaults
+		if len(f.modes) == 0 {
+			opts.Modes, opts.ModesFrom = &m, f.defaults
 		} else {
-			diags = append(diags, legacy.Diag{File: *defaults, Severity: legacy.Warning,
-				Msg: fmt.Sprintf("--mode %s overrides TCP_MODE/UDP_MODE of this file (%s)", modes.String(), m)})
+			diags = append(diags, legacy.Diag{File: f.defaults, Severity: legacy.Warning,
+				Msg: fmt.Sprintf("--mode %s overrides TCP_MODE/UDP_MODE of this file (%s)", f.modes.String(), m)})
 		}
 	}
-	if len(modes) > 0 {
-		m, err := legacy.ParseModes(modes)
+	if len(f.modes) > 0 {
+		m, err := legacy.ParseModes(f.modes)
 		if err != nil {
 			fmt.Fprintf(stderr, "portsentry-nft import: --mode: %v\n", err)
-			return 2
+			return opts, diags, 2, false
 		}
-		opts.Modes, opts.ModesFrom = &m, "--mode "+modes.String()
+		opts.Modes, opts.ModesFrom = &m, "--mode "+f.modes.String()
 	}
+	return opts, diags, 0, true
+}
 
-	var data []byte
-	var err error
-	if confPath == "-" {
-		data, err = readAllLimited(os.Stdin)
-		confPath = "<stdin>"
-	} else {
-		data, err = readLimited(confPath)
-	}
+// readDefaults reads the modes from a Debian /etc/default/portsentry. Its
+// errors are written to stderr here, since only this file names them; its
+// warnings are returned, to be printed in order with the import's.
+func readDefaults(name string, stderr io.Writer) (legacy.Modes, legacy.Diags, bool) {
+	data, err := readLimited(name)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: error: %v\n", confPath, trimPath(err))
-		return 1
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, trimPath(err))
+		return legacy.Modes{}, nil, false
 	}
-	conf, err := legacy.Parse(confPath, data, dialect)
+	m, ds, err := legacy.ParseDefaults(name, data)
 	if err != nil {
-		return failImport(stderr, diags, err)
+		var es legacy.Diags
+		if errors.As(err, &es) {
+			printDiags(stderr, es)
+		} else {
+			fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
+		}
+		return m, ds, false
 	}
-	res, err := legacy.Import(conf, opts)
-	if err != nil {
-		return failImport(stderr, diags, err)
-	}
-	printDiags(stderr, append(diags, res.Warnings...))
+	return m, ds, true
+}
 
+// readConf reads the conf to import, "-" meaning stdin; it returns the
+// name to use in messages and in the YAML header.
+func readConf(path string) ([]byte, string, error) {
+	if path == "-" {
+		data, err := readAllLimited(os.Stdin)
+		return data, "<stdin>", err
+	}
+	data, err := readLimited(path)
+	return data, path, err
+}
+
+// writeImport writes the YAML to stdout ("" or "-") or atomically to the
+// file out, and returns the exit code.
+func writeImport(stdout, stderr io.Writer, out, confPath string, data []byte) int {
 	if out == "" || out == "-" {
-		if _, err := stdout.Write(res.YAML); err != nil {
+		if _, err := stdout.Write(data); err != nil {
 			fmt.Fprintf(stderr, "portsentry-nft import: %v\n", err)
 			return 1
 		}
 		return 0
 	}
-	if err := writeFileAtomic(out, confPath, res.YAML); err != nil {
+	if err := writeFileAtomic(out, confPath, data); err != nil {
 		fmt.Fprintf(stderr, "portsentry-nft import: %v\n", err)
 		return 1
 	}

@@ -223,116 +223,161 @@ func (im *importer) interfaces() {
 	}
 }
 
-// ports maps X_PORTS and the ADVANCED_*_X keys of proto; it reports
-// whether anything of proto is watched.
-func (im *importer) ports(proto string) bool {
+// portKeys are the conf lines that say what of one protocol is watched:
+// X_PORTS, ADVANCED_PORTS_X and ADVANCED_EXCLUDE_X. Every branch of ports
+// needs the same three lookups, so they are made once.
+type portKeys struct {
+	proto, P                  string // "tcp", "TCP"
+	portsKey, advKey, exclKey string
+	pl, al, el                Line
+	hasPorts, hasAdv, hasExcl bool
+}
+
+// portKeysOf looks up the port keys of proto.
+func (im *importer) portKeysOf(proto string) portKeys {
 	P := strings.ToUpper(proto)
-	portsKey, advKey, exclKey := P+"_PORTS", "ADVANCED_PORTS_"+P, "ADVANCED_EXCLUDE_"+P
-	mode := im.mode(proto)
-	var head []string
-	if im.c.Dialect == Dialect12 {
-		switch {
-		case mode == "":
-			head = append(head, fmt.Sprintf("%s: PortSentry did not watch %s (%s).", P, P, im.modesText()))
-		default:
-			head = append(head, fmt.Sprintf("%s: PortSentry ran -%s %s.", P, mode, im.modesSource()))
-		}
+	k := portKeys{proto: proto, P: P,
+		portsKey: P + "_PORTS", advKey: "ADVANCED_PORTS_" + P, exclKey: "ADVANCED_EXCLUDE_" + P}
+	k.pl, k.hasPorts = im.lookup(k.portsKey)
+	k.al, k.hasAdv = im.lookup(k.advKey)
+	k.el, k.hasExcl = im.lookup(k.exclKey)
+	return k
+}
+
+// ports maps X_PORTS and the ADVANCED_*_X keys of proto; it reports
+// whether anything of proto is watched. What is read depends on how
+// PortSentry watched proto: not at all, -aX (a range), or a port list.
+func (im *importer) ports(proto string) bool {
+	sec := im.root.sec(proto, im.portsHead(proto)...)
+	k := im.portKeysOf(proto)
+	switch mode := im.mode(proto); mode {
+	case "":
+		return im.portsOff(k, sec)
+	case "a" + proto:
+		return im.portsAdvanced(k, sec, mode)
+	default:
+		return im.portsList(k, sec, mode)
 	}
-	sec := im.root.sec(proto, head...)
-	pl, hasPorts := im.lookup(portsKey)
-	al, hasAdv := im.lookup(advKey)
-	el, hasExcl := im.lookup(exclKey)
+}
 
-	switch {
-	case mode == "":
-		sec.set("ports", seq(true), P+" is not monitored")
-		for _, x := range []struct {
-			l  Line
-			ok bool
-		}{{pl, hasPorts}, {al, hasAdv}, {el, hasExcl}} {
-			if x.ok {
-				im.d.warnf(x.l.Num, "%s is not imported: %s is not monitored (%s)", x.l.Key, P, im.modesText())
-			}
-		}
-		return false
-
-	case mode == "a"+proto:
-		if hasPorts {
-			im.d.warnf(pl.Num, "%s is not imported: in -%s mode PortSentry ignored it and watched every port below %s", portsKey, mode, advKey)
-			sec.set("ports", seq(true), orig(pl), fmt.Sprintf("not used in -%s mode (PortSentry ignored it too); see advanced", mode))
-		} else {
-			sec.set("ports", seq(true), fmt.Sprintf("-%s mode watches the advanced range instead", mode))
-		}
-		adv := sec.sec("advanced", fmt.Sprintf("-%s: every port below %s that no listener uses, minus %s", mode, advKey, exclKey))
-		below := advancedBelow
-		if hasAdv {
-			n, err := strconv.Atoi(strings.TrimSpace(al.Value))
-			if err != nil || n < 2 || n > 65535 {
-				im.d.errorf(al.Num, "%s: want a port number from 2 to 65535 (ports below it are watched): %s", advKey, quoteShort(al.Text))
-				return false
-			}
-			below = n
-			adv.set("below", intNode(below), orig(al))
-		} else {
-			im.d.warnf(0, "%s is not set: PortSentry -%s used %d, and so does the import", advKey, mode, advancedBelow)
-			adv.set("below", intNode(below), fmt.Sprintf("%s not set: PortSentry's default %d", advKey, advancedBelow))
-		}
-		if hasExcl {
-			items, err := parsePorts(el.Value, false)
-			if err != nil {
-				im.d.errorf(el.Num, "%s: %v: %s", exclKey, err, quoteShort(el.Text))
-				return false
-			}
-			adv.set("exclude", portsNode(items), orig(el))
-		}
-		return true
+// portsHead is the comment above the tcp or udp section: for 1.2 it says
+// how PortSentry ran, which the other dialects have no notion of.
+func (im *importer) portsHead(proto string) []string {
+	if im.c.Dialect != Dialect12 {
+		return nil
 	}
+	P, mode := strings.ToUpper(proto), im.mode(proto)
+	if mode == "" {
+		return []string{fmt.Sprintf("%s: PortSentry did not watch %s (%s).", P, P, im.modesText())}
+	}
+	return []string{fmt.Sprintf("%s: PortSentry ran -%s %s.", P, mode, im.modesSource())}
+}
 
-	// A port list: 1.2's -tcp/-stcp/-udp/-sudp, the 2.0 beta, 2.x.
+// portsOff handles a 1.2 protocol no mode watched: nothing is monitored,
+// and each port key set is a warning, since the user may expect it used.
+func (im *importer) portsOff(k portKeys, sec *section) bool {
+	sec.set("ports", seq(true), k.P+" is not monitored")
 	for _, x := range []struct {
 		l  Line
 		ok bool
-	}{{al, hasAdv}, {el, hasExcl}} {
+	}{{k.pl, k.hasPorts}, {k.al, k.hasAdv}, {k.el, k.hasExcl}} {
 		if x.ok {
-			im.d.warnf(x.l.Num, "%s is not imported: it is only used in -a%s mode, and PortSentry ran -%s %s", x.l.Key, proto, mode, im.modesSource())
+			im.d.warnf(x.l.Num, "%s is not imported: %s is not monitored (%s)", x.l.Key, k.P, im.modesText())
 		}
 	}
-	if !hasPorts {
+	return false
+}
+
+// portsAdvanced handles 1.2's -atcp/-audp: PortSentry ignored X_PORTS and
+// watched every port below ADVANCED_PORTS_X minus ADVANCED_EXCLUDE_X,
+// which become the advanced section.
+func (im *importer) portsAdvanced(k portKeys, sec *section, mode string) bool {
+	if k.hasPorts {
+		im.d.warnf(k.pl.Num, "%s is not imported: in -%s mode PortSentry ignored it and watched every port below %s", k.portsKey, mode, k.advKey)
+		sec.set("ports", seq(true), orig(k.pl), fmt.Sprintf("not used in -%s mode (PortSentry ignored it too); see advanced", mode))
+	} else {
+		sec.set("ports", seq(true), fmt.Sprintf("-%s mode watches the advanced range instead", mode))
+	}
+	adv := sec.sec("advanced", fmt.Sprintf("-%s: every port below %s that no listener uses, minus %s", mode, k.advKey, k.exclKey))
+	below := advancedBelow
+	if k.hasAdv {
+		n, err := strconv.Atoi(strings.TrimSpace(k.al.Value))
+		if err != nil || n < 2 || n > 65535 {
+			im.d.errorf(k.al.Num, "%s: want a port number from 2 to 65535 (ports below it are watched): %s", k.advKey, quoteShort(k.al.Text))
+			return false
+		}
+		below = n
+		adv.set("below", intNode(below), orig(k.al))
+	} else {
+		im.d.warnf(0, "%s is not set: PortSentry -%s used %d, and so does the import", k.advKey, mode, advancedBelow)
+		adv.set("below", intNode(below), fmt.Sprintf("%s not set: PortSentry's default %d", k.advKey, advancedBelow))
+	}
+	if k.hasExcl {
+		items, err := parsePorts(k.el.Value, false)
+		if err != nil {
+			im.d.errorf(k.el.Num, "%s: %v: %s", k.exclKey, err, quoteShort(k.el.Text))
+			return false
+		}
+		adv.set("exclude", portsNode(items), orig(k.el))
+	}
+	return true
+}
+
+// portsList handles a port list: 1.2's -tcp/-stcp/-udp/-sudp, the 2.0
+// beta, 2.x. The ADVANCED_* keys are unused there, so they are warnings.
+func (im *importer) portsList(k portKeys, sec *section, mode string) bool {
+	for _, x := range []struct {
+		l  Line
+		ok bool
+	}{{k.al, k.hasAdv}, {k.el, k.hasExcl}} {
+		if x.ok {
+			im.d.warnf(x.l.Num, "%s is not imported: it is only used in -a%s mode, and PortSentry ran -%s %s", x.l.Key, k.proto, mode, im.modesSource())
+		}
+	}
+	if !k.hasPorts {
 		if im.c.Dialect == Dialect12 {
-			im.d.warnf(0, "%s is not set: PortSentry -%s refused to start without it; %s is not monitored", portsKey, mode, P)
+			im.d.warnf(0, "%s is not set: PortSentry -%s refused to start without it; %s is not monitored", k.portsKey, mode, k.P)
 		}
-		sec.set("ports", seq(true), fmt.Sprintf("%s not set: %s is not monitored", portsKey, P))
+		sec.set("ports", seq(true), fmt.Sprintf("%s not set: %s is not monitored", k.portsKey, k.P))
 		return false
 	}
-	items, err := parsePorts(pl.Value, im.c.Dialect == DialectRevived)
+	items, err := parsePorts(k.pl.Value, im.c.Dialect == DialectRevived)
 	if err != nil {
-		im.d.errorf(pl.Num, "%s: %v: %s", portsKey, err, quoteShort(pl.Text))
+		im.d.errorf(k.pl.Num, "%s: %v: %s", k.portsKey, err, quoteShort(k.pl.Text))
 		return false
 	}
-	comments := []string{orig(pl)}
-	if idx := im.c.dups[portsKey]; len(idx) > 1 {
+	node, comments := im.portListNode(k, items)
+	if im.c.Dialect == Dialect12 && len(items) > maxSocks12 {
+		im.d.warnf(k.pl.Num, "%s lists %d ports: PortSentry 1.2 watched only the first %d (MAXSOCKS); all of them are imported", k.portsKey, len(items), maxSocks12)
+	}
+	if im.c.Dialect == Dialect12 && mode == "tcp" {
+		im.d.warnf(k.pl.Num, "PortSentry -tcp saw only completed connections; portsentry-nft also sees SYN, FIN, NULL and XMAS probes (what -stcp did) to these ports, so expect more alerts")
+		comments = append(comments, "-tcp saw completed connections only; portsentry-nft also sees stealth probes (like -stcp)")
+	}
+	sec.set("ports", node, comments...)
+	return true
+}
+
+// portListNode writes a parsed X_PORTS: as the preset name when the list
+// is one of PortSentry 1.2's, so the YAML stays short and recognisable,
+// with comments quoting the line and the lines it overrode.
+func (im *importer) portListNode(k portKeys, items []config.PortItem) (*yaml.Node, []string) {
+	comments := []string{orig(k.pl)}
+	if idx := im.c.dups[k.portsKey]; len(idx) > 1 {
 		var others []int
 		for _, i := range idx {
-			if im.c.Lines[i].Num != pl.Num {
+			if im.c.Lines[i].Num != k.pl.Num {
 				others = append(others, im.c.Lines[i].Num)
 			}
 		}
 		comments = append(comments, fmt.Sprintf("also set on line %s; %s", joinNums(others), im.c.Dialect.dupShort()))
 	}
 	node := portsNode(items)
-	if name := matchPreset(items, proto == "tcp"); name != "" {
+	if name := matchPreset(items, k.proto == "tcp"); name != "" {
 		node = strSeq(true, name)
-		comments = append(comments, fmt.Sprintf("the same ports as PortSentry 1.2's %q %s list: written as the preset %s", name, P, name))
+		comments = append(comments, fmt.Sprintf("the same ports as PortSentry 1.2's %q %s list: written as the preset %s", name, k.P, name))
 	}
-	if im.c.Dialect == Dialect12 && len(items) > maxSocks12 {
-		im.d.warnf(pl.Num, "%s lists %d ports: PortSentry 1.2 watched only the first %d (MAXSOCKS); all of them are imported", portsKey, len(items), maxSocks12)
-	}
-	if im.c.Dialect == Dialect12 && mode == "tcp" {
-		im.d.warnf(pl.Num, "PortSentry -tcp saw only completed connections; portsentry-nft also sees SYN, FIN, NULL and XMAS probes (what -stcp did) to these ports, so expect more alerts")
-		comments = append(comments, "-tcp saw completed connections only; portsentry-nft also sees stealth probes (like -stcp)")
-	}
-	sec.set("ports", node, comments...)
-	return true
+	return node, comments
 }
 
 // portsNode writes ports as numbers and ranges as "lo-hi" strings.

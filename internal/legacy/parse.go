@@ -71,11 +71,40 @@ func (c *Conf) Warnings() Diags { return append(Diags(nil), c.warnings...) }
 func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 	d := &diags{file: name}
 	c := &Conf{Name: name, win: map[string]int{}, dups: map[string][]int{}}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		d.errorf(bytes.Count(data[:i], []byte{'\n'})+1, "binary data (a NUL byte): not a PortSentry conf file")
+	lines, ok := lexLines(d, data)
+	if !ok {
 		return nil, d.list
 	}
+	c.Lines = lines
+	// Malformed lines are errors, but the well-formed ones still get their
+	// duplicate and unknown-key messages, so one run shows every problem.
+
+	c.Dialect, c.DialectReason = dialect, "forced with --dialect"
+	if dialect == DialectAuto {
+		c.Dialect, c.DialectReason = detect(c.Lines)
+	}
+	c.warnIndented(d)
+	order := c.pickWinners(d)
+	c.warnUnknown(d, order)
+	sortDiags(d.list, name)
+	c.warnings = d.list
+	if d.list.HasErrors() {
+		return nil, d.list
+	}
+	return c, nil
+}
+
+// lexLines splits data into setting lines, skipping blank lines and
+// comments, and reports malformed lines to d. It returns false when the
+// file is not worth reading further (binary data, too many errors): the
+// dialect-dependent messages would only bury those errors.
+func lexLines(d *diags, data []byte) ([]Line, bool) {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		d.errorf(bytes.Count(data[:i], []byte{'\n'})+1, "binary data (a NUL byte): not a PortSentry conf file")
+		return nil, false
+	}
 	data = bytes.TrimPrefix(data, []byte("\ufeff")) // a byte order mark from a Windows editor
+	var lines []Line
 	nerr := 0
 	for n, raw := range bytes.Split(data, []byte{'\n'}) {
 		num := n + 1
@@ -89,7 +118,7 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 			nerr++
 			if nerr > maxErrors {
 				d.errorf(num, "too many errors; giving up (is this a PortSentry conf file?)")
-				return nil, d.list
+				return nil, false
 			}
 			d.errorf(num, "%s: %s", msg, quoteShort(text))
 			continue
@@ -99,16 +128,15 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 		}
 		l.Num = num
 		l.indented = len(text) < len(raw)
-		c.Lines = append(c.Lines, l)
+		lines = append(lines, l)
 	}
-	// Malformed lines are errors, but the well-formed ones still get their
-	// duplicate and unknown-key messages, so one run shows every problem.
+	return lines, true
+}
 
-	c.Dialect, c.DialectReason = dialect, "forced with --dialect"
-	if dialect == DialectAuto {
-		c.Dialect, c.DialectReason = detect(c.Lines)
-	}
-
+// warnIndented warns about indented settings: 2.x refused them and the
+// older dialects never saw them, but the import reads them, so the result
+// may differ from what PortSentry did.
+func (c *Conf) warnIndented(d *diags) {
 	for _, l := range c.Lines {
 		if !l.indented {
 			continue
@@ -119,8 +147,13 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 			d.warnf(l.Num, "%s is indented; %s did not see indented settings (it compares the key at the start of the line), this one is imported anyway", l.Key, c.Dialect.Title())
 		}
 	}
+}
 
-	// Which line of each key is in force; what the dialect does with the rest.
+// pickWinners fills c.win with the line of each key in force (first or
+// last, as the dialect has it) and c.dups with the keys set more than
+// once, warning about duplicates of known keys. It returns the keys in
+// the order first seen, so later messages follow the file.
+func (c *Conf) pickWinners(d *diags) []string {
 	order := []string{}
 	for i, l := range c.Lines {
 		if _, seen := c.dups[l.Key]; !seen {
@@ -141,7 +174,7 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 		}
 		c.win[key] = w
 		if !c.Dialect.knows(key) {
-			continue // the unknown-key message below is enough
+			continue // the unknown-key message of warnUnknown is enough
 		}
 		nums := make([]int, len(idx))
 		for j, i := range idx {
@@ -150,6 +183,13 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 		at := c.Lines[idx[1]].Num
 		d.warnf(at, "%s is set on lines %s; line %d wins (%s)", key, joinNums(nums), c.Lines[w].Num, c.Dialect.dupRule())
 	}
+	return order
+}
+
+// warnUnknown reports keys the dialect does not read, once each, at the
+// line in force: an error for 2.x, which refuses to start on them, a
+// warning for the others, which ignored them.
+func (c *Conf) warnUnknown(d *diags, order []string) {
 	for _, key := range order {
 		if c.Dialect.knows(key) {
 			continue
@@ -168,12 +208,6 @@ func Parse(name string, data []byte, dialect Dialect) (*Conf, error) {
 			d.warnf(l.Num, "unknown key %s: %s; %s ignored it, and it is not imported", key, why, c.Dialect.Title())
 		}
 	}
-	sortDiags(d.list, name)
-	c.warnings = d.list
-	if d.list.HasErrors() {
-		return nil, d.list
-	}
-	return c, nil
 }
 
 // lexLine splits KEY="value" [# comment]. It returns a warning for text
