@@ -7,13 +7,14 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"runtime/metrics"
+	rtmetrics "runtime/metrics"
 	"sort"
 	"time"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/metrics"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
@@ -22,11 +23,46 @@ import (
 // The daemon is the control socket's Handler.
 var _ control.Handler = (*Daemon)(nil)
 
-// Status reports version, configuration and counters.
+// snapshot reads the counters and the ledger's count: what status and a
+// metrics scrape report, without a look at the kernel.
+func (d *Daemon) snapshot() metrics.Snapshot {
+	p, l := d.pipe, &d.ledger.Stats
+	s := metrics.Snapshot{
+		Start:  d.start,
+		Blocks: map[string]uint64{},
+		Refused: map[string]uint64{
+			"protected":    p.Protected.Load(),
+			"rate_limited": p.RateLimited.Load(),
+			"set_full":     p.SetFull.Load(),
+			"queue_full":   l.Dropped.Load(),
+		},
+		AlreadyBlocked: p.AlreadyBlocked.Load(), Malformed: p.Malformed.Load(), NotProbes: p.NotProbes.Load(),
+		InUse: p.InUse.Load(), NFLOGLost: d.capture.Lost.Load(), NFLOGOverruns: d.capture.Overruns.Load(),
+		Restored: l.Restored.Load(), Expired: l.Expired.Load(), Unblocked: l.Unblocked.Load(),
+		BlockFailures: l.BlockFailures.Load(), CommandsRun: l.CommandsRun.Load(), CommandErrors: l.CommandFailures.Load(),
+		HostsDenyErrors: l.HostsDenyErrors.Load(), Reinstalls: d.keeper.Reinstalls.Load(), AlertsSuppressed: d.alerts.Suppressed(),
+		Tracked: p.Tracked(),
+	}
+	for o, n := range l.Blocks {
+		s.Blocks[string(o)] = n.Load()
+	}
+	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
+		proto := "tcp"
+		if k == packet.KindUDP {
+			proto = "udp"
+		}
+		s.Probes = append(s.Probes, metrics.Probes{Proto: proto, ScanType: k.String(), N: p.Probes[k].Load()})
+	}
+	s.Blocked4, s.Blocked6 = d.ledger.Count()
+	return s
+}
+
+// Status reports version, configuration and counters, and the kernel's
+// count of elements (status is asked by a person; a scrape reads snapshot).
 func (d *Daemon) Status() control.Status {
 	cfg := d.cfgp.Load()
-	p, l := d.pipe, &d.ledger.Stats
-	s := control.Status{
+	m := d.snapshot()
+	st := control.Status{
 		Version:     d.opts.Version,
 		PID:         os.Getpid(),
 		StartedAt:   d.start,
@@ -37,27 +73,26 @@ func (d *Daemon) Status() control.Status {
 		SetCap:      cfg.Block.SetSize,
 		Counters: map[string]uint64{
 			"packets":             d.capture.Packets.Load(),
-			"malformed":           p.Malformed.Load(),
-			"not_probes":          p.NotProbes.Load(),
-			"nflog_lost":          d.capture.Lost.Load(),
-			"nflog_enobufs":       d.capture.Overruns.Load(),
-			"already_blocked":     p.AlreadyBlocked.Load(),
-			"protected":           p.Protected.Load(),
-			"rate_limited":        p.RateLimited.Load(),
-			"set_full":            p.SetFull.Load(),
-			"dropped_triggers":    l.Dropped.Load(),
-			"restored":            l.Restored.Load(),
-			"in_use_probes":       p.InUse.Load(),
-			"reinstalls":          d.keeper.Reinstalls.Load(),
-			"alerts_suppressed":   d.alerts.Suppressed(),
-			"sources_tracked":     uint64(p.Tracked()),
-			"blocks":              l.BlocksTotal(),
-			"block_failures":      l.BlockFailures.Load(),
-			"expired":             l.Expired.Load(),
-			"unblocked":           l.Unblocked.Load(),
-			"commands_run":        l.CommandsRun.Load(),
-			"command_failures":    l.CommandFailures.Load(),
-			"hosts_deny_failures": l.HostsDenyErrors.Load(),
+			"malformed":           m.Malformed,
+			"not_probes":          m.NotProbes,
+			"nflog_lost":          m.NFLOGLost,
+			"nflog_enobufs":       m.NFLOGOverruns,
+			"already_blocked":     m.AlreadyBlocked,
+			"protected":           m.Refused["protected"],
+			"rate_limited":        m.Refused["rate_limited"],
+			"set_full":            m.Refused["set_full"],
+			"dropped_triggers":    m.Refused["queue_full"],
+			"restored":            m.Restored,
+			"in_use_probes":       m.InUse,
+			"reinstalls":          m.Reinstalls,
+			"alerts_suppressed":   m.AlertsSuppressed,
+			"sources_tracked":     uint64(m.Tracked),
+			"block_failures":      m.BlockFailures,
+			"expired":             m.Expired,
+			"unblocked":           m.Unblocked,
+			"commands_run":        m.CommandsRun,
+			"command_failures":    m.CommandErrors,
+			"hosts_deny_failures": m.HostsDenyErrors,
 			"goroutines":          uint64(runtime.NumGoroutine()),
 			"open_files":          openFiles(),
 			"heap_bytes":          heapBytes(),
@@ -66,16 +101,19 @@ func (d *Daemon) Status() control.Status {
 		SetSizes:  map[string]int{},
 		Protected: d.guard.List(),
 	}
-	for _, o := range state.Origins {
-		s.Counters["blocks_"+string(o)] = l.Blocks[o].Load()
+	var blocks uint64
+	for o, n := range m.Blocks {
+		st.Counters["blocks_"+o] = n
+		blocks += n
 	}
-	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
-		s.Probes[k.String()] = p.Probes[k].Load()
+	st.Counters["blocks"] = blocks
+	for _, p := range m.Probes {
+		st.Probes[p.ScanType] = p.N
 	}
 	if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
-		s.SetSizes[nft.SetBlocked], s.SetSizes[nft.SetBlocked6] = v4, v6
+		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
 	}
-	return s
+	return st
 }
 
 func openFiles() uint64 {
@@ -87,9 +125,9 @@ func openFiles() uint64 {
 // collection: what a leak would grow (the heap in use at any moment also
 // holds garbage not yet collected, up to GOGC percent more).
 func heapBytes() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
+	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
 		return 0
 	}
 	return s[0].Value.Uint64()

@@ -116,7 +116,7 @@ func New(opts Options) (*Daemon, error) {
 		lc.Verdicts = d.queue
 	}
 	if cfg.Metrics.Listen != "" {
-		d.metrics = metrics.New(d.Status)
+		d.metrics = metrics.New(d.snapshot)
 		lc.OnBlock = d.metrics.ObserveBlock
 	}
 	d.ledger = ledger.New(lc)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,7 +199,7 @@ func us(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Micros
 func benchRestore(b *testing.B, add func(string, string, string)) {
 	const n = 100000
 	ns := netnstest.New(b, "psS")
-	cfgText := "block: {set_size: 200000}\n"
+	cfgText := "block: {set_size: 200000}\nmetrics: {listen: \"127.0.0.1:9187\"}\n"
 	f := writeConfig(b, cfgText)
 	stateDir := filepath.Join(filepath.Dir(f), "state")
 	os.MkdirAll(stateDir, 0o700)
@@ -217,6 +219,43 @@ func benchRestore(b *testing.B, add func(string, string, string)) {
 		b.Fatalf("restored %d of %d", got, n)
 	}
 	add("restore 100k blocks at start (table gone, as after a reboot)", fmt.Sprintf("%s from start to monitoring, all 100000 in the set", took.Round(time.Millisecond)), "<= 1 s")
+	benchScrape(b, add, ns)
+}
+
+// 4b. A metrics scrape with the 100k blocks of the restore, against the
+// netlink count of both sets that each scrape used to make, in the same run.
+func benchScrape(b *testing.B, add func(string, string, string), ns *netnstest.NS) {
+	client := ns.HTTPClient()
+	scrape := func() string {
+		resp, err := client.Get("http://127.0.0.1:9187/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return string(body)
+	}
+	if body := scrape(); !strings.Contains(body, `portsentry_blocked_addresses{family="ipv4"} 100000`) {
+		b.Fatalf("scrape lacks the 100000 blocked IPv4 addresses:\n%s", body)
+	}
+	median := func(n int, f func()) time.Duration {
+		ds := make([]time.Duration, n)
+		for i := range ds {
+			start := time.Now()
+			f()
+			ds[i] = time.Since(start)
+		}
+		slices.Sort(ds)
+		return ds[n/2]
+	}
+	scr := median(21, func() { scrape() })
+	f := ns.Open()
+	dump := median(3, func() { countElements(b, f, nft.SetBlocked) })
+	add("metrics scrape with 100k blocks (whole HTTP request)", fmt.Sprintf("%s median of 21; the netlink count of both sets each scrape used to make: %s (%.0fx)",
+		scr.Round(time.Microsecond), dump.Round(time.Millisecond), float64(dump)/float64(scr)), "no set dump")
 }
 
 // 3. Spoofed flood: hping3 --rand-source --flood at a monitored port for

@@ -74,15 +74,6 @@ type Stats struct {
 	HostsDenyErrors atomic.Uint64
 }
 
-// BlocksTotal is the sum of Blocks.
-func (s *Stats) BlocksTotal() uint64 {
-	var n uint64
-	for _, c := range s.Blocks {
-		n += c.Load()
-	}
-	return n
-}
-
 // Config is what a Ledger is made of.
 type Config struct {
 	Store    *state.Store
@@ -186,6 +177,9 @@ func (l *Ledger) Len() int {
 
 // TimesBlocked is how many times a was blocked before.
 func (l *Ledger) TimesBlocked(a netip.Addr) int { return l.c.Store.TimesBlocked(a) }
+
+// Count is the number of blocks in force by family (constant time).
+func (l *Ledger) Count() (v4, v6 int) { return l.c.Store.Count() }
 
 // Get returns the record of a's block in force.
 func (l *Ledger) Get(a netip.Addr) (state.Block, bool) { return l.c.Store.Get(a) }

@@ -11,8 +11,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Addresses of the pair made by NewPair.
@@ -216,4 +221,38 @@ func ElementLine(listing, addr string) string {
 		}
 	}
 	return ""
+}
+
+// Dial connects from inside the namespace: the socket is made on a thread
+// that has joined it (a socket stays in the namespace it was made in), and
+// the thread goes back to its own namespace after.
+func (ns *NS) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	runtime.LockOSThread()
+	own, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	defer own.Close()
+	target, err := os.Open(ns.Path())
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("setns %s: %w", ns.Name, err)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, address)
+	if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+		runtime.UnlockOSThread() // else the thread stays locked and ends with the goroutine
+	}
+	return c, err
+}
+
+// HTTPClient is a client whose connections are made inside the namespace.
+func (ns *NS) HTTPClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: ns.Dial, DisableKeepAlives: true}}
 }

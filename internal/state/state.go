@@ -94,6 +94,7 @@ type Store struct {
 	journal *os.File
 	active  map[netip.Addr]*Block
 	times   map[netip.Addr]offender // past block counts, kept after blocks expire (bounded)
+	n6      int                     // active IPv6 blocks (the rest are IPv4)
 	lines   int                     // journal lines, to decide on compaction
 }
 
@@ -129,6 +130,29 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	return s, nil
 }
 
+// put and drop change active and keep the per-family count.
+func (s *Store) put(b *Block) {
+	if _, ok := s.active[b.Addr]; !ok && b.Addr.Is6() {
+		s.n6++
+	}
+	s.active[b.Addr] = b
+}
+
+func (s *Store) drop(a netip.Addr) {
+	if _, ok := s.active[a]; ok && a.Is6() {
+		s.n6--
+	}
+	delete(s.active, a)
+}
+
+// Count is the number of active blocks by family, in constant time (a
+// metrics scrape reads it).
+func (s *Store) Count() (v4, v6 int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active) - s.n6, s.n6
+}
+
 func (s *Store) journalPath() string { return filepath.Join(s.paths.Dir, journalName) }
 
 // load replays the journal and returns how many lines it had.
@@ -154,18 +178,18 @@ func (s *Store) load(now time.Time) (int, error) {
 		case "add":
 			if e.Block != nil && e.Block.Addr.IsValid() {
 				b := *e.Block
-				s.active[b.Addr] = &b
+				s.put(&b)
 				s.remember(b.Addr, b.Times, b.Expires)
 			}
 		case "del":
-			delete(s.active, e.Addr)
+			s.drop(e.Addr)
 		case "times":
 			s.times[e.Addr] = offender{e.Times, e.Last}
 		}
 	}
 	for a, b := range s.active {
 		if !b.Expires.After(now) {
-			delete(s.active, a)
+			s.drop(a)
 		}
 	}
 	for a, o := range s.times {
@@ -287,7 +311,7 @@ func (s *Store) forgetOldest(k int) {
 func (s *Store) Add(b Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.active[b.Addr] = &b
+	s.put(&b)
 	s.remember(b.Addr, b.Times, b.Expires)
 	err := s.append(entry{Op: "add", Block: &b})
 	line := historyLine(b)
@@ -310,7 +334,7 @@ func (s *Store) Remove(a netip.Addr) (Block, bool) {
 	if !ok {
 		return Block{}, false
 	}
-	delete(s.active, a)
+	s.drop(a)
 	s.append(entry{Op: "del", Addr: a})
 	return *b, true
 }
@@ -355,7 +379,7 @@ func (s *Store) Expire(now time.Time) []Block {
 	for a, b := range s.active {
 		if !b.Expires.After(now) {
 			out = append(out, *b)
-			delete(s.active, a)
+			s.drop(a)
 			s.append(entry{Op: "del", Addr: a})
 		}
 	}

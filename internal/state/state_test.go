@@ -179,3 +179,28 @@ func TestOffendersAreBounded(t *testing.T) {
 		t.Errorf("offender remembered after %s", RepeatMemory)
 	}
 }
+
+// Count follows adds, re-adds, removals, expiry and a reload, by family.
+func TestCountByFamily(t *testing.T) {
+	p := paths(t)
+	s, _ := Open(Paths{Dir: p.Dir}, now)
+	v4, v6 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")
+	s.Add(Block{Addr: v4, Timeout: time.Hour, Expires: now.Add(time.Hour)})
+	s.Add(Block{Addr: v6, Timeout: time.Hour, Expires: now.Add(time.Hour)})
+	s.Add(Block{Addr: v6, Timeout: time.Hour, Expires: now.Add(2 * time.Hour)})
+	s.Add(Block{Addr: netip.MustParseAddr("fd00::2"), Timeout: time.Second, Expires: now.Add(time.Second)})
+	if a, b := s.Count(); a != 1 || b != 2 {
+		t.Errorf("count %d/%d, want 1/2", a, b)
+	}
+	s.Expire(now.Add(2 * time.Second))
+	s.Remove(v4)
+	if a, b := s.Count(); a != 0 || b != 1 {
+		t.Errorf("count %d/%d after expiry and removal, want 0/1", a, b)
+	}
+	s.Close()
+	s, _ = Open(Paths{Dir: p.Dir}, now)
+	defer s.Close()
+	if a, b := s.Count(); a != 0 || b != 1 {
+		t.Errorf("count %d/%d after reload, want 0/1", a, b)
+	}
+}
