@@ -2,7 +2,7 @@
 # guest booted with systemd-nspawn). Included by the Makefile, which
 # defines GO, BIN, LDFLAGS and apt_install.
 #
-#   make install [PREFIX=/usr/local] [DESTDIR=]  binary, unit, man pages, default config
+#   make install [PREFIX=/usr/local] [DESTDIR=]  binary, unit, man pages, shell completions, default config
 #   make deb                                     bin/portsentry-nft_VERSION_ARCH.deb (nfpm)
 #   make rootfs                                  the guest's root file system, cached
 #   make e2e-system                              the system tier (root)
@@ -14,6 +14,8 @@ SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
 
 UNIT       := deploy/systemd/portsentry-nft.service
 
@@ -49,6 +51,10 @@ install: build
 	chmod 0644 $(DESTDIR)$(UNITDIR)/portsentry-nft.service
 	install -m 0644 deploy/man/portsentry-nft.8 $(DESTDIR)$(MANDIR)/man8/portsentry-nft.8
 	install -m 0644 deploy/man/portsentry-nft.yaml.5 $(DESTDIR)$(MANDIR)/man5/portsentry-nft.yaml.5
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	$(BIN) completion bash >$(DESTDIR)$(BASHCOMPDIR)/portsentry-nft
+	$(BIN) completion zsh >$(DESTDIR)$(ZSHCOMPDIR)/_portsentry-nft
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/portsentry-nft $(DESTDIR)$(ZSHCOMPDIR)/_portsentry-nft
 	@# An existing configuration is never overwritten.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/portsentry-nft/portsentry.yaml ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/portsentry-nft/portsentry.yaml"; \

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -77,7 +79,7 @@ func printCounts(w io.Writer, m map[string]uint64) {
 }
 
 func cmdList(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("list", "[--socket S] [--json]", "Lists every blocked address with its remaining time, scan type, ports, first/last probe and how often it was blocked.", stderr)
+	fs := newFlags("list", "[--socket S] [--json]", "Lists every blocked address with its remaining time, origin (detect, manual), scan type, ports, first/last probe and how often it was blocked.", stderr)
 	socket, asJSON := ctlFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -94,13 +96,17 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tREMAINING\tSCAN TYPE\tPORTS\tFIRST SEEN\tLAST SEEN\tTIMES")
+	fmt.Fprintln(tw, "ADDRESS\tREMAINING\tORIGIN\tSCAN TYPE\tPORTS\tFIRST SEEN\tLAST SEEN\tTIMES")
 	for _, b := range resp.Blocks {
 		ports := make([]string, len(b.Ports))
 		for i, p := range b.Ports {
 			ports[i] = fmt.Sprint(p)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Remaining, b.ScanType, strings.Join(ports, ","),
+		origin := b.Origin
+		if origin == "" {
+			origin = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Remaining, origin, b.ScanType, strings.Join(ports, ","),
 			stamp(b.FirstSeen), stamp(b.LastSeen), b.TimesBlocked)
 	}
 	tw.Flush()
@@ -115,44 +121,111 @@ func stamp(t time.Time) string {
 }
 
 func cmdBlock(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("block", "[--socket S] [--json] [--timeout D] IP", "Blocks IP (IPv4 or IPv6) now, as if it had scanned: the element, the hosts.deny line and the commands follow. The host's own addresses, gateways and nameservers are refused.", stderr)
+	fs := newFlags("block", "[--socket S] [--json] [--timeout D] [--file F] IP...",
+		"Blocks each IP (IPv4 or IPv6) now, as if it had scanned: the element, the hosts.deny line and the\n"+
+			"commands follow. All addresses go in one request and one netlink transaction, and either all are\n"+
+			"blocked or none: the host's own addresses, gateways, nameservers and never_block are refused, and\n"+
+			"so is a list that does not fit in the sets. --file F reads addresses from F (- for standard input),\n"+
+			"one a line, # starting a comment.", stderr)
 	socket, asJSON := ctlFlags(fs)
 	timeout := fs.String("timeout", "", "how long, e.g. 90s, 1h, 7d (default: block.timeout of the config)")
-	if code, ok := parseFlags(fs, args); !ok {
+	file := fs.String("file", "", "read addresses from `F`, one a line (- for standard input)")
+	addrs, code, ok := addrArgs(fs, args, file, stderr)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(addrs) == 0 {
+		fmt.Fprintf(stderr, "portsentry-nft block: no address given\n\n")
 		fs.Usage()
 		return 2
 	}
-	return ctlSimple(*socket, *asJSON, control.Request{Cmd: "block", Addr: fs.Arg(0), Timeout: *timeout}, stdout, stderr)
+	return ctlAddrs(*socket, *asJSON, control.Request{Cmd: "block", Addrs: addrs, Timeout: *timeout}, stdout, stderr)
 }
 
 func cmdUnblock(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("unblock", "[--socket S] [--json] IP", "Lifts the block of IP: its element, its hosts.deny line and its record.", stderr)
+	fs := newFlags("unblock", "[--socket S] [--json] [--file F] IP... | --all",
+		"Lifts the block of each IP: its element, its hosts.deny line and its record, in one request.\n"+
+			"--all lifts every block: both sets emptied, every hosts.deny line and record removed.", stderr)
 	socket, asJSON := ctlFlags(fs)
-	if code, ok := parseFlags(fs, args); !ok {
+	file := fs.String("file", "", "read addresses from `F`, one a line (- for standard input)")
+	all := fs.Bool("all", false, "lift every block")
+	addrs, code, ok := addrArgs(fs, args, file, stderr)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if *all == (len(addrs) > 0) {
+		fmt.Fprintf(stderr, "portsentry-nft unblock: give addresses or --all\n\n")
 		fs.Usage()
 		return 2
 	}
-	return ctlSimple(*socket, *asJSON, control.Request{Cmd: "unblock", Addr: fs.Arg(0)}, stdout, stderr)
+	return ctlAddrs(*socket, *asJSON, control.Request{Cmd: "unblock", Addrs: addrs, All: *all}, stdout, stderr)
 }
 
-func ctlSimple(socket string, asJSON bool, req control.Request, stdout, stderr io.Writer) int {
+// addrArgs parses the flags and returns the addresses given as arguments
+// and in the --file.
+func addrArgs(fs *flag.FlagSet, args []string, file *string, stderr io.Writer) ([]string, int, bool) {
+	addrs, code, ok := parseArgs(fs, args)
+	if !ok {
+		return nil, code, false
+	}
+	if *file == "" {
+		return addrs, 0, true
+	}
+	more, err := readAddrFile(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "portsentry-nft %s: %v\n", fs.Name(), err)
+		return nil, 1, false
+	}
+	return append(addrs, more...), 0, true
+}
+
+// readAddrFile reads one address a line; blank lines and what follows #
+// are skipped.
+func readAddrFile(path string) ([]string, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	var out []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// ctlAddrs sends a block or unblock and says how many it did.
+func ctlAddrs(socket string, asJSON bool, req control.Request, stdout, stderr io.Writer) int {
 	resp, ok := callDaemon(socket, req, stderr)
 	if !ok {
-		if asJSON && resp != nil {
-			printJSON(stdout, resp)
-		}
 		return 1
 	}
 	if asJSON {
 		printJSON(stdout, resp)
 		return 0
 	}
-	fmt.Fprintf(stdout, "%sed %s\n", req.Cmd, req.Addr)
+	switch {
+	case req.Cmd == "block" && len(req.Addrs) == 1:
+		fmt.Fprintf(stdout, "blocked %s\n", req.Addrs[0])
+	case req.Cmd == "block":
+		fmt.Fprintf(stdout, "blocked %d addresses\n", resp.Count)
+	case req.All:
+		fmt.Fprintf(stdout, "unblocked all: %d blocks lifted\n", resp.Count)
+	case len(req.Addrs) == 1:
+		fmt.Fprintf(stdout, "unblocked %s\n", req.Addrs[0])
+	default:
+		fmt.Fprintf(stdout, "unblocked %d addresses (%d were blocked)\n", len(req.Addrs), resp.Count)
+	}
 	return 0
 }

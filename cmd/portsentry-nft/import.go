@@ -83,16 +83,9 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 // file, and returns the one conf path; when it returns false the command
 // stops with the exit code given (help, bad flags, not one conf).
 func importArg(fs *flag.FlagSet, args []string, stderr io.Writer) (string, int, bool) {
-	var pos []string
-	for {
-		if code, ok := parseFlags(fs, args); !ok {
-			return "", code, false
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, code, ok := parseArgs(fs, args)
+	if !ok {
+		return "", code, false
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "portsentry-nft import: want exactly one portsentry.conf, got %d\n\n", len(pos))

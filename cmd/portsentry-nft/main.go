@@ -26,8 +26,8 @@ var commands = map[string]command{
 	"version": {"print the version and commit", cmdVersion},
 	"status":  {"show the running daemon's state and counters", cmdStatus},
 	"list":    {"list blocked addresses with remaining time and scan details", cmdList},
-	"block":   {"block an address now (--timeout D)", cmdBlock},
-	"unblock": {"lift the block of an address", cmdUnblock},
+	"block":   {"block addresses now (--timeout D, --file F)", cmdBlock},
+	"unblock": {"lift the blocks of addresses, or of all (--all)", cmdUnblock},
 }
 
 func main() {
@@ -89,13 +89,40 @@ func hasFlags(fs *flag.FlagSet) bool {
 	return n > 0
 }
 
-// parseFlags parses args; it returns the exit code to use and false when
-// the command should stop (help was asked for, or the flags were wrong).
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
+// parseArgs parses flags wherever they stand among the positional
+// arguments, as admins type them (`block 203.0.113.7 --timeout 1h`); "--"
+// ends the flags. It returns the positional arguments, or false with the
+// exit code when the command should stop (help asked for: 0; bad flags: 2).
+func parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, 0, false
+			}
+			return nil, 2, false
 		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, 0, true
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), 0, true
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// parseFlags is parseArgs for a command that takes no positional
+// arguments: one is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	pos, code, ok := parseArgs(fs, args)
+	if !ok {
+		return code, false
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(fs.Output(), "portsentry-nft %s: unexpected argument %q\n\n", fs.Name(), pos[0])
+		fs.Usage()
 		return 2, false
 	}
 	return 0, true

@@ -24,15 +24,29 @@ const DefaultSocket = "/run/portsentry-nft/control.sock"
 
 // Request is what the CLI sends.
 type Request struct {
-	Cmd     string `json:"cmd"`               // status, list, block, unblock
-	Addr    string `json:"addr,omitempty"`    // block, unblock
-	Timeout string `json:"timeout,omitempty"` // block; "" means block.timeout
+	Cmd string `json:"cmd"` // status, list, block, unblock
+	// Addrs are the addresses of block and unblock (Addr: one, as older
+	// clients send it).
+	Addrs   []string `json:"addrs,omitempty"`
+	Addr    string   `json:"addr,omitempty"`
+	All     bool     `json:"all,omitempty"`     // unblock: every block
+	Timeout string   `json:"timeout,omitempty"` // block; "" means block.timeout
+}
+
+// addrs is every address of the request.
+func (r Request) addrs() []string {
+	if r.Addr != "" {
+		return append([]string{r.Addr}, r.Addrs...)
+	}
+	return r.Addrs
 }
 
 // Response is what the daemon answers.
 type Response struct {
-	OK     bool    `json:"ok"`
-	Error  string  `json:"error,omitempty"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Count is how many addresses block blocked or unblock lifted.
+	Count  int     `json:"count"`
 	Status *Status `json:"status,omitempty"`
 	Blocks []Block `json:"blocks,omitempty"`
 }
@@ -75,8 +89,12 @@ type Block struct {
 type Handler interface {
 	Status() Status
 	List(ctx context.Context) ([]Block, error)
-	Block(ctx context.Context, addr string, timeout string) error
-	Unblock(ctx context.Context, addr string) error
+	// Block blocks every address, or none (the error says which address
+	// was refused and why); it returns how many.
+	Block(ctx context.Context, addrs []string, timeout string) (int, error)
+	// Unblock lifts the blocks of addrs, or of every block when all is
+	// set; it returns how many blocks it lifted.
+	Unblock(ctx context.Context, addrs []string, all bool) (int, error)
 }
 
 // Listen creates the socket (its directory 0700, the socket 0600, a stale
@@ -149,16 +167,21 @@ func handle(ctx context.Context, h Handler, req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true, Blocks: bs}
-	case "block":
-		if err := h.Block(ctx, req.Addr, req.Timeout); err != nil {
+	case "block", "unblock":
+		var n int
+		var err error
+		switch addrs := req.addrs(); {
+		case len(addrs) == 0 && !(req.Cmd == "unblock" && req.All):
+			err = errors.New("no address given")
+		case req.Cmd == "block":
+			n, err = h.Block(ctx, addrs, req.Timeout)
+		default:
+			n, err = h.Unblock(ctx, addrs, req.All)
+		}
+		if err != nil {
 			return Response{Error: err.Error()}
 		}
-		return Response{OK: true}
-	case "unblock":
-		if err := h.Unblock(ctx, req.Addr); err != nil {
-			return Response{Error: err.Error()}
-		}
-		return Response{OK: true}
+		return Response{OK: true, Count: n}
 	}
 	return Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
 }

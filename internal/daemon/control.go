@@ -160,35 +160,74 @@ func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
 	return out, nil
 }
 
-// Block blocks addr by hand; timeout "" means block.timeout. The same
-// decision and ledger as a detected scan: the guard rails and the set's
-// capacity hold, and hosts.deny and the commands follow.
-func (d *Daemon) Block(ctx context.Context, addr, timeout string) error {
-	a, err := parseAddr(addr)
+// Block blocks addrs by hand, all in one transaction, or none; timeout ""
+// means block.timeout. The same decision and ledger as a detected scan:
+// the guard rails and the set's capacity hold, and hosts.deny and the
+// commands follow.
+func (d *Daemon) Block(ctx context.Context, addrs []string, timeout string) (int, error) {
+	as, err := parseAddrs(addrs)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var t time.Duration
 	if timeout != "" {
 		if t, err = config.ParseDuration(timeout); err != nil || t < time.Second {
-			return fmt.Errorf("timeout %q: want a duration of at least 1s, such as 90s, 1h or 7d", timeout)
+			return 0, fmt.Errorf("timeout %q: want a duration of at least 1s, such as 90s, 1h or 7d", timeout)
 		}
 	}
-	dec := d.decider.Decide(decide.Request{Addr: a, Origin: state.OriginManual, Timeout: t, Now: time.Now()})
-	if dec.Action != decide.Block {
-		return errors.New(dec.String())
+	now := time.Now()
+	reqs := make([]decide.Request, len(as))
+	for i, a := range as {
+		reqs[i] = decide.Request{Addr: a, Origin: state.OriginManual, Timeout: t, Now: now}
 	}
-	return d.ledger.Block(ctx, dec)
+	decs := d.decider.DecideAll(reqs)
+	var refused []error
+	for _, dec := range decs {
+		if dec.Action != decide.Block {
+			refused = append(refused, fmt.Errorf("%s refused: %s", dec.Addr, dec))
+		}
+	}
+	if len(refused) > 0 {
+		return 0, fmt.Errorf("nothing blocked: %w", errors.Join(refused...))
+	}
+	if err := d.ledger.Block(ctx, decs...); err != nil {
+		return 0, err
+	}
+	return len(decs), nil
 }
 
-// Unblock lifts the block of addr (element, hosts.deny line, record) and
-// lets the detector start over for it.
-func (d *Daemon) Unblock(ctx context.Context, addr string) error {
-	a, err := parseAddr(addr)
-	if err != nil {
-		return err
+// Unblock lifts the blocks of addrs, or every block (element, hosts.deny
+// line, record), and lets the detector start over for them.
+func (d *Daemon) Unblock(ctx context.Context, addrs []string, all bool) (int, error) {
+	if all {
+		if len(addrs) > 0 {
+			return 0, errors.New("unblock: addresses and --all together")
+		}
+		return d.ledger.UnblockAll(ctx)
 	}
-	return d.ledger.Unblock(ctx, a)
+	as, err := parseAddrs(addrs)
+	if err != nil {
+		return 0, err
+	}
+	return d.ledger.Unblock(ctx, as...)
+}
+
+// parseAddrs reads addresses, each once, in order; the first bad one is
+// the error.
+func parseAddrs(ss []string) ([]netip.Addr, error) {
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for _, s := range ss {
+		a, err := parseAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 func parseAddr(s string) (netip.Addr, error) {

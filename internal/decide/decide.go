@@ -136,7 +136,24 @@ func (d *Decider) SetConfig(cfg *config.Config) {
 // block. Administrators are held to the guard rails and the capacity, not
 // to the rate cap or the response mode, and may re-block to change a
 // block's length.
-func (d *Decider) Decide(r Request) Decision {
+func (d *Decider) Decide(r Request) Decision { return d.decide(r, 0) }
+
+// DecideAll decides several requests together (an administrator's list):
+// the blocks decided earlier in the list count against the capacity of
+// the later ones.
+func (d *Decider) DecideAll(rs []Request) []Decision {
+	out := make([]Decision, len(rs))
+	n := 0
+	for i, r := range rs {
+		if out[i] = d.decide(r, n); out[i].Action == Block {
+			n++
+		}
+	}
+	return out
+}
+
+// decide is Decide with more blocks on their way than the ledger knows.
+func (d *Decider) decide(r Request, more int) Decision {
 	cfg := d.cfg.Load()
 	out := Decision{Addr: r.Addr, Origin: r.Origin}
 	refuse := func(why Reason) Decision { out.Action, out.Reason = Refuse, why; return out }
@@ -158,7 +175,7 @@ func (d *Decider) Decide(r Request) Decision {
 			return refuse(AlreadyBlocked)
 		}
 	}
-	if d.ledger.Len() >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
+	if d.ledger.Len()+more >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
 		out.Why = fmt.Sprint(cfg.Block.SetSize)
 		return refuse(SetFull)
 	}

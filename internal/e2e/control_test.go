@@ -110,8 +110,8 @@ func TestControlWithoutDaemon(t *testing.T) {
 	}
 }
 
-// The Prometheus endpoint (off by default) serves the status counters and
-// the probe-to-block histogram.
+// The Prometheus endpoint (off by default) serves one metric per
+// quantity and the probe-to-block histogram.
 func TestMetricsEndpoint(t *testing.T) {
 	netnstest.Require(t, "hping3")
 	p := netnstest.NewPair(t)
@@ -120,13 +120,59 @@ func TestMetricsEndpoint(t *testing.T) {
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
 	out := p.A.MustRun("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9187; printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3`)
 	for _, want := range []string{
-		`portsentry_probes_total{scan_type="TCP SYN scan"} 1`,
-		`portsentry_events_total{counter="blocks"} 1`,
-		`portsentry_blocked_elements{set="blocked"} 1`,
+		`portsentry_probes_total{proto="tcp",scan_type="TCP SYN scan"} 1`,
+		`portsentry_blocks_total{origin="detect"} 1`,
+		`portsentry_blocks_total{origin="manual"} 0`,
+		`portsentry_blocked_addresses{family="ipv4"} 1`,
+		`portsentry_blocked_addresses{family="ipv6"} 0`,
 		`portsentry_probe_to_block_seconds_count 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q:\n%s", want, out)
 		}
+	}
+}
+
+// Several addresses in one block (flags after them, a file with
+// comments), all or nothing; unblock --all lifts every element, hosts.deny
+// line and record, and says how many.
+func TestBlockManyAndUnblockAll(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	deny := filepath.Join(t.TempDir(), "hosts.deny")
+	d := startDaemon(t, p.A, "hosts_deny: {path: "+deny+", template: \"ALL: $TARGET$\"}\n")
+	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
+	list := filepath.Join(t.TempDir(), "list")
+	os.WriteFile(list, []byte("# abuse desk\n198.51.100.1\n198.51.100.2 # twice\n198.51.100.2\n2001:db8::5\n"), 0o644)
+	if out, err := d.cli("block", "203.0.113.7", "203.0.113.8", "--timeout", "2h", "--file", list); err != nil || out != "blocked 5 addresses\n" {
+		t.Fatalf("block many: %v %q", err, out)
+	}
+	for _, a := range []string{"203.0.113.7", "203.0.113.8", "198.51.100.1", "198.51.100.2"} {
+		waitBlocked(t, p.A, "blocked", a, time.Second)
+	}
+	waitBlocked(t, p.A, "blocked6", "2001:db8::5", time.Second)
+	// One protected address refuses the whole list: nothing of it is blocked.
+	out, err := d.cli("block", "203.0.113.50", netnstest.AddrA)
+	if err == nil || !strings.Contains(out, "10.201.0.1 refused: 10.201.0.1 is protected (local address)") {
+		t.Errorf("block with a protected address: %v %q", err, out)
+	}
+	assertNotBlocked(t, p.A, "203.0.113.50")
+	if data, _ := os.ReadFile(deny); strings.Count(string(data), "\n") != 6 {
+		t.Errorf("hosts.deny before unblock --all:\n%s", data)
+	}
+	out, err = d.cli("unblock", "--all")
+	if err != nil || out != "unblocked all: 6 blocks lifted\n" {
+		t.Fatalf("unblock --all: %v %q", err, out)
+	}
+	assertNotBlocked(t, p.A, netnstest.AddrB, "203.0.113.7", "198.51.100.2")
+	if n := strings.Count(listSet(t, p.A, "blocked6"), "2001:db8::5"); n != 0 {
+		t.Errorf("blocked6 still holds 2001:db8::5 after unblock --all")
+	}
+	if data, _ := os.ReadFile(deny); len(data) != 0 {
+		t.Errorf("hosts.deny after unblock --all:\n%s", data)
+	}
+	if out, _ := d.cli("list"); strings.Contains(out, "203.0.113.7") {
+		t.Errorf("list after unblock --all:\n%s", out)
 	}
 }

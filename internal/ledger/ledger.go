@@ -44,6 +44,8 @@ type Kernel interface {
 	Commit(ctx context.Context, blocks []nft.Block) error
 	// Delete removes elements and waits; a missing one is no error.
 	Delete(ctx context.Context, addrs ...netip.Addr) error
+	// FlushSets removes every element of blocked and blocked6.
+	FlushSets(ctx context.Context) error
 }
 
 // Verdicts gives probes held in NFQUEUE their verdict.
@@ -112,11 +114,20 @@ type Ledger struct {
 
 // job is one thing for the ledger's goroutine to do.
 type job struct {
-	dec     decide.Decision
-	ev      Evidence
-	at      time.Time
-	unblock bool
-	reply   chan error // administrators wait for the outcome
+	dec decide.Decision
+	ev  Evidence
+	at  time.Time
+	// An administrator's request, which waits on reply: blocks (admin) or
+	// unblocks (lift; all: every block).
+	admin []decide.Decision
+	lift  []netip.Addr
+	all   bool
+	reply chan reply
+}
+
+type reply struct {
+	n   int
+	err error
 }
 
 type landing struct {
@@ -227,30 +238,39 @@ func (l *Ledger) unreserve(a netip.Addr) {
 	}
 }
 
-// Block carries out an administrator's decision and waits until the
-// element is in and the block recorded.
-func (l *Ledger) Block(ctx context.Context, d decide.Decision) error {
-	return l.call(ctx, job{dec: d, at: time.Now()})
+// Block carries out an administrator's decisions, every element in one
+// transaction, and waits until they are in and recorded.
+func (l *Ledger) Block(ctx context.Context, ds ...decide.Decision) error {
+	_, err := l.call(ctx, job{admin: ds, at: time.Now()})
+	return err
 }
 
-// Unblock lifts the block of a everywhere (element, hosts.deny line,
-// record) and waits.
-func (l *Ledger) Unblock(ctx context.Context, a netip.Addr) error {
-	return l.call(ctx, job{dec: decide.Decision{Addr: a.Unmap()}, unblock: true})
+// Unblock lifts the blocks of addrs everywhere (elements in one
+// transaction, hosts.deny lines, records) and waits. It returns how many
+// the ledger held.
+func (l *Ledger) Unblock(ctx context.Context, addrs ...netip.Addr) (int, error) {
+	return l.call(ctx, job{lift: addrs})
 }
 
-func (l *Ledger) call(ctx context.Context, j job) error {
-	j.reply = make(chan error, 1)
+// UnblockAll lifts every block: both sets emptied in one transaction,
+// every hosts.deny line and record removed. It returns how many records
+// it lifted.
+func (l *Ledger) UnblockAll(ctx context.Context) (int, error) {
+	return l.call(ctx, job{all: true})
+}
+
+func (l *Ledger) call(ctx context.Context, j job) (int, error) {
+	j.reply = make(chan reply, 1)
 	select {
 	case l.jobs <- j:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	select {
-	case err := <-j.reply:
-		return err
+	case r := <-j.reply:
+		return r.n, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
@@ -358,21 +378,14 @@ func (l *Ledger) Run(ctx context.Context) {
 func (l *Ledger) do(ctx context.Context, j job) {
 	cfg := l.cfg.Load()
 	switch {
-	case j.unblock:
-		j.reply <- l.unblock(ctx, j.dec.Addr)
+	case j.reply != nil:
+		j.reply <- l.administer(ctx, j)
 	case j.dec.Action == decide.LogOnly:
 		l.release(&j, false)
 		l.c.Log.Attack(alert.IgnoringLine(j.ev.Probe.Proto))
 	case j.dec.Action == decide.Commands:
 		l.release(&j, false)
 		l.runCommands(ctx, cfg, j, func(config.Command) bool { return true }, nil)
-	case j.reply != nil:
-		// An administrator's block: commit, then follow as any block.
-		err := l.c.Kernel.Commit(ctx, []nft.Block{{Addr: j.dec.Addr, Timeout: j.dec.Timeout}})
-		if err == nil {
-			l.follow(ctx, j)
-		}
-		j.reply <- err
 	case hasFirst(cfg):
 		l.runCommands(ctx, cfg, j, func(c config.Command) bool { return c.First }, func() { l.add(j) })
 	default:
@@ -453,11 +466,60 @@ func (l *Ledger) release(j *job, drop bool) {
 	}
 }
 
-func (l *Ledger) unblock(ctx context.Context, a netip.Addr) error {
-	if err := l.c.Kernel.Delete(ctx, a); err != nil {
-		return err
+// administer carries out an administrator's request: blocks committed in
+// one transaction, then followed as any block; unblocks.
+func (l *Ledger) administer(ctx context.Context, j job) reply {
+	switch {
+	case j.all:
+		return l.unblockAll(ctx)
+	case j.lift != nil:
+		return l.unblock(ctx, j.lift)
 	}
-	if b, ok := l.c.Store.Remove(a); ok {
+	blocks := make([]nft.Block, len(j.admin))
+	for i, d := range j.admin {
+		blocks[i] = nft.Block{Addr: d.Addr, Timeout: d.Timeout}
+	}
+	if err := l.c.Kernel.Commit(ctx, blocks); err != nil {
+		return reply{err: err}
+	}
+	for _, d := range j.admin {
+		l.follow(ctx, job{dec: d, at: j.at})
+	}
+	return reply{n: len(j.admin)}
+}
+
+func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr) reply {
+	if err := l.c.Kernel.Delete(ctx, addrs...); err != nil {
+		return reply{err: err}
+	}
+	n := 0
+	for _, a := range addrs {
+		if l.lifted(a) {
+			n++
+		}
+	}
+	return reply{n: n}
+}
+
+func (l *Ledger) unblockAll(ctx context.Context) reply {
+	if err := l.c.Kernel.FlushSets(ctx); err != nil {
+		return reply{err: err}
+	}
+	n := 0
+	for _, b := range l.c.Store.Active(time.Time{}) {
+		if l.lifted(b.Addr) {
+			n++
+		}
+	}
+	return reply{n: n}
+}
+
+// lifted removes a's record once its element is gone, lifts what followed
+// it, and lets the detector start over. It reports whether the ledger
+// held a.
+func (l *Ledger) lifted(a netip.Addr) bool {
+	b, ok := l.c.Store.Remove(a)
+	if ok {
 		l.lift(b)
 	}
 	l.mu.Lock()
@@ -468,7 +530,7 @@ func (l *Ledger) unblock(ctx context.Context, a netip.Addr) error {
 	if l.c.OnLift != nil {
 		l.c.OnLift(a)
 	}
-	return nil
+	return ok
 }
 
 func (l *Ledger) expire(now time.Time) {

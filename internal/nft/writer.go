@@ -80,6 +80,7 @@ func (l *link) close() {
 type request struct {
 	blocks []Block
 	del    []netip.Addr
+	flush  bool
 	done   chan error
 }
 
@@ -150,9 +151,12 @@ func (w *Writer) Run(ctx context.Context) {
 			}
 		case r := <-w.reqs:
 			var err error
-			if len(r.del) > 0 {
+			switch {
+			case r.flush:
+				err = w.flushSets(ctx)
+			case len(r.del) > 0:
 				err = w.deleteErr(ctx, r.del)
-			} else {
+			default:
 				err = w.commitMany(ctx, r.blocks)
 			}
 			r.done <- err
@@ -179,10 +183,11 @@ func (w *Writer) Commit(ctx context.Context, blocks []Block) error {
 	return w.call(ctx, request{blocks: blocks, done: make(chan error, 1)})
 }
 
-// Delete removes addresses from blocked/blocked6 and waits. Each address
-// goes in its own transaction: deleting a missing element fails the whole
-// transaction, so one address already gone (expired) cannot undo the
-// others. An address that is not in its set is not an error.
+// Delete removes addresses from blocked/blocked6 and waits, in one
+// transaction. Deleting a missing element fails a whole transaction, so
+// when one address is already gone (expired) each goes in its own, and
+// one cannot undo the others. An address that is not in its set is not an
+// error.
 func (w *Writer) Delete(ctx context.Context, addrs ...netip.Addr) error {
 	return w.call(ctx, request{del: addrs, done: make(chan error, 1)})
 }
@@ -202,32 +207,79 @@ func (w *Writer) call(ctx context.Context, r request) error {
 }
 
 func (w *Writer) deleteErr(ctx context.Context, addrs []netip.Addr) error {
+	if len(addrs) > 1 {
+		missing, err := w.deleteTx(ctx, addrs)
+		if err != nil || !missing {
+			return err
+		}
+		// One of them is not in its set (it expired): deleting a missing
+		// element fails the whole transaction, so one transaction each.
+	}
 	var errs []error
 	for _, a := range addrs {
-		a = a.Unmap()
-		set := w.sets[0]
-		if a.Is6() {
-			set = w.sets[1]
-		}
-		l := &w.links[0]
-		err := w.withRetry(ctx, l, func(c *nftables.Conn) error {
-			if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: a.AsSlice()}}); err != nil {
-				return err
-			}
-			if err := c.Flush(); err != nil {
-				if errors.Is(err, unix.ENOENT) || strings.Contains(err.Error(), "no such file or directory") {
-					l.close()  // the failed Flush may leave the connection unusable
-					return nil // not in the set: nothing to delete
-				}
-				return err
-			}
-			return nil
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("delete element %s: %w", a, err))
+		if _, err := w.deleteTx(ctx, []netip.Addr{a}); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteTx deletes addrs in one transaction. missing reports that the
+// kernel refused it because an element was not in its set (ENOENT):
+// nothing was deleted then.
+func (w *Writer) deleteTx(ctx context.Context, addrs []netip.Addr) (missing bool, err error) {
+	var keys [2][]nftables.SetElement
+	for _, a := range addrs {
+		a = a.Unmap()
+		i := 0
+		if a.Is6() {
+			i = 1
+		}
+		keys[i] = append(keys[i], nftables.SetElement{Key: a.AsSlice()})
+	}
+	l := &w.links[0]
+	err = w.withRetry(ctx, l, func(c *nftables.Conn) error {
+		for i, ks := range keys {
+			for j := 0; j < len(ks); j += maxElemsPerCall {
+				if err := c.SetDeleteElements(w.sets[i], ks[j:min(j+maxElemsPerCall, len(ks))]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := c.Flush(); err != nil {
+			if errors.Is(err, unix.ENOENT) || strings.Contains(err.Error(), "no such file or directory") {
+				l.close() // the failed Flush may leave the connection unusable
+				missing = true
+				return nil
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		if len(addrs) == 1 {
+			return false, fmt.Errorf("delete element %s: %w", addrs[0].Unmap(), err)
+		}
+		return false, fmt.Errorf("delete %d elements: %w", len(addrs), err)
+	}
+	return missing, nil
+}
+
+// FlushSets empties blocked and blocked6 in one transaction and waits.
+func (w *Writer) FlushSets(ctx context.Context) error {
+	return w.call(ctx, request{flush: true, done: make(chan error, 1)})
+}
+
+func (w *Writer) flushSets(ctx context.Context) error {
+	err := w.withRetry(ctx, &w.links[0], func(c *nftables.Conn) error {
+		c.FlushSet(w.sets[0])
+		c.FlushSet(w.sets[1])
+		return c.Flush()
+	})
+	if err != nil {
+		return fmt.Errorf("flush sets %s and %s: %w", SetBlocked, SetBlocked6, err)
+	}
+	return nil
 }
 
 func (w *Writer) commit(ctx context.Context, batch []Block) {

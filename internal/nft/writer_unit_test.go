@@ -375,39 +375,60 @@ func TestWriterDeleteUnit(t *testing.T) {
 	gone, stuck := addr4(2), addr4(3)
 	k := &fakeKernel{t: t}
 	k.answer = func(_ int, tx txn) unix.Errno {
-		switch tx.msgs[0].keys[0] {
-		case gone.String():
-			return unix.ENOENT
-		case stuck.String():
-			return unix.EBUSY
+		// As the kernel: one missing or refused element fails the whole transaction.
+		for _, m := range tx.msgs {
+			for _, key := range m.keys {
+				switch key {
+				case gone.String():
+					return unix.ENOENT
+				case stuck.String():
+					return unix.EBUSY
+				}
+			}
 		}
 		return 0
 	}
 	w := nft.NewWriter(nft.WriterConfig{Dial: k.dial, Retries: 1, RetryDelay: time.Millisecond})
 	startWriter(t, w)
 	ctx := context.Background()
+	// Addresses all present: one transaction, one DELSETELEM per set.
 	// ::ffff:10.60.0.1 is the IPv4 address: it goes to blocked.
-	if err := w.Delete(ctx, netip.AddrFrom16(addr4(1).As16()), addr6(1), gone); err != nil {
+	if err := w.Delete(ctx, netip.AddrFrom16(addr4(1).As16()), addr6(1), addr4(4)); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	_, txns := k.snapshot()
-	var got []string
-	for _, tx := range txns {
-		if len(tx.msgs) != 1 || !tx.msgs[0].del || len(tx.msgs[0].keys) != 1 {
-			t.Fatalf("want one DELSETELEM of one element per transaction, got %+v", tx)
-		}
-		got = append(got, tx.msgs[0].set+" "+tx.msgs[0].keys[0])
+	if len(txns) != 1 || len(txns[0].msgs) != 2 {
+		t.Fatalf("want one transaction of two DELSETELEM messages, got %+v", txns)
 	}
-	if want := fmt.Sprint([]string{"blocked 10.60.0.1", "blocked6 " + addr6(1).String(), "blocked 10.60.0.2"}); fmt.Sprint(got) != want {
-		t.Errorf("deleted %v, want %v", got, want)
+	if got, want := fmt.Sprint(txns[0].msgs[0].set, txns[0].msgs[0].keys, txns[0].msgs[1].set, txns[0].msgs[1].keys),
+		fmt.Sprint("blocked", []string{"10.60.0.1", "10.60.0.4"}, "blocked6", []string{addr6(1).String()}); got != want {
+		t.Errorf("deleted %s, want %s", got, want)
+	}
+	// One already gone (ENOENT): the batch is refused whole, then each goes
+	// alone, and the missing one is no error.
+	if err := w.Delete(ctx, addr4(5), gone); err != nil {
+		t.Fatalf("Delete with a missing element: %v", err)
+	}
+	_, txns = k.snapshot()
+	var got []string
+	for _, tx := range txns[1:] {
+		for _, m := range tx.msgs {
+			if !m.del {
+				t.Fatalf("not a delete: %+v", tx)
+			}
+			got = append(got, fmt.Sprint(m.keys))
+		}
+	}
+	if want := fmt.Sprint([]string{"[10.60.0.5 10.60.0.2]", "[10.60.0.5]", "[10.60.0.2]"}); fmt.Sprint(got) != want {
+		t.Errorf("transactions %v, want %v (the batch, then one each)", got, want)
 	}
 
 	err := w.Delete(ctx, stuck)
 	if !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("Delete of an element the kernel refuses: %v, want EBUSY", err)
 	}
-	if _, txns := k.snapshot(); len(txns) != 3+2 {
-		t.Errorf("%d transactions, want 5 (the refused delete tried twice)", len(txns))
+	if _, txns := k.snapshot(); len(txns) != 4+2 {
+		t.Errorf("%d transactions, want 6 (the refused delete tried twice)", len(txns))
 	}
 }
 

@@ -210,6 +210,8 @@ func TestMakeInstall(t *testing.T) {
 		"opt/psn/lib/systemd/system/portsentry-nft.service",
 		"opt/psn/share/man/man8/portsentry-nft.8",
 		"opt/psn/share/man/man5/portsentry-nft.yaml.5",
+		"opt/psn/share/bash-completion/completions/portsentry-nft",
+		"opt/psn/share/zsh/vendor-completions/_portsentry-nft",
 		"etc/portsentry-nft/portsentry.yaml",
 	} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {

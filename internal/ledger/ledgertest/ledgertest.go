@@ -53,6 +53,17 @@ func (k *Kernel) Delete(_ context.Context, addrs ...netip.Addr) error {
 	return nil
 }
 
+// FlushSets records a flush as the deletion of every address added so far.
+func (k *Kernel) FlushSets(context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, b := range k.added {
+		k.deleted = append(k.deleted, b.Addr)
+	}
+	k.added = nil
+	return nil
+}
+
 // Added is every element added so far.
 func (k *Kernel) Added() []nft.Block {
 	k.mu.Lock()
