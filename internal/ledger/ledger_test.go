@@ -77,7 +77,7 @@ func TestManualBlockIsFollowedLikeAnyBlock(t *testing.T) {
 	if !strings.Contains(log.String(), "has been blocked via nftables set inet portsentry blocked6 by an administrator (timeout 1h0m0s)") {
 		t.Errorf("log:\n%s", log)
 	}
-	if err := l.Unblock(context.Background(), a); err != nil {
+	if n, err := l.Unblock(context.Background(), a); err != nil || n != 1 {
 		t.Fatal(err)
 	}
 	if _, ok := st.Get(a); ok {
