@@ -158,18 +158,23 @@ func (p *Pipeline) process(pkt []byte, ev ledger.Evidence) capture.Verdict {
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
 		return capture.Accept
 	}
-	fillEvidence(&ev, src)
+	held, id := ev.Held, ev.ID
+	ev = Evidence(ev.Probe, src)
+	ev.Held, ev.ID = held, id
 	if p.Act(p.det, ev, now) && ev.Held {
 		return capture.Pending
 	}
 	return capture.Accept
 }
 
-func fillEvidence(ev *ledger.Evidence, src detect.Source) {
-	ev.First, ev.Last = src.First, src.Last
+// Evidence is what the ledger records of a trigger: the probe and the
+// source's episode as the detector saw it.
+func Evidence(p packet.Probe, src detect.Source) ledger.Evidence {
+	ev := ledger.Evidence{Probe: p, First: src.First, Last: src.Last}
 	if src.NPorts > 0 {
 		ev.Ports = append([]uint16(nil), src.Ports[:src.NPorts]...)
 	}
+	return ev
 }
 
 // Act decides on a source that reached the trigger in det (the capture

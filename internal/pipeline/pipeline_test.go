@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
@@ -40,24 +40,7 @@ type rig struct {
 	ledger   *ledger.Ledger
 	store    *state.Store
 	alerts   *alert.Queue
-	log      *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log      *netnstest.Output
 }
 
 type noPorts struct{}
@@ -70,7 +53,7 @@ func newRig(t testing.TB, yaml string, run bool) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{kernel: &ledgertest.Kernel{}, verdicts: &ledgertest.Verdicts{}, log: &syncBuffer{}}
+	r := &rig{kernel: &ledgertest.Kernel{}, verdicts: &ledgertest.Verdicts{}, log: &netnstest.Output{}}
 	var w io.Writer = r.log
 	if _, ok := t.(*testing.B); ok {
 		w = io.Discard

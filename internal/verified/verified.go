@@ -22,6 +22,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/pipeline"
 )
 
 // Config is what verified mode needs.
@@ -95,11 +96,7 @@ func (m *Mode) Run(ctx context.Context) {
 			now := time.Now()
 			verdict, src := det.Observe(&p, now)
 			if verdict == detect.Trigger {
-				ev := ledger.Evidence{Probe: p, First: src.First, Last: src.Last}
-				if src.NPorts > 0 {
-					ev.Ports = append([]uint16(nil), src.Ports[:src.NPorts]...)
-				}
-				m.c.Act(det, ev, now)
+				m.c.Act(det, pipeline.Evidence(p, src), now)
 			} else {
 				m.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: p}, now)
 			}
