@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -118,8 +119,47 @@ func Listen(path string) (*net.UnixListener, error) {
 		l.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	// Close must not unlink by name: a successor may own the path by then
+	// (see Remove).
+	l.SetUnlinkOnClose(false)
 	return l, nil
 }
+
+// Bound is the socket file as Listen made it.
+type Bound struct {
+	Path string
+	file os.FileInfo
+}
+
+// Bind records the socket file at path just after Listen.
+func Bind(path string) Bound {
+	fi, _ := os.Stat(path)
+	return Bound{Path: path, file: fi}
+}
+
+// Remove removes the socket file if it is still the one bound: a daemon
+// that stops late must not take away its successor's socket.
+func (b Bound) Remove() {
+	cur, err := os.Stat(b.Path)
+	// The inode of a removed file is soon reused (tmpfs): the time of
+	// creation, to the nanosecond, tells the two apart.
+	if err == nil && b.file != nil && os.SameFile(cur, b.file) && cur.ModTime().Equal(b.file.ModTime()) {
+		os.Remove(b.Path)
+	}
+}
+
+// The socket's bounds: a request is read whole within ReadTimeout and is
+// at most MaxRequestBytes (a block list of some 300k addresses); at most
+// MaxConns connections are served at once, and one more is told the
+// daemon is busy and closed, so a flood of connections cannot exhaust
+// the daemon's file descriptors or memory.
+var (
+	MaxRequestBytes int64 = 16 << 20
+	MaxConns              = 32
+	ReadTimeout           = 10 * time.Second
+	// AnswerTimeout bounds the handling and the answer.
+	AnswerTimeout = 2 * time.Minute
+)
 
 // Serve answers requests until ctx is done. Only root (by SO_PEERCRED) is
 // served, on top of the socket's 0600 mode.
@@ -127,6 +167,7 @@ func Serve(ctx context.Context, l *net.UnixListener, h Handler) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	go func() { <-ctx.Done(); l.Close() }()
+	slots := make(chan struct{}, MaxConns)
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
@@ -136,23 +177,41 @@ func Serve(ctx context.Context, l *net.UnixListener, h Handler) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		wg.Go(func() { serveConn(ctx, c, h) })
+		select {
+		case slots <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-slots }()
+				serveConn(ctx, c, h)
+			})
+		default:
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("busy: %d requests are being served; try again", MaxConns)})
+			c.Close()
+		}
 	}
 }
 
 func serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c.SetReadDeadline(time.Now().Add(ReadTimeout))
+	c.SetWriteDeadline(time.Now().Add(ReadTimeout + AnswerTimeout))
 	enc := json.NewEncoder(c)
 	if uid, err := peerUID(c); err != nil || uid != 0 {
 		enc.Encode(Response{Error: "permission denied: the control socket serves root only"})
 		return
 	}
 	var req Request
-	if err := json.NewDecoder(c).Decode(&req); err != nil {
+	lr := &io.LimitedReader{R: c, N: MaxRequestBytes + 1}
+	if err := json.NewDecoder(lr).Decode(&req); err != nil {
+		if lr.N <= 0 {
+			enc.Encode(Response{Error: fmt.Sprintf("bad request: larger than %d bytes", MaxRequestBytes)})
+			return
+		}
 		enc.Encode(Response{Error: "bad request: " + err.Error()})
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, AnswerTimeout)
+	defer cancel()
 	enc.Encode(handle(ctx, h, req))
 }
 
@@ -221,11 +280,14 @@ func Call(ctx context.Context, path string, req Request) (*Response, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return nil, fmt.Errorf("send to %s: %w", path, err)
-	}
+	sendErr := json.NewEncoder(c).Encode(req)
+	// A daemon that refuses at once (busy) answers and closes before the
+	// request is sent: its answer is still there to read.
 	var resp Response
 	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		if sendErr != nil {
+			return nil, fmt.Errorf("send to %s: %w", path, sendErr)
+		}
 		return nil, fmt.Errorf("read from %s: %w", path, err)
 	}
 	if !resp.OK {

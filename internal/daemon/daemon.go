@@ -210,8 +210,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if ctl, err := control.Listen(cfg.Control.Socket); err != nil {
 		d.log.Errorf("%v; status, list, block and unblock are unavailable", err)
 	} else {
+		bound := control.Bind(cfg.Control.Socket)
 		wg.Go(func() { control.Serve(ctx, ctl, d) })
-		defer os.Remove(cfg.Control.Socket)
+		defer bound.Remove()
 	}
 
 	d.log.Initialized()
