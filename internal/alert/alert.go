@@ -167,14 +167,28 @@ func (g *Log) AttackWarn(line string) { g.l.Warn(line) }
 // Host is the host field for a.
 func (g *Log) Host(a netip.Addr) string { return g.host(a) }
 
-// JoinPorts writes a port list as PortSentry's start-up line does.
+// JoinPorts writes a port list as PortSentry's start-up line does, runs
+// of three or more consecutive ports as ranges (1-65535 is one word, not
+// a line of 382 KB that syslog would cut).
 func JoinPorts(ports []uint16) string {
 	var b strings.Builder
-	for i, p := range ports {
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprint(&b, p)
+		switch {
+		case j-i >= 2:
+			fmt.Fprintf(&b, "%d-%d", ports[i], ports[j])
+		case j > i:
+			fmt.Fprintf(&b, "%d,%d", ports[i], ports[j])
+		default:
+			fmt.Fprint(&b, ports[i])
+		}
+		i = j + 1
 	}
 	return b.String()
 }

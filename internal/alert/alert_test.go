@@ -77,3 +77,25 @@ func TestPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// Consecutive ports are written as ranges: every port is one short line.
+func TestJoinPorts(t *testing.T) {
+	all := make([]uint16, 65535)
+	for i := range all {
+		all[i] = uint16(i + 1)
+	}
+	for _, c := range []struct {
+		ports []uint16
+		want  string
+	}{
+		{[]uint16{1, 11, 15, 79}, "1,11,15,79"},
+		{[]uint16{1, 2, 7, 8, 9, 10, 20}, "1,2,7-10,20"},
+		{[]uint16{32771, 32772, 32773, 32774}, "32771-32774"},
+		{all, "1-65535"},
+		{nil, ""},
+	} {
+		if got := JoinPorts(c.ports); got != c.want {
+			t.Errorf("JoinPorts(%d ports) = %q, want %q", len(c.ports), got, c.want)
+		}
+	}
+}

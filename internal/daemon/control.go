@@ -171,7 +171,10 @@ func (d *Daemon) Block(ctx context.Context, addrs []string, timeout string) (int
 	}
 	var t time.Duration
 	if timeout != "" {
-		if t, err = config.ParseDuration(timeout); err != nil || t < time.Second {
+		if t, err = config.ParseDuration(timeout); err != nil {
+			return 0, fmt.Errorf("timeout: %w", err)
+		}
+		if t < time.Second {
 			return 0, fmt.Errorf("timeout %q: want a duration of at least 1s, such as 90s, 1h or 7d", timeout)
 		}
 	}

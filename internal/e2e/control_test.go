@@ -158,6 +158,10 @@ func TestBlockManyAndUnblockAll(t *testing.T) {
 		t.Errorf("block with a protected address: %v %q", err, out)
 	}
 	assertNotBlocked(t, p.A, "203.0.113.50")
+	// A timeout too large to read says so (not "at least 1s").
+	if out, err := d.cli("block", "203.0.113.51", "--timeout", "100000d"); err == nil || !strings.Contains(out, `invalid duration "100000d"`) {
+		t.Errorf("block --timeout 100000d: %v %q", err, out)
+	}
 	if data, _ := os.ReadFile(deny); strings.Count(string(data), "\n") != 6 {
 		t.Errorf("hosts.deny before unblock --all:\n%s", data)
 	}
