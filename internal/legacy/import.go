@@ -501,8 +501,13 @@ func (im *importer) command(l Line, first bool, key, note string) *yaml.Node {
 	case shellUse != "":
 		why = append(why, fmt.Sprintf("it needs a shell (%s), so it runs as /bin/sh -c; check it, or move it into a script", shellUse))
 	case strings.HasPrefix(argv[0], "-"):
-		argv = []string{"/bin/sh", "-c", v}
 		why = append(why, fmt.Sprintf("its program %q starts with '-', so it runs as /bin/sh -c", argv[0]))
+		argv = []string{"/bin/sh", "-c", v}
+	case strings.Contains(argv[0], "="):
+		// Not a valid assignment (the lexer took those): sh runs it as a
+		// program of that name, where env would take it as a variable.
+		why = append(why, fmt.Sprintf("its first word %q holds '=' but is no variable name, so the shell runs it as a program; it runs as /bin/sh -c, as PortSentry ran it", argv[0]))
+		argv = []string{"/bin/sh", "-c", v}
 	case !filepath.IsAbs(argv[0]):
 		why = append(why, fmt.Sprintf("its program %q has no absolute path, so it runs as /usr/bin/env %s to keep the PATH lookup; better write the full path", argv[0], argv[0]))
 		argv = append([]string{"/usr/bin/env"}, argv...)

@@ -441,6 +441,18 @@ var variants = []variant{
 		},
 	},
 	{
+		// sh runs "a.b=c" as a program (not found, exit 127); env would
+		// take it as a variable and run /bin/touch.
+		name:  "first word with = that is not a variable name",
+		conf:  base + "KILL_RUN_CMD=\"a.b=c /bin/touch /tmp/F\"\n",
+		warns: []string{`3:its first word "a.b=c" holds '=' but is no variable name`},
+		check: func(t *testing.T, cfg *config.Config) {
+			if len(cfg.Commands) != 1 || strings.Join(cfg.Commands[0].Argv, "|") != "/bin/sh|-c|a.b=c /bin/touch /tmp/F" {
+				t.Errorf("commands %+v", cfg.Commands)
+			}
+		},
+	},
+	{
 		name: "unterminated quote",
 		conf: base + "KILL_RUN_CMD=\"/bin/echo 'oops\"\n",
 		errs: []string{"3:KILL_RUN_CMD: unterminated single quote"},
