@@ -46,6 +46,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from here on (its default would end the process
+	// while the state loads) and acted on once the daemon is ready.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ready := make(chan struct{})
 	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: version, Ready: func() {
 		// systemd Type=notify: ready once the ruleset is in and capture is bound.
@@ -56,9 +61,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		log.Error(fmt.Sprintf("adminalert: ERROR: %v", err))
 		return 1
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		// A SIGHUP during start-up (logrotate during a long restore) waits
 		// for READY: the signal is queued, not lost, and nothing reloads a
