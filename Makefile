@@ -13,7 +13,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 STATICCHECK := $(GO) tool staticcheck
 
 RUN_PKGS  := nftables nmap iproute2
-TEST_PKGS := nftables nmap hping3 ncat iproute2 procps python3 util-linux
+TEST_PKGS := nftables nmap hping3 ncat iproute2 procps python3 util-linux prometheus
 
 .PHONY: all build demo test unit lint fuzz bench soak deps-run deps-test clean
 
