@@ -14,6 +14,9 @@ STATICCHECK := $(GO) tool staticcheck
 
 RUN_PKGS  := nftables nmap iproute2
 TEST_PKGS := nftables nmap hping3 ncat iproute2 procps python3 util-linux zsh
+# prometheus (and its promtool) for the metrics test, without the recommended
+# exporters; its own service is not left running on the test host.
+TEST_PKGS_NORECOMMENDS := prometheus
 
 .PHONY: all build demo test unit lint fuzz bench soak deps-run deps-test clean
 
@@ -36,6 +39,11 @@ deps-run:
 
 deps-test:
 	$(call apt_install,$(TEST_PKGS))
+	@if ! dpkg -s $(TEST_PKGS_NORECOMMENDS) >/dev/null 2>&1; then \
+		echo "installing: prometheus (no recommends; its service stopped and disabled)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PKGS_NORECOMMENDS) >/dev/null; \
+		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; \
+	fi
 
 demo: deps-run build
 	BIN=$(BIN) ./deploy/demo/demo.sh
