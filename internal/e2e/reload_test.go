@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,4 +43,52 @@ func TestReloadKeepsBlocksAndRefusesBrokenConfig(t *testing.T) {
 	if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {
 		t.Fatal("a refused reload lost the block")
 	}
+}
+
+// SIGHUPs during start-up (logrotate during a long restore) neither end
+// nor crash the daemon: they wait for READY, then reload once it is.
+func TestSIGHUPDuringStartup(t *testing.T) {
+	ns := netnstest.New(t, "psH")
+	f := writeConfig(t, "block: {set_size: 200000}\n")
+	stateDir := filepath.Join(filepath.Dir(f), "state")
+	os.MkdirAll(stateDir, 0o700)
+	var sb strings.Builder
+	exp := time.Now().Add(2 * time.Hour).UnixMilli()
+	for i := 0; i < 50000; i++ { // a restore long enough to signal into
+		fmt.Fprintf(&sb, "add\t10.%d.%d.%d\t%d\t3600000\t1\t1\t\t0\t0\t\"TCP SYN scan\"\t\"TCP\"\t\"\"\t\"\"\n", 120+i>>16, byte(i>>8), byte(i), exp)
+	}
+	os.WriteFile(filepath.Join(stateDir, "blocks.journal"), []byte(sb.String()), 0o600)
+	d := &daemon{t: t, ns: ns, config: f, out: &netnstest.Output{}}
+	t.Cleanup(d.stop)
+	d.cmd = ns.Command(context.Background(), daemonBinary(t), "run", "--config", f)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.done = make(chan error, 1)
+	go func() { d.done <- d.cmd.Wait() }()
+	time.Sleep(50 * time.Millisecond) // the Go runtime is up; the state is loading
+	sent := 0
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.out.String(), "PortSentry is initialized and monitoring."); {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 10s:\n%s", d.out)
+		}
+		select {
+		case err := <-d.done:
+			t.Fatalf("the daemon ended (%v) after %d SIGHUPs during start-up:\n%s", err, sent, d.out)
+		default:
+		}
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		sent++
+		time.Sleep(5 * time.Millisecond)
+	}
+	if sent < 2 {
+		t.Fatalf("only %d SIGHUP sent before READY: the start-up was too short to test", sent)
+	}
+	d.waitLog("adminalert: configuration reloaded; every block kept.", 5*time.Second)
+	before, _, _ := strings.Cut(d.out.String(), "PortSentry is initialized and monitoring.")
+	if strings.Contains(before, "SIGHUP: reloading") {
+		t.Error("a reload ran before READY")
+	}
+	t.Logf("%d SIGHUPs during start-up", sent)
 }
