@@ -6,7 +6,7 @@
 #   make deb                                     bin/portsentry-nft_VERSION_ARCH.deb (nfpm)
 #   make rootfs                                  the guest's root file system, cached
 #   make e2e-system                              the system tier (root)
-#   make lint-deploy                             yamllint, ansible-lint, systemd-analyze
+#   make lint-deploy                             yamllint, ansible-lint, systemd-analyze, lintian
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -97,6 +97,8 @@ e2e-system: deps-system deb rootfs
 		PORTSENTRY_ROOTFS=$(ROOTFS_TAR) \
 		$(GO) test -count=1 -v -timeout 15m ./internal/systemtest
 
-# The deployment files' linters alone (e2e-system runs them too).
-lint-deploy: deps-system
-	PORTSENTRY_SYSTEM_TESTS=1 $(GO) test -count=1 -run 'Lint|Unit|Man' -v ./internal/systemtest
+# The deployment files' linters alone, lintian on the .deb included
+# (e2e-system runs them too).
+lint-deploy: deps-system deb
+	PORTSENTRY_SYSTEM_TESTS=1 PORTSENTRY_DEB=$(abspath $(DEB)) \
+		$(GO) test -count=1 -run 'Lint|Unit|Man' -v ./internal/systemtest
