@@ -6,7 +6,7 @@
 #   make deb                                     bin/portsentry-nft_VERSION_ARCH.deb (nfpm)
 #   make rootfs                                  the guest's root file system, cached
 #   make e2e-system                              the system tier (root)
-#   make lint-deploy                             yamllint, ansible-lint, systemd-analyze
+#   make lint-deploy                             yamllint, ansible-lint, systemd-analyze, lintian
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -29,6 +29,11 @@ DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null | 
 # deploy/package/nfpm.yaml reads the staged files from here.
 DEB_STAGE  := bin/deb
 DEB        := bin/portsentry-nft_$(DEB_VERSION)_$(DEB_ARCH).deb
+# The changelog's one entry: the commit built, dated by the commit (the
+# same tree builds the same .deb), signed by nfpm.yaml's maintainer.
+DEB_MAINTAINER := $(shell sed -n 's/^maintainer: //p' deploy/package/nfpm.yaml)
+DEB_COMMIT     := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DEB_DATE       := $(shell LC_ALL=C date -u -R -d @$$(git log -1 --format=%ct 2>/dev/null || echo 0))
 
 # The guest's root file system (debootstrap, 1-3 min) is cached as a tarball
 # outside the tree; its name carries a hash of the script that makes it.
@@ -39,7 +44,7 @@ ROOTFS_TAR   ?= $(ROOTFS_CACHE)/debian12-rootfs-$(ROOTFS_ID).tar.zst
 DEBIAN_MIRROR ?=
 
 # Debian packages the system tier needs on the host.
-SYSTEM_TEST_PKGS := debootstrap systemd-container zstd ansible ansible-lint yamllint nmap iproute2 nftables man-db
+SYSTEM_TEST_PKGS := debootstrap systemd-container zstd ansible ansible-lint yamllint nmap iproute2 nftables man-db lintian
 
 .PHONY: install deb rootfs e2e-system deps-system lint-deploy
 
@@ -66,9 +71,16 @@ install: build
 
 deb:
 	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DEB_STAGE)/portsentry-nft ./cmd/portsentry-nft
+	@# No cgo, and position-independent (ASLR): no library but the dynamic
+	@# loader, which relocates it.
+	CGO_ENABLED=0 $(GO) build -buildmode=pie -trimpath -ldflags '$(LDFLAGS)' -o $(DEB_STAGE)/portsentry-nft ./cmd/portsentry-nft
 	gzip -9n -c deploy/man/portsentry-nft.8 >$(DEB_STAGE)/portsentry-nft.8.gz
 	gzip -9n -c deploy/man/portsentry-nft.yaml.5 >$(DEB_STAGE)/portsentry-nft.yaml.5.gz
+	printf '%s\n' 'portsentry-nft ($(DEB_VERSION)) unstable; urgency=medium' '' \
+		'  * Built from https://github.com/portsentry-nft/portsentry-nft' \
+		'    commit $(DEB_COMMIT);' \
+		'    its changes are that repository'"'"'s history (git log).' '' \
+		' -- $(DEB_MAINTAINER)  $(DEB_DATE)' | gzip -9n >$(DEB_STAGE)/changelog.gz
 	rm -f bin/portsentry-nft_*.deb
 	VERSION='$(DEB_VERSION)' ARCH='$(DEB_ARCH)' \
 		$(NFPM) package --config deploy/package/nfpm.yaml --packager deb --target $(DEB)
@@ -91,6 +103,8 @@ e2e-system: deps-system deb rootfs
 		PORTSENTRY_ROOTFS=$(ROOTFS_TAR) \
 		$(GO) test -count=1 -v -timeout 15m ./internal/systemtest
 
-# The deployment files' linters alone (e2e-system runs them too).
-lint-deploy: deps-system
-	PORTSENTRY_SYSTEM_TESTS=1 $(GO) test -count=1 -run 'Lint|Unit|Man' -v ./internal/systemtest
+# The deployment files' linters alone, lintian on the .deb included
+# (e2e-system runs them too).
+lint-deploy: deps-system deb
+	PORTSENTRY_SYSTEM_TESTS=1 PORTSENTRY_DEB=$(abspath $(DEB)) \
+		$(GO) test -count=1 -run 'Lint|Unit|Man' -v ./internal/systemtest

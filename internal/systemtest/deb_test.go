@@ -122,6 +122,34 @@ func TestDebInstallRunReloadStop(t *testing.T) {
 	}
 }
 
+// lintian, pedantic, finds no error and no warning in the .deb but those
+// deploy/package/lintian-overrides overrides (each with its reason), and
+// no override has gone stale. Info and pedantic tags are logged.
+func TestDebLintian(t *testing.T) {
+	requireEnabled(t, "lintian")
+	t.Parallel()
+	deb := debPath(t)
+	// --fail-on none: the tags decide, not lintian's exit status.
+	out, err := run(5*time.Minute, nil, "lintian", "--fail-on", "none", "--pedantic", "--display-info", deb)
+	if err != nil {
+		t.Fatalf("lintian: %v", err)
+	}
+	var bad []string
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "E: "), strings.HasPrefix(line, "W: "),
+			strings.Contains(line, " unused-override "), strings.Contains(line, " mismatched-override "):
+			bad = append(bad, line)
+		case strings.HasPrefix(line, "I: "), strings.HasPrefix(line, "P: "), strings.HasPrefix(line, "X: "):
+			t.Log(line)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("lintian on %s (fix, or override with a reason in deploy/package/lintian-overrides):\n%s",
+			filepath.Base(deb), strings.Join(bad, "\n"))
+	}
+}
+
 // statusField returns a field of /proc/PID/status.
 func statusField(status, name string) string {
 	for _, line := range strings.Split(status, "\n") {

@@ -18,7 +18,7 @@
 // the import of a legacy portsentry.conf). Fast checks of the deployment
 // files run here too: the unit against systemd-analyze verify and
 // security, the role's unit template against the unit, yamllint and
-// ansible-lint, the man pages, make install.
+// ansible-lint, the man pages, make install, and the .deb against lintian.
 //
 // The tests skip unless PORTSENTRY_SYSTEM_TESTS=1 (make e2e-system sets it,
 // with PORTSENTRY_DEB, PORTSENTRY_BINARY and PORTSENTRY_ROOTFS); then they
