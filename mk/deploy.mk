@@ -76,6 +76,8 @@ deb:
 	CGO_ENABLED=0 $(GO) build -buildmode=pie -trimpath -ldflags '$(LDFLAGS)' -o $(DEB_STAGE)/portsentry-nft ./cmd/portsentry-nft
 	gzip -9n -c deploy/man/portsentry-nft.8 >$(DEB_STAGE)/portsentry-nft.8.gz
 	gzip -9n -c deploy/man/portsentry-nft.yaml.5 >$(DEB_STAGE)/portsentry-nft.yaml.5.gz
+	$(DEB_STAGE)/portsentry-nft completion bash >$(DEB_STAGE)/completion.bash
+	$(DEB_STAGE)/portsentry-nft completion zsh >$(DEB_STAGE)/completion.zsh
 	printf '%s\n' 'portsentry-nft ($(DEB_VERSION)) unstable; urgency=medium' '' \
 		'  * Built from https://github.com/portsentry-nft/portsentry-nft' \
 		'    commit $(DEB_COMMIT);' \

@@ -33,6 +33,9 @@ func TestDebInstallRunReloadStop(t *testing.T) {
 		"/etc/portsentry-nft/portsentry.yaml",
 		"/usr/share/man/man8/portsentry-nft.8.gz",
 		"/usr/share/man/man5/portsentry-nft.yaml.5.gz",
+		"/usr/share/bash-completion/completions/portsentry-nft",
+		"/usr/share/zsh/vendor-completions/_portsentry-nft",
+		"/usr/share/doc/portsentry-nft/copyright",
 	} {
 		g.mustRun("test", "-f", f)
 	}
