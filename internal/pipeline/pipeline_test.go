@@ -297,3 +297,30 @@ func BenchmarkProcessSpoofedFlood(b *testing.B) {
 		r.alerts.Drain() // the alert lines cost too
 	}
 }
+
+// Lifting more blocks at once than the detector's hand-off holds (unblock
+// --all of hundreds) loses none: a probe from a source the detector still
+// marks but the ledger no longer holds counts afresh and blocks again.
+func TestEveryUnblockReachesTheDetector(t *testing.T) {
+	r := newRig(t, "block: {max_per_second: 5000}\n", true)
+	const n = 600 // more than the hand-off channel's 256
+	pkt := func(i int) []byte {
+		p := syn(0, 1)
+		p[13], p[14], p[15] = 99, byte(i>>8), byte(i)
+		return p
+	}
+	for i := range n {
+		r.Handle(pkt(i))
+	}
+	waitFor(t, "the blocks", func() bool { return r.ledger.Len() == n && r.store.Len() == n })
+	if got, err := r.ledger.UnblockAll(context.Background()); err != nil || got != n {
+		t.Fatalf("unblock all: %d, %v", got, err)
+	}
+	for i := range n {
+		r.Handle(pkt(i))
+	}
+	waitFor(t, "the blocks again", func() bool { return r.store.Len() == n })
+	if got := r.AlreadyBlocked.Load(); got != 0 {
+		t.Errorf("%d probes after unblock --all were taken as already blocked", got)
+	}
+}
