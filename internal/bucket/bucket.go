@@ -41,3 +41,11 @@ func (b *Bucket) Allow(now time.Time) bool {
 	}
 	return false
 }
+
+// Refund gives back a token taken by Allow for something that did not
+// happen after all.
+func (b *Bucket) Refund() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens = min(b.rate, b.tokens+1)
+}

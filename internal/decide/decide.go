@@ -132,7 +132,7 @@ func (d *Decider) SetConfig(cfg *config.Config) {
 }
 
 // Decide runs every check once, in this order: protected, response mode,
-// an existing block, capacity, rate; the rate's token is spent only on a
+// rate, an existing block, capacity; the rate's token is spent only on a
 // block. Administrators are held to the guard rails and the capacity, not
 // to the rate cap or the response mode, and may re-block to change a
 // block's length.
@@ -171,16 +171,23 @@ func (d *Decider) decide(r Request, more int) Decision {
 			out.Action = Commands
 			return out
 		}
+		// The rate first: under a spoofed flood most triggers end here, at
+		// the cost of one token bucket. A token taken for a source refused
+		// below goes back.
+		if !d.rate.Allow(r.Now) {
+			return refuse(RateLimited)
+		}
 		if d.ledger.Holds(r.Addr) {
+			d.rate.Refund()
 			return refuse(AlreadyBlocked)
 		}
 	}
 	if d.ledger.Len()+more >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
+		if !manual {
+			d.rate.Refund()
+		}
 		out.Why = fmt.Sprint(cfg.Block.SetSize)
 		return refuse(SetFull)
-	}
-	if !manual && !d.rate.Allow(r.Now) {
-		return refuse(RateLimited)
 	}
 	out.Action = Block
 	out.Times = d.ledger.TimesBlocked(r.Addr) + 1

@@ -171,11 +171,7 @@ func (l *Ledger) Holds(a netip.Addr) bool {
 	l.mu.Lock()
 	n := l.pending[a]
 	l.mu.Unlock()
-	if n > 0 {
-		return true
-	}
-	_, ok := l.c.Store.Get(a)
-	return ok
+	return n > 0 || l.c.Store.Has(a)
 }
 
 // Len counts the blocks in force or on their way.

@@ -98,16 +98,29 @@ func (p *Pipeline) Forget(a netip.Addr) {
 // Tracked is the number of sources the detector holds.
 func (p *Pipeline) Tracked() int64 { return p.tracked.Load() }
 
+// Trigger is a source that reached the trigger, with the probe that did.
+type Trigger struct {
+	Probe packet.Probe
+	Src   detect.Source
+	// Held: the probe waits in NFQUEUE as packet ID.
+	Held bool
+	ID   uint32
+}
+
 // Handle processes one packet (an NFLOG copy).
-func (p *Pipeline) Handle(pkt []byte) { p.process(pkt, ledger.Evidence{}) }
+func (p *Pipeline) Handle(pkt []byte) {
+	var t Trigger
+	p.process(pkt, &t)
+}
 
 // HandleQueued processes a packet held in NFQUEUE and returns its verdict:
 // Pending when the ledger gives it once the block is in.
 func (p *Pipeline) HandleQueued(pkt []byte, id uint32) capture.Verdict {
-	return p.process(pkt, ledger.Evidence{Held: true, ID: id})
+	t := Trigger{Held: true, ID: id}
+	return p.process(pkt, &t)
 }
 
-func (p *Pipeline) process(pkt []byte, ev ledger.Evidence) capture.Verdict {
+func (p *Pipeline) process(pkt []byte, t *Trigger) capture.Verdict {
 	if c := p.cfgp.Load(); c != p.cfg {
 		p.cfg = c
 		p.det.SetConfig(DetectConfig(c))
@@ -115,7 +128,7 @@ func (p *Pipeline) process(pkt []byte, ev ledger.Evidence) capture.Verdict {
 	for len(p.forget) > 0 {
 		p.det.Forget(<-p.forget)
 	}
-	pr := &ev.Probe
+	pr := &t.Probe
 	if err := packet.Decode(pkt, pr); err != nil {
 		p.Malformed.Add(1)
 		return capture.Accept
@@ -158,21 +171,19 @@ func (p *Pipeline) process(pkt []byte, ev ledger.Evidence) capture.Verdict {
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
 		return capture.Accept
 	}
-	held, id := ev.Held, ev.ID
-	ev = Evidence(ev.Probe, src)
-	ev.Held, ev.ID = held, id
-	if p.Act(p.det, ev, now) && ev.Held {
+	t.Src = src
+	if p.Act(p.det, t, now) && t.Held {
 		return capture.Pending
 	}
 	return capture.Accept
 }
 
-// Evidence is what the ledger records of a trigger: the probe and the
+// evidence is what the ledger records of a trigger: the probe and the
 // source's episode as the detector saw it.
-func Evidence(p packet.Probe, src detect.Source) ledger.Evidence {
-	ev := ledger.Evidence{Probe: p, First: src.First, Last: src.Last}
-	if src.NPorts > 0 {
-		ev.Ports = append([]uint16(nil), src.Ports[:src.NPorts]...)
+func (t *Trigger) evidence() ledger.Evidence {
+	ev := ledger.Evidence{Probe: t.Probe, First: t.Src.First, Last: t.Src.Last, Held: t.Held, ID: t.ID}
+	if t.Src.NPorts > 0 {
+		ev.Ports = append([]uint16(nil), t.Src.Ports[:t.Src.NPorts]...)
 	}
 	return ev
 }
@@ -185,26 +196,25 @@ func Evidence(p packet.Probe, src detect.Source) ledger.Evidence {
 // The probe's line is written for every block (their number is capped by
 // block.max_per_second); a refused trigger shares the per-probe line cap,
 // or a spoofed flood would cost a few lines per packet.
-func (p *Pipeline) Act(det *detect.Detector, ev ledger.Evidence, now time.Time) bool {
-	pr := &ev.Probe
+func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
+	pr := &t.Probe
 	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: state.OriginDetect, Proto: pr.Proto, Now: now})
 	if d.Action == decide.Refuse {
-		p.refused(det, d, ev, now)
+		p.refused(det, d, pr, now)
 		return false
 	}
 	p.c.Alerts.Send(alert.Event{What: alert.KindProbe, Probe: *pr})
 	if d.Action == decide.Block {
 		det.MarkBlocked(pr.Src, now.Add(d.Timeout))
 	}
-	if !p.c.Ledger.Submit(d, ev, now) {
+	if !p.c.Ledger.Submit(d, t.evidence(), now) {
 		det.Forget(pr.Src)
 		return false
 	}
 	return true
 }
 
-func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, ev ledger.Evidence, now time.Time) {
-	pr := &ev.Probe
+func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.Probe, now time.Time) {
 	if d.Reason == decide.AlreadyBlocked {
 		// Another path blocked it meanwhile (verified mode, an administrator).
 		det.MarkBlocked(pr.Src, now.Add(time.Second))

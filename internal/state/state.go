@@ -339,6 +339,14 @@ func (s *Store) Remove(a netip.Addr) (Block, bool) {
 	return *b, true
 }
 
+// Has reports an active block of a (without copying it).
+func (s *Store) Has(a netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.active[a]
+	return ok
+}
+
 // Get returns the active block of a.
 func (s *Store) Get(a netip.Addr) (Block, bool) {
 	s.mu.Lock()

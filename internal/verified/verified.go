@@ -20,7 +20,6 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/alert"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
-	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 	"github.com/portsentry-nft/portsentry-nft/internal/pipeline"
 )
@@ -33,7 +32,7 @@ type Config struct {
 	// Detect makes verified mode's own detector.
 	Detect detect.Config
 	// Act decides on a source that reached the trigger (the pipeline's Act).
-	Act func(det *detect.Detector, ev ledger.Evidence, now time.Time) bool
+	Act func(det *detect.Detector, t *pipeline.Trigger, now time.Time) bool
 }
 
 // Mode runs verified mode.
@@ -96,7 +95,7 @@ func (m *Mode) Run(ctx context.Context) {
 			now := time.Now()
 			verdict, src := det.Observe(&p, now)
 			if verdict == detect.Trigger {
-				m.c.Act(det, pipeline.Evidence(p, src), now)
+				m.c.Act(det, &pipeline.Trigger{Probe: p, Src: src}, now)
 			} else {
 				m.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: p}, now)
 			}
