@@ -142,6 +142,12 @@ func UnblockedLine(a netip.Addr) string {
 	return fmt.Sprintf("%sHost %s has been unblocked by an administrator", attack, a)
 }
 
+// EvictedLine: a full set gave up a block that rested on a single probe
+// for a source with more evidence.
+func EvictedLine(a netip.Addr) string {
+	return fmt.Sprintf("%sHost %s has been unblocked to make room in the full sets: its block rested on a single probe, which may have been spoofed", attack, a)
+}
+
 // CommandLine: an external command ran for a host.
 func CommandLine(a netip.Addr, argv []string, output string) string {
 	return fmt.Sprintf("%sExternal command run for host: %s using command: %q; output: %q", attack, a, strings.Join(argv, " "), output)

@@ -45,6 +45,7 @@ func TestEveryLineKindReadsAsTheREADMEShowsIt(t *testing.T) {
 		ProtectedLine(src, "default gateway"),
 		RefusedLine(src, "more than block.max_per_second new blocks"),
 		UnblockedLine(src),
+		EvictedLine(src),
 		CommandLine(src, []string{"/usr/local/bin/notify", "10.201.0.2", "11"}, ""),
 		IgnoringLine(packet.UDP),
 		admin + SetFullLine("65536", src, 1),

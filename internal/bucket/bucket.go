@@ -28,18 +28,29 @@ func (b *Bucket) Set(perSecond int) {
 }
 
 // Allow takes a token if there is one.
-func (b *Bucket) Allow(now time.Time) bool {
+func (b *Bucket) Allow(now time.Time) bool { return b.AllowAbove(now, 0) }
+
+// AllowAbove takes a token only if reserve tokens stay after it: the
+// reserve is kept for the callers of Allow.
+func (b *Bucket) AllowAbove(now time.Time, reserve float64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.last.IsZero() {
 		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	b.last = now
-	if b.tokens >= 1 {
+	if b.tokens >= 1+reserve {
 		b.tokens--
 		return true
 	}
 	return false
+}
+
+// Rate is the tokens a second.
+func (b *Bucket) Rate() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rate
 }
 
 // Refund gives back a token taken by Allow for something that did not

@@ -41,6 +41,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		Restored: l.Restored.Load(), Expired: l.Expired.Load(), Unblocked: l.Unblocked.Load(),
 		BlockFailures: l.BlockFailures.Load(), CommandsRun: l.CommandsRun.Load(), CommandErrors: l.CommandFailures.Load(),
 		HostsDenyErrors: l.HostsDenyErrors.Load(), Reinstalls: d.keeper.Reinstalls.Load(), AlertsSuppressed: d.alerts.Suppressed(),
+		Evicted: l.Evicted.Load(), Corroborated: l.Corroborated.Load(),
 		Tracked: p.Tracked(),
 	}
 	for o, n := range l.Blocks {
@@ -93,6 +94,8 @@ func (d *Daemon) Status() control.Status {
 			"commands_run":        m.CommandsRun,
 			"command_failures":    m.CommandErrors,
 			"hosts_deny_failures": m.HostsDenyErrors,
+			"evicted":             m.Evicted,
+			"corroborated":        m.Corroborated,
 			"goroutines":          uint64(runtime.NumGoroutine()),
 			"open_files":          openFiles(),
 			"heap_bytes":          heapBytes(),

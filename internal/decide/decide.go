@@ -63,8 +63,16 @@ type Decision struct {
 	Origin state.Origin
 	// Timeout is the block's length, repeat-offender factor applied.
 	Timeout time.Duration
-	// Times counts this block among the address's blocks (1 = first).
+	// Times counts this block among the address's offences (1 = first);
+	// a weak block is no offence and keeps the count it had.
 	Times int
+	// Weak: the block rests on a single probe (one probe, one port), which
+	// anyone can spoof: it gets block.timeout, no repeat-offender factor,
+	// and a full set gives it up first.
+	Weak bool
+	// Evict: the sets are full, and the ledger makes room by lifting its
+	// weakest block (a weak one, oldest first) for this stronger one.
+	Evict bool
 }
 
 // String is the refusal as the log and the control socket say it.
@@ -92,6 +100,9 @@ type Request struct {
 	// Timeout, when set, is the length an administrator asked for.
 	Timeout time.Duration
 	Now     time.Time
+	// The evidence: probes counted from Addr in the detector's window, and
+	// distinct ports among them. Zero for origins without probes.
+	Probes, Ports int
 }
 
 // Guard says whether an address must never be blocked.
@@ -107,6 +118,8 @@ type Ledger interface {
 	Len() int
 	// TimesBlocked is how many times a was blocked before.
 	TimesBlocked(a netip.Addr) int
+	// Weak counts the weak blocks in force (those a full set gives up).
+	Weak() int
 }
 
 // Decider decides. It is safe for concurrent use (capture and verified
@@ -132,8 +145,9 @@ func (d *Decider) SetConfig(cfg *config.Config) {
 }
 
 // Decide runs every check once, in this order: protected, response mode,
-// rate, an existing block, capacity; the rate's token is spent only on a
-// block. Administrators are held to the guard rails and the capacity, not
+// rate (half of it kept for sources with more than one probe), an existing
+// block, capacity (a full set gives up a weak block for a stronger one);
+// the rate's token is spent only on a block. Administrators are held to the guard rails and the capacity, not
 // to the rate cap or the response mode, and may re-block to change a
 // block's length.
 func (d *Decider) Decide(r Request) Decision { return d.decide(r, 0) }
@@ -162,6 +176,7 @@ func (d *Decider) decide(r Request, more int) Decision {
 		return refuse(Protected)
 	}
 	manual := r.Origin == state.OriginManual
+	weak := !manual && r.Probes < 2 && r.Ports < 2
 	if !manual {
 		switch response(cfg, r.Proto) {
 		case config.ResponseLog:
@@ -171,10 +186,7 @@ func (d *Decider) decide(r Request, more int) Decision {
 			out.Action = Commands
 			return out
 		}
-		// The rate first: under a spoofed flood most triggers end here, at
-		// the cost of one token bucket. A token taken for a source refused
-		// below goes back.
-		if !d.rate.Allow(r.Now) {
+		if !d.admit(r, weak) {
 			return refuse(RateLimited)
 		}
 		if d.ledger.Holds(r.Addr) {
@@ -183,22 +195,44 @@ func (d *Decider) decide(r Request, more int) Decision {
 		}
 	}
 	if d.ledger.Len()+more >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
-		if !manual {
-			d.rate.Refund()
+		// A full set makes room by giving up a block that rests on one
+		// (maybe spoofed) probe, for a source with more evidence.
+		if weak || manual || d.ledger.Weak() == 0 {
+			if !manual {
+				d.rate.Refund()
+			}
+			out.Why = fmt.Sprint(cfg.Block.SetSize)
+			return refuse(SetFull)
 		}
-		out.Why = fmt.Sprint(cfg.Block.SetSize)
-		return refuse(SetFull)
+		out.Evict = true
 	}
 	out.Action = Block
-	out.Times = d.ledger.TimesBlocked(r.Addr) + 1
+	out.Weak = weak
+	prior := d.ledger.TimesBlocked(r.Addr)
+	out.Times = prior + 1
 	out.Timeout = r.Timeout
-	if out.Timeout == 0 {
+	switch {
+	case weak:
+		out.Times = prior // no offence until corroborated
+		out.Timeout = cfg.BlockTimeout()
+	case out.Timeout != 0:
+	case manual:
+		out.Timeout = cfg.BlockTimeout()
+	default:
 		out.Timeout = RepeatTimeout(cfg, out.Times)
-		if manual {
-			out.Timeout = cfg.BlockTimeout()
-		}
 	}
 	return out
+}
+
+// admit spends the rate's token. Under pressure, evidence decides: half
+// the budget is kept for sources that came back or probed several ports,
+// so a flood of spoofed sources, each seen once, cannot use up what a
+// real scanner needs (its second probe makes it such a source).
+func (d *Decider) admit(r Request, weak bool) bool {
+	if !weak {
+		return d.rate.Allow(r.Now)
+	}
+	return d.rate.AllowAbove(r.Now, float64(int(d.rate.Rate())/2))
 }
 
 func response(cfg *config.Config, p packet.Proto) config.Response {

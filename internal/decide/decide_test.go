@@ -18,11 +18,13 @@ type ledger struct {
 	held  map[netip.Addr]bool
 	times map[netip.Addr]int
 	n     int
+	weak  int
 }
 
 func (l *ledger) Holds(a netip.Addr) bool       { return l.held[a] }
 func (l *ledger) Len() int                      { return l.n }
 func (l *ledger) TimesBlocked(a netip.Addr) int { return l.times[a] }
+func (l *ledger) Weak() int                     { return l.weak }
 
 func parse(t *testing.T, y string) *config.Config {
 	t.Helper()
@@ -52,12 +54,14 @@ func TestDecide(t *testing.T) {
 		tmo    time.Duration
 		times  int
 	}{
-		{"detected scan", "", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP}, 0, Block, None, time.Hour, 1},
-		{"repeat offender", "block: {repeat_factor: 4}\n", Request{Addr: held, Origin: state.OriginDetect}, 0, Refuse, AlreadyBlocked, 0, 0},
+		{"detected scan", "", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP, Probes: 2}, 0, Block, None, time.Hour, 1},
+		{"one probe: weak, no offence", "block: {repeat_factor: 4}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Ports: 1}, 0, Block, None, time.Hour, 0},
+		{"repeat offender", "block: {repeat_factor: 4}\n", Request{Addr: held, Origin: state.OriginDetect, Probes: 3}, 0, Refuse, AlreadyBlocked, 0, 0},
 		{"protected first", "tcp: {response: log}\n", Request{Addr: gw, Origin: state.OriginDetect}, 0, Refuse, Protected, 0, 0},
 		{"response log", "udp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.UDP}, 0, LogOnly, None, 0, 0},
 		{"response command", "tcp: {response: command}\ncommands: [{argv: [/bin/true]}]\n", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP}, 0, Commands, None, 0, 0},
-		{"set full", "block: {set_size: 5}\n", Request{Addr: scanner, Origin: state.OriginDetect}, 5, Refuse, SetFull, 0, 0},
+		{"set full, one probe", "block: {set_size: 5}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1}, 5, Refuse, SetFull, 0, 0},
+		{"set full, several ports, a weak block to give up", "block: {set_size: 5}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 2, Ports: 2}, 5, Block, None, time.Hour, 1},
 		{"manual", "", Request{Addr: scanner, Origin: state.OriginManual}, 0, Block, None, time.Hour, 1},
 		{"manual with timeout", "", Request{Addr: scanner, Origin: state.OriginManual, Timeout: 90 * time.Second}, 0, Block, None, 90 * time.Second, 1},
 		{"manual protected", "", Request{Addr: gw, Origin: state.OriginManual}, 0, Refuse, Protected, 0, 0},
@@ -66,12 +70,18 @@ func TestDecide(t *testing.T) {
 		{"manual ignores response log", "tcp: {response: log}\nudp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginManual}, 0, Block, None, time.Hour, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{held: 2}, n: c.n}
+			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{held: 2}, n: c.n, weak: 1}
 			d := New(parse(t, c.yaml), guard{gw: "default gateway"}, l)
 			c.req.Now = now
 			got := d.Decide(c.req)
 			if got.Action != c.action || got.Reason != c.reason || got.Timeout != c.tmo || got.Times != c.times {
 				t.Errorf("got action %d reason %d timeout %s times %d; want %d %d %s %d", got.Action, got.Reason, got.Timeout, got.Times, c.action, c.reason, c.tmo, c.times)
+			}
+			if weak := c.action == Block && c.req.Origin == state.OriginDetect && c.req.Probes < 2 && c.req.Ports < 2; got.Weak != weak {
+				t.Errorf("weak %v, want %v", got.Weak, weak)
+			}
+			if evict := c.action == Block && c.n >= 5; got.Evict != evict {
+				t.Errorf("evict %v, want %v", got.Evict, evict)
 			}
 			if got.Addr != c.req.Addr || got.Origin != c.req.Origin {
 				t.Errorf("decision for %s/%s, asked for %s/%s", got.Addr, got.Origin, c.req.Addr, c.req.Origin)
@@ -98,7 +108,7 @@ func TestRateCapSpendsOnlyOnBlocks(t *testing.T) {
 	var blocked, limited int
 	for i := 0; i < 4; i++ {
 		a := netip.AddrFrom4([4]byte{10, 201, 1, byte(i)})
-		switch d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now}).Reason {
+		switch d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: 2}).Reason {
 		case None:
 			blocked++
 		case RateLimited:
@@ -107,6 +117,29 @@ func TestRateCapSpendsOnlyOnBlocks(t *testing.T) {
 	}
 	if blocked != 2 || limited != 2 {
 		t.Errorf("%d blocked, %d rate-limited; want 2 and 2 (the refusals and manual blocks cost nothing)", blocked, limited)
+	}
+}
+
+// Half the budget is kept for sources with more than one probe: sources
+// seen once (a spoofed flood) take the other half only.
+func TestRateKeepsHalfForEvidence(t *testing.T) {
+	l := &ledger{held: map[netip.Addr]bool{}, times: map[netip.Addr]int{}}
+	d := New(parse(t, "block: {max_per_second: 4}\n"), guard{}, l)
+	var weak, strong int
+	for i := range 10 {
+		a := netip.AddrFrom4([4]byte{10, 201, 2, byte(i)})
+		if d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: 1}).Action == Block {
+			weak++
+		}
+	}
+	for i := range 10 {
+		a := netip.AddrFrom4([4]byte{10, 201, 3, byte(i)})
+		if d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: 2}).Action == Block {
+			strong++
+		}
+	}
+	if weak != 2 || strong != 2 {
+		t.Errorf("of a budget of 4: %d sources seen once and %d that came back were blocked, want 2 and 2", weak, strong)
 	}
 }
 

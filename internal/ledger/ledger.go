@@ -69,6 +69,8 @@ type Stats struct {
 	Restored        atomic.Uint64                   // blocks put back (start, self-heal, Reassert)
 	BlockFailures   atomic.Uint64
 	Dropped         atomic.Uint64 // decisions lost: too many blocks on their way
+	Evicted         atomic.Uint64 // weak blocks given up to make room for stronger ones
+	Corroborated    atomic.Uint64 // weak blocks that later probes made offences
 	Expired         atomic.Uint64
 	Unblocked       atomic.Uint64
 	CommandsRun     atomic.Uint64
@@ -108,6 +110,13 @@ type Ledger struct {
 	pending map[netip.Addr]int
 	// reasserted: when a block was last put back after a loss.
 	reasserted map[netip.Addr]time.Time
+	// weak holds the weak blocks in force (decide.Decision.Weak), and
+	// weakOrder them oldest first, for eviction (entries no longer weak
+	// are skipped there).
+	weak      map[netip.Addr]bool
+	weakOrder []netip.Addr
+	// early: weak blocks corroborated before their element landed.
+	early map[netip.Addr]bool
 
 	Stats Stats
 }
@@ -123,6 +132,8 @@ type job struct {
 	lift  []netip.Addr
 	all   bool
 	reply chan reply
+	// corroborate: more probes came from a weak block's source.
+	corroborate netip.Addr
 }
 
 type reply struct {
@@ -152,7 +163,7 @@ func New(c Config) *Ledger {
 		c.Name = func(netip.Addr) string { return "" }
 	}
 	l := &Ledger{c: c, jobs: make(chan job, 4096), landed: make(chan landing, MaxInflight),
-		cmds: make(chan struct{}, MaxConcurrentCommands), pending: map[netip.Addr]int{}, reasserted: map[netip.Addr]time.Time{}}
+		cmds: make(chan struct{}, MaxConcurrentCommands), pending: map[netip.Addr]int{}, reasserted: map[netip.Addr]time.Time{}, weak: map[netip.Addr]bool{}, early: map[netip.Addr]bool{}}
 	l.Stats.Blocks = map[state.Origin]*atomic.Uint64{}
 	for _, o := range state.Origins {
 		l.Stats.Blocks[o] = new(atomic.Uint64)
@@ -184,6 +195,13 @@ func (l *Ledger) Len() int {
 
 // TimesBlocked is how many times a was blocked before.
 func (l *Ledger) TimesBlocked(a netip.Addr) int { return l.c.Store.TimesBlocked(a) }
+
+// Weak counts the weak blocks in force.
+func (l *Ledger) Weak() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.weak)
+}
 
 // Count is the number of blocks in force by family (constant time).
 func (l *Ledger) Count() (v4, v6 int) { return l.c.Store.Count() }
@@ -231,6 +249,7 @@ func (l *Ledger) unreserve(a netip.Addr) {
 	defer l.mu.Unlock()
 	if l.pending[a]--; l.pending[a] <= 0 {
 		delete(l.pending, a)
+		delete(l.early, a)
 	}
 }
 
@@ -311,6 +330,9 @@ func (l *Ledger) commitMissing(ctx context.Context, why string, missing func(net
 func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
 	l.mu.Lock()
 	if l.pending[a] > 0 {
+		if len(l.early) < MaxInflight {
+			l.early[a] = true // a second probe, before the first one's block landed
+		}
 		l.mu.Unlock()
 		return false, true
 	}
@@ -326,6 +348,7 @@ func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
 	}
 	left := b.Expires.Sub(now).Round(time.Second)
 	if now.Sub(since) < ReassertAfter || left < time.Second {
+		l.corroborate(a)
 		return false, true
 	}
 	if err := l.c.Kernel.Add(nft.Block{Addr: a, Timeout: left}); err != nil {
@@ -340,6 +363,25 @@ func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
 	l.Stats.Restored.Add(1)
 	l.c.Log.AttackWarn(alert.RestoredLine(a, setOf(a), left))
 	return true, true
+}
+
+// corroborate asks the ledger's goroutine to make a's weak block an
+// offence: a probe from a that was on its way when the element landed is
+// a second probe.
+func (l *Ledger) corroborate(a netip.Addr) {
+	l.mu.Lock()
+	weak := l.weak[a]
+	if weak {
+		delete(l.weak, a) // asked once
+	}
+	l.mu.Unlock()
+	if !weak {
+		return
+	}
+	select {
+	case l.jobs <- job{corroborate: a}:
+	default:
+	}
 }
 
 func setOf(a netip.Addr) string {
@@ -374,6 +416,8 @@ func (l *Ledger) Run(ctx context.Context) {
 func (l *Ledger) do(ctx context.Context, j job) {
 	cfg := l.cfg.Load()
 	switch {
+	case j.corroborate.IsValid():
+		l.strengthen(j.corroborate)
 	case j.reply != nil:
 		j.reply <- l.administer(ctx, j)
 	case j.dec.Action == decide.LogOnly:
@@ -391,6 +435,9 @@ func (l *Ledger) do(ctx context.Context, j job) {
 
 // add queues the element; its landing comes back to Run.
 func (l *Ledger) add(j job) {
+	if j.dec.Evict {
+		l.evictWeakest()
+	}
 	err := l.c.Kernel.Add(nft.Block{Addr: j.dec.Addr, Timeout: j.dec.Timeout, Done: func(err error) {
 		// On the writer goroutine. landed has room for every block on its
 		// way (MaxInflight), so this never waits.
@@ -421,6 +468,7 @@ func (l *Ledger) land(ctx context.Context, j job, err error) {
 func (l *Ledger) follow(ctx context.Context, j job) {
 	cfg := l.cfg.Load()
 	d, p := j.dec, j.ev.Probe
+	l.settleStrength(&d)
 	l.Stats.Blocks[d.Origin].Add(1)
 	by := ""
 	if d.Origin == state.OriginManual {
@@ -430,8 +478,9 @@ func (l *Ledger) follow(ctx context.Context, j job) {
 	b := state.Block{
 		Addr: d.Addr, Timeout: d.Timeout, Expires: j.at.Add(d.Timeout), Origin: d.Origin,
 		Kind: p.Kind.String(), Proto: p.Proto.String(), Port: p.DstPort, Ports: j.ev.Ports,
-		First: j.ev.First, Last: j.ev.Last, Times: d.Times, Host: l.c.Name(d.Addr),
+		First: j.ev.First, Last: j.ev.Last, Times: d.Times, Host: l.c.Name(d.Addr), Weak: d.Weak,
 	}
+
 	if d.Origin == state.OriginManual {
 		b.Kind, b.Proto, b.First, b.Last = "manual", "", j.at, j.at
 	}
@@ -449,6 +498,61 @@ func (l *Ledger) follow(ctx context.Context, j job) {
 		l.c.Log.Errorf("could not record the block of %s: %v", d.Addr, err)
 	}
 	l.runCommands(ctx, cfg, j, func(c config.Command) bool { return !c.First || d.Origin == state.OriginManual }, nil)
+}
+
+// strengthen makes a's weak block an offence, with the repeat-offender
+// length: the element is re-added with the longer remaining time.
+func (l *Ledger) strengthen(a netip.Addr) {
+	cfg := l.cfg.Load()
+	old, _ := l.c.Store.Get(a)
+	b, ok, err := l.c.Store.Strengthen(a, func(times int) time.Duration { return decide.RepeatTimeout(cfg, times) })
+	if err != nil {
+		l.c.Log.Errorf("could not record the block of %s: %v", a, err)
+	}
+	if !ok {
+		return
+	}
+	l.Stats.Corroborated.Add(1)
+	if left := time.Until(b.Expires).Round(time.Second); b.Timeout > old.Timeout && left >= time.Second {
+		if err := l.c.Kernel.Add(nft.Block{Addr: a, Timeout: left}); err != nil {
+			l.c.Log.Errorf("could not lengthen the block of %s: %v", a, err)
+		}
+	}
+}
+
+// settleStrength makes a weak block an offence when a second probe came
+// while it was on its way in, and keeps the weak ones, oldest first, for
+// a full set to give up.
+func (l *Ledger) settleStrength(d *decide.Decision) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.early[d.Addr] {
+		delete(l.early, d.Addr)
+		if d.Weak {
+			d.Weak, d.Times = false, d.Times+1
+			l.Stats.Corroborated.Add(1)
+			if t := decide.RepeatTimeout(l.cfg.Load(), d.Times); t > d.Timeout {
+				// The element went in with block.timeout: lengthen it.
+				l.c.Kernel.Add(nft.Block{Addr: d.Addr, Timeout: t})
+				d.Timeout = t
+			}
+		}
+	}
+	if !d.Weak {
+		return
+	}
+	l.weak[d.Addr] = true
+	l.weakOrder = append(l.weakOrder, d.Addr)
+	if len(l.weakOrder) > 2*len(l.weak)+1024 {
+		// Most entries expired or were corroborated: keep the rest.
+		kept := l.weakOrder[:0]
+		for _, w := range l.weakOrder {
+			if l.weak[w] {
+				kept = append(kept, w)
+			}
+		}
+		l.weakOrder = kept
+	}
 }
 
 // release gives a held probe its verdict, once.
@@ -518,9 +622,12 @@ func (l *Ledger) lifted(a netip.Addr) bool {
 	if ok {
 		l.lift(b)
 	}
-	l.mu.Lock()
-	delete(l.reasserted, a)
-	l.mu.Unlock()
+	// An administrator's word resets the offences: the next block starts
+	// from block.timeout.
+	if err := l.c.Store.ForgetOffender(a); err != nil {
+		l.c.Log.Errorf("could not record the unblock of %s: %v", a, err)
+	}
+	l.forgetLocal(a)
 	l.Stats.Unblocked.Add(1)
 	l.c.Log.Attack(alert.UnblockedLine(a))
 	if l.c.OnLift != nil {
@@ -533,10 +640,46 @@ func (l *Ledger) expire(now time.Time) {
 	for _, b := range l.c.Store.Expire(now) {
 		l.Stats.Expired.Add(1)
 		l.lift(b)
-		l.mu.Lock()
-		delete(l.reasserted, b.Addr)
-		l.mu.Unlock()
+		l.forgetLocal(b.Addr)
 		l.c.Log.Infof("Block of host %s expired", b.Addr)
+	}
+}
+
+// forgetLocal drops what the ledger keeps in memory of a block.
+func (l *Ledger) forgetLocal(a netip.Addr) {
+	l.mu.Lock()
+	delete(l.reasserted, a)
+	delete(l.weak, a)
+	l.mu.Unlock()
+}
+
+// evictWeakest lifts the oldest weak block to make room for a stronger
+// one, and says so.
+func (l *Ledger) evictWeakest() {
+	for {
+		l.mu.Lock()
+		if len(l.weakOrder) == 0 {
+			l.mu.Unlock()
+			return
+		}
+		a := l.weakOrder[0]
+		l.weakOrder = l.weakOrder[1:]
+		weak := l.weak[a]
+		delete(l.weak, a)
+		l.mu.Unlock()
+		if !weak {
+			continue // lifted or corroborated meanwhile
+		}
+		if err := l.c.Kernel.Delete(context.Background(), a); err != nil {
+			l.c.Log.Errorf("could not make room in the sets (lift %s): %v", a, err)
+			return
+		}
+		if b, ok := l.c.Store.Remove(a); ok {
+			l.lift(b)
+		}
+		l.Stats.Evicted.Add(1)
+		l.c.Log.Attack(alert.EvictedLine(a))
+		return
 	}
 }
 

@@ -34,7 +34,7 @@ type Snapshot struct {
 	// Counters of one quantity each.
 	AlreadyBlocked, Malformed, NotProbes, InUse, NFLOGLost, NFLOGOverruns   uint64
 	Restored, Expired, Unblocked, BlockFailures, CommandsRun, CommandErrors uint64
-	HostsDenyErrors, Reinstalls, AlertsSuppressed                           uint64
+	HostsDenyErrors, Reinstalls, AlertsSuppressed, Evicted, Corroborated    uint64
 	// Gauges.
 	Blocked4, Blocked6 int
 	Tracked            int64
@@ -116,10 +116,12 @@ var (
 	dHostsDeny      = desc("hosts_deny_failures_total", "hosts.deny writes that failed.")
 	dReinstalls     = desc("ruleset_reinstalls_total", "Times the watchdog reinstalled the ruleset after a change outside the daemon.")
 	dSuppressed     = desc("alert_lines_suppressed_total", "Alert lines not written to keep up with a flood.")
+	dEvicted        = desc("evicted_blocks_total", "Blocks on a single probe given up to make room in full sets for stronger ones.")
+	dCorroborated   = desc("corroborated_blocks_total", "Blocks on a single probe that later probes made offences.")
 	dBlocked        = desc("blocked_addresses", "Addresses blocked now, by family.", "family")
 	dTracked        = desc("tracked_sources", "Sources the detector holds.")
 	dStart          = desc("start_time_seconds", "When the daemon started, in Unix seconds.")
-	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed}
+	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated}
 	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart}
 )
 
@@ -149,7 +151,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRefused, n, r)
 	}
 	for i, v := range []uint64{s.AlreadyBlocked, s.Malformed, s.NotProbes, s.InUse, s.NFLOGLost, s.NFLOGOverruns, s.Restored, s.Expired,
-		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed} {
+		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated} {
 		counter(counterMetrics[i], v)
 	}
 	gauge(dBlocked, float64(s.Blocked4), "ipv4")

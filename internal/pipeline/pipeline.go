@@ -198,7 +198,8 @@ func (t *Trigger) evidence() ledger.Evidence {
 // or a spoofed flood would cost a few lines per packet.
 func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 	pr := &t.Probe
-	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: state.OriginDetect, Proto: pr.Proto, Now: now})
+	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: state.OriginDetect, Proto: pr.Proto, Now: now,
+		Probes: t.Src.Count, Ports: t.Src.NPorts})
 	if d.Action == decide.Refuse {
 		p.refused(det, d, pr, now)
 		return false
@@ -214,6 +215,10 @@ func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 	return true
 }
 
+// refused handles a refused trigger. A source refused for the rate or a
+// full set is kept in the detector with its evidence: when it comes back,
+// its second probe makes it a source the decision keeps budget and room
+// for (a spoofed flood's sources, each seen once, never get there).
 func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.Probe, now time.Time) {
 	if d.Reason == decide.AlreadyBlocked {
 		// Another path blocked it meanwhile (verified mode, an administrator).
@@ -222,10 +227,10 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 		p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
 		return
 	}
-	det.Forget(pr.Src)
 	p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
 	switch d.Reason {
 	case decide.Protected:
+		det.Forget(pr.Src)
 		p.Protected.Add(1)
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProtected, Probe: *pr, Reason: d.Why}, now)
 	case decide.RateLimited:

@@ -127,16 +127,23 @@ func TestProtectedSourceIsNotBlocked(t *testing.T) {
 	}
 }
 
-// Past block.max_per_second, triggers are logged and not blocked.
+// Past block.max_per_second, triggers are logged and not blocked; half the
+// budget is kept for sources that come back, and a refused source is kept,
+// so its next probe gets that half.
 func TestRateCap(t *testing.T) {
 	r := newRig(t, "block: {max_per_second: 3}\n", true)
 	for i := byte(0); i < 10; i++ {
-		r.Handle(syn(10+i, 1)) // distinct sources
+		r.Handle(syn(10+i, 1)) // distinct sources, seen once
 	}
-	if got := r.RateLimited.Load(); got != 7 {
-		t.Errorf("rate limited %d of 10, want 7 (burst of 3)", got)
+	if got := r.RateLimited.Load(); got != 8 {
+		t.Errorf("rate limited %d of 10, want 8 (a burst of 3, 1 of it kept for sources that come back)", got)
 	}
-	waitFor(t, "3 elements", func() bool { return len(r.kernel.Added()) == 3 })
+	waitFor(t, "2 elements", func() bool { return len(r.kernel.Added()) == 2 })
+	r.Handle(syn(19, 2)) // a refused source comes back
+	waitFor(t, "the source that came back", func() bool { return len(r.kernel.Added()) == 3 })
+	if got := r.kernel.Added()[2].Addr; got != netip.MustParseAddr("10.201.0.19") {
+		t.Errorf("third element %s, want 10.201.0.19", got)
+	}
 }
 
 // A spoofed flood, every packet a new source past the rate cap, writes a
@@ -157,46 +164,61 @@ func TestSpoofedFloodLinesAreCapped(t *testing.T) {
 	if max := alert.LinesPerSecond + refill + 3 + 10; lines > max {
 		t.Errorf("%d alert lines queued for %d spoofed probes, want at most %d", lines, n, max)
 	}
-	if lines+suppressed != 2*n-3 {
-		t.Errorf("lines %d + suppressed %d = %d, want %d (each refused trigger: probe and reason, each block: probe)", lines, suppressed, lines+suppressed, 2*n-3)
+	limited := int(r.RateLimited.Load())
+	if want := 2*limited + (n - limited); lines+suppressed != want || limited < n-3 {
+		t.Errorf("lines %d + suppressed %d = %d, want %d (each refused trigger: probe and reason, each block: probe; %d refused)", lines, suppressed, lines+suppressed, want, limited)
 	}
 }
 
-// A trigger refused because the sets are full marks nothing: the source's
-// later probes are refused again for the same reason, never logged as
-// "already blocked" (nothing blocks them), and one warning says so.
-func TestSetFullRefusalMarksNothing(t *testing.T) {
+// A full set gives up a block that rests on one probe for a source with
+// more evidence; a source refused for want of room is marked nothing:
+// its later probes are refused again, never "already blocked", and one
+// warning says so.
+func TestFullSetGivesUpWeakBlocks(t *testing.T) {
 	r := newRig(t, "block: {set_size: 1}\n", true)
-	r.Handle(syn(2, 1))
-	waitFor(t, "the first block", func() bool { _, ok := r.store.Get(netip.MustParseAddr("10.201.0.2")); return ok })
-	for i := 0; i < 3; i++ {
-		r.Handle(syn(3, byte(1+i)))
+	weak, strong, third := netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("10.201.0.3"), netip.MustParseAddr("10.201.0.4")
+	r.Handle(syn(2, 1)) // one probe: a weak block
+	waitFor(t, "the weak block", func() bool { return r.store.Has(weak) })
+	r.Handle(syn(3, 1)) // seen once: no room
+	if got := r.SetFull.Load(); got != 1 {
+		t.Fatalf("set full %d, want 1", got)
 	}
-	if got := r.SetFull.Load(); got != 3 {
-		t.Errorf("set full %d, want 3 (each probe of the second source is a fresh trigger)", got)
+	r.Handle(syn(3, 2)) // comes back: the weak block makes room
+	waitFor(t, "the stronger block", func() bool { return r.store.Has(strong) })
+	if r.store.Has(weak) || r.ledger.Len() != 1 {
+		t.Errorf("the weak block was kept (held %v, %d blocks)", r.store.Has(weak), r.ledger.Len())
 	}
-	if got := r.AlreadyBlocked.Load(); got != 0 {
-		t.Errorf("already blocked %d, want 0: the refused source is not blocked", got)
+	if d := r.kernel.Deleted(); len(d) != 1 || d[0] != weak {
+		t.Errorf("kernel deletes %v, want %s", d, weak)
+	}
+	for i := byte(1); i <= 3; i++ {
+		r.Handle(syn(4, i)) // the strong block is not given up
+	}
+	if got := r.SetFull.Load(); got != 4 {
+		t.Errorf("set full %d, want 4", got)
+	}
+	if r.store.Has(third) || r.AlreadyBlocked.Load() != 0 {
+		t.Errorf("a refused source was blocked (%v) or taken as already blocked (%d)", r.store.Has(third), r.AlreadyBlocked.Load())
 	}
 	r.alerts.Drain()
-	if c := strings.Count(r.log.String(), "the blocked sets are full"); c != 1 {
-		t.Errorf("set-full warning %d times, want once:\n%s", c, r.log)
-	}
-	if strings.Contains(r.log.String(), "10.201.0.3/10.201.0.3 is already blocked") {
-		t.Errorf("refused source logged as already blocked:\n%s", r.log)
+	for _, want := range []string{"attackalert: Host 10.201.0.2 has been unblocked to make room in the full sets", "the blocked sets are full"} {
+		if c := strings.Count(r.log.String(), want); c != 1 {
+			t.Errorf("%q %d times, want once:\n%s", want, c, r.log)
+		}
 	}
 }
 
 // The element, the record and the detector all get the repeat-offender
 // timeout that the decision chose.
 func TestRepeatOffenderTimeoutIsOneDecision(t *testing.T) {
-	r := newRig(t, "block: {timeout: 1h, repeat_factor: 4}\n", true)
+	r := newRig(t, "block: {timeout: 1h, repeat_factor: 4}\ndetect: {scan_trigger: 2}\n", true)
 	src := netip.MustParseAddr("10.201.0.2")
 	if err := r.store.Add(state.Block{Addr: src, Timeout: time.Hour, Expires: time.Now().Add(time.Millisecond), Times: 1}); err != nil {
 		t.Fatal(err)
 	}
 	r.store.Expire(time.Now().Add(time.Second))
 	r.Handle(syn(2, 1))
+	r.Handle(syn(2, 2))
 	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
 	if got := r.kernel.Added(); len(got) != 1 || got[0].Timeout != 4*time.Hour {
 		t.Errorf("kernel got %v, want one element of 4h", got)
@@ -209,6 +231,47 @@ func TestRepeatOffenderTimeoutIsOneDecision(t *testing.T) {
 	verdict, _ := r.det.Observe(&packet.Probe{Src: src, Kind: packet.KindSYN, Proto: packet.TCP, DstPort: 2}, time.Now().Add(2*time.Hour))
 	if verdict != detect.AlreadyBlocked {
 		t.Errorf("detector verdict 2h later: %d, want already blocked", verdict)
+	}
+}
+
+// Blocks on a single probe are no offence: spoofing an address once an
+// hour never makes its blocks longer. Probes that follow a block
+// corroborate it, and then it counts; an administrator's unblock resets the
+// count.
+func TestOnlyCorroboratedBlocksEscalate(t *testing.T) {
+	r := newRig(t, "block: {timeout: 1h, repeat_factor: 4}\n", true)
+	src := netip.MustParseAddr("10.201.0.2")
+	blockAndExpire := func(probes int) state.Block {
+		t.Helper()
+		for i := range probes {
+			r.Handle(syn(2, byte(1+i)))
+		}
+		var b state.Block
+		waitFor(t, "the block", func() bool { var ok bool; b, ok = r.store.Get(src); return ok && (probes < 2 || !b.Weak) })
+		r.store.Expire(time.Now().Add(5 * time.Hour))
+		r.Forget(src)
+		return b
+	}
+	for range 3 {
+		if b := blockAndExpire(1); !b.Weak || b.Timeout != time.Hour || r.store.TimesBlocked(src) != 0 {
+			t.Fatalf("a block on one probe: %+v, offences %d; want weak, 1h, none", b, r.store.TimesBlocked(src))
+		}
+	}
+	b := blockAndExpire(2) // the second probe arrives while the first is landing
+	if b.Weak || r.store.TimesBlocked(src) != 1 {
+		t.Fatalf("a corroborated block: %+v, offences %d; want strong, 1", b, r.store.TimesBlocked(src))
+	}
+	r.Handle(syn(2, 9))
+	r.Handle(syn(2, 10))
+	waitFor(t, "the second offence", func() bool { b, ok := r.store.Get(src); return ok && !b.Weak })
+	if got, _ := r.store.Get(src); got.Timeout != 4*time.Hour {
+		t.Errorf("second offence: %s, want 4h", got.Timeout)
+	}
+	if _, err := r.ledger.Unblock(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.store.TimesBlocked(src); n != 0 {
+		t.Errorf("offences after an administrator's unblock: %d, want 0", n)
 	}
 }
 

@@ -10,14 +10,16 @@ import (
 
 // The journal is one line per change, tab-separated, free text quoted:
 //
-//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"	ORIGIN
+//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"	ORIGIN	WEAK
 //	del	ADDR
 //	times	ADDR	N	LAST_MS
 //
 // Times are Unix milliseconds. Plain text rather than JSON: a restart with
 // 100k live blocks reads them in a fraction of the time, and an admin can
 // still read it. Journals written before ORIGIN existed have 13 fields;
-// their blocks read as detected, or manual when KIND says so.
+// their blocks read as detected, or manual when KIND says so. WEAK is
+// "weak" for a block on a single probe, else empty (absent before it
+// existed).
 
 var errEntry = errors.New("malformed journal line")
 
@@ -50,7 +52,7 @@ func encodeEntry(e entry) string {
 	}
 	return strings.Join([]string{"add", b.Addr.String(), ms(b.Expires), strconv.FormatInt(b.Timeout.Milliseconds(), 10),
 		strconv.Itoa(b.Times), strconv.Itoa(int(b.Port)), strings.Join(ports, ","), ms(b.First), ms(b.Last),
-		strconv.Quote(b.Kind), strconv.Quote(b.Proto), strconv.Quote(b.Host), strconv.Quote(b.HostsDeny), string(b.Origin)}, "\t") + "\n"
+		strconv.Quote(b.Kind), strconv.Quote(b.Proto), strconv.Quote(b.Host), strconv.Quote(b.HostsDeny), string(b.Origin), weakField(b.Weak)}, "\t") + "\n"
 }
 
 func decodeEntry(line string) (entry, error) {
@@ -72,7 +74,7 @@ func decodeEntry(line string) (entry, error) {
 			return entry{}, errEntry
 		}
 		return entry{Op: "times", Addr: a, Times: n, Last: last}, nil
-	case f[0] != "add" || len(f) != 13 && len(f) != 14:
+	case f[0] != "add" || len(f) < 13 || len(f) > 15:
 		return entry{}, errEntry
 	}
 	b := &Block{Addr: a}
@@ -107,10 +109,26 @@ func decodeEntry(line string) (entry, error) {
 	if b.Kind == "manual" {
 		b.Origin = OriginManual
 	}
-	if len(f) == 14 && f[13] != "" {
+	if len(f) >= 14 && f[13] != "" {
 		if b.Origin, errs[10] = ParseOrigin(f[13]); errs[10] != nil {
 			return entry{}, errEntry
 		}
 	}
+	if len(f) == 15 {
+		switch f[14] {
+		case "weak":
+			b.Weak = true
+		case "":
+		default:
+			return entry{}, errEntry
+		}
+	}
 	return entry{Op: "add", Block: b}, nil
+}
+
+func weakField(w bool) string {
+	if w {
+		return "weak"
+	}
+	return ""
 }

@@ -42,6 +42,11 @@ type Block struct {
 	HostsDeny string
 	// Origin is who decided the block.
 	Origin Origin
+	// Weak: the block rests on a single probe, which anyone can spoof. It
+	// does not count as an offence (no longer blocks next time) unless
+	// more probes corroborate it (Strengthen), and a full set gives it up
+	// first.
+	Weak bool
 }
 
 // Origin is where a block came from.

@@ -1,0 +1,43 @@
+package state
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Strengthen marks the active block of a as corroborated: more probes
+// came from a after it was blocked on a single one. It then counts as an
+// offence, and a full set no longer gives it up first; timeout, given the
+// offence count, is its length from now on (the repeat-offender factor).
+// It returns the block as it now stands, and false when a holds no weak
+// block.
+func (s *Store) Strengthen(a netip.Addr, timeout func(times int) time.Duration) (Block, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.active[a]
+	if !ok || !b.Weak {
+		return Block{}, false, nil
+	}
+	nb := *b
+	nb.Weak = false
+	nb.Times = s.times[a].n + 1
+	if t := timeout(nb.Times); t > nb.Timeout {
+		nb.Expires = nb.Expires.Add(t - nb.Timeout)
+		nb.Timeout = t
+	}
+	s.put(&nb)
+	s.remember(a, nb.Times, nb.Expires)
+	return nb, true, s.append(entry{Op: "add", Block: &nb})
+}
+
+// ForgetOffender forgets how often a was blocked (an administrator lifted
+// its block: the next one starts from block.timeout again).
+func (s *Store) ForgetOffender(a netip.Addr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.times[a]; !ok {
+		return nil
+	}
+	delete(s.times, a)
+	return s.append(entry{Op: "times", Addr: a, Times: 0})
+}
