@@ -1,6 +1,7 @@
 // Package capture receives the packets that the ruleset's log rules send to
 // an NFLOG group, over netlink (github.com/florianl/go-nflog/v2), and hands
-// each one's bytes to a callback on the receiving goroutine.
+// each one's bytes, and the rule that sent it (by its log prefix), to a
+// callback on the receiving goroutine.
 //
 // It exists to keep the netlink details in one place: low-latency group
 // settings (the kernel otherwise batches 100 messages or 1 s), a forced
@@ -31,8 +32,8 @@ type Config struct {
 	QueueThreshold uint32
 	// FlushTimeout, in 1/100 s, sends a partial batch (default 1 = 10 ms).
 	FlushTimeout uint32
-	// Snaplen is how many bytes of each packet are copied (default 256:
-	// headers only).
+	// Snaplen is how many bytes of each packet are copied (default
+	// DefaultSnaplen).
 	Snaplen uint32
 	// ReadBuffer is forced on the socket (default 8 MiB).
 	ReadBuffer int
@@ -50,6 +51,15 @@ type Stats struct {
 	Reopens  atomic.Uint64 // times the socket was reopened after an error
 }
 
+// DefaultSnaplen is how many bytes of each packet both readers copy by
+// default: the headers, behind up to 964 bytes of IPv6 extension headers.
+// A probe whose transport header lies deeper is still acted on (its source
+// is in the IP header, its rule in the log prefix). The copy stays cheap in
+// a flood: the kernel copies no more than the packet, and with a queue
+// threshold of 1 each message takes a buffer of a page or more anyway; only
+// large packets, which cost their sender as much, copy more.
+const DefaultSnaplen = 1024
+
 func (c *Config) defaults() {
 	if c.QueueThreshold == 0 {
 		c.QueueThreshold = 1
@@ -58,7 +68,7 @@ func (c *Config) defaults() {
 		c.FlushTimeout = 1
 	}
 	if c.Snaplen == 0 {
-		c.Snaplen = 256
+		c.Snaplen = DefaultSnaplen
 	}
 	if c.ReadBuffer == 0 {
 		c.ReadBuffer = 8 << 20
@@ -124,11 +134,12 @@ func forceReadBuffer(c *netlink.Conn, size int) error {
 // reader give up on a socket and open a new one.
 const errFatal = 50
 
-// Run calls fn with each packet (its IP header onwards) until ctx is done.
+// Run calls fn with each packet (its IP header onwards) and the rule that
+// logged it until ctx is done.
 // fn runs on the receive goroutine and must not block or keep the slice.
 // After a fatal socket error Run reopens the group with backoff; it
 // returns only when ctx is done (nil) or the group cannot be reopened.
-func (r *Reader) Run(ctx context.Context, fn func(pkt []byte), st *Stats) error {
+func (r *Reader) Run(ctx context.Context, fn func(pkt []byte, rule Rule), st *Stats) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := r.runOnce(ctx, fn, st)
@@ -152,7 +163,7 @@ func (r *Reader) Run(ctx context.Context, fn func(pkt []byte), st *Stats) error 
 	}
 }
 
-func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte), st *Stats) error {
+func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte, rule Rule), st *Stats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // cancel before Close (the deferred Close in Run): Close first blocks forever
 	var (
@@ -172,7 +183,11 @@ func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte), st *Stats) er
 			return 0
 		}
 		st.Packets.Add(1)
-		fn(*a.Payload)
+		rule := RuleUnknown
+		if a.Prefix != nil {
+			rule = RuleOf(*a.Prefix)
+		}
+		fn(*a.Payload, rule)
 		return 0
 	}
 	if err := r.nf.RegisterWithErrorFunc(ctx, hook, errs.handle); err != nil {

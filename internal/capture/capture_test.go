@@ -44,3 +44,18 @@ func TestReceiveErrors(t *testing.T) {
 		t.Fatal("after cancel every error must stop")
 	}
 }
+
+// The prefixes the ruleset writes map to their rules; anything else
+// (another rule logging to the group, no prefix) is unknown.
+func TestRuleOf(t *testing.T) {
+	for prefix, want := range map[string]Rule{
+		PrefixTCP: RuleTCP, PrefixUDP: RuleUDP, "": RuleUnknown, "portsentry": RuleUnknown, "portsentry tcp ": RuleUnknown,
+	} {
+		if got := RuleOf(prefix); got != want {
+			t.Errorf("RuleOf(%q) = %v, want %v", prefix, got, want)
+		}
+	}
+	if PrefixTCP == PrefixUDP {
+		t.Fatal("the probe rules share a prefix")
+	}
+}

@@ -24,7 +24,8 @@ type QueueConfig struct {
 	// MaxLen is how many packets may wait for a verdict (default 4096);
 	// beyond it the kernel accepts them (fail-open).
 	MaxLen uint32
-	// Snaplen is how many bytes of each packet are copied (default 256).
+	// Snaplen is how many bytes of each packet are copied (default
+	// DefaultSnaplen).
 	Snaplen uint32
 	// ReadBuffer is forced on the socket (default 8 MiB).
 	ReadBuffer int
@@ -34,6 +35,11 @@ type QueueConfig struct {
 
 // Queue holds packets of one NFQUEUE until they get a verdict: inline
 // blocking, where the probe that triggers a block is itself dropped.
+//
+// A queued packet carries no log prefix, so its rule is unknown (both probe
+// rules queue to one number): a probe whose transport header lies past
+// Snaplen cannot be told from garbage and is accepted as malformed. Within
+// Snaplen (up to 964 bytes of IPv6 extension headers) it decodes.
 type Queue struct {
 	cfg QueueConfig
 	nf  *nfqueue.Nfqueue
@@ -45,7 +51,7 @@ func OpenQueue(cfg QueueConfig) (*Queue, error) {
 		cfg.MaxLen = 4096
 	}
 	if cfg.Snaplen == 0 {
-		cfg.Snaplen = 256
+		cfg.Snaplen = DefaultSnaplen
 	}
 	if cfg.ReadBuffer == 0 {
 		cfg.ReadBuffer = 8 << 20

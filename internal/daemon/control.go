@@ -36,7 +36,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 			"set_full":     p.SetFull.Load(),
 			"queue_full":   l.Dropped.Load(),
 		},
-		AlreadyBlocked: p.AlreadyBlocked.Load(), Malformed: p.Malformed.Load(), NotProbes: p.NotProbes.Load(),
+		AlreadyBlocked: p.AlreadyBlocked.Load(), Malformed: p.Malformed.Load(), Opaque: p.Opaque.Load(), NotProbes: p.NotProbes.Load(),
 		InUse: p.InUse.Load(), NFLOGLost: d.capture.Lost.Load(), NFLOGOverruns: d.capture.Overruns.Load(),
 		Restored: l.Restored.Load(), Expired: l.Expired.Load(), Unblocked: l.Unblocked.Load(),
 		BlockFailures: l.BlockFailures.Load(), CommandsRun: l.CommandsRun.Load(), CommandErrors: l.CommandFailures.Load(),
@@ -75,6 +75,7 @@ func (d *Daemon) Status() control.Status {
 		Counters: map[string]uint64{
 			"packets":             d.capture.Packets.Load(),
 			"malformed":           m.Malformed,
+			"undecoded_probes":    m.Opaque,
 			"not_probes":          m.NotProbes,
 			"nflog_lost":          m.NFLOGLost,
 			"nflog_enobufs":       m.NFLOGOverruns,

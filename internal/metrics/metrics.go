@@ -35,6 +35,7 @@ type Snapshot struct {
 	AlreadyBlocked, Malformed, NotProbes, InUse, NFLOGLost, NFLOGOverruns   uint64
 	Restored, Expired, Unblocked, BlockFailures, CommandsRun, CommandErrors uint64
 	HostsDenyErrors, Reinstalls, AlertsSuppressed, Evicted, Corroborated    uint64
+	Opaque                                                                  uint64
 	// Gauges.
 	Blocked4, Blocked6 int
 	Tracked            int64
@@ -103,6 +104,7 @@ var (
 	dRefused        = desc("refused_triggers_total", "Sources that reached the trigger and were not blocked, by reason.", "reason")
 	dAlready        = desc("already_blocked_probes_total", "Probes from a blocked source that were on their way before its element landed.")
 	dMalformed      = desc("malformed_packets_total", "Packets that did not decode.")
+	dOpaque         = desc("undecoded_probes_total", "Probes whose transport header could not be read (past the snap length), acted on by their rule and source.")
 	dNotProbes      = desc("non_probe_packets_total", "Decoded packets that are not probes (ACK/RST).")
 	dInUse          = desc("in_use_probes_total", "Probes of ports a service listens on, ignored.")
 	dLost           = desc("nflog_lost_total", "Log messages the kernel dropped (NFLOG sequence gaps).")
@@ -121,7 +123,7 @@ var (
 	dBlocked        = desc("blocked_addresses", "Addresses blocked now, by family.", "family")
 	dTracked        = desc("tracked_sources", "Sources the detector holds.")
 	dStart          = desc("start_time_seconds", "When the daemon started, in Unix seconds.")
-	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated}
+	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated, dOpaque}
 	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart}
 )
 
@@ -151,7 +153,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRefused, n, r)
 	}
 	for i, v := range []uint64{s.AlreadyBlocked, s.Malformed, s.NotProbes, s.InUse, s.NFLOGLost, s.NFLOGOverruns, s.Restored, s.Expired,
-		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated} {
+		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated, s.Opaque} {
 		counter(counterMetrics[i], v)
 	}
 	gauge(dBlocked, float64(s.Blocked4), "ipv4")

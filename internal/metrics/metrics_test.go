@@ -14,7 +14,7 @@ func snapshot() Snapshot {
 		Probes:    []Probes{{"tcp", "TCP SYN scan", 7}, {"udp", "UDP scan", 2}},
 		Blocks:    map[string]uint64{"detect": 3, "manual": 1},
 		Refused:   map[string]uint64{"protected": 1, "rate_limited": 0, "set_full": 0, "queue_full": 0},
-		NFLOGLost: 5, Malformed: 4, Blocked4: 100000, Blocked6: 2, Tracked: 9,
+		NFLOGLost: 5, Malformed: 4, Opaque: 3, Blocked4: 100000, Blocked6: 2, Tracked: 9,
 	}
 }
 
@@ -41,6 +41,7 @@ func TestExposition(t *testing.T) {
 		`portsentry_blocked_addresses{family="ipv6"} 2`,
 		`portsentry_nflog_lost_total 5`,
 		`portsentry_malformed_packets_total 4`,
+		`portsentry_undecoded_probes_total 3`,
 		`portsentry_tracked_sources 9`,
 		`portsentry_start_time_seconds 1.8e+09`,
 		`portsentry_probe_to_block_seconds_bucket{le="0.0005"} 1`,

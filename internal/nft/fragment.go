@@ -156,11 +156,13 @@ func pkttypeHost() fragment {
 
 func counter() fragment { return fragment{text: "counter", exprs: []expr.Any{&expr.Counter{}}} }
 
-// logGroup sends a copy to NFLOG group g; q > 0 adds the rule's
-// queue-threshold (the kernel uses the smaller of it and the group's).
-func logGroup(g, q uint16) fragment {
-	text := "log group " + strconv.Itoa(int(g))
-	l := &expr.Log{Key: 1 << unix.NFTA_LOG_GROUP, Group: g}
+// logGroup sends a copy to NFLOG group g with the log prefix prefix (it
+// tells the daemon which rule sent the packet, see capture.Rule); q > 0
+// adds the rule's queue-threshold (the kernel uses the smaller of it and
+// the group's).
+func logGroup(prefix string, g, q uint16) fragment {
+	text := "log prefix " + strconv.Quote(prefix) + " group " + strconv.Itoa(int(g))
+	l := &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Data: []byte(prefix), Group: g}
 	if q > 0 {
 		text += " queue-threshold " + strconv.Itoa(int(q))
 		l.Key |= 1 << unix.NFTA_LOG_QTHRESHOLD

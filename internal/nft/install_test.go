@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
 
+	"github.com/portsentry-nft/portsentry-nft/internal/capture"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
@@ -113,7 +115,7 @@ func TestReinstallKeepsBlocks(t *testing.T) {
 	if !strings.Contains(out6, "fd00:201::9") {
 		t.Errorf("after reinstall, blocked6 lost its element:\n%s", out6)
 	}
-	if n := strings.Count(ns.MustRun("nft", "list", "chain", "inet", "portsentry", "input"), "log group"); n != 2 {
+	if n := strings.Count(ns.MustRun("nft", "list", "chain", "inet", "portsentry", "input"), "log prefix"); n != 2 {
 		t.Errorf("after three installs the chain has %d log rules, want 2 (no duplicates)", n)
 	}
 }
@@ -201,11 +203,11 @@ var _ = exec.Command
 // flood drops it so the group's threshold batches.
 func TestFloodBatching(t *testing.T) {
 	text := nft.Build(config.Default(), nft.Shape{}).Text()
-	if n := strings.Count(text, "log group 5 queue-threshold 1\n"); n != 2 {
+	if n := strings.Count(text, " group 5 queue-threshold 1\n"); n != 2 {
 		t.Fatalf("%d log rules with queue-threshold 1 in:\n%s", n, text)
 	}
 	flood := nft.Build(config.Default(), nft.Shape{Flood: true}).Text()
-	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, "log group 5\n") != 2 {
+	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, " group 5\n") != 2 {
 		t.Fatalf("flood ruleset:\n%s", flood)
 	}
 	// A group threshold of 1 leaves nothing to batch: no queue-threshold either way.
@@ -273,7 +275,7 @@ func TestBuildIsPure(t *testing.T) {
 // In NFQUEUE mode the probe rules queue with bypass instead of logging.
 func TestQueueModeText(t *testing.T) {
 	text := nft.Build(mustParse(t, "capture: {mode: nfqueue, queue: 3}\n"), nft.Shape{}).Text()
-	if strings.Count(text, "counter queue num 3 bypass") != 2 || strings.Contains(text, "log group") || strings.Contains(text, "#") {
+	if strings.Count(text, "counter queue num 3 bypass") != 2 || strings.Contains(text, "log ") || strings.Contains(text, "#") {
 		t.Errorf("nfqueue ruleset:\n%s", text)
 	}
 }
@@ -339,5 +341,32 @@ func TestCompatQueueInstall(t *testing.T) {
 	}
 	if targets != 2 {
 		t.Errorf("%d xtables NFQUEUE targets, want 2 (tcp and udp probe rules)", targets)
+	}
+}
+
+// Each probe rule logs with its own prefix, which capture maps back to the
+// rule (the daemon acts on a probe whose transport header it cannot read by
+// that rule); the forward chain's rules use the same ones.
+func TestLogPrefixes(t *testing.T) {
+	for name, y := range configs {
+		text := nft.Build(mustParse(t, y), nft.Shape{}).Text()
+		for _, line := range strings.Split(text, "\n") {
+			if !strings.Contains(line, " log ") {
+				continue
+			}
+			var want string
+			switch {
+			case strings.Contains(line, "tcp dport @tcp_ports"):
+				want = capture.PrefixTCP
+			case strings.Contains(line, "udp dport @udp_ports"):
+				want = capture.PrefixUDP
+			default:
+				t.Errorf("%s: a log rule that is no probe rule: %s", name, line)
+				continue
+			}
+			if !strings.Contains(line, " log prefix "+strconv.Quote(want)+" group ") {
+				t.Errorf("%s: %s lacks its prefix %q", name, line, want)
+			}
+		}
 	}
 }

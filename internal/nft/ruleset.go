@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
+	"github.com/portsentry-nft/portsentry-nft/internal/capture"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 )
@@ -269,26 +270,29 @@ func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 		// with no conntrack lookup: TCP probes are seen on hosts that
 		// untrack their traffic (notrack), and a rule of ours is no reason
 		// for the kernel to track every spoofed SYN.
-		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), counter(), rs.toDaemon())
+		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), counter(), rs.toDaemon(capture.PrefixTCP))
 	}
 	if len(cfg.UDP.Monitored) > 0 {
 		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans;
 		// ct state new: replies to our own queries are not either (several
 		// monitored ports lie in the kernel's ephemeral range 32768-60999).
-		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), rs.toDaemon())
+		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), rs.toDaemon(capture.PrefixUDP))
 	}
 }
 
-// toDaemon is how a probe reaches the daemon: a copy to NFLOG, or the
-// packet itself to NFQUEUE, bypassed (accepted) when no daemon listens.
-func (rs *Ruleset) toDaemon() fragment {
+// toDaemon is how a probe reaches the daemon: a copy to NFLOG, with the
+// rule's log prefix, or the packet itself to NFQUEUE, bypassed (accepted)
+// when no daemon listens. A queued packet carries no prefix: NFQUEUE mode
+// cannot act on a probe whose transport header lies past the snap length
+// (see capture.Queue).
+func (rs *Ruleset) toDaemon(prefix string) fragment {
 	switch {
 	case rs.queued && rs.shape.CompatQueue:
 		return xtQueueTo(rs.Queue)
 	case rs.queued:
 		return queueTo(rs.Queue)
 	}
-	return logGroup(rs.Group, rs.logQ)
+	return logGroup(prefix, rs.Group, rs.logQ)
 }
 
 // Queued reports whether probes go to NFQUEUE (and so whether a Shape

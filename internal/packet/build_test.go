@@ -135,6 +135,32 @@ type ext struct {
 func padOpts(typ byte) ext { return ext{typ, []byte{0, 0, 1, 4, 0, 0, 0, 0}} }
 
 func hopByHop() ext { return padOpts(nhHopByHop) }
+
+// bigDestOpts builds a destination options header of n bytes (a multiple
+// of 8, at most 2048) holding PadN options.
+func bigDestOpts(n int) ext {
+	d := make([]byte, n)
+	d[1] = byte(n/8 - 1)
+	for i := 2; i < n; {
+		if n-i == 1 {
+			break // one byte left: Pad1 (zero)
+		}
+		l := min(n-i-2, 255)
+		d[i], d[i+1] = 1, byte(l)
+		i += 2 + l
+	}
+	return ext{nhDestOpts, d}
+}
+
+// ipOpts is n bytes (a multiple of 4, at most 40) of IPv4 NOP options
+// ended by end-of-options.
+func ipOpts(n int) []byte {
+	o := make([]byte, n)
+	for i := range n - 1 {
+		o[i] = 1
+	}
+	return o
+}
 func destOpts() ext { return padOpts(nhDestOpts) }
 
 // routing builds a type 4 (segment routing) header with no segments left

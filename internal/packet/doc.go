@@ -10,8 +10,17 @@
 // be cut short by the snap length. Decode reads only the headers it needs
 // (IPv4 header or IPv6 header and extension headers, the first 20 bytes of
 // TCP or 8 of UDP, and TCP options as far as they were captured), bounds
-// every walk, and reports problems with a small set of sentinel errors that
-// callers test with errors.Is and can count without allocating.
+// every walk by the bytes captured, and reports problems with a small set
+// of sentinel errors that callers test with errors.Is and can count without
+// allocating.
+//
+// A sender can push the transport header past any snap length (a chain of
+// IPv6 extension headers, one large destination options header), but not
+// its own address, which sits in the fixed IP header. So when the copy ends
+// before the transport header and the IP header says the packet goes on,
+// Decode returns ErrTransportUnreachable with Src and Dst filled in: the
+// caller, which knows which rule logged the packet, can still act on the
+// sender.
 //
 // The standard library is enough for this job; a general packet library
 // would add size and dependencies for no gain.

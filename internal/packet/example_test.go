@@ -33,13 +33,19 @@ func ExampleDecode() {
 	}
 	fmt.Println("flags:", p.Flags)
 
-	// A capture cut inside the TCP header cannot be decoded.
+	// A copy cut inside the TCP header (by the snap length: the IP header
+	// says the packet is 44 bytes) still tells who sent it.
 	err := packet.Decode(pkt[:30], &p)
+	fmt.Println(errors.Is(err, packet.ErrTransportUnreachable), p.Src, p.DstPort)
+
+	// A copy cut inside the IP header cannot be decoded.
+	err = packet.Decode(pkt[:19], &p)
 	fmt.Println(errors.Is(err, packet.ErrTruncated), err)
 
 	// Output:
 	// attackalert: TCP SYN scan from host 10.16.17.1/10.16.17.1 to TCP port: 2000 from TCP port: 4427
 	// flags: SYN
+	// true 10.16.17.1 0
 	// true packet: truncated
 }
 

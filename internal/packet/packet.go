@@ -3,6 +3,7 @@ package packet
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"net/netip"
 )
 
@@ -23,6 +24,12 @@ var (
 	ErrHeader    = errors.New("packet: malformed header")   // e.g. IHL < 5, TCP data offset < 5, total length < header
 	ErrFragment  = errors.New("packet: non-first fragment") // no transport header to read
 	ErrProto     = errors.New("packet: not TCP or UDP")     // incl. ICMP, ESP, no next header
+	// ErrTransportUnreachable: the IP header is valid, but the transport
+	// header lies past the bytes captured (the copy was cut by the snap
+	// length behind long IPv6 extension headers or IPv4 options). Decode
+	// still fills in Src and Dst: who sent the packet is known, its ports
+	// and flags are not.
+	ErrTransportUnreachable = errors.New("packet: transport header not captured")
 )
 
 const (
@@ -30,11 +37,6 @@ const (
 	ipv6HeaderLen = 40
 	tcpHeaderLen  = 20
 	udpHeaderLen  = 8
-
-	// maxExtHeaders bounds the IPv6 extension header walk, so a packet
-	// made of nothing but extension headers costs a fixed amount of work.
-	// Real packets carry at most a handful.
-	maxExtHeaders = 16
 )
 
 // IPv6 next-header values of extension headers and of the payloads that
@@ -55,14 +57,23 @@ const (
 // The capture may be cut short by a snap length: Decode needs only the
 // IP header (and IPv6 extension headers), the first 20 bytes of TCP or 8
 // of UDP, and reads TCP options only as far as they were captured. The
-// IPv4 total length is used only to reject malformed headers, never to
-// demand the whole payload.
+// IPv4 total length is used only to reject malformed headers and to tell
+// a cut copy from a short packet, never to demand the whole payload.
+//
+// IPv6 extension headers are walked for as long as the copy lasts: each is
+// at least 8 bytes, so the walk is bounded by the copy's length, and no
+// count of headers is too many.
 //
 // A TCP segment with ACK or RST set decodes without error and has Kind
 // KindNone, so callers can count replies separately from garbage.
 //
-// On error Decode returns one of ErrTruncated, ErrVersion, ErrHeader,
-// ErrFragment or ErrProto, unwrapped, and leaves *p unchanged.
+// When the fixed IP header is valid but the copy ends before the transport
+// header does, and the packet's own length says it goes on (the copy was
+// cut), Decode returns ErrTransportUnreachable and sets *p to a Probe that
+// holds only Src and Dst: the caller may still know from elsewhere (the
+// rule that logged the packet) that it was a probe. On any other error
+// Decode returns one of ErrTruncated, ErrVersion, ErrHeader, ErrFragment
+// or ErrProto, unwrapped, and leaves *p unchanged.
 func Decode(b []byte, p *Probe) error {
 	if len(b) == 0 {
 		return ErrTruncated
@@ -81,10 +92,14 @@ func decode4(b []byte, p *Probe) error {
 	if hl < ipv4HeaderLen {
 		return ErrHeader
 	}
-	if len(b) < hl {
+	if len(b) < ipv4HeaderLen {
 		return ErrTruncated
 	}
-	if int(binary.BigEndian.Uint16(b[2:4])) < hl {
+	total := int(binary.BigEndian.Uint16(b[2:4]))
+	if total < hl {
+		if len(b) < hl {
+			return ErrTruncated // the packet ends inside its own header
+		}
 		return ErrHeader
 	}
 	// Fragment offset is the low 13 bits; a first fragment (offset 0,
@@ -92,36 +107,54 @@ func decode4(b []byte, p *Probe) error {
 	if binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
 		return ErrFragment
 	}
-	return decodeTransport(b[hl:], Proto(b[9]),
-		netip.AddrFrom4([4]byte(b[12:16])),
-		netip.AddrFrom4([4]byte(b[16:20])), p)
+	src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+	if len(b) < hl {
+		return cut(b, total, src, dst, p)
+	}
+	err := decodeTransport(b[hl:], Proto(b[9]), src, dst, p)
+	if err == ErrTruncated {
+		return cut(b, total, src, dst, p)
+	}
+	return err
 }
 
 func decode6(b []byte, p *Probe) error {
 	if len(b) < ipv6HeaderLen {
 		return ErrTruncated
 	}
+	// A payload length of 0 is a jumbogram or a GRO super-packet: its
+	// length is not here, so any copy may have been cut.
+	end := ipv6HeaderLen + int(binary.BigEndian.Uint16(b[4:6]))
+	if end == ipv6HeaderLen {
+		end = math.MaxInt
+	}
+	src, dst := netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
 	next := b[6]
 	off := ipv6HeaderLen
-	// One pass per extension header, plus the final one that finds the
-	// upper-layer protocol.
-	for range maxExtHeaders + 1 {
+	// Every extension header moves off on by 8 bytes or more, and every
+	// pass reads at off first: the walk ends within len(b)/8+1 passes.
+	for {
 		switch next {
 		case byte(TCP), byte(UDP):
-			return decodeTransport(b[off:], Proto(next),
-				netip.AddrFrom16([16]byte(b[8:24])),
-				netip.AddrFrom16([16]byte(b[24:40])), p)
+			if off > len(b) {
+				return cut(b, end, src, dst, p)
+			}
+			err := decodeTransport(b[off:], Proto(next), src, dst, p)
+			if err == ErrTruncated {
+				return cut(b, end, src, dst, p)
+			}
+			return err
 		case nhHopByHop, nhRouting, nhDestOpts:
 			// Next header, length in 8-octet units not counting the first.
 			if len(b)-off < 2 {
-				return ErrTruncated
+				return cut(b, end, src, dst, p)
 			}
 			next = b[off]
 			off += (int(b[off+1]) + 1) * 8
 		case nhFragment:
 			// Next header, reserved, offset (13 bits) + flags, identification.
 			if len(b)-off < 8 {
-				return ErrTruncated
+				return cut(b, end, src, dst, p)
 			}
 			if binary.BigEndian.Uint16(b[off+2:off+4])>>3 != 0 {
 				return ErrFragment
@@ -131,18 +164,27 @@ func decode6(b []byte, p *Probe) error {
 		case nhAH:
 			// Next header, length in 4-octet units minus 2.
 			if len(b)-off < 2 {
-				return ErrTruncated
+				return cut(b, end, src, dst, p)
 			}
 			next = b[off]
 			off += (int(b[off+1]) + 2) * 4
 		default: // ESP (encrypted), no next header, ICMPv6, anything else
 			return ErrProto
 		}
-		if off > len(b) {
-			return ErrTruncated
-		}
 	}
-	return ErrHeader
+}
+
+// cut is the error for a copy b that ends before the transport header
+// does. When the packet's own length (end: the IPv4 total length, the IPv6
+// header plus payload length) says it is longer than b, the copy was cut:
+// *p gets the addresses and the error is ErrTransportUnreachable. When the
+// packet itself ends there, it is malformed: ErrTruncated, *p unchanged.
+func cut(b []byte, end int, src, dst netip.Addr, p *Probe) error {
+	if len(b) >= end {
+		return ErrTruncated
+	}
+	*p = Probe{Src: src, Dst: dst}
+	return ErrTransportUnreachable
 }
 
 // decodeTransport reads the TCP or UDP header at the start of t and, on

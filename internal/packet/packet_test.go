@@ -15,7 +15,7 @@ type decodeCase struct {
 	name    string // also the seed corpus file name
 	pkt     []byte
 	wantErr error
-	want    Probe // when wantErr is nil
+	want    Probe // when wantErr is nil or ErrTransportUnreachable (then only Src and Dst)
 }
 
 // tcpWant is the Probe expected from a test packet of the given family
@@ -27,6 +27,15 @@ func tcpWant(family int, f TCPFlags, k Kind) Probe {
 		p.Src, p.Dst = src6, dst6
 	}
 	return p
+}
+
+// addrsWant is what Decode gives for a packet whose transport header was
+// not captured: the addresses only.
+func addrsWant(family int) Probe {
+	if family == 6 {
+		return Probe{Src: src6, Dst: dst6}
+	}
+	return Probe{Src: src4, Dst: dst4}
 }
 
 func udpWant(family int) Probe {
@@ -87,7 +96,29 @@ func decodeCases() []decodeCase {
 		{"v6_ext_connect", ip6(6, tcpSYN(optsLinux), hopByHop(), destOpts(), fragment(0, false)), nil, tcpWant(6, FlagSYN, KindConnect)},
 		{"v6_ext_routing_ah_fin", ip6(6, tcpFlags(FlagFIN), hopByHop(), routing(), authHeader(), destOpts()), nil, tcpWant(6, FlagFIN, KindFIN)},
 		{"v6_ext_udp", ip6(17, udpProbe(), hopByHop(), fragment(0, true)), nil, udpWant(6)},
-		{"v6_ext_max", ip6(6, tcpFlags(0), repeat(destOpts(), maxExtHeaders)...), nil, tcpWant(6, 0, KindNULL)},
+		{"v6_ext_16", ip6(6, tcpFlags(0), repeat(destOpts(), 16)...), nil, tcpWant(6, 0, KindNULL)},
+		// No count of extension headers is too many: the walk ends with the copy.
+		{"v6_ext_17", ip6(6, tcpSYN(nil), repeat(destOpts(), 17)...), nil, tcpWant(6, FlagSYN, KindSYN)},
+		{"v6_ext_60", ip6(6, tcpSYN(nil), repeat(destOpts(), 60)...), nil, tcpWant(6, FlagSYN, KindSYN)},
+		{"v6_ext_1k", ip6(6, tcpSYN(nil), bigDestOpts(1024)), nil, tcpWant(6, FlagSYN, KindSYN)},
+		{"v6_ext_udp_17", ip6(17, udpProbe(), repeat(destOpts(), 17)...), nil, udpWant(6)},
+
+		// The IP header is valid, the copy was cut (snap length) before the
+		// transport header: the addresses, with ErrTransportUnreachable.
+		{"cut_v6_ext_60_at_256", ip6(6, tcpSYN(nil), repeat(destOpts(), 60)...)[:256], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_ext_1k_at_256", ip6(6, tcpSYN(nil), bigDestOpts(1024))[:256], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_ext_1k_at_1024", ip6(6, tcpSYN(nil), bigDestOpts(1024))[:1024], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_ext_udp_at_256", ip6(17, udpProbe(), repeat(destOpts(), 60)...)[:256], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_in_ext_header", ip6(6, tcpSYN(nil), hopByHop(), destOpts())[:49], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_in_tcp", ip6(6, tcpSYN(nil), repeat(destOpts(), 3)...)[:70], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_in_fragment_header", ip6(6, tcpSYN(nil), fragment(0, true))[:44], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_after_ah", ip6(6, tcpSYN(nil), authHeader())[:64], ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v6_jumbo", with(ip6(6, tcpSYN(nil), hopByHop())[:50], func(b []byte) { b[4], b[5] = 0, 0 }), ErrTransportUnreachable, addrsWant(6)},
+		{"cut_v4_options", ip4(6, tcpSYN(nil), ipOpts(40)...)[:40], ErrTransportUnreachable, addrsWant(4)},
+		{"cut_v4_after_options", ip4(6, tcpSYN(nil), ipOpts(40)...)[:60], ErrTransportUnreachable, addrsWant(4)},
+		{"cut_v4_in_tcp", v4syn[:39], ErrTransportUnreachable, addrsWant(4)},
+		{"cut_v4_in_udp", ip4(17, udpProbe())[:27], ErrTransportUnreachable, addrsWant(4)},
+		{"v4_ip_options_40", ip4(6, tcpSYN(nil), ipOpts(40)...), nil, tcpWant(4, FlagSYN, KindSYN)},
 
 		// Broken or not for us.
 		{"err_empty", []byte{}, ErrTruncated, Probe{}},
@@ -102,8 +133,10 @@ func decodeCases() []decodeCase {
 		{"err_v4_icmp", ip4(protoICMP, []byte{8, 0, 0xf7, 0xff, 0, 0, 0, 0}), ErrProto, Probe{}},
 		{"err_v4_esp", ip4(nhESP, []byte{0, 0, 1, 0, 0, 0, 0, 1}), ErrProto, Probe{}},
 		{"err_v4_tcp_doff4", with(v4syn, func(b []byte) { b[32] = 0x40 }), ErrHeader, Probe{}},
-		{"err_v4_tcp_truncated", v4syn[:39], ErrTruncated, Probe{}},
-		{"err_v4_udp_truncated", ip4(17, udpProbe())[:27], ErrTruncated, Probe{}},
+		// The packet itself (its total length) ends inside the transport header.
+		{"err_v4_tcp_truncated", with(v4syn[:39], func(b []byte) { b[3] = 39 }), ErrTruncated, Probe{}},
+		{"err_v4_udp_truncated", with(ip4(17, udpProbe())[:27], func(b []byte) { b[3] = 27 }), ErrTruncated, Probe{}},
+		{"err_v4_options_past_total", with(ip4(6, tcpSYN(nil), ipOpts(40)...)[:40], func(b []byte) { b[3] = 40 }), ErrTruncated, Probe{}},
 		{"err_v6_truncated_header", v6syn[:39], ErrTruncated, Probe{}},
 		{"err_v6_fragment", ip6(6, tcpSYN(nil), hopByHop(), fragment(1, true)), ErrFragment, Probe{}},
 		{"err_v6_last_fragment", ip6(6, tcpSYN(nil), fragment(0x1fff, false)), ErrFragment, Probe{}},
@@ -112,7 +145,9 @@ func decodeCases() []decodeCase {
 		{"err_v6_no_next_header", ip6(nhNone, nil, destOpts()), ErrProto, Probe{}},
 		{"err_v6_icmp", ip6(protoICMPv6, []byte{128, 0, 0, 0, 0, 1, 0, 1}), ErrProto, Probe{}},
 		{"err_v6_ext_past_end", with(ip6(6, tcpSYN(nil), hopByHop()), func(b []byte) { b[41] = 0xff }), ErrTruncated, Probe{}},
-		{"err_v6_too_many_ext", ip6(6, tcpFlags(0), repeat(destOpts(), maxExtHeaders+1)...), ErrHeader, Probe{}},
+		// The packet itself (its payload length) ends inside the headers.
+		{"err_v6_ext_past_payload", with(ip6(6, tcpSYN(nil), repeat(destOpts(), 17)...)[:150], func(b []byte) { b[4], b[5] = 0, 110 }), ErrTruncated, Probe{}},
+		{"err_v6_tcp_past_payload", with(ip6(6, tcpSYN(nil))[:50], func(b []byte) { b[4], b[5] = 0, 10 }), ErrTruncated, Probe{}},
 		{"err_v6_tcp_doff0", with(v6syn, func(b []byte) { b[52] = 0 }), ErrHeader, Probe{}},
 	}
 	return cs
@@ -135,7 +170,7 @@ func TestDecode(t *testing.T) {
 			if err != tc.wantErr { // sentinels are returned unwrapped
 				t.Fatalf("Decode(% x) error = %v, want %v", tc.pkt, err, tc.wantErr)
 			}
-			if err != nil {
+			if err != nil && err != ErrTransportUnreachable {
 				if p != sentinel {
 					t.Errorf("Decode changed *p on error: %+v", p)
 				}
@@ -148,28 +183,41 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-// TestDecodeTruncated cuts valid packets at every length: each prefix must
-// fail with ErrTruncated, and must not panic.
+// TestDecodeTruncated cuts valid packets at every length, as a snap length
+// would: a prefix shorter than the fixed IP header fails with ErrTruncated,
+// a longer one gives the addresses with ErrTransportUnreachable, and none
+// panics.
 func TestDecodeTruncated(t *testing.T) {
 	pkts := map[string][]byte{
-		"v4_syn":     ip4(6, tcpSYN(nil)),
-		"v4_udp":     ip4(17, udpProbe()),
-		"v4_ip_opts": ip4(6, tcpFlags(FlagFIN), 1, 1, 1, 1, 1, 1, 1, 0),
-		"v6_syn":     ip6(6, tcpSYN(nil)),
-		"v6_ext_syn": ip6(6, tcpSYN(nil), hopByHop(), routing(), destOpts(), fragment(0, true), authHeader()),
-		"v6_ext_udp": ip6(17, udpProbe(), hopByHop(), fragment(0, false)),
+		"v4_syn":      ip4(6, tcpSYN(nil)),
+		"v4_udp":      ip4(17, udpProbe()),
+		"v4_ip_opts":  ip4(6, tcpFlags(FlagFIN), 1, 1, 1, 1, 1, 1, 1, 0),
+		"v6_syn":      ip6(6, tcpSYN(nil)),
+		"v6_ext_syn":  ip6(6, tcpSYN(nil), hopByHop(), routing(), destOpts(), fragment(0, true), authHeader()),
+		"v6_ext_udp":  ip6(17, udpProbe(), hopByHop(), fragment(0, false)),
+		"v6_ext_deep": ip6(6, tcpSYN(nil), repeat(destOpts(), 20)...),
 	}
 	for name, pkt := range pkts {
 		var p Probe
 		if err := Decode(pkt, &p); err != nil {
 			t.Fatalf("%s: full packet: %v", name, err)
 		}
+		family := int(pkt[0] >> 4)
+		fixed := ipv4HeaderLen
+		if family == 6 {
+			fixed = ipv6HeaderLen
+		}
 		for n := range len(pkt) {
 			// A fresh slice of exactly n bytes, so reading past it is
 			// caught by the bounds check even within pkt's capacity.
 			b := append([]byte(nil), pkt[:n]...)
-			if err := Decode(b, &p); err != ErrTruncated {
+			p = Probe{}
+			err := Decode(b, &p)
+			switch {
+			case n < fixed && err != ErrTruncated:
 				t.Errorf("%s cut to %d of %d bytes: error = %v, want %v", name, n, len(pkt), err, ErrTruncated)
+			case n >= fixed && (err != ErrTransportUnreachable || p != addrsWant(family)):
+				t.Errorf("%s cut to %d of %d bytes: error = %v, probe %+v, want %v with the addresses", name, n, len(pkt), err, p, ErrTransportUnreachable)
 			}
 		}
 	}
@@ -338,7 +386,7 @@ func TestStrings(t *testing.T) {
 }
 
 func TestErrorsDistinct(t *testing.T) {
-	errs := []error{ErrTruncated, ErrVersion, ErrHeader, ErrFragment, ErrProto}
+	errs := []error{ErrTruncated, ErrVersion, ErrHeader, ErrFragment, ErrProto, ErrTransportUnreachable}
 	for i, a := range errs {
 		for j, b := range errs {
 			if (i == j) != errors.Is(a, b) {
@@ -368,6 +416,7 @@ func BenchmarkDecode(b *testing.B) {
 		{"IPv4_UDP", ip4(17, udpProbe())},
 		{"IPv6_SYN", ip6(6, tcpSYN(optsMSS))},
 		{"IPv6_SYN_ext", ip6(6, tcpSYN(optsMSS), hopByHop(), destOpts(), fragment(0, true))},
+		{"IPv6_SYN_ext_60", ip6(6, tcpSYN(optsMSS), repeat(destOpts(), 60)...)},
 	}
 	for _, bc := range benches {
 		b.Run(bc.name, func(b *testing.B) {

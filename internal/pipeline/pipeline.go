@@ -29,8 +29,12 @@ import (
 
 // Counters are the pipeline's statistics.
 type Counters struct {
-	Probes         [packet.NumKinds]atomic.Uint64
-	Malformed      atomic.Uint64 // packets that did not decode
+	Probes    [packet.NumKinds]atomic.Uint64
+	Malformed atomic.Uint64 // packets that did not decode
+	// Opaque: probes whose transport header could not be read (it lies past
+	// the snap length), acted on by their rule and source (also counted in
+	// Probes, as the rule's kind).
+	Opaque         atomic.Uint64
 	NotProbes      atomic.Uint64 // decoded, but ACK/RST traffic (should not reach us)
 	AlreadyBlocked atomic.Uint64 // probes on their way before the element landed
 	Protected      atomic.Uint64 // triggers from protected addresses, not blocked
@@ -107,20 +111,37 @@ type Trigger struct {
 	ID   uint32
 }
 
-// Handle processes one packet (an NFLOG copy).
-func (p *Pipeline) Handle(pkt []byte) {
+// Handle processes one packet (an NFLOG copy) that rule logged.
+func (p *Pipeline) Handle(pkt []byte, rule capture.Rule) {
 	var t Trigger
-	p.process(pkt, &t)
+	p.process(pkt, rule, &t)
 }
 
 // HandleQueued processes a packet held in NFQUEUE and returns its verdict:
 // Pending when the ledger gives it once the block is in.
 func (p *Pipeline) HandleQueued(pkt []byte, id uint32) capture.Verdict {
 	t := Trigger{Held: true, ID: id}
-	return p.process(pkt, &t)
+	return p.process(pkt, capture.RuleUnknown, &t)
 }
 
-func (p *Pipeline) process(pkt []byte, t *Trigger) capture.Verdict {
+// opaque completes the probe of a packet whose transport header was not
+// captured, from the rule that logged it: that rule found a TCP or UDP
+// header of a monitored port (nft looks past every extension header), so
+// the packet was a probe of it, of an unknown port (0) and, for TCP,
+// unknown flags. It reports false when the rule is unknown.
+func opaque(pr *packet.Probe, rule capture.Rule) bool {
+	switch rule {
+	case capture.RuleTCP:
+		pr.Proto, pr.Kind = packet.TCP, packet.KindUnknown
+	case capture.RuleUDP:
+		pr.Proto, pr.Kind = packet.UDP, packet.KindUDP
+	default:
+		return false
+	}
+	return true
+}
+
+func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Verdict {
 	if c := p.cfgp.Load(); c != p.cfg {
 		p.cfg = c
 		p.det.SetConfig(DetectConfig(c))
@@ -130,8 +151,13 @@ func (p *Pipeline) process(pkt []byte, t *Trigger) capture.Verdict {
 	}
 	pr := &t.Probe
 	if err := packet.Decode(pkt, pr); err != nil {
-		p.Malformed.Add(1)
-		return capture.Accept
+		// A probe can hide its transport header past the snap length, not
+		// its source: when its rule is known, it is acted on.
+		if err != packet.ErrTransportUnreachable || !opaque(pr, rule) {
+			p.Malformed.Add(1)
+			return capture.Accept
+		}
+		p.Opaque.Add(1)
 	}
 	if pr.Kind == packet.KindNone {
 		p.NotProbes.Add(1)

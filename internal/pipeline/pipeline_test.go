@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -97,21 +98,102 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestMalformedPacketsAreCountedAndSkipped(t *testing.T) {
 	r := newRig(t, "", false)
 	for _, pkt := range [][]byte{nil, {0x45}, {0x60, 0, 0}, bytes.Repeat([]byte{0xff}, 60), syn(2, 1)[:30]} {
-		r.Handle(pkt)
+		r.Handle(pkt, capture.RuleUnknown)
 	}
 	if got := r.Malformed.Load(); got != 5 {
 		t.Errorf("malformed = %d, want 5", got)
 	}
-	r.Handle(syn(2, 1))
+	r.Handle(syn(2, 1), capture.RuleTCP)
 	if got := r.Probes[packet.KindSYN].Load(); got != 1 {
 		t.Errorf("a valid SYN after garbage was not counted (SYN probes = %d)", got)
+	}
+}
+
+// deep6 is an IPv6 TCP SYN from fd00:201::<src> to fd00:201::1 port 1
+// behind one 1 KB destination options header, cut at snaplen bytes as NFLOG
+// copies it: the transport header is not in the copy.
+func deep6(src byte, snaplen int) []byte {
+	const opts = 1024
+	b := make([]byte, 40+opts+20)
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], opts+20) // payload length
+	b[6], b[7] = 60, 64                        // destination options, hop limit
+	copy(b[8:], netip.MustParseAddr("fd00:201::").AsSlice())
+	b[23] = src
+	copy(b[24:], netip.MustParseAddr("fd00:201::1").AsSlice())
+	b[40], b[41] = 6, opts/8-1 // next header TCP
+	for i := 42; i < 40+opts; i += 2 + 254 {
+		b[i], b[i+1] = 1, byte(min(254, 40+opts-i-2)) // PadN
+	}
+	t := b[40+opts:]
+	t[0], t[1], t[3], t[12], t[13] = 0x9c, 0x40, 1, 0x50, 0x02
+	return b[:snaplen]
+}
+
+// A probe whose transport header lies past the copy (deep IPv6 extension
+// headers, a cut copy) is still acted on when its rule is known: the
+// source is in the IP header. TCP: an unknown-flags scan of port 0.
+func TestOpaqueProbeIsBlocked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		rule capture.Rule
+		src  string
+		kind packet.Kind
+		line string
+	}{
+		{"v6_deep_tcp", deep6(2, 256), capture.RuleTCP, "fd00:201::2", packet.KindUnknown,
+			"attackalert: TCP unknown-flags scan from host fd00:201::2/fd00:201::2 to TCP port: 0 from TCP port: 0"},
+		{"v6_deep_udp", deep6(3, 1024), capture.RuleUDP, "fd00:201::3", packet.KindUDP,
+			"attackalert: UDP scan from host fd00:201::3/fd00:201::3 to UDP port: 0 from UDP port: 0"},
+		{"v4_cut_tcp", syn(2, 1)[:30], capture.RuleTCP, "10.201.0.2", packet.KindUnknown,
+			"attackalert: TCP unknown-flags scan from host 10.201.0.2/10.201.0.2 to TCP port: 0 from TCP port: 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "", true)
+			src := netip.MustParseAddr(tc.src)
+			r.Handle(tc.pkt, tc.rule)
+			if r.Malformed.Load() != 0 || r.Opaque.Load() != 1 || r.Probes[tc.kind].Load() != 1 {
+				t.Fatalf("malformed %d, opaque %d, %v %d; want 0, 1, 1", r.Malformed.Load(), r.Opaque.Load(), tc.kind, r.Probes[tc.kind].Load())
+			}
+			waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
+			if got := r.kernel.Added(); len(got) != 1 || got[0].Addr != src {
+				t.Errorf("kernel got %v, want %s", got, src)
+			}
+			if b, _ := r.store.Get(src); b.Kind != tc.kind.String() {
+				t.Errorf("record %+v, want kind %v", b, tc.kind)
+			}
+			r.alerts.Drain()
+			if !strings.Contains(r.log.String(), tc.line) {
+				t.Errorf("log lacks %q:\n%s", tc.line, r.log)
+			}
+		})
+	}
+}
+
+// Without a known rule (NFQUEUE, another rule logging to the group), a
+// packet whose transport header was not captured cannot be told from
+// garbage: malformed, skipped, nothing blocked.
+func TestOpaquePacketWithoutRuleIsMalformed(t *testing.T) {
+	r := newRig(t, "", true)
+	r.Handle(deep6(2, 256), capture.RuleUnknown)
+	r.Handle(syn(2, 1)[:30], capture.RuleUnknown)
+	if v := r.HandleQueued(deep6(2, 256), 9); v != capture.Accept {
+		t.Errorf("queued verdict %v, want Accept", v)
+	}
+	if r.Malformed.Load() != 3 || r.Opaque.Load() != 0 {
+		t.Errorf("malformed %d, opaque %d; want 3, 0", r.Malformed.Load(), r.Opaque.Load())
+	}
+	time.Sleep(50 * time.Millisecond)
+	if len(r.kernel.Added()) != 0 || r.ledger.Len() != 0 {
+		t.Errorf("blocked %v", r.kernel.Added())
 	}
 }
 
 // Triggers from a protected address are logged and never reach the ledger.
 func TestProtectedSourceIsNotBlocked(t *testing.T) {
 	r := newRig(t, "never_block: [10.201.0.0/24]\n", true)
-	r.Handle(syn(2, 1))
+	r.Handle(syn(2, 1), capture.RuleTCP)
 	if r.Protected.Load() != 1 {
 		t.Fatalf("protected = %d, want 1", r.Protected.Load())
 	}
@@ -133,13 +215,13 @@ func TestProtectedSourceIsNotBlocked(t *testing.T) {
 func TestRateCap(t *testing.T) {
 	r := newRig(t, "block: {max_per_second: 3}\n", true)
 	for i := byte(0); i < 10; i++ {
-		r.Handle(syn(10+i, 1)) // distinct sources, seen once
+		r.Handle(syn(10+i, 1), capture.RuleTCP) // distinct sources, seen once
 	}
 	if got := r.RateLimited.Load(); got != 8 {
 		t.Errorf("rate limited %d of 10, want 8 (a burst of 3, 1 of it kept for sources that come back)", got)
 	}
 	waitFor(t, "2 elements", func() bool { return len(r.kernel.Added()) == 2 })
-	r.Handle(syn(19, 2)) // a refused source comes back
+	r.Handle(syn(19, 2), capture.RuleTCP) // a refused source comes back
 	waitFor(t, "the source that came back", func() bool { return len(r.kernel.Added()) == 3 })
 	if got := r.kernel.Added()[2].Addr; got != netip.MustParseAddr("10.201.0.19") {
 		t.Errorf("third element %s, want 10.201.0.19", got)
@@ -156,7 +238,7 @@ func TestSpoofedFloodLinesAreCapped(t *testing.T) {
 	for i := 0; i < n; i++ {
 		pkt := syn(0, 1)
 		pkt[13], pkt[14], pkt[15] = 7, byte(i>>8), byte(i)
-		r.Handle(pkt)
+		r.Handle(pkt, capture.RuleTCP)
 	}
 	// The bucket holds a second's worth and refills as the loop runs.
 	refill := int(time.Since(start).Seconds()*alert.LinesPerSecond) + 1
@@ -177,13 +259,13 @@ func TestSpoofedFloodLinesAreCapped(t *testing.T) {
 func TestFullSetGivesUpWeakBlocks(t *testing.T) {
 	r := newRig(t, "block: {set_size: 1}\n", true)
 	weak, strong, third := netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("10.201.0.3"), netip.MustParseAddr("10.201.0.4")
-	r.Handle(syn(2, 1)) // one probe: a weak block
+	r.Handle(syn(2, 1), capture.RuleTCP) // one probe: a weak block
 	waitFor(t, "the weak block", func() bool { return r.store.Has(weak) })
-	r.Handle(syn(3, 1)) // seen once: no room
+	r.Handle(syn(3, 1), capture.RuleTCP) // seen once: no room
 	if got := r.SetFull.Load(); got != 1 {
 		t.Fatalf("set full %d, want 1", got)
 	}
-	r.Handle(syn(3, 2)) // comes back: the weak block makes room
+	r.Handle(syn(3, 2), capture.RuleTCP) // comes back: the weak block makes room
 	waitFor(t, "the stronger block", func() bool { return r.store.Has(strong) })
 	if r.store.Has(weak) || r.ledger.Len() != 1 {
 		t.Errorf("the weak block was kept (held %v, %d blocks)", r.store.Has(weak), r.ledger.Len())
@@ -192,7 +274,7 @@ func TestFullSetGivesUpWeakBlocks(t *testing.T) {
 		t.Errorf("kernel deletes %v, want %s", d, weak)
 	}
 	for i := byte(1); i <= 3; i++ {
-		r.Handle(syn(4, i)) // the strong block is not given up
+		r.Handle(syn(4, i), capture.RuleTCP) // the strong block is not given up
 	}
 	if got := r.SetFull.Load(); got != 4 {
 		t.Errorf("set full %d, want 4", got)
@@ -217,8 +299,8 @@ func TestRepeatOffenderTimeoutIsOneDecision(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.store.Expire(time.Now().Add(time.Second))
-	r.Handle(syn(2, 1))
-	r.Handle(syn(2, 2))
+	r.Handle(syn(2, 1), capture.RuleTCP)
+	r.Handle(syn(2, 2), capture.RuleTCP)
 	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
 	if got := r.kernel.Added(); len(got) != 1 || got[0].Timeout != 4*time.Hour {
 		t.Errorf("kernel got %v, want one element of 4h", got)
@@ -244,7 +326,7 @@ func TestOnlyCorroboratedBlocksEscalate(t *testing.T) {
 	blockAndExpire := func(probes int) state.Block {
 		t.Helper()
 		for i := range probes {
-			r.Handle(syn(2, byte(1+i)))
+			r.Handle(syn(2, byte(1+i)), capture.RuleTCP)
 		}
 		var b state.Block
 		waitFor(t, "the block", func() bool { var ok bool; b, ok = r.store.Get(src); return ok && (probes < 2 || !b.Weak) })
@@ -261,8 +343,8 @@ func TestOnlyCorroboratedBlocksEscalate(t *testing.T) {
 	if b.Weak || r.store.TimesBlocked(src) != 1 {
 		t.Fatalf("a corroborated block: %+v, offences %d; want strong, 1", b, r.store.TimesBlocked(src))
 	}
-	r.Handle(syn(2, 9))
-	r.Handle(syn(2, 10))
+	r.Handle(syn(2, 9), capture.RuleTCP)
+	r.Handle(syn(2, 10), capture.RuleTCP)
 	waitFor(t, "the second offence", func() bool { b, ok := r.store.Get(src); return ok && !b.Weak })
 	if got, _ := r.store.Get(src); got.Timeout != 4*time.Hour {
 		t.Errorf("second offence: %s, want 4h", got.Timeout)
@@ -282,9 +364,9 @@ func TestOnlyCorroboratedBlocksEscalate(t *testing.T) {
 func TestLostElementGoesBackAtOnce(t *testing.T) {
 	r := newRig(t, "", true)
 	src := netip.MustParseAddr("10.201.0.2")
-	r.Handle(syn(2, 1))
+	r.Handle(syn(2, 1), capture.RuleTCP)
 	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
-	r.Handle(syn(2, 2)) // in flight
+	r.Handle(syn(2, 2), capture.RuleTCP) // in flight
 	if got := r.AlreadyBlocked.Load(); got != 1 {
 		t.Errorf("already blocked %d, want 1 for a probe right after the block", got)
 	}
@@ -292,7 +374,7 @@ func TestLostElementGoesBackAtOnce(t *testing.T) {
 		t.Fatalf("%d elements added, want 1", n)
 	}
 	time.Sleep(ledger.ReassertAfter + 50*time.Millisecond)
-	r.Handle(syn(2, 3)) // past the drop rule: the element is gone
+	r.Handle(syn(2, 3), capture.RuleTCP) // past the drop rule: the element is gone
 	added := r.kernel.Added()
 	if len(added) != 2 || added[1].Addr != src || added[1].Timeout < 59*time.Minute {
 		t.Fatalf("kernel got %v, want the element back with about 1h left", added)
@@ -303,7 +385,7 @@ func TestLostElementGoesBackAtOnce(t *testing.T) {
 	if want := "attackalert: Host 10.201.0.2 was missing from set blocked"; !strings.Contains(r.log.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, r.log)
 	}
-	r.Handle(syn(2, 4)) // right after the re-add: in flight again
+	r.Handle(syn(2, 4), capture.RuleTCP) // right after the re-add: in flight again
 	if n := len(r.kernel.Added()); n != 2 {
 		t.Errorf("%d elements added, want 2: one re-add per loss", n)
 	}
@@ -314,7 +396,7 @@ func TestLostElementGoesBackAtOnce(t *testing.T) {
 func TestUnblockReachesEveryFollower(t *testing.T) {
 	r := newRig(t, "", true)
 	src := netip.MustParseAddr("10.201.0.2")
-	r.Handle(syn(2, 1))
+	r.Handle(syn(2, 1), capture.RuleTCP)
 	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
 	if _, err := r.ledger.Unblock(context.Background(), src); err != nil {
 		t.Fatal(err)
@@ -325,7 +407,7 @@ func TestUnblockReachesEveryFollower(t *testing.T) {
 	if d := r.kernel.Deleted(); len(d) != 1 || d[0] != src {
 		t.Errorf("kernel deletes %v, want %s", d, src)
 	}
-	r.Handle(syn(2, 2))
+	r.Handle(syn(2, 2), capture.RuleTCP)
 	waitFor(t, "the second block", func() bool { _, ok := r.store.Get(src); return ok })
 	if r.AlreadyBlocked.Load() != 0 {
 		t.Error("a probe after unblock was taken as already blocked")
@@ -356,7 +438,7 @@ func BenchmarkProcessSpoofedFlood(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		pkt[13], pkt[14], pkt[15] = byte(i>>16), byte(i>>8), byte(i)
-		r.Handle(pkt)
+		r.Handle(pkt, capture.RuleTCP)
 		r.alerts.Drain() // the alert lines cost too
 	}
 }
@@ -373,14 +455,14 @@ func TestEveryUnblockReachesTheDetector(t *testing.T) {
 		return p
 	}
 	for i := range n {
-		r.Handle(pkt(i))
+		r.Handle(pkt(i), capture.RuleTCP)
 	}
 	waitFor(t, "the blocks", func() bool { return r.ledger.Len() == n && r.store.Len() == n })
 	if got, err := r.ledger.UnblockAll(context.Background()); err != nil || got != n {
 		t.Fatalf("unblock all: %d, %v", got, err)
 	}
 	for i := range n {
-		r.Handle(pkt(i))
+		r.Handle(pkt(i), capture.RuleTCP)
 	}
 	waitFor(t, "the blocks again", func() bool { return r.store.Len() == n })
 	if got := r.AlreadyBlocked.Load(); got != 0 {
