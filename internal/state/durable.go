@@ -116,9 +116,11 @@ func (s *Store) Sync() error {
 	case s.durable >= gen:
 		// A rewrite covered these changes meanwhile (and may have closed f).
 		return nil
-	case s.journal != f:
+	case s.journal != f && s.broken != nil:
 		// Rewritten meanwhile, and the rewrite failed: that is the error.
 		return fmt.Errorf("sync %s: %w", s.journalPath(), s.broken)
+	case s.journal != f:
+		return errClosed
 	case err != nil:
 		return s.fail(fmt.Errorf("sync %s: %w", s.journalPath(), err))
 	}
