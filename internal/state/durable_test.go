@@ -401,3 +401,47 @@ func TestUnreadableJournalFailsOpen(t *testing.T) {
 		t.Fatal("a journal with a 2 MB line was opened")
 	}
 }
+
+// Syncs racing with rewrites (the journal replaced, the old file closed,
+// while an fsync of it is under way) report no spurious error.
+func TestSyncDuringCompaction(t *testing.T) {
+	ff := injectFaults(t)
+	ff.delay = 100 * time.Microsecond
+	p := Paths{Dir: t.TempDir()}
+	s, err := Open(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 1500 {
+				if err := s.Add(blk(g*4 + i%4)); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%15 == 0 {
+					if err := s.Sync(); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ff.tmpSyncs.Load() < 3 {
+		t.Errorf("only %d rewrites: the test did not race them", ff.tmpSyncs.Load())
+	}
+	s, err = Open(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Len() != 16 {
+		t.Errorf("reopened with %d blocks, want 16", s.Len())
+	}
+}
