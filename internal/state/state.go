@@ -7,13 +7,14 @@
 // blocked file of the current run.
 //
 // The kernel is the source of truth while the daemon runs; this is its
-// memory across restarts. Records are appended to a journal (one JSON line
-// per change, cheap and crash-safe; see journal.go), compacted when it is
-// mostly history.
+// memory across restarts. Records are appended to a journal (one line per
+// change; see journal.go), made durable by Store.Sync (see durable.go), and
+// compacted when it is mostly history.
 package state
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -96,11 +97,22 @@ type Store struct {
 
 	mu      sync.Mutex
 	paths   Paths
-	journal *os.File
+	journal journalFile // nil once closed, or while broken after a failed rewrite
+	closed  bool
 	active  map[netip.Addr]*Block
 	times   map[netip.Addr]offender // past block counts, kept after blocks expire (bounded)
 	n6      int                     // active IPv6 blocks (the rest are IPv4)
 	lines   int                     // journal lines, to decide on compaction
+
+	// Durability (see durable.go), under mu.
+	written, durable uint64        // changes appended; the last one known on disk
+	broken           error         // the journal is not appended to until rewritten
+	retryAt          time.Time     // no rewrite before then, after one failed
+	retryEvery       time.Duration // retryEvery, but for tests
+	failures         uint64        // write, fsync and rewrite failures since Open
+	lastErr          error
+
+	syncMu sync.Mutex // one fsync at a time (taken before mu)
 }
 
 const journalName = "blocks.journal"
@@ -111,17 +123,31 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]offender{}}
-	lines, err := s.load(now)
+	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]offender{}, retryEvery: retryEvery}
+	r, err := s.load(now)
 	if err != nil {
 		return nil, err
 	}
-	// Rewrite the journal only when it is mostly history; a restart with
-	// many live blocks then costs one read, not a rewrite.
-	if lines > 1024 && lines > 2*(len(s.active)+len(s.times)) || lines == 0 {
+	if r.bad > 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("journal %s: skipped %d malformed lines", s.journalPath(), r.bad))
+	}
+	if r.torn > 0 {
+		// Appending after it would glue the next record to the fragment,
+		// losing that record too.
+		s.Warnings = append(s.Warnings, fmt.Sprintf("journal ended in a torn line (%d bytes); dropped it", r.torn))
+	}
+	// Rewrite the journal only when it is mostly history (or new, or
+	// empty); a restart with many live blocks then costs one read, not a
+	// rewrite. A rewrite leaves a torn tail behind; otherwise it is cut off.
+	switch {
+	case r.lines > 1024 && r.lines > 2*(len(s.active)+len(s.times)) || r.lines == 0:
 		err = s.compact()
-	} else {
-		err = s.openJournal(lines)
+	case r.torn > 0:
+		if err = truncateTail(s.journalPath(), r.size); err == nil {
+			err = s.openJournal(r.lines)
+		}
+	default:
+		err = s.openJournal(r.lines)
 	}
 	if err != nil {
 		return nil, err
@@ -160,23 +186,44 @@ func (s *Store) Count() (v4, v6 int) {
 
 func (s *Store) journalPath() string { return filepath.Join(s.paths.Dir, journalName) }
 
-// load replays the journal and returns how many lines it had.
-func (s *Store) load(now time.Time) (int, error) {
+// loaded is what load found in the journal.
+type loaded struct {
+	lines int   // complete lines
+	bad   int   // complete lines that did not decode (skipped)
+	size  int64 // bytes up to the end of the last complete line
+	torn  int   // bytes after it: a last line without its newline
+}
+
+// load replays the journal. A last line without its newline is torn (the
+// daemon writes each line whole, newline included) and is not replayed:
+// cut short, it can still decode, as another address or time.
+func (s *Store) load(now time.Time) (loaded, error) {
+	var r loaded
 	f, err := os.Open(s.journalPath())
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return r, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", s.journalPath(), err)
+		return r, fmt.Errorf("open %s: %w", s.journalPath(), err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	lines := 0
-	for ; sc.Scan(); lines++ {
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			r.size += int64(i) + 1
+			return i + 1, bytes.TrimSuffix(data[:i], []byte{'\r'}), nil
+		}
+		if atEOF && len(data) > 0 {
+			r.torn = len(data)
+			return len(data), nil, nil
+		}
+		return 0, nil, nil
+	})
+	for ; sc.Scan(); r.lines++ {
 		e, err := decodeEntry(sc.Text())
 		if err != nil {
-			// A torn last line after a crash is expected; anything else is skipped too.
+			r.bad++
 			continue
 		}
 		switch e.Op {
@@ -202,64 +249,20 @@ func (s *Store) load(now time.Time) (int, error) {
 			delete(s.times, a)
 		}
 	}
-	return lines, nil
+	if err := sc.Err(); err != nil {
+		// Not a reason to carry on with part of it: a rewrite would make
+		// the loss permanent.
+		return r, fmt.Errorf("read %s: %w", s.journalPath(), err)
+	}
+	return r, nil
 }
 
 func (s *Store) openJournal(lines int) error {
-	j, err := os.OpenFile(s.journalPath(), os.O_APPEND|os.O_WRONLY, 0o600)
+	j, err := openFile(s.journalPath(), os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
 	s.journal, s.lines = j, lines
-	return nil
-}
-
-// compact rewrites the journal with only what is needed, atomically.
-func (s *Store) compact() error {
-	if s.journal != nil {
-		s.journal.Close()
-		s.journal = nil
-	}
-	tmp := s.journalPath() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("compact journal: %w", err)
-	}
-	w := bufio.NewWriter(f)
-	n := 0
-	for a, t := range s.times {
-		if _, act := s.active[a]; !act {
-			w.WriteString(encodeEntry(entry{Op: "times", Addr: a, Times: t.n, Last: t.last}))
-			n++
-		}
-	}
-	for _, b := range s.active {
-		w.WriteString(encodeEntry(entry{Op: "add", Block: b}))
-		n++
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("compact journal: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("compact journal: %w", err)
-	}
-	f.Close()
-	if err := os.Rename(tmp, s.journalPath()); err != nil {
-		return fmt.Errorf("compact journal: %w", err)
-	}
-	return s.openJournal(n)
-}
-
-func (s *Store) append(e entry) error {
-	if _, err := s.journal.WriteString(encodeEntry(e)); err != nil {
-		return fmt.Errorf("write %s: %w", s.journalPath(), err)
-	}
-	s.lines++
-	if s.lines > 1024 && s.lines > 4*(len(s.active)+len(s.times)) {
-		return s.compact()
-	}
 	return nil
 }
 
@@ -313,6 +316,12 @@ func (s *Store) forgetOldest(k int) {
 }
 
 // Add records a committed block, and writes the history and blocked files.
+//
+// Add writes the journal but does not fsync it: the block is durable once
+// a Sync that follows returns nil (one Sync covers any number of Adds).
+// An error means the block did not reach the journal (or a PortSentry
+// file); the Store keeps it all the same, and the rewrite that repairs the
+// journal (the next Add, Remove, Expire or Sync) writes it.
 func (s *Store) Add(b Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -331,7 +340,9 @@ func (s *Store) Add(b Block) error {
 	return err
 }
 
-// Remove forgets an active block (expired or lifted) and returns it.
+// Remove forgets an active block (expired or lifted) and returns it. Like
+// Add it does not fsync; a journal failure shows in Errors and the next
+// Sync.
 func (s *Store) Remove(a netip.Addr) (Block, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -340,7 +351,8 @@ func (s *Store) Remove(a netip.Addr) (Block, bool) {
 		return Block{}, false
 	}
 	s.drop(a)
-	s.append(entry{Op: "del", Addr: a})
+	// A failure is recorded (Errors) and repaired by the next rewrite.
+	_ = s.append(entry{Op: "del", Addr: a})
 	return *b, true
 }
 
@@ -384,7 +396,8 @@ func (s *Store) Len() int {
 	return len(s.active)
 }
 
-// Expire removes and returns the blocks expired at now.
+// Expire removes and returns the blocks expired at now. Like Remove, it
+// does not fsync, and a journal failure shows in Errors and the next Sync.
 func (s *Store) Expire(now time.Time) []Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -393,21 +406,30 @@ func (s *Store) Expire(now time.Time) []Block {
 		if !b.Expires.After(now) {
 			out = append(out, *b)
 			s.drop(a)
-			s.append(entry{Op: "del", Addr: a})
+			_ = s.append(entry{Op: "del", Addr: a}) // as in Remove
 		}
 	}
 	return out
 }
 
-// Close flushes and closes the journal.
+// Close syncs (see Sync) and closes the journal. Later changes are kept in
+// memory only.
 func (s *Store) Close() error {
+	err := s.Sync()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.journal == nil {
+	if s.closed {
 		return nil
 	}
-	err := s.journal.Close()
-	s.journal = nil
+	s.closed = true
+	if s.journal != nil {
+		if cerr := s.journal.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", s.journalPath(), cerr)
+		}
+		s.journal = nil
+	}
 	return err
 }
 
