@@ -63,8 +63,9 @@ type Decision struct {
 	Origin state.Origin
 	// Timeout is the block's length, repeat-offender factor applied.
 	Timeout time.Duration
-	// Times counts this block among the address's offences (1 = first);
-	// a weak block is no offence and keeps the count it had.
+	// Times counts this block among the address's blocks (1 = first); a
+	// weak block is recorded so, but counts as an offence only once
+	// corroborated.
 	Times int
 	// Weak: the block rests on a single probe (one probe, one port), which
 	// anyone can spoof: it gets block.timeout, no repeat-offender factor,
@@ -213,8 +214,7 @@ func (d *Decider) decide(r Request, more int) Decision {
 	out.Timeout = r.Timeout
 	switch {
 	case weak:
-		out.Times = prior // no offence until corroborated
-		out.Timeout = cfg.BlockTimeout()
+		out.Timeout = cfg.BlockTimeout() // no offence until corroborated
 	case out.Timeout != 0:
 	case manual:
 		out.Timeout = cfg.BlockTimeout()

@@ -55,7 +55,7 @@ func TestDecide(t *testing.T) {
 		times  int
 	}{
 		{"detected scan", "", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP, Probes: 2}, 0, Block, None, time.Hour, 1},
-		{"one probe: weak, no offence", "block: {repeat_factor: 4}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Ports: 1}, 0, Block, None, time.Hour, 0},
+		{"one probe: weak, no offence", "block: {repeat_factor: 4}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Ports: 1}, 0, Block, None, time.Hour, 1},
 		{"repeat offender", "block: {repeat_factor: 4}\n", Request{Addr: held, Origin: state.OriginDetect, Probes: 3}, 0, Refuse, AlreadyBlocked, 0, 0},
 		{"protected first", "tcp: {response: log}\n", Request{Addr: gw, Origin: state.OriginDetect}, 0, Refuse, Protected, 0, 0},
 		{"response log", "udp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.UDP}, 0, LogOnly, None, 0, 0},

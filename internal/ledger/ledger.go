@@ -406,7 +406,7 @@ func (l *Ledger) Run(ctx context.Context) {
 		case j := <-l.jobs:
 			l.do(ctx, j)
 		case x := <-l.landed:
-			l.land(ctx, x.j, x.err)
+			l.landAll(ctx, l.landings(x))
 		case now := <-tick.C:
 			l.expire(now)
 		}
@@ -450,37 +450,68 @@ func (l *Ledger) add(j job) {
 
 // land runs once the element is in (or could not be added).
 func (l *Ledger) land(ctx context.Context, j job, err error) {
-	l.release(&j, err == nil)
-	if err != nil {
-		l.unreserve(j.dec.Addr)
-		l.Stats.BlockFailures.Add(1)
-		l.c.Log.Errorf("could not block host %s: %v", j.dec.Addr, err)
-		return
-	}
-	if l.c.OnBlock != nil {
-		l.c.OnBlock(time.Since(j.at))
-	}
-	l.follow(ctx, j)
-	l.unreserve(j.dec.Addr)
+	l.landAll(ctx, []landing{{j, err}})
 }
 
-// follow records a committed block and runs what follows it.
-func (l *Ledger) follow(ctx context.Context, j job) {
-	cfg := l.cfg.Load()
-	d, p := j.dec, j.ev.Probe
-	l.settleStrength(&d)
-	l.Stats.Blocks[d.Origin].Add(1)
-	by := ""
-	if d.Origin == state.OriginManual {
-		by = "an administrator"
+// landAll runs once elements are in (or could not be added): every block
+// is recorded, the journal synced once for all of them, and only then are
+// they announced and followed, so a block whose "has been blocked" line
+// was written survives a power loss.
+func (l *Ledger) landAll(ctx context.Context, ls []landing) {
+	var done []recorded
+	for _, x := range ls {
+		j := x.j
+		l.release(&j, x.err == nil)
+		if x.err != nil {
+			l.unreserve(j.dec.Addr)
+			l.Stats.BlockFailures.Add(1)
+			l.c.Log.Errorf("could not block host %s: %v", j.dec.Addr, x.err)
+			continue
+		}
+		if l.c.OnBlock != nil {
+			l.c.OnBlock(time.Since(j.at))
+		}
+		done = append(done, l.record(j))
 	}
-	l.c.Log.Attack(alert.BlockedLine(d.Addr, nft.TableName, setOf(d.Addr), d.Timeout, d.Times, by))
+	l.sync()
+	for _, r := range done {
+		l.announce(ctx, r)
+		l.unreserve(r.j.dec.Addr)
+	}
+}
+
+// landings takes the first landing and every other one waiting now.
+func (l *Ledger) landings(first landing) []landing {
+	ls := []landing{first}
+	for len(ls) < 256 {
+		select {
+		case x := <-l.landed:
+			ls = append(ls, x)
+		default:
+			return ls
+		}
+	}
+	return ls
+}
+
+// recorded is a block recorded in the ledger, to be announced once the
+// journal is on disk.
+type recorded struct {
+	j job
+	b state.Block
+}
+
+// record writes a committed block's hosts.deny line and its record.
+func (l *Ledger) record(j job) recorded {
+	cfg := l.cfg.Load()
+	d, p := &j.dec, j.ev.Probe
+	l.settleStrength(d)
+	l.Stats.Blocks[d.Origin].Add(1)
 	b := state.Block{
 		Addr: d.Addr, Timeout: d.Timeout, Expires: j.at.Add(d.Timeout), Origin: d.Origin,
 		Kind: p.Kind.String(), Proto: p.Proto.String(), Port: p.DstPort, Ports: j.ev.Ports,
 		First: j.ev.First, Last: j.ev.Last, Times: d.Times, Host: l.c.Name(d.Addr), Weak: d.Weak,
 	}
-
 	if d.Origin == state.OriginManual {
 		b.Kind, b.Proto, b.First, b.Last = "manual", "", j.at, j.at
 	}
@@ -491,13 +522,35 @@ func (l *Ledger) follow(ctx context.Context, j job) {
 			l.c.Log.Errorf("could not write %s for host %s: %v", cfg.HostsDeny.Path, d.Addr, err)
 		} else {
 			b.HostsDeny = line
-			l.c.Log.Attack(alert.WrappersLine(d.Addr, line))
 		}
 	}
 	if err := l.c.Store.Add(b); err != nil {
 		l.c.Log.Errorf("could not record the block of %s: %v", d.Addr, err)
 	}
-	l.runCommands(ctx, cfg, j, func(c config.Command) bool { return !c.First || d.Origin == state.OriginManual }, nil)
+	return recorded{j, b}
+}
+
+// sync puts the journal on disk (one fsync for every block recorded
+// before it).
+func (l *Ledger) sync() {
+	if err := l.c.Store.Sync(); err != nil {
+		l.c.Log.Errorf("the journal of blocks is not on disk: %v", err)
+	}
+}
+
+// announce writes a recorded block's lines and runs the commands that
+// follow it.
+func (l *Ledger) announce(ctx context.Context, r recorded) {
+	d := r.j.dec
+	by := ""
+	if d.Origin == state.OriginManual {
+		by = "an administrator"
+	}
+	l.c.Log.Attack(alert.BlockedLine(d.Addr, nft.TableName, setOf(d.Addr), r.b.Timeout, r.b.Times, by))
+	if r.b.HostsDeny != "" {
+		l.c.Log.Attack(alert.WrappersLine(d.Addr, r.b.HostsDeny))
+	}
+	l.runCommands(ctx, l.cfg.Load(), r.j, func(c config.Command) bool { return !c.First || d.Origin == state.OriginManual }, nil)
 }
 
 // strengthen makes a's weak block an offence, with the repeat-offender
@@ -529,7 +582,7 @@ func (l *Ledger) settleStrength(d *decide.Decision) {
 	if l.early[d.Addr] {
 		delete(l.early, d.Addr)
 		if d.Weak {
-			d.Weak, d.Times = false, d.Times+1
+			d.Weak = false
 			l.Stats.Corroborated.Add(1)
 			if t := decide.RepeatTimeout(l.cfg.Load(), d.Times); t > d.Timeout {
 				// The element went in with block.timeout: lengthen it.
@@ -582,8 +635,13 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 	if err := l.c.Kernel.Commit(ctx, blocks); err != nil {
 		return reply{err: err}
 	}
-	for _, d := range j.admin {
-		l.follow(ctx, job{dec: d, at: j.at})
+	done := make([]recorded, len(j.admin))
+	for i, d := range j.admin {
+		done[i] = l.record(job{dec: d, at: j.at})
+	}
+	l.sync()
+	for _, r := range done {
+		l.announce(ctx, r)
 	}
 	return reply{n: len(j.admin)}
 }
@@ -598,6 +656,7 @@ func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr) reply {
 			n++
 		}
 	}
+	l.sync() // an unblock that returned sticks across a reboot
 	return reply{n: n}
 }
 
@@ -611,6 +670,7 @@ func (l *Ledger) unblockAll(ctx context.Context) reply {
 			n++
 		}
 	}
+	l.sync()
 	return reply{n: n}
 }
 

@@ -41,3 +41,13 @@ func (s *Store) ForgetOffender(a netip.Addr) error {
 	delete(s.times, a)
 	return s.append(entry{Op: "times", Addr: a, Times: 0})
 }
+
+// rememberBlock counts b as an offence, unless it is weak: a block on a
+// single probe only moves the time of the last block.
+func (s *Store) rememberBlock(b *Block) {
+	n := b.Times
+	if b.Weak {
+		n = s.times[b.Addr].n
+	}
+	s.remember(b.Addr, n, b.Expires)
+}

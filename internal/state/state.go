@@ -231,7 +231,7 @@ func (s *Store) load(now time.Time) (loaded, error) {
 			if e.Block != nil && e.Block.Addr.IsValid() {
 				b := *e.Block
 				s.put(&b)
-				s.remember(b.Addr, b.Times, b.Expires)
+				s.rememberBlock(&b)
 			}
 		case "del":
 			s.drop(e.Addr)
@@ -326,7 +326,7 @@ func (s *Store) Add(b Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.put(&b)
-	s.remember(b.Addr, b.Times, b.Expires)
+	s.rememberBlock(&b)
 	err := s.append(entry{Op: "add", Block: &b})
 	line := historyLine(b)
 	for _, path := range []string{s.paths.History, s.paths.Blocked} {
