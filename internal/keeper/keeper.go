@@ -227,8 +227,10 @@ func (k *Keeper) heal(ctx context.Context, checkElements bool) error {
 // NFLOG sends each probe at once (lowest latency) until the probe rate
 // says flood; then the log rules let the kernel batch up to
 // capture.queue_threshold messages, or NFLOG drops them (measured here: 35%
-// lost at 66k probes/s unbatched, none batched). calmSeconds of calm switch
-// back.
+// lost at 66k probes/s unbatched, none batched), and send at most
+// nft.FloodLogRate probes a second, so that the daemon keeps up and a real
+// scanner in the flood is seen within milliseconds, not after a backlog of
+// spoofed probes. calmSeconds of calm switch back.
 const (
 	floodRate   = 5000 // probes per second
 	calmSeconds = 10
@@ -236,9 +238,6 @@ const (
 )
 
 func (k *Keeper) adaptBatching(ctx context.Context) {
-	if k.cfg.Load().Capture.QueueThreshold <= 1 {
-		return // configured never to batch
-	}
 	tick := time.NewTicker(floodTick)
 	defer tick.Stop()
 	st := k.c.Capture
@@ -256,11 +255,11 @@ func (k *Keeper) adaptBatching(ctx context.Context) {
 		last = cur
 		switch flood := k.flood.Load(); {
 		case !flood && rate > floodRate:
-			k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages", rate, k.cfg.Load().Capture.QueueThreshold))
+			k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages and takes at most %d probes/s", rate, k.cfg.Load().Capture.QueueThreshold, nft.FloodLogRate))
 			calm = 0
 		case flood && rate < floodRate/10:
 			if calm++; calm >= calmSeconds*int(perSecond) {
-				k.setFlood(false, fmt.Sprintf("%d probes/s: NFLOG sends each probe at once again", rate))
+				k.setFlood(false, fmt.Sprintf("%d probes/s: NFLOG sends each probe at once again, unbounded", rate))
 			}
 		default:
 			calm = 0

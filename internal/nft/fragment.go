@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -25,6 +26,9 @@ func join(frags []fragment) ruleDef {
 	words := make([]string, 0, len(frags))
 	var comments []string
 	for _, f := range frags {
+		if f.text == "" && len(f.exprs) == 0 {
+			continue // nothing (e.g. no flood limit)
+		}
 		words = append(words, f.text)
 		if f.comment != "" {
 			comments = append(comments, f.comment)
@@ -155,6 +159,15 @@ func pkttypeHost() fragment {
 }
 
 func counter() fragment { return fragment{text: "counter", exprs: []expr.Any{&expr.Counter{}}} }
+
+// floodLimit lets FloodLogRate packets a second through (a tenth of a
+// second's worth at once).
+func floodLimit() fragment {
+	return fragment{
+		text:  fmt.Sprintf("limit rate %d/second burst %d packets", FloodLogRate, FloodLogRate/10),
+		exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: FloodLogRate, Unit: expr.LimitTimeSecond, Burst: FloodLogRate / 10}},
+	}
+}
 
 // logGroup sends a copy to NFLOG group g with the log prefix prefix (it
 // tells the daemon which rule sent the packet, see capture.Rule); q > 0

@@ -2,6 +2,7 @@ package nft_test
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -200,19 +201,22 @@ func listTable(t *testing.T, ns *netnstest.NS) string {
 var _ = exec.Command
 
 // Normally each probe is logged at once (queue-threshold 1 on the rule); a
-// flood drops it so the group's threshold batches.
+// flood drops it so the group's threshold batches, and bounds the probes
+// logged a second.
 func TestFloodBatching(t *testing.T) {
 	text := nft.Build(config.Default(), nft.Shape{}).Text()
-	if n := strings.Count(text, " group 5 queue-threshold 1\n"); n != 2 {
+	if n := strings.Count(text, " group 5 queue-threshold 1\n"); n != 2 || strings.Contains(text, "limit rate") {
 		t.Fatalf("%d log rules with queue-threshold 1 in:\n%s", n, text)
 	}
 	flood := nft.Build(config.Default(), nft.Shape{Flood: true}).Text()
-	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, " group 5\n") != 2 {
+	limit := fmt.Sprintf("limit rate %d/second burst %d packets counter log prefix", nft.FloodLogRate, nft.FloodLogRate/10)
+	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, " group 5\n") != 2 || strings.Count(flood, limit) != 2 {
 		t.Fatalf("flood ruleset:\n%s", flood)
 	}
-	// A group threshold of 1 leaves nothing to batch: no queue-threshold either way.
+	// A group threshold of 1 leaves nothing to batch: no queue-threshold
+	// either way; a flood still bounds the rate.
 	one := mustParse(t, "capture: {queue_threshold: 1}\n")
-	if a, b := nft.Build(one, nft.Shape{}).Text(), nft.Build(one, nft.Shape{Flood: true}).Text(); a != b || strings.Contains(a, "queue-threshold") {
+	if a, b := nft.Build(one, nft.Shape{}).Text(), nft.Build(one, nft.Shape{Flood: true}).Text(); strings.Contains(a+b, "queue-threshold") || strings.Count(b, limit) != 2 {
 		t.Fatalf("queue_threshold 1:\n%s\n---\n%s", a, b)
 	}
 }

@@ -270,13 +270,13 @@ func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 		// with no conntrack lookup: TCP probes are seen on hosts that
 		// untrack their traffic (notrack), and a rule of ours is no reason
 		// for the kernel to track every spoofed SYN.
-		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), counter(), rs.toDaemon(capture.PrefixTCP))
+		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixTCP))
 	}
 	if len(cfg.UDP.Monitored) > 0 {
 		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans;
 		// ct state new: replies to our own queries are not either (several
 		// monitored ports lie in the kernel's ephemeral range 32768-60999).
-		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), counter(), rs.toDaemon(capture.PrefixUDP))
+		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixUDP))
 	}
 }
 
@@ -294,6 +294,23 @@ func (rs *Ruleset) toDaemon(prefix string) fragment {
 	}
 	return logGroup(prefix, rs.Group, rs.logQ)
 }
+
+// floodBound: in a flood, at most FloodLogRate probes a second go to the
+// daemon (NFLOG), which keeps up with them: its backlog, and so the time
+// a real scanner hidden in the flood waits to be seen, stays short. The
+// rule's counter, after it, counts what was logged.
+func (rs *Ruleset) floodBound() fragment {
+	if !rs.shape.Flood || rs.queued {
+		return fragment{}
+	}
+	return floodLimit()
+}
+
+// FloodLogRate bounds the probes a second sent to NFLOG while the daemon
+// says flood (Shape.Flood): a fifth of what it handles on two cores, so
+// the queue in front of it never grows, and a scanner's probes, a share
+// of the logged ones, reach it within milliseconds.
+const FloodLogRate = 20000
 
 // Queued reports whether probes go to NFQUEUE (and so whether a Shape
 // with CompatQueue makes a different ruleset).
