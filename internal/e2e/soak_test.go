@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,4 +67,75 @@ func BenchmarkSoak(b *testing.B) {
 	}
 	b.ReportMetric(float64(rss1-rss0), "RSS-growth-KiB")
 	b.ReportMetric(float64(rounds), "rounds")
+	soakChaos(b, d, p)
+}
+
+// soakChaos is the soak's last phase: each disruption an attacker or an
+// admin's mistake brings (a spoofed flood, SIGHUPs, nft flush set, nft
+// flush ruleset, kill -9 and a restart), twice over, with blocks by hand
+// acknowledged before each; after each, a real scan is blocked again, and
+// at the end every acknowledged block is in the kernel.
+func soakChaos(b *testing.B, d *daemon, p *netnstest.Pair) {
+	acked := map[string]bool{}
+	n := 0
+	blockSome := func() {
+		for range 20 {
+			a := fmt.Sprintf("198.51.%d.%d", 100+n/250, n%250+1)
+			n++
+			if _, err := d.cli("block", a, "--timeout", "1h"); err == nil {
+				acked[a] = true
+			}
+		}
+	}
+	disruptions := []struct {
+		name string
+		do   func()
+	}{
+		{"spoofed flood", func() {
+			p.B.Run("timeout", "5", "hping3", "--flood", "--rand-source", "-S", "-p", "1", "-q", netnstest.AddrA)
+		}},
+		{"SIGHUPs", func() {
+			for range 5 {
+				d.cmd.Process.Signal(syscall.SIGHUP)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}},
+		{"nft flush set", func() { p.A.MustRun("nft", "flush", "set", "inet", "portsentry", "blocked") }},
+		{"nft flush ruleset", func() { p.A.MustRun("nft", "flush", "ruleset") }},
+		{"kill -9 and restart", func() {
+			d.cmd.Process.Kill()
+			<-d.done
+			d.start()
+		}},
+	}
+	for round := range 2 {
+		for _, x := range disruptions {
+			blockSome()
+			x.do()
+			d.cli("unblock", netnstest.AddrB)
+			time.Sleep(time.Second) // the self-heal after a flushed ruleset
+			nmap(b, p.B, "-sS", "-p", "1,11,15,79", netnstest.AddrA)
+			if netnstest.ElementLine(listSet(b, p.A, "blocked"), netnstest.AddrB) == "" {
+				waitBlocked(b, p.A, "blocked", netnstest.AddrB, 10*time.Second)
+			}
+			fmt.Fprintf(os.Stderr, "soak chaos round %d: %s: the scanner is blocked again\n", round+1, x.name)
+		}
+	}
+	var missing []string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		set := listSet(b, p.A, "blocked")
+		missing = missing[:0]
+		for a := range acked {
+			if netnstest.ElementLine(set, a) == "" {
+				missing = append(missing, a)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	fmt.Fprintf(os.Stderr, "soak chaos: %d acknowledged blocks, %d missing at the end\n", len(acked), len(missing))
+	if len(missing) > 0 {
+		b.Errorf("%d of %d acknowledged blocks lost in the chaos phase, e.g. %v", len(missing), len(acked), missing[:min(5, len(missing))])
+	}
 }
