@@ -28,7 +28,7 @@ func waitLifted(t testing.TB, ns *netnstest.NS, addr string, within time.Duratio
 // DHCP renewal, a failover): the block is lifted within a second (route
 // changes are followed over rtnetlink, not read every 30 s), the log says
 // why, and B's next probe is not blocked. The same for an IPv6 default
-// route and a new local address.
+// route, a new local address, and one added while the daemon was stopped.
 func TestNewGatewayIsUnblockedAtOnce(t *testing.T) {
 	netnstest.Require(t, "hping3")
 	p := netnstest.NewPair(t)
@@ -66,6 +66,19 @@ func TestNewGatewayIsUnblockedAtOnce(t *testing.T) {
 	took = waitLifted(t, p.A, extra, time.Second)
 	t.Logf("new local address: block lifted %v after the address was added", took.Round(time.Millisecond))
 	d.waitLog(extra+" is now protected (local address); its block is lifted", time.Second)
+
+	// An address that became protected while the daemon was stopped: its
+	// restored block is lifted at start.
+	const later = "10.201.0.60"
+	if out, err := d.cli("block", later); err != nil {
+		t.Fatalf("block: %v %s", err, out)
+	}
+	waitBlocked(t, p.A, "blocked", later, 5*time.Second)
+	d.stop()
+	p.A.MustRun("ip", "addr", "add", later+"/24", "dev", p.IfA)
+	d.start()
+	waitLifted(t, p.A, later, time.Second)
+	d.waitLog(later+" is now protected (local address); its block is lifted", time.Second)
 }
 
 // Zones are not part of an address: block fd00:201::9%veth-a blocks
