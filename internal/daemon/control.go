@@ -14,6 +14,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/metrics"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
@@ -242,5 +243,7 @@ func parseAddr(s string) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%q is not an IPv4 or IPv6 address", s)
 	}
-	return a.Unmap(), nil
+	// fe80::1%eth0 is fe80::1: a set element has no zone, and the guard
+	// knows addresses without one.
+	return guard.Canonical(a), nil
 }

@@ -203,6 +203,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { d.report(ctx) })
+	wg.Go(func() {
+		d.guard.Watch(ctx, d.opts.NetNS, d.nowProtected(ctx), func(err error) { d.log.Warn(err.Error()) })
+	})
 	wg.Go(func() { d.keeper.Run(ctx) })
 	if d.verify != nil {
 		wg.Go(func() { d.verify.Run(ctx) })
@@ -272,6 +275,34 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.cfgp.Store(cfg)
 	d.logStartup(cfg)
 	return nil
+}
+
+// nowProtected lifts the blocks of addresses that became protected (a new
+// default gateway, local address or nameserver; at start, a restored block
+// of one): a spoofed probe may have blocked the gateway a DHCP renewal or
+// a failover then made the host's own.
+func (d *Daemon) nowProtected(ctx context.Context) func([]netip.Addr) {
+	return func(added []netip.Addr) {
+		var held []netip.Addr
+		for _, a := range added {
+			if d.ledger.Holds(a) {
+				held = append(held, a)
+			}
+		}
+		if len(held) == 0 {
+			return
+		}
+		if _, err := d.ledger.Unblock(ctx, held...); err != nil {
+			if ctx.Err() == nil {
+				d.log.Errorf("could not lift the blocks of newly protected %v: %v", held, err)
+			}
+			return
+		}
+		for _, a := range held {
+			why, _ := d.guard.Protected(a)
+			d.log.Warnf("%s is now protected (%s); its block is lifted", a, why)
+		}
+	}
 }
 
 // report logs losses as they happen (at most every few seconds): kernel

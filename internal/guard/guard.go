@@ -2,10 +2,17 @@
 // be blocked at all? Scans are trivially spoofed (nmap -D), and PortSentry's
 // classic failure was being tricked into blocking the host's own gateway or
 // nameserver. Never blocked: the host's own addresses, its default gateways,
-// the nameservers of /etc/resolv.conf, and the configured never_block list.
+// the nameservers of /etc/resolv.conf (and, under systemd-resolved, the
+// upstream ones of /run/systemd/resolve/resolv.conf), and the configured
+// never_block list.
 //
 // A Guard holds an immutable snapshot behind an atomic pointer: the capture
-// path reads it without locks, Refresh replaces it.
+// path reads it without locks, Refresh replaces it. Watch follows route,
+// address and resolv.conf changes as they happen and reports addresses
+// that became protected, so that a block of a new gateway is lifted at once.
+//
+// Addresses carry no zone here: fe80::1%eth0 and fe80::1 are one address
+// (a set element has no zone, and /proc/net/ipv6_route gives none).
 package guard
 
 import (
@@ -16,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +31,11 @@ import (
 
 // Sources of the system facts; variables so tests can point them at fixtures.
 type Sources struct {
-	ResolvConf string // default /etc/resolv.conf
+	// ResolvConf lists the resolv.conf files whose nameservers are
+	// protected; a missing one is no error. Default: /etc/resolv.conf and
+	// /run/systemd/resolve/resolv.conf (systemd-resolved's upstream
+	// servers, when /etc/resolv.conf only names its stub 127.0.0.53).
+	ResolvConf []string
 	Route      string // default /proc/net/route
 	Route6     string // default /proc/net/ipv6_route
 	// LocalAddrs lists the host's addresses (default: net.InterfaceAddrs).
@@ -31,8 +43,8 @@ type Sources struct {
 }
 
 func (s *Sources) defaults() {
-	if s.ResolvConf == "" {
-		s.ResolvConf = "/etc/resolv.conf"
+	if s.ResolvConf == nil {
+		s.ResolvConf = []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"}
 	}
 	if s.Route == "" {
 		s.Route = "/proc/net/route"
@@ -61,6 +73,13 @@ type Guard struct {
 	mu    sync.Mutex // guards never
 	never []netip.Prefix
 	snap  atomic.Pointer[snapshot]
+	// refreshing makes each Refresh's diff against the snapshot before it.
+	refreshing sync.Mutex
+	// Reports of newly protected addresses, delivered by Watch.
+	rmu      sync.Mutex
+	watching bool
+	pending  []netip.Addr
+	kick     chan struct{}
 }
 
 // SetNeverBlock replaces the configured never_block list (reload) and
@@ -76,18 +95,29 @@ func (g *Guard) SetNeverBlock(ps []netip.Prefix) error {
 // have changed).
 func New(src Sources, neverBlock []netip.Prefix) *Guard {
 	src.defaults()
-	g := &Guard{src: src, never: neverBlock}
+	g := &Guard{src: src, never: neverBlock, kick: make(chan struct{}, 1)}
 	g.snap.Store(&snapshot{addrs: map[netip.Addr]string{}})
 	return g
 }
 
 // Refresh re-reads local addresses, gateways and nameservers. A source that
 // cannot be read is reported, and what could be read is still applied.
+// Addresses protected now and not before are reported to Watch's callback.
 func (g *Guard) Refresh() error {
+	g.refreshing.Lock()
+	s, err := g.read()
+	old := g.snap.Swap(s)
+	g.refreshing.Unlock()
+	g.report(added(old, s))
+	return err
+}
+
+// read builds a snapshot from the sources.
+func (g *Guard) read() (*snapshot, error) {
 	s := &snapshot{addrs: map[netip.Addr]string{}}
 	var errs []string
 	add := func(a netip.Addr, why string) {
-		a = a.Unmap()
+		a = Canonical(a)
 		if _, dup := s.addrs[a]; !dup {
 			s.addrs[a] = why
 		}
@@ -113,11 +143,13 @@ func (g *Guard) Refresh() error {
 			add(a, "default gateway")
 		}
 	}
-	if ns, err := nameservers(g.src.ResolvConf); err != nil {
-		errs = append(errs, err.Error())
-	} else {
-		for _, a := range ns {
-			add(a, "nameserver")
+	for _, f := range g.src.ResolvConf {
+		if ns, err := nameservers(f); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			for _, a := range ns {
+				add(a, "nameserver")
+			}
 		}
 	}
 	g.mu.Lock()
@@ -125,17 +157,34 @@ func (g *Guard) Refresh() error {
 		s.prefixes = append(s.prefixes, reasoned{p, "never_block " + p.String()})
 	}
 	g.mu.Unlock()
-	g.snap.Store(s)
 	if len(errs) > 0 {
-		return fmt.Errorf("guard: %s", strings.Join(errs, "; "))
+		return s, fmt.Errorf("guard: %s", strings.Join(errs, "; "))
 	}
-	return nil
+	return s, nil
+}
+
+// added lists the addresses of cur that old did not have, sorted.
+func added(old, cur *snapshot) []netip.Addr {
+	var out []netip.Addr
+	for a := range cur.addrs {
+		if _, had := old.addrs[a]; !had {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// Canonical is a as the guard and the sets know it: no zone, IPv4-mapped
+// IPv6 as IPv4.
+func Canonical(a netip.Addr) netip.Addr {
+	return a.Unmap().WithZone("")
 }
 
 // Protected says whether a must never be blocked, and why.
 func (g *Guard) Protected(a netip.Addr) (string, bool) {
 	s := g.snap.Load()
-	a = a.Unmap()
+	a = Canonical(a)
 	if why, ok := s.addrs[a]; ok {
 		return why, true
 	}
@@ -169,7 +218,7 @@ func interfaceAddrs() ([]netip.Addr, error) {
 	for _, a := range as {
 		if n, ok := a.(*net.IPNet); ok {
 			if ip, ok := netip.AddrFromSlice(n.IP); ok {
-				out = append(out, ip.Unmap())
+				out = append(out, Canonical(ip))
 			}
 		}
 	}
@@ -241,11 +290,61 @@ func nameservers(path string) ([]netip.Addr, error) {
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == "nameserver" {
-			s, _, _ := strings.Cut(f[1], "%")
+			s, _, _ := strings.Cut(f[1], "%") // fe80::1%eth0: the zone is not part of the address
 			if a, err := netip.ParseAddr(s); err == nil {
-				out = append(out, a.Unmap())
+				out = append(out, Canonical(a))
 			}
 		}
 	}
 	return out, nil
+}
+
+// report hands addresses that became protected to Watch's callback (none
+// while nothing watches).
+func (g *Guard) report(as []netip.Addr) {
+	if len(as) == 0 {
+		return
+	}
+	g.rmu.Lock()
+	if !g.watching {
+		g.rmu.Unlock()
+		return
+	}
+	g.pending = append(g.pending, as...)
+	g.rmu.Unlock()
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// startReports makes reports go to the watcher, starting with every
+// address protected now (a block restored from the last run may hold one
+// that became protected while the daemon was down).
+func (g *Guard) startReports() {
+	g.rmu.Lock()
+	g.watching = true
+	g.pending = added(&snapshot{}, g.snap.Load())
+	g.rmu.Unlock()
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Guard) stopReports() {
+	g.rmu.Lock()
+	g.watching, g.pending = false, nil
+	g.rmu.Unlock()
+}
+
+// takeReports returns the addresses reported since the last call, sorted,
+// each once.
+func (g *Guard) takeReports() []netip.Addr {
+	g.rmu.Lock()
+	p := g.pending
+	g.pending = nil
+	g.rmu.Unlock()
+	slices.SortFunc(p, netip.Addr.Compare)
+	return slices.Compact(p)
 }

@@ -166,6 +166,8 @@ func (k *Keeper) watchdog(ctx context.Context) {
 		if err := k.heal(ctx, checkElements); err != nil {
 			k.c.Log.Errorf("self-check of table inet %s failed: %v", nft.TableName, err)
 		}
+		// guard.Watch follows route, address and resolv.conf changes as
+		// they happen; this is the fallback if it cannot.
 		if n%30 == 0 {
 			if err := k.c.Guard.Refresh(); err != nil {
 				k.c.Log.Warn(err.Error())
