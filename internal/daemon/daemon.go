@@ -292,7 +292,7 @@ func (d *Daemon) nowProtected(ctx context.Context) func([]netip.Addr) {
 		if len(held) == 0 {
 			return
 		}
-		if _, err := d.ledger.Unblock(ctx, held...); err != nil {
+		if _, err := d.ledger.LiftProtected(ctx, held...); err != nil {
 			if ctx.Err() == nil {
 				d.log.Errorf("could not lift the blocks of newly protected %v: %v", held, err)
 			}

@@ -130,6 +130,9 @@ type job struct {
 	// unblocks (lift; all: every block).
 	admin []decide.Decision
 	lift  []netip.Addr
+	// protected: lift is for addresses that became protected, not an
+	// administrator's unblock (no unblock line, offences kept).
+	protected bool
 	all   bool
 	reply chan reply
 	// corroborate: more probes came from a weak block's source.
@@ -265,6 +268,13 @@ func (l *Ledger) Block(ctx context.Context, ds ...decide.Decision) error {
 // the ledger held.
 func (l *Ledger) Unblock(ctx context.Context, addrs ...netip.Addr) (int, error) {
 	return l.call(ctx, job{lift: addrs})
+}
+
+// LiftProtected lifts the blocks of addrs, which became protected (a new
+// gateway, local address or nameserver): like Unblock, but it is no
+// administrator's word, so their offences are kept and the caller says why.
+func (l *Ledger) LiftProtected(ctx context.Context, addrs ...netip.Addr) (int, error) {
+	return l.call(ctx, job{lift: addrs, protected: true})
 }
 
 // UnblockAll lifts every block: both sets emptied in one transaction,
@@ -626,7 +636,7 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 	case j.all:
 		return l.unblockAll(ctx)
 	case j.lift != nil:
-		return l.unblock(ctx, j.lift)
+		return l.unblock(ctx, j.lift, !j.protected)
 	}
 	blocks := make([]nft.Block, len(j.admin))
 	for i, d := range j.admin {
@@ -646,13 +656,13 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 	return reply{n: len(j.admin)}
 }
 
-func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr) reply {
+func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr, admin bool) reply {
 	if err := l.c.Kernel.Delete(ctx, addrs...); err != nil {
 		return reply{err: err}
 	}
 	n := 0
 	for _, a := range addrs {
-		if l.lifted(a) {
+		if l.lifted(a, admin) {
 			n++
 		}
 	}
@@ -666,7 +676,7 @@ func (l *Ledger) unblockAll(ctx context.Context) reply {
 	}
 	n := 0
 	for _, b := range l.c.Store.Active(time.Time{}) {
-		if l.lifted(b.Addr) {
+		if l.lifted(b.Addr, true) {
 			n++
 		}
 	}
@@ -676,20 +686,23 @@ func (l *Ledger) unblockAll(ctx context.Context) reply {
 
 // lifted removes a's record once its element is gone, lifts what followed
 // it, and lets the detector start over. It reports whether the ledger
-// held a.
-func (l *Ledger) lifted(a netip.Addr) bool {
+// held a. admin: an administrator's unblock, which is logged and resets
+// the offences.
+func (l *Ledger) lifted(a netip.Addr, admin bool) bool {
 	b, ok := l.c.Store.Remove(a)
 	if ok {
 		l.lift(b)
 	}
-	// An administrator's word resets the offences: the next block starts
-	// from block.timeout.
-	if err := l.c.Store.ForgetOffender(a); err != nil {
-		l.c.Log.Errorf("could not record the unblock of %s: %v", a, err)
-	}
 	l.forgetLocal(a)
-	l.Stats.Unblocked.Add(1)
-	l.c.Log.Attack(alert.UnblockedLine(a))
+	if admin {
+		// An administrator's word resets the offences: the next block
+		// starts from block.timeout.
+		if err := l.c.Store.ForgetOffender(a); err != nil {
+			l.c.Log.Errorf("could not record the unblock of %s: %v", a, err)
+		}
+		l.Stats.Unblocked.Add(1)
+		l.c.Log.Attack(alert.UnblockedLine(a))
+	}
 	if l.c.OnLift != nil {
 		l.c.OnLift(a)
 	}
