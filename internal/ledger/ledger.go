@@ -133,8 +133,8 @@ type job struct {
 	// protected: lift is for addresses that became protected, not an
 	// administrator's unblock (no unblock line, offences kept).
 	protected bool
-	all   bool
-	reply chan reply
+	all       bool
+	reply     chan reply
 	// corroborate: more probes came from a weak block's source.
 	corroborate netip.Addr
 }
