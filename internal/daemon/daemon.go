@@ -87,7 +87,7 @@ func New(opts Options) (*Daemon, error) {
 	cfg := opts.Config
 	d := &Daemon{opts: opts, names: alert.NewResolver()}
 	d.cfgp.Store(cfg)
-	d.log = alert.New(opts.Logger, d.nameFor)
+	d.log = alert.New(opts.Logger, d.nameWithin)
 	d.alerts = alert.NewQueue(d.log)
 	d.guard = guard.New(guard.Sources{}, cfg.NeverBlockPrefixes)
 	st, err := state.Open(state.Paths{Dir: cfg.State.Dir, History: cfg.State.HistoryFile, Blocked: cfg.State.BlockedFile}, time.Now())
@@ -120,6 +120,8 @@ func New(opts Options) (*Daemon, error) {
 		lc.OnBlock = d.metrics.ObserveBlock
 	}
 	d.ledger = ledger.New(lc)
+	// A name found after its block was recorded goes into the record.
+	d.names.OnName = d.ledger.SetHost
 	d.decider = decide.New(cfg, d.guard, d.ledger)
 	d.pipe = pipeline.New(pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts,
 		Ports: func() pipeline.Ports { return d.watcher.Snapshot() }})
@@ -148,12 +150,22 @@ func (d *Daemon) openCapture(cfg *config.Config) error {
 	return err
 }
 
-// nameFor is the resolved name of a when resolve_host is on, else "".
+// nameFor is the name of a when resolve_host is on and the name is known
+// now, else "" (and the lookup is queued): the ledger never waits for DNS.
 func (d *Daemon) nameFor(a netip.Addr) string {
 	if !d.cfgp.Load().ResolveHost {
 		return ""
 	}
 	return d.names.Name(a)
+}
+
+// nameWithin is nameFor, waiting up to wait for the lookup (an alert
+// line; see alert.Resolver.NameWithin for when it does not wait).
+func (d *Daemon) nameWithin(a netip.Addr, wait time.Duration) string {
+	if !d.cfgp.Load().ResolveHost {
+		return ""
+	}
+	return d.names.NameWithin(a, wait)
 }
 
 // Run installs the ruleset, restores the blocks, then captures and acts
@@ -185,6 +197,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	alertsDone := make(chan struct{})
 	wg.Go(func() { d.alerts.Run(alertsDone) })
+	wg.Go(func() { d.names.Run(ctx) })
 	// The writer and the ledger outlive capture a little: what is queued
 	// when capture stops still gets committed.
 	backCtx, stopBack := context.WithCancel(context.Background())

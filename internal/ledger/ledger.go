@@ -84,7 +84,10 @@ type Config struct {
 	Kernel   Kernel
 	Log      *alert.Log
 	Settings *config.Config
-	// Name resolves an address for the record and the history file ("" for none).
+	// Name is an address's name for the record and the history file, ""
+	// when none is known now. It must not wait (resolve_host: it answers
+	// from the resolver's cache and queues the lookup); a name found later
+	// comes back through SetHost.
 	Name func(netip.Addr) string
 	// Verdicts, in NFQUEUE mode.
 	Verdicts Verdicts
@@ -527,7 +530,24 @@ func (l *Ledger) record(j job) recorded {
 	if err := l.c.Store.Add(b); err != nil {
 		l.c.Log.Errorf("could not record the block of %s: %v", d.Addr, err)
 	}
+	if b.Host == "" {
+		// The lookup may have finished since Name was asked, before the
+		// record was in the store for SetHost to find.
+		if name := l.c.Name(d.Addr); name != "" {
+			l.SetHost(d.Addr, name)
+		}
+	}
 	return recorded{j, b}
+}
+
+// SetHost fills in the name of a's block in force once it is known
+// (resolve_host: the lookup finishes after the block is recorded), so
+// that list shows it. The history line, written at block time, keeps the
+// address. Safe from any goroutine; a is not blocked: nothing to do.
+func (l *Ledger) SetHost(a netip.Addr, name string) {
+	if _, err := l.c.Store.SetHost(a, name); err != nil {
+		l.c.Log.Errorf("could not record the name of %s: %v", a, err)
+	}
 }
 
 // sync puts the journal on disk (one fsync for every block recorded
