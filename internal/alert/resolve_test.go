@@ -57,7 +57,9 @@ func running(t *testing.T, r *Resolver, f *fakeDNS) {
 	})
 }
 
-func addr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+func addr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
