@@ -110,7 +110,7 @@ func New(opts Options) (*Daemon, error) {
 		st.Close()
 		return nil, err
 	}
-	lc := ledger.Config{Store: st, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor,
+	lc := ledger.Config{Store: st, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor, NameWithin: d.nameWithin,
 		OnLift: func(a netip.Addr) { d.pipe.Forget(a) }}
 	if d.queue != nil {
 		lc.Verdicts = d.queue

@@ -78,7 +78,7 @@ func newRigNamed(t testing.TB, yaml string, run bool, names *alert.Resolver) *ri
 	}
 	t.Cleanup(func() { r.store.Close() })
 	r.ledger = ledger.New(ledger.Config{Store: r.store, Kernel: r.kernel, Log: log, Settings: cfg, Verdicts: r.verdicts,
-		Name: name, OnLift: func(a netip.Addr) { r.Forget(a) }})
+		Name: name, NameWithin: namer, OnLift: func(a netip.Addr) { r.Forget(a) }})
 	if names != nil {
 		names.OnName = r.ledger.SetHost
 	}
