@@ -292,7 +292,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 func (d *Daemon) report(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	var lost, overruns, malformed, suppressed, limited uint64
+	var lost, overruns, malformed, suppressed, limited, lookups uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -309,6 +309,7 @@ func (d *Daemon) report(ctx context.Context) {
 		check(d.capture.Overruns.Load(), &overruns, "NFLOG receive buffer overran %d times (ENOBUFS; %d in all)")
 		check(d.pipe.Malformed.Load(), &malformed, "skipped %d malformed packets (%d in all)")
 		check(d.alerts.Suppressed(), &suppressed, "%d alert lines suppressed to keep up with a flood (%d in all)")
+		check(d.names.Stats.Dropped.Load(), &lookups, "%d name lookups (resolve_host) not made: DNS does not keep up (%d in all)")
 		check(d.pipe.RateLimited.Load(), &limited, "%d triggers over block.max_per_second were not blocked (%d in all)")
 	}
 }
