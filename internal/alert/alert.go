@@ -30,18 +30,22 @@ const (
 
 // Log writes the lines. The zero value is not usable: use New.
 type Log struct {
-	l *slog.Logger
-	// Host is PortSentry's "name/ip" for an address (see HostField).
-	host func(netip.Addr) string
+	l    *slog.Logger
+	name Namer
 }
+
+// Namer is an address's name for the host field, "" for none; it may wait
+// up to wait for a lookup (see Resolver.NameWithin), and not at all when
+// wait is 0.
+type Namer func(a netip.Addr, wait time.Duration) string
 
 // New makes a Log on l; name resolves an address for the host field
 // (nil: no names).
-func New(l *slog.Logger, name func(netip.Addr) string) *Log {
+func New(l *slog.Logger, name Namer) *Log {
 	if name == nil {
-		name = func(netip.Addr) string { return "" }
+		name = func(netip.Addr, time.Duration) string { return "" }
 	}
-	return &Log{l: l, host: func(a netip.Addr) string { return HostField(a, name(a)) }}
+	return &Log{l: l, name: name}
 }
 
 // Slog is the underlying logger.
@@ -170,8 +174,13 @@ func (g *Log) Attack(line string) { g.l.Info(line) }
 // AttackWarn writes one at warning level.
 func (g *Log) AttackWarn(line string) { g.l.Warn(line) }
 
-// Host is the host field for a.
-func (g *Log) Host(a netip.Addr) string { return g.host(a) }
+// Host is the host field for a, with the name if it is known now.
+func (g *Log) Host(a netip.Addr) string { return HostField(a, g.name(a, 0)) }
+
+// HostWithin is the host field for a, waiting up to wait for its name.
+func (g *Log) HostWithin(a netip.Addr, wait time.Duration) string {
+	return HostField(a, g.name(a, wait))
+}
 
 // JoinPorts writes a port list as PortSentry's start-up line does, runs
 // of three or more consecutive ports as ranges (1-65535 is one word, not

@@ -39,11 +39,12 @@ type Queue struct {
 	ch         chan Event
 	lines      bucket.Bucket
 	suppressed atomic.Uint64
+	drainFor   time.Duration // DrainFor, but for tests
 }
 
 // NewQueue makes a queue writing to log.
 func NewQueue(log *Log) *Queue {
-	q := &Queue{log: log, ch: make(chan Event, 4096)}
+	q := &Queue{log: log, ch: make(chan Event, 4096), drainFor: DrainFor}
 	q.lines.Set(LinesPerSecond)
 	return q
 }
@@ -74,39 +75,65 @@ func (q *Queue) Suppressed() uint64 { return q.suppressed.Load() }
 // Len is how many events wait.
 func (q *Queue) Len() int { return len(q.ch) }
 
-// Run writes events until done is closed, then what is still queued.
+// NameWait bounds how long a probe's line waits for the name of its
+// source (resolve_host): a name that a hosts file or a working DNS gives
+// comes well within it; the line is written without the name past it (the
+// resolver does not wait at all when it is backed up or the name is known
+// to fail, see Resolver.NameWithin).
+const NameWait = 200 * time.Millisecond
+
+// DrainFor bounds the writing of what is queued when Run is stopped: the
+// lines are written without waiting for names, and those still queued
+// after DrainFor are counted as suppressed, so a stop completes in time
+// whatever the log and DNS do.
+const DrainFor = 2 * time.Second
+
+// Run writes events until done is closed, then what is still queued
+// (without names it would have to wait for, and for at most DrainFor).
 func (q *Queue) Run(done <-chan struct{}) {
 	for {
 		select {
 		case e := <-q.ch:
-			q.Write(e)
+			q.write(e, NameWait)
 		case <-done:
-			q.Drain()
+			q.drain(time.Now().Add(q.drainFor))
 			return
 		}
 	}
 }
 
-// Drain writes what is queued now.
-func (q *Queue) Drain() {
+// Drain writes what is queued now, with the names known now.
+func (q *Queue) Drain() { q.drain(time.Time{}) }
+
+// drain writes what is queued now without waiting for names; past
+// deadline (unless zero) the rest is counted as suppressed.
+func (q *Queue) drain(deadline time.Time) {
 	for {
 		select {
 		case e := <-q.ch:
-			q.Write(e)
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				q.suppressed.Add(1)
+				continue
+			}
+			q.write(e, 0)
 		default:
 			return
 		}
 	}
 }
 
-// Write formats one event.
-func (q *Queue) Write(e Event) {
+// Write formats one event, with the name of its source if it is known now.
+func (q *Queue) Write(e Event) { q.write(e, 0) }
+
+// write formats one event; a probe's line waits up to wait for the name
+// of its source.
+func (q *Queue) write(e Event, wait time.Duration) {
 	p := &e.Probe
 	switch e.What {
 	case KindProbe:
-		q.log.Attack(ProbeLine(p, q.log.Host(p.Src)))
+		q.log.Attack(ProbeLine(p, q.log.HostWithin(p.Src, wait)))
 	case KindAlreadyBlocked:
-		q.log.Attack(AlreadyBlockedLine(q.log.Host(p.Src)))
+		q.log.Attack(AlreadyBlockedLine(q.log.HostWithin(p.Src, wait)))
 	case KindProtected:
 		q.log.AttackWarn(ProtectedLine(p.Src, e.Reason))
 	case KindRefused:

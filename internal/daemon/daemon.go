@@ -87,7 +87,7 @@ func New(opts Options) (*Daemon, error) {
 	cfg := opts.Config
 	d := &Daemon{opts: opts, names: alert.NewResolver()}
 	d.cfgp.Store(cfg)
-	d.log = alert.New(opts.Logger, d.nameFor)
+	d.log = alert.New(opts.Logger, d.nameWithin)
 	d.alerts = alert.NewQueue(d.log)
 	d.guard = guard.New(guard.Sources{}, cfg.NeverBlockPrefixes)
 	st, err := state.Open(state.Paths{Dir: cfg.State.Dir, History: cfg.State.HistoryFile, Blocked: cfg.State.BlockedFile}, time.Now())
@@ -110,7 +110,7 @@ func New(opts Options) (*Daemon, error) {
 		st.Close()
 		return nil, err
 	}
-	lc := ledger.Config{Store: st, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor,
+	lc := ledger.Config{Store: st, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor, NameWithin: d.nameWithin,
 		OnLift: func(a netip.Addr) { d.pipe.Forget(a) }}
 	if d.queue != nil {
 		lc.Verdicts = d.queue
@@ -120,6 +120,8 @@ func New(opts Options) (*Daemon, error) {
 		lc.OnBlock = d.metrics.ObserveBlock
 	}
 	d.ledger = ledger.New(lc)
+	// A name found after its block was recorded goes into the record.
+	d.names.OnName = d.ledger.SetHost
 	d.decider = decide.New(cfg, d.guard, d.ledger)
 	d.pipe = pipeline.New(pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts,
 		Ports: func() pipeline.Ports { return d.watcher.Snapshot() }})
@@ -148,12 +150,22 @@ func (d *Daemon) openCapture(cfg *config.Config) error {
 	return err
 }
 
-// nameFor is the resolved name of a when resolve_host is on, else "".
+// nameFor is the name of a when resolve_host is on and the name is known
+// now, else "" (and the lookup is queued): the ledger never waits for DNS.
 func (d *Daemon) nameFor(a netip.Addr) string {
 	if !d.cfgp.Load().ResolveHost {
 		return ""
 	}
 	return d.names.Name(a)
+}
+
+// nameWithin is nameFor, waiting up to wait for the lookup (an alert
+// line; see alert.Resolver.NameWithin for when it does not wait).
+func (d *Daemon) nameWithin(a netip.Addr, wait time.Duration) string {
+	if !d.cfgp.Load().ResolveHost {
+		return ""
+	}
+	return d.names.NameWithin(a, wait)
 }
 
 // Run installs the ruleset, restores the blocks, then captures and acts
@@ -185,6 +197,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	alertsDone := make(chan struct{})
 	wg.Go(func() { d.alerts.Run(alertsDone) })
+	wg.Go(func() { d.names.Run(ctx) })
 	// The writer and the ledger outlive capture a little: what is queued
 	// when capture stops still gets committed.
 	backCtx, stopBack := context.WithCancel(context.Background())
@@ -310,7 +323,7 @@ func (d *Daemon) nowProtected(ctx context.Context) func([]netip.Addr) {
 func (d *Daemon) report(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	var lost, overruns, malformed, suppressed, limited uint64
+	var lost, overruns, malformed, suppressed, limited, lookups uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -327,6 +340,7 @@ func (d *Daemon) report(ctx context.Context) {
 		check(d.capture.Overruns.Load(), &overruns, "NFLOG receive buffer overran %d times (ENOBUFS; %d in all)")
 		check(d.pipe.Malformed.Load(), &malformed, "skipped %d malformed packets (%d in all)")
 		check(d.alerts.Suppressed(), &suppressed, "%d alert lines suppressed to keep up with a flood (%d in all)")
+		check(d.names.Stats.Dropped.Load(), &lookups, "%d name lookups (resolve_host) not made: DNS does not keep up (%d in all)")
 		check(d.pipe.RateLimited.Load(), &limited, "%d triggers over block.max_per_second were not blocked (%d in all)")
 	}
 }

@@ -198,19 +198,7 @@ func TestVerifiedModeIgnoresSYNScanAndBlocksConnectScan(t *testing.T) {
 func TestResolveHost(t *testing.T) {
 	netnstest.Require(t, "hping3")
 	p := netnstest.NewPair(t)
-	dir := filepath.Join("/etc/netns", p.A.Name)
-	_, err := os.Stat("/etc/netns")
-	madeParent := os.IsNotExist(err)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		os.RemoveAll(dir)
-		if madeParent {
-			os.Remove("/etc/netns")
-		}
-	})
-	os.WriteFile(filepath.Join(dir, "hosts"), []byte("127.0.0.1 localhost\n10.201.0.2 scanner.example.test\n"), 0o644)
+	netnsEtc(t, p.A, "hosts", "127.0.0.1 localhost\n10.201.0.2 scanner.example.test\n")
 	d := startDaemon(t, p.A, "resolve_host: true\n")
 	hping(t, p.B, "-S", "-c", "1", "-p", "79", netnstest.AddrA)
 	d.waitLog("attackalert: TCP SYN scan from host scanner.example.test/10.201.0.2 to TCP port: 79", 10*time.Second)
@@ -226,6 +214,83 @@ func TestResolveHost(t *testing.T) {
 			t.Fatalf("history file lacks the resolved name: %q", data)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// netnsEtc writes /etc/netns/NAME/file, which `ip netns exec` (and so
+// the daemon started in ns) sees as /etc/file, removed at the test's end.
+func netnsEtc(t *testing.T, ns *netnstest.NS, file, content string) {
+	t.Helper()
+	dir := filepath.Join("/etc/netns", ns.Name)
+	_, err := os.Stat("/etc/netns")
+	madeParent := os.IsNotExist(err)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		if madeParent {
+			os.Remove("/etc/netns")
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resolve_host with DNS that drops every query (the nameserver's address
+// is routed through B, which drops it) and 200 spoofed SYNs a second: no
+// part waits for DNS, so a real scanner is blocked within 2 s of its scan's
+// start and SIGTERM completes in a few seconds. Before, every block's
+// record and every probe's line waited up to 2 s for its lookup: the scan
+// went unblocked and a stop took a minute.
+func TestResolveHostWithDNSDown(t *testing.T) {
+	netnstest.Require(t, "hping3", "nmap")
+	p := netnstest.NewPair(t)
+	const ns = "10.201.9.9"
+	netnsEtc(t, p.A, "resolv.conf", "nameserver "+ns+"\n")
+	p.A.MustRun("ip", "route", "add", ns+"/32", "via", netnstest.AddrB)
+	p.B.MustRun("nft", "add table ip dnsdrop")
+	p.B.MustRun("nft", "add chain ip dnsdrop pre { type filter hook prerouting priority -300; }")
+	p.B.MustRun("nft", "add rule ip dnsdrop pre ip daddr "+ns+" counter drop")
+	d := startDaemon(t, p.A, "resolve_host: true\ntcp: {ports: [\"1-1024\"]}\n")
+
+	flood := make(chan string, 1)
+	go func() {
+		out, _ := p.B.Run("timeout", "30", "hping3", "--rand-source", "-i", "u5000", "-c", "1000", "-S", "-p", "1", netnstest.AddrA)
+		flood <- out
+	}()
+	time.Sleep(2 * time.Second) // 400 spoofed triggers, their lookups queued
+	start := time.Now()
+	scan := make(chan string, 1)
+	go func() {
+		out, _ := p.B.Run("timeout", "60", "nmap", "-Pn", "-n", "-sS", "-T4", "--max-retries", "0",
+			"--host-timeout", "30s", "-p", "1-1024", netnstest.AddrA)
+		scan <- out
+	}()
+	var took time.Duration
+	for took == 0 && time.Since(start) < 10*time.Second {
+		if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) != "" {
+			took = time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	answered := answeredPorts(<-scan)
+	<-flood
+	drops := p.B.MustRun("nft", "list chain ip dnsdrop pre")
+	t.Logf("scanner blocked %s after its scan started (%d of 1024 ports answered); %d blocks in all; DNS dropped: %s",
+		took.Round(time.Millisecond), answered, countBlocked(d), strings.TrimSpace(regexp.MustCompile(`counter packets \d+`).FindString(drops)))
+	if took == 0 || took > 2*time.Second {
+		t.Errorf("the scanner was blocked %s after its scan started, want within 2 s (0: not within 10 s)\n%s", took, tail(d.out.String(), 20))
+	}
+	if !strings.Contains(drops, "counter packets") || strings.Contains(drops, "counter packets 0 ") {
+		t.Errorf("the daemon's lookups never reached the silent nameserver: the test tests nothing\n%s", drops)
+	}
+	stopped := time.Now()
+	d.stop() // fails the test past 10 s
+	t.Logf("SIGTERM completed in %s", time.Since(stopped).Round(time.Millisecond))
+	if took := time.Since(stopped); took > 5*time.Second {
+		t.Errorf("SIGTERM took %s, want a few seconds whatever DNS does", took)
 	}
 }
 

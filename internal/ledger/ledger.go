@@ -84,8 +84,17 @@ type Config struct {
 	Kernel   Kernel
 	Log      *alert.Log
 	Settings *config.Config
-	// Name resolves an address for the record and the history file ("" for none).
+	// Name is an address's name for the record and the history file, ""
+	// when none is known now. It must not wait (resolve_host: it answers
+	// from the resolver's cache and queues the lookup); a name found later
+	// comes back through SetHost.
 	Name func(netip.Addr) string
+	// NameWithin, if set, is Name waiting up to a bound for a lookup under
+	// way (alert.Resolver.NameWithin: not at all when the resolver is
+	// backed up or the lookup was already waited for in vain). A batch of
+	// landed blocks waits at most RecordNameWait for all its names, so
+	// that a name a hosts file gives at once is in the history line.
+	NameWithin func(netip.Addr, time.Duration) string
 	// Verdicts, in NFQUEUE mode.
 	Verdicts Verdicts
 	// OnBlock is told each detected block's probe-to-commit latency.
@@ -154,6 +163,13 @@ const MaxInflight = 8192
 
 // MaxConcurrentCommands bounds the external commands running at once.
 const MaxConcurrentCommands = 8
+
+// RecordNameWait bounds how long a batch of landed blocks waits for names
+// (Config.NameWithin): the lookups start when the blocks are submitted,
+// so a name that comes at once (a hosts file) is there, and DNS that does
+// not answer costs at most this per batch, and nothing once the resolver
+// is backed up.
+const RecordNameWait = 50 * time.Millisecond
 
 // ReassertAfter is how long after a block's decision a probe from its
 // source proves the element missing: probes on their way before the
@@ -224,6 +240,13 @@ func (l *Ledger) Submit(d decide.Decision, ev Evidence, now time.Time) bool {
 	if d.Action == decide.Block && !l.reserve(d.Addr) {
 		l.Stats.Dropped.Add(1)
 		return false
+	}
+	if d.Action == decide.Block {
+		// Start the lookup of the name now (resolve_host; Name does not
+		// wait), while the element goes in: a name that comes at once (a
+		// hosts file, a DNS cache) is then in the record and the history
+		// line.
+		l.c.Name(d.Addr)
 	}
 	select {
 	case l.jobs <- job{dec: d, ev: ev, at: now}:
@@ -469,6 +492,7 @@ func (l *Ledger) land(ctx context.Context, j job, err error) {
 // was written survives a power loss.
 func (l *Ledger) landAll(ctx context.Context, ls []landing) {
 	var done []recorded
+	names := time.Now().Add(RecordNameWait)
 	for _, x := range ls {
 		j := x.j
 		l.release(&j, x.err == nil)
@@ -481,7 +505,7 @@ func (l *Ledger) landAll(ctx context.Context, ls []landing) {
 		if l.c.OnBlock != nil {
 			l.c.OnBlock(time.Since(j.at))
 		}
-		done = append(done, l.record(j))
+		done = append(done, l.record(j, names))
 	}
 	l.sync()
 	for _, r := range done {
@@ -511,8 +535,9 @@ type recorded struct {
 	b state.Block
 }
 
-// record writes a committed block's hosts.deny line and its record.
-func (l *Ledger) record(j job) recorded {
+// record writes a committed block's hosts.deny line and its record; the
+// name may be waited for until names (see Config.NameWithin).
+func (l *Ledger) record(j job, names time.Time) recorded {
 	cfg := l.cfg.Load()
 	d, p := &j.dec, j.ev.Probe
 	l.settleStrength(d)
@@ -520,7 +545,7 @@ func (l *Ledger) record(j job) recorded {
 	b := state.Block{
 		Addr: d.Addr, Timeout: d.Timeout, Expires: j.at.Add(d.Timeout), Origin: d.Origin,
 		Kind: p.Kind.String(), Proto: p.Proto.String(), Port: p.DstPort, Ports: j.ev.Ports,
-		First: j.ev.First, Last: j.ev.Last, Times: d.Times, Host: l.c.Name(d.Addr), Weak: d.Weak,
+		First: j.ev.First, Last: j.ev.Last, Times: d.Times, Host: l.name(d.Addr, names), Weak: d.Weak,
 	}
 	if d.Origin == state.OriginManual {
 		b.Kind, b.Proto, b.First, b.Last = "manual", "", j.at, j.at
@@ -537,7 +562,32 @@ func (l *Ledger) record(j job) recorded {
 	if err := l.c.Store.Add(b); err != nil {
 		l.c.Log.Errorf("could not record the block of %s: %v", d.Addr, err)
 	}
+	if b.Host == "" {
+		// The lookup may have finished since Name was asked, before the
+		// record was in the store for SetHost to find.
+		if name := l.c.Name(d.Addr); name != "" {
+			l.SetHost(d.Addr, name)
+		}
+	}
 	return recorded{j, b}
+}
+
+// name is a's name, waiting for it until deadline at most.
+func (l *Ledger) name(a netip.Addr, deadline time.Time) string {
+	if wait := time.Until(deadline); wait > 0 && l.c.NameWithin != nil {
+		return l.c.NameWithin(a, wait)
+	}
+	return l.c.Name(a)
+}
+
+// SetHost fills in the name of a's block in force once it is known
+// (resolve_host: the lookup finishes after the block is recorded), so
+// that list shows it. The history line, written at block time, keeps the
+// address. Safe from any goroutine; a is not blocked: nothing to do.
+func (l *Ledger) SetHost(a netip.Addr, name string) {
+	if _, err := l.c.Store.SetHost(a, name); err != nil {
+		l.c.Log.Errorf("could not record the name of %s: %v", a, err)
+	}
 }
 
 // sync puts the journal on disk (one fsync for every block recorded
@@ -647,7 +697,7 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 	}
 	done := make([]recorded, len(j.admin))
 	for i, d := range j.admin {
-		done[i] = l.record(job{dec: d, at: j.at})
+		done[i] = l.record(job{dec: d, at: j.at}, time.Time{})
 	}
 	l.sync()
 	for _, r := range done {

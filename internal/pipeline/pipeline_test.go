@@ -50,6 +50,13 @@ func (noPorts) InUse(uint8, netip.Addr, uint16) bool { return false }
 
 func newRig(t testing.TB, yaml string, run bool) *rig {
 	t.Helper()
+	return newRigNamed(t, yaml, run, nil)
+}
+
+// newRigNamed is newRig with resolve_host: names resolves the sources for
+// the ledger's records and the alert lines (as the daemon wires it).
+func newRigNamed(t testing.TB, yaml string, run bool, names *alert.Resolver) *rig {
+	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -59,14 +66,22 @@ func newRig(t testing.TB, yaml string, run bool) *rig {
 	if _, ok := t.(*testing.B); ok {
 		w = io.Discard
 	}
-	log := alert.New(slog.New(slog.NewTextHandler(w, nil)), nil)
+	var namer alert.Namer
+	var name func(netip.Addr) string
+	if names != nil {
+		namer, name = names.NameWithin, names.Name
+	}
+	log := alert.New(slog.New(slog.NewTextHandler(w, nil)), namer)
 	r.store, err = state.Open(state.Paths{Dir: t.TempDir()}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.store.Close() })
 	r.ledger = ledger.New(ledger.Config{Store: r.store, Kernel: r.kernel, Log: log, Settings: cfg, Verdicts: r.verdicts,
-		OnLift: func(a netip.Addr) { r.Forget(a) }})
+		Name: name, NameWithin: namer, OnLift: func(a netip.Addr) { r.Forget(a) }})
+	if names != nil {
+		names.OnName = r.ledger.SetHost
+	}
 	g := guard.New(guard.Sources{}, cfg.NeverBlockPrefixes)
 	if err := g.Refresh(); err != nil {
 		t.Log(err)
@@ -468,4 +483,71 @@ func TestEveryUnblockReachesTheDetector(t *testing.T) {
 	if got := r.AlreadyBlocked.Load(); got != 0 {
 		t.Errorf("%d probes after unblock --all were taken as already blocked", got)
 	}
+}
+
+// resolving runs a resolver whose lookups answer as answer says, stopped
+// at the test's end.
+func resolving(t *testing.T, answer func(ctx context.Context, addr string) ([]string, error)) *alert.Resolver {
+	res := alert.NewResolver()
+	res.Lookup = answer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { res.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return res
+}
+
+// resolve_host with DNS that drops every query (each lookup hangs for its
+// timeout) and a spoofed flood: the ledger never waits for a name, so
+// 1000 triggers from distinct sources are all committed and recorded
+// within a couple of seconds, and their alert lines are written as well.
+// (Before, each record waited up to 2 s for its lookup: 104 blocks in 20 s.)
+func TestHangingDNSStallsNeitherLedgerNorLines(t *testing.T) {
+	res := resolving(t, func(ctx context.Context, _ string) ([]string, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	r := newRigNamed(t, "resolve_host: true\nblock: {max_per_second: 100000}\ndetect: {max_sources: 100000}\n", true, res)
+	stop := make(chan struct{})
+	alertsDone := make(chan struct{})
+	go func() { r.alerts.Run(stop); close(alertsDone) }()
+	const n = 1000
+	start := time.Now()
+	pkt := syn(0, 1)
+	for i := range n {
+		pkt[13], pkt[14], pkt[15] = 99, byte(i>>8), byte(i)
+		r.Handle(pkt, capture.RuleTCP)
+	}
+	waitFor(t, "1000 blocks committed and recorded", func() bool { return len(r.kernel.Added()) == n && r.store.Len() == n })
+	waitFor(t, "1000 probe lines", func() bool { return strings.Count(r.log.String(), "attackalert: TCP SYN scan from host") == n })
+	t.Logf("1000 blocks and their lines in %s with DNS down (%d lookups dropped)", time.Since(start).Round(time.Millisecond), res.Stats.Dropped.Load())
+	close(stop)
+	select {
+	case <-alertsDone:
+	case <-time.After(alert.DrainFor + time.Second):
+		t.Error("the alert lines did not stop")
+	}
+}
+
+// A name that comes after the block was recorded goes into the record
+// (list shows it); the history line keeps the address it was written with.
+func TestNameFilledInLater(t *testing.T) {
+	release := make(chan struct{})
+	res := resolving(t, func(ctx context.Context, addr string) ([]string, error) {
+		select {
+		case <-release:
+			return []string{"late.example.test."}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	r := newRigNamed(t, "resolve_host: true\n", true, res)
+	src := netip.MustParseAddr("10.201.0.2")
+	r.Handle(syn(2, 1), capture.RuleTCP)
+	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
+	if b, _ := r.store.Get(src); b.Host != "" {
+		t.Fatalf("Host = %q before the lookup finished", b.Host)
+	}
+	close(release)
+	waitFor(t, "the name in the record", func() bool { b, _ := r.store.Get(src); return b.Host == "late.example.test" })
 }

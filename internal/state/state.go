@@ -356,6 +356,25 @@ func (s *Store) Remove(a netip.Addr) (Block, bool) {
 	return *b, true
 }
 
+// SetHost records name as the resolved name of a's active block (the
+// name came after the block was recorded). It reports whether a holds an
+// active block whose name changed. Like Add it journals the change (the
+// block's record again) and does not fsync: a name is not worth an fsync,
+// the next Sync covers it. The history and blocked files are not
+// rewritten: their line was written at block time.
+func (s *Store) SetHost(a netip.Addr, name string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.active[a]
+	if !ok || b.Host == name {
+		return false, nil
+	}
+	nb := *b
+	nb.Host = name
+	s.put(&nb)
+	return true, s.append(entry{Op: "add", Block: &nb})
+}
+
 // Has reports an active block of a (without copying it).
 func (s *Store) Has(a netip.Addr) bool {
 	s.mu.Lock()

@@ -204,3 +204,47 @@ func TestCountByFamily(t *testing.T) {
 		t.Errorf("count %d/%d after reload, want 0/1", a, b)
 	}
 }
+
+// A name found after the block was recorded (resolve_host) is journaled:
+// it survives a restart, and the history line keeps what it said at block
+// time. A name for an address not blocked changes nothing.
+func TestSetHostIsJournaled(t *testing.T) {
+	p := paths(t)
+	s, err := Open(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr("10.0.0.1")
+	s.Add(Block{Addr: a, Timeout: time.Hour, Expires: now.Add(time.Hour), Proto: "TCP", Port: 79, Times: 2})
+	if ok, err := s.SetHost(a, "scanner.example.test"); !ok || err != nil {
+		t.Fatalf("SetHost = %v, %v", ok, err)
+	}
+	if ok, _ := s.SetHost(a, "scanner.example.test"); ok {
+		t.Error("SetHost of the same name changed something")
+	}
+	if ok, _ := s.SetHost(netip.MustParseAddr("10.0.0.9"), "other.example.test"); ok {
+		t.Error("SetHost of an address not blocked changed something")
+	}
+	if b, _ := s.Get(a); b.Host != "scanner.example.test" || b.Times != 2 || b.Port != 79 {
+		t.Errorf("record after SetHost: %+v", b)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(p, now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if b, ok := s2.Get(a); !ok || b.Host != "scanner.example.test" || b.Times != 2 || !b.Expires.Equal(now.Add(time.Hour)) {
+		t.Errorf("after a restart: %+v (held %v)", b, ok)
+	}
+	if s2.TimesBlocked(a) != 2 {
+		t.Errorf("TimesBlocked = %d, want 2 (a name is not another block)", s2.TimesBlocked(a))
+	}
+	hist, _ := os.ReadFile(p.History)
+	if n := strings.Count(string(hist), "\n"); n != 1 || !strings.Contains(string(hist), "Host: 10.0.0.1/10.0.0.1 Port: 79") {
+		t.Errorf("history file: %q", hist)
+	}
+}
