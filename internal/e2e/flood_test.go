@@ -50,22 +50,7 @@ func TestSpoofedFloodDoesNotHideAScanner(t *testing.T) {
 				}
 			}
 			time.Sleep(time.Second) // the flood at full rate
-			start := time.Now()
-			scan := make(chan string, 1)
-			go func() {
-				out, _ := p.B.Run("timeout", "60", "nmap", "-Pn", "-n", "-sS", "-T4", "--max-retries", "0",
-					"--host-timeout", "50s", "-p", "1-1024", netnstest.AddrA)
-				scan <- out
-			}()
-			var took time.Duration
-			for took == 0 && time.Since(start) < 15*time.Second {
-				if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) != "" {
-					took = time.Since(start)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			out := <-scan
-			answered := answeredPorts(out)
+			took, answered := scanUntilBlocked(t, p, 15*time.Second)
 			t.Logf("%s: scanner blocked after %s, %d of 1024 ports answered", c.name, took.Round(time.Millisecond), answered)
 			if took == 0 {
 				t.Fatalf("the scanner was not blocked within 15 s of its scan's start; %d ports answered\n%s", answered, tail(d.out.String(), 20))

@@ -208,3 +208,25 @@ func runCmd(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }
+
+// scanUntilBlocked runs `nmap -sS -T4 -p 1-1024` from B at A while it
+// watches A's blocked set. It returns how long after nmap's start B was in
+// the set (0: not within `within`) and how many ports nmap saw answered.
+func scanUntilBlocked(t testing.TB, p *netnstest.Pair, within time.Duration) (time.Duration, int) {
+	t.Helper()
+	start := time.Now()
+	scan := make(chan string, 1)
+	go func() {
+		out, _ := p.B.Run("timeout", "60", "nmap", "-Pn", "-n", "-sS", "-T4", "--max-retries", "0",
+			"--host-timeout", "50s", "-p", "1-1024", netnstest.AddrA)
+		scan <- out
+	}()
+	var took time.Duration
+	for took == 0 && time.Since(start) < within {
+		if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) != "" {
+			took = time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return took, answeredPorts(<-scan)
+}

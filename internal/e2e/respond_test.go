@@ -261,21 +261,7 @@ func TestResolveHostWithDNSDown(t *testing.T) {
 		flood <- out
 	}()
 	time.Sleep(2 * time.Second) // 400 spoofed triggers, their lookups queued
-	start := time.Now()
-	scan := make(chan string, 1)
-	go func() {
-		out, _ := p.B.Run("timeout", "60", "nmap", "-Pn", "-n", "-sS", "-T4", "--max-retries", "0",
-			"--host-timeout", "30s", "-p", "1-1024", netnstest.AddrA)
-		scan <- out
-	}()
-	var took time.Duration
-	for took == 0 && time.Since(start) < 10*time.Second {
-		if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) != "" {
-			took = time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	answered := answeredPorts(<-scan)
+	took, answered := scanUntilBlocked(t, p, 10*time.Second)
 	<-flood
 	drops := p.B.MustRun("nft", "list chain ip dnsdrop pre")
 	t.Logf("scanner blocked %s after its scan started (%d of 1024 ports answered); %d blocks in all; DNS dropped: %s",
