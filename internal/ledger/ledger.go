@@ -111,6 +111,10 @@ type Ledger struct {
 	cfg    atomic.Pointer[config.Config]
 	jobs   chan job
 	landed chan landing
+	// announce carries recorded blocks to the goroutine that syncs the
+	// journal, then writes their lines and runs their commands, so that an
+	// fsync never delays the next block's element.
+	announceQ chan []recorded
 	cmds   chan struct{} // bounds concurrent commands
 	wg     sync.WaitGroup
 
@@ -181,7 +185,7 @@ func New(c Config) *Ledger {
 	if c.Name == nil {
 		c.Name = func(netip.Addr) string { return "" }
 	}
-	l := &Ledger{c: c, jobs: make(chan job, 4096), landed: make(chan landing, MaxInflight),
+	l := &Ledger{c: c, jobs: make(chan job, 4096), landed: make(chan landing, MaxInflight), announceQ: make(chan []recorded, 256),
 		cmds: make(chan struct{}, MaxConcurrentCommands), pending: map[netip.Addr]int{}, reasserted: map[netip.Addr]time.Time{}, weak: map[netip.Addr]bool{}, early: map[netip.Addr]bool{}}
 	l.Stats.Blocks = map[state.Origin]*atomic.Uint64{}
 	for _, o := range state.Origins {
@@ -432,6 +436,18 @@ func (l *Ledger) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	defer l.wg.Wait()
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		for batch := range l.announceQ {
+			l.sync()
+			for _, r := range batch {
+				l.announce(ctx, r)
+				l.unreserve(r.j.dec.Addr)
+			}
+		}
+	}()
+	defer func() { close(l.announceQ); <-announced }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -487,9 +503,10 @@ func (l *Ledger) land(ctx context.Context, j job, err error) {
 }
 
 // landAll runs once elements are in (or could not be added): every block
-// is recorded, the journal synced once for all of them, and only then are
-// they announced and followed, so a block whose "has been blocked" line
-// was written survives a power loss.
+// is recorded here; the announcing goroutine syncs the journal once for
+// all of them, and only then writes their lines and runs their commands,
+// so a block whose "has been blocked" line was written survives a power
+// loss, and the fsync does not hold up the next element.
 func (l *Ledger) landAll(ctx context.Context, ls []landing) {
 	var done []recorded
 	names := time.Now().Add(RecordNameWait)
@@ -507,10 +524,8 @@ func (l *Ledger) landAll(ctx context.Context, ls []landing) {
 		}
 		done = append(done, l.record(j, names))
 	}
-	l.sync()
-	for _, r := range done {
-		l.announce(ctx, r)
-		l.unreserve(r.j.dec.Addr)
+	if len(done) > 0 {
+		l.announceQ <- done
 	}
 }
 

@@ -1,7 +1,6 @@
 package ledger_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -16,10 +15,11 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
-func newLedger(t *testing.T, yaml string) (*ledger.Ledger, *ledgertest.Kernel, *state.Store, *bytes.Buffer) {
+func newLedger(t *testing.T, yaml string) (*ledger.Ledger, *ledgertest.Kernel, *state.Store, *netnstest.Output) {
 	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(yaml))
 	if err != nil {
@@ -30,7 +30,7 @@ func newLedger(t *testing.T, yaml string) (*ledger.Ledger, *ledgertest.Kernel, *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	var buf bytes.Buffer
+	var buf netnstest.Output
 	k := &ledgertest.Kernel{}
 	l := ledger.New(ledger.Config{Store: st, Kernel: k, Log: alert.New(slog.New(slog.NewTextHandler(&buf, nil)), nil), Settings: cfg})
 	ctx, cancel := context.WithCancel(context.Background())
