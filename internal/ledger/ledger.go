@@ -115,8 +115,8 @@ type Ledger struct {
 	// journal, then writes their lines and runs their commands, so that an
 	// fsync never delays the next block's element.
 	announceQ chan []recorded
-	cmds   chan struct{} // bounds concurrent commands
-	wg     sync.WaitGroup
+	cmds      chan struct{} // bounds concurrent commands
+	wg        sync.WaitGroup
 
 	mu sync.Mutex
 	// pending holds the decided blocks whose element is not in yet.
