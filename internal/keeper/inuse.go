@@ -51,16 +51,13 @@ func (k *Keeper) LogInUse(cfg *config.Config) {
 // listening on and brings the kernel's in-use sets up to date.
 func (k *Keeper) listenersChanged(added, removed []listeners.Socket) {
 	cfg := k.cfg.Load()
-	own := func(s listeners.Socket) bool {
-		return s.Proto == listeners.ProtoTCP && k.c.Own != nil && k.c.Own(s.Port)
-	}
 	for _, s := range added {
-		if monitoredSocket(cfg, s) && !own(s) {
+		if monitoredSocket(cfg, s) && !k.own(s) {
 			k.c.Log.Info(describeSocket(s) + " is now in use by a service; no longer watching it")
 		}
 	}
 	for _, s := range removed {
-		if monitoredSocket(cfg, s) && !own(s) {
+		if monitoredSocket(cfg, s) && !k.own(s) {
 			k.c.Log.Info(fmt.Sprintf("%s port %d", listeners.ProtoName(s.Proto), s.Port) + " is no longer in use; watching it again")
 		}
 	}

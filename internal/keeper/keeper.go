@@ -69,11 +69,16 @@ func New(c Config) *Keeper {
 	return k
 }
 
+// own reports a socket the daemon itself holds (verified mode).
+func (k *Keeper) own(s listeners.Socket) bool {
+	return s.Proto == listeners.ProtoTCP && k.c.Own != nil && k.c.Own(s.Port)
+}
+
 // services are the listening sockets that are not the daemon's own.
 func (k *Keeper) services() []listeners.Socket {
 	var out []listeners.Socket
 	for _, s := range k.c.Watcher.Snapshot().Sockets() {
-		if !(s.Proto == listeners.ProtoTCP && k.c.Own != nil && k.c.Own(s.Port)) {
+		if !k.own(s) {
 			out = append(out, s)
 		}
 	}
