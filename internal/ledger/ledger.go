@@ -367,10 +367,16 @@ func (l *Ledger) commitMissing(ctx context.Context, why string, missing func(net
 func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
 	l.mu.Lock()
 	if l.pending[a] > 0 {
+		// A second probe while the first one's block is on its way: before
+		// it is recorded, early tells the recording; once it is (its lines
+		// not yet written), corroborate does.
 		if len(l.early) < MaxInflight {
-			l.early[a] = true // a second probe, before the first one's block landed
+			l.early[a] = true
 		}
 		l.mu.Unlock()
+		if l.c.Store.Has(a) {
+			l.corroborate(a)
+		}
 		return false, true
 	}
 	last := l.reasserted[a]
@@ -812,9 +818,7 @@ func (l *Ledger) evictWeakest() {
 			l.c.Log.Errorf("could not make room in the sets (lift %s): %v", a, err)
 			return
 		}
-		if b, ok := l.c.Store.Remove(a); ok {
-			l.lift(b)
-		}
+		l.lifted(a, false)
 		l.Stats.Evicted.Add(1)
 		l.c.Log.Attack(alert.EvictedLine(a))
 		return
