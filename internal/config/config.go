@@ -104,6 +104,10 @@ type Block struct {
 	// MaxPerSecond caps new blocks per second (with a burst of as many);
 	// triggers beyond it are logged, not blocked.
 	MaxPerSecond int `yaml:"max_per_second"`
+	// FirstStrike lets the kernel block a scanner in its first probe's own
+	// packet path (a rule adds the source to blocked/blocked6), where the
+	// configuration allows it (see nft.Strikes); the daemon follows.
+	FirstStrike bool `yaml:"first_strike"`
 }
 
 // HostsDeny is PortSentry's KILL_HOSTS_DENY.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -217,4 +218,60 @@ func xtQueue(num uint16) expr.Any {
 func verdict(k expr.VerdictKind) fragment {
 	text := map[expr.VerdictKind]string{expr.VerdictReturn: "return", expr.VerdictDrop: "drop", expr.VerdictAccept: "accept"}[k]
 	return fragment{text: text, exprs: []expr.Any{&expr.Verdict{Kind: k}}}
+}
+
+// fragments makes one fragment of several (a matcher used by more than
+// one rule).
+func fragments(fs ...fragment) fragment {
+	r := join(fs)
+	return fragment{text: r.text, exprs: r.exprs, comment: r.comment}
+}
+
+// limitNamed applies the named limit object name (shared by every rule
+// that names it).
+func limitNamed(name string) fragment {
+	return fragment{text: "limit name " + strconv.Quote(name), exprs: []expr.Any{
+		&expr.Objref{Type: unix.NFT_OBJECT_LIMIT, Name: name},
+	}}
+}
+
+// againLimit lets AgainLogRate packets a second through.
+func againLimit() fragment {
+	return fragment{
+		text:  fmt.Sprintf("limit rate %d/second", AgainLogRate),
+		exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: AgainLogRate, Unit: expr.LimitTimeSecond, Burst: 5}},
+	}
+}
+
+// addSaddr adds the packet's source address to set, with timeout (nft:
+// add @set { ip saddr timeout 1h }). The add fails when the set is full:
+// the rule then stops there, and the packet goes on to the next one.
+func addSaddr(k keyType, set string, timeout time.Duration) fragment {
+	fam, off, n := "ip", uint32(12), uint32(4)
+	if k == keyIPv6 {
+		fam, off, n = "ip6", 8, 16
+	}
+	return fragment{text: "add @" + set + " { " + fam + " saddr timeout " + nftDuration(timeout) + " }", exprs: []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Dynset{SrcRegKey: reg1, SetName: set, Operation: unix.NFT_DYNSET_OP_ADD, Timeout: timeout},
+	}}
+}
+
+// nftDuration writes d as nft(8) does: 1d2h3m4s, whole seconds.
+func nftDuration(d time.Duration) string {
+	s := int64(d / time.Second)
+	if s == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
+		if s >= u.n {
+			fmt.Fprintf(&b, "%d%s", s/u.n, u.name)
+			s %= u.n
+		}
+	}
+	return b.String()
 }

@@ -84,6 +84,9 @@ func (rs *Ruleset) install(c *nftables.Conn, recreateKept bool) error {
 		}
 		byName[sd.name] = s
 	}
+	if err := rs.installLimit(c, t); err != nil {
+		return err
+	}
 	for _, cd := range rs.chains {
 		cd.install(c, t, byName)
 	}
@@ -168,10 +171,15 @@ func (cd *chainDef) install(c *nftables.Conn, t *nftables.Table, sets map[string
 	for _, r := range cd.rules {
 		exprs := make([]expr.Any, len(r.exprs))
 		for i, e := range r.exprs {
-			if l, ok := e.(*expr.Lookup); ok {
-				l2 := *l
-				l2.SetID = sets[l.SetName].ID
+			switch x := e.(type) {
+			case *expr.Lookup:
+				l2 := *x
+				l2.SetID = sets[x.SetName].ID
 				e = &l2
+			case *expr.Dynset:
+				d2 := *x
+				d2.SetID = sets[x.SetName].ID
+				e = &d2
 			}
 			exprs[i] = e
 		}
@@ -219,6 +227,7 @@ func (sd *setDef) nftSet(t *nftables.Table) *nftables.Set {
 		KeyType:       dt,
 		Interval:      sd.interval,
 		HasTimeout:    sd.timeout,
+		Dynamic:       sd.dynamic,
 		Size:          uint32(sd.size),
 	}
 }
@@ -226,7 +235,7 @@ func (sd *setDef) nftSet(t *nftables.Table) *nftables.Set {
 // sameSet reports whether an existing set can be kept as it is.
 func sameSet(old, want *nftables.Set) bool {
 	return old.KeyType.Name == want.KeyType.Name && old.Interval == want.Interval &&
-		old.HasTimeout == want.HasTimeout && old.Size == want.Size
+		old.HasTimeout == want.HasTimeout && old.Dynamic == want.Dynamic && old.Size == want.Size
 }
 
 // elements encodes the set's configured elements; an interval set gets a
@@ -261,21 +270,64 @@ func increment(b []byte) ([]byte, bool) {
 // UpdateInUse replaces the elements of the in-use sets in one transaction
 // (a listener came or went); the rest of the ruleset is untouched.
 func (rs *Ruleset) UpdateInUse(c *nftables.Conn) error {
+	return rs.update(c, "in-use", func(sd *setDef) bool { return sd.inuse })
+}
+
+// UpdateProtected replaces the elements of the first strike's guard sets
+// (Shape.Protected) in one transaction: an address, gateway or nameserver
+// changed. The rest of the ruleset is untouched.
+func (rs *Ruleset) UpdateProtected(c *nftables.Conn) error {
+	return rs.update(c, "protected", func(sd *setDef) bool { return sd.guard })
+}
+
+func (rs *Ruleset) update(c *nftables.Conn, what string, which func(*setDef) bool) error {
 	t := Table()
+	n := 0
 	for _, sd := range rs.sets {
-		if !sd.inuse {
+		if !which(sd) {
 			continue
 		}
+		n++
 		s := sd.nftSet(t)
 		c.FlushSet(s)
-		if els := sd.elements(); len(els) > 0 {
-			if err := c.SetAddElements(s, els); err != nil {
-				return fmt.Errorf("in-use set %s: %w", sd.name, err)
+		els := sd.elements()
+		for i := 0; i < len(els); i += maxElemsPerCall {
+			if err := c.SetAddElements(s, els[i:min(i+maxElemsPerCall, len(els))]); err != nil {
+				return fmt.Errorf("%s set %s: %w", what, sd.name, err)
 			}
 		}
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("update in-use sets: %w", err)
+	if n == 0 {
+		return nil
 	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("update %s sets: %w", what, err)
+	}
+	return nil
+}
+
+// installLimit queues the first strike's shared limit, made anew (a limit
+// object cannot be changed in place: block.max_per_second may have), or
+// its removal when no rule strikes. The chains were flushed before, so no
+// rule holds it.
+func (rs *Ruleset) installLimit(c *nftables.Conn, t *nftables.Table) error {
+	var objs []nftables.Obj
+	exists, err := tableExists(c)
+	if err == nil && exists {
+		objs, err = c.GetNamedObjects(t)
+	}
+	if err != nil {
+		return fmt.Errorf("list objects of table inet %s: %w", TableName, err)
+	}
+	for _, o := range objs {
+		if no, ok := o.(*nftables.NamedObj); ok && no.Name == LimitStrike && no.Type == nftables.ObjTypeLimit {
+			c.DeleteObject(&nftables.NamedObj{Table: t, Name: LimitStrike, Type: nftables.ObjTypeLimit})
+		}
+	}
+	if !rs.Strikes() {
+		return nil
+	}
+	c.AddObj(&nftables.NamedObj{Table: t, Name: LimitStrike, Type: nftables.ObjTypeLimit,
+		Obj: &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.strikeRate), Unit: expr.LimitTimeSecond, Burst: uint32(rs.strikeRate)}})
 	return nil
 }

@@ -104,7 +104,8 @@ func TestReinstallKeepsBlocks(t *testing.T) {
 	ns.MustRun("nft", "add element inet portsentry blocked6 { fd00:201::9 timeout 1h }")
 
 	install(t, ns, nft.Build(mustParse(t, "tcp: {ports: [1-100]}\n"), nft.Shape{}))
-	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 1000}\n"), nft.Shape{}))
+	last := nft.Build(mustParse(t, "block: {set_size: 1000}\n"), nft.Shape{})
+	install(t, ns, last)
 
 	out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked")
 	for _, want := range []string{"10.201.0.9 timeout 1h expires", "10.201.0.10 timeout 2h expires", "size 1000"} {
@@ -116,8 +117,9 @@ func TestReinstallKeepsBlocks(t *testing.T) {
 	if !strings.Contains(out6, "fd00:201::9") {
 		t.Errorf("after reinstall, blocked6 lost its element:\n%s", out6)
 	}
-	if n := strings.Count(ns.MustRun("nft", "list", "chain", "inet", "portsentry", "input"), "log prefix"); n != 2 {
-		t.Errorf("after three installs the chain has %d log rules, want 2 (no duplicates)", n)
+	want := strings.Count(last.Text(), "log prefix")
+	if n := strings.Count(ns.MustRun("nft", "list", "chain", "inet", "portsentry", "input"), "log prefix"); n != want {
+		t.Errorf("after three installs the chain has %d log rules, want %d (no duplicates)", n, want)
 	}
 }
 
@@ -146,19 +148,20 @@ func TestInstallOverNftLoadedTable(t *testing.T) {
 	}
 }
 
-// A blocked set someone redefined by hand (here with the dynamic flag,
-// which the library does not read back) is recreated with its elements.
+// A blocked set defined otherwise (by hand, or by a version before the
+// first strike: without the dynamic flag the add rules need) is recreated
+// with its elements.
 func TestInstallOverRedefinedBlockedSet(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "psD")
 	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
 	ns.MustRun("nft", "flush", "chain", "inet", "portsentry", "input")
 	ns.MustRun("nft", "delete", "set", "inet", "portsentry", "blocked")
-	ns.MustRun("nft", "add set inet portsentry blocked { type ipv4_addr; size 65536; flags dynamic,timeout; }")
+	ns.MustRun("nft", "add set inet portsentry blocked { type ipv4_addr; size 65536; flags timeout; }")
 	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.9 timeout 1h }")
 	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
 	out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked")
-	if !strings.Contains(out, "10.201.0.9 timeout 1h expires") || strings.Contains(out, "dynamic") {
+	if !strings.Contains(out, "10.201.0.9 timeout 1h expires") || !strings.Contains(out, "flags dynamic,timeout") {
 		t.Errorf("want the block carried into our own definition of the set:\n%s", out)
 	}
 }
@@ -205,7 +208,7 @@ var _ = exec.Command
 // logged a second.
 func TestFloodBatching(t *testing.T) {
 	text := nft.Build(config.Default(), nft.Shape{}).Text()
-	if n := strings.Count(text, " group 5 queue-threshold 1\n"); n != 2 || strings.Contains(text, "limit rate") {
+	if n := strings.Count(text, " group 5 queue-threshold 1\n"); n != 2 || strings.Contains(text, fmt.Sprintf("limit rate %d", nft.FloodLogRate)) {
 		t.Fatalf("%d log rules with queue-threshold 1 in:\n%s", n, text)
 	}
 	flood := nft.Build(config.Default(), nft.Shape{Flood: true}).Text()
@@ -350,7 +353,8 @@ func TestCompatQueueInstall(t *testing.T) {
 
 // Each probe rule logs with its own prefix, which capture maps back to the
 // rule (the daemon acts on a probe whose transport header it cannot read by
-// that rule); the forward chain's rules use the same ones.
+// that rule, and follows the kernel's first strike by it); the forward
+// chain's rules use the same ones.
 func TestLogPrefixes(t *testing.T) {
 	for name, y := range configs {
 		text := nft.Build(mustParse(t, y), nft.Shape{}).Text()
@@ -359,18 +363,72 @@ func TestLogPrefixes(t *testing.T) {
 				continue
 			}
 			var want string
+			strike := strings.Contains(line, " add @blocked")
+			again := strings.Contains(line, "saddr @blocked")
 			switch {
+			case strings.Contains(line, "tcp dport @tcp_ports") && strike:
+				want = capture.PrefixTCPStrike
+			case strings.Contains(line, "tcp dport @tcp_ports") && again:
+				want = capture.PrefixTCPAgain
 			case strings.Contains(line, "tcp dport @tcp_ports"):
 				want = capture.PrefixTCP
+			case strings.Contains(line, "udp dport @udp_ports") && strike:
+				want = capture.PrefixUDPStrike
+			case strings.Contains(line, "udp dport @udp_ports") && again:
+				want = capture.PrefixUDPAgain
 			case strings.Contains(line, "udp dport @udp_ports"):
 				want = capture.PrefixUDP
 			default:
 				t.Errorf("%s: a log rule that is no probe rule: %s", name, line)
 				continue
 			}
+			if r := capture.RuleOf(want); r.Struck() != strike || r.Again() != again || r.UDP() != strings.Contains(line, "udp dport") {
+				t.Errorf("%s: capture reads prefix %q as rule %s", name, want, r)
+			}
 			if !strings.Contains(line, " log prefix "+strconv.Quote(want)+" group ") {
 				t.Errorf("%s: %s lacks its prefix %q", name, line, want)
 			}
 		}
 	}
+}
+
+// The kernel strikes only where the daemon has nothing to decide before
+// the block; `rules` shows which rules carry the add.
+func TestStrikes(t *testing.T) {
+	for _, c := range []struct {
+		yaml     string
+		tcp, udp bool
+	}{
+		{"", true, true},
+		{"block: {first_strike: false}\n", false, false},
+		{"detect: {scan_trigger: 0}\n", true, true},
+		{"detect: {scan_trigger: 2}\n", false, false},
+		{"capture: {mode: nfqueue}\n", false, false},
+		{"tcp: {verified: true}\n", false, true},
+		{"tcp: {response: log}\n", false, true},
+		{"udp: {response: command}\ncommands: [{argv: [/bin/true]}]\n", true, false},
+		{"commands: [{argv: [/bin/true], first: true}]\n", false, false},
+		{"commands: [{argv: [/bin/true]}]\n", true, true},
+		{"udp: {ports: []}\n", true, false},
+	} {
+		cfg := mustParse(t, c.yaml)
+		tcp, udp := nft.Strikes(cfg)
+		if tcp != c.tcp || udp != c.udp {
+			t.Errorf("%q: strikes tcp %v udp %v, want %v %v", c.yaml, tcp, udp, c.tcp, c.udp)
+		}
+		text := nft.Build(cfg, nft.Shape{Protected: []netip.Prefix{netip.MustParsePrefix("10.201.0.1/32")}}).Text()
+		if got := strings.Count(text, "add @blocked"); got != 2*(b2i(c.tcp)+b2i(c.udp)) {
+			t.Errorf("%q: %d add rules:\n%s", c.yaml, got, text)
+		}
+		if has := strings.Contains(text, "10.201.0.1"); has != (c.tcp || c.udp) {
+			t.Errorf("%q: protected set holds 10.201.0.1: %v", c.yaml, has)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -18,6 +18,12 @@ const (
 	setIfaces       = "interfaces"
 	setWatch        = "watch_addr"
 	setWatch6       = "watch_addr6"
+	// The guard rails of the kernel's first strike (Shape.Protected): the
+	// host's own addresses, default gateways, nameservers and never_block,
+	// which the add rules skip, and the limit they share.
+	SetProtected  = "protected"
+	SetProtected6 = "protected6"
+	LimitStrike   = "strike"
 	// The in-use sets (Shape.InUse): monitored ports with a live listener
 	// on every address, and (address . port) pairs for one address.
 	setTCPInUse   = "tcp_inuse"

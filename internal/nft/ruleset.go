@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -57,13 +58,17 @@ type setDef struct {
 	key      keyType
 	interval bool
 	timeout  bool
-	size     int
+	// dynamic: rules add elements from the packet path (first strike).
+	dynamic bool
+	size    int
 	elems    []interval
 	// keep marks sets whose elements belong to the running daemon, not to
 	// the configuration (blocked, blocked6): reinstalling never touches them.
 	keep bool
 	// inuse marks the sets of ports with live listeners (Shape.InUse).
 	inuse bool
+	// guard marks the sets of protected addresses (Shape.Protected).
+	guard bool
 }
 
 // ruleDef is one rule: nft text and the netlink expressions it compiles to,
@@ -107,6 +112,10 @@ type Shape struct {
 	// live listener, which the probe rules skip. It is listeners.Elements
 	// as is; Build encodes it.
 	InUse InUse
+	// Protected holds the addresses the first strike never adds (the
+	// guard's: local addresses, default gateways, nameservers, never_block;
+	// guard.Guard.Prefixes). Only used when a probe rule strikes.
+	Protected []netip.Prefix
 }
 
 // InUse is what the in-use sets hold, exactly as the listeners package
@@ -127,28 +136,77 @@ type Ruleset struct {
 	Queue  uint16
 	queued bool
 	logQ   uint16 // the log rules' queue-threshold (0: none, the group's applies)
+	// strikeTCP, strikeUDP: the probe rules of the protocol carry the
+	// kernel's first strike (Strikes), which adds with strikeTimeout.
+	strikeTCP, strikeUDP bool
+	strikeTimeout        time.Duration
+	strikeRate           int
 }
+
+// Strikes reports which protocols' probe rules carry the kernel's first
+// strike: the kernel adds the source of a probe to blocked/blocked6 and
+// drops it in the probe's own packet path. It applies where the daemon
+// has nothing to decide before the block: block.first_strike on, NFLOG
+// capture (NFQUEUE holds the probe for the daemon anyway), scan_trigger 0
+// or 1 (one probe is a scan), response block, TCP not in verified mode
+// (only completed connections count there), and no command that must run
+// before the block (first: true). Everything else keeps user-space
+// detection.
+func Strikes(cfg *config.Config) (tcp, udp bool) {
+	if !cfg.Block.FirstStrike || cfg.Capture.Mode == "nfqueue" || cfg.Detect.ScanTrigger > 1 {
+		return false, false
+	}
+	for _, c := range cfg.Commands {
+		if c.First {
+			return false, false
+		}
+	}
+	tcp = len(cfg.TCP.Monitored) > 0 && cfg.TCP.Response == config.ResponseBlock && !cfg.TCP.Verified
+	udp = len(cfg.UDP.Monitored) > 0 && cfg.UDP.Response == config.ResponseBlock
+	return tcp, udp
+}
+
+// StrikeRate is the first strike's rate cap, a second: half of
+// block.max_per_second. The daemon keeps the other half for sources with
+// more evidence (decide: a source seen once is what a spoofed flood is made
+// of), and counts each strike against its own budget, so that kernel and
+// daemon together add at most block.max_per_second blocks a second (plus
+// one burst).
+func StrikeRate(cfg *config.Config) int { return max(1, cfg.Block.MaxPerSecond/2) }
+
+// AgainLogRate bounds the probes a second from sources already blocked
+// that the again rules send to the daemon (see capture.RuleTCPAgain).
+const AgainLogRate = 100
 
 // Build derives the ruleset from a validated configuration and its
 // shape. It is a pure function of the two: text and netlink expressions are
 // decided here, once, and nothing changes a Ruleset afterwards.
 func Build(cfg *config.Config, shape Shape) *Ruleset {
 	rs := &Ruleset{Group: uint16(cfg.Capture.Group), Queue: uint16(cfg.Capture.Queue), queued: cfg.Capture.Mode == "nfqueue", shape: shape}
+	rs.strikeTCP, rs.strikeUDP = Strikes(cfg)
+	rs.strikeTimeout, rs.strikeRate = cfg.BlockTimeout(), StrikeRate(cfg)
 	if cfg.Capture.QueueThreshold > 1 && !shape.Flood {
 		rs.logQ = 1
 	}
 	rs.addSets(cfg)
+	if rs.Strikes() {
+		p4, p6 := byFamily(shape.Protected)
+		rs.sets = append(rs.sets,
+			&setDef{name: SetProtected, key: keyIPv4, interval: true, guard: true, elems: prefixIntervals(p4)},
+			&setDef{name: SetProtected6, key: keyIPv6, interval: true, guard: true, elems: prefixIntervals(p6)},
+		)
+	}
 	// Routed traffic, optional: blocked sources dropped before routing and
 	// before conntrack makes state for them (forwarded and DNAT'd traffic
 	// too), and tripwires watched on forwarded traffic.
 	if cfg.Routed.Block {
 		pre := rs.chain(ChainPrerouting, nftables.ChainHookPrerouting, "prerouting", int(*nftables.ChainPriorityRaw), "raw")
-		ignoredReturnBlockedDrop(pre)
+		rs.ignoredReturnBlockedDrop(pre, cfg)
 	}
 	rs.inputChain(cfg, shape.InUse)
 	if cfg.Routed.Watch {
 		fwd := rs.chain(ChainForward, nftables.ChainHookForward, "forward", chainPriority, "filter - 10")
-		ignoredReturnBlockedDrop(fwd)
+		rs.ignoredReturnBlockedDrop(fwd, cfg)
 		rs.probeRules(fwd, cfg)
 	}
 	return rs
@@ -159,8 +217,8 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 func (rs *Ruleset) addSets(cfg *config.Config) {
 	size := cfg.Block.SetSize
 	rs.sets = append(rs.sets,
-		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, size: size, keep: true},
-		&setDef{name: SetBlocked6, key: keyIPv6, timeout: true, size: size, keep: true},
+		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, dynamic: true, size: size, keep: true},
+		&setDef{name: SetBlocked6, key: keyIPv6, timeout: true, dynamic: true, size: size, keep: true},
 	)
 	ign4, ign6 := byFamily(cfg.IgnorePrefixes)
 	rs.sets = append(rs.sets,
@@ -206,10 +264,25 @@ func byFamily(ps []netip.Prefix) (v4, v6 []netip.Prefix) {
 }
 
 // ignoredReturnBlockedDrop: ignored sources are never looked at, blocked
-// sources are dropped.
-func ignoredReturnBlockedDrop(c *chainDef) {
+// sources are dropped. Where the kernel strikes, a sample of the probes
+// from blocked sources goes to the daemon first (AgainLogRate): a block
+// the kernel made on one probe rests on more once its source probes again
+// (the daemon sees no other probe of it: the drop comes first).
+func (rs *Ruleset) ignoredReturnBlockedDrop(c *chainDef, cfg *config.Config) {
 	c.add(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
 	c.add(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
+	for _, k := range []keyType{keyIPv4, keyIPv6} {
+		set := SetBlocked
+		if k == keyIPv6 {
+			set = SetBlocked6
+		}
+		if rs.strikeTCP {
+			c.add(saddrIn(k, set, false), tcpProbe(), againLimit(), counter(), logGroup(capture.PrefixTCPAgain, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
+		}
+		if rs.strikeUDP {
+			c.add(saddrIn(k, set, false), udpProbe(), againLimit(), counter(), logGroup(capture.PrefixUDPAgain, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
+		}
+	}
 	c.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
 	c.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
 }
@@ -221,7 +294,7 @@ func ignoredReturnBlockedDrop(c *chainDef) {
 func (rs *Ruleset) inputChain(cfg *config.Config, u InUse) {
 	in := rs.chain(ChainInput, nftables.ChainHookInput, "input", chainPriority, "filter - 10")
 	in.add(iifLoopback(), verdict(expr.VerdictReturn))
-	ignoredReturnBlockedDrop(in)
+	rs.ignoredReturnBlockedDrop(in, cfg)
 	if !cfg.AllInterfaces {
 		in.add(iifnameIn(setIfaces, true), verdict(expr.VerdictReturn))
 	}
@@ -262,23 +335,59 @@ func (rs *Ruleset) inUseRules(in *chainDef, cfg *config.Config, u InUse) {
 	}
 }
 
-// probeRules sends probes of the monitored ports to the daemon.
+// tcpProbe matches TCP probes of the monitored ports. No ACK or RST: SYN,
+// FIN, NULL, XMAS and odd flag sets are probes; replies to our own
+// connections carry ACK. The flags are enough, with no conntrack lookup:
+// TCP probes are seen on hosts that untrack their traffic (notrack), and a
+// rule of ours is no reason for the kernel to track every spoofed SYN.
+func tcpProbe() fragment {
+	return fragments(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"))
+}
+
+// udpProbe matches UDP probes of the monitored ports. pkttype host:
+// broadcasts and multicasts (DHCP, NetBIOS) are no scans; ct state new:
+// replies to our own queries are not either (several monitored ports lie
+// in the kernel's ephemeral range 32768-60999).
+func udpProbe() fragment {
+	return fragments(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"))
+}
+
+// probeRules sends probes of the monitored ports to the daemon. Where the
+// kernel strikes (Strikes), a probe from a source that is not protected
+// first adds the source to blocked/blocked6 (with block.timeout) and is
+// dropped, within the shared rate cap; its copy tells the daemon, which
+// follows. A protected source, a probe over the cap, or one the full set
+// refused falls through to the plain rule: the daemon decides, as where
+// the kernel does not strike.
 func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 	if len(cfg.TCP.Monitored) > 0 {
-		// No ACK or RST: SYN, FIN, NULL, XMAS and odd flag sets are probes;
-		// replies to our own connections carry ACK. The flags are enough,
-		// with no conntrack lookup: TCP probes are seen on hosts that
-		// untrack their traffic (notrack), and a rule of ours is no reason
-		// for the kernel to track every spoofed SYN.
-		ch.add(dportIn(6, "tcp", setTCPPorts), tcpFlagsNone(0x10|0x04, "ack | rst"), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixTCP))
+		if rs.strikeTCP {
+			rs.strikeRules(ch, tcpProbe(), capture.PrefixTCPStrike)
+		}
+		ch.add(tcpProbe(), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixTCP))
 	}
 	if len(cfg.UDP.Monitored) > 0 {
-		// pkttype host: broadcasts and multicasts (DHCP, NetBIOS) are no scans;
-		// ct state new: replies to our own queries are not either (several
-		// monitored ports lie in the kernel's ephemeral range 32768-60999).
-		ch.add(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixUDP))
+		if rs.strikeUDP {
+			rs.strikeRules(ch, udpProbe(), capture.PrefixUDPStrike)
+		}
+		ch.add(udpProbe(), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixUDP))
 	}
 }
+
+// strikeRules are the first strike for one protocol, per family.
+func (rs *Ruleset) strikeRules(ch *chainDef, probe fragment, prefix string) {
+	for _, k := range []keyType{keyIPv4, keyIPv6} {
+		guard, set := SetProtected, SetBlocked
+		if k == keyIPv6 {
+			guard, set = SetProtected6, SetBlocked6
+		}
+		ch.add(probe, saddrIn(k, guard, true), limitNamed(LimitStrike), addSaddr(k, set, rs.strikeTimeout),
+			counter(), logGroup(prefix, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
+	}
+}
+
+// Strikes reports whether any probe rule carries the first strike.
+func (rs *Ruleset) Strikes() bool { return rs.strikeTCP || rs.strikeUDP }
 
 // toDaemon is how a probe reaches the daemon: a copy to NFLOG, with the
 // rule's log prefix, or the packet itself to NFQUEUE, bypassed (accepted)
@@ -349,6 +458,8 @@ func (rs *Ruleset) Text() string {
 			fmt.Fprintf(&b, "\t\tsize %d\n", s.size)
 		}
 		switch {
+		case s.timeout && s.dynamic:
+			b.WriteString("\t\tflags dynamic,timeout\n")
 		case s.timeout:
 			b.WriteString("\t\tflags timeout\n")
 		case s.interval:
@@ -370,6 +481,9 @@ func (rs *Ruleset) Text() string {
 			b.WriteString("\n\t\t}\n")
 		}
 		b.WriteString("\t}\n\n")
+	}
+	if rs.Strikes() {
+		fmt.Fprintf(&b, "\tlimit %s {\n\t\trate %d/second burst %d packets\n\t}\n\n", LimitStrike, rs.strikeRate, rs.strikeRate)
 	}
 	for i, c := range rs.chains {
 		if i > 0 {
