@@ -61,7 +61,7 @@ type setDef struct {
 	// dynamic: rules add elements from the packet path (first strike).
 	dynamic bool
 	size    int
-	elems    []interval
+	elems   []interval
 	// keep marks sets whose elements belong to the running daemon, not to
 	// the configuration (blocked, blocked6): reinstalling never touches them.
 	keep bool

@@ -58,10 +58,14 @@ type Origin string
 const (
 	OriginDetect Origin = "detect" // the detector: a scan reached the trigger
 	OriginManual Origin = "manual" // an administrator: portsentry-nft block
+	// OriginKernel: the kernel's first strike added the element in the
+	// probe's own packet path; the daemon followed it (or adopted it, when
+	// it was stopped or lost the probe's copy).
+	OriginKernel Origin = "kernel"
 )
 
 // Origins lists every origin, for metrics and documentation.
-var Origins = []Origin{OriginDetect, OriginManual}
+var Origins = []Origin{OriginDetect, OriginManual, OriginKernel}
 
 // ParseOrigin reads an origin as the journal writes it.
 func ParseOrigin(s string) (Origin, error) {
