@@ -152,6 +152,13 @@ func EvictedLine(a netip.Addr) string {
 	return fmt.Sprintf("%sHost %s has been unblocked to make room in the full sets: its block rested on a single probe, which may have been spoofed", attack, a)
 }
 
+// LiftedLine: the kernel's first strike blocked a host the daemon would
+// not have blocked (why: it became protected, a service listens on the
+// port, ...), and the daemon lifted the block.
+func LiftedLine(a netip.Addr, why string) string {
+	return fmt.Sprintf("%sHost %s has been unblocked: the kernel's first strike blocked it, but %s", attack, a, why)
+}
+
 // CommandLine: an external command ran for a host.
 func CommandLine(a netip.Addr, argv []string, output string) string {
 	return fmt.Sprintf("%sExternal command run for host: %s using command: %q; output: %q", attack, a, strings.Join(argv, " "), output)

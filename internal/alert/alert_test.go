@@ -39,6 +39,8 @@ func TestEveryLineKindReadsAsTheREADMEShowsIt(t *testing.T) {
 		BlockedLine(src, "portsentry", "blocked", time.Hour, 1, ""),
 		BlockedLine(src, "portsentry", "blocked", 4*time.Hour, 2, ""),
 		BlockedLine(src, "portsentry", "blocked", time.Hour, 1, "an administrator"),
+		BlockedLine(src, "portsentry", "blocked", time.Hour, 1, "the kernel"),
+		LiftedLine(src, "it is protected (default gateway)"),
 		WrappersLine(src, "ALL: 10.201.0.2 : DENY"),
 		AlreadyBlockedLine(host),
 		RestoredLine(src, "blocked", 59*time.Minute),

@@ -130,7 +130,7 @@ func New(opts Options) (*Daemon, error) {
 		d.verify = verified.New(verified.Config{Settings: cfg, Log: d.log, Alerts: d.alerts, Detect: pipeline.DetectConfig(cfg), Act: d.pipe.Act})
 		own = d.verify.Own
 	}
-	d.keeper = keeper.New(keeper.Config{Settings: cfg, NetNS: opts.NetNS, Log: d.log, Ledger: d.ledger,
+	d.keeper = keeper.New(keeper.Config{Settings: cfg, NetNS: opts.NetNS, Log: d.log, Ledger: d.ledger, Decider: d.decider,
 		Guard: d.guard, Watcher: d.watcher, Capture: &d.capture, Own: own})
 	return d, nil
 }
@@ -208,6 +208,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Infof("Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir)
 	}
 	wg.Go(func() { d.ledger.Run(backCtx) })
+	// The kernel's first strikes while no daemon followed it.
+	if _, err := d.keeper.Adopt(backCtx); err != nil {
+		d.log.Errorf("could not read the sets: %v", err)
+	}
 	if d.metrics != nil {
 		wg.Go(func() {
 			if err := d.metrics.Serve(ctx, cfg.Metrics.Listen); err != nil {

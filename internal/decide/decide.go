@@ -93,12 +93,16 @@ func (d Decision) String() string {
 
 // Request asks for a block of Addr.
 type Request struct {
-	Addr   netip.Addr
+	Addr netip.Addr
+	// Origin: for state.OriginKernel the element is in the kernel already
+	// (its first strike, or an element adopted from the sets): a refusal
+	// other than AlreadyBlocked means the ledger lifts it.
 	Origin state.Origin
 	// Proto is the probe's protocol (its response mode applies); zero for
 	// origins without a probe.
 	Proto packet.Proto
-	// Timeout, when set, is the length an administrator asked for.
+	// Timeout, when set, is the length an administrator asked for, or the
+	// time an adopted kernel element has left.
 	Timeout time.Duration
 	Now     time.Time
 	// The evidence: probes counted from Addr in the detector's window, and
@@ -177,6 +181,9 @@ func (d *Decider) decide(r Request, more int) Decision {
 		return refuse(Protected)
 	}
 	manual := r.Origin == state.OriginManual
+	// kernel: the element is in already (the first strike, or one adopted
+	// from the sets); what is decided is whether it stays, and its record.
+	kernel := r.Origin == state.OriginKernel
 	weak := !manual && r.Probes < 2 && r.Ports < 2
 	if !manual {
 		switch response(cfg, r.Proto) {
@@ -187,15 +194,24 @@ func (d *Decider) decide(r Request, more int) Decision {
 			out.Action = Commands
 			return out
 		}
-		if !d.admit(r, weak) {
+		switch {
+		case kernel && d.ledger.Holds(r.Addr):
+			return refuse(AlreadyBlocked)
+		case kernel:
+			// The kernel struck within its own cap (half the budget,
+			// nft.StrikeRate); the strike is spent from the budget of
+			// sources seen once, so that kernel and daemon together stay
+			// within block.max_per_second, and is never refused for it.
+			d.admit(r, true)
+		case !d.admit(r, weak):
 			return refuse(RateLimited)
-		}
-		if d.ledger.Holds(r.Addr) {
+		case d.ledger.Holds(r.Addr):
 			d.rate.Refund()
 			return refuse(AlreadyBlocked)
 		}
 	}
-	if d.ledger.Len()+more >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
+	// The kernel's set took the element: it had room.
+	if !kernel && d.ledger.Len()+more >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
 		// A full set makes room by giving up a block that rests on one
 		// (maybe spoofed) probe, for a source with more evidence.
 		if weak || manual || d.ledger.Weak() == 0 {
@@ -213,9 +229,10 @@ func (d *Decider) decide(r Request, more int) Decision {
 	out.Times = prior + 1
 	out.Timeout = r.Timeout
 	switch {
+	case out.Timeout != 0 && (manual || kernel):
+		// An administrator's length; an adopted element's remaining time.
 	case weak:
 		out.Timeout = cfg.BlockTimeout() // no offence until corroborated
-	case out.Timeout != 0:
 	case manual:
 		out.Timeout = cfg.BlockTimeout()
 	default:

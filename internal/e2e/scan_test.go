@@ -12,7 +12,8 @@ import (
 
 // Every nmap scan type, IPv4 and IPv6, ends with the scanner in
 // blocked/blocked6 with the configured timeout, and the attackalert line
-// names the scan type.
+// names the scan type: blocked by the kernel's first strike (the default),
+// and by the daemon when first_strike is off.
 func TestScanTypesAreBlocked(t *testing.T) {
 	netnstest.Require(t, "nmap")
 	for _, tc := range []struct {
@@ -29,22 +30,30 @@ func TestScanTypesAreBlocked(t *testing.T) {
 		{"SYN6", "TCP SYN scan", []string{"-6", "-sS", "-p", "1,11,15,79"}, true},
 		{"UDP6", "UDP scan", []string{"-6", "-sU", "-p", "1,7,9,69"}, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			p := netnstest.NewPair(t)
-			d := startDaemon(t, p.A, "block: {timeout: 2h}\n")
-			target, src, set := netnstest.AddrA, netnstest.AddrB, "blocked"
-			if tc.v6 {
-				target, src, set = netnstest.Addr6A, netnstest.Addr6B, "blocked6"
-			}
-			nmap(t, p.B, append(tc.args, target)...)
-			el := waitBlocked(t, p.A, set, src, 5*time.Second)
-			if !strings.Contains(el, "timeout 2h") {
-				t.Errorf("element %q has no 2h timeout", el)
-			}
-			d.waitLog(fmt.Sprintf("attackalert: %s from host %s/%s to ", tc.kind, src, src), 5*time.Second)
-			d.waitLog(fmt.Sprintf("attackalert: Host %s has been blocked via nftables set inet portsentry %s (timeout 2h0m0s)", src, set), 5*time.Second)
-		})
+		for _, mode := range []struct{ name, yaml, by, origin string }{
+			{"kernel", "", " by the kernel", "kernel"},
+			{"daemon", "  first_strike: false\n", "", "detect"},
+		} {
+			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
+				t.Parallel()
+				p := netnstest.NewPair(t)
+				d := startDaemon(t, p.A, "block:\n  timeout: 2h\n"+mode.yaml)
+				target, src, set := netnstest.AddrA, netnstest.AddrB, "blocked"
+				if tc.v6 {
+					target, src, set = netnstest.Addr6A, netnstest.Addr6B, "blocked6"
+				}
+				nmap(t, p.B, append(tc.args, target)...)
+				el := waitBlocked(t, p.A, set, src, 5*time.Second)
+				if !strings.Contains(el, "timeout 2h") {
+					t.Errorf("element %q has no 2h timeout", el)
+				}
+				d.waitLog(fmt.Sprintf("attackalert: %s from host %s/%s to ", tc.kind, src, src), 5*time.Second)
+				d.waitLog(fmt.Sprintf("attackalert: Host %s has been blocked via nftables set inet portsentry %s%s (timeout 2h0m0s)", src, set, mode.by), 5*time.Second)
+				if out, err := d.cli("list"); err != nil || !strings.Contains(out, mode.origin) {
+					t.Errorf("list (%v) does not show origin %s:\n%s", err, mode.origin, out)
+				}
+			})
+		}
 	}
 }
 

@@ -80,6 +80,34 @@ type Guard struct {
 	watching bool
 	pending  []netip.Addr
 	kick     chan struct{}
+	// changed is told after a Refresh changed what is protected (the
+	// kernel's copy of it follows: the first strike's guard sets).
+	changed atomic.Pointer[func()]
+}
+
+// OnChange sets f to be called after a Refresh that changed what is
+// protected (added or removed addresses, a new never_block), on the
+// refreshing goroutine.
+func (g *Guard) OnChange(f func()) { g.changed.Store(&f) }
+
+// Prefixes lists everything protected now as prefixes (an address as a
+// single-address prefix), sorted: the kernel's copy of the guard rails.
+func (g *Guard) Prefixes() []netip.Prefix {
+	s := g.snap.Load()
+	out := make([]netip.Prefix, 0, len(s.addrs)+len(s.prefixes))
+	for a := range s.addrs {
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, r := range s.prefixes {
+		out = append(out, r.p.Masked())
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return slices.Compact(out)
 }
 
 // SetNeverBlock replaces the configured never_block list (reload) and
@@ -109,6 +137,9 @@ func (g *Guard) Refresh() error {
 	old := g.snap.Swap(s)
 	g.refreshing.Unlock()
 	g.report(added(old, s))
+	if f := g.changed.Load(); f != nil && !same(old, s) {
+		(*f)()
+	}
 	return err
 }
 
@@ -161,6 +192,24 @@ func (g *Guard) read() (*snapshot, error) {
 		return s, fmt.Errorf("guard: %s", strings.Join(errs, "; "))
 	}
 	return s, nil
+}
+
+// same reports whether two snapshots protect the same addresses.
+func same(a, b *snapshot) bool {
+	if len(a.addrs) != len(b.addrs) || len(a.prefixes) != len(b.prefixes) {
+		return false
+	}
+	for x := range a.addrs {
+		if _, ok := b.addrs[x]; !ok {
+			return false
+		}
+	}
+	for i := range a.prefixes {
+		if a.prefixes[i].p != b.prefixes[i].p {
+			return false
+		}
+	}
+	return true
 }
 
 // added lists the addresses of cur that old did not have, sorted.

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -23,10 +24,12 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/alert"
 	"github.com/portsentry-nft/portsentry-nft/internal/capture"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
 // Config is what a Keeper works with.
@@ -35,7 +38,10 @@ type Config struct {
 	NetNS    *os.File // nil: the daemon's own namespace
 	Log      *alert.Log
 	Ledger   *ledger.Ledger
-	Guard    *guard.Guard
+	// Decider decides on the kernel's elements the ledger does not hold
+	// (Adopt).
+	Decider *decide.Decider
+	Guard   *guard.Guard
 	Watcher  *listeners.Watcher
 	// Capture is the capture's counters (the probe rate decides a flood).
 	Capture *capture.Stats
@@ -92,6 +98,7 @@ func (k *Keeper) Ruleset(cfg *config.Config) *nft.Ruleset {
 		Flood:       k.flood.Load(),
 		CompatQueue: k.compatQueue.Load(),
 		InUse:       listeners.Elements(k.services(), cfg.TCP.Monitored, cfg.UDP.Monitored),
+		Protected:   k.c.Guard.Prefixes(),
 	})
 }
 
@@ -143,6 +150,8 @@ func (k *Keeper) installed(rs *nft.Ruleset) {
 func (k *Keeper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	k.c.Watcher.OnChange = func(added, removed []listeners.Socket) { k.listenersChanged(added, removed) }
+	k.c.Guard.OnChange(k.guardChanged)
+	defer k.c.Guard.OnChange(func() {})
 	wg.Go(func() { k.c.Watcher.Run(ctx) })
 	if k.cfg.Load().Capture.Mode != "nfqueue" {
 		wg.Go(func() { k.adaptBatching(ctx) })
@@ -224,11 +233,74 @@ func (k *Keeper) heal(ctx context.Context, checkElements bool) error {
 		return err
 	}
 	n, err := k.c.Ledger.Reconcile(ctx, inKernel)
-	if err != nil || n == 0 {
+	if err != nil {
 		return err
 	}
-	k.c.Log.Warnf("%d blocks were missing from the sets (flushed or deleted outside portsentry-nft); restored them. Use 'portsentry-nft unblock' to lift a block.", n)
-	return nil
+	if n > 0 {
+		k.c.Log.Warnf("%d blocks were missing from the sets (flushed or deleted outside portsentry-nft); restored them. Use 'portsentry-nft unblock' to lift a block.", n)
+	}
+	_, err = k.adopt(ctx, inKernel, AdoptAfter)
+	return err
+}
+
+// AdoptAfter: the watchdog adopts a kernel element the ledger does not
+// hold once it is this old; a younger one is most likely a first strike
+// whose NFLOG copy (with the probe's scan type) is still on its way.
+const AdoptAfter = 2 * time.Second
+
+// Adopt records in the ledger the elements of blocked/blocked6 it does
+// not hold: the kernel's first strikes while the daemon was stopped,
+// frozen or losing NFLOG messages (or elements an administrator added
+// with nft), with their remaining time. At start, before capture.
+func (k *Keeper) Adopt(ctx context.Context) (int, error) {
+	inKernel, err := nft.Blocked(k.c.NetNS)
+	if err != nil {
+		return 0, err
+	}
+	return k.adopt(ctx, inKernel, 0)
+}
+
+func (k *Keeper) adopt(ctx context.Context, inKernel map[netip.Addr]time.Duration, minAge time.Duration) (int, error) {
+	cfg := k.cfg.Load()
+	now := time.Now()
+	var ds []decide.Decision
+	for a, left := range inKernel {
+		left = left.Round(time.Second)
+		if left < 2*time.Second || cfg.BlockTimeout()-left < minAge || k.c.Ledger.Holds(a) {
+			continue
+		}
+		ds = append(ds, k.c.Decider.Decide(decide.Request{Addr: a, Origin: state.OriginKernel, Timeout: left, Now: now}))
+	}
+	n, err := k.c.Ledger.Adopt(ctx, ds)
+	if err != nil {
+		return n, fmt.Errorf("adopt %d elements of the sets: %w", len(ds), err)
+	}
+	if n > 0 {
+		k.c.Log.Infof("Adopted %d blocks the kernel made while the daemon was not following it (stopped, frozen, or NFLOG messages lost).", n)
+	}
+	return n, nil
+}
+
+// guardChanged brings the first strike's guard sets up to date: an
+// address, gateway, nameserver or never_block changed.
+func (k *Keeper) guardChanged() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	rs := k.Ruleset(k.cfg.Load())
+	if !rs.Strikes() || k.cur == nil {
+		return
+	}
+	conn, err := nft.Dial(k.c.NetNS)
+	if err != nil {
+		k.c.Log.Errorf("update protected addresses: %v", err)
+		return
+	}
+	defer conn.CloseLasting()
+	if err := rs.UpdateProtected(conn); err != nil {
+		k.c.Log.Error(err.Error())
+		return
+	}
+	k.installed(rs)
 }
 
 // NFLOG sends each probe at once (lowest latency) until the probe rate

@@ -61,6 +61,10 @@ type Evidence struct {
 	// Held: the probe waits in NFQUEUE as packet ID until the block is in.
 	Held bool
 	ID   uint32
+	// Adopted: an element found in the kernel's sets that the ledger did
+	// not hold (the first strike while the daemon was stopped, frozen or
+	// losing NFLOG messages): no probe is known.
+	Adopted bool
 }
 
 // Stats are the ledger's counters.
@@ -73,6 +77,8 @@ type Stats struct {
 	Corroborated    atomic.Uint64 // weak blocks that later probes made offences
 	Expired         atomic.Uint64
 	Unblocked       atomic.Uint64
+	Adopted         atomic.Uint64 // kernel elements the ledger did not hold, recorded
+	Disowned        atomic.Uint64 // first strikes the decision refused, lifted
 	CommandsRun     atomic.Uint64
 	CommandFailures atomic.Uint64
 	HostsDenyErrors atomic.Uint64
@@ -150,6 +156,11 @@ type job struct {
 	reply     chan reply
 	// corroborate: more probes came from a weak block's source.
 	corroborate netip.Addr
+	// disown: the kernel struck an address the daemon does not block (why).
+	disown netip.Addr
+	why    string
+	// adopt: kernel elements the ledger did not hold, decided.
+	adopt []decide.Decision
 }
 
 type reply struct {
@@ -326,6 +337,31 @@ func (l *Ledger) call(ctx context.Context, j job) (int, error) {
 	}
 }
 
+// Disown lifts the kernel's first strike on a, which the decision (or the
+// capture path: a service listens on the port) refused; why completes
+// LiftedLine. Nothing happens when the ledger holds a block of a. It does
+// not wait.
+func (l *Ledger) Disown(a netip.Addr, why string) {
+	select {
+	case l.jobs <- job{disown: a, why: why}:
+	default:
+		l.Stats.Dropped.Add(1)
+	}
+}
+
+// Adopt records elements the kernel holds and the ledger does not (the
+// kernel struck while the daemon was stopped, frozen, or losing NFLOG
+// messages), decided with origin kernel and their remaining time as
+// Timeout: each block is followed (hosts.deny, commands, lines) as any
+// other; a refused one is lifted. It waits, and returns how many it
+// recorded.
+func (l *Ledger) Adopt(ctx context.Context, ds []decide.Decision) (int, error) {
+	if len(ds) == 0 {
+		return 0, nil
+	}
+	return l.call(ctx, job{adopt: ds, at: time.Now()})
+}
+
 // Restore puts every block in force into the kernel with its remaining
 // time (start, and the self-heal after the table was removed).
 func (l *Ledger) Restore(ctx context.Context, why string) (int, error) {
@@ -408,6 +444,12 @@ func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
 	return true, true
 }
 
+// Corroborate is told of a probe from a, which the kernel holds as
+// blocked (a sample of the probes its drop rule met, see
+// capture.RuleTCPAgain): a's block, if weak, rests on more than one probe
+// now, and becomes an offence.
+func (l *Ledger) Corroborate(a netip.Addr) { l.corroborate(a) }
+
 // corroborate asks the ledger's goroutine to make a's weak block an
 // offence: a probe from a that was on its way when the element landed is
 // a second probe.
@@ -470,9 +512,16 @@ func (l *Ledger) Run(ctx context.Context) {
 
 func (l *Ledger) do(ctx context.Context, j job) {
 	cfg := l.cfg.Load()
+	if j.dec.Origin == state.OriginKernel && (j.dec.Action == decide.LogOnly || j.dec.Action == decide.Commands) {
+		// The kernel struck under a ruleset that had not caught up with the
+		// configuration yet: the response is not to block.
+		l.disown(ctx, j.dec.Addr, "the response for "+j.ev.Probe.Proto.String()+" is "+string(responseOf(cfg, j.ev.Probe.Proto)))
+	}
 	switch {
 	case j.corroborate.IsValid():
 		l.strengthen(j.corroborate)
+	case j.disown.IsValid():
+		l.disown(ctx, j.disown, j.why)
 	case j.reply != nil:
 		j.reply <- l.administer(ctx, j)
 	case j.dec.Action == decide.LogOnly:
@@ -488,10 +537,16 @@ func (l *Ledger) do(ctx context.Context, j job) {
 	}
 }
 
-// add queues the element; its landing comes back to Run.
+// add queues the element; its landing comes back to Run. The kernel's
+// first strike put its element in already, with block.timeout: it is
+// added again only to lengthen it (a repeat offender).
 func (l *Ledger) add(j job) {
 	if j.dec.Evict {
 		l.evictWeakest()
+	}
+	if j.dec.Origin == state.OriginKernel && j.dec.Timeout <= l.cfg.Load().BlockTimeout() {
+		l.land(context.Background(), j, nil)
+		return
 	}
 	err := l.c.Kernel.Add(nft.Block{Addr: j.dec.Addr, Timeout: j.dec.Timeout, Done: func(err error) {
 		// On the writer goroutine. landed has room for every block on its
@@ -568,8 +623,11 @@ func (l *Ledger) record(j job, names time.Time) recorded {
 		Kind: p.Kind.String(), Proto: p.Proto.String(), Port: p.DstPort, Ports: j.ev.Ports,
 		First: j.ev.First, Last: j.ev.Last, Times: d.Times, Host: l.name(d.Addr, names), Weak: d.Weak,
 	}
-	if d.Origin == state.OriginManual {
+	switch {
+	case d.Origin == state.OriginManual:
 		b.Kind, b.Proto, b.First, b.Last = "manual", "", j.at, j.at
+	case j.ev.Adopted:
+		b.Kind, b.Proto, b.First, b.Last = "adopted", "", j.at, j.at
 	}
 	if cfg.HostsDeny.Path != "" {
 		line := hostsdeny.Line(cfg.HostsDeny.Template, wrapTarget(d.Addr), strconv.Itoa(int(p.DstPort)), mode(p.Proto))
@@ -624,8 +682,11 @@ func (l *Ledger) sync() {
 func (l *Ledger) announce(ctx context.Context, r recorded) {
 	d := r.j.dec
 	by := ""
-	if d.Origin == state.OriginManual {
+	switch d.Origin {
+	case state.OriginManual:
 		by = "an administrator"
+	case state.OriginKernel:
+		by = "the kernel"
 	}
 	l.c.Log.Attack(alert.BlockedLine(d.Addr, nft.TableName, setOf(d.Addr), r.b.Timeout, r.b.Times, by))
 	if r.b.HostsDeny != "" {
@@ -708,6 +769,8 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 		return l.unblockAll(ctx)
 	case j.lift != nil:
 		return l.unblock(ctx, j.lift, !j.protected)
+	case j.adopt != nil:
+		return l.adopt(ctx, j)
 	}
 	blocks := make([]nft.Block, len(j.admin))
 	for i, d := range j.admin {
@@ -725,6 +788,46 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 		l.announce(ctx, r)
 	}
 	return reply{n: len(j.admin)}
+}
+
+// adopt records the kernel's elements the ledger did not hold (they are
+// in already), and lifts those the decision refused.
+func (l *Ledger) adopt(ctx context.Context, j job) reply {
+	var done []recorded
+	for _, d := range j.adopt {
+		if l.Holds(d.Addr) {
+			continue
+		}
+		if d.Action != decide.Block {
+			if d.Reason != decide.AlreadyBlocked {
+				l.disown(ctx, d.Addr, "it is protected ("+d.Why+")")
+			}
+			continue
+		}
+		l.Stats.Adopted.Add(1)
+		done = append(done, l.record(job{dec: d, at: j.at, ev: Evidence{Adopted: true}}, time.Time{}))
+	}
+	l.sync()
+	for _, r := range done {
+		l.announce(ctx, r)
+	}
+	return reply{n: len(done)}
+}
+
+// disown lifts the kernel's element of a, which the ledger does not hold.
+func (l *Ledger) disown(ctx context.Context, a netip.Addr, why string) {
+	if l.Holds(a) {
+		return
+	}
+	if err := l.c.Kernel.Delete(ctx, a); err != nil {
+		l.c.Log.Errorf("could not lift the kernel's block of %s: %v", a, err)
+		return
+	}
+	l.Stats.Disowned.Add(1)
+	l.c.Log.AttackWarn(alert.LiftedLine(a, why))
+	if l.c.OnLift != nil {
+		l.c.OnLift(a)
+	}
 }
 
 func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr, admin bool) reply {
@@ -843,6 +946,13 @@ func wrapTarget(a netip.Addr) string {
 		return "[" + a.String() + "]"
 	}
 	return a.String()
+}
+
+func responseOf(cfg *config.Config, p packet.Proto) config.Response {
+	if p == packet.UDP {
+		return cfg.UDP.Response
+	}
+	return cfg.TCP.Response
 }
 
 func mode(p packet.Proto) string {

@@ -13,6 +13,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -109,6 +110,9 @@ type Trigger struct {
 	// Held: the probe waits in NFQUEUE as packet ID.
 	Held bool
 	ID   uint32
+	// Origin: state.OriginKernel when the kernel struck already (the
+	// decision then says whether the element stays); else the detector.
+	Origin state.Origin
 }
 
 // Handle processes one packet (an NFLOG copy) that rule logged.
@@ -130,13 +134,13 @@ func (p *Pipeline) HandleQueued(pkt []byte, id uint32) capture.Verdict {
 // the packet was a probe of it, of an unknown port (0) and, for TCP,
 // unknown flags. It reports false when the rule is unknown.
 func opaque(pr *packet.Probe, rule capture.Rule) bool {
-	switch rule {
-	case capture.RuleTCP:
-		pr.Proto, pr.Kind = packet.TCP, packet.KindUnknown
-	case capture.RuleUDP:
+	switch {
+	case rule == capture.RuleUnknown:
+		return false
+	case rule.UDP():
 		pr.Proto, pr.Kind = packet.UDP, packet.KindUDP
 	default:
-		return false
+		pr.Proto, pr.Kind = packet.TCP, packet.KindUnknown
 	}
 	return true
 }
@@ -174,7 +178,21 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		// A service listens there (it just started: the kernel set lags by
 		// up to one poll). Never a tripwire.
 		p.InUse.Add(1)
+		if rule.Struck() {
+			p.c.Ledger.Disown(pr.Src, fmt.Sprintf("a service listens on %s port %d", pr.Proto, pr.DstPort))
+		}
 		return capture.Accept
+	}
+	if rule.Again() {
+		// A probe from a source the kernel holds as blocked, dropped there:
+		// its block rests on more than one probe.
+		p.AlreadyBlocked.Add(1)
+		p.c.Ledger.Corroborate(pr.Src)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
+		return capture.Drop
+	}
+	if rule.Struck() {
+		t.Origin = state.OriginKernel
 	}
 	verdict, src := p.det.Observe(pr, now)
 	if verdict == detect.AlreadyBlocked {
@@ -193,6 +211,11 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		verdict, src = p.det.Observe(pr, now)
 	}
 	p.tracked.Store(int64(p.det.Len()))
+	if verdict != detect.Trigger && rule.Struck() {
+		// The kernel struck under a ruleset that had not caught up with a
+		// new scan_trigger yet.
+		p.c.Ledger.Disown(pr.Src, fmt.Sprintf("detect.scan_trigger is %d", p.cfg.Detect.ScanTrigger))
+	}
 	if verdict != detect.Trigger {
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
 		return capture.Accept
@@ -224,7 +247,11 @@ func (t *Trigger) evidence() ledger.Evidence {
 // or a spoofed flood would cost a few lines per packet.
 func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 	pr := &t.Probe
-	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: state.OriginDetect, Proto: pr.Proto, Now: now,
+	origin := t.Origin
+	if origin == "" {
+		origin = state.OriginDetect
+	}
+	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: origin, Proto: pr.Proto, Now: now,
 		Probes: t.Src.Count, Ports: t.Src.NPorts})
 	if d.Action == decide.Refuse {
 		p.refused(det, d, pr, now)
@@ -258,6 +285,10 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 	case decide.Protected:
 		det.Forget(pr.Src)
 		p.Protected.Add(1)
+		if d.Origin == state.OriginKernel {
+			// The guard rails changed after the kernel's copy of them.
+			p.c.Ledger.Disown(pr.Src, "it is protected ("+d.Why+")")
+		}
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProtected, Probe: *pr, Reason: d.Why}, now)
 	case decide.RateLimited:
 		p.RateLimited.Add(1)
