@@ -62,7 +62,7 @@ func TestControlSocket(t *testing.T) {
 		byAddr[b.Addr] = b
 	}
 	b := byAddr[netnstest.AddrB]
-	if b.ScanType != "TCP SYN scan" || b.Set != "blocked" || b.RemainingSeconds <= 3500 || len(b.Ports) != 1 || b.Ports[0] != 79 || b.TimesBlocked != 1 || b.FirstSeen.IsZero() || b.Origin != "detect" {
+	if b.ScanType != "TCP SYN scan" || b.Set != "blocked" || b.RemainingSeconds <= 3500 || len(b.Ports) != 1 || b.Ports[0] != 79 || b.TimesBlocked != 1 || b.FirstSeen.IsZero() || b.Origin != "kernel" {
 		t.Errorf("list --json entry for the scanner: %+v", b)
 	}
 	if m := byAddr["fd00:201::99"]; m.ScanType != "manual" || m.Origin != "manual" || m.Set != "blocked6" || m.RemainingSeconds <= 7000 {
@@ -121,7 +121,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	out := p.A.MustRun("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9187; printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3`)
 	for _, want := range []string{
 		`portsentry_probes_total{proto="tcp",scan_type="TCP SYN scan"} 1`,
-		`portsentry_blocks_total{origin="detect"} 1`,
+		`portsentry_blocks_total{origin="kernel"} 1`,
+		`portsentry_blocks_total{origin="detect"} 0`,
 		`portsentry_blocks_total{origin="manual"} 0`,
 		`portsentry_blocked_addresses{family="ipv4"} 1`,
 		`portsentry_blocked_addresses{family="ipv6"} 0`,

@@ -58,7 +58,7 @@ func TestPrometheus(t *testing.T) {
 
 	// The block, as Prometheus has scraped it.
 	prom.waitAtLeast(t, 20*time.Second, map[string]float64{
-		`portsentry_blocks_total{origin="detect"}`:          1,
+		`portsentry_blocks_total{origin="kernel"}`:          1,
 		`portsentry_blocked_addresses{family="ipv4"}`:       1,
 		`portsentry_probes_total{scan_type="TCP SYN scan"}`: 1,
 		`portsentry_probe_to_block_seconds_count`:           1,

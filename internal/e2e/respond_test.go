@@ -117,16 +117,7 @@ func TestSelfHealsAfterFlushRuleset(t *testing.T) {
 func TestDecoyGatewayIsNeverBlocked(t *testing.T) {
 	netnstest.Require(t, "nmap")
 	p := netnstest.NewPair(t)
-	gw := netnstest.New(t, "psG")
-	p.A.MustRun("ip", "link", "add", "veth-gw", "type", "veth", "peer", "name", "veth-up", "netns", gw.Name)
-	p.A.MustRun("ip", "addr", "add", "10.202.0.1/24", "dev", "veth-gw")
-	p.A.MustRun("ip", "link", "set", "veth-gw", "up")
-	gw.MustRun("ip", "addr", "add", "10.202.0.254/24", "dev", "veth-up")
-	gw.MustRun("ip", "link", "set", "veth-up", "up")
-	p.A.MustRun("ip", "route", "add", "default", "via", "10.202.0.254")
-	// Let spoofed packets in from the "wrong" interface, as on a router
-	// with loose reverse-path filtering, so the decoys reach the daemon.
-	p.A.MustRun("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.veth-a.rp_filter=0")
+	withGateway(t, p)
 	d := startDaemon(t, p.A, "")
 	nmap(t, p.B, "-sS", "-D", "10.202.0.254,ME", "-p", "1,11,15,79", netnstest.AddrA)
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)

@@ -42,7 +42,7 @@ type Config struct {
 	// (Adopt).
 	Decider *decide.Decider
 	Guard   *guard.Guard
-	Watcher  *listeners.Watcher
+	Watcher *listeners.Watcher
 	// Capture is the capture's counters (the probe rate decides a flood).
 	Capture *capture.Stats
 	// Own reports TCP ports the daemon itself listens on (verified mode):
