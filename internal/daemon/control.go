@@ -43,6 +43,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		BlockFailures: l.BlockFailures.Load(), CommandsRun: l.CommandsRun.Load(), CommandErrors: l.CommandFailures.Load(),
 		HostsDenyErrors: l.HostsDenyErrors.Load(), Reinstalls: d.keeper.Reinstalls.Load(), AlertsSuppressed: d.alerts.Suppressed(),
 		Evicted: l.Evicted.Load(), Corroborated: l.Corroborated.Load(),
+		Adopted: l.Adopted.Load(), Disowned: l.Disowned.Load(),
 		Tracked: p.Tracked(),
 	}
 	for o, n := range l.Blocks {
@@ -98,6 +99,8 @@ func (d *Daemon) Status() control.Status {
 			"hosts_deny_failures": m.HostsDenyErrors,
 			"evicted":             m.Evicted,
 			"corroborated":        m.Corroborated,
+			"adopted":             m.Adopted,
+			"disowned":            m.Disowned,
 			"goroutines":          uint64(runtime.NumGoroutine()),
 			"open_files":          openFiles(),
 			"heap_bytes":          heapBytes(),

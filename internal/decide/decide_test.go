@@ -68,6 +68,12 @@ func TestDecide(t *testing.T) {
 		{"manual re-block of a held address", "", Request{Addr: held, Origin: state.OriginManual}, 0, Block, None, time.Hour, 3},
 		{"manual when full", "block: {set_size: 5}\n", Request{Addr: scanner, Origin: state.OriginManual}, 5, Refuse, SetFull, 0, 0},
 		{"manual ignores response log", "tcp: {response: log}\nudp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginManual}, 0, Block, None, time.Hour, 1},
+		{"first strike", "", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.TCP, Probes: 1, Ports: 1}, 0, Block, None, time.Hour, 1},
+		{"first strike when full: the kernel's set had room", "block: {set_size: 5}\n", Request{Addr: scanner, Origin: state.OriginKernel, Probes: 1, Ports: 1}, 5, Block, None, time.Hour, 1},
+		{"first strike of a protected address", "", Request{Addr: gw, Origin: state.OriginKernel, Probes: 1}, 0, Refuse, Protected, 0, 0},
+		{"first strike of a held address", "", Request{Addr: held, Origin: state.OriginKernel, Probes: 1}, 0, Refuse, AlreadyBlocked, 0, 0},
+		{"first strike, response log", "udp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.UDP}, 0, LogOnly, None, 0, 0},
+		{"adopted element keeps its time", "", Request{Addr: scanner, Origin: state.OriginKernel, Timeout: 42 * time.Minute}, 0, Block, None, 42 * time.Minute, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{held: 2}, n: c.n, weak: 1}
@@ -77,10 +83,10 @@ func TestDecide(t *testing.T) {
 			if got.Action != c.action || got.Reason != c.reason || got.Timeout != c.tmo || got.Times != c.times {
 				t.Errorf("got action %d reason %d timeout %s times %d; want %d %d %s %d", got.Action, got.Reason, got.Timeout, got.Times, c.action, c.reason, c.tmo, c.times)
 			}
-			if weak := c.action == Block && c.req.Origin == state.OriginDetect && c.req.Probes < 2 && c.req.Ports < 2; got.Weak != weak {
+			if weak := c.action == Block && c.req.Origin != state.OriginManual && c.req.Probes < 2 && c.req.Ports < 2; got.Weak != weak {
 				t.Errorf("weak %v, want %v", got.Weak, weak)
 			}
-			if evict := c.action == Block && c.n >= 5; got.Evict != evict {
+			if evict := c.action == Block && c.n >= 5 && c.req.Origin != state.OriginKernel; got.Evict != evict {
 				t.Errorf("evict %v, want %v", got.Evict, evict)
 			}
 			if got.Addr != c.req.Addr || got.Origin != c.req.Origin {
@@ -162,5 +168,28 @@ func TestRefusalText(t *testing.T) {
 	d := Decision{Addr: gw, Reason: Protected, Why: "default gateway"}
 	if got, want := d.String(), "10.201.0.254 is protected (default gateway) and is never blocked"; got != want {
 		t.Errorf("%q, want %q", got, want)
+	}
+}
+
+// The kernel's strikes are never refused for the rate (they happened,
+// within the kernel's own cap), and are spent from the half of the budget
+// for sources seen once: the other half stays for sources with evidence.
+func TestFirstStrikesSpendTheWeakHalf(t *testing.T) {
+	l := &ledger{held: map[netip.Addr]bool{}}
+	d := New(parse(t, "block: {max_per_second: 4}\n"), guard{}, l)
+	for i := range 10 {
+		a := netip.AddrFrom4([4]byte{10, 201, 1, byte(i)})
+		if got := d.Decide(Request{Addr: a, Origin: state.OriginKernel, Probes: 1, Ports: 1, Now: now}); got.Action != Block {
+			t.Fatalf("strike %d: %+v, want Block", i, got)
+		}
+	}
+	if got := d.Decide(Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Ports: 1, Now: now}); got.Reason != RateLimited {
+		t.Errorf("a source seen once after the strikes: %+v, want RateLimited", got)
+	}
+	for i := range 2 {
+		a := netip.AddrFrom4([4]byte{10, 201, 2, byte(i)})
+		if got := d.Decide(Request{Addr: a, Origin: state.OriginDetect, Probes: 3, Ports: 2, Now: now}); got.Action != Block {
+			t.Errorf("source with evidence %d after the strikes: %+v, want Block", i, got)
+		}
 	}
 }

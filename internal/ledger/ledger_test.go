@@ -16,6 +16,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -133,5 +134,80 @@ func TestReconcile(t *testing.T) {
 	}
 	if got := k.Added(); len(got) != 1 || got[0].Addr != out || got[0].Timeout > 30*time.Minute || got[0].Timeout < 29*time.Minute {
 		t.Errorf("kernel got %v, want %s with about 30m", got, out)
+	}
+}
+
+// waitFor polls cond for up to 2 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+	}
+}
+
+// The kernel's first strike put the element in already: the ledger records
+// and follows it without adding it again, unless a repeat offender's
+// longer time must go in.
+func TestFirstStrikeIsFollowedNotAddedAgain(t *testing.T) {
+	l, k, st, log := newLedger(t, "")
+	a, b := netip.MustParseAddr("10.201.0.7"), netip.MustParseAddr("10.201.0.8")
+	ev := ledger.Evidence{Probe: packet.Probe{Src: a, Proto: packet.TCP, Kind: packet.KindSYN, DstPort: 79}}
+	l.Submit(decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginKernel, Timeout: time.Hour, Times: 1, Weak: true}, ev, time.Now())
+	l.Submit(decide.Decision{Action: decide.Block, Addr: b, Origin: state.OriginKernel, Timeout: 4 * time.Hour, Times: 2}, ev, time.Now())
+	waitFor(t, "the strikes were not recorded", func() bool { return st.Has(a) && st.Has(b) })
+	rec, _ := st.Get(a)
+	if rec.Origin != state.OriginKernel || rec.Kind != "TCP SYN scan" {
+		t.Errorf("record %+v, want origin kernel, TCP SYN scan", rec)
+	}
+	if got := k.Added(); len(got) != 1 || got[0].Addr != b || got[0].Timeout != 4*time.Hour {
+		t.Errorf("kernel got %v, want only %s lengthened to 4h", got, b)
+	}
+	waitFor(t, "no blocked line by the kernel", func() bool {
+		return strings.Contains(log.String(), "Host 10.201.0.7 has been blocked via nftables set inet portsentry blocked by the kernel (timeout 1h0m0s)")
+	})
+}
+
+// A strike the decision refused is lifted, with its line; one the ledger
+// holds is left alone.
+func TestDisownLiftsOnlyWhatTheLedgerDoesNotHold(t *testing.T) {
+	l, k, st, log := newLedger(t, "")
+	held, gw := netip.MustParseAddr("10.201.0.7"), netip.MustParseAddr("10.201.0.254")
+	if err := st.Add(state.Block{Addr: held, Timeout: time.Hour, Expires: time.Now().Add(time.Hour), Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	l.Disown(held, "it is protected (test)")
+	l.Disown(gw, "it is protected (default gateway)")
+	waitFor(t, "the gateway's strike was not lifted", func() bool { return l.Stats.Disowned.Load() == 1 })
+	if got := k.Deleted(); len(got) != 1 || got[0] != gw {
+		t.Errorf("kernel deleted %v, want only %s", got, gw)
+	}
+	if !strings.Contains(log.String(), "Host 10.201.0.254 has been unblocked: the kernel's first strike blocked it, but it is protected (default gateway)") {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+// Elements the kernel holds and the ledger does not are adopted with their
+// remaining time; a refused one is lifted.
+func TestAdopt(t *testing.T) {
+	l, k, st, _ := newLedger(t, "")
+	a, gw := netip.MustParseAddr("10.201.0.7"), netip.MustParseAddr("10.201.0.254")
+	n, err := l.Adopt(context.Background(), []decide.Decision{
+		{Action: decide.Block, Addr: a, Origin: state.OriginKernel, Timeout: 42 * time.Minute, Times: 1, Weak: true},
+		{Action: decide.Refuse, Reason: decide.Protected, Why: "default gateway", Addr: gw, Origin: state.OriginKernel},
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("adopt: %d, %v; want 1", n, err)
+	}
+	rec, ok := st.Get(a)
+	if left := time.Until(rec.Expires); !ok || rec.Origin != state.OriginKernel || rec.Kind != "adopted" || left > 42*time.Minute || left < 41*time.Minute {
+		t.Errorf("record %+v (left %s), want adopted with about 42m", rec, left)
+	}
+	if len(k.Added()) != 0 {
+		t.Errorf("adoption added elements: %v", k.Added())
+	}
+	if got := k.Deleted(); len(got) != 1 || got[0] != gw {
+		t.Errorf("kernel deleted %v, want %s", got, gw)
 	}
 }

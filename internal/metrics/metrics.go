@@ -35,7 +35,7 @@ type Snapshot struct {
 	AlreadyBlocked, Malformed, NotProbes, InUse, NFLOGLost, NFLOGOverruns   uint64
 	Restored, Expired, Unblocked, BlockFailures, CommandsRun, CommandErrors uint64
 	HostsDenyErrors, Reinstalls, AlertsSuppressed, Evicted, Corroborated    uint64
-	Opaque                                                                  uint64
+	Opaque, Adopted, Disowned                                               uint64
 	// Gauges.
 	Blocked4, Blocked6 int
 	Tracked            int64
@@ -120,10 +120,12 @@ var (
 	dSuppressed     = desc("alert_lines_suppressed_total", "Alert lines not written to keep up with a flood.")
 	dEvicted        = desc("evicted_blocks_total", "Blocks on a single probe given up to make room in full sets for stronger ones.")
 	dCorroborated   = desc("corroborated_blocks_total", "Blocks on a single probe that later probes made offences.")
+	dAdopted        = desc("adopted_blocks_total", "Elements of the kernel's sets recorded after the fact: first strikes while the daemon did not follow.")
+	dDisowned       = desc("disowned_strikes_total", "First strikes of the kernel that the daemon lifted (the address was protected, the port in use).")
 	dBlocked        = desc("blocked_addresses", "Addresses blocked now, by family.", "family")
 	dTracked        = desc("tracked_sources", "Sources the detector holds.")
 	dStart          = desc("start_time_seconds", "When the daemon started, in Unix seconds.")
-	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated, dOpaque}
+	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated, dOpaque, dAdopted, dDisowned}
 	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart}
 )
 
@@ -153,7 +155,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRefused, n, r)
 	}
 	for i, v := range []uint64{s.AlreadyBlocked, s.Malformed, s.NotProbes, s.InUse, s.NFLOGLost, s.NFLOGOverruns, s.Restored, s.Expired,
-		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated, s.Opaque} {
+		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated, s.Opaque, s.Adopted, s.Disowned} {
 		counter(counterMetrics[i], v)
 	}
 	gauge(dBlocked, float64(s.Blocked4), "ipv4")
