@@ -198,11 +198,12 @@ func (d *Decider) decide(r Request, more int) Decision {
 		case kernel && d.ledger.Holds(r.Addr):
 			return refuse(AlreadyBlocked)
 		case kernel:
-			// The kernel struck within its own cap (half the budget,
-			// nft.StrikeRate); the strike is spent from the budget of
-			// sources seen once, so that kernel and daemon together stay
-			// within block.max_per_second, and is never refused for it.
-			d.admit(r, true)
+			// The kernel struck within its own caps (nft.StrikeRate: one
+			// for sources seen once, one for sources seen a moment ago);
+			// the strike is spent from the daemon's budget the same way,
+			// so that kernel and daemon together stay within
+			// block.max_per_second, and is never refused for it.
+			d.admit(r, weak)
 		case !d.admit(r, weak):
 			return refuse(RateLimited)
 		case d.ledger.Holds(r.Addr):

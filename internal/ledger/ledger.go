@@ -587,6 +587,30 @@ func (l *Ledger) landAll(ctx context.Context, ls []landing) {
 	}
 	if len(done) > 0 {
 		l.announceQ <- done
+		l.keepRoom()
+	}
+}
+
+// Headroom is how many places of the sets the ledger keeps free while the
+// kernel strikes (nft.Strikes): the kernel adds only to a set with room,
+// so a set filled with a spoofed flood's blocks would leave none for a
+// real scanner's strike. A 64th of block.set_size (none below 64).
+func Headroom(cfg *config.Config) int {
+	if tcp, udp := nft.Strikes(cfg); !tcp && !udp {
+		return 0
+	}
+	return cfg.Block.SetSize / 64
+}
+
+// keepRoom gives up the oldest weak blocks (one probe, which anyone can
+// spoof) while fewer than Headroom places are free.
+func (l *Ledger) keepRoom() {
+	cfg := l.cfg.Load()
+	room := Headroom(cfg)
+	for room > 0 && l.Len() > cfg.Block.SetSize-room && l.Weak() > 0 {
+		if !l.evictWeakest() {
+			return
+		}
 	}
 }
 
@@ -901,13 +925,13 @@ func (l *Ledger) forgetLocal(a netip.Addr) {
 }
 
 // evictWeakest lifts the oldest weak block to make room for a stronger
-// one, and says so.
-func (l *Ledger) evictWeakest() {
+// one, and says so. It reports whether it lifted one.
+func (l *Ledger) evictWeakest() bool {
 	for {
 		l.mu.Lock()
 		if len(l.weakOrder) == 0 {
 			l.mu.Unlock()
-			return
+			return false
 		}
 		a := l.weakOrder[0]
 		l.weakOrder = l.weakOrder[1:]
@@ -919,12 +943,12 @@ func (l *Ledger) evictWeakest() {
 		}
 		if err := l.c.Kernel.Delete(context.Background(), a); err != nil {
 			l.c.Log.Errorf("could not make room in the sets (lift %s): %v", a, err)
-			return
+			return false
 		}
 		l.lifted(a, false)
 		l.Stats.Evicted.Add(1)
 		l.c.Log.Attack(alert.EvictedLine(a))
-		return
+		return true
 	}
 }
 

@@ -257,20 +257,20 @@ func addSaddr(k keyType, set string, timeout time.Duration) fragment {
 	}}
 }
 
-// nftDuration writes d as nft(8) does: 1d2h3m4s, whole seconds.
+// nftDuration writes d as nft(8) does: 1d2h3m4s500ms.
 func nftDuration(d time.Duration) string {
-	s := int64(d / time.Second)
-	if s == 0 {
+	ms := int64(d / time.Millisecond)
+	if ms == 0 {
 		return "0s"
 	}
 	var b strings.Builder
 	for _, u := range []struct {
 		n    int64
 		name string
-	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
-		if s >= u.n {
-			fmt.Fprintf(&b, "%d%s", s/u.n, u.name)
-			s %= u.n
+	}{{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}} {
+		if ms >= u.n {
+			fmt.Fprintf(&b, "%d%s", ms/u.n, u.name)
+			ms %= u.n
 		}
 	}
 	return b.String()

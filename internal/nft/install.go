@@ -306,10 +306,10 @@ func (rs *Ruleset) update(c *nftables.Conn, what string, which func(*setDef) boo
 	return nil
 }
 
-// installLimit queues the first strike's shared limit, made anew (a limit
+// installLimit queues the first strike's limits, made anew (a limit
 // object cannot be changed in place: block.max_per_second may have), or
-// its removal when no rule strikes. The chains were flushed before, so no
-// rule holds it.
+// their removal when no rule strikes. The chains were flushed before, so no
+// rule holds them.
 func (rs *Ruleset) installLimit(c *nftables.Conn, t *nftables.Table) error {
 	var objs []nftables.Obj
 	exists, err := tableExists(c)
@@ -320,14 +320,16 @@ func (rs *Ruleset) installLimit(c *nftables.Conn, t *nftables.Table) error {
 		return fmt.Errorf("list objects of table inet %s: %w", TableName, err)
 	}
 	for _, o := range objs {
-		if no, ok := o.(*nftables.NamedObj); ok && no.Name == LimitStrike && no.Type == nftables.ObjTypeLimit {
-			c.DeleteObject(&nftables.NamedObj{Table: t, Name: LimitStrike, Type: nftables.ObjTypeLimit})
+		if no, ok := o.(*nftables.NamedObj); ok && (no.Name == LimitStrike || no.Name == LimitStrikeSeen) && no.Type == nftables.ObjTypeLimit {
+			c.DeleteObject(&nftables.NamedObj{Table: t, Name: no.Name, Type: nftables.ObjTypeLimit})
 		}
 	}
 	if !rs.Strikes() {
 		return nil
 	}
-	c.AddObj(&nftables.NamedObj{Table: t, Name: LimitStrike, Type: nftables.ObjTypeLimit,
-		Obj: &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.strikeRate), Unit: expr.LimitTimeSecond, Burst: uint32(rs.strikeRate)}})
+	for _, name := range []string{LimitStrike, LimitStrikeSeen} {
+		c.AddObj(&nftables.NamedObj{Table: t, Name: name, Type: nftables.ObjTypeLimit,
+			Obj: &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.strikeRate), Unit: expr.LimitTimeSecond, Burst: uint32(rs.strikeRate)}})
+	}
 	return nil
 }

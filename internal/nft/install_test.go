@@ -417,7 +417,7 @@ func TestStrikes(t *testing.T) {
 			t.Errorf("%q: strikes tcp %v udp %v, want %v %v", c.yaml, tcp, udp, c.tcp, c.udp)
 		}
 		text := nft.Build(cfg, nft.Shape{Protected: []netip.Prefix{netip.MustParsePrefix("10.201.0.1/32")}}).Text()
-		if got := strings.Count(text, "add @blocked"); got != 2*(b2i(c.tcp)+b2i(c.udp)) {
+		if got := strings.Count(text, "add @blocked"); got != 4*(b2i(c.tcp)+b2i(c.udp)) {
 			t.Errorf("%q: %d add rules:\n%s", c.yaml, got, text)
 		}
 		if has := strings.Contains(text, "10.201.0.1"); has != (c.tcp || c.udp) {

@@ -23,7 +23,14 @@ const (
 	// which the add rules skip, and the limit they share.
 	SetProtected  = "protected"
 	SetProtected6 = "protected6"
-	LimitStrike   = "strike"
+	// seen/seen6: sources whose probe fell through the first strike (over
+	// its cap) in the last SeenTimeout; their next probe strikes within a
+	// cap of its own (LimitStrikeSeen), which a spoofed flood, each source
+	// seen once, never reaches.
+	SetSeen         = "seen"
+	SetSeen6        = "seen6"
+	LimitStrike     = "strike"
+	LimitStrikeSeen = "strike_seen"
 	// The in-use sets (Shape.InUse): monitored ports with a live listener
 	// on every address, and (address . port) pairs for one address.
 	setTCPInUse   = "tcp_inuse"

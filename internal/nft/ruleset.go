@@ -69,6 +69,9 @@ type setDef struct {
 	inuse bool
 	// guard marks the sets of protected addresses (Shape.Protected).
 	guard bool
+	// transient marks sets whose elements the rules add and that live
+	// briefly (seen, seen6): no one else's, and never checked.
+	transient bool
 }
 
 // ruleDef is one rule: nft text and the netlink expressions it compiles to,
@@ -166,13 +169,27 @@ func Strikes(cfg *config.Config) (tcp, udp bool) {
 	return tcp, udp
 }
 
-// StrikeRate is the first strike's rate cap, a second: half of
-// block.max_per_second. The daemon keeps the other half for sources with
-// more evidence (decide: a source seen once is what a spoofed flood is made
-// of), and counts each strike against its own budget, so that kernel and
-// daemon together add at most block.max_per_second blocks a second (plus
-// one burst).
+// StrikeRate is the rate cap of each of the first strike's two tiers, a
+// second: half of block.max_per_second. A source's first probe strikes
+// within LimitStrike; under a spoofed flood that cap is used up by sources
+// each seen once, and a probe past it marks its source in seen/seen6 for
+// SeenTimeout: its next probe strikes within LimitStrikeSeen, which such a
+// flood never reaches (decide keeps the same two halves: sources seen once,
+// sources with evidence). The daemon counts each strike against its own
+// budget, so that kernel and daemon together add at most
+// block.max_per_second blocks a second (plus the bursts).
 func StrikeRate(cfg *config.Config) int { return max(1, cfg.Block.MaxPerSecond/2) }
+
+// SeenTimeout is how long seen/seen6 remember a source whose probe was
+// past the first strike's cap: a scanner's next probe comes within
+// milliseconds. SeenSize holds what a flood of some 300k packets a second
+// adds in that time and until the kernel collects the expired ones (once a
+// second): a full set adds nothing more, and its memory (about 80 bytes an
+// element) is only used during a flood.
+const (
+	SeenTimeout = 500 * time.Millisecond
+	SeenSize    = 1 << 18
+)
 
 // AgainLogRate bounds the probes a second from sources already blocked
 // that the again rules send to the daemon (see capture.RuleTCPAgain).
@@ -194,6 +211,8 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 		rs.sets = append(rs.sets,
 			&setDef{name: SetProtected, key: keyIPv4, interval: true, guard: true, elems: prefixIntervals(p4)},
 			&setDef{name: SetProtected6, key: keyIPv6, interval: true, guard: true, elems: prefixIntervals(p6)},
+			&setDef{name: SetSeen, key: keyIPv4, timeout: true, dynamic: true, size: SeenSize, transient: true},
+			&setDef{name: SetSeen6, key: keyIPv6, timeout: true, dynamic: true, size: SeenSize, transient: true},
 		)
 	}
 	// Routed traffic, optional: blocked sources dropped before routing and
@@ -374,15 +393,20 @@ func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 	}
 }
 
-// strikeRules are the first strike for one protocol, per family.
+// strikeRules are the first strike for one protocol, per family: a
+// source seen a moment ago strikes within its own cap, any source within
+// the first one; past both, the source is marked seen (see StrikeRate).
 func (rs *Ruleset) strikeRules(ch *chainDef, probe fragment, prefix string) {
 	for _, k := range []keyType{keyIPv4, keyIPv6} {
-		guard, set := SetProtected, SetBlocked
+		guard, set, seen := SetProtected, SetBlocked, SetSeen
 		if k == keyIPv6 {
-			guard, set = SetProtected6, SetBlocked6
+			guard, set, seen = SetProtected6, SetBlocked6, SetSeen6
 		}
+		ch.add(probe, saddrIn(k, guard, true), saddrIn(k, seen, false), limitNamed(LimitStrikeSeen), addSaddr(k, set, rs.strikeTimeout),
+			counter(), logGroup(prefix, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
 		ch.add(probe, saddrIn(k, guard, true), limitNamed(LimitStrike), addSaddr(k, set, rs.strikeTimeout),
 			counter(), logGroup(prefix, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
+		ch.add(probe, saddrIn(k, guard, true), addSaddr(k, seen, SeenTimeout))
 	}
 }
 
@@ -483,7 +507,9 @@ func (rs *Ruleset) Text() string {
 		b.WriteString("\t}\n\n")
 	}
 	if rs.Strikes() {
-		fmt.Fprintf(&b, "\tlimit %s {\n\t\trate %d/second burst %d packets\n\t}\n\n", LimitStrike, rs.strikeRate, rs.strikeRate)
+		for _, name := range []string{LimitStrike, LimitStrikeSeen} {
+			fmt.Fprintf(&b, "\tlimit %s {\n\t\trate %d/second burst %d packets\n\t}\n\n", name, rs.strikeRate, rs.strikeRate)
+		}
 	}
 	for i, c := range rs.chains {
 		if i > 0 {

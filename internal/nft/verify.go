@@ -93,7 +93,7 @@ func (rs *Ruleset) Fingerprint(c *nftables.Conn) ([]byte, error) {
 		}
 	}
 	for _, sd := range rs.sets {
-		if sd.keep || len(sd.elems) > MaxCheckedElements {
+		if sd.keep || sd.transient || len(sd.elems) > MaxCheckedElements {
 			continue
 		}
 		s, err := c.GetSetByName(t, sd.name)
