@@ -551,3 +551,34 @@ func TestNameFilledInLater(t *testing.T) {
 	close(release)
 	waitFor(t, "the name in the record", func() bool { b, _ := r.store.Get(src); return b.Host == "late.example.test" })
 }
+
+// A first strike is followed: recorded with origin kernel and its scan
+// type, no second element; a probe from the struck source that the again
+// rule sent corroborates it (the repeat-offender length goes in); a strike
+// on a protected source is lifted.
+func TestFirstStrikeIsFollowed(t *testing.T) {
+	r := newRig(t, "block: {timeout: 1h, repeat_factor: 4}\nnever_block: [10.201.0.9/32]\n", true)
+	src := netip.MustParseAddr("10.201.0.2")
+	r.store.Add(state.Block{Addr: src, Timeout: time.Hour, Expires: time.Now().Add(-time.Minute), Times: 1})
+	r.store.Expire(time.Now())
+	r.Handle(syn(2, 1), capture.RuleTCPStrike)
+	waitFor(t, "the strike's record", func() bool { return r.store.Has(src) })
+	b, _ := r.store.Get(src)
+	if b.Origin != state.OriginKernel || b.Kind != "TCP SYN scan" || !b.Weak {
+		t.Errorf("record %+v, want a weak block by the kernel, TCP SYN scan", b)
+	}
+	if len(r.kernel.Added()) != 0 {
+		t.Errorf("the strike's element was added again: %v", r.kernel.Added())
+	}
+	time.Sleep(ledger.ReassertAfter)
+	r.Handle(syn(2, 2), capture.RuleTCPAgain)
+	waitFor(t, "the corroboration", func() bool { b, _ := r.store.Get(src); return !b.Weak })
+	if got := r.kernel.Added(); len(got) != 1 || got[0].Addr != src || got[0].Timeout < 3*time.Hour {
+		t.Errorf("kernel got %v, want %s lengthened to about 4h (second offence)", got, src)
+	}
+	r.Handle(syn(9, 1), capture.RuleTCPStrike)
+	waitFor(t, "the protected strike lifted", func() bool { return r.ledger.Stats.Disowned.Load() == 1 })
+	if got := r.kernel.Deleted(); len(got) != 1 || got[0] != netip.MustParseAddr("10.201.0.9") {
+		t.Errorf("kernel deleted %v, want 10.201.0.9", got)
+	}
+}
