@@ -273,8 +273,10 @@ func (c *Client) connect() (*nats.Conn, error) {
 			c.log.Info("fleet: connected", "server", nc.ConnectedUrlRedacted())
 			c.signalReconnect()
 		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			c.log.Warn("fleet: disconnected", "err", err)
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				c.log.Warn("fleet: disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.st.reconnects.Add(1)
