@@ -101,18 +101,18 @@ type Options struct {
 // Stats are the Client's counters.
 type Stats struct {
 	Connected     bool
-	Reconnects    uint64 // connections regained after a loss
-	OutboxDepth   int    // writes waiting
-	OutboxDropped uint64 // writes dropped: the outbox was full
-	OutboxExpired uint64 // writes dropped unsent: their time ran out (while disconnected)
-	Published     uint64 // writes acknowledged by the servers
-	PublishErrors uint64 // writes that failed and were put back
-	Mirrored      uint64 // other hosts' blocks passed to the Sink
-	Lifted        uint64 // lifts passed to the Sink
-	Refused       uint64 // fleet blocks refused (protected, a fleet host's, not global)
-	Correlated    uint64 // correlated blocks this host published
-	BadRecords    uint64 // records that could not be read
-	Blocks        int    // other hosts' blocks in force, as Blocks lists them
+	Reconnects    uint64        // connections regained after a loss
+	OutboxDepth   int           // writes waiting
+	OutboxDropped uint64        // writes dropped: the outbox was full
+	OutboxExpired uint64        // writes dropped unsent: their time ran out (while disconnected)
+	Published     uint64        // writes acknowledged by the servers
+	PublishErrors uint64        // writes that failed and were put back
+	Mirrored      uint64        // other hosts' blocks passed to the Sink
+	Lifted        uint64        // lifts passed to the Sink
+	Refused       uint64        // fleet blocks refused (protected, a fleet host's, not global)
+	Correlated    uint64        // correlated blocks this host published
+	BadRecords    uint64        // records that could not be read
+	Blocks        int           // other hosts' blocks in force, as Blocks lists them
 	MirrorLag     time.Duration // last record: its creation on the servers to its delivery here
 	MirrorLagMax  time.Duration
 }

@@ -126,7 +126,9 @@ func TestDeployPermissionBoundary(t *testing.T) {
 	}
 	a := addr("203.0.113.6")
 	rec := marshal(blockRecord{Addr: a.String(), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
-	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), time.Second) }
+	short := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), time.Second)
+	}
 
 	// Allowed: its own records.
 	ctx, cancel := short()

@@ -211,4 +211,3 @@ func TestHostAddressLifted(t *testing.T) {
 	h3.c.SetOwnAddresses([]netip.Addr{a})
 	h2.sink.waitFor(t, "the lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 && ls[0].Addr == a && ls[0].By == "h3" })
 }
-
