@@ -13,6 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// apiTimeout bounds one JetStream API request.
+const apiTimeout = 5 * time.Second
+
 // held is another host's block as the mirror holds it.
 type held struct {
 	b       Block     // Expires capped at max_timeout when it arrived
@@ -204,20 +207,28 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	if ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	// Each request has a bound of its own: while a cluster has no leader,
+	// requests go unanswered, and the next try is better than a long wait.
 	for _, name := range []string{BucketHosts, BucketLifts, BucketBlocks, BucketSightings} {
-		if _, err := js.KeyValue(ctx, name); err == nil {
+		rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		_, err := js.KeyValue(rctx, name)
+		cancel()
+		if err == nil {
 			continue
 		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return fmt.Errorf("bucket %s: %w", name, err)
 		}
-		if _, err := js.CreateKeyValue(ctx, c.bucketConfig(name)); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		rctx, cancel = context.WithTimeout(ctx, apiTimeout)
+		_, err = js.CreateKeyValue(rctx, c.bucketConfig(name))
+		cancel()
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 		c.log.Info("fleet: created bucket", "bucket", name, "replicas", c.replicas)
 	}
-	s, err := js.Stream(ctx, "KV_"+BucketSightings)
+	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	s, err := js.Stream(rctx, "KV_"+BucketSightings)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", BucketSightings, err)
 	}
@@ -244,11 +255,20 @@ func (c *Client) watch(ctx context.Context) error {
 		bucket string
 		to     *jetstream.KeyWatcher
 	}{{BucketHosts, &w.hosts}, {BucketLifts, &w.lifts}, {BucketBlocks, &w.blocks}} {
-		kv, err := js.KeyValue(wctx, x.bucket)
+		rctx, rcancel := context.WithTimeout(wctx, apiTimeout)
+		kv, err := js.KeyValue(rctx, x.bucket)
+		rcancel()
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", x.bucket, err)
 		}
-		if *x.to, err = kv.WatchAll(wctx); err != nil {
+		// A watcher lives as long as its context: bound the requests that
+		// make it by ending the whole generation if they take too long.
+		timer := time.AfterFunc(apiTimeout, cancel)
+		*x.to, err = kv.WatchAll(wctx)
+		if !timer.Stop() && err == nil {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
 			return fmt.Errorf("watch %s: %w", x.bucket, err)
 		}
 	}

@@ -211,3 +211,36 @@ func TestHostAddressLifted(t *testing.T) {
 	h3.c.SetOwnAddresses([]netip.Addr{a})
 	h2.sink.waitFor(t, "the lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 && ls[0].Addr == a && ls[0].By == "h3" })
 }
+
+// TestServersDown: with no server reachable, Run keeps trying, Ready stays
+// open (the daemon waits for it with a bound), Publish never waits, and
+// the bounded outbox counts what it drops.
+func TestServersDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	h := startHost(t, nil, "h1", func(f *config.Fleet, o *Options) {
+		f.Servers = []string{url}
+		o.OutboxSize = 10
+	})
+	start := time.Now()
+	for i := range 20 {
+		h.c.Publish(Block{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), Expires: time.Now().Add(time.Hour)})
+	}
+	h.c.Sighting(addr("203.0.113.1")) // dropped: full
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("21 writes took %v while the servers are down", d)
+	}
+	select {
+	case <-h.c.Ready():
+		t.Error("Ready closed without servers")
+	case <-time.After(500 * time.Millisecond):
+	}
+	st := h.c.Stats()
+	if st.Connected || st.OutboxDepth != 10 || st.OutboxDropped != 11 {
+		t.Errorf("stats %+v, want 10 queued and 11 dropped", st)
+	}
+}
