@@ -29,6 +29,15 @@ func startDeployServer(t *testing.T) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(opts.Users) != 4 {
+		t.Fatalf("%s: %d users, want admin, h1, h2, h3", deployConf, len(opts.Users))
+	}
+	// The permissions are the files'; the passwords are the hashes'
+	// cleartext (TestDeployPasswords), given as such: a bcrypt check takes
+	// seconds with the race detector, in every connection.
+	for _, u := range opts.Users {
+		u.Password = u.Username + "-change-me"
+	}
 	opts.Cluster = server.ClusterOpts{}
 	opts.Routes = nil
 	opts.RoutesStr = ""
@@ -36,6 +45,10 @@ func startDeployServer(t *testing.T) *server.Server {
 	opts.StoreDir = t.TempDir()
 	return startServer(t, opts)
 }
+
+// slowAuth gives a connection time for the servers' bcrypt checks of
+// deploy/nats's passwords (seconds with the race detector).
+var slowAuth = nats.Timeout(20 * time.Second)
 
 // syncBuffer is a log destination several goroutines write.
 type syncBuffer struct {
@@ -66,6 +79,7 @@ func TestDeployPermissions(t *testing.T) {
 			f.User, f.Password = user, user+"-change-me"
 			f.Correlate.Hosts = 2
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			o.NATSOptions = append(o.NATSOptions, slowAuth)
 		}
 	}
 	h1, h2 := startHost(t, ns, "h1", as("h1")), startHost(t, ns, "h2", as("h2"))
@@ -110,10 +124,13 @@ func TestDeployPermissions(t *testing.T) {
 // inbox; they can write h2's own records.
 func TestDeployPermissionBoundary(t *testing.T) {
 	ns := startDeployServer(t)
-	h1 := startHost(t, ns, "h1", func(f *config.Fleet, _ *Options) { f.User, f.Password = "h1", "h1-change-me" })
+	h1 := startHost(t, ns, "h1", func(f *config.Fleet, o *Options) {
+		f.User, f.Password = "h1", "h1-change-me"
+		o.NATSOptions = append(o.NATSOptions, slowAuth)
+	})
 	h1.waitReady(t) // the buckets exist
 	var asyncErrs syncBuffer
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("h2", "h2-change-me"),
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("h2", "h2-change-me"), slowAuth,
 		nats.CustomInboxPrefix("_INBOX_h2"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErrs.Write([]byte(err.Error() + "\n")) }))
 	if err != nil {
@@ -212,6 +229,6 @@ func TestDeployPermissionBoundary(t *testing.T) {
 // adminKV opens bucket as deploy/nats's administrator.
 func adminKV(t *testing.T, ns *server.Server, bucket string) (jetstream.KeyValue, error) {
 	t.Helper()
-	js := adminJS(t, ns, nats.UserInfo("admin", "admin-change-me"))
+	js := adminJS(t, ns, nats.UserInfo("admin", "admin-change-me"), slowAuth)
 	return js.KeyValue(context.Background(), bucket)
 }
