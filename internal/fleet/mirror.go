@@ -148,10 +148,16 @@ func (c *Client) mirrorLoop(ctx context.Context) {
 			sleep(ctx, bo.next())
 			continue
 		}
+		c.putHost() // again on each connection: the servers may have lost it
 		start := time.Now()
 		err := c.watch(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			c.mu.Lock()
+			c.bucketsOK = false // deleted by an administrator: make them again
+			c.mu.Unlock()
 		}
 		if time.Since(start) > time.Minute {
 			bo.reset()
@@ -236,7 +242,6 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	c.sightings = s
 	c.bucketsOK = true
 	c.mu.Unlock()
-	c.putHost()
 	c.out.signal()
 	return nil
 }

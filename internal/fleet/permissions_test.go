@@ -196,12 +196,23 @@ func TestDeployPermissionBoundary(t *testing.T) {
 			return err
 		}},
 	}
+	// A denied publish is never answered: each waits for its timeout, all at once.
+	var wg sync.WaitGroup
 	for _, d := range denied {
-		ctx, cancel := short()
-		err := d.do(ctx)
-		cancel()
-		if err == nil {
-			t.Errorf("h2 could %s", d.what)
+		wg.Go(func() {
+			ctx, cancel := short()
+			defer cancel()
+			if err := d.do(ctx); err == nil {
+				t.Errorf("h2 could %s", d.what)
+			}
+		})
+	}
+	wg.Wait()
+	// Refused by the permissions, not by chance.
+	for _, subj := range []string{Subject(BucketBlocks, HostAddrKey("h1", a)), "$JS.API.STREAM.DELETE.KV_" + BucketBlocks,
+		"$JS.API.STREAM.PURGE.KV_" + BucketBlocks, "$JS.API.STREAM.UPDATE.KV_" + BucketBlocks} {
+		if !strings.Contains(asyncErrs.String(), `Publish to "`+subj+`"`) {
+			t.Errorf("no permissions violation for %s; async errors:\n%s", subj, asyncErrs.String())
 		}
 	}
 	// Reading h1's replies: the subscription is refused.
