@@ -41,6 +41,8 @@ type Config struct {
 	Control     Control   `yaml:"control"`
 	Metrics     Metrics   `yaml:"metrics"`
 	Routed      Routed    `yaml:"routed"`
+	// Fleet is off (the zero value) unless the file has a fleet section.
+	Fleet Fleet `yaml:"fleet"`
 
 	// File is the path the configuration came from (EmbeddedName for the default).
 	File string `yaml:"-"`

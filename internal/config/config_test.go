@@ -660,7 +660,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"frobnicate: 1", "test.yaml:1:1: frobnicate: unknown key; valid keys here: interfaces, addresses, tcp, udp, detect, ignore, never_block, ignore_files, block, hosts_deny, commands, resolve_host, port_banner, state, capture, logging"},
 		{"detect:\n  zzzzzzzz: 1", "test.yaml:2:3: detect.zzzzzzzz: unknown key; valid keys here: scan_trigger, window, max_sources"},
 		// Computed fields are not keys.
-		{"File: x", "test.yaml:1:1: File: unknown key; valid keys here"},
+		{"File: x", "test.yaml:1:1: File: unknown key;"},
 		{"tcp:\n  monitored: [1]", "test.yaml:2:3: tcp.monitored: unknown key; valid keys here: ports, advanced, response"},
 	}
 	for _, tt := range tests {

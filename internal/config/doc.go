@@ -11,7 +11,7 @@
 // decoding over the embedded defaults (load.go), reading the ignore files
 // the configuration names (readIgnoreFiles in load.go, the only file reading
 // besides Load's own), validation, one check per section that reports and
-// changes nothing (validate.go, validate_block.go, validate_daemon.go), and,
+// changes nothing (validate.go, validate_block.go, validate_daemon.go, fleet.go), and,
 // once the configuration is valid, derivation of the fields without a yaml
 // tag and of the defaults that depend on other settings (derive.go).
 package config

@@ -57,7 +57,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if errs := c.validate(d, files); len(errs) > 0 {
 		return nil, errs
 	}
-	c.derive(files)
+	c.derive(files, func(key string) bool { return d.pos[key] != nil })
 	return c, nil
 }
 

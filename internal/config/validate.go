@@ -47,6 +47,7 @@ func (c *Config) validate(d *decoder, files []ignoreFile) Errors {
 	v.state(c.State)
 	v.capture(c.Capture)
 	v.logging(c.Logging)
+	v.fleet(c.Fleet)
 	return v.sorted()
 }
 
@@ -68,6 +69,18 @@ func (v *validator) bad(key, format string, args ...any) {
 		e.Line, e.Column = n.Line, n.Column
 	}
 	v.errs = append(v.errs, e)
+}
+
+// badNear records a problem at key, located at the position of near when
+// key itself is not in the file (a missing key of a section).
+func (v *validator) badNear(key, near, format string, args ...any) {
+	v.bad(key, format, args...)
+	e := v.errs[len(v.errs)-1]
+	if e.Line == 0 {
+		if n := v.pos[near]; n != nil {
+			e.Line, e.Column = n.Line, n.Column
+		}
+	}
 }
 
 // badIn records problems located in another file, sorted at key.

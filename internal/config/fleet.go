@@ -1,0 +1,211 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Fleet shares blocks between hosts through a NATS JetStream cluster (see
+// internal/fleet). With no fleet section it is the zero value and the
+// daemon runs alone (Enabled is false).
+type Fleet struct {
+	// Servers are the cluster's URLs, nats://host:port or tls://host:port.
+	Servers []string `yaml:"servers"`
+	// Name is this host in the fleet, a NATS subject token; empty: the
+	// host name up to its first dot, in lower case.
+	Name string `yaml:"name"`
+	// At most one kind of credentials: a .creds file (JWT and seed), a
+	// user and password, or an nkey seed file.
+	Credentials string `yaml:"credentials"`
+	User        string `yaml:"user"`
+	Password    string `yaml:"password"`
+	NKey        string `yaml:"nkey"`
+	// TLS: the CA that signed the servers' certificates, and this host's
+	// client certificate and key when the servers ask for one.
+	TLS       FleetTLS       `yaml:"tls"`
+	Correlate FleetCorrelate `yaml:"correlate"`
+	// MaxTimeout caps any timeout read from the fleet (a host's block, a
+	// correlated block); 0 in the file means the default, 7d.
+	MaxTimeout Duration `yaml:"max_timeout"`
+}
+
+// FleetTLS holds the PEM files of a TLS connection to the fleet's servers.
+type FleetTLS struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// FleetCorrelate blocks an address fleet-wide once Hosts distinct hosts
+// have seen it probe a tripwire within Window, although none of them saw
+// enough to block it alone.
+type FleetCorrelate struct {
+	// Hosts is K; 0 turns correlation off. Default 3.
+	Hosts int `yaml:"hosts"`
+	// Window defaults to 10m.
+	Window Duration `yaml:"window"`
+}
+
+// Enabled reports whether this host is part of a fleet: a fleet section
+// with at least one server.
+func (f Fleet) Enabled() bool { return len(f.Servers) > 0 }
+
+// The fleet's defaults, applied by derive when the section is present.
+const (
+	DefaultFleetCorrelateHosts  = 3
+	DefaultFleetCorrelateWindow = 10 * time.Minute
+	DefaultFleetMaxTimeout      = 7 * 24 * time.Hour
+)
+
+// fleetNameRe is what a fleet name may be: one NATS subject token that is
+// also a JetStream key token and a user name in the servers' permissions.
+var fleetNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidFleetName reports whether name can name a host of the fleet.
+func ValidFleetName(name string) bool { return fleetNameRe.MatchString(name) }
+
+// DefaultFleetName is the fleet name a host gets when fleet.name is
+// empty: its host name up to the first dot, in lower case ("" when the
+// host name cannot be read).
+func DefaultFleetName() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return strings.ToLower(h)
+}
+
+// fleet checks the fleet section, when there is one (a section without
+// servers is a mistake, not a way to turn the fleet off: leave it out).
+func (v *validator) fleet(f Fleet) {
+	n := v.pos["fleet"]
+	if n == nil || n.Tag == "!!null" {
+		return // no section, or "fleet:" alone: no fleet
+	}
+	if !f.Enabled() {
+		v.badNear("fleet.servers", "fleet", "want at least one server URL (nats://host:4222 or tls://host:4222) in a fleet section")
+	}
+	for i, s := range f.Servers {
+		if msg := checkServerURL(s); msg != "" {
+			v.bad(keyIndex("fleet.servers", i), "%s, got %q", msg, s)
+		}
+	}
+	switch {
+	case f.Name != "" && !ValidFleetName(f.Name):
+		v.bad("fleet.name", "want 1-64 letters, digits, '-' or '_' (one NATS subject token), got %q", f.Name)
+	case f.Name == "" && f.Enabled() && !ValidFleetName(DefaultFleetName()):
+		v.badNear("fleet.name", "fleet", "the host name %q is not a valid fleet name (1-64 letters, digits, '-' or '_'); set fleet.name", DefaultFleetName())
+	}
+	v.fleetCredentials(f)
+	v.fleetTLS(f.TLS)
+	if k := f.Correlate.Hosts; k != 0 && (k < 2 || k > 1000) {
+		v.bad("fleet.correlate.hosts", "want 0 (off) or 2 to 1000 hosts, got %d", k)
+	}
+	if w := time.Duration(f.Correlate.Window); w != 0 && (w < time.Second || w > maxTimeout) {
+		v.bad("fleet.correlate.window", "want a duration from 1s to 365d, got %s", f.Correlate.Window)
+	}
+	if m := time.Duration(f.MaxTimeout); m != 0 && (m < time.Second || m > maxTimeout) {
+		v.bad("fleet.max_timeout", "want a duration from 1s to 365d, got %s", f.MaxTimeout)
+	}
+}
+
+// fleetCredentials checks that at most one kind of credentials is given,
+// a password with its user, and absolute paths.
+func (v *validator) fleetCredentials(f Fleet) {
+	var kinds []string
+	if f.Credentials != "" {
+		kinds = append(kinds, "fleet.credentials")
+	}
+	if f.User != "" || f.Password != "" {
+		k := "fleet.user"
+		if f.User == "" {
+			k = "fleet.password"
+		}
+		kinds = append(kinds, k)
+	}
+	if f.NKey != "" {
+		kinds = append(kinds, "fleet.nkey")
+	}
+	if len(kinds) > 1 {
+		v.bad(kinds[1], "use one kind of credentials: credentials (a .creds file), user and password, or nkey (a seed file); %s is given too", kinds[0])
+	}
+	switch {
+	case f.User != "" && f.Password == "":
+		v.badNear("fleet.password", "fleet.user", "user %q needs a password", f.User)
+	case f.User == "" && f.Password != "":
+		v.bad("fleet.password", "a password needs fleet.user")
+	}
+	v.absPath("fleet.credentials", f.Credentials)
+	v.absPath("fleet.nkey", f.NKey)
+}
+
+// fleetTLS checks the TLS files: absolute paths, a certificate with its key.
+func (v *validator) fleetTLS(t FleetTLS) {
+	v.absPath("fleet.tls.ca", t.CA)
+	v.absPath("fleet.tls.cert", t.Cert)
+	v.absPath("fleet.tls.key", t.Key)
+	switch {
+	case t.Cert != "" && t.Key == "":
+		v.badNear("fleet.tls.key", "fleet.tls.cert", "a client certificate needs its key (fleet.tls.key)")
+	case t.Cert == "" && t.Key != "":
+		v.bad("fleet.tls.key", "a key needs its client certificate (fleet.tls.cert)")
+	}
+}
+
+// absPath checks an optional file path.
+func (v *validator) absPath(key, path string) {
+	if path != "" && !strings.HasPrefix(path, "/") {
+		v.bad(key, "want an absolute path, got %q", path)
+	}
+}
+
+// checkServerURL returns what is wrong with a fleet server URL, or "".
+func checkServerURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err == nil && u.Scheme != "nats" && u.Scheme != "tls" || err != nil && !strings.Contains(s, "://"):
+		return "want the scheme nats:// or tls:// (nats://host:4222)"
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return "want a URL such as nats://host:4222"
+	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "":
+		return "want no path, query or fragment"
+	case u.User != nil:
+		return "want no credentials in the URL (use fleet.user and fleet.password, fleet.credentials or fleet.nkey)"
+	case u.Port() != "" && !validPort(u.Port()):
+		return "want a port from 1 to 65535"
+	}
+	return ""
+}
+
+func validPort(s string) bool {
+	_, err := parsePort(s)
+	return err == nil && !strings.HasPrefix(s, "+")
+}
+
+func keyIndex(key string, i int) string { return fmt.Sprintf("%s[%d]", key, i) }
+
+// deriveFleet fills the fleet's defaults, when the section is present:
+// set tells whether the file gives a key.
+func (c *Config) deriveFleet(set func(key string) bool) {
+	f := &c.Fleet
+	if !f.Enabled() {
+		return
+	}
+	if f.Name == "" {
+		f.Name = DefaultFleetName()
+	}
+	if !set("fleet.correlate.hosts") {
+		f.Correlate.Hosts = DefaultFleetCorrelateHosts
+	}
+	if f.Correlate.Window == 0 {
+		f.Correlate.Window = Duration(DefaultFleetCorrelateWindow)
+	}
+	if f.MaxTimeout == 0 {
+		f.MaxTimeout = Duration(DefaultFleetMaxTimeout)
+	}
+}

@@ -1,0 +1,502 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+)
+
+// Origins of the blocks in the fleet's records (Block.Origin).
+const (
+	OriginDetect    = "detect"    // the detector of the host that published it
+	OriginManual    = "manual"    // an administrator's block on that host
+	OriginKernel    = "kernel"    // the kernel's first strike on that host
+	OriginCorrelate = "correlate" // correlate.hosts hosts saw the address within correlate.window
+	// OriginFleet is how the daemon records a block it mirrors; Publish
+	// ignores such blocks (a host publishes only what it decided itself).
+	OriginFleet = "fleet"
+)
+
+// Block is one host's block of an address, as the fleet carries it.
+type Block struct {
+	Addr netip.Addr
+	// Host is the fleet name of the host whose record it is (Publish
+	// sets it to this host's name).
+	Host string
+	// Expires is when the block ends. From the fleet, it is capped at
+	// now + fleet.max_timeout; hosts need synchronised clocks (NTP).
+	Expires  time.Time
+	Origin   string // OriginDetect, OriginManual, OriginKernel or OriginCorrelate
+	ScanType string // e.g. "TCP SYN scan"
+	Ports    []uint16
+	Reason   string
+	// Seen names the hosts that saw the address (OriginCorrelate).
+	Seen []string
+}
+
+// Lift is an administrator's fleet-wide unblock of Addr, done on host By at
+// At: blocks of Addr that began before At end everywhere.
+type Lift struct {
+	Addr netip.Addr
+	By   string
+	At   time.Time
+}
+
+// Sink receives what the fleet decides for this host: the daemon, which
+// hands it to its ledger. Its methods are called from the Client's own
+// goroutine, one at a time, and must not block for long nor call back into
+// the Client synchronously.
+type Sink interface {
+	// FleetBlock: another host's block of b.Addr, or a fleet-wide
+	// correlated one (possibly published by this host). Enforce it until
+	// b.Expires (capped at fleet.max_timeout); a later call for the same
+	// address with a later Expires extends it. The address has passed
+	// every refusal (Options.Protected, the fleet's own addresses, non
+	// global addresses).
+	FleetBlock(b Block)
+	// FleetUnblock: an administrator lifted l.Addr fleet-wide (or it became
+	// a fleet host's address). Remove it from the kernel and the ledger if
+	// the block there began before l.At, whatever its origin.
+	FleetUnblock(l Lift)
+}
+
+// Options are what the daemon gives a Client besides its configuration.
+type Options struct {
+	// Sink receives the other hosts' blocks and the lifts. Required.
+	Sink Sink
+	// Protected is the daemon's guard rail (decide.Guard's Protected): an
+	// address it protects is never blocked from the fleet, nor published.
+	Protected func(netip.Addr) (why string, ok bool)
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Now; default time.Now.
+	Now func() time.Time
+	// CorrelateTimeout is how long a correlated block lasts (the daemon
+	// passes block.timeout); default 1h, capped at fleet.max_timeout.
+	CorrelateTimeout time.Duration
+	// OutboxSize bounds the writes waiting to be published; default 65536.
+	OutboxSize int
+	// Replicas of the buckets when this host creates them; default 3 (a
+	// cluster of 3 or 5 servers). Buckets that exist are used as they are.
+	Replicas int
+	// NATSOptions are added to the connection's options, after those the
+	// configuration makes (tests connect in-process with
+	// nats.InProcessServer).
+	NATSOptions []nats.Option
+}
+
+// Stats are the Client's counters.
+type Stats struct {
+	Connected     bool
+	Reconnects    uint64        // connections regained after a loss
+	OutboxDepth   int           // writes waiting
+	OutboxDropped uint64        // writes dropped: the outbox was full
+	OutboxExpired uint64        // writes dropped unsent: their time ran out (while disconnected)
+	Published     uint64        // writes acknowledged by the servers
+	PublishErrors uint64        // writes that failed and were put back
+	Mirrored      uint64        // other hosts' blocks passed to the Sink
+	Lifted        uint64        // lifts passed to the Sink
+	Refused       uint64        // fleet blocks refused (protected, a fleet host's, not global)
+	Correlated    uint64        // correlated blocks this host published
+	BadRecords    uint64        // records that could not be read
+	Blocks        int           // other hosts' blocks in force, as Blocks lists them
+	MirrorLag     time.Duration // last record: its creation on the servers to its delivery here
+	MirrorLagMax  time.Duration
+}
+
+// Client is this host's member of the fleet. Create with New, then Run.
+type Client struct {
+	cfg         config.Fleet
+	name        string
+	opts        Options
+	log         *slog.Logger
+	now         func() time.Time
+	maxTimeout  time.Duration
+	window      time.Duration
+	corrTimeout time.Duration
+	replicas    int
+
+	out         *outbox
+	ready       chan struct{}
+	readyOnce   sync.Once
+	reconnected chan struct{}
+	self        chan Block // correlated blocks this host published, for its own Sink
+
+	mu        sync.Mutex
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	sightings jetstream.Stream
+	bucketsOK bool
+	ownAddrs  []netip.Addr
+	lastSeen  map[netip.Addr]time.Time // sightings published
+	m         mirror
+
+	st struct {
+		reconnects, published, publishErrors, mirrored, lifted, refused,
+		correlated, bad atomic.Uint64
+		lag, lagMax atomic.Int64
+	}
+}
+
+// New checks cfg (which must be Enabled) and the files it names, and
+// makes a Client; nothing is connected before Run.
+func New(cfg config.Fleet, opts Options) (*Client, error) {
+	if !cfg.Enabled() {
+		return nil, errors.New("fleet: no servers configured")
+	}
+	if opts.Sink == nil {
+		return nil, errors.New("fleet: no Sink")
+	}
+	name := cfg.Name
+	if name == "" {
+		name = config.DefaultFleetName()
+	}
+	if !config.ValidFleetName(name) {
+		return nil, fmt.Errorf("fleet: %q is not a valid fleet name", name)
+	}
+	for _, f := range []string{cfg.Credentials, cfg.NKey, cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+	}
+	c := &Client{
+		cfg: cfg, name: name, opts: opts,
+		log:         opts.Logger,
+		now:         opts.Now,
+		maxTimeout:  time.Duration(cfg.MaxTimeout),
+		window:      time.Duration(cfg.Correlate.Window),
+		corrTimeout: opts.CorrelateTimeout,
+		replicas:    opts.Replicas,
+		ready:       make(chan struct{}),
+		reconnected: make(chan struct{}, 1),
+		self:        make(chan Block, 1024),
+		lastSeen:    map[netip.Addr]time.Time{},
+		m:           newMirror(),
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	c.log = c.log.With("fleet", name)
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.maxTimeout <= 0 {
+		c.maxTimeout = config.DefaultFleetMaxTimeout
+	}
+	if c.window <= 0 {
+		c.window = config.DefaultFleetCorrelateWindow
+	}
+	if c.corrTimeout <= 0 {
+		c.corrTimeout = time.Hour
+	}
+	c.corrTimeout = min(c.corrTimeout, c.maxTimeout)
+	if c.replicas <= 0 {
+		c.replicas = 3
+	}
+	size := opts.OutboxSize
+	if size <= 0 {
+		size = 65536
+	}
+	c.out = newOutbox(size)
+	return c, nil
+}
+
+// Name is this host's fleet name.
+func (c *Client) Name() string { return c.name }
+
+// Ready is closed once the whole fleet state (the hosts, the lifts, every
+// other host's block) has been passed to the Sink, the first time Run
+// reaches the servers. With the servers down it stays open: the daemon
+// waits for it with a bound (a few seconds) before it reports itself
+// ready, so that a restart enforces the fleet's blocks at once, and goes
+// on without it when the bound runs out; the state then arrives whenever
+// the servers are reached.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Run connects (retrying with backoff, for ever), makes sure of the
+// buckets, mirrors the fleet into the Sink and publishes the outbox, until
+// ctx is done. It returns an error only when the connection cannot even
+// be set up (bad credentials file); losing the servers is not an error.
+func (c *Client) Run(ctx context.Context) error {
+	nc, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(batchSize),
+		jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if err != nil {
+		return fmt.Errorf("fleet: jetstream: %w", err)
+	}
+	c.mu.Lock()
+	c.nc, c.js = nc, js
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.publisher(ctx) })
+	c.mirrorLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+// connect sets up the connection; the library connects and reconnects in
+// the background (RetryOnFailedConnect), and the handlers log each
+// transition.
+func (c *Client) connect() (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("portsentry-nft " + c.name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
+		nats.RetryOnFailedConnect(true),
+		// The outbox buffers while disconnected; the library must not.
+		nats.ReconnectBufSize(-1),
+		// Replies come to this host's own inbox, which the servers'
+		// permissions let only this host read.
+		nats.CustomInboxPrefix("_INBOX_" + c.name),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			c.log.Info("fleet: connected", "server", nc.ConnectedUrlRedacted())
+			c.signalReconnect()
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				c.log.Warn("fleet: disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.st.reconnects.Add(1)
+			c.log.Info("fleet: reconnected", "server", nc.ConnectedUrlRedacted())
+			c.signalReconnect()
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { c.log.Info("fleet: connection closed") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.log.Warn("fleet: server reported an error", "err", err)
+		}),
+	}
+	switch {
+	case c.cfg.Credentials != "":
+		opts = append(opts, nats.UserCredentials(c.cfg.Credentials))
+	case c.cfg.User != "":
+		opts = append(opts, nats.UserInfo(c.cfg.User, c.cfg.Password))
+	case c.cfg.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(c.cfg.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: nkey %s: %w", c.cfg.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.cfg.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(c.cfg.TLS.CA))
+	}
+	if c.cfg.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(c.cfg.TLS.Cert, c.cfg.TLS.Key))
+	}
+	opts = append(opts, c.opts.NATSOptions...)
+	nc, err := nats.Connect(strings.Join(c.cfg.Servers, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: connect: %w", err)
+	}
+	return nc, nil
+}
+
+func (c *Client) signalReconnect() {
+	select {
+	case c.reconnected <- struct{}{}:
+	default:
+	}
+	c.out.signal()
+}
+
+// conn returns the JetStream context and whether it can be used now.
+func (c *Client) conn() (jetstream.JetStream, *nats.Conn, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.js, c.nc, c.nc != nil && c.nc.IsConnected() && c.bucketsOK
+}
+
+// Publish queues b, a block this host decided, for the fleet; it never
+// waits (the outbox is bounded: when full, b is dropped and counted).
+// Blocks mirrored from the fleet (Origin "fleet"), of protected, fleet and
+// non-global addresses, and of less than a second left are not published.
+func (c *Client) Publish(b Block) {
+	now := c.now()
+	a := b.Addr.Unmap()
+	if b.Origin == OriginFleet || !b.Expires.After(now.Add(time.Second)) || !c.blockable(a, false) {
+		return
+	}
+	ports := b.Ports
+	if len(ports) > maxPorts {
+		ports = ports[:maxPorts]
+	}
+	rec := blockRecord{Addr: a.String(), Expires: b.Expires.UTC(), Origin: b.Origin, ScanType: b.ScanType,
+		Ports: ports, Reason: b.Reason, Seen: b.Seen}
+	c.out.put(&op{kind: opBlock, subject: Subject(BucketBlocks, HostAddrKey(c.name, a)), addr: a,
+		data: marshal(rec), expires: b.Expires})
+}
+
+// Unblock lifts addr fleet-wide, as an administrator asked on this host:
+// a lift record that every host honours, and this host's own block record
+// purged. The caller has lifted it here already; this host's Sink is not
+// called for it.
+func (c *Client) Unblock(addr netip.Addr) {
+	a := addr.Unmap()
+	now := c.now()
+	own := Subject(BucketBlocks, HostAddrKey(c.name, a))
+	c.out.remove(own)
+	c.out.put(&op{kind: opPurge, subject: own, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
+		expires: now.Add(c.maxTimeout)})
+	c.out.put(&op{kind: opLift, subject: Subject(BucketLifts, HostAddrKey(c.name, a)), addr: a,
+		data: marshal(liftRecord{Addr: a.String(), By: c.name, At: now.UTC()}), expires: now.Add(c.maxTimeout)})
+	c.mu.Lock()
+	c.m.forget(a)
+	c.mu.Unlock()
+	c.log.Info("fleet: lifted fleet-wide by an administrator", "addr", a)
+}
+
+// SetOwnAddresses publishes this host's addresses, which no host of the
+// fleet blocks. The daemon calls it at start and when they change.
+func (c *Client) SetOwnAddresses(addrs []netip.Addr) {
+	as := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		as = append(as, a.Unmap().WithZone(""))
+	}
+	slices.SortFunc(as, netip.Addr.Compare)
+	as = slices.Compact(as)
+	c.mu.Lock()
+	same := slices.Equal(as, c.ownAddrs)
+	c.ownAddrs = as
+	c.mu.Unlock()
+	if !same {
+		c.putHost()
+	}
+}
+
+func (c *Client) putHost() {
+	c.mu.Lock()
+	rec := hostRecord{Addrs: []string{}, Updated: c.now().UTC()}
+	for _, a := range c.ownAddrs {
+		rec.Addrs = append(rec.Addrs, a.String())
+	}
+	c.mu.Unlock()
+	c.out.put(&op{kind: opHost, subject: Subject(BucketHosts, c.name), data: marshal(rec)})
+}
+
+// Blocks lists the other hosts' blocks in force here, one per address
+// and host, by address.
+func (c *Client) Blocks() []Block {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m.list(c.now())
+}
+
+// Stats returns the counters.
+func (c *Client) Stats() Stats {
+	_, nc, _ := c.conn()
+	depth, dropped, expired := c.out.depth()
+	c.mu.Lock()
+	n := len(c.m.list(c.now()))
+	c.mu.Unlock()
+	return Stats{
+		Connected:     nc != nil && nc.IsConnected(),
+		Reconnects:    c.st.reconnects.Load(),
+		OutboxDepth:   depth,
+		OutboxDropped: dropped,
+		OutboxExpired: expired,
+		Published:     c.st.published.Load(),
+		PublishErrors: c.st.publishErrors.Load(),
+		Mirrored:      c.st.mirrored.Load(),
+		Lifted:        c.st.lifted.Load(),
+		Refused:       c.st.refused.Load(),
+		Correlated:    c.st.correlated.Load(),
+		BadRecords:    c.st.bad.Load(),
+		Blocks:        n,
+		MirrorLag:     time.Duration(c.st.lag.Load()),
+		MirrorLagMax:  time.Duration(c.st.lagMax.Load()),
+	}
+}
+
+// blockable says whether the fleet may block a: a global address that is
+// no fleet host's and that Protected does not protect. With log, a refusal
+// is counted and logged (once per address).
+func (c *Client) blockable(a netip.Addr, log bool) bool {
+	why := ""
+	switch {
+	case !a.IsValid():
+		why = "invalid address"
+	case !global(a):
+		why = "not a global address"
+	default:
+		c.mu.Lock()
+		if host, ok := c.m.fleetHost(a, c.name, c.ownAddrs); ok {
+			why = "an address of fleet host " + host
+		}
+		c.mu.Unlock()
+		if why == "" && c.opts.Protected != nil {
+			if w, ok := c.opts.Protected(a); ok {
+				why = "protected: " + w
+			}
+		}
+	}
+	if why == "" {
+		return true
+	}
+	if log {
+		c.st.refused.Add(1)
+		c.mu.Lock()
+		first := c.m.refusedOnce(a)
+		c.mu.Unlock()
+		if first {
+			c.log.Warn("fleet: refused a fleet block", "addr", a, "why", why)
+		}
+	}
+	return false
+}
+
+// global reports whether a may be blocked at all: not loopback,
+// link-local, multicast, unspecified, or IPv4's broadcast or 0.0.0.0/8.
+func global(a netip.Addr) bool {
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() ||
+		a.IsMulticast() || a.IsUnspecified() {
+		return false
+	}
+	if a.Is4() {
+		b := a.As4()
+		return b[0] != 0 && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	return true
+}
+
+// capped is e capped at now + max_timeout.
+func (c *Client) capped(e, now time.Time) time.Time {
+	if m := now.Add(c.maxTimeout); e.After(m) {
+		return m
+	}
+	return e
+}
+
+func (c *Client) lag(d time.Duration) {
+	d = max(d, 0)
+	c.st.lag.Store(int64(d))
+	for {
+		m := c.st.lagMax.Load()
+		if int64(d) <= m || c.st.lagMax.CompareAndSwap(m, int64(d)) {
+			return
+		}
+	}
+}

@@ -1,0 +1,616 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// apiTimeout bounds one JetStream API request.
+const apiTimeout = 5 * time.Second
+
+// held is another host's block as the mirror holds it.
+type held struct {
+	b       Block     // Expires capped at max_timeout when it arrived
+	created time.Time // the record's time on the servers
+}
+
+// mirror is what this host knows of the fleet, from the watchers. Its
+// methods are called with Client.mu held.
+type mirror struct {
+	blocks    map[netip.Addr]map[string]held // other hosts' blocks, by address and host
+	delivered map[netip.Addr]time.Time       // the latest Expires passed to the Sink
+	own       map[netip.Addr]time.Time       // this host's block records: their time on the servers
+	lifts     map[netip.Addr]Lift            // the latest lift of each address
+	hosts     map[string][]netip.Addr        // each host's own addresses
+	revs      map[string]uint64              // bucket/key: the revision handled
+	refused   map[netip.Addr]struct{}        // refusals logged
+}
+
+func newMirror() mirror {
+	return mirror{
+		blocks: map[netip.Addr]map[string]held{}, delivered: map[netip.Addr]time.Time{},
+		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hosts: map[string][]netip.Addr{},
+		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{},
+	}
+}
+
+// fleetHost names the host a belongs to, if it is a fleet host's address.
+func (m *mirror) fleetHost(a netip.Addr, self string, own []netip.Addr) (string, bool) {
+	if _, ok := slices.BinarySearchFunc(own, a, netip.Addr.Compare); ok {
+		return self, true
+	}
+	for h, as := range m.hosts {
+		if slices.Contains(as, a) {
+			return h, true
+		}
+	}
+	return "", false
+}
+
+// refusedOnce reports whether a refusal of a is the first to log.
+func (m *mirror) refusedOnce(a netip.Addr) bool {
+	if _, ok := m.refused[a]; ok {
+		return false
+	}
+	if len(m.refused) >= 10000 {
+		clear(m.refused)
+	}
+	m.refused[a] = struct{}{}
+	return true
+}
+
+// forget drops what the mirror holds of a (lifted here).
+func (m *mirror) forget(a netip.Addr) {
+	delete(m.blocks, a)
+	delete(m.delivered, a)
+}
+
+// list returns the blocks in force at now, by address and host.
+func (m *mirror) list(now time.Time) []Block {
+	var out []Block
+	for _, hs := range m.blocks {
+		for _, h := range hs {
+			if h.b.Expires.After(now) {
+				out = append(out, h.b)
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y Block) int {
+		if c := x.Addr.Compare(y.Addr); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Host, y.Host)
+	})
+	return out
+}
+
+// sweep drops what has expired.
+func (m *mirror) sweep(now time.Time) {
+	for a, hs := range m.blocks {
+		for h, b := range hs {
+			if !b.b.Expires.After(now) {
+				delete(hs, h)
+			}
+		}
+		if len(hs) == 0 {
+			delete(m.blocks, a)
+		}
+	}
+	for a, e := range m.delivered {
+		if !e.After(now) {
+			delete(m.delivered, a)
+		}
+	}
+}
+
+// watchers are the three watches of one connection.
+type watchers struct {
+	hosts, lifts, blocks jetstream.KeyWatcher
+}
+
+func (w watchers) stop() {
+	for _, x := range []jetstream.KeyWatcher{w.hosts, w.lifts, w.blocks} {
+		if x != nil {
+			_ = x.Stop()
+		}
+	}
+}
+
+var (
+	errReconnected = errors.New("reconnected")
+	errClosed      = errors.New("watcher closed")
+)
+
+// mirrorLoop keeps the watchers running: after a reconnect or a closed
+// watcher it makes new ones (with backoff), which replay the buckets'
+// current values; the revisions already handled are skipped.
+func (c *Client) mirrorLoop(ctx context.Context) {
+	bo := newBackoff(500*time.Millisecond, 30*time.Second)
+	for ctx.Err() == nil {
+		if !c.waitConnected(ctx) {
+			return
+		}
+		// A reconnect signalled before now is the one we are starting on.
+		select {
+		case <-c.reconnected:
+		default:
+		}
+		if err := c.ensureBuckets(ctx); err != nil {
+			c.log.Warn("fleet: buckets", "err", err)
+			sleep(ctx, bo.next())
+			continue
+		}
+		c.putHost() // again on each connection: the servers may have lost it
+		start := time.Now()
+		err := c.watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			c.mu.Lock()
+			c.bucketsOK = false // deleted by an administrator: make them again
+			c.mu.Unlock()
+		}
+		if time.Since(start) > time.Minute {
+			bo.reset()
+		}
+		if !errors.Is(err, errReconnected) {
+			c.log.Warn("fleet: watching the fleet", "err", err)
+		}
+		sleep(ctx, bo.next())
+	}
+}
+
+// waitConnected waits until the connection is up; false when ctx is done.
+func (c *Client) waitConnected(ctx context.Context) bool {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, nc, _ := c.conn(); nc != nil && nc.IsConnected() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-c.reconnected:
+		case <-t.C:
+		}
+	}
+}
+
+// bucketConfig is the configuration of a bucket this host creates.
+func (c *Client) bucketConfig(name string) jetstream.KeyValueConfig {
+	kc := jetstream.KeyValueConfig{Bucket: name, History: 1, Replicas: c.replicas, MaxValueSize: 16 << 10,
+		Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute}
+	switch name {
+	case BucketBlocks:
+		kc.Description = "portsentry-nft: each host's blocks, key <host>.<address>, TTL the block's time left"
+	case BucketLifts:
+		kc.Description = "portsentry-nft: fleet-wide unblocks, key <host>.<address> (the admin's host)"
+	case BucketSightings:
+		kc.Description = "portsentry-nft: tripwire probes seen, key <address>.<host>, TTL correlate.window"
+		kc.LimitMarkerTTL = time.Second // expired sightings must stop counting at once
+	case BucketHosts:
+		kc.Description = "portsentry-nft: each host's own addresses, key <host>, never blocked"
+	}
+	return kc
+}
+
+// ensureBuckets creates the buckets that do not exist (or binds to them).
+func (c *Client) ensureBuckets(ctx context.Context) error {
+	js, _, _ := c.conn()
+	c.mu.Lock()
+	ok := c.bucketsOK
+	c.mu.Unlock()
+	if ok {
+		return nil
+	}
+	// Each request has a bound of its own: while a cluster has no leader,
+	// requests go unanswered, and the next try is better than a long wait.
+	for _, name := range []string{BucketHosts, BucketLifts, BucketBlocks, BucketSightings} {
+		rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		_, err := js.KeyValue(rctx, name)
+		cancel()
+		if err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("bucket %s: %w", name, err)
+		}
+		rctx, cancel = context.WithTimeout(ctx, apiTimeout)
+		_, err = js.CreateKeyValue(rctx, c.bucketConfig(name))
+		cancel()
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+		c.log.Info("fleet: created bucket", "bucket", name, "replicas", c.replicas)
+	}
+	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	s, err := js.Stream(rctx, "KV_"+BucketSightings)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", BucketSightings, err)
+	}
+	c.mu.Lock()
+	c.sightings = s
+	c.bucketsOK = true
+	c.mu.Unlock()
+	c.out.signal()
+	return nil
+}
+
+// watch runs one generation of watchers: the initial values (hosts, then
+// lifts, then blocks, so that refusals and lifts are known before any
+// block is delivered), then updates, until ctx is done, a reconnect or a
+// watcher closes.
+func (c *Client) watch(ctx context.Context) error {
+	js, _, _ := c.conn()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var w watchers
+	defer w.stop()
+	for _, x := range []struct {
+		bucket string
+		to     *jetstream.KeyWatcher
+	}{{BucketHosts, &w.hosts}, {BucketLifts, &w.lifts}, {BucketBlocks, &w.blocks}} {
+		rctx, rcancel := context.WithTimeout(wctx, apiTimeout)
+		kv, err := js.KeyValue(rctx, x.bucket)
+		rcancel()
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", x.bucket, err)
+		}
+		// A watcher lives as long as its context: bound the requests that
+		// make it by ending the whole generation if they take too long.
+		timer := time.AfterFunc(apiTimeout, cancel)
+		*x.to, err = kv.WatchAll(wctx)
+		if !timer.Stop() && err == nil {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", x.bucket, err)
+		}
+	}
+	c.mu.Lock()
+	before := make(map[string]bool, len(c.m.revs))
+	for k := range c.m.revs {
+		before[k] = true
+	}
+	c.mu.Unlock()
+	seen := map[string]bool{}
+	for _, x := range []struct {
+		bucket string
+		w      jetstream.KeyWatcher
+	}{{BucketHosts, w.hosts}, {BucketLifts, w.lifts}, {BucketBlocks, w.blocks}} {
+		for initial := true; initial; {
+			select {
+			case e, ok := <-x.w.Updates():
+				switch {
+				case !ok:
+					return fmt.Errorf("%s: %w", x.bucket, errClosed)
+				case e == nil:
+					initial = false
+				default:
+					seen[x.bucket+"/"+e.Key()] = true
+					c.handle(x.bucket, e, true)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-c.reconnected:
+				return errReconnected
+			}
+		}
+	}
+	// What vanished while this host was away (expired, its marker gone).
+	for k := range before {
+		if !seen[k] {
+			bucket, key, _ := strings.Cut(k, "/")
+			c.vanished(bucket, key)
+		}
+	}
+	c.readyOnce.Do(func() {
+		c.mu.Lock()
+		n, hosts := len(c.m.list(c.now())), len(c.m.hosts)
+		c.mu.Unlock()
+		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts)
+		close(c.ready)
+	})
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case e, ok := <-w.hosts.Updates():
+			if !ok || e == nil {
+				if !ok {
+					return fmt.Errorf("%s: %w", BucketHosts, errClosed)
+				}
+				continue
+			}
+			c.handle(BucketHosts, e, false)
+		case e, ok := <-w.lifts.Updates():
+			if !ok || e == nil {
+				if !ok {
+					return fmt.Errorf("%s: %w", BucketLifts, errClosed)
+				}
+				continue
+			}
+			c.handle(BucketLifts, e, false)
+		case e, ok := <-w.blocks.Updates():
+			if !ok || e == nil {
+				if !ok {
+					return fmt.Errorf("%s: %w", BucketBlocks, errClosed)
+				}
+				continue
+			}
+			c.handle(BucketBlocks, e, false)
+		case b := <-c.self:
+			c.deliver(b)
+		case <-tick.C:
+			c.sweep()
+		case <-c.reconnected:
+			return errReconnected
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// handle applies one watched entry, once per revision.
+func (c *Client) handle(bucket string, e jetstream.KeyValueEntry, initial bool) {
+	rk := bucket + "/" + e.Key()
+	c.mu.Lock()
+	if c.m.revs[rk] == e.Revision() {
+		c.mu.Unlock()
+		return
+	}
+	c.m.revs[rk] = e.Revision()
+	c.mu.Unlock()
+	del := e.Operation() != jetstream.KeyValuePut
+	var err error
+	switch bucket {
+	case BucketHosts:
+		err = c.handleHost(e, del)
+	case BucketLifts:
+		err = c.handleLift(e, del)
+	case BucketBlocks:
+		err = c.handleBlock(e, del, initial)
+	}
+	if err != nil {
+		c.st.bad.Add(1)
+		c.log.Warn("fleet: unreadable record", "bucket", bucket, "key", e.Key(), "err", err)
+	}
+}
+
+// vanished handles a key that is gone, as if deleted.
+func (c *Client) vanished(bucket, key string) {
+	c.mu.Lock()
+	delete(c.m.revs, bucket+"/"+key)
+	switch bucket {
+	case BucketHosts:
+		delete(c.m.hosts, key)
+	case BucketLifts:
+		if host, a, err := ParseHostAddrKey(key); err == nil && c.m.lifts[a].By == host {
+			delete(c.m.lifts, a)
+		}
+	case BucketBlocks:
+		if host, a, err := ParseHostAddrKey(key); err == nil {
+			c.dropBlockLocked(host, a)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) dropBlockLocked(host string, a netip.Addr) {
+	if host == c.name {
+		delete(c.m.own, a)
+		return
+	}
+	if hs := c.m.blocks[a]; hs != nil {
+		delete(hs, host)
+		if len(hs) == 0 {
+			delete(c.m.blocks, a)
+		}
+	}
+}
+
+func (c *Client) handleHost(e jetstream.KeyValueEntry, del bool) error {
+	host := e.Key()
+	if !validHost(host) {
+		return fmt.Errorf("%q is not a fleet host name", host)
+	}
+	if del {
+		c.mu.Lock()
+		delete(c.m.hosts, host)
+		c.mu.Unlock()
+		return nil
+	}
+	var r hostRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return fmt.Errorf("host record: %w", err)
+	}
+	var as []netip.Addr
+	for _, s := range r.Addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("host record: %w", err)
+		}
+		as = append(as, a.Unmap().WithZone(""))
+	}
+	now := c.now()
+	c.mu.Lock()
+	c.m.hosts[host] = as
+	// A host's address blocked here from the fleet is lifted: the fleet
+	// never blocks itself.
+	var lift []netip.Addr
+	for _, a := range as {
+		if _, ok := c.m.delivered[a]; ok {
+			c.m.forget(a)
+			lift = append(lift, a)
+		}
+	}
+	c.mu.Unlock()
+	for _, a := range lift {
+		c.log.Warn("fleet: lifted a fleet block of a fleet host's address", "addr", a, "host", host)
+		c.opts.Sink.FleetUnblock(Lift{Addr: a, By: host, At: now})
+	}
+	return nil
+}
+
+func (c *Client) handleLift(e jetstream.KeyValueEntry, del bool) error {
+	host, a, err := ParseHostAddrKey(e.Key())
+	if err != nil {
+		return err
+	}
+	if del {
+		c.mu.Lock()
+		if l, ok := c.m.lifts[a]; ok && l.By == host {
+			delete(c.m.lifts, a)
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	var r liftRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return fmt.Errorf("lift record: %w", err)
+	}
+	l := Lift{Addr: a, By: host, At: e.Created()}
+	c.mu.Lock()
+	if old, ok := c.m.lifts[a]; !ok || old.At.Before(l.At) {
+		c.m.lifts[a] = l
+	}
+	if hs := c.m.blocks[a]; hs != nil {
+		for h, b := range hs {
+			if b.created.Before(l.At) {
+				delete(hs, h)
+			}
+		}
+		if len(hs) == 0 {
+			delete(c.m.blocks, a)
+		}
+	}
+	delete(c.m.delivered, a)
+	ownAt, own := c.m.own[a]
+	c.mu.Unlock()
+	if own && ownAt.Before(l.At) && host != c.name {
+		c.purgeOwn(a)
+	}
+	if host == c.name {
+		return nil // Unblock: lifted here already, own record purged
+	}
+	c.st.lifted.Add(1)
+	c.log.Info("fleet: lifted fleet-wide by an administrator", "addr", a, "by", host)
+	c.opts.Sink.FleetUnblock(l)
+	return nil
+}
+
+// purgeOwn queues the purge of this host's block record of a.
+func (c *Client) purgeOwn(a netip.Addr) {
+	s := Subject(BucketBlocks, HostAddrKey(c.name, a))
+	c.out.remove(s)
+	c.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
+		expires: c.now().Add(c.maxTimeout)})
+}
+
+func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error {
+	host, a, err := ParseHostAddrKey(e.Key())
+	if err != nil {
+		return err
+	}
+	if del {
+		c.mu.Lock()
+		c.dropBlockLocked(host, a)
+		c.mu.Unlock()
+		return nil
+	}
+	created := e.Created()
+	c.mu.Lock()
+	l, lifted := c.m.lifts[a]
+	lifted = lifted && !created.After(l.At)
+	if host == c.name {
+		c.m.own[a] = created
+		c.mu.Unlock()
+		if lifted {
+			c.purgeOwn(a)
+		}
+		return nil
+	}
+	c.mu.Unlock()
+	b, err := decodeBlock(host, a, e.Value())
+	if err != nil {
+		return err
+	}
+	if lifted {
+		return nil
+	}
+	now := c.now()
+	if !initial {
+		c.lag(now.Sub(created))
+	}
+	b.Expires = c.capped(b.Expires, now)
+	if !b.Expires.After(now) {
+		return nil
+	}
+	if !c.blockable(a, true) {
+		return nil
+	}
+	c.mu.Lock()
+	hs := c.m.blocks[a]
+	if hs == nil {
+		hs = map[string]held{}
+		c.m.blocks[a] = hs
+	}
+	hs[host] = held{b: b, created: created}
+	c.mu.Unlock()
+	c.deliver(b)
+	return nil
+}
+
+// deliver passes b to the Sink unless a block of its address that lasts as
+// long was passed already.
+func (c *Client) deliver(b Block) {
+	c.mu.Lock()
+	prev := c.m.delivered[b.Addr]
+	extends := b.Expires.Sub(prev) >= time.Second
+	if extends {
+		c.m.delivered[b.Addr] = b.Expires
+	}
+	c.mu.Unlock()
+	if !extends {
+		return
+	}
+	c.st.mirrored.Add(1)
+	c.opts.Sink.FleetBlock(b)
+}
+
+func (c *Client) sweep() {
+	now := c.now()
+	c.mu.Lock()
+	c.m.sweep(now)
+	for a, t := range c.lastSeen {
+		if now.Sub(t) > c.window {
+			delete(c.lastSeen, a)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func validHost(h string) bool {
+	_, _, err := ParseHostAddrKey(h + ".1-2-3-4")
+	return err == nil
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

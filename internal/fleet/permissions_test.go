@@ -1,0 +1,245 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+)
+
+// deployConf is the configuration of one server of deploy/nats.
+const deployConf = "../../deploy/nats/n1.conf"
+
+// startDeployServer runs one server with the users and permissions of
+// deploy/nats, parsed from its files, alone (no cluster) and in-process.
+func startDeployServer(t *testing.T) *server.Server {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(deployConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.Users) != 4 {
+		t.Fatalf("%s: %d users, want admin, h1, h2, h3", deployConf, len(opts.Users))
+	}
+	// The permissions are the files'; the passwords are the hashes'
+	// cleartext (TestDeployPasswords), given as such: a bcrypt check takes
+	// seconds with the race detector, in every connection.
+	for _, u := range opts.Users {
+		u.Password = u.Username + "-change-me"
+	}
+	opts.Cluster = server.ClusterOpts{}
+	opts.Routes = nil
+	opts.RoutesStr = ""
+	opts.DontListen = true
+	opts.StoreDir = t.TempDir()
+	return startServer(t, opts)
+}
+
+// slowAuth gives a connection time for the servers' bcrypt checks of
+// deploy/nats's passwords (seconds with the race detector).
+var slowAuth = nats.Timeout(20 * time.Second)
+
+// syncBuffer is a log destination several goroutines write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDeployPermissions: hosts h1 and h2 of deploy/nats do all the fleet
+// needs under their permissions (create the buckets, publish, watch,
+// correlate, lift, purge their own records) without a single violation.
+func TestDeployPermissions(t *testing.T) {
+	ns := startDeployServer(t)
+	var logs syncBuffer
+	as := func(user string) func(*config.Fleet, *Options) {
+		return func(f *config.Fleet, o *Options) {
+			f.User, f.Password = user, user+"-change-me"
+			f.Correlate.Hosts = 2
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			o.NATSOptions = append(o.NATSOptions, slowAuth)
+		}
+	}
+	h1, h2 := startHost(t, ns, "h1", as("h1")), startHost(t, ns, "h2", as("h2"))
+	h1.waitReady(t)
+	h2.waitReady(t)
+	a := addr("203.0.113.5")
+	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h2.sink.waitBlocks(t, a, 1)
+	h2.c.Unblock(a)
+	h1.sink.waitFor(t, "the lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 })
+	c := addr("2001:db8::c")
+	h1.c.Sighting(c)
+	h2.c.Sighting(c)
+	h1.sink.waitBlocks(t, c, 1)
+	h2.sink.waitBlocks(t, c, 1)
+	h1.c.SetOwnAddresses([]netip.Addr{addr("192.0.2.10")})
+	h1.waitStats(t, "all sent", func(s Stats) bool { return s.OutboxDepth == 0 && s.PublishErrors == 0 })
+	h2.waitStats(t, "all sent", func(s Stats) bool { return s.OutboxDepth == 0 && s.PublishErrors == 0 })
+	// h1 purged its record after h2's lift.
+	kv, err := adminKV(t, ns, BucketBlocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, err := kv.Get(context.Background(), HostAddrKey("h1", a))
+		if err != nil || e.Operation() != jetstream.KeyValuePut {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("h1 did not purge its record")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l := logs.String(); strings.Contains(strings.ToLower(l), "permission") || strings.Contains(l, "level=ERROR") {
+		t.Errorf("violations or errors under deploy/nats permissions:\n%s", l)
+	}
+}
+
+// TestDeployPermissionBoundary: h2's credentials cannot write, delete or
+// purge h1's records, nor delete, purge or change a bucket, nor read h1's
+// inbox; they can write h2's own records.
+func TestDeployPermissionBoundary(t *testing.T) {
+	ns := startDeployServer(t)
+	h1 := startHost(t, ns, "h1", func(f *config.Fleet, o *Options) {
+		f.User, f.Password = "h1", "h1-change-me"
+		o.NATSOptions = append(o.NATSOptions, slowAuth)
+	})
+	h1.waitReady(t) // the buckets exist
+	var asyncErrs syncBuffer
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("h2", "h2-change-me"), slowAuth,
+		nats.CustomInboxPrefix("_INBOX_h2"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErrs.Write([]byte(err.Error() + "\n")) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := addr("203.0.113.6")
+	rec := marshal(blockRecord{Addr: a.String(), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	short := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), time.Second)
+	}
+
+	// Allowed: its own records.
+	ctx, cancel := short()
+	if _, err := js.Publish(ctx, Subject(BucketBlocks, HostAddrKey("h2", a)), rec, jetstream.WithMsgTTL(time.Hour)); err != nil {
+		t.Errorf("h2 cannot write its own block: %v", err)
+	}
+	cancel()
+
+	denied := []struct {
+		what string
+		do   func(ctx context.Context) error
+	}{
+		{"write a block as h1", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketBlocks, HostAddrKey("h1", a)), rec)
+			return err
+		}},
+		{"write a lift as h1", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketLifts, HostAddrKey("h1", a)), rec)
+			return err
+		}},
+		{"write a sighting as h1", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketSightings, SightingKey(a, "h1")), rec)
+			return err
+		}},
+		{"write h1's addresses", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketHosts, "h1"), rec)
+			return err
+		}},
+		{"purge h1's block", func(ctx context.Context) error {
+			_, err := js.PublishMsg(ctx, &nats.Msg{Subject: Subject(BucketBlocks, HostAddrKey("h1", a)), Header: purgeHeader()})
+			return err
+		}},
+		{"delete the blocks bucket", func(ctx context.Context) error { return js.DeleteKeyValue(ctx, BucketBlocks) }},
+		{"delete the blocks stream", func(ctx context.Context) error { return js.DeleteStream(ctx, "KV_"+BucketBlocks) }},
+		{"purge the blocks stream", func(ctx context.Context) error {
+			s, err := js.Stream(ctx, "KV_"+BucketBlocks)
+			if err != nil {
+				return err
+			}
+			return s.Purge(ctx)
+		}},
+		{"change the blocks bucket", func(ctx context.Context) error {
+			_, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketBlocks, History: 5})
+			return err
+		}},
+		{"create another stream", func(ctx context.Context) error {
+			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
+			return err
+		}},
+	}
+	// A denied publish is never answered: each waits for its timeout, all at once.
+	var wg sync.WaitGroup
+	for _, d := range denied {
+		wg.Go(func() {
+			ctx, cancel := short()
+			defer cancel()
+			if err := d.do(ctx); err == nil {
+				t.Errorf("h2 could %s", d.what)
+			}
+		})
+	}
+	wg.Wait()
+	// Refused by the permissions, not by chance.
+	for _, subj := range []string{Subject(BucketBlocks, HostAddrKey("h1", a)), "$JS.API.STREAM.DELETE.KV_" + BucketBlocks,
+		"$JS.API.STREAM.PURGE.KV_" + BucketBlocks, "$JS.API.STREAM.UPDATE.KV_" + BucketBlocks} {
+		if !strings.Contains(asyncErrs.String(), `Publish to "`+subj+`"`) {
+			t.Errorf("no permissions violation for %s; async errors:\n%s", subj, asyncErrs.String())
+		}
+	}
+	// Reading h1's replies: the subscription is refused.
+	if _, err := nc.SubscribeSync("_INBOX_h1.>"); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	time.Sleep(100 * time.Millisecond)
+	if !strings.Contains(asyncErrs.String(), `Subscription to "_INBOX_h1.>"`) {
+		t.Errorf("h2 may subscribe to h1's inbox; async errors: %s", asyncErrs.String())
+	}
+	// Nothing of h1's changed, and the bucket is there.
+	kv, err := adminKV(t, ns, BucketBlocks)
+	if err != nil {
+		t.Fatalf("the blocks bucket: %v", err)
+	}
+	if _, err := kv.Get(context.Background(), HostAddrKey("h1", a)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("h1's key: %v, want not found", err)
+	}
+	if _, err := kv.Get(context.Background(), HostAddrKey("h2", a)); err != nil {
+		t.Errorf("h2's own key: %v", err)
+	}
+}
+
+// adminKV opens bucket as deploy/nats's administrator.
+func adminKV(t *testing.T, ns *server.Server, bucket string) (jetstream.KeyValue, error) {
+	t.Helper()
+	js := adminJS(t, ns, nats.UserInfo("admin", "admin-change-me"), slowAuth)
+	return js.KeyValue(context.Background(), bucket)
+}

@@ -1,0 +1,70 @@
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// maxPorts bounds the ports a block record carries.
+const maxPorts = 64
+
+// blockRecord is the value of a BucketBlocks key. The host and the address
+// of a record are those of its key (the only part the servers' permissions
+// vouch for); Addr is repeated for people reading the bucket and must agree.
+type blockRecord struct {
+	Addr     string    `json:"addr"`
+	Expires  time.Time `json:"expires"`
+	Origin   string    `json:"origin"`
+	ScanType string    `json:"scan_type,omitempty"`
+	Ports    []uint16  `json:"ports,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Seen     []string  `json:"seen,omitempty"` // origin correlate: the hosts that saw it
+}
+
+// liftRecord is the value of a BucketLifts key: an administrator on By
+// lifted the address's fleet blocks made before At.
+type liftRecord struct {
+	Addr string    `json:"addr"`
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+}
+
+// hostRecord is the value of a BucketHosts key.
+type hostRecord struct {
+	Addrs   []string  `json:"addrs"`
+	Updated time.Time `json:"updated"`
+}
+
+// sightingRecord is the value of a BucketSightings key.
+type sightingRecord struct {
+	At time.Time `json:"at"`
+}
+
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("fleet: marshal " + err.Error()) // only our own plain structs are marshalled
+	}
+	return b
+}
+
+// decodeBlock reads a block record of host's key for addr.
+func decodeBlock(host string, addr netip.Addr, data []byte) (Block, error) {
+	var r blockRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Block{}, fmt.Errorf("block record: %w", err)
+	}
+	if a, err := netip.ParseAddr(r.Addr); err != nil || a.Unmap() != addr {
+		return Block{}, fmt.Errorf("block record: address %q is not its key's %s", r.Addr, addr)
+	}
+	if r.Expires.IsZero() {
+		return Block{}, fmt.Errorf("block record: no expiry")
+	}
+	if len(r.Ports) > maxPorts {
+		r.Ports = r.Ports[:maxPorts]
+	}
+	return Block{Addr: addr, Host: host, Expires: r.Expires, Origin: r.Origin, ScanType: r.ScanType,
+		Ports: r.Ports, Reason: r.Reason, Seen: r.Seen}, nil
+}
