@@ -159,6 +159,12 @@ func LiftedLine(a netip.Addr, why string) string {
 	return fmt.Sprintf("%sHost %s has been unblocked: the kernel's first strike blocked it, but %s", attack, a, why)
 }
 
+// CorrelatedLine: hosts of the fleet each saw a probe from a within the
+// correlation window, and the fleet blocks it everywhere.
+func CorrelatedLine(a netip.Addr, hosts []string, window time.Duration) string {
+	return fmt.Sprintf("%sHost %s probed %d hosts of the fleet (%s) within %s; blocked on every host", attack, a, len(hosts), strings.Join(hosts, ", "), window)
+}
+
 // CommandLine: an external command ran for a host.
 func CommandLine(a netip.Addr, argv []string, output string) string {
 	return fmt.Sprintf("%sExternal command run for host: %s using command: %q; output: %q", attack, a, strings.Join(argv, " "), output)

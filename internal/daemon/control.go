@@ -121,6 +121,21 @@ func (d *Daemon) Status() control.Status {
 	if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
 		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
 	}
+	if d.fleet != nil {
+		f := d.fleet.c.Stats()
+		connected := uint64(0)
+		if f.Connected {
+			connected = 1
+		}
+		for k, v := range map[string]uint64{
+			"fleet_connected": connected, "fleet_reconnects": f.Reconnects, "fleet_outbox": uint64(f.OutboxDepth),
+			"fleet_outbox_dropped": f.OutboxDropped, "fleet_outbox_expired": f.OutboxExpired, "fleet_published": f.Published,
+			"fleet_mirrored": f.Mirrored, "fleet_lifted": f.Lifted, "fleet_refused": f.Refused, "fleet_correlated": f.Correlated,
+			"fleet_blocks": uint64(f.Blocks), "fleet_mirror_lag_us": uint64(f.MirrorLag.Microseconds()),
+		} {
+			st.Counters[k] = v
+		}
+	}
 	return st
 }
 

@@ -75,6 +75,7 @@ type Daemon struct {
 	keeper  *keeper.Keeper
 	verify  *verified.Mode // nil unless tcp.verified
 	metrics *metrics.Metrics
+	fleet   *fleetLink      // nil without a fleet section
 	reader  *capture.Reader // NFLOG mode
 	queue   *capture.Queue  // NFQUEUE mode
 	capture capture.Stats
@@ -119,12 +120,24 @@ func New(opts Options) (*Daemon, error) {
 		d.metrics = metrics.New(d.snapshot)
 		lc.OnBlock = d.metrics.ObserveBlock
 	}
+	if err := d.newFleet(); err != nil {
+		d.closeCapture()
+		st.Close()
+		return nil, err
+	}
+	if d.fleet != nil {
+		lc.Fleet = d.fleet
+	}
 	d.ledger = ledger.New(lc)
 	// A name found after its block was recorded goes into the record.
 	d.names.OnName = d.ledger.SetHost
 	d.decider = decide.New(cfg, d.guard, d.ledger)
-	d.pipe = pipeline.New(pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts,
-		Ports: func() pipeline.Ports { return d.watcher.Snapshot() }})
+	pc := pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts,
+		Ports: func() pipeline.Ports { return d.watcher.Snapshot() }}
+	if d.fleet != nil {
+		pc.OnProbe = d.fleet.c.Sighting
+	}
+	d.pipe = pipeline.New(pc)
 	var own func(uint16) bool
 	if cfg.TCP.Verified {
 		d.verify = verified.New(verified.Config{Settings: cfg, Log: d.log, Alerts: d.alerts, Detect: pipeline.DetectConfig(cfg), Act: d.pipe.Act})
@@ -211,6 +224,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The kernel's first strikes while no daemon followed it.
 	if _, err := d.keeper.Adopt(backCtx); err != nil {
 		d.log.Errorf("could not read the sets: %v", err)
+	}
+	if d.fleet != nil {
+		// The fleet's current blocks enter before ready, within a bound.
+		wg.Go(func() { d.fleet.run(ctx) })
+		select {
+		case <-d.fleet.c.Ready():
+			d.log.Infof("fleet: %d blocks of other hosts in force", d.fleet.c.Stats().Blocks)
+		case <-time.After(FleetReadyWait):
+			d.log.Warnf("fleet: the servers did not answer within %s; blocking locally, the fleet's blocks follow when they do", FleetReadyWait)
+		}
 	}
 	if d.metrics != nil {
 		wg.Go(func() {

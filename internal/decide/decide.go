@@ -180,7 +180,10 @@ func (d *Decider) decide(r Request, more int) Decision {
 		out.Why = why
 		return refuse(Protected)
 	}
-	manual := r.Origin == state.OriginManual
+	// An administrator, and the fleet (other hosts decided, within their
+	// own caps), are held to the guard rails and the capacity only, and may
+	// block again to change a block's length.
+	manual := r.Origin == state.OriginManual || r.Origin == state.OriginFleet
 	// kernel: the element is in already (the first strike, or one adopted
 	// from the sets); what is decided is whether it stays, and its record.
 	kernel := r.Origin == state.OriginKernel
@@ -231,7 +234,8 @@ func (d *Decider) decide(r Request, more int) Decision {
 	out.Timeout = r.Timeout
 	switch {
 	case out.Timeout != 0 && (manual || kernel):
-		// An administrator's length; an adopted element's remaining time.
+		// An administrator's length, a fleet block's time left, an adopted
+		// element's remaining time.
 	case weak:
 		out.Timeout = cfg.BlockTimeout() // no offence until corroborated
 	case manual:

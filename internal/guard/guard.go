@@ -245,6 +245,19 @@ func (g *Guard) Protected(a netip.Addr) (string, bool) {
 	return "", false
 }
 
+// Local returns the host's own addresses, sorted.
+func (g *Guard) Local() []netip.Addr {
+	s := g.snap.Load()
+	var out []netip.Addr
+	for a, why := range s.addrs {
+		if why == "local address" {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
 // List returns every protected address with its reason (for status output).
 func (g *Guard) List() map[string]string {
 	s := g.snap.Load()

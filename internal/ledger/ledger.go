@@ -65,6 +65,9 @@ type Evidence struct {
 	// not hold (the first strike while the daemon was stopped, frozen or
 	// losing NFLOG messages): no probe is known.
 	Adopted bool
+	// Kind, when set, is what the record says instead of the probe's scan
+	// type (a fleet block: the other host's scan type and its name).
+	Kind string
 }
 
 // Stats are the ledger's counters.
@@ -109,6 +112,17 @@ type Config struct {
 	// (the detector starts over for it). Called on the ledger's goroutine;
 	// it must not block.
 	OnLift func(netip.Addr)
+	// Fleet, if set, is told of every block recorded here that did not
+	// come from the fleet, and of every administrator's unblock that did
+	// not either: the fleet follows the ledger. Its calls must not block.
+	Fleet Fleet
+}
+
+// Fleet is the fleet's side of the ledger (internal/fleet, adapted by the
+// daemon).
+type Fleet interface {
+	Publish(b state.Block)
+	Unblock(a netip.Addr)
 }
 
 // Ledger records and carries out blocks. Create with New, then Run.
@@ -148,7 +162,10 @@ type job struct {
 	// An administrator's request, which waits on reply: blocks (admin) or
 	// unblocks (lift; all: every block).
 	admin []decide.Decision
+	evs   []Evidence // of admin, when known (the fleet's blocks)
 	lift  []netip.Addr
+	// fromFleet: the fleet lifted it; not passed back to the fleet.
+	fromFleet bool
 	// protected: lift is for addresses that became protected, not an
 	// administrator's unblock (no unblock line, offences kept).
 	protected bool
@@ -299,6 +316,19 @@ func (l *Ledger) unreserve(a netip.Addr) {
 func (l *Ledger) Block(ctx context.Context, ds ...decide.Decision) error {
 	_, err := l.call(ctx, job{admin: ds, at: time.Now()})
 	return err
+}
+
+// Mirror carries out decisions on the fleet's blocks (origin fleet) as
+// Block does, evs[i] saying what is known of ds[i].
+func (l *Ledger) Mirror(ctx context.Context, ds []decide.Decision, evs []Evidence) error {
+	_, err := l.call(ctx, job{admin: ds, evs: evs, at: time.Now()})
+	return err
+}
+
+// Unmirror lifts blocks that the fleet lifted (an administrator's unblock
+// on another host): as Unblock, but not passed back to the fleet.
+func (l *Ledger) Unmirror(ctx context.Context, addrs ...netip.Addr) (int, error) {
+	return l.call(ctx, job{lift: addrs, fromFleet: true})
 }
 
 // Unblock lifts the blocks of addrs everywhere (elements in one
@@ -652,6 +682,8 @@ func (l *Ledger) record(j job, names time.Time) recorded {
 		b.Kind, b.Proto, b.First, b.Last = "manual", "", j.at, j.at
 	case j.ev.Adopted:
 		b.Kind, b.Proto, b.First, b.Last = "adopted", "", j.at, j.at
+	case j.ev.Kind != "":
+		b.Kind, b.First, b.Last = j.ev.Kind, j.at, j.at
 	}
 	if cfg.HostsDeny.Path != "" {
 		line := hostsdeny.Line(cfg.HostsDeny.Template, wrapTarget(d.Addr), strconv.Itoa(int(p.DstPort)), mode(p.Proto))
@@ -711,6 +743,11 @@ func (l *Ledger) announce(ctx context.Context, r recorded) {
 		by = "an administrator"
 	case state.OriginKernel:
 		by = "the kernel"
+	case state.OriginFleet:
+		by = "the fleet"
+	}
+	if l.c.Fleet != nil && d.Origin != state.OriginFleet {
+		l.c.Fleet.Publish(r.b)
 	}
 	l.c.Log.Attack(alert.BlockedLine(d.Addr, nft.TableName, setOf(d.Addr), r.b.Timeout, r.b.Times, by))
 	if r.b.HostsDeny != "" {
@@ -792,7 +829,7 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 	case j.all:
 		return l.unblockAll(ctx)
 	case j.lift != nil:
-		return l.unblock(ctx, j.lift, !j.protected)
+		return l.unblock(ctx, j.lift, !j.protected, j.fromFleet)
 	case j.adopt != nil:
 		return l.adopt(ctx, j)
 	}
@@ -805,7 +842,11 @@ func (l *Ledger) administer(ctx context.Context, j job) reply {
 	}
 	done := make([]recorded, len(j.admin))
 	for i, d := range j.admin {
-		done[i] = l.record(job{dec: d, at: j.at}, time.Time{})
+		var ev Evidence
+		if i < len(j.evs) {
+			ev = j.evs[i]
+		}
+		done[i] = l.record(job{dec: d, at: j.at, ev: ev}, time.Time{})
 	}
 	l.sync()
 	for _, r := range done {
@@ -854,7 +895,7 @@ func (l *Ledger) disown(ctx context.Context, a netip.Addr, why string) {
 	}
 }
 
-func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr, admin bool) reply {
+func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr, admin, fromFleet bool) reply {
 	if err := l.c.Kernel.Delete(ctx, addrs...); err != nil {
 		return reply{err: err}
 	}
@@ -862,6 +903,9 @@ func (l *Ledger) unblock(ctx context.Context, addrs []netip.Addr, admin bool) re
 	for _, a := range addrs {
 		if l.lifted(a, admin) {
 			n++
+		}
+		if admin && !fromFleet && l.c.Fleet != nil {
+			l.c.Fleet.Unblock(a)
 		}
 	}
 	l.sync() // an unblock that returned sticks across a reboot
@@ -876,6 +920,9 @@ func (l *Ledger) unblockAll(ctx context.Context) reply {
 	for _, b := range l.c.Store.Active(time.Time{}) {
 		if l.lifted(b.Addr, true) {
 			n++
+		}
+		if l.c.Fleet != nil {
+			l.c.Fleet.Unblock(b.Addr)
 		}
 	}
 	l.sync()

@@ -58,6 +58,9 @@ type Config struct {
 	Alerts   *alert.Queue
 	// Ports returns the current listening sockets.
 	Ports func() Ports
+	// OnProbe, if set, is told of each probe's source the detector counted
+	// (the fleet's sightings). It must not block.
+	OnProbe func(netip.Addr)
 }
 
 // Pipeline processes packets. Handle and HandleQueued run on one
@@ -211,6 +214,9 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		verdict, src = p.det.Observe(pr, now)
 	}
 	p.tracked.Store(int64(p.det.Len()))
+	if p.c.OnProbe != nil {
+		p.c.OnProbe(pr.Src)
+	}
 	if verdict != detect.Trigger && rule.Struck() {
 		// The kernel struck under a ruleset that had not caught up with a
 		// new scan_trigger yet.

@@ -62,10 +62,13 @@ const (
 	// probe's own packet path; the daemon followed it (or adopted it, when
 	// it was stopped or lost the probe's copy).
 	OriginKernel Origin = "kernel"
+	// OriginFleet: another host of the fleet blocked it (or the fleet's
+	// hosts, together, saw it probe: a correlated block); mirrored here.
+	OriginFleet Origin = "fleet"
 )
 
 // Origins lists every origin, for metrics and documentation.
-var Origins = []Origin{OriginDetect, OriginManual, OriginKernel}
+var Origins = []Origin{OriginDetect, OriginManual, OriginKernel, OriginFleet}
 
 // ParseOrigin reads an origin as the journal writes it.
 func ParseOrigin(s string) (Origin, error) {
