@@ -71,9 +71,10 @@ fuzz:
 	done
 
 # Benchmarks: decoder and detector micro-benchmarks, then the kernel-tier
-# probe-to-block latency and idle RSS (root).
+# probe-to-block latency and idle RSS, and the ports nmap and masscan learn
+# before the block (captured with tcpdump) (root).
 bench: deps-test
-	$(call apt_install,netsniff-ng)
+	$(call apt_install,netsniff-ng masscan tcpdump)
 	$(GO) test -run=NONE -bench=. -benchmem ./internal/packet ./internal/detect
 	$(GO) test -run=NONE -bench=Report -benchtime=1x -timeout=20m ./internal/e2e
 

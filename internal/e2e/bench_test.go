@@ -50,6 +50,14 @@ func rawSocketIn(b *testing.B, ns *netnstest.NS) int {
 
 // sendSYN sends one TCP SYN (no options, like nmap -sS) from src.
 func sendSYN(b *testing.B, fd int, src, dst netip.Addr, port uint16) {
+	sa := &unix.SockaddrInet4{Addr: dst.As4()}
+	if err := unix.Sendto(fd, synPacket(src, dst, port), 0, sa); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// synPacket is the IPv4 packet of a TCP SYN (no options) from src.
+func synPacket(src, dst netip.Addr, port uint16) []byte {
 	pkt := make([]byte, 40)
 	pkt[0] = 0x45
 	binary.BigEndian.PutUint16(pkt[2:], 40)
@@ -72,10 +80,7 @@ func sendSYN(b *testing.B, fd int, src, dst netip.Addr, port uint16) {
 	}
 	pseudo += unix.IPPROTO_TCP + 20
 	binary.BigEndian.PutUint16(tcp[16:], checksum(tcp, pseudo))
-	sa := &unix.SockaddrInet4{Addr: d4}
-	if err := unix.Sendto(fd, pkt, 0, sa); err != nil {
-		b.Fatal(err)
-	}
+	return pkt
 }
 
 func checksum(b []byte, sum uint32) uint16 {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +51,9 @@ type daemon struct {
 	cmd    *exec.Cmd
 	out    *netnstest.Output
 	done   chan error
+	// tap, when set, also gets the daemon's output as it is written
+	// (to timestamp its lines).
+	tap io.Writer
 }
 
 // writeConfig writes a YAML config for a test; state goes to a temp dir
@@ -86,6 +90,10 @@ func (d *daemon) start() {
 	d.out = &netnstest.Output{}
 	d.cmd = d.ns.Command(context.Background(), daemonBinary(d.t), "run", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if d.tap != nil {
+		w := io.MultiWriter(d.out, d.tap)
+		d.cmd.Stdout, d.cmd.Stderr = w, w
+	}
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}

@@ -28,9 +28,9 @@ import (
 
 // BenchmarkReport is `make bench`: every measurement of the performance
 // issue, each against a baseline run in the same process, printed as one
-// table and written to BENCHMARKS.md. Bounded: about two minutes.
-// BenchmarkInsert, BenchmarkFlood, BenchmarkRestore and BenchmarkClassic
-// run one part of the report alone.
+// table and written to BENCHMARKS.md. Bounded: about three minutes.
+// BenchmarkInsert, BenchmarkFlood, BenchmarkRestore, BenchmarkClassic and
+// BenchmarkPortsLearned run one part of the report alone.
 func BenchmarkInsert(b *testing.B) {
 	netnstest.Require(b)
 	benchInsert(b, printRow)
@@ -67,6 +67,8 @@ func BenchmarkReport(b *testing.B) {
 	benchRestore(b, add)
 	benchFlood(b, add)
 	benchClassic(b, add)
+	benchPortsLearned(b, add)
+	benchStrikeLatency(b, add)
 	writeReport(b, rows)
 }
 
@@ -361,6 +363,27 @@ func benchClassic(b *testing.B, add func(string, string, string)) {
 		add(fmt.Sprintf("nmap -sS -T4 --min-rate 3000 -p 1-1024: portsentry-nft (%s)", mode), fmt.Sprintf("%d of 1024 ports answered before the block; daemon CPU %.2f s in all", answeredPorts(out), cpu), "")
 	}
 	p := netnstest.NewPair(b)
+	startClassic(b, p, bin, "-stcp")
+	out := attack(b, p.B, "nmap", scan...)
+	time.Sleep(500 * time.Millisecond)
+	blocked := classicBlocked(b, p, netnstest.AddrB)
+	cpu := 0.0
+	if pids, _ := p.A.Run("ip", "netns", "pids", p.A.Name); pids != "" {
+		for _, f := range strings.Fields(pids) {
+			if comm, _ := os.ReadFile("/proc/" + f + "/comm"); strings.TrimSpace(string(comm)) == "portsentry" {
+				pid, _ := strconv.Atoi(f)
+				cpu = cpuSeconds(b, pid)
+			}
+		}
+	}
+	add("nmap -sS -T4 --min-rate 3000 -p 1-1024: classic PortSentry 1.2 -stcp", fmt.Sprintf("%d of 1024 ports answered before the block (blocked: %v); its CPU %.2f s", answeredPorts(out), blocked, cpu), "")
+}
+
+// startClassic runs classic PortSentry 1.2 (bin) in namespace A of p with
+// PortSentry's shipped settings (the aware lists, advanced mode below 1024
+// without 113 and 139, SCAN_TRIGGER 0), blocking with a blackhole route, in
+// mode flag (-stcp, -atcp); it is killed with the namespace.
+func startClassic(b *testing.B, p *netnstest.Pair, bin, flag string) {
 	dir := b.TempDir()
 	etc := filepath.Join(dir, "etc")
 	exec.Command("cp", "-a", "/etc", etc).Run()
@@ -383,25 +406,17 @@ SCAN_TRIGGER="0"
 `, dir)
 	os.WriteFile(filepath.Join(etc, "portsentry", "portsentry.conf"), []byte(conf), 0o644)
 	// Its own mount namespace sees our copy of /etc; nothing of the host changes.
-	script := fmt.Sprintf("mount --bind %s /etc && exec %s -stcp", etc, bin)
+	script := fmt.Sprintf("mount --bind %s /etc && exec %s %s", etc, bin, flag)
 	if out, err := p.A.Run("unshare", "-m", "--propagation", "private", "sh", "-c", script); err != nil {
-		b.Fatalf("start portsentry: %v %s", err, out)
+		b.Fatalf("start portsentry %s: %v %s", flag, err, out)
 	}
 	time.Sleep(2 * time.Second) // it forks and settles
-	out := attack(b, p.B, "nmap", scan...)
-	time.Sleep(500 * time.Millisecond)
-	routes := p.A.MustRun("ip", "route", "show", "type", "blackhole")
-	blocked := strings.Contains(routes, netnstest.AddrB)
-	cpu := 0.0
-	if pids, _ := p.A.Run("ip", "netns", "pids", p.A.Name); pids != "" {
-		for _, f := range strings.Fields(pids) {
-			if comm, _ := os.ReadFile("/proc/" + f + "/comm"); strings.TrimSpace(string(comm)) == "portsentry" {
-				pid, _ := strconv.Atoi(f)
-				cpu = cpuSeconds(b, pid)
-			}
-		}
-	}
-	add("nmap -sS -T4 --min-rate 3000 -p 1-1024: classic PortSentry 1.2 -stcp", fmt.Sprintf("%d of 1024 ports answered before the block (blocked: %v); its CPU %.2f s", answeredPorts(out), blocked, cpu), "")
+}
+
+// classicBlocked tells whether classic PortSentry in A has routed addr
+// into a blackhole.
+func classicBlocked(b *testing.B, p *netnstest.Pair, addr string) bool {
+	return strings.Contains(p.A.MustRun("ip", "route", "show", "type", "blackhole"), addr)
 }
 
 // classicBinary fetches Debian's portsentry package and returns its binary.
