@@ -49,6 +49,12 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 	for o, n := range l.Blocks {
 		s.Blocks[string(o)] = n.Load()
 	}
+	if d.fleet != nil {
+		f := d.fleet.c.Stats()
+		s.Fleet = &metrics.Fleet{Connected: f.Connected, Outbox: f.OutboxDepth, OutboxDropped: f.OutboxDropped, OutboxExpired: f.OutboxExpired,
+			Published: f.Published, Mirrored: f.Mirrored, Lifted: f.Lifted, Refused: f.Refused, Correlated: f.Correlated,
+			Reconnects: f.Reconnects, Blocks: f.Blocks, MirrorLag: f.MirrorLag.Seconds()}
+	}
 	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
 		proto := "tcp"
 		if k == packet.KindUDP {

@@ -39,6 +39,18 @@ type Snapshot struct {
 	// Gauges.
 	Blocked4, Blocked6 int
 	Tracked            int64
+	// Fleet, nil without a fleet.
+	Fleet *Fleet
+}
+
+// Fleet is the fleet client's state (internal/fleet Stats).
+type Fleet struct {
+	Connected                                         bool
+	Outbox                                            int
+	OutboxDropped, OutboxExpired, Published           uint64
+	Mirrored, Lifted, Refused, Correlated, Reconnects uint64
+	Blocks                                            int
+	MirrorLag                                         float64 // seconds, the last record
 }
 
 // Probes is the count of one protocol and scan type.
@@ -125,8 +137,21 @@ var (
 	dBlocked        = desc("blocked_addresses", "Addresses blocked now, by family.", "family")
 	dTracked        = desc("tracked_sources", "Sources the detector holds.")
 	dStart          = desc("start_time_seconds", "When the daemon started, in Unix seconds.")
+	dFleetUp        = desc("fleet_connected", "1 while connected to the fleet's NATS servers.")
+	dFleetOutbox    = desc("fleet_outbox", "Writes to the fleet waiting in the outbox.")
+	dFleetDropped   = desc("fleet_outbox_dropped_total", "Writes to the fleet dropped: the outbox was full.")
+	dFleetExpired   = desc("fleet_outbox_expired_total", "Writes to the fleet dropped unsent: their block expired while the servers were away.")
+	dFleetPub       = desc("fleet_published_total", "Writes the fleet's servers acknowledged.")
+	dFleetMirrored  = desc("fleet_mirrored_total", "Other hosts' blocks received from the fleet.")
+	dFleetLifted    = desc("fleet_lifts_total", "Fleet-wide unblocks received.")
+	dFleetRefused   = desc("fleet_refused_total", "Fleet blocks refused here (protected, a fleet host's address, not global).")
+	dFleetCorr      = desc("fleet_correlated_total", "Correlated blocks this host published.")
+	dFleetReconn    = desc("fleet_reconnects_total", "Connections to the fleet regained after a loss.")
+	dFleetBlocks    = desc("fleet_blocks", "Other hosts' blocks in force.")
+	dFleetLag       = desc("fleet_mirror_lag_seconds", "The last fleet record: its creation on the servers to its delivery here.")
 	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated, dOpaque, dAdopted, dDisowned}
-	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart}
+	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart,
+		dFleetUp, dFleetOutbox, dFleetDropped, dFleetExpired, dFleetPub, dFleetMirrored, dFleetLifted, dFleetRefused, dFleetCorr, dFleetReconn, dFleetBlocks, dFleetLag}
 )
 
 type collector struct{ read func() Snapshot }
@@ -162,4 +187,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(dBlocked, float64(s.Blocked6), "ipv6")
 	gauge(dTracked, float64(s.Tracked))
 	gauge(dStart, float64(s.Start.UnixNano())/1e9)
+	if f := s.Fleet; f != nil {
+		up := 0.0
+		if f.Connected {
+			up = 1
+		}
+		gauge(dFleetUp, up)
+		gauge(dFleetOutbox, float64(f.Outbox))
+		gauge(dFleetBlocks, float64(f.Blocks))
+		gauge(dFleetLag, f.MirrorLag)
+		for d, v := range map[*prometheus.Desc]uint64{dFleetDropped: f.OutboxDropped, dFleetExpired: f.OutboxExpired, dFleetPub: f.Published,
+			dFleetMirrored: f.Mirrored, dFleetLifted: f.Lifted, dFleetRefused: f.Refused, dFleetCorr: f.Correlated, dFleetReconn: f.Reconnects} {
+			counter(d, v)
+		}
+	}
 }
