@@ -256,3 +256,39 @@ func (ns *NS) Dial(ctx context.Context, network, address string) (net.Conn, erro
 func (ns *NS) HTTPClient() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: ns.Dial, DisableKeepAlives: true}}
 }
+
+// LAN is several namespaces on one Ethernet segment: a bridge (br0) in a
+// namespace of its own, and one veth pair per member, whose member end is
+// "lan0" with the member's IPv4 address in 10.201.0.0/24.
+type LAN struct {
+	// Bridge holds br0 and the bridge ends of the members' pairs.
+	Bridge *NS
+	t      testing.TB
+	n      int
+}
+
+// NewLAN creates the bridge namespace; add members with Join.
+func NewLAN(t testing.TB) *LAN {
+	t.Helper()
+	l := &LAN{Bridge: New(t, "psLANbr"), t: t}
+	l.Bridge.MustRun("ip", "link", "add", "br0", "type", "bridge")
+	l.Bridge.MustRun("ip", "link", "set", "br0", "up")
+	return l
+}
+
+// Join creates a namespace (prefix as in New) on the LAN with addr (an
+// IPv4 address in 10.201.0.0/24, given without a prefix length). Its
+// port on the bridge is returned with it, for `ip link set PORT down`
+// in l.Bridge.
+func (l *LAN) Join(prefix, addr string) (*NS, string) {
+	l.t.Helper()
+	ns := New(l.t, prefix)
+	l.n++
+	port := fmt.Sprintf("port%d", l.n)
+	l.Bridge.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "lan0", "netns", ns.Name)
+	l.Bridge.MustRun("ip", "link", "set", port, "master", "br0")
+	l.Bridge.MustRun("ip", "link", "set", port, "up")
+	ns.MustRun("ip", "addr", "add", addr+"/24", "dev", "lan0")
+	ns.MustRun("ip", "link", "set", "lan0", "up")
+	return ns, port
+}

@@ -1,0 +1,388 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/control"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+)
+
+// The fleet's kernel tier: three hosts on one LAN (namespaces joined by a
+// bridge), each running the daemon with a fleet section and one server of
+// the 3-node NATS cluster of deploy/nats (its files as they are; only the
+// addresses are given on the command line), and a scanner.
+
+// Addresses on the fleet's LAN.
+const (
+	fleetScanner = "10.201.0.99"
+	natsClient   = 4222
+	natsRoute    = 6222
+)
+
+var (
+	natsOnce sync.Once
+	natsBin  string
+	natsErr  error
+)
+
+// natsServerBinary builds the nats-server pinned as a tool in go.mod, once
+// per run (never an embedded server: the kernel tier runs the real one).
+func natsServerBinary(t testing.TB) string {
+	t.Helper()
+	natsOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "portsentry-nft-nats")
+		if err != nil {
+			natsErr = err
+			return
+		}
+		natsBin = filepath.Join(dir, "nats-server")
+		cmd := exec.Command("go", "build", "-o", natsBin, "github.com/nats-io/nats-server/v2")
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			natsErr = fmt.Errorf("go build nats-server: %v\n%s", err, out)
+		}
+	})
+	if natsErr != nil {
+		t.Fatal(natsErr)
+	}
+	return natsBin
+}
+
+// natsServer is one server of the cluster, run in its host's namespace.
+type natsServer struct {
+	t    testing.TB
+	ns   *netnstest.NS
+	n    int // 1, 2, 3: deploy/nats/nN.conf
+	addr string
+	dir  string // its working directory (store_dir is relative)
+	cmd  *exec.Cmd
+	out  *netnstest.Output
+	done chan struct{}
+}
+
+func (s *natsServer) start() {
+	s.t.Helper()
+	conf, err := filepath.Abs(fmt.Sprintf("../../deploy/nats/n%d.conf", s.n))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var routes []string
+	for i := 1; i <= 3; i++ {
+		routes = append(routes, fmt.Sprintf("nats://10.201.0.%d:%d", i, natsRoute))
+	}
+	s.out = &netnstest.Output{}
+	s.cmd = s.ns.Command(context.Background(), natsServerBinary(s.t), "-c", conf,
+		"-a", s.addr, "-p", fmt.Sprint(natsClient),
+		"--cluster", fmt.Sprintf("nats://%s:%d", s.addr, natsRoute), "--routes", strings.Join(routes, ","))
+	s.cmd.Dir = s.dir
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.done = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := s.ns.Dial(context.Background(), "tcp", fmt.Sprintf("%s:%d", s.addr, natsClient))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("n%d does not listen on %s:%d:\n%s", s.n, s.addr, natsClient, s.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop kills the server and waits for it.
+func (s *natsServer) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.t.Errorf("n%d did not exit after SIGKILL", s.n)
+	}
+	s.cmd = nil
+}
+
+// fleetHost is one host of the fleet: its namespace, daemon and server.
+type fleetHost struct {
+	name, addr string
+	ns         *netnstest.NS
+	d          *daemon
+	srv        *natsServer
+}
+
+type fleetLAN struct {
+	lan     *netnstest.LAN
+	hosts   []*fleetHost
+	scanner *netnstest.NS
+}
+
+// newFleetLAN makes the LAN, the cluster and the three daemons: daemonYAML
+// is added to each daemon's configuration, fleetYAML to its fleet section
+// (indented keys such as "  correlate: {hosts: 3}\n"). It returns once every
+// daemon mirrored the fleet (its buckets exist and were read).
+func newFleetLAN(t testing.TB, daemonYAML, fleetYAML string) *fleetLAN {
+	t.Helper()
+	netnstest.Require(t, "nmap", "hping3")
+	natsServerBinary(t)
+	f := &fleetLAN{lan: netnstest.NewLAN(t)}
+	for i := 1; i <= 3; i++ {
+		h := &fleetHost{name: fmt.Sprintf("h%d", i), addr: fmt.Sprintf("10.201.0.%d", i)}
+		h.ns, _ = f.lan.Join("psF"+h.name, h.addr)
+		f.hosts = append(f.hosts, h)
+	}
+	f.scanner, _ = f.lan.Join("psFscan", fleetScanner)
+	// The servers start together: each waits for its routes.
+	var wg sync.WaitGroup
+	for i, h := range f.hosts {
+		h.srv = &natsServer{t: t, ns: h.ns, n: i + 1, addr: h.addr, dir: t.TempDir()}
+		t.Cleanup(h.srv.stop)
+		wg.Go(h.srv.start)
+	}
+	wg.Wait()
+	for i, h := range f.hosts {
+		// Each host lists the servers starting with its own.
+		var urls []string
+		for j := range 3 {
+			urls = append(urls, fmt.Sprintf("nats://%s:%d", f.hosts[(i+j)%3].addr, natsClient))
+		}
+		yaml := daemonYAML + fmt.Sprintf("fleet:\n  servers: [%s]\n  name: %s\n  user: %s\n  password: %s-change-me\n",
+			strings.Join(urls, ", "), h.name, h.name, h.name) + fleetYAML
+		h.d = startDaemon(t, h.ns, yaml)
+	}
+	// A new cluster elects its leaders before the first host creates the
+	// buckets (see internal/fleet TestDeployCluster): allow for it.
+	for _, h := range f.hosts {
+		h.d.waitLog("fleet: mirrored the fleet", 90*time.Second)
+	}
+	return f
+}
+
+// dump logs the servers' output, for a failed test.
+func (f *fleetLAN) dump(t testing.TB) {
+	for _, h := range f.hosts {
+		t.Logf("== %s daemon:\n%s", h.name, h.d.out)
+		if h.srv.out != nil {
+			t.Logf("== n%d:\n%s", h.srv.n, h.srv.out)
+		}
+	}
+}
+
+// counter reads one counter of the daemon's status.
+func counter(t testing.TB, d *daemon, name string) uint64 {
+	t.Helper()
+	out, err := d.cli("status", "--json")
+	if err != nil {
+		t.Fatalf("status: %v %s", err, out)
+	}
+	var st control.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	v, ok := st.Counters[name]
+	if !ok {
+		t.Fatalf("status has no counter %s:\n%s", name, out)
+	}
+	return v
+}
+
+// waitElements polls each host's set for addr and returns when each one
+// has it (measured from start); a zero duration: not within `within`.
+func waitElements(t testing.TB, hosts []*fleetHost, addr string, start time.Time, within time.Duration) []time.Duration {
+	t.Helper()
+	took := make([]time.Duration, len(hosts))
+	for left := len(hosts); left > 0 && time.Since(start) < within; {
+		for i, h := range hosts {
+			if took[i] == 0 && netnstest.ElementLine(listSet(t, h.ns, "blocked"), addr) != "" {
+				took[i] = time.Since(start)
+				left--
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return took
+}
+
+// An nmap scan of host 1 ends with the scanner in the kernel set of hosts
+// 2 and 3, with origin fleet and host 1 named in their list.
+func TestFleetScanBlocksEveryHost(t *testing.T) {
+	f := newFleetLAN(t, "", "")
+	h1, others := f.hosts[0], f.hosts[1:]
+	start := time.Now()
+	scan := make(chan string, 1)
+	go func() { scan <- nmap(t, f.scanner, "-sS", "-p", "1,11,15,79", h1.addr) }()
+	took := waitElements(t, f.hosts, fleetScanner, start, 20*time.Second)
+	<-scan
+	for i, d := range took {
+		if d == 0 {
+			f.dump(t)
+			t.Fatalf("%s never blocked %s (within 20 s of the scan's start): %v", f.hosts[i].name, fleetScanner, took)
+		}
+	}
+	t.Logf("scan start to element: h1 %s, h2 %s, h3 %s (h1 to h2 %s, h1 to h3 %s)",
+		took[0], took[1], took[2], took[1]-took[0], took[2]-took[0])
+	h1.d.waitLog(fmt.Sprintf("attackalert: Host %s has been blocked", fleetScanner), 5*time.Second)
+	for _, h := range others {
+		out, err := h.d.cli("list")
+		if err != nil {
+			t.Fatalf("%s list: %v %s", h.name, err, out)
+		}
+		line := ""
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, fleetScanner) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "fleet") || !strings.Contains(line, "from h1") {
+			t.Errorf("%s list shows %s without origin fleet from h1:\n%s", h.name, fleetScanner, out)
+		}
+		if n := counter(t, h.d, "fleet_mirrored"); n < 1 {
+			t.Errorf("%s fleet_mirrored %d", h.name, n)
+		}
+	}
+	if n := counter(t, h1.d, "fleet_published"); n < 1 {
+		t.Errorf("h1 fleet_published %d", n)
+	}
+}
+
+// With correlate.hosts 3 and scan_trigger 3, one tripwire probe on each
+// host blocks nobody locally, and the third host's sighting blocks the
+// source on all three, with the correlated alert line on each.
+func TestFleetCorrelatedProbesBlockEveryHost(t *testing.T) {
+	f := newFleetLAN(t, "detect: {scan_trigger: 3}\n", "  correlate: {hosts: 3}\n")
+	for i, h := range f.hosts {
+		hping(t, f.scanner, "-S", "-c", "1", "-p", "1", h.addr)
+		if i < 2 {
+			time.Sleep(300 * time.Millisecond)
+			for _, o := range f.hosts {
+				assertNotBlocked(t, o.ns, fleetScanner)
+			}
+		}
+	}
+	start := time.Now()
+	took := waitElements(t, f.hosts, fleetScanner, start, 10*time.Second)
+	for i, d := range took {
+		if d == 0 {
+			f.dump(t)
+			t.Fatalf("%s never blocked %s after one probe on each host: %v", f.hosts[i].name, fleetScanner, took)
+		}
+	}
+	t.Logf("third probe to element: h1 %s, h2 %s, h3 %s", took[0], took[1], took[2])
+	for _, h := range f.hosts {
+		h.d.waitLog(fmt.Sprintf("attackalert: Host %s probed 3 hosts of the fleet (h1, h2, h3) within 10m0s; blocked on every host", fleetScanner), 5*time.Second)
+	}
+	if n := counter(t, f.hosts[2].d, "fleet_correlated") + counter(t, f.hosts[0].d, "fleet_correlated") + counter(t, f.hosts[1].d, "fleet_correlated"); n != 1 {
+		t.Errorf("fleet_correlated summed over the hosts: %d, want 1", n)
+	}
+}
+
+// cut drops the NATS traffic (client and route ports) between ns and the
+// LAN, in a table of its own; its own server and daemon still talk over
+// loopback, and the scanner still reaches it.
+func cut(t testing.TB, ns *netnstest.NS) (heal func()) {
+	t.Helper()
+	rules := fmt.Sprintf(`table inet fleetcut {
+	chain in { type filter hook input priority -300; policy accept; iifname "lan0" tcp dport { %[1]d, %[2]d } drop; iifname "lan0" tcp sport { %[1]d, %[2]d } drop; }
+	chain out { type filter hook output priority -300; policy accept; oifname "lan0" tcp dport { %[1]d, %[2]d } drop; oifname "lan0" tcp sport { %[1]d, %[2]d } drop; }
+}
+`, natsClient, natsRoute)
+	file := filepath.Join(t.TempDir(), "cut.nft")
+	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns.MustRun("nft", "-f", file)
+	return func() { ns.MustRun("nft", "delete", "table", "inet", "fleetcut") }
+}
+
+// Host 3 cut off from the others' servers still blocks a scan of itself;
+// after the cut heals its block reaches hosts 1 and 2, and host 1's block
+// made during the cut reaches host 3.
+func TestFleetPartitionHeals(t *testing.T) {
+	f := newFleetLAN(t, "", "")
+	h1, h2, h3 := f.hosts[0], f.hosts[1], f.hosts[2]
+	heal := cut(t, h3.ns)
+	// Host 3's scan, blocked locally within the usual time.
+	start := time.Now()
+	nmap(t, f.scanner, "-sS", "-p", "1,11,15,79", h3.addr)
+	el := waitBlocked(t, h3.ns, "blocked", fleetScanner, 5*time.Second)
+	t.Logf("h3 blocked the scanner while cut off (%s after the scan's start): %s", time.Since(start).Round(time.Millisecond), el)
+	// Host 1 blocks a source of its own meanwhile (a spoofed probe, first strike).
+	const other = "10.201.0.98"
+	// The majority (n1, n2) may have to elect new stream leaders first
+	// (seconds, once 34 s: see LIBRARY-NOTES).
+	hping(t, f.scanner, "-S", "-c", "1", "-p", "1", "-a", other, h1.addr)
+	waitBlocked(t, h1.ns, "blocked", other, 5*time.Second)
+	sent := time.Now()
+	if took := waitElements(t, []*fleetHost{h2}, other, sent, 60*time.Second); took[0] == 0 {
+		f.dump(t)
+		t.Fatalf("h1's block of %s did not reach h2 within 60 s during the cut", other)
+	} else {
+		t.Logf("h1's block reached h2 during the cut in %s", took[0])
+	}
+	// The cut holds: nothing crosses it.
+	time.Sleep(3 * time.Second)
+	assertNotBlocked(t, h1.ns, fleetScanner)
+	assertNotBlocked(t, h2.ns, fleetScanner)
+	assertNotBlocked(t, h3.ns, other)
+
+	heal()
+	healed := time.Now()
+	toH1H2 := waitElements(t, []*fleetHost{h1, h2}, fleetScanner, healed, 60*time.Second)
+	toH3 := waitElements(t, []*fleetHost{h3}, other, healed, 60*time.Second)
+	if toH1H2[0] == 0 || toH1H2[1] == 0 || toH3[0] == 0 {
+		f.dump(t)
+		t.Fatalf("after the heal (60 s): h3's block on h1 %s, h2 %s; h1's block on h3 %s (0: never)", toH1H2[0], toH1H2[1], toH3[0])
+	}
+	t.Logf("heal to convergence: h3's block on h1 %s, on h2 %s; h1's block on h3 %s", toH1H2[0], toH1H2[1], toH3[0])
+}
+
+// The whole cluster stopped: a scan of host 1 is blocked within the usual
+// time, and status shows fleet_connected 0.
+func TestFleetClusterDownBlocksLocally(t *testing.T) {
+	f := newFleetLAN(t, "", "")
+	h1 := f.hosts[0]
+	if n := counter(t, h1.d, "fleet_connected"); n != 1 {
+		t.Fatalf("fleet_connected %d before the cluster stops", n)
+	}
+	for _, h := range f.hosts {
+		h.srv.stop()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for counter(t, h1.d, "fleet_connected") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet_connected still 1 10 s after the cluster stopped")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	scan := make(chan string, 1)
+	go func() { scan <- nmap(t, f.scanner, "-sS", "-p", "1,11,15,79", h1.addr) }()
+	took := waitElements(t, f.hosts[:1], fleetScanner, start, 5*time.Second)
+	<-scan
+	if took[0] == 0 {
+		t.Fatalf("h1 did not block %s within 5 s of the scan's start with the cluster down:\n%s", fleetScanner, h1.d.out)
+	}
+	t.Logf("blocked with the cluster down, %s after the scan's start", took[0])
+	h1.d.waitLog(fmt.Sprintf("attackalert: Host %s has been blocked", fleetScanner), 5*time.Second)
+	if n := counter(t, h1.d, "fleet_connected"); n != 0 {
+		t.Errorf("fleet_connected %d with the cluster down", n)
+	}
+	if n := counter(t, h1.d, "fleet_outbox"); n < 1 {
+		t.Errorf("fleet_outbox %d: the block should wait in the outbox", n)
+	}
+}
