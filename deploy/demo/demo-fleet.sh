@@ -34,6 +34,7 @@ cleanup
 trap cleanup EXIT
 WORK=$(mktemp -d /tmp/portsentry-nft-demo-fleet.XXXXXX)
 CONFS=$(cd "$(dirname "$0")/../nats" && pwd)
+NATS=$(realpath "$NATS") # each server runs in its data directory
 
 # join NS ADDR: a namespace on the bridge, its end named lan0.
 N=0
@@ -85,7 +86,7 @@ for h in "${HOSTS[@]}"; do
 		grep -q "fleet: mirrored the fleet" "$WORK/$h.log" && break
 		sleep 0.1
 	done
-	grep -q "fleet: mirrored the fleet" "$WORK/$h.log" || { echo "$h did not join the fleet:"; cat "$WORK/$h.log"; exit 1; }
+	grep -q "fleet: mirrored the fleet" "$WORK/$h.log" || { echo "$h did not join the fleet:"; cat "$WORK/$h.log" "$WORK"/n?.log; exit 1; }
 	echo "   $h: $(grep -m1 'fleet: connected' "$WORK/$h.log" | sed 's/.*fleet: //')"
 done
 
