@@ -28,9 +28,10 @@ import (
 
 // BenchmarkReport is `make bench`: every measurement of the performance
 // issue, each against a baseline run in the same process, printed as one
-// table and written to BENCHMARKS.md. Bounded: about three minutes.
-// BenchmarkInsert, BenchmarkFlood, BenchmarkRestore, BenchmarkClassic and
-// BenchmarkPortsLearned run one part of the report alone.
+// table and written to BENCHMARKS.md. Bounded: about three minutes, and
+// three more for the fleet. BenchmarkInsert, BenchmarkFlood,
+// BenchmarkRestore, BenchmarkClassic, BenchmarkPortsLearned and
+// BenchmarkFleet run one part of the report alone.
 func BenchmarkInsert(b *testing.B) {
 	netnstest.Require(b)
 	benchInsert(b, printRow)
@@ -69,6 +70,7 @@ func BenchmarkReport(b *testing.B) {
 	benchClassic(b, add)
 	benchPortsLearned(b, add)
 	benchStrikeLatency(b, add)
+	benchFleet(b, add)
 	writeReport(b, rows)
 }
 

@@ -1,0 +1,225 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+// BenchmarkFleet runs the fleet's part of the report alone.
+func BenchmarkFleet(b *testing.B) {
+	netnstest.Require(b, "nmap", "hping3")
+	benchFleet(b, printRow)
+}
+
+// crowdsecPoll is how often a CrowdSec bouncer asks its API for new
+// decisions by default (update_frequency 10s): a decision waits half of it
+// on average, all of it at worst.
+const crowdsecPoll = 10 * time.Second
+
+// benchFleet: three hosts on a LAN with the 3-node cluster (as the
+// TestFleet tests): detection on host 1 to the element in host 2's set,
+// 10k blocks at once, the catch-up after a 30 s partition, and host 2's
+// RSS with 100k blocks mirrored. About two minutes.
+func benchFleet(b *testing.B, add func(string, string, string)) {
+	f := newFleetLAN(b, "block: {max_per_second: 100000, set_size: 200000}\n", "")
+	h1, h2, h3 := f.hosts[0], f.hosts[1], f.hosts[2]
+	idleRSS := rssKiB(b, h2.d.cmd.Process.Pid)
+	benchFleetLatency(b, add, f)
+
+	// 10k blocks at once on host 1 (one block --file) until every host
+	// has all of them.
+	files := []*os.File{h1.ns.Open(), h2.ns.Open(), h3.ns.Open()}
+	counts := func() []int {
+		var n []int
+		for _, fl := range files {
+			n = append(n, countElements(b, fl, nft.SetBlocked))
+		}
+		return n
+	}
+	waitCounts := func(want []int, within time.Duration) time.Duration {
+		start := time.Now()
+		for {
+			got := counts()
+			done := true
+			for i := range got {
+				done = done && got[i] >= want[i]
+			}
+			if done {
+				return time.Since(start)
+			}
+			if time.Since(start) > within {
+				f.dump(b)
+				b.Fatalf("elements %v, want %v, after %s", got, want, within)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	plus := func(base []int, d ...int) []int {
+		out := make([]int, len(base))
+		for i := range base {
+			out[i] = base[i] + d[i]
+		}
+		return out
+	}
+	base := counts()
+	list := addrFile(b, 10000, 211)
+	start := time.Now()
+	if out, err := h1.d.cli("block", "--file", list); err != nil {
+		b.Fatalf("block --file: %v %s", err, out)
+	}
+	local := time.Since(start)
+	all := local + waitCounts(plus(base, 10000, 10000, 10000), 60*time.Second)
+	add("fleet: 10k blocks at once on host 1 (one block --file) until all 3 hosts have them",
+		fmt.Sprintf("%s (%s on host 1 itself); %.0f blocks/s fleet-wide", all.Round(time.Millisecond), local.Round(time.Millisecond), 10000/all.Seconds()),
+		fmt.Sprintf("one CrowdSec poll: up to %s", crowdsecPoll))
+
+	// A 30 s partition of host 3: host 1 blocks 1000 addresses and host 3
+	// 100 meanwhile; from the heal until each has the other's.
+	base = counts()
+	heal := cut(b, h3.ns)
+	cutAt := time.Now()
+	if out, err := h1.d.cli("block", "--file", addrFile(b, 1000, 212)); err != nil {
+		b.Fatalf("block --file: %v %s", err, out)
+	}
+	if out, err := h3.d.cli("block", "--file", addrFile(b, 100, 213)); err != nil {
+		b.Fatalf("block --file: %v %s", err, out)
+	}
+	time.Sleep(time.Until(cutAt.Add(30 * time.Second)))
+	if got := counts(); got[2] != base[2]+100 || got[0] != base[0]+1000 {
+		b.Fatalf("the cut leaked: elements %v, base %v", got, base)
+	}
+	heal()
+	catchUp := waitCounts(plus(base, 1100, 1100, 1100), 60*time.Second)
+	add("fleet: catch-up after a 30 s partition of host 3 (1000 blocks of host 1, 100 of host 3 made during it)",
+		fmt.Sprintf("%s from the heal until all 3 hosts have all 1100", catchUp.Round(time.Millisecond)), "")
+
+	// 100k fleet blocks mirrored on host 2: host 1 adds 87,900 to the
+	// 12,100 of the steps above, through the control socket in requests of
+	// at most 25k (the outbox holds 65536 writes; each request waits for
+	// host 1's outbox to drain). Host 1 stays within the 100k offenders
+	// internal/state remembers: beyond them, with every one of them
+	// blocked, each further block costs a scan of all of them.
+	base = counts()
+	mirrored := int(counter(b, h2.d, "fleet_blocks"))
+	for i, left := 0, 100000-mirrored; left > 0; i++ {
+		n := min(left, 25000)
+		left -= n
+		if out, err := h1.d.cli("block", "--file", addrFile(b, n, 220+i)); err != nil {
+			b.Fatalf("block --file: %v %s", err, out)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for counter(b, h1.d, "fleet_outbox") > 0 {
+			if time.Now().After(deadline) {
+				b.Fatalf("host 1's outbox did not drain in 60 s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	n := 100000 - mirrored
+	waitCounts(plus(base, n, n, n), 150*time.Second)
+	if n := counter(b, h1.d, "fleet_outbox_dropped"); n != 0 {
+		b.Errorf("host 1 dropped %d writes", n)
+	}
+	add("fleet: RSS of host 2's daemon with 100k fleet blocks mirrored",
+		fmt.Sprintf("%.1f MiB with %d (%.1f MiB idle in the fleet at start)", float64(rssKiB(b, h2.d.cmd.Process.Pid))/1024,
+			counter(b, h2.d, "fleet_blocks"), float64(idleRSS)/1024), "")
+}
+
+// addrFile writes n distinct addresses in 10.<second>.0.0/16 and up.
+func addrFile(b *testing.B, n, second int) string {
+	var sb strings.Builder
+	for i := range n {
+		fmt.Fprintf(&sb, "10.%d.%d.%d\n", second+(i+1)>>16, byte((i+1)>>8), byte(i+1))
+	}
+	p := filepath.Join(b.TempDir(), "addrs")
+	if err := os.WriteFile(p, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// benchFleetLatency: 1000 SYNs from distinct spoofed sources at host 1's
+// tripwire, 200 per second from the scanner's namespace (a raw socket, so
+// the send time is the probe's); host 2's element adds are read from an
+// nftables netlink monitor in its namespace (the daemon's adds emit
+// NEWSETELEM events).
+func benchFleetLatency(b *testing.B, add func(string, string, string), f *fleetLAN) {
+	const probes, rate = 1000, 200
+	conn, err := nft.DialQuery(f.hosts[1].ns.Open())
+	if err != nil {
+		b.Fatal(err)
+	}
+	mon := nftables.NewMonitor(nftables.WithMonitorObject(nftables.MonitorObjectElements), nftables.WithMonitorAction(nftables.MonitorActionNew))
+	events, err := conn.AddMonitor(mon)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mon.Close()
+	var mu sync.Mutex
+	seen := map[netip.Addr]time.Time{}
+	got := make(chan struct{}, probes)
+	go func() {
+		for ev := range events {
+			now := time.Now()
+			if els, ok := ev.Data.([]nftables.SetElement); ok {
+				for _, e := range els {
+					if a, ok := netip.AddrFromSlice(e.Key); ok {
+						mu.Lock()
+						if _, dup := seen[a]; !dup {
+							seen[a] = now
+							got <- struct{}{}
+						}
+						mu.Unlock()
+					}
+				}
+			}
+		}
+	}()
+	raw := rawSocketIn(b, f.scanner)
+	defer closeFD(raw)
+	dst := netip.MustParseAddr(f.hosts[0].addr)
+	sent := map[netip.Addr]time.Time{}
+	tick := time.NewTicker(time.Second / rate)
+	for i := range probes {
+		<-tick.C
+		src := netip.AddrFrom4([4]byte{10, 210, byte((i + 1) >> 8), byte(i + 1)})
+		sent[src] = time.Now()
+		sendSYN(b, raw, src, dst, 1)
+	}
+	tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for n := 0; n < probes; n++ {
+		select {
+		case <-got:
+		case <-deadline:
+			mu.Lock()
+			b.Fatalf("host 2 has %d of %d sources 30 s after the last probe", len(seen), probes)
+		}
+	}
+	mu.Lock()
+	var lat []time.Duration
+	for a, t := range sent {
+		s, ok := seen[a]
+		if !ok {
+			b.Fatalf("%s not seen on host 2", a)
+		}
+		lat = append(lat, s.Sub(t))
+	}
+	mu.Unlock()
+	p50, p99 := pct(lat, 50), pct(lat, 99)
+	add(fmt.Sprintf("fleet: probe on host 1 to element in host 2's set, %d sources at %d/s", probes, rate),
+		fmt.Sprintf("p50 %s, p99 %s, max %s; CrowdSec's 10 s poll: %.0fx (p50 against 5 s), %.0fx (p99 against 10 s)",
+			us(p50), us(p99), us(pct(lat, 100)), float64(crowdsecPoll/2)/float64(p50), float64(crowdsecPoll)/float64(p99)),
+		"p99 <= 100 ms")
+}
