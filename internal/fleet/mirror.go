@@ -133,7 +133,7 @@ var (
 // watcher it makes new ones (with backoff), which replay the buckets'
 // current values; the revisions already handled are skipped.
 func (c *Client) mirrorLoop(ctx context.Context) {
-	bo := newBackoff(500*time.Millisecond, 30*time.Second)
+	bo := newBackoff(500*time.Millisecond, retryMax)
 	for ctx.Err() == nil {
 		if !c.waitConnected(ctx) {
 			return

@@ -19,6 +19,10 @@ const (
 	batchSize = 4096
 	// ackTimeout bounds the wait for one write's acknowledgement.
 	ackTimeout = 10 * time.Second
+	// retryMax caps the delay between tries (publishing, watching): after
+	// a partition heals, a host catches up within it. Jitter spreads the
+	// hosts of a large fleet.
+	retryMax = 5 * time.Second
 	// purgeMarkerTTL is how long a purged block's marker stays, so that
 	// watchers that were briefly away still see the purge.
 	purgeMarkerTTL = time.Minute
@@ -31,7 +35,7 @@ func purgeHeader() nats.Header {
 // publisher sends the outbox while connected, in batches, and puts back
 // what failed, retrying with backoff.
 func (c *Client) publisher(ctx context.Context) {
-	bo := newBackoff(200*time.Millisecond, 30*time.Second)
+	bo := newBackoff(200*time.Millisecond, retryMax)
 	var retry <-chan time.Time
 	for {
 		select {
