@@ -177,6 +177,9 @@ func newFleetLAN(t testing.TB, daemonYAML, fleetYAML string) *fleetLAN {
 func (f *fleetLAN) dump(t testing.TB) {
 	for _, h := range f.hosts {
 		t.Logf("== %s daemon:\n%s", h.name, h.d.out)
+		if st, err := h.d.cli("status"); err == nil {
+			t.Logf("== %s status:\n%s", h.name, st)
+		}
 		if h.srv.out != nil {
 			t.Logf("== n%d:\n%s", h.srv.n, h.srv.out)
 		}

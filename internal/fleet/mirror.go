@@ -127,7 +127,15 @@ func (w watchers) stop() {
 var (
 	errReconnected = errors.New("reconnected")
 	errClosed      = errors.New("watcher closed")
+	errStalled     = errors.New("watcher stalled: the bucket has records it did not deliver")
 )
+
+// stallCheck is how often the watchers are checked against their
+// buckets: an ordered consumer whose server was cut off from the cluster
+// can stop delivering without the connection dropping (its re-creation
+// fails while the streams elect new leaders), and nothing else would
+// notice.
+const stallCheck = 5 * time.Second
 
 // mirrorLoop keeps the watchers running: after a reconnect or a closed
 // watcher it makes new ones (with backoff), which replay the buckets'
@@ -256,6 +264,7 @@ func (c *Client) watch(ctx context.Context) error {
 	defer cancel()
 	var w watchers
 	defer w.stop()
+	kvs := map[string]jetstream.KeyValue{}
 	for _, x := range []struct {
 		bucket string
 		to     *jetstream.KeyWatcher
@@ -266,6 +275,7 @@ func (c *Client) watch(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", x.bucket, err)
 		}
+		kvs[x.bucket] = kv
 		// A watcher lives as long as its context: bound the requests that
 		// make it by ending the whole generation if they take too long.
 		timer := time.AfterFunc(apiTimeout, cancel)
@@ -323,8 +333,14 @@ func (c *Client) watch(ctx context.Context) error {
 	})
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	st := newStallCheck(kvs[BucketLifts], kvs[BucketBlocks])
+	var maxRev [2]uint64 // delivered: lifts, blocks
 	for {
 		select {
+		case r := <-st.results:
+			if st.stalled(r, maxRev) {
+				return errStalled
+			}
 		case e, ok := <-w.hosts.Updates():
 			if !ok || e == nil {
 				if !ok {
@@ -340,6 +356,7 @@ func (c *Client) watch(ctx context.Context) error {
 				}
 				continue
 			}
+			maxRev[0] = max(maxRev[0], e.Revision())
 			c.handle(BucketLifts, e, false)
 		case e, ok := <-w.blocks.Updates():
 			if !ok || e == nil {
@@ -348,11 +365,13 @@ func (c *Client) watch(ctx context.Context) error {
 				}
 				continue
 			}
+			maxRev[1] = max(maxRev[1], e.Revision())
 			c.handle(BucketBlocks, e, false)
 		case b := <-c.self:
 			c.deliver(b)
-		case <-tick.C:
+		case now := <-tick.C:
 			c.sweep()
+			st.maybeStart(ctx, now)
 		case <-c.reconnected:
 			return errReconnected
 		case <-ctx.Done():
@@ -613,4 +632,63 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// stallChecker compares the watchers of lifts and blocks with their
+// buckets' last sequence, now and then, off the watch loop.
+type stallChecker struct {
+	kvs     [2]jetstream.KeyValue
+	results chan [2]uint64
+	next    time.Time
+	running bool
+	// base: the buckets' last sequences at the first check of this
+	// generation (what was there before may never be delivered: a purged
+	// marker leaves a gap); pending: sequences a check found undelivered.
+	base, pending [2]uint64
+	checked       bool
+}
+
+func newStallCheck(lifts, blocks jetstream.KeyValue) *stallChecker {
+	return &stallChecker{kvs: [2]jetstream.KeyValue{lifts, blocks}, results: make(chan [2]uint64, 1), next: time.Now().Add(stallCheck)}
+}
+
+// maybeStart asks the buckets' last sequences when a check is due.
+func (s *stallChecker) maybeStart(ctx context.Context, now time.Time) {
+	if s.running || now.Before(s.next) {
+		return
+	}
+	s.running, s.next = true, now.Add(stallCheck)
+	go func() {
+		var last [2]uint64
+		for i, kv := range s.kvs {
+			rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+			st, err := kv.Status(rctx)
+			cancel()
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); err == nil && ok && bs.StreamInfo() != nil {
+				last[i] = bs.StreamInfo().State.LastSeq
+			}
+		}
+		s.results <- last
+	}()
+}
+
+// stalled reports a watcher that still has not delivered a record a check
+// before this one found (and that came after this generation began).
+func (s *stallChecker) stalled(last, delivered [2]uint64) bool {
+	s.running = false
+	if !s.checked {
+		s.checked, s.base = true, last
+		return false
+	}
+	stalled := false
+	for i := range last {
+		if s.pending[i] > s.base[i] && delivered[i] < s.pending[i] {
+			stalled = true
+		}
+		s.pending[i] = 0
+		if last[i] > delivered[i] {
+			s.pending[i] = last[i]
+		}
+	}
+	return stalled
 }

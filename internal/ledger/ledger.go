@@ -113,8 +113,9 @@ type Config struct {
 	// it must not block.
 	OnLift func(netip.Addr)
 	// Fleet, if set, is told of every block recorded here that did not
-	// come from the fleet, and of every administrator's unblock that did
-	// not either: the fleet follows the ledger. Its calls must not block.
+	// come from the fleet (once its element is in), and of every
+	// administrator's unblock that did not either: the fleet follows the
+	// ledger. Its calls must not block.
 	Fleet Fleet
 }
 
@@ -697,6 +698,11 @@ func (l *Ledger) record(j job, names time.Time) recorded {
 	if err := l.c.Store.Add(b); err != nil {
 		l.c.Log.Errorf("could not record the block of %s: %v", d.Addr, err)
 	}
+	if l.c.Fleet != nil && d.Origin != state.OriginFleet {
+		// The element is in: the fleet hears of it now, not after the
+		// journal's fsync (the fleet holds its own copy).
+		l.c.Fleet.Publish(b)
+	}
 	if b.Host == "" {
 		// The lookup may have finished since Name was asked, before the
 		// record was in the store for SetHost to find.
@@ -746,9 +752,7 @@ func (l *Ledger) announce(ctx context.Context, r recorded) {
 	case state.OriginFleet:
 		by = "the fleet"
 	}
-	if l.c.Fleet != nil && d.Origin != state.OriginFleet {
-		l.c.Fleet.Publish(r.b)
-	}
+
 	l.c.Log.Attack(alert.BlockedLine(d.Addr, nft.TableName, setOf(d.Addr), r.b.Timeout, r.b.Times, by))
 	if r.b.HostsDeny != "" {
 		l.c.Log.Attack(alert.WrappersLine(d.Addr, r.b.HostsDeny))

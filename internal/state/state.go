@@ -288,7 +288,8 @@ type offender struct {
 }
 
 // Repeat offenders are remembered for RepeatMemory after their last block,
-// and at most MaxOffenders of them (the oldest forgotten first): a spoofed
+// and at most MaxOffenders of them besides those with a block in force
+// (the oldest forgotten first): a spoofed
 // flood blocks a new address every time, and must not grow this forever.
 const (
 	RepeatMemory = 30 * 24 * time.Hour
@@ -298,8 +299,11 @@ const (
 func (s *Store) remember(a netip.Addr, n int, last time.Time) {
 	o := s.times[a]
 	s.times[a] = offender{max(o.n, n), last}
-	if len(s.times) > MaxOffenders {
-		s.forgetOldest(len(s.times) - MaxOffenders*9/10)
+	// Offenders with a block in force are never forgotten, and bounded by
+	// the sets' size: the bound is on the others. (Counting them too made
+	// every block past MaxOffenders blocks in force scan them all in vain.)
+	if len(s.times) > MaxOffenders+len(s.active) {
+		s.forgetOldest(len(s.times) - len(s.active) - MaxOffenders*9/10)
 	}
 }
 
