@@ -18,11 +18,11 @@ const (
 	// asynchronously, their acknowledgements awaited together.
 	batchSize = 4096
 	// ackTimeout bounds the wait for one write's acknowledgement.
-	ackTimeout = 10 * time.Second
+	ackTimeout = 4 * time.Second
 	// retryMax caps the delay between tries (publishing, watching): after
 	// a partition heals, a host catches up within it. Jitter spreads the
 	// hosts of a large fleet.
-	retryMax = 5 * time.Second
+	retryMax = 2 * time.Second
 	// purgeMarkerTTL is how long a purged block's marker stays, so that
 	// watchers that were briefly away still see the purge.
 	purgeMarkerTTL = time.Minute
