@@ -113,9 +113,7 @@ func benchFleet(b *testing.B, add func(string, string, string)) {
 	// 100k fleet blocks mirrored on host 2: host 1 adds 87,900 to the
 	// 12,100 of the steps above, through the control socket in requests of
 	// at most 25k (the outbox holds 65536 writes; each request waits for
-	// host 1's outbox to drain). Host 1 stays within the 100k offenders
-	// internal/state remembers: beyond them, with every one of them
-	// blocked, each further block costs a scan of all of them.
+	// host 1's outbox to drain).
 	base = counts()
 	mirrored := int(counter(b, h2.d, "fleet_blocks"))
 	for i, left := 0, 100000-mirrored; left > 0; i++ {
