@@ -117,6 +117,37 @@ func TestAnsibleRole(t *testing.T) {
 	if netnstest.ElementLine(g.mustRun("nft", "list", "set", "inet", "portsentry", "blocked"), netnstest.AddrB) == "" {
 		t.Error("the restart lost the block")
 	}
+
+	// The fleet's variables: the fleet: section joins the (imported)
+	// configuration, the credentials file is root's alone, and a password
+	// makes the configuration root's alone too. No NATS server answers
+	// here: local blocking goes on.
+	imp["portsentry_nft_fleet"] = map[string]any{"servers": []string{"nats://127.0.0.1:4222"}, "name": "h1"}
+	imp["portsentry_nft_fleet_credentials"] = "-----BEGIN NATS USER JWT-----\nnot-a-real-one\n------END NATS USER JWT------\n"
+	for i := range 2 {
+		r = a.play("-e", "@"+a.vars(imp))
+		if r.failed != 0 || (i == 0) != (r.changed > 0) {
+			t.Fatalf("fleet run %d: want changes only the first time, no failure: %s", i+1, r)
+		}
+	}
+	conf = g.mustRun("cat", "/etc/portsentry-nft/portsentry.yaml")
+	if !strings.Contains(conf, "credentials: /etc/portsentry-nft/fleet.creds") || !strings.Contains(conf, "nats://127.0.0.1:4222") {
+		t.Errorf("the configuration lacks the fleet section:\n%s", conf)
+	}
+	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a %U", "/etc/portsentry-nft/fleet.creds", "/etc/portsentry-nft/portsentry.yaml")); m != "600 root\n644 root" {
+		t.Errorf("modes of the credentials and the configuration: %q, want 600 and 644, root's", m)
+	}
+	delete(imp, "portsentry_nft_fleet_credentials")
+	imp["portsentry_nft_fleet"] = map[string]any{"servers": []string{"nats://127.0.0.1:4222"}, "name": "h1", "user": "h1", "password": "h1-change-me"}
+	if r = a.play("-e", "@"+a.vars(imp)); r.failed != 0 {
+		t.Fatalf("fleet run with a password: %s", r)
+	}
+	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a", "/etc/portsentry-nft/portsentry.yaml")); m != "600" {
+		t.Errorf("a configuration with the fleet's password has mode %s, want 600", m)
+	}
+	if s := g.show(unit, "ActiveState"); s != "active" {
+		t.Errorf("with a fleet whose servers do not answer: %s", s)
+	}
 }
 
 // The role with a bare binary instead of the .deb: it installs the
