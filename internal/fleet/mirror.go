@@ -135,7 +135,7 @@ var (
 // can stop delivering without the connection dropping (its re-creation
 // fails while the streams elect new leaders), and nothing else would
 // notice.
-const stallCheck = 5 * time.Second
+const stallCheck = 2 * time.Second
 
 // mirrorLoop keeps the watchers running: after a reconnect or a closed
 // watcher it makes new ones (with backoff), which replay the buckets'
