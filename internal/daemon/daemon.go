@@ -215,6 +215,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// when capture stops still gets committed.
 	backCtx, stopBack := context.WithCancel(context.Background())
 	wg.Go(func() { d.writer.Run(backCtx) })
+	// What the kernel holds before the restore: elements the ledger may
+	// not know (see Adopt below).
+	before, berr := nft.Blocked(d.opts.NetNS)
+	if berr != nil {
+		d.log.Errorf("could not read the sets: %v", berr)
+	}
 	if n, err := d.ledger.Restore(backCtx, "start"); err != nil {
 		d.log.Errorf("could not restore blocks: %v", err)
 	} else if n > 0 {
@@ -222,8 +228,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { d.ledger.Run(backCtx) })
 	// The kernel's first strikes while no daemon followed it.
-	if _, err := d.keeper.Adopt(backCtx); err != nil {
-		d.log.Errorf("could not read the sets: %v", err)
+	if _, err := d.keeper.Adopt(backCtx, before); err != nil {
+		d.log.Error(err.Error())
 	}
 	if d.fleet != nil {
 		// The fleet's current blocks enter before ready, within a bound.

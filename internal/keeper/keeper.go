@@ -251,12 +251,11 @@ const AdoptAfter = 2 * time.Second
 // Adopt records in the ledger the elements of blocked/blocked6 it does
 // not hold: the kernel's first strikes while the daemon was stopped,
 // frozen or losing NFLOG messages (or elements an administrator added
-// with nft), with their remaining time. At start, before capture.
-func (k *Keeper) Adopt(ctx context.Context) (int, error) {
-	inKernel, err := nft.Blocked(k.c.NetNS)
-	if err != nil {
-		return 0, err
-	}
+// with nft), with their remaining time. At start, before capture, with
+// what the sets held before the ledger's restore (nft.Blocked then: a
+// dump right after the restore's bulk insert meets the kernel resizing
+// the set, and takes seconds of retries at 100k elements).
+func (k *Keeper) Adopt(ctx context.Context, inKernel map[netip.Addr]time.Duration) (int, error) {
 	return k.adopt(ctx, inKernel, 0)
 }
 
