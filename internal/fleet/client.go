@@ -409,7 +409,7 @@ func (c *Client) Stats() Stats {
 	_, nc, _ := c.conn()
 	depth, dropped, expired := c.out.depth()
 	c.mu.Lock()
-	n := len(c.m.list(c.now()))
+	n := c.m.count(c.now())
 	c.mu.Unlock()
 	return Stats{
 		Connected:     nc != nil && nc.IsConnected(),
