@@ -136,8 +136,8 @@ func benchFleet(b *testing.B, add func(string, string, string)) {
 		b.Errorf("host 1 dropped %d writes", n)
 	}
 	add("fleet: RSS of host 2's daemon with 100k fleet blocks mirrored",
-		fmt.Sprintf("%.1f MiB with %d (%.1f MiB idle in the fleet at start)", float64(rssKiB(b, h2.d.cmd.Process.Pid))/1024,
-			counter(b, h2.d, "fleet_blocks"), float64(idleRSS)/1024), "")
+		fmt.Sprintf("%.1f MiB with %d (%.1f MiB idle in the fleet at start); live heap %.1f MiB", float64(rssKiB(b, h2.d.cmd.Process.Pid))/1024,
+			counter(b, h2.d, "fleet_blocks"), float64(idleRSS)/1024, float64(counter(b, h2.d, "heap_bytes"))/(1<<20)), "")
 }
 
 // addrFile writes n distinct addresses in 10.<second>.0.0/16 and up.
