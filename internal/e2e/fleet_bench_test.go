@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
-
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
@@ -160,34 +158,18 @@ func addrFile(b *testing.B, n, second int) string {
 // NEWSETELEM events).
 func benchFleetLatency(b *testing.B, add func(string, string, string), f *fleetLAN) {
 	const probes, rate = 1000, 200
-	conn, err := nft.DialQuery(f.hosts[1].ns.Open())
-	if err != nil {
-		b.Fatal(err)
-	}
-	mon := nftables.NewMonitor(nftables.WithMonitorObject(nftables.MonitorObjectElements), nftables.WithMonitorAction(nftables.MonitorActionNew))
-	events, err := conn.AddMonitor(mon)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer mon.Close()
+	adds := elementAdds(b, f.hosts[1].ns)
 	var mu sync.Mutex
 	seen := map[netip.Addr]time.Time{}
 	got := make(chan struct{}, probes)
 	go func() {
-		for ev := range events {
-			now := time.Now()
-			if els, ok := ev.Data.([]nftables.SetElement); ok {
-				for _, e := range els {
-					if a, ok := netip.AddrFromSlice(e.Key); ok {
-						mu.Lock()
-						if _, dup := seen[a]; !dup {
-							seen[a] = now
-							got <- struct{}{}
-						}
-						mu.Unlock()
-					}
-				}
+		for e := range adds {
+			mu.Lock()
+			if _, dup := seen[e.Addr]; !dup {
+				seen[e.Addr] = e.At
+				got <- struct{}{}
 			}
+			mu.Unlock()
 		}
 	}()
 	raw := rawSocketIn(b, f.scanner)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
 
 var (
@@ -237,4 +241,46 @@ func scanUntilBlocked(t testing.TB, p *netnstest.Pair, within time.Duration) (ti
 		time.Sleep(20 * time.Millisecond)
 	}
 	return took, answeredPorts(<-scan)
+}
+
+// elementAdd is an address added to a set of ns's nftables, and when its
+// netlink event arrived.
+type elementAdd struct {
+	Addr netip.Addr
+	At   time.Time
+}
+
+// elementAdds follows the element adds of ns's nftables (NEWSETELEM
+// events) until the test ends. Only adds made through netlink are
+// notified (the daemon's writer): the kernel's own adds from the packet
+// path (the first strike) send none. Adds beyond the channel's room are
+// dropped rather than stall the monitor.
+func elementAdds(t testing.TB, ns *netnstest.NS) <-chan elementAdd {
+	t.Helper()
+	conn, err := nft.DialQuery(ns.Open())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := nftables.NewMonitor(nftables.WithMonitorObject(nftables.MonitorObjectElements), nftables.WithMonitorAction(nftables.MonitorActionNew))
+	events, err := conn.AddMonitor(mon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mon.Close() })
+	out := make(chan elementAdd, 1<<16)
+	go func() {
+		for ev := range events {
+			now := time.Now()
+			els, _ := ev.Data.([]nftables.SetElement)
+			for _, e := range els {
+				if a, ok := netip.AddrFromSlice(e.Key); ok {
+					select {
+					case out <- elementAdd{a, now}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return out
 }

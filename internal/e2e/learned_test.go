@@ -22,7 +22,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
@@ -410,32 +409,16 @@ func benchStrikeLatency(b *testing.B, add func(string, string, string)) {
 
 		// The daemon's element adds, as in benchLatency (none for the
 		// kernel's: it does not notify them).
-		conn, err := nft.DialQuery(p.A.Open())
-		if err != nil {
-			b.Fatal(err)
-		}
-		mon := nftables.NewMonitor(nftables.WithMonitorObject(nftables.MonitorObjectElements), nftables.WithMonitorAction(nftables.MonitorActionNew))
-		events, err := conn.AddMonitor(mon)
-		if err != nil {
-			b.Fatal(err)
-		}
+		adds := elementAdds(b, p.A)
 		var emu sync.Mutex
 		elemAt := map[netip.Addr]time.Time{}
 		go func() {
-			for ev := range events {
-				now := time.Now()
-				if els, ok := ev.Data.([]nftables.SetElement); ok {
-					for _, e := range els {
-						if a, ok := netip.AddrFromSlice(e.Key); ok {
-							emu.Lock()
-							elemAt[a] = now
-							emu.Unlock()
-						}
-					}
-				}
+			for e := range adds {
+				emu.Lock()
+				elemAt[e.Addr] = e.At
+				emu.Unlock()
 			}
 		}()
-		defer mon.Close()
 
 		capFile := filepath.Join(b.TempDir(), "latency.pcap")
 		stop := startCapture(b, p.B, capFile, "tcp and host "+netnstest.AddrA)

@@ -149,27 +149,7 @@ func benchLatency(b *testing.B, add func(string, string, string), mode string) {
 	const probes = 1000
 	p := netnstest.NewPair(b)
 	d := startDaemon(b, p.A, "capture: {mode: "+mode+"}\nblock: {max_per_second: 100000, first_strike: false}\n")
-	f := p.A.Open()
-	conn, err := nft.DialQuery(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	mon := nftables.NewMonitor(nftables.WithMonitorObject(nftables.MonitorObjectElements), nftables.WithMonitorAction(nftables.MonitorActionNew))
-	events, err := conn.AddMonitor(mon)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer mon.Close()
-	seen := make(chan string, probes)
-	go func() {
-		for ev := range events {
-			if els, ok := ev.Data.([]nftables.SetElement); ok {
-				for _, e := range els {
-					seen <- string(e.Key)
-				}
-			}
-		}
-	}()
+	adds := elementAdds(b, p.A)
 	raw := rawSocketIn(b, p.B)
 	defer closeFD(raw)
 	dst := netip.MustParseAddr(netnstest.AddrA)
@@ -182,8 +162,8 @@ func benchLatency(b *testing.B, add func(string, string, string), mode string) {
 	wait:
 		for {
 			select {
-			case k := <-seen:
-				if k == string(src.AsSlice()) {
+			case e := <-adds:
+				if e.Addr == src {
 					lat = append(lat, time.Since(start))
 					break wait
 				}
