@@ -188,10 +188,10 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	}
 	if rule.Again() {
 		// A probe from a source the kernel holds as blocked, dropped there:
-		// its block rests on more than one probe.
+		// its block rests on more than one probe. A sample of the dropped
+		// ones, so no "already blocked" line: their number says nothing.
 		p.AlreadyBlocked.Add(1)
 		p.c.Ledger.Corroborate(pr.Src)
-		p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
 		return capture.Drop
 	}
 	if rule.Struck() {
