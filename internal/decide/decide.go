@@ -189,7 +189,7 @@ func (d *Decider) decide(r Request, more int) Decision {
 	kernel := r.Origin == state.OriginKernel
 	weak := !manual && r.Probes < 2 && r.Ports < 2
 	if !manual {
-		switch response(cfg, r.Proto) {
+		switch Response(cfg, r.Proto) {
 		case config.ResponseLog:
 			out.Action = LogOnly
 			return out
@@ -257,11 +257,29 @@ func (d *Decider) admit(r Request, weak bool) bool {
 	return d.rate.AllowAbove(r.Now, float64(int(d.rate.Rate())/2))
 }
 
-func response(cfg *config.Config, p packet.Proto) config.Response {
+// Response is the configured response to a probe of protocol p (TCP's
+// for origins without a probe).
+func Response(cfg *config.Config, p packet.Proto) config.Response {
 	if p == packet.UDP {
 		return cfg.UDP.Response
 	}
 	return cfg.TCP.Response
+}
+
+// Against says why a block the kernel already made does not stay, when d
+// (a decision with origin kernel, for a probe of protocol p) goes against
+// it: the end of alert.LiftedLine.
+func Against(cfg *config.Config, d Decision, p packet.Proto) string {
+	switch {
+	case d.Action == LogOnly || d.Action == Commands:
+		if p != packet.UDP {
+			p = packet.TCP
+		}
+		return "the response for " + p.String() + " is " + string(Response(cfg, p))
+	case d.Reason == Protected:
+		return "it is protected (" + d.Why + ")"
+	}
+	return d.String()
 }
 
 // RepeatTimeout is block.timeout times repeat_factor^(times-1), capped at

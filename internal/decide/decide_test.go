@@ -193,3 +193,23 @@ func TestFirstStrikesSpendTheWeakHalf(t *testing.T) {
 		}
 	}
 }
+
+// Against says why a block of the kernel's making does not stay, for each
+// way a decision can go against it.
+func TestAgainst(t *testing.T) {
+	cfg := parse(t, "tcp: {response: log}\nudp: {response: command}\ncommands: [{argv: [/bin/true]}]\n")
+	for _, c := range []struct {
+		d     Decision
+		proto packet.Proto
+		want  string
+	}{
+		{Decision{Action: Refuse, Reason: Protected, Why: "default gateway"}, packet.TCP, "it is protected (default gateway)"},
+		{Decision{Action: LogOnly}, packet.TCP, "the response for TCP is log"},
+		{Decision{Action: Commands}, packet.UDP, "the response for UDP is command"},
+		{Decision{Action: LogOnly}, 0, "the response for TCP is log"}, // no probe: TCP's response
+	} {
+		if got := Against(cfg, c.d, c.proto); got != c.want {
+			t.Errorf("Against(%+v, %s) = %q, want %q", c.d, c.proto, got, c.want)
+		}
+	}
+}

@@ -546,7 +546,7 @@ func (l *Ledger) do(ctx context.Context, j job) {
 	if j.dec.Origin == state.OriginKernel && (j.dec.Action == decide.LogOnly || j.dec.Action == decide.Commands) {
 		// The kernel struck under a ruleset that had not caught up with the
 		// configuration yet: the response is not to block.
-		l.disown(ctx, j.dec.Addr, "the response for "+j.ev.Probe.Proto.String()+" is "+string(responseOf(cfg, j.ev.Probe.Proto)))
+		l.disown(ctx, j.dec.Addr, decide.Against(cfg, j.dec, j.ev.Probe.Proto))
 	}
 	switch {
 	case j.corroborate.IsValid():
@@ -869,7 +869,8 @@ func (l *Ledger) adopt(ctx context.Context, j job) reply {
 		}
 		if d.Action != decide.Block {
 			if d.Reason != decide.AlreadyBlocked {
-				l.disown(ctx, d.Addr, "it is protected ("+d.Why+")")
+				// No probe is known: the decision took TCP's response.
+				l.disown(ctx, d.Addr, decide.Against(l.cfg.Load(), d, packet.TCP))
 			}
 			continue
 		}
@@ -1021,13 +1022,6 @@ func wrapTarget(a netip.Addr) string {
 		return "[" + a.String() + "]"
 	}
 	return a.String()
-}
-
-func responseOf(cfg *config.Config, p packet.Proto) config.Response {
-	if p == packet.UDP {
-		return cfg.UDP.Response
-	}
-	return cfg.TCP.Response
 }
 
 func mode(p packet.Proto) string {

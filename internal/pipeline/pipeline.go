@@ -293,7 +293,7 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 		p.Protected.Add(1)
 		if d.Origin == state.OriginKernel {
 			// The guard rails changed after the kernel's copy of them.
-			p.c.Ledger.Disown(pr.Src, "it is protected ("+d.Why+")")
+			p.c.Ledger.Disown(pr.Src, decide.Against(p.cfgp.Load(), d, pr.Proto))
 		}
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProtected, Probe: *pr, Reason: d.Why}, now)
 	case decide.RateLimited:
