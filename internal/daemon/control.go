@@ -53,7 +53,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		f := d.fleet.c.Stats()
 		s.Fleet = &metrics.Fleet{Connected: f.Connected, Outbox: f.OutboxDepth, OutboxDropped: f.OutboxDropped, OutboxExpired: f.OutboxExpired,
 			Published: f.Published, Mirrored: f.Mirrored, Lifted: f.Lifted, Refused: f.Refused, Correlated: f.Correlated,
-			Reconnects: f.Reconnects, Blocks: f.Blocks, MirrorLag: f.MirrorLag.Seconds()}
+			Reconnects: f.Reconnects, Blocks: f.Blocks, MirrorLag: f.MirrorLag}
 	}
 	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
 		proto := "tcp"
@@ -127,14 +127,13 @@ func (d *Daemon) Status() control.Status {
 	if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
 		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
 	}
-	if d.fleet != nil {
-		f := d.fleet.c.Stats()
+	if f := m.Fleet; f != nil {
 		connected := uint64(0)
 		if f.Connected {
 			connected = 1
 		}
 		for k, v := range map[string]uint64{
-			"fleet_connected": connected, "fleet_reconnects": f.Reconnects, "fleet_outbox": uint64(f.OutboxDepth),
+			"fleet_connected": connected, "fleet_reconnects": f.Reconnects, "fleet_outbox": uint64(f.Outbox),
 			"fleet_outbox_dropped": f.OutboxDropped, "fleet_outbox_expired": f.OutboxExpired, "fleet_published": f.Published,
 			"fleet_mirrored": f.Mirrored, "fleet_lifted": f.Lifted, "fleet_refused": f.Refused, "fleet_correlated": f.Correlated,
 			"fleet_blocks": uint64(f.Blocks), "fleet_mirror_lag_us": uint64(f.MirrorLag.Microseconds()),

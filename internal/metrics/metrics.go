@@ -50,7 +50,7 @@ type Fleet struct {
 	OutboxDropped, OutboxExpired, Published           uint64
 	Mirrored, Lifted, Refused, Correlated, Reconnects uint64
 	Blocks                                            int
-	MirrorLag                                         float64 // seconds, the last record
+	MirrorLag                                         time.Duration // the last record
 }
 
 // Probes is the count of one protocol and scan type.
@@ -195,7 +195,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dFleetUp, up)
 		gauge(dFleetOutbox, float64(f.Outbox))
 		gauge(dFleetBlocks, float64(f.Blocks))
-		gauge(dFleetLag, f.MirrorLag)
+		gauge(dFleetLag, f.MirrorLag.Seconds())
 		for d, v := range map[*prometheus.Desc]uint64{dFleetDropped: f.OutboxDropped, dFleetExpired: f.OutboxExpired, dFleetPub: f.Published,
 			dFleetMirrored: f.Mirrored, dFleetLifted: f.Lifted, dFleetRefused: f.Refused, dFleetCorr: f.Correlated, dFleetReconn: f.Reconnects} {
 			counter(d, v)
