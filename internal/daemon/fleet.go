@@ -194,23 +194,13 @@ func (f *fleetLink) lift(l fleet.Lift) {
 }
 
 // run runs the client until ctx is done, and tells it this host's own
-// addresses (which no host blocks) as they change.
+// addresses (which no host blocks) as the guard sees them change.
 func (f *fleetLink) run(ctx context.Context) {
 	f.done = ctx.Done()
 	go f.mirror(ctx.Done())
-	f.c.SetOwnAddresses(f.d.guard.Local())
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				f.c.SetOwnAddresses(f.d.guard.Local())
-			}
-		}
-	}()
+	own := func() { f.c.SetOwnAddresses(f.d.guard.Local()) }
+	defer f.d.guard.OnChange(own)()
+	own()
 	if err := f.c.Run(ctx); err != nil {
 		f.d.log.Errorf("fleet: %v; blocks are not shared with the fleet", err)
 	}

@@ -57,6 +57,9 @@ func (s *Sources) defaults() {
 	}
 }
 
+// reasonLocal is why the host's own addresses are protected.
+const reasonLocal = "local address"
+
 type snapshot struct {
 	addrs    map[netip.Addr]string
 	prefixes []reasoned
@@ -80,15 +83,32 @@ type Guard struct {
 	watching bool
 	pending  []netip.Addr
 	kick     chan struct{}
-	// changed is told after a Refresh changed what is protected (the
-	// kernel's copy of it follows: the first strike's guard sets).
-	changed atomic.Pointer[func()]
+	// changed are told after a Refresh changed what is protected (the
+	// first strike's guard sets follow, and the fleet's list of this
+	// host's addresses).
+	cmu     sync.Mutex
+	changed map[int]func()
+	nextID  int
 }
 
-// OnChange sets f to be called after a Refresh that changed what is
-// protected (added or removed addresses, a new never_block), on the
-// refreshing goroutine.
-func (g *Guard) OnChange(f func()) { g.changed.Store(&f) }
+// OnChange adds f to the functions called after a Refresh that changed
+// what is protected (added or removed addresses, a new never_block), on
+// the refreshing goroutine. The function it returns removes f.
+func (g *Guard) OnChange(f func()) (remove func()) {
+	g.cmu.Lock()
+	defer g.cmu.Unlock()
+	if g.changed == nil {
+		g.changed = map[int]func(){}
+	}
+	id := g.nextID
+	g.nextID++
+	g.changed[id] = f
+	return func() {
+		g.cmu.Lock()
+		delete(g.changed, id)
+		g.cmu.Unlock()
+	}
+}
 
 // Prefixes lists everything protected now as prefixes (an address as a
 // single-address prefix), sorted: the kernel's copy of the guard rails.
@@ -137,8 +157,16 @@ func (g *Guard) Refresh() error {
 	old := g.snap.Swap(s)
 	g.refreshing.Unlock()
 	g.report(added(old, s))
-	if f := g.changed.Load(); f != nil && !same(old, s) {
-		(*f)()
+	if !same(old, s) {
+		g.cmu.Lock()
+		fs := make([]func(), 0, len(g.changed))
+		for _, f := range g.changed {
+			fs = append(fs, f)
+		}
+		g.cmu.Unlock()
+		for _, f := range fs {
+			f()
+		}
 	}
 	return err
 }
@@ -157,7 +185,7 @@ func (g *Guard) read() (*snapshot, error) {
 		errs = append(errs, err.Error())
 	} else {
 		for _, a := range as {
-			add(a, "local address")
+			add(a, reasonLocal)
 		}
 	}
 	if gws, err := gateways4(g.src.Route); err != nil {
@@ -250,7 +278,7 @@ func (g *Guard) Local() []netip.Addr {
 	s := g.snap.Load()
 	var out []netip.Addr
 	for a, why := range s.addrs {
-		if why == "local address" {
+		if why == reasonLocal {
 			out = append(out, a)
 		}
 	}

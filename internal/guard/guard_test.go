@@ -229,3 +229,34 @@ func TestRefreshReportsNewlyProtected(t *testing.T) {
 		t.Errorf("reports after the watcher stopped: %v", got)
 	}
 }
+
+// Every function OnChange added is told of a Refresh that changed what is
+// protected, until removed; a Refresh that changed nothing tells none.
+func TestOnChange(t *testing.T) {
+	f := newFixture(t)
+	local := []netip.Addr{netip.MustParseAddr("10.201.0.1")}
+	src := Sources{
+		ResolvConf: []string{f.write("resolv.conf", "")},
+		Route:      f.write("route", routeHeader),
+		Route6:     f.write("ipv6_route", ""),
+		LocalAddrs: func() ([]netip.Addr, error) { return local, nil },
+	}
+	g := New(src, nil)
+	var a, b int
+	g.OnChange(func() { a++ })
+	removeB := g.OnChange(func() { b++ })
+	g.Refresh()
+	g.Refresh() // nothing changed
+	if a != 1 || b != 1 {
+		t.Fatalf("after a change and a non-change: told %d and %d times, want 1 and 1", a, b)
+	}
+	if got := g.Local(); len(got) != 1 || got[0] != local[0] {
+		t.Errorf("Local() = %v, want %v", got, local)
+	}
+	removeB()
+	local = append(local, netip.MustParseAddr("10.201.0.9"))
+	g.Refresh()
+	if a != 2 || b != 1 {
+		t.Errorf("after a second change, with b removed: told %d and %d times, want 2 and 1", a, b)
+	}
+}

@@ -150,8 +150,7 @@ func (k *Keeper) installed(rs *nft.Ruleset) {
 func (k *Keeper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	k.c.Watcher.OnChange = func(added, removed []listeners.Socket) { k.listenersChanged(added, removed) }
-	k.c.Guard.OnChange(k.guardChanged)
-	defer k.c.Guard.OnChange(func() {})
+	defer k.c.Guard.OnChange(k.guardChanged)()
 	wg.Go(func() { k.c.Watcher.Run(ctx) })
 	if k.cfg.Load().Capture.Mode != "nfqueue" {
 		wg.Go(func() { k.adaptBatching(ctx) })
