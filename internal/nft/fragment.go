@@ -161,13 +161,14 @@ func pkttypeHost() fragment {
 
 func counter() fragment { return fragment{text: "counter", exprs: []expr.Any{&expr.Counter{}}} }
 
-// floodLimit lets FloodLogRate packets a second through (a tenth of a
-// second's worth at once).
-func floodLimit() fragment {
-	return fragment{
-		text:  fmt.Sprintf("limit rate %d/second burst %d packets", FloodLogRate, FloodLogRate/10),
-		exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: FloodLogRate, Unit: expr.LimitTimeSecond, Burst: FloodLogRate / 10}},
+// limitRate lets rate packets a second through, burst at once. nft(8)
+// writes no burst when it is its default, 5 packets.
+func limitRate(rate, burst uint32) fragment {
+	text := fmt.Sprintf("limit rate %d/second", rate)
+	if burst != 5 {
+		text += fmt.Sprintf(" burst %d packets", burst)
 	}
+	return fragment{text: text, exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rate), Unit: expr.LimitTimeSecond, Burst: burst}}}
 }
 
 // logGroup sends a copy to NFLOG group g with the log prefix prefix (it
@@ -233,14 +234,6 @@ func limitNamed(name string) fragment {
 	return fragment{text: "limit name " + strconv.Quote(name), exprs: []expr.Any{
 		&expr.Objref{Type: unix.NFT_OBJECT_LIMIT, Name: name},
 	}}
-}
-
-// againLimit lets AgainLogRate packets a second through.
-func againLimit() fragment {
-	return fragment{
-		text:  fmt.Sprintf("limit rate %d/second", AgainLogRate),
-		exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: AgainLogRate, Unit: expr.LimitTimeSecond, Burst: 5}},
-	}
 }
 
 // addSaddr adds the packet's source address to set, with timeout (nft:

@@ -296,10 +296,10 @@ func (rs *Ruleset) ignoredReturnBlockedDrop(c *chainDef, cfg *config.Config) {
 			set = SetBlocked6
 		}
 		if rs.strikeTCP {
-			c.add(saddrIn(k, set, false), tcpProbe(), againLimit(), counter(), logGroup(capture.PrefixTCPAgain, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
+			c.add(saddrIn(k, set, false), tcpProbe(), limitRate(AgainLogRate, 5), counter(), logGroup(capture.PrefixTCPAgain, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
 		}
 		if rs.strikeUDP {
-			c.add(saddrIn(k, set, false), udpProbe(), againLimit(), counter(), logGroup(capture.PrefixUDPAgain, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
+			c.add(saddrIn(k, set, false), udpProbe(), limitRate(AgainLogRate, 5), counter(), logGroup(capture.PrefixUDPAgain, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
 		}
 	}
 	c.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
@@ -436,7 +436,8 @@ func (rs *Ruleset) floodBound() fragment {
 	if !rs.shape.Flood || rs.queued {
 		return fragment{}
 	}
-	return floodLimit()
+	// A tenth of a second's worth at once.
+	return limitRate(FloodLogRate, FloodLogRate/10)
 }
 
 // FloodLogRate bounds the probes a second sent to NFLOG while the daemon
