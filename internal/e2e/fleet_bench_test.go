@@ -27,8 +27,8 @@ const crowdsecPoll = 10 * time.Second
 
 // benchFleet: three hosts on a LAN with the 3-node cluster (as the
 // TestFleet tests): detection on host 1 to the element in host 2's set,
-// 10k blocks at once, the catch-up after a 30 s partition, and host 2's
-// RSS with 100k blocks mirrored. About two minutes.
+// 10k blocks at once, the catch-up after two 30 s partitions, and host 2's
+// RSS with 100k blocks mirrored. About three minutes.
 func benchFleet(b *testing.B, add func(string, string, string)) {
 	f := newFleetLAN(b, "block: {max_per_second: 100000, set_size: 200000}\n", "")
 	h1, h2, h3 := f.hosts[0], f.hosts[1], f.hosts[2]
@@ -88,28 +88,40 @@ func benchFleet(b *testing.B, add func(string, string, string)) {
 		fmt.Sprintf("%s (%s on host 1 itself); %.0f blocks/s fleet-wide", all.Round(time.Millisecond), local.Round(time.Millisecond), 10000/all.Seconds()),
 		fmt.Sprintf("one CrowdSec poll: up to %s", crowdsecPoll))
 
-	// A 30 s partition of host 3: host 1 blocks 1000 addresses and host 3
-	// 100 meanwhile; from the heal until each has the other's.
-	base = counts()
-	heal := cut(b, h3.ns)
-	cutAt := time.Now()
-	if out, err := h1.d.cli("block", "--file", addrFile(b, 1000, 212)); err != nil {
-		b.Fatalf("block --file: %v %s", err, out)
+	// A 30 s partition: host 1 blocks 1000 addresses and host 3 100
+	// meanwhile; from the heal until each has the other's. Cut off first
+	// host 3 alone (its daemon loses the cluster, the servers stay whole),
+	// then host 3 and server n3 together (as where each host runs a server
+	// of the cluster: the servers must also elect and catch up).
+	partition := func(what string, second int, nss ...*netnstest.NS) {
+		base := counts()
+		var heals []func()
+		for _, ns := range nss {
+			heals = append(heals, cut(b, ns))
+		}
+		cutAt := time.Now()
+		if out, err := h1.d.cli("block", "--file", addrFile(b, 1000, second)); err != nil {
+			b.Fatalf("block --file: %v %s", err, out)
+		}
+		if out, err := h3.d.cli("block", "--file", addrFile(b, 100, second+1)); err != nil {
+			b.Fatalf("block --file: %v %s", err, out)
+		}
+		time.Sleep(time.Until(cutAt.Add(30 * time.Second)))
+		if got := counts(); got[2] != base[2]+100 || got[0] != base[0]+1000 {
+			b.Fatalf("the cut leaked: elements %v, base %v", got, base)
+		}
+		for _, heal := range heals {
+			heal()
+		}
+		catchUp := waitCounts(plus(base, 1100, 1100, 1100), 60*time.Second)
+		add(fmt.Sprintf("fleet: catch-up after a 30 s partition of %s (1000 blocks of host 1, 100 of host 3 made during it)", what),
+			fmt.Sprintf("%s from the heal until all 3 hosts have all 1100 (host 1 %s, host 2 %s, host 3 %s)", catchUp.Round(time.Millisecond), perHost[0], perHost[1], perHost[2]), "<= 5 s")
 	}
-	if out, err := h3.d.cli("block", "--file", addrFile(b, 100, 213)); err != nil {
-		b.Fatalf("block --file: %v %s", err, out)
-	}
-	time.Sleep(time.Until(cutAt.Add(30 * time.Second)))
-	if got := counts(); got[2] != base[2]+100 || got[0] != base[0]+1000 {
-		b.Fatalf("the cut leaked: elements %v, base %v", got, base)
-	}
-	heal()
-	catchUp := waitCounts(plus(base, 1100, 1100, 1100), 60*time.Second)
-	add("fleet: catch-up after a 30 s partition of host 3 (1000 blocks of host 1, 100 of host 3 made during it)",
-		fmt.Sprintf("%s from the heal until all 3 hosts have all 1100 (host 1 %s, host 2 %s, host 3 %s)", catchUp.Round(time.Millisecond), perHost[0], perHost[1], perHost[2]), "<= 5 s")
+	partition("host 3", 212, h3.ns)
+	partition("host 3 and server n3", 214, h3.ns, h3.srv.ns)
 
-	// 100k fleet blocks mirrored on host 2: host 1 adds 87,900 to the
-	// 12,100 of the steps above, through the control socket in requests of
+	// 100k fleet blocks mirrored on host 2: host 1 adds 86,800 to the
+	// 13,200 of the steps above, through the control socket in requests of
 	// at most 25k (the outbox holds 65536 writes; each request waits for
 	// host 1's outbox to drain).
 	base = counts()
@@ -139,7 +151,7 @@ func benchFleet(b *testing.B, add func(string, string, string)) {
 }
 
 // addrFile writes n distinct addresses in 10.<second>.0.0/16 and up.
-func addrFile(b *testing.B, n, second int) string {
+func addrFile(b testing.TB, n, second int) string {
 	var sb strings.Builder
 	for i := range n {
 		fmt.Fprintf(&sb, "10.%d.%d.%d\n", second+(i+1)>>16, byte((i+1)>>8), byte(i+1))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -14,12 +15,15 @@ import (
 
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
 
-// The fleet's kernel tier: three hosts on one LAN (namespaces joined by a
-// bridge), each running the daemon with a fleet section and one server of
-// the 3-node NATS cluster of deploy/nats (its files as they are; only the
-// addresses are given on the command line), and a scanner.
+// The fleet's kernel tier: on one LAN (namespaces joined by a bridge) the
+// 3-node NATS cluster of deploy/nats (its files as they are; only the
+// addresses are given on the command line), each server in a namespace of
+// its own as the administrator runs them, three hosts running the daemon
+// with a fleet section, and a scanner. A partition can so cut off a host
+// (its daemon), a server, or both.
 
 // Addresses on the fleet's LAN.
 const (
@@ -57,7 +61,10 @@ func natsServerBinary(t testing.TB) string {
 	return natsBin
 }
 
-// natsServer is one server of the cluster, run in its host's namespace.
+// serverAddr is the LAN address of server n (1-3).
+func serverAddr(n int) string { return fmt.Sprintf("10.201.0.%d", 10+n) }
+
+// natsServer is one server of the cluster, in a namespace of its own.
 type natsServer struct {
 	t    testing.TB
 	ns   *netnstest.NS
@@ -77,7 +84,7 @@ func (s *natsServer) start() {
 	}
 	var routes []string
 	for i := 1; i <= 3; i++ {
-		routes = append(routes, fmt.Sprintf("nats://10.201.0.%d:%d", i, natsRoute))
+		routes = append(routes, fmt.Sprintf("nats://%s:%d", serverAddr(i), natsRoute))
 	}
 	s.out = &netnstest.Output{}
 	s.cmd = s.ns.Command(context.Background(), natsServerBinary(s.t), "-c", conf,
@@ -118,7 +125,8 @@ func (s *natsServer) stop() {
 	s.cmd = nil
 }
 
-// fleetHost is one host of the fleet: its namespace, daemon and server.
+// fleetHost is one host of the fleet: its namespace and daemon, and the
+// server it lists first.
 type fleetHost struct {
 	name, addr string
 	ns         *netnstest.NS
@@ -150,16 +158,18 @@ func newFleetLAN(t testing.TB, daemonYAML, fleetYAML string) *fleetLAN {
 	// The servers start together: each waits for its routes.
 	var wg sync.WaitGroup
 	for i, h := range f.hosts {
-		h.srv = &natsServer{t: t, ns: h.ns, n: i + 1, addr: h.addr, dir: t.TempDir()}
+		ns, _ := f.lan.Join(fmt.Sprintf("psFn%d", i+1), serverAddr(i+1))
+		h.srv = &natsServer{t: t, ns: ns, n: i + 1, addr: serverAddr(i + 1), dir: t.TempDir()}
 		t.Cleanup(h.srv.stop)
 		wg.Go(h.srv.start)
 	}
 	wg.Wait()
 	for i, h := range f.hosts {
-		// Each host lists the servers starting with its own.
+		// Each host lists the servers starting with "its" own (the
+		// library then shuffles them).
 		var urls []string
 		for j := range 3 {
-			urls = append(urls, fmt.Sprintf("nats://%s:%d", f.hosts[(i+j)%3].addr, natsClient))
+			urls = append(urls, fmt.Sprintf("nats://%s:%d", f.hosts[(i+j)%3].srv.addr, natsClient))
 		}
 		yaml := daemonYAML + fmt.Sprintf("fleet:\n  servers: [%s]\n  name: %s\n  user: %s\n  password: %s-change-me\n",
 			strings.Join(urls, ", "), h.name, h.name, h.name) + fleetYAML
@@ -294,9 +304,9 @@ func TestFleetCorrelatedProbesBlockEveryHost(t *testing.T) {
 	}
 }
 
-// cut drops the NATS traffic (client and route ports) between ns and the
-// LAN, in a table of its own; its own server and daemon still talk over
-// loopback, and the scanner still reaches it.
+// cut drops the NATS traffic (client and route ports) between ns (a
+// host's or a server's) and the LAN, in a table of its own; the scanner
+// still reaches a host.
 func cut(t testing.TB, ns *netnstest.NS) (heal func()) {
 	t.Helper()
 	rules := fmt.Sprintf(`table inet fleetcut {
@@ -312,13 +322,15 @@ func cut(t testing.TB, ns *netnstest.NS) (heal func()) {
 	return func() { ns.MustRun("nft", "delete", "table", "inet", "fleetcut") }
 }
 
-// Host 3 cut off from the others' servers still blocks a scan of itself;
-// after the cut heals its block reaches hosts 1 and 2, and host 1's block
-// made during the cut reaches host 3.
+// Host 3 and server n3 cut off from the rest (as where each host runs a
+// server of the cluster): host 3 still blocks a scan of itself; after the
+// cut heals its block reaches hosts 1 and 2, and host 1's block made
+// during the cut reaches host 3.
 func TestFleetPartitionHeals(t *testing.T) {
 	f := newFleetLAN(t, "", "")
 	h1, h2, h3 := f.hosts[0], f.hosts[1], f.hosts[2]
-	heal := cut(t, h3.ns)
+	healHost, healServer := cut(t, h3.ns), cut(t, h3.srv.ns)
+	heal := func() { healHost(); healServer() }
 	// Host 3's scan, blocked locally within the usual time.
 	start := time.Now()
 	nmap(t, f.scanner, "-sS", "-p", "1,11,15,79", h3.addr)
@@ -353,6 +365,63 @@ func TestFleetPartitionHeals(t *testing.T) {
 		t.Fatalf("after the heal (60 s): h3's block on h1 %s, h2 %s; h1's block on h3 %s (0: never)", toH1H2[0], toH1H2[1], toH2H3[1])
 	}
 	t.Logf("heal to convergence: h3's block on h1 %s, on h2 %s; h1's block on h2 %s, on h3 %s", toH1H2[0], toH1H2[1], toH2H3[0], toH2H3[1])
+}
+
+// The server host 1 talks to is cut off from everything (a partition that
+// drops packets: no reset reaches anyone) while host 1 publishes a burst:
+// host 1 leaves it for a server it can reach within seconds (the library
+// alone would hold on for a minute or more), and its blocks reach host 2.
+func TestFleetHostLeavesACutOffServer(t *testing.T) {
+	f := newFleetLAN(t, "block: {max_per_second: 100000}\n", "")
+	h1, h2 := f.hosts[0], f.hosts[1]
+	m := regexp.MustCompile(`fleet: connected fleet=h1 server=nats://(10\.201\.0\.1[123]):`).FindStringSubmatch(h1.d.out.String())
+	if m == nil {
+		t.Fatalf("no connected line of h1:\n%s", h1.d.out)
+	}
+	var srv *natsServer
+	for _, h := range f.hosts {
+		if h.srv.addr == m[1] {
+			srv = h.srv
+		}
+	}
+	heal := cut(t, srv.ns)
+	cutAt := time.Now()
+	list := addrFile(t, 2000, 240)
+	if out, err := h1.d.cli("block", "--file", list); err != nil {
+		t.Fatalf("block --file: %v %s", err, out)
+	}
+	h1.d.waitLog("fleet: reconnected fleet=h1", 20*time.Second)
+	t.Logf("h1 left n%d %s after the cut", srv.n, time.Since(cutAt).Round(time.Millisecond))
+	if strings.Contains(h1.d.out.String(), "fleet: reconnected fleet=h1 server=nats://"+srv.addr) {
+		t.Fatalf("h1 reconnected to the server that is cut off:\n%s", h1.d.out)
+	}
+	// Hosts 1 and 2 with the other two servers: the blocks reach host 2
+	// once those two have stream leaders (usually during the cut), at the
+	// latest after the heal.
+	files := h2.ns.Open()
+	during := waitCount(t, files, 2000, cutAt, 30*time.Second)
+	heal()
+	if during == 0 {
+		t.Logf("the blocks did not reach h2 within 30 s of the cut (the two servers elected no stream leader meanwhile)")
+		if waitCount(t, files, 2000, time.Now(), 60*time.Second) == 0 {
+			f.dump(t)
+			t.Fatalf("h2 has %d of h1's 2000 blocks 60 s after the heal", countElements(t, files, nft.SetBlocked))
+		}
+	} else {
+		t.Logf("h2 had h1's 2000 blocks %s after the cut", during)
+	}
+}
+
+// waitCount waits until the set blocked in f has at least n elements; the
+// time since start, 0 if not within `within` of start.
+func waitCount(t testing.TB, f *os.File, n int, start time.Time, within time.Duration) time.Duration {
+	for time.Since(start) < within {
+		if countElements(t, f, nft.SetBlocked) >= n {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return 0
 }
 
 // The whole cluster stopped: a scan of host 1 is blocked within the usual

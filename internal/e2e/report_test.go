@@ -498,7 +498,7 @@ func cpuSeconds(b *testing.B, pid int) float64 {
 	return (ut + st) / 100 // USER_HZ
 }
 
-func countElements(b *testing.B, f *os.File, set string) int {
+func countElements(b testing.TB, f *os.File, set string) int {
 	v4, v6, err := nft.CountBlocked(f)
 	if err != nil {
 		b.Fatal(err)

@@ -264,6 +264,17 @@ func (c *Client) connect() (*nats.Conn, error) {
 		nats.ReconnectWait(time.Second),
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
 		nats.RetryOnFailedConnect(true),
+		// A server cut off by a partition that drops packets sends no
+		// reset: without pings the connection would look alive for the
+		// library's default 2 minutes x 2. A host notices in 4-6 s and
+		// moves to a server it can reach. With writes waiting (a burst
+		// published into the cut) the library's writer holds the
+		// connection blocked in write(2), pings included, for its
+		// default minute: a write stalled for 5 s is a dead server too.
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(2),
+		nats.FlusherTimeout(5*time.Second),
+		nats.ReconnectOnFlusherError(),
 		// The outbox buffers while disconnected; the library must not.
 		nats.ReconnectBufSize(-1),
 		// Replies come to this host's own inbox, which the servers'

@@ -151,9 +151,11 @@ var (
 // stallCheck is how often the watchers are checked against their
 // buckets: an ordered consumer whose server was cut off from the cluster
 // can stop delivering without the connection dropping (its re-creation
-// fails while the streams elect new leaders), and nothing else would
-// notice.
-const stallCheck = 2 * time.Second
+// fails while the streams elect new leaders; after the partition its
+// server catches up from a snapshot, which the consumer does not
+// deliver), and nothing else would notice. Each check is two stream info
+// requests; a stalled watcher is made anew within one to two checks.
+const stallCheck = time.Second
 
 // mirrorLoop keeps the watchers running: after a reconnect or a closed
 // watcher it makes new ones (with backoff), which replay the buckets'
@@ -188,9 +190,13 @@ func (c *Client) mirrorLoop(ctx context.Context) {
 		if time.Since(start) > time.Minute {
 			bo.reset()
 		}
-		if !errors.Is(err, errReconnected) {
-			c.log.Warn("fleet: watching the fleet", "err", err)
+		if errors.Is(err, errReconnected) {
+			// Not a failure: the link is back, replay at once (after a
+			// partition this is what the host is waiting for).
+			bo.reset()
+			continue
 		}
+		c.log.Warn("fleet: watching the fleet", "err", err)
 		sleep(ctx, bo.next())
 	}
 }
@@ -661,9 +667,10 @@ type stallChecker struct {
 	running bool
 	// base: the buckets' last sequences at the first check of this
 	// generation (what was there before may never be delivered: a purged
-	// marker leaves a gap); pending: sequences a check found undelivered.
-	base, pending [2]uint64
-	checked       bool
+	// marker leaves a gap); pending: sequences a check found undelivered;
+	// prev: what had been delivered at that check.
+	base, pending, prev [2]uint64
+	checked             bool
 }
 
 func newStallCheck(lifts, blocks jetstream.KeyValue) *stallChecker {
@@ -690,17 +697,19 @@ func (s *stallChecker) maybeStart(ctx context.Context, now time.Time) {
 	}()
 }
 
-// stalled reports a watcher that still has not delivered a record a check
-// before this one found (and that came after this generation began).
+// stalled reports a watcher that delivered nothing since the check
+// before this one although that check found records it had not delivered
+// (and that came after this generation began). A watcher still working
+// through a burst advances, and is left alone however far behind it is.
 func (s *stallChecker) stalled(last, delivered [2]uint64) bool {
 	s.running = false
 	if !s.checked {
-		s.checked, s.base = true, last
+		s.checked, s.base, s.prev = true, last, delivered
 		return false
 	}
 	stalled := false
 	for i := range last {
-		if s.pending[i] > s.base[i] && delivered[i] < s.pending[i] {
+		if s.pending[i] > s.base[i] && delivered[i] < s.pending[i] && delivered[i] == s.prev[i] {
 			stalled = true
 		}
 		s.pending[i] = 0
@@ -708,5 +717,6 @@ func (s *stallChecker) stalled(last, delivered [2]uint64) bool {
 			s.pending[i] = last[i]
 		}
 	}
+	s.prev = delivered
 	return stalled
 }

@@ -244,3 +244,37 @@ func TestServersDown(t *testing.T) {
 		t.Errorf("stats %+v, want 10 queued and 11 dropped", st)
 	}
 }
+
+// A watcher is stalled when it delivered nothing between two checks while
+// the first found records of this generation it had not delivered; one
+// still working through a burst, or one with only older records missing
+// (a purged marker's gap), is not.
+func TestStallCheck(t *testing.T) {
+	type check struct {
+		last, delivered [2]uint64
+		stalled         bool
+	}
+	for _, tc := range []struct {
+		name   string
+		checks []check
+	}{
+		{"caught up", []check{{[2]uint64{5, 9}, [2]uint64{5, 9}, false}, {[2]uint64{6, 12}, [2]uint64{6, 12}, false}, {[2]uint64{6, 12}, [2]uint64{6, 12}, false}}},
+		{"stuck behind new records", []check{{[2]uint64{5, 9}, [2]uint64{5, 9}, false}, {[2]uint64{5, 20}, [2]uint64{5, 9}, false}, {[2]uint64{5, 20}, [2]uint64{5, 9}, true}}},
+		{"behind a burst but delivering", []check{{[2]uint64{5, 9}, [2]uint64{5, 9}, false}, {[2]uint64{5, 10009}, [2]uint64{5, 10}, false}, {[2]uint64{5, 10009}, [2]uint64{5, 4000}, false}, {[2]uint64{5, 10009}, [2]uint64{5, 8000}, false}, {[2]uint64{5, 10009}, [2]uint64{5, 10009}, false}}},
+		{"lifts stuck", []check{{[2]uint64{5, 9}, [2]uint64{5, 9}, false}, {[2]uint64{7, 9}, [2]uint64{5, 9}, false}, {[2]uint64{7, 9}, [2]uint64{5, 9}, true}}},
+		{"only a gap before this generation", []check{{[2]uint64{5, 9}, [2]uint64{5, 8}, false}, {[2]uint64{5, 9}, [2]uint64{5, 8}, false}, {[2]uint64{5, 9}, [2]uint64{5, 8}, false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &stallChecker{}
+			for i, c := range tc.checks {
+				s.running = true
+				if got := s.stalled(c.last, c.delivered); got != c.stalled {
+					t.Fatalf("check %d (last %v, delivered %v): stalled %v, want %v", i, c.last, c.delivered, got, c.stalled)
+				}
+				if s.running {
+					t.Fatalf("check %d left the checker running", i)
+				}
+			}
+		})
+	}
+}
