@@ -273,7 +273,7 @@ func (c *Client) connect() (*nats.Conn, error) {
 		// default minute: a write stalled for 5 s is a dead server too.
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(2),
-		nats.FlusherTimeout(5*time.Second),
+		nats.FlusherTimeout(5 * time.Second),
 		nats.ReconnectOnFlusherError(),
 		// The outbox buffers while disconnected; the library must not.
 		nats.ReconnectBufSize(-1),
