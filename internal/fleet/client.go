@@ -87,7 +87,8 @@ type Options struct {
 	// CorrelateTimeout is how long a correlated block lasts (the daemon
 	// passes block.timeout); default 1h, capped at fleet.max_timeout.
 	CorrelateTimeout time.Duration
-	// OutboxSize bounds the writes waiting to be published; default 65536.
+	// OutboxSize bounds the writes waiting to be published; default 65536,
+	// and an eighth of it more for sightings (their own lane).
 	OutboxSize int
 	// Replicas of the buckets when this host creates them; default 3 (a
 	// cluster of 3 or 5 servers). Buckets that exist are used as they are.

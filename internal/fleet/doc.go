@@ -68,7 +68,10 @@
 // restore of 10,000 blocks is one burst, not 10,000 round trips). What fails
 // goes back to the front and is retried with backoff; what expired while
 // waiting is dropped (OutboxExpired), and what is left after a reconnect is
-// sent with the time it has left.
+// sent with the time it has left. Sightings wait in a lane of their own and
+// go after every other write, at most sightingRate a second: a spoofed
+// flood makes one per source, and must not delay a block nor flood the
+// cluster (see outbox).
 //
 // # Mirroring
 //

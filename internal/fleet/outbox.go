@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -37,30 +38,65 @@ type op struct {
 // outbox is the bounded queue between Publish (and the other writers),
 // which never wait, and the publisher goroutine, which sends in batches
 // once connected and puts back what failed.
+//
+// Sightings have a lane of their own: a spoofed flood of tripwire probes
+// makes one per source, and must neither crowd out nor delay a block. They
+// are taken only after every other write, at most sightingRate a second
+// (each costs the cluster a write and a count), and when their lane is
+// full a new one replaces a random waiting one: the lane keeps a sample of
+// the whole flood, so a real scanner's sighting in it is as likely to go
+// out as any, not lost behind the flood's first seconds.
 type outbox struct {
-	mu      sync.Mutex
-	max     int
-	ops     map[string]*op // by subject
-	order   []string       // FIFO of subjects; a subject no longer in ops is skipped
+	mu    sync.Mutex
+	max   int            // writes other than sightings
+	smax  int            // sightings
+	ops   map[string]*op // by subject
+	order []string       // FIFO of subjects (not sightings); a subject no longer in ops is skipped
+	// sightings: their subjects, in no particular order; n: how many of
+	// ops are sightings.
+	sorder  []string
+	nsight  int
+	tokens  float64 // sightings that may be taken now
+	refill  time.Time
 	wake    chan struct{}
 	dropped uint64 // full
 	expired uint64 // dropped unsent, their time ran out
 }
 
-func newOutbox(max int) *outbox {
-	return &outbox{max: max, ops: map[string]*op{}, wake: make(chan struct{}, 1)}
+// sightingRate is how many sightings a host sends a second at most, with
+// as many at once.
+const sightingRate = 200
+
+func newOutbox(size int) *outbox {
+	return &outbox{max: size, smax: max(size/8, 1), ops: map[string]*op{}, wake: make(chan struct{}, 1), tokens: sightingRate}
 }
 
 // put queues o; false when the outbox is full (o is dropped and counted).
+// A sighting finding its lane full takes the place of a random waiting one
+// (which is counted as dropped).
 func (b *outbox) put(o *op) bool {
 	b.mu.Lock()
 	if _, ok := b.ops[o.subject]; !ok {
-		if len(b.ops) >= b.max {
+		switch {
+		case o.kind == opSighting && b.nsight >= b.smax:
+			i := rand.IntN(len(b.sorder))
+			if old, ok := b.ops[b.sorder[i]]; ok && old.kind == opSighting {
+				delete(b.ops, b.sorder[i])
+				b.nsight--
+				b.dropped++
+			}
+			b.sorder[i] = o.subject
+			b.nsight++
+		case o.kind == opSighting:
+			b.sorder = append(b.sorder, o.subject)
+			b.nsight++
+		case len(b.ops)-b.nsight >= b.max:
 			b.dropped++
 			b.mu.Unlock()
 			return false
+		default:
+			b.order = append(b.order, o.subject)
 		}
-		b.order = append(b.order, o.subject)
 	}
 	b.ops[o.subject] = o
 	b.mu.Unlock()
@@ -75,29 +111,68 @@ func (b *outbox) signal() {
 	}
 }
 
-// take removes up to n ops, oldest first, dropping those expired by now.
-func (b *outbox) take(n int, now time.Time) []*op {
+// take removes up to n ops, oldest first, dropping those expired by now;
+// sightings only after all the others, as many as the rate allows. wait:
+// sightings are left that the rate holds back; take again after it.
+func (b *outbox) take(n int, now time.Time) (out []*op, wait time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []*op
 	i := 0
 	for ; i < len(b.order) && len(out) < n; i++ {
-		o, ok := b.ops[b.order[i]]
-		if !ok {
-			continue
+		if o := b.takeLocked(b.order[i], now); o != nil {
+			out = append(out, o)
 		}
-		delete(b.ops, b.order[i])
-		if !o.expires.IsZero() && o.expires.Sub(now) < time.Second {
-			b.expired++
-			continue
+	}
+	b.order = compact(b.order[i:])
+	if len(out) == n || b.nsight == 0 {
+		return out, 0
+	}
+	if b.refill.IsZero() {
+		b.refill = now
+	}
+	b.tokens = min(b.tokens+now.Sub(b.refill).Seconds()*sightingRate, sightingRate)
+	b.refill = now
+	i = 0
+	for ; i < len(b.sorder) && len(out) < n && b.tokens >= 1; i++ {
+		if o := b.takeLocked(b.sorder[i], now); o != nil {
+			out = append(out, o)
+			b.tokens--
 		}
-		out = append(out, o)
 	}
-	b.order = b.order[i:]
-	if cap(b.order) > 1024 && len(b.order) < cap(b.order)/4 {
-		b.order = append([]string(nil), b.order...)
+	b.sorder = compact(b.sorder[i:])
+	if b.nsight > 0 && len(out) < n {
+		wait = max(time.Duration((1-b.tokens)/sightingRate*float64(time.Second)), time.Millisecond)
 	}
-	return out
+	return out, wait
+}
+
+// takeLocked removes subject's op and returns it, nil if gone or expired.
+func (b *outbox) takeLocked(subject string, now time.Time) *op {
+	o, ok := b.ops[subject]
+	if !ok {
+		return nil
+	}
+	b.forgetLocked(subject, o)
+	if !o.expires.IsZero() && o.expires.Sub(now) < time.Second {
+		b.expired++
+		return nil
+	}
+	return o
+}
+
+func (b *outbox) forgetLocked(subject string, o *op) {
+	delete(b.ops, subject)
+	if o.kind == opSighting {
+		b.nsight--
+	}
+}
+
+// compact lets go of a queue's consumed front once it is most of it.
+func compact(q []string) []string {
+	if cap(q) > 1024 && len(q) < cap(q)/4 {
+		return append([]string(nil), q...)
+	}
+	return q
 }
 
 // putBack returns ops that could not be sent to the front of the queue,
@@ -105,25 +180,37 @@ func (b *outbox) take(n int, now time.Time) []*op {
 func (b *outbox) putBack(ops []*op) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var front []string
+	var front, sfront []string
 	for _, o := range ops {
 		if _, newer := b.ops[o.subject]; newer {
 			continue
 		}
-		if len(b.ops) >= b.max {
-			b.dropped++
-			continue
+		if o.kind == opSighting {
+			if b.nsight >= b.smax {
+				b.dropped++
+				continue
+			}
+			b.nsight++
+			sfront = append(sfront, o.subject)
+		} else {
+			if len(b.ops)-b.nsight >= b.max {
+				b.dropped++
+				continue
+			}
+			front = append(front, o.subject)
 		}
 		b.ops[o.subject] = o
-		front = append(front, o.subject)
 	}
 	b.order = append(front, b.order...)
+	b.sorder = append(sfront, b.sorder...)
 }
 
 // remove drops a waiting op for subject, if any.
 func (b *outbox) remove(subject string) {
 	b.mu.Lock()
-	delete(b.ops, subject)
+	if o, ok := b.ops[subject]; ok {
+		b.forgetLocked(subject, o)
+	}
 	b.mu.Unlock()
 }
 

@@ -52,7 +52,10 @@ func (c *Client) publisher(ctx context.Context) {
 			if !ok {
 				break // a reconnect or the buckets made ready wake us
 			}
-			ops := c.out.take(batchSize, c.now())
+			ops, wait := c.out.take(batchSize, c.now())
+			if wait > 0 && retry == nil {
+				retry = time.After(wait) // sightings the rate holds back
+			}
 			if len(ops) == 0 {
 				break
 			}

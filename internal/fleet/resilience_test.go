@@ -278,3 +278,23 @@ func TestStallCheck(t *testing.T) {
 		})
 	}
 }
+
+// A flood of sightings (a spoofed random-source scan of one host) neither
+// delays a block nor goes to the cluster faster than sightingRate: the
+// block queued after 3000 sightings reaches the other host while most of
+// them still wait.
+func TestSightingFloodDoesNotDelayBlocks(t *testing.T) {
+	ns := startServer(t, nil)
+	h1, h2 := startHost(t, ns, "h1"), startHost(t, ns, "h2")
+	h1.waitReady(t)
+	h2.waitReady(t)
+	for i := range 3000 {
+		h1.c.Sighting(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}))
+	}
+	a := addr("203.0.113.50")
+	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h2.sink.waitBlocks(t, a, 1)
+	if d := h1.c.Stats().OutboxDepth; d < 2000 {
+		t.Fatalf("outbox depth %d when the block arrived: the sightings went first, or faster than %d/s", d, sightingRate)
+	}
+}
