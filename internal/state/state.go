@@ -120,6 +120,9 @@ type Store struct {
 	lastErr          error
 
 	syncMu sync.Mutex // one fsync at a time (taken before mu)
+
+	// texts: the history and blocked files, under mu.
+	texts []*appender
 }
 
 const journalName = "blocks.journal"
@@ -131,6 +134,11 @@ func Open(p Paths, now time.Time) (*Store, error) {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]offender{}, retryEvery: retryEvery}
+	for _, path := range []string{p.History, p.Blocked} {
+		if path != "" {
+			s.texts = append(s.texts, &appender{path: path})
+		}
+	}
 	r, err := s.load(now)
 	if err != nil {
 		return nil, err
@@ -340,11 +348,12 @@ func (s *Store) Add(b Block) error {
 	s.rememberBlock(&b)
 	err := s.append(entry{Op: "add", Block: &b})
 	line := historyLine(b)
-	for _, path := range []string{s.paths.History, s.paths.Blocked} {
-		if path == "" {
-			continue
+	now := time.Now()
+	for _, t := range s.texts {
+		if s.closed {
+			break
 		}
-		if werr := appendLine(path, line); werr != nil {
+		if werr := t.append(line, now); werr != nil {
 			err = errors.Join(err, werr)
 		}
 	}
@@ -454,6 +463,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	for _, t := range s.texts {
+		t.close()
+	}
 	if s.journal != nil {
 		if cerr := s.journal.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close %s: %w", s.journalPath(), cerr)
@@ -478,17 +490,3 @@ func historyLine(b Block) string {
 	return fmt.Sprintf("%d - %s Host: %s/%s Port: %d %s Blocked", t.Unix(), t.Format("01/02/2006 15:04:05"), host, b.Addr, b.Port, proto)
 }
 
-func appendLine(path, line string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("append to %s: %w", path, err)
-	}
-	_, err = f.WriteString(line + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("append to %s: %w", path, err)
-	}
-	return nil
-}

@@ -65,6 +65,41 @@ func TestHistoryLineFormat(t *testing.T) {
 	}
 }
 
+// The history file is kept open, yet a rotation (moved away, a new file
+// expected) is followed within reopenCheck, and a truncation at once.
+func TestHistoryFileRotated(t *testing.T) {
+	p := paths(t)
+	s, _ := Open(p, now)
+	defer s.Close()
+	add := func(i int) {
+		t.Helper()
+		if err := s.Add(Block{Addr: netip.AddrFrom4([4]byte{10, 16, 17, byte(i)}), Timeout: time.Hour, Expires: now.Add(time.Hour), Proto: "TCP", Port: 2000, Times: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := func(path string) int {
+		data, _ := os.ReadFile(path)
+		return strings.Count(string(data), "\n")
+	}
+	add(1)
+	add(2)
+	if err := os.Rename(p.History, p.History+".1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(reopenCheck + 100*time.Millisecond)
+	add(3)
+	if old, cur := lines(p.History+".1"), lines(p.History); old != 2 || cur != 1 {
+		t.Fatalf("after the rotation: %d lines in the old file (want 2), %d in the new (want 1)", old, cur)
+	}
+	if err := os.Truncate(p.History, 0); err != nil {
+		t.Fatal(err)
+	}
+	add(4)
+	if data, _ := os.ReadFile(p.History); !strings.Contains(string(data), "10.16.17.4") || strings.Count(string(data), "\n") != 1 || data[0] == 0 {
+		t.Fatalf("after truncation: %q", data)
+	}
+}
+
 // A torn last line (crash mid-write) does not lose the rest.
 func TestTornJournalLine(t *testing.T) {
 	p := paths(t)
