@@ -489,4 +489,3 @@ func historyLine(b Block) string {
 	}
 	return fmt.Sprintf("%d - %s Host: %s/%s Port: %d %s Blocked", t.Unix(), t.Format("01/02/2006 15:04:05"), host, b.Addr, b.Port, proto)
 }
-
