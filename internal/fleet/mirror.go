@@ -16,20 +16,25 @@ import (
 // apiTimeout bounds one JetStream API request.
 const apiTimeout = 5 * time.Second
 
-// held is another host's block as the mirror holds it.
+// held is one host's block of an address, as the mirror keeps it: when it
+// ends (capped at max_timeout when it arrived) and the record's time on the
+// servers, in Unix nanoseconds. The details (scan type, ports, reason) went
+// to the Sink, whose ledger keeps them; the mirror holds 100k blocks in a
+// few MiB.
 type held struct {
-	b       Block     // Expires capped at max_timeout when it arrived
-	created time.Time // the record's time on the servers
+	host             string // interned: one string per fleet host
+	expires, created int64
 }
+
+func (h held) ends() time.Time { return time.Unix(0, h.expires) }
 
 // mirror is what this host knows of the fleet, from the watchers. Its
 // methods are called with Client.mu held.
 type mirror struct {
-	// blocks: other hosts' blocks, by address and host. The values are
-	// pointers: a map's bucket holds 8 of them, and most addresses have one
-	// host (held values made each address cost some 1.7 KiB: 170 MiB for
-	// 100k blocks).
-	blocks    map[netip.Addr]map[string]*held
+	// blocks: other hosts' blocks, by address; most addresses have one
+	// host, so a short slice, not a map, per address.
+	blocks    map[netip.Addr][]held
+	names     map[string]string        // host names, interned
 	delivered map[netip.Addr]time.Time // the latest Expires passed to the Sink
 	own       map[netip.Addr]time.Time // this host's block records: their time on the servers
 	lifts     map[netip.Addr]Lift      // the latest lift of each address
@@ -40,7 +45,7 @@ type mirror struct {
 
 func newMirror() mirror {
 	return mirror{
-		blocks: map[netip.Addr]map[string]*held{}, delivered: map[netip.Addr]time.Time{},
+		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
 		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hosts: map[string][]netip.Addr{},
 		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{},
 	}
@@ -77,13 +82,55 @@ func (m *mirror) forget(a netip.Addr) {
 	delete(m.delivered, a)
 }
 
-// list returns the blocks in force at now, by address and host.
+// intern returns the one copy of a host's name.
+func (m *mirror) intern(host string) string {
+	if n, ok := m.names[host]; ok {
+		return n
+	}
+	host = strings.Clone(host) // not the key it was cut from
+	if len(m.names) < 65536 {
+		m.names[host] = host
+	}
+	return host
+}
+
+// hold records host's block of a, replacing the one it had, and returns
+// the host's interned name.
+func (m *mirror) hold(a netip.Addr, h held) string {
+	h.host = m.intern(h.host)
+	hs := m.blocks[a]
+	for i := range hs {
+		if hs[i].host == h.host {
+			hs[i] = h
+			return h.host
+		}
+	}
+	m.blocks[a] = append(hs, h)
+	return h.host
+}
+
+// release drops the blocks of a that drop says, and a when none is left.
+func (m *mirror) release(a netip.Addr, drop func(held) bool) {
+	hs, ok := m.blocks[a]
+	if !ok {
+		return
+	}
+	hs = slices.DeleteFunc(hs, drop)
+	if len(hs) == 0 {
+		delete(m.blocks, a)
+		return
+	}
+	m.blocks[a] = hs
+}
+
+// list returns the blocks in force at now, by address and host (Addr,
+// Host and Expires: the details went to the Sink).
 func (m *mirror) list(now time.Time) []Block {
 	var out []Block
-	for _, hs := range m.blocks {
+	for a, hs := range m.blocks {
 		for _, h := range hs {
-			if h.b.Expires.After(now) {
-				out = append(out, h.b)
+			if h.expires > now.UnixNano() {
+				out = append(out, Block{Addr: a, Host: h.host, Expires: h.ends()})
 			}
 		}
 	}
@@ -99,10 +146,10 @@ func (m *mirror) list(now time.Time) []Block {
 // count is how many blocks are in force at now (list's length, without
 // the list).
 func (m *mirror) count(now time.Time) int {
-	n := 0
+	n, t := 0, now.UnixNano()
 	for _, hs := range m.blocks {
 		for _, h := range hs {
-			if h.b.Expires.After(now) {
+			if h.expires > t {
 				n++
 			}
 		}
@@ -112,15 +159,9 @@ func (m *mirror) count(now time.Time) int {
 
 // sweep drops what has expired.
 func (m *mirror) sweep(now time.Time) {
-	for a, hs := range m.blocks {
-		for h, b := range hs {
-			if !b.b.Expires.After(now) {
-				delete(hs, h)
-			}
-		}
-		if len(hs) == 0 {
-			delete(m.blocks, a)
-		}
+	t := now.UnixNano()
+	for a := range m.blocks {
+		m.release(a, func(h held) bool { return h.expires <= t })
 	}
 	for a, e := range m.delivered {
 		if !e.After(now) {
@@ -454,12 +495,7 @@ func (c *Client) dropBlockLocked(host string, a netip.Addr) {
 		delete(c.m.own, a)
 		return
 	}
-	if hs := c.m.blocks[a]; hs != nil {
-		delete(hs, host)
-		if len(hs) == 0 {
-			delete(c.m.blocks, a)
-		}
-	}
+	c.m.release(a, func(h held) bool { return h.host == host })
 }
 
 func (c *Client) handleHost(e jetstream.KeyValueEntry, del bool) error {
@@ -527,16 +563,7 @@ func (c *Client) handleLift(e jetstream.KeyValueEntry, del bool) error {
 	if old, ok := c.m.lifts[a]; !ok || old.At.Before(l.At) {
 		c.m.lifts[a] = l
 	}
-	if hs := c.m.blocks[a]; hs != nil {
-		for h, b := range hs {
-			if b.created.Before(l.At) {
-				delete(hs, h)
-			}
-		}
-		if len(hs) == 0 {
-			delete(c.m.blocks, a)
-		}
-	}
+	c.m.release(a, func(h held) bool { return h.created < l.At.UnixNano() })
 	delete(c.m.delivered, a)
 	ownAt, own := c.m.own[a]
 	c.mu.Unlock()
@@ -603,12 +630,8 @@ func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error
 		return nil
 	}
 	c.mu.Lock()
-	hs := c.m.blocks[a]
-	if hs == nil {
-		hs = map[string]*held{}
-		c.m.blocks[a] = hs
-	}
-	hs[host] = &held{b: b, created: created}
+	// The Sink's record shares the interned name, not the key's bytes.
+	b.Host = c.m.hold(a, held{host: host, expires: b.Expires.UnixNano(), created: created.UnixNano()})
 	c.mu.Unlock()
 	c.deliver(b)
 	return nil
