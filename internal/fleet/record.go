@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unique"
 )
 
 // maxPorts bounds the ports a block record carries.
@@ -65,6 +66,8 @@ func decodeBlock(host string, addr netip.Addr, data []byte) (Block, error) {
 	if len(r.Ports) > maxPorts {
 		r.Ports = r.Ports[:maxPorts]
 	}
-	return Block{Addr: addr, Host: host, Expires: r.Expires, Origin: r.Origin, ScanType: r.ScanType,
+	// Origins and scan types are a handful of strings, each decoded anew:
+	// 100k mirrored blocks keep one copy of each, not 100k.
+	return Block{Addr: addr, Host: host, Expires: r.Expires, Origin: unique.Make(r.Origin).Value(), ScanType: unique.Make(r.ScanType).Value(),
 		Ports: r.Ports, Reason: r.Reason, Seen: r.Seen}, nil
 }
