@@ -135,6 +135,9 @@ type Client struct {
 	readyOnce   sync.Once
 	reconnected chan struct{}
 	self        chan Block // correlated blocks this host published, for its own Sink
+	// counts: addresses whose sighting the servers acknowledged, for the
+	// correlator; full: the count is skipped (a flood), never the publisher.
+	counts chan netip.Addr
 
 	mu        sync.Mutex
 	nc        *nats.Conn
@@ -187,6 +190,7 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		ready:       make(chan struct{}),
 		reconnected: make(chan struct{}, 1),
 		self:        make(chan Block, 1024),
+		counts:      make(chan netip.Addr, sightingRate),
 		lastSeen:    map[netip.Addr]time.Time{},
 		m:           newMirror(),
 	}
@@ -250,6 +254,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Go(func() { c.publisher(ctx) })
+	wg.Go(func() { c.correlator(ctx) })
 	c.mirrorLoop(ctx)
 	wg.Wait()
 	return nil
@@ -331,7 +336,7 @@ func (c *Client) signalReconnect() {
 	case c.reconnected <- struct{}{}:
 	default:
 	}
-	c.out.signal()
+	c.out.kick()
 }
 
 // conn returns the JetStream context and whether it can be used now.

@@ -69,9 +69,11 @@
 // goes back to the front and is retried with backoff; what expired while
 // waiting is dropped (OutboxExpired), and what is left after a reconnect is
 // sent with the time it has left. Sightings wait in a lane of their own and
-// go after every other write, at most sightingRate a second: a spoofed
-// flood makes one per source, and must not delay a block nor flood the
-// cluster (see outbox).
+// go after every other write, at most sightingRate a second, and their
+// counts run on a goroutine of their own: a spoofed flood makes one per
+// source, and must not delay a block nor flood the cluster (see outbox).
+// After a failure nothing is sent before the backoff ends, however many
+// writes arrive meanwhile, unless the connection just came back.
 //
 // # Mirroring
 //

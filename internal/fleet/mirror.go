@@ -315,7 +315,7 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	c.sightings = s
 	c.bucketsOK = true
 	c.mu.Unlock()
-	c.out.signal()
+	c.out.kick()
 	return nil
 }
 

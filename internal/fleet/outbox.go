@@ -59,6 +59,7 @@ type outbox struct {
 	tokens  float64 // sightings that may be taken now
 	refill  time.Time
 	wake    chan struct{}
+	urgent  bool   // kick: send now, whatever the backoff
 	dropped uint64 // full
 	expired uint64 // dropped unsent, their time ran out
 }
@@ -99,9 +100,33 @@ func (b *outbox) put(o *op) bool {
 		}
 	}
 	b.ops[o.subject] = o
+	// A sighting joining others wakes nobody: the publisher already waits
+	// for the rate to let the first ones go (take's wait), and a flood must
+	// not wake it once a packet, nor cut short its backoff after a failure.
+	wake := o.kind != opSighting || b.nsight == 1
+	b.mu.Unlock()
+	if wake {
+		b.signal()
+	}
+	return true
+}
+
+// kick wakes the publisher to send at once, its backoff forgotten (the
+// connection or the buckets just became usable).
+func (b *outbox) kick() {
+	b.mu.Lock()
+	b.urgent = true
 	b.mu.Unlock()
 	b.signal()
-	return true
+}
+
+// kicked reports (once) a kick since the last call.
+func (b *outbox) kicked() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	u := b.urgent
+	b.urgent = false
+	return u
 }
 
 func (b *outbox) signal() {

@@ -35,33 +35,48 @@ func purgeHeader() nats.Header {
 }
 
 // publisher sends the outbox while connected, in batches, and puts back
-// what failed, retrying with backoff.
+// what failed, retrying with backoff: after a failure nothing is sent
+// before the backoff ends, however many writes wake it meanwhile (a flood
+// queues one a packet), unless the connection or the buckets just became
+// usable (kick).
 func (c *Client) publisher(ctx context.Context) {
 	bo := newBackoff(200*time.Millisecond, retryMax)
-	var retry <-chan time.Time
+	var timer <-chan time.Time
+	var notBefore time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.out.wake:
-		case <-retry:
+		case <-timer:
+			timer = nil
 		}
-		retry = nil
+		if c.out.kicked() {
+			notBefore = time.Time{}
+			bo.reset()
+		}
+		if d := time.Until(notBefore); d > 0 {
+			if timer == nil {
+				timer = time.After(d)
+			}
+			continue
+		}
 		for ctx.Err() == nil {
 			js, _, ok := c.conn()
 			if !ok {
 				break // a reconnect or the buckets made ready wake us
 			}
 			ops, wait := c.out.take(batchSize, c.now())
-			if wait > 0 && retry == nil {
-				retry = time.After(wait) // sightings the rate holds back
+			if wait > 0 && timer == nil {
+				timer = time.After(wait) // sightings the rate holds back
 			}
 			if len(ops) == 0 {
 				break
 			}
 			if failed := c.send(ctx, js, ops); len(failed) > 0 {
 				c.out.putBack(failed)
-				retry = time.After(bo.next())
+				d := bo.next()
+				notBefore, timer = time.Now().Add(d), time.After(d)
 				break
 			}
 			bo.reset()
@@ -127,7 +142,10 @@ func (c *Client) send(ctx context.Context, js jetstream.JetStream, ops []*op) (f
 		c.log.Warn("fleet: publishing failed; retrying", "failed", len(failed), "of", len(ops), "err", firstErr)
 	}
 	for _, a := range sightings {
-		c.correlate(ctx, a)
+		select {
+		case c.counts <- a:
+		default: // the correlator is behind: a flood; this count is skipped
+		}
 	}
 	return failed
 }
@@ -162,6 +180,20 @@ func (c *Client) Sighting(addr netip.Addr) {
 	}
 	c.out.put(&op{kind: opSighting, subject: Subject(BucketSightings, SightingKey(a, c.name)), addr: a,
 		data: marshal(sightingRecord{At: now.UTC()}), expires: now.Add(c.window)})
+}
+
+// correlator counts, one address at a time, the hosts that saw each
+// address whose sighting went out: off the publisher, whose next block must
+// not wait for a count's round trip.
+func (c *Client) correlator(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-c.counts:
+			c.correlate(ctx, a)
+		}
+	}
 }
 
 // correlate counts the hosts that saw a (one request: the subjects of a's

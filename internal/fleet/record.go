@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
-	"unique"
 )
 
 // maxPorts bounds the ports a block record carries.
@@ -68,6 +68,27 @@ func decodeBlock(host string, addr netip.Addr, data []byte) (Block, error) {
 	}
 	// Origins and scan types are a handful of strings, each decoded anew:
 	// 100k mirrored blocks keep one copy of each, not 100k.
-	return Block{Addr: addr, Host: host, Expires: r.Expires, Origin: unique.Make(r.Origin).Value(), ScanType: unique.Make(r.ScanType).Value(),
+	return Block{Addr: addr, Host: host, Expires: r.Expires, Origin: words.intern(r.Origin), ScanType: words.intern(r.ScanType),
 		Ports: r.Ports, Reason: r.Reason, Seen: r.Seen}, nil
+}
+
+// words interns the few distinct origins and scan types records carry (at
+// most 256: a host writing others keeps its own copies).
+var words = interner{m: map[string]string{}}
+
+type interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (in *interner) intern(s string) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if w, ok := in.m[s]; ok {
+		return w
+	}
+	if len(in.m) < 256 {
+		in.m[s] = s
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 )
@@ -296,5 +298,39 @@ func TestSightingFloodDoesNotDelayBlocks(t *testing.T) {
 	h2.sink.waitBlocks(t, a, 1)
 	if d := h1.c.Stats().OutboxDepth; d < 2000 {
 		t.Fatalf("outbox depth %d when the block arrived: the sightings went first, or faster than %d/s", d, sightingRate)
+	}
+}
+
+// While the servers refuse writes (a full bucket: each try fails at once),
+// the publisher keeps to its backoff however many new writes arrive: a
+// block a packet (or a flood's sightings) must not turn retries into a
+// loop against the cluster.
+func TestPublisherKeepsItsBackoff(t *testing.T) {
+	ns := startServer(t, nil)
+	_, err := adminJS(t, ns).CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: BucketBlocks, History: 1,
+		MaxBytes: 2048, LimitMarkerTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHost(t, ns, "h1")
+	h.waitReady(t)
+	n := 0
+	publish := func() {
+		n++
+		h.c.Publish(Block{Addr: netip.AddrFrom4([4]byte{198, 51, byte(n >> 8), byte(n)}), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	}
+	for range 20 {
+		publish()
+	}
+	before := h.waitStats(t, "a refused write", func(s Stats) bool { return s.PublishErrors > 0 }).PublishErrors
+	for range 100 {
+		publish()
+		h.c.Sighting(netip.AddrFrom4([4]byte{198, 18, byte(n >> 8), byte(n)}))
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Backoff from 200 ms: at most 4 tries in the second, each of at most
+	// the 120 writes waiting (sightings go after them, and fail too).
+	if d := h.c.Stats().PublishErrors - before; d > 4*240 {
+		t.Fatalf("%d writes failed in a second of retries: the publisher did not keep to its backoff", d)
 	}
 }
