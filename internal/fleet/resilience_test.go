@@ -111,9 +111,10 @@ func TestCorrelation(t *testing.T) {
 		t.Errorf("correlated %d times", n)
 	}
 	// A further sighting of the blocked address does nothing.
+	before := hs[3].c.Stats().OutboxDepth
 	hs[3].c.Sighting(three)
-	if d := hs[3].c.Stats().OutboxDepth; d != 0 {
-		t.Errorf("a sighting of a blocked address was queued (%d)", d)
+	if d := hs[3].c.Stats().OutboxDepth; d > before {
+		t.Errorf("a sighting of a blocked address was queued (depth %d, %d before)", d, before)
 	}
 }
 
@@ -122,9 +123,11 @@ func TestCorrelationOff(t *testing.T) {
 	ns := startServer(t, nil)
 	h := startHost(t, ns, "h1", func(f *config.Fleet, _ *Options) { f.Correlate.Hosts = 0 })
 	h.waitReady(t)
+	// The outbox may still hold the host's own record: no more after.
+	before := h.c.Stats().OutboxDepth
 	h.c.Sighting(addr("203.0.113.9"))
-	if d := h.c.Stats().OutboxDepth; d != 0 {
-		t.Errorf("outbox depth %d", d)
+	if d := h.c.Stats().OutboxDepth; d > before {
+		t.Errorf("outbox depth %d after the sighting, %d before", d, before)
 	}
 }
 
