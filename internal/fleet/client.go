@@ -104,7 +104,7 @@ type Stats struct {
 	Connected     bool
 	Reconnects    uint64        // connections regained after a loss
 	OutboxDepth   int           // writes waiting
-	OutboxDropped uint64        // writes dropped: the outbox was full
+	OutboxDropped uint64        // writes dropped: the outbox was full (or a sighting replaced in its full lane)
 	OutboxExpired uint64        // writes dropped unsent: their time ran out (while disconnected)
 	Published     uint64        // writes acknowledged by the servers
 	PublishErrors uint64        // writes that failed and were put back
