@@ -440,6 +440,11 @@ func (s *Store) Len() int {
 func (s *Store) Expire(now time.Time) []Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The ledger calls this every second: also the time to let go of a
+	// rotated history or blocked file on a host with nothing to write.
+	for _, t := range s.texts {
+		t.letGo(now)
+	}
 	var out []Block
 	for a, b := range s.active {
 		if !b.Expires.After(now) {

@@ -91,6 +91,19 @@ func TestHistoryFileRotated(t *testing.T) {
 	if old, cur := lines(p.History+".1"), lines(p.History); old != 2 || cur != 1 {
 		t.Fatalf("after the rotation: %d lines in the old file (want 2), %d in the new (want 1)", old, cur)
 	}
+	// Moved away again with nothing to write: let go of within a second
+	// (Expire runs every second), the old file's space freed.
+	if err := os.Rename(p.History, p.History+".2"); err != nil {
+		t.Fatal(err)
+	}
+	s.Expire(time.Now().Add(2 * reopenCheck))
+	if s.texts[0].f != nil {
+		t.Fatal("the moved history file is still open after Expire")
+	}
+	add(5)
+	if data, _ := os.ReadFile(p.History); !strings.Contains(string(data), "10.16.17.5") {
+		t.Fatalf("new history file after the second rotation: %q", data)
+	}
 	if err := os.Truncate(p.History, 0); err != nil {
 		t.Fatal(err)
 	}
