@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
@@ -199,17 +197,10 @@ func (f *fleetLAN) dump(t testing.TB) {
 // counter reads one counter of the daemon's status.
 func counter(t testing.TB, d *daemon, name string) uint64 {
 	t.Helper()
-	out, err := d.cli("status", "--json")
-	if err != nil {
-		t.Fatalf("status: %v %s", err, out)
-	}
-	var st control.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
+	st := daemonStatus(t, d)
 	v, ok := st.Counters[name]
 	if !ok {
-		t.Fatalf("status has no counter %s:\n%s", name, out)
+		t.Fatalf("status has no counter %s: %v", name, st.Counters)
 	}
 	return v
 }

@@ -475,7 +475,8 @@ func ipInDelivers(b *testing.B, ns *netnstest.NS) uint64 {
 	return 0
 }
 
-func daemonStatus(b *testing.B, d *daemon) control.Status {
+func daemonStatus(b testing.TB, d *daemon) control.Status {
+	b.Helper()
 	out, err := d.cli("status", "--json")
 	if err != nil {
 		b.Fatalf("status: %v %s", err, out)

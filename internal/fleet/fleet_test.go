@@ -178,17 +178,7 @@ func TestUnblockEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		e, err := kv.Get(context.Background(), HostAddrKey("h1", a))
-		if err != nil || e.Operation() != jetstream.KeyValuePut {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("h1 did not purge its record after the lift")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitPurged(t, kv, HostAddrKey("h1", a), "h1 did not purge its record after the lift")
 	time.Sleep(200 * time.Millisecond)
 	if _, ls := h3.sink.snapshot(); len(ls) != 0 {
 		t.Errorf("the lifting host was told of its own lift: %v", ls)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 )
@@ -198,3 +199,20 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // nearly reports whether a and b are within d of each other.
 func nearly(a, b time.Time, d time.Duration) bool { return a.Sub(b).Abs() <= d }
+
+// waitPurged waits until key of kv holds no block (purged or gone), and
+// fails with what otherwise.
+func waitPurged(t testing.TB, kv jetstream.KeyValue, key, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, err := kv.Get(context.Background(), key)
+		if err != nil || e.Operation() != jetstream.KeyValuePut {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

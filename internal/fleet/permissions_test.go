@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 )
 
 // deployConf is the configuration of one server of deploy/nats.
@@ -50,30 +50,12 @@ func startDeployServer(t *testing.T) *server.Server {
 // deploy/nats's passwords (seconds with the race detector).
 var slowAuth = nats.Timeout(20 * time.Second)
 
-// syncBuffer is a log destination several goroutines write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDeployPermissions: hosts h1 and h2 of deploy/nats do all the fleet
 // needs under their permissions (create the buckets, publish, watch,
 // correlate, lift, purge their own records) without a single violation.
 func TestDeployPermissions(t *testing.T) {
 	ns := startDeployServer(t)
-	var logs syncBuffer
+	var logs netnstest.Output
 	as := func(user string) func(*config.Fleet, *Options) {
 		return func(f *config.Fleet, o *Options) {
 			f.User, f.Password = user, user+"-change-me"
@@ -103,17 +85,7 @@ func TestDeployPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		e, err := kv.Get(context.Background(), HostAddrKey("h1", a))
-		if err != nil || e.Operation() != jetstream.KeyValuePut {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("h1 did not purge its record")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitPurged(t, kv, HostAddrKey("h1", a), "h1 did not purge its record")
 	if l := logs.String(); strings.Contains(strings.ToLower(l), "permission") || strings.Contains(l, "level=ERROR") {
 		t.Errorf("violations or errors under deploy/nats permissions:\n%s", l)
 	}
@@ -129,7 +101,7 @@ func TestDeployPermissionBoundary(t *testing.T) {
 		o.NATSOptions = append(o.NATSOptions, slowAuth)
 	})
 	h1.waitReady(t) // the buckets exist
-	var asyncErrs syncBuffer
+	var asyncErrs netnstest.Output
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("h2", "h2-change-me"), slowAuth,
 		nats.CustomInboxPrefix("_INBOX_h2"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErrs.Write([]byte(err.Error() + "\n")) }))

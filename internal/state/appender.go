@@ -22,12 +22,7 @@ type appender struct {
 const reopenCheck = time.Second
 
 func (a *appender) append(line string, now time.Time) error {
-	if a.f != nil && now.Sub(a.checked) >= reopenCheck {
-		a.checked = now
-		if cur, err := os.Stat(a.path); err != nil || !os.SameFile(cur, a.info) {
-			a.close()
-		}
-	}
+	a.letGo(now)
 	if a.f == nil {
 		f, err := os.OpenFile(a.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
