@@ -15,6 +15,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
+	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/metrics"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
@@ -40,8 +41,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		AlreadyBlocked: p.AlreadyBlocked.Load(), Malformed: p.Malformed.Load(), Opaque: p.Opaque.Load(), NotProbes: p.NotProbes.Load(),
 		InUse: p.InUse.Load(), NFLOGLost: d.capture.Lost.Load(), NFLOGOverruns: d.capture.Overruns.Load(),
 		Restored: l.Restored.Load(), Expired: l.Expired.Load(), Unblocked: l.Unblocked.Load(),
-		BlockFailures: l.BlockFailures.Load(), CommandsRun: l.CommandsRun.Load(), CommandErrors: l.CommandFailures.Load(),
-		HostsDenyErrors: l.HostsDenyErrors.Load(), Reinstalls: d.keeper.Reinstalls.Load(), AlertsSuppressed: d.alerts.Suppressed(),
+		BlockFailures: l.BlockFailures.Load(), CommandsRun: d.follow.Commands.Run.Load(), CommandErrors: d.follow.Commands.Failures.Load(),
+		HostsDenyErrors: d.follow.HostsDeny.Errors.Load(), Reinstalls: d.keeper.Reinstalls.Load(), AlertsSuppressed: d.alerts.Suppressed(),
 		Evicted: l.Evicted.Load(), Corroborated: l.Corroborated.Load(),
 		Adopted: l.Adopted.Load(), Disowned: l.Disowned.Load(),
 		Tracked: p.Tracked(),
@@ -50,7 +51,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		s.Blocks[string(o)] = n.Load()
 	}
 	if d.fleet != nil {
-		f := d.fleet.c.Stats()
+		f := d.fleet.Client().Stats()
 		s.Fleet = &metrics.Fleet{Connected: f.Connected, Outbox: f.OutboxDepth, OutboxDropped: f.OutboxDropped, OutboxExpired: f.OutboxExpired,
 			Published: f.Published, Mirrored: f.Mirrored, Lifted: f.Lifted, Refused: f.Refused, Correlated: f.Correlated,
 			Reconnects: f.Reconnects, Blocks: f.Blocks, MirrorLag: f.MirrorLag}
@@ -221,10 +222,11 @@ func (d *Daemon) Block(ctx context.Context, addrs []string, timeout string) (int
 	if len(refused) > 0 {
 		return 0, fmt.Errorf("nothing blocked: %w", errors.Join(refused...))
 	}
-	if err := d.ledger.Block(ctx, decs...); err != nil {
-		return 0, err
+	ops := make([]ledger.Op, len(decs))
+	for i, dec := range decs {
+		ops[i] = ledger.Act{Decision: dec, At: now}
 	}
-	return len(decs), nil
+	return d.ledger.Apply(ctx, ops...)
 }
 
 // Unblock lifts the blocks of addrs, or every block (element, hosts.deny
@@ -234,13 +236,13 @@ func (d *Daemon) Unblock(ctx context.Context, addrs []string, all bool) (int, er
 		if len(addrs) > 0 {
 			return 0, errors.New("unblock: addresses and --all together")
 		}
-		return d.ledger.UnblockAll(ctx)
+		return d.ledger.Apply(ctx, ledger.UnblockAll{})
 	}
 	as, err := parseAddrs(addrs)
 	if err != nil {
 		return 0, err
 	}
-	return d.ledger.Unblock(ctx, as...)
+	return d.ledger.Apply(ctx, ledger.Unblock{Addrs: as, Cause: ledger.Unblocked})
 }
 
 // parseAddrs reads addresses, each once, in order; the first bad one is

@@ -32,6 +32,8 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/fleetlink"
+	"github.com/portsentry-nft/portsentry-nft/internal/follow"
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/keeper"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
@@ -75,7 +77,8 @@ type Daemon struct {
 	keeper  *keeper.Keeper
 	verify  *verified.Mode // nil unless tcp.verified
 	metrics *metrics.Metrics
-	fleet   *fleetLink      // nil without a fleet section
+	fleet   *fleetlink.Link // nil without a fleet section
+	follow  *follow.Set     // the ledger's followers (but the fleet's)
 	reader  *capture.Reader // NFLOG mode
 	queue   *capture.Queue  // NFQUEUE mode
 	capture capture.Stats
@@ -113,6 +116,8 @@ func New(opts Options) (*Daemon, error) {
 	}
 	lc := ledger.Config{Store: st, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor, NameWithin: d.nameWithin,
 		OnLift: func(a netip.Addr) { d.pipe.Forget(a) }}
+	d.follow = follow.NewSet(d.cfgp.Load, d.log)
+	d.follow.Wire(&lc)
 	if d.queue != nil {
 		lc.Verdicts = d.queue
 	}
@@ -120,13 +125,14 @@ func New(opts Options) (*Daemon, error) {
 		d.metrics = metrics.New(d.snapshot)
 		lc.OnBlock = d.metrics.ObserveBlock
 	}
-	if err := d.newFleet(); err != nil {
+	d.fleet, err = fleetlink.New(fleetlink.Config{Settings: d.cfgp.Load, Guard: d.guard, Log: d.log, Logger: opts.Logger})
+	if err != nil {
 		d.closeCapture()
 		st.Close()
 		return nil, err
 	}
 	if d.fleet != nil {
-		lc.Fleet = d.fleet
+		lc.Followers = append(lc.Followers, d.fleet)
 	}
 	d.ledger = ledger.New(lc)
 	// A name found after its block was recorded goes into the record.
@@ -135,7 +141,7 @@ func New(opts Options) (*Daemon, error) {
 	pc := pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts,
 		Ports: func() pipeline.Ports { return d.watcher.Snapshot() }}
 	if d.fleet != nil {
-		pc.OnProbe = d.fleet.c.Sighting
+		pc.OnProbe = d.fleet.Client().Sighting
 	}
 	d.pipe = pipeline.New(pc)
 	var own func(uint16) bool
@@ -226,19 +232,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else if n > 0 {
 		d.log.Infof("Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir)
 	}
-	wg.Go(func() { d.ledger.Run(backCtx) })
+	wg.Go(func() { d.ledger.Run(backCtx); d.follow.Commands.Wait() })
 	// The kernel's first strikes while no daemon followed it.
 	if _, err := d.keeper.Adopt(backCtx, before); err != nil {
 		d.log.Error(err.Error())
 	}
 	if d.fleet != nil {
 		// The fleet's current blocks enter before ready, within a bound.
-		wg.Go(func() { d.fleet.run(ctx) })
+		d.fleet.Start(ctx)
+		wg.Go(func() { d.fleet.Intake(ctx, d.decider, d.ledger) })
+		wg.Go(func() { d.fleet.Run(ctx) })
 		select {
-		case <-d.fleet.c.Ready():
-			d.log.Infof("fleet: %d blocks of other hosts in force", d.fleet.c.Stats().Blocks)
-		case <-time.After(FleetReadyWait):
-			d.log.Warnf("fleet: the servers did not answer within %s; blocking locally, the fleet's blocks follow when they do", FleetReadyWait)
+		case <-d.fleet.Client().Ready():
+			d.log.Infof("fleet: %d blocks of other hosts in force", d.fleet.Client().Stats().Blocks)
+		case <-time.After(fleetlink.ReadyWait):
+			d.log.Warnf("fleet: the servers did not answer within %s; blocking locally, the fleet's blocks follow when they do", fleetlink.ReadyWait)
 		}
 	}
 	if d.metrics != nil {
@@ -338,7 +346,7 @@ func (d *Daemon) nowProtected(ctx context.Context) func([]netip.Addr) {
 		if len(held) == 0 {
 			return
 		}
-		if _, err := d.ledger.LiftProtected(ctx, held...); err != nil {
+		if _, err := d.ledger.Apply(ctx, ledger.Unblock{Addrs: held, Cause: ledger.Protected}); err != nil {
 			if ctx.Err() == nil {
 				d.log.Errorf("could not lift the blocks of newly protected %v: %v", held, err)
 			}

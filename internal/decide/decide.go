@@ -19,6 +19,7 @@ import (
 
 	"github.com/portsentry-nft/portsentry-nft/internal/bucket"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
@@ -51,6 +52,12 @@ const (
 	SetFull
 	// RateLimited: more than block.max_per_second new blocks.
 	RateLimited
+	// NotATripwire: the kernel struck, but the capture path knows better
+	// (a service listens on the port, or the detector's trigger is not
+	// met yet): its ruleset lags the daemon's view.
+	NotATripwire
+	// Expired: a fleet block with less than a second left.
+	Expired
 )
 
 // Decision is the outcome of Decide.
@@ -74,6 +81,10 @@ type Decision struct {
 	// Evict: the sets are full, and the ledger makes room by lifting its
 	// weakest block (a weak one, oldest first) for this stronger one.
 	Evict bool
+	// Lift, for an element the kernel holds already (origin kernel) that
+	// the decision does not keep, says why it goes (the end of
+	// alert.LiftedLine); the ledger lifts it unless it holds a block.
+	Lift string
 }
 
 // String is the refusal as the log and the control socket say it.
@@ -87,6 +98,10 @@ func (d Decision) String() string {
 		return fmt.Sprintf("the blocked sets are full (block.set_size %s)", d.Why)
 	case RateLimited:
 		return "more than block.max_per_second new blocks"
+	case NotATripwire:
+		return d.Why
+	case Expired:
+		return "it has expired"
 	}
 	return ""
 }
@@ -108,6 +123,12 @@ type Request struct {
 	// The evidence: probes counted from Addr in the detector's window, and
 	// distinct ports among them. Zero for origins without probes.
 	Probes, Ports int
+	// Facts of the capture path, for origin kernel: Listening names the
+	// probed port when a service listens there ("tcp port 22"), and
+	// Untriggered says the detector's trigger is not met yet. Either makes
+	// the kernel's strike go.
+	Listening   string
+	Untriggered bool
 }
 
 // Guard says whether an address must never be blocked.
@@ -125,6 +146,8 @@ type Ledger interface {
 	TimesBlocked(a netip.Addr) int
 	// Weak counts the weak blocks in force (those a full set gives up).
 	Weak() int
+	// Get returns the record of a's block in force.
+	Get(a netip.Addr) (state.Block, bool)
 }
 
 // Decider decides. It is safe for concurrent use (capture and verified
@@ -157,6 +180,78 @@ func (d *Decider) SetConfig(cfg *config.Config) {
 // block's length.
 func (d *Decider) Decide(r Request) Decision { return d.decide(r, 0) }
 
+// decide is decideBlock, and for an element the kernel holds already the
+// lift the decision asks for.
+func (d *Decider) decide(r Request, more int) Decision {
+	cfg := d.cfg.Load()
+	out := notATripwire(cfg, r)
+	if out.Reason == None {
+		out = d.fleetRefusal(r)
+	}
+	if out.Reason == None {
+		out = d.decideBlock(cfg, r, more)
+	}
+	if r.Origin == state.OriginKernel && out.Action != Block && out.Reason != AlreadyBlocked {
+		out.Lift = Against(cfg, out, r.Proto)
+	}
+	return out
+}
+
+// notATripwire refuses the kernel's strike the capture path knows to be
+// wrong; Reason None otherwise.
+func notATripwire(cfg *config.Config, r Request) Decision {
+	out := Decision{Addr: r.Addr, Origin: r.Origin}
+	switch {
+	case r.Origin != state.OriginKernel:
+		return out
+	case r.Listening != "":
+		out.Why = "a service listens on " + r.Listening
+	case r.Untriggered:
+		out.Why = fmt.Sprintf("detect.scan_trigger is %d", cfg.Detect.ScanTrigger)
+	default:
+		return out
+	}
+	out.Action, out.Reason = Refuse, NotATripwire
+	return out
+}
+
+// fleetRefusal refuses, silently, another host's block that has run out,
+// or that this host holds as long already; Reason None otherwise.
+func (d *Decider) fleetRefusal(r Request) Decision {
+	out := Decision{Addr: r.Addr, Origin: r.Origin}
+	if r.Origin != state.OriginFleet {
+		return out
+	}
+	out.Action = Refuse
+	if r.Timeout < time.Second {
+		out.Reason = Expired
+		return out
+	}
+	if cur, ok := d.ledger.Get(r.Addr); ok && !cur.Expires.Before(r.Now.Add(r.Timeout-time.Second)) {
+		out.Reason = AlreadyBlocked
+		return out
+	}
+	return Decision{Addr: r.Addr, Origin: r.Origin}
+}
+
+// LiftReaches reports whether an administrator's fleet-wide lift made at
+// at reaches the block cur: only a block that began before the lift does
+// (a later block rests on later evidence).
+func LiftReaches(cur state.Block, at time.Time) bool {
+	return cur.Expires.Add(-cur.Timeout).Before(at)
+}
+
+// Headroom is how many places of the sets the ledger keeps free while the
+// kernel strikes (nft.Strikes): the kernel adds only to a set with room,
+// so a set filled with a spoofed flood's blocks would leave none for a
+// real scanner's strike. A 64th of block.set_size (none below 64).
+func Headroom(cfg *config.Config) int {
+	if tcp, udp := nft.Strikes(cfg); !tcp && !udp {
+		return 0
+	}
+	return cfg.Block.SetSize / 64
+}
+
 // DecideAll decides several requests together (an administrator's list):
 // the blocks decided earlier in the list count against the capacity of
 // the later ones.
@@ -171,9 +266,9 @@ func (d *Decider) DecideAll(rs []Request) []Decision {
 	return out
 }
 
-// decide is Decide with more blocks on their way than the ledger knows.
-func (d *Decider) decide(r Request, more int) Decision {
-	cfg := d.cfg.Load()
+// decideBlock is Decide with more blocks on their way than the ledger
+// knows.
+func (d *Decider) decideBlock(cfg *config.Config, r Request, more int) Decision {
 	out := Decision{Addr: r.Addr, Origin: r.Origin}
 	refuse := func(why Reason) Decision { out.Action, out.Reason = Refuse, why; return out }
 	if why, ok := d.guard.Protected(r.Addr); ok {

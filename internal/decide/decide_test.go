@@ -25,6 +25,9 @@ func (l *ledger) Holds(a netip.Addr) bool       { return l.held[a] }
 func (l *ledger) Len() int                      { return l.n }
 func (l *ledger) TimesBlocked(a netip.Addr) int { return l.times[a] }
 func (l *ledger) Weak() int                     { return l.weak }
+func (l *ledger) Get(a netip.Addr) (state.Block, bool) {
+	return state.Block{}, false
+}
 
 func parse(t *testing.T, y string) *config.Config {
 	t.Helper()

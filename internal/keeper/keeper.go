@@ -261,17 +261,21 @@ func (k *Keeper) Adopt(ctx context.Context, inKernel map[netip.Addr]time.Duratio
 func (k *Keeper) adopt(ctx context.Context, inKernel map[netip.Addr]time.Duration, minAge time.Duration) (int, error) {
 	cfg := k.cfg.Load()
 	now := time.Now()
-	var ds []decide.Decision
+	var ops []ledger.Op
 	for a, left := range inKernel {
 		left = left.Round(time.Second)
 		if left < 2*time.Second || cfg.BlockTimeout()-left < minAge || k.c.Ledger.Holds(a) {
 			continue
 		}
-		ds = append(ds, k.c.Decider.Decide(decide.Request{Addr: a, Origin: state.OriginKernel, Timeout: left, Now: now}))
+		d := k.c.Decider.Decide(decide.Request{Addr: a, Origin: state.OriginKernel, Timeout: left, Now: now})
+		ops = append(ops, ledger.Act{Decision: d, Evidence: ledger.Evidence{Adopted: true}, At: now})
 	}
-	n, err := k.c.Ledger.Adopt(ctx, ds)
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	n, err := k.c.Ledger.Apply(ctx, ops...)
 	if err != nil {
-		return n, fmt.Errorf("adopt %d elements of the sets: %w", len(ds), err)
+		return n, fmt.Errorf("adopt %d elements of the sets: %w", len(ops), err)
 	}
 	if n > 0 {
 		k.c.Log.Infof("Adopted %d blocks the kernel made while the daemon was not following it (stopped, frozen, or NFLOG messages lost).", n)

@@ -13,6 +13,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/alert"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/follow"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
@@ -33,7 +34,9 @@ func newLedger(t *testing.T, yaml string) (*ledger.Ledger, *ledgertest.Kernel, *
 	t.Cleanup(func() { st.Close() })
 	var buf netnstest.Output
 	k := &ledgertest.Kernel{}
-	l := ledger.New(ledger.Config{Store: st, Kernel: k, Log: alert.New(slog.New(slog.NewTextHandler(&buf, nil)), nil), Settings: cfg})
+	lc := ledger.Config{Store: st, Kernel: k, Log: alert.New(slog.New(slog.NewTextHandler(&buf, nil)), nil), Settings: cfg}
+	follow.NewSet(func() *config.Config { return cfg }, lc.Log).Wire(&lc)
+	l := ledger.New(lc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { l.Run(ctx); close(done) }()
@@ -53,7 +56,7 @@ func TestManualBlockIsFollowedLikeAnyBlock(t *testing.T) {
 	l, k, st, log := newLedger(t, "hosts_deny: {path: "+deny+"}\ncommands: [{argv: [/bin/sh, -c, 'echo $TARGET$ >> "+mark+"']}]\n")
 	a := netip.MustParseAddr("fd00:201::2")
 	d := decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginManual, Timeout: time.Hour, Times: 1}
-	if err := l.Block(context.Background(), d); err != nil {
+	if _, err := l.Apply(context.Background(), ledger.Act{Decision: d}); err != nil {
 		t.Fatal(err)
 	}
 	if got := k.Added(); len(got) != 1 || got[0].Addr != a || got[0].Timeout != time.Hour {
@@ -78,7 +81,7 @@ func TestManualBlockIsFollowedLikeAnyBlock(t *testing.T) {
 	if !strings.Contains(log.String(), "has been blocked via nftables set inet portsentry blocked6 by an administrator (timeout 1h0m0s)") {
 		t.Errorf("log:\n%s", log)
 	}
-	if n, err := l.Unblock(context.Background(), a); err != nil || n != 1 {
+	if n, err := l.Apply(context.Background(), ledger.Unblock{Addrs: []netip.Addr{a}, Cause: ledger.Unblocked}); err != nil || n != 1 {
 		t.Fatal(err)
 	}
 	if _, ok := st.Get(a); ok {
@@ -101,7 +104,7 @@ func TestFailedElementIsNotRecorded(t *testing.T) {
 	l, k, st, log := newLedger(t, "")
 	k.Fail = os.ErrPermission
 	a := netip.MustParseAddr("10.201.0.9")
-	if !l.Submit(decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginDetect, Timeout: time.Hour, Times: 1}, ledger.Evidence{}, time.Now()) {
+	if !l.Post(ledger.Act{Decision: decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginDetect, Timeout: time.Hour, Times: 1}, Evidence: ledger.Evidence{}, At: time.Now()}) {
 		t.Fatal("submit refused")
 	}
 	for deadline := time.Now().Add(2 * time.Second); l.Stats.BlockFailures.Load() == 0; time.Sleep(5 * time.Millisecond) {
@@ -154,8 +157,8 @@ func TestFirstStrikeIsFollowedNotAddedAgain(t *testing.T) {
 	l, k, st, log := newLedger(t, "")
 	a, b := netip.MustParseAddr("10.201.0.7"), netip.MustParseAddr("10.201.0.8")
 	ev := ledger.Evidence{Probe: packet.Probe{Src: a, Proto: packet.TCP, Kind: packet.KindSYN, DstPort: 79}}
-	l.Submit(decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginKernel, Timeout: time.Hour, Times: 1, Weak: true}, ev, time.Now())
-	l.Submit(decide.Decision{Action: decide.Block, Addr: b, Origin: state.OriginKernel, Timeout: 4 * time.Hour, Times: 2}, ev, time.Now())
+	l.Post(ledger.Act{Decision: decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginKernel, Timeout: time.Hour, Times: 1, Weak: true}, Evidence: ev, At: time.Now()})
+	l.Post(ledger.Act{Decision: decide.Decision{Action: decide.Block, Addr: b, Origin: state.OriginKernel, Timeout: 4 * time.Hour, Times: 2}, Evidence: ev, At: time.Now()})
 	waitFor(t, "the strikes were not recorded", func() bool { return st.Has(a) && st.Has(b) })
 	rec, _ := st.Get(a)
 	if rec.Origin != state.OriginKernel || rec.Kind != "TCP SYN scan" {
@@ -177,8 +180,9 @@ func TestDisownLiftsOnlyWhatTheLedgerDoesNotHold(t *testing.T) {
 	if err := st.Add(state.Block{Addr: held, Timeout: time.Hour, Expires: time.Now().Add(time.Hour), Times: 1}); err != nil {
 		t.Fatal(err)
 	}
-	l.Disown(held, "it is protected (test)")
-	l.Disown(gw, "it is protected (default gateway)")
+	for a, why := range map[netip.Addr]string{held: "it is protected (test)", gw: "it is protected (default gateway)"} {
+		l.Post(ledger.Act{Decision: decide.Decision{Action: decide.Refuse, Reason: decide.Protected, Addr: a, Origin: state.OriginKernel, Lift: why}})
+	}
 	waitFor(t, "the gateway's strike was not lifted", func() bool { return l.Stats.Disowned.Load() == 1 })
 	if got := k.Deleted(); len(got) != 1 || got[0] != gw {
 		t.Errorf("kernel deleted %v, want only %s", got, gw)
@@ -193,10 +197,12 @@ func TestDisownLiftsOnlyWhatTheLedgerDoesNotHold(t *testing.T) {
 func TestAdopt(t *testing.T) {
 	l, k, st, _ := newLedger(t, "")
 	a, gw := netip.MustParseAddr("10.201.0.7"), netip.MustParseAddr("10.201.0.254")
-	n, err := l.Adopt(context.Background(), []decide.Decision{
-		{Action: decide.Block, Addr: a, Origin: state.OriginKernel, Timeout: 42 * time.Minute, Times: 1, Weak: true},
-		{Action: decide.Refuse, Reason: decide.Protected, Why: "default gateway", Addr: gw, Origin: state.OriginKernel},
-	})
+	adopted := ledger.Evidence{Adopted: true}
+	n, err := l.Apply(context.Background(),
+		ledger.Act{Decision: decide.Decision{Action: decide.Block, Addr: a, Origin: state.OriginKernel, Timeout: 42 * time.Minute, Times: 1, Weak: true}, Evidence: adopted},
+		ledger.Act{Decision: decide.Decision{Action: decide.Refuse, Reason: decide.Protected, Why: "default gateway", Addr: gw, Origin: state.OriginKernel,
+			Lift: "it is protected (default gateway)"}, Evidence: adopted},
+	)
 	if err != nil || n != 1 {
 		t.Fatalf("adopt: %d, %v; want 1", n, err)
 	}

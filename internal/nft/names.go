@@ -1,6 +1,10 @@
 package nft
 
-import "github.com/google/nftables"
+import (
+	"net/netip"
+
+	"github.com/google/nftables"
+)
 
 // Names fixed for users (README, "Names fixed for users"): scripts and
 // admins rely on them.
@@ -45,4 +49,12 @@ const (
 // Table is the nftables table every object of ours lives in.
 func Table() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+}
+
+// SetOf is the set that holds a's block: blocked or blocked6.
+func SetOf(a netip.Addr) string {
+	if a.Is6() {
+		return SetBlocked6
+	}
+	return SetBlocked
 }

@@ -182,7 +182,7 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		// up to one poll). Never a tripwire.
 		p.InUse.Add(1)
 		if rule.Struck() {
-			p.c.Ledger.Disown(pr.Src, fmt.Sprintf("a service listens on %s port %d", pr.Proto, pr.DstPort))
+			p.disown(decide.Request{Addr: pr.Src, Proto: pr.Proto, Now: now, Listening: fmt.Sprintf("%s port %d", pr.Proto, pr.DstPort)})
 		}
 		return capture.Accept
 	}
@@ -191,7 +191,7 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		// its block rests on more than one probe. A sample of the dropped
 		// ones, so no "already blocked" line: their number says nothing.
 		p.AlreadyBlocked.Add(1)
-		p.c.Ledger.Corroborate(pr.Src)
+		p.c.Ledger.Post(ledger.Strengthen{Addr: pr.Src})
 		return capture.Drop
 	}
 	if rule.Struck() {
@@ -220,7 +220,7 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	if verdict != detect.Trigger && rule.Struck() {
 		// The kernel struck under a ruleset that had not caught up with a
 		// new scan_trigger yet.
-		p.c.Ledger.Disown(pr.Src, fmt.Sprintf("detect.scan_trigger is %d", p.cfg.Detect.ScanTrigger))
+		p.disown(decide.Request{Addr: pr.Src, Proto: pr.Proto, Now: now, Untriggered: true})
 	}
 	if verdict != detect.Trigger {
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProbe, Probe: *pr}, now)
@@ -231,6 +231,15 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		return capture.Pending
 	}
 	return capture.Accept
+}
+
+// disown asks the decision about a kernel strike the capture path knows
+// to be wrong (r's facts), and hands the lift it decides to the ledger.
+func (p *Pipeline) disown(r decide.Request) {
+	r.Origin = state.OriginKernel
+	if d := p.c.Decider.Decide(r); d.Lift != "" {
+		p.c.Ledger.Post(ledger.Act{Decision: d, At: r.Now})
+	}
 }
 
 // evidence is what the ledger records of a trigger: the probe and the
@@ -267,7 +276,7 @@ func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 	if d.Action == decide.Block {
 		det.MarkBlocked(pr.Src, now.Add(d.Timeout))
 	}
-	if !p.c.Ledger.Submit(d, t.evidence(), now) {
+	if !p.c.Ledger.Post(ledger.Act{Decision: d, Evidence: t.evidence(), At: now}) {
 		det.Forget(pr.Src)
 		return false
 	}
@@ -291,9 +300,9 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 	case decide.Protected:
 		det.Forget(pr.Src)
 		p.Protected.Add(1)
-		if d.Origin == state.OriginKernel {
+		if d.Lift != "" {
 			// The guard rails changed after the kernel's copy of them.
-			p.c.Ledger.Disown(pr.Src, decide.Against(p.cfgp.Load(), d, pr.Proto))
+			p.c.Ledger.Post(ledger.Act{Decision: d, At: now})
 		}
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProtected, Probe: *pr, Reason: d.Why}, now)
 	case decide.RateLimited:

@@ -1,0 +1,174 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/decide"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+)
+
+// Op is one operation on the ledger, entered by its one door: Post (the
+// capture path, which never waits) or Apply (every other origin, which
+// waits until the operation is carried out and on disk). The set of
+// operations is closed: Act, Lift, LiftAll, Strengthen.
+type Op interface{ isOp() }
+
+// Act carries out a decision of any origin: a block (its element in the
+// kernel, recorded, followed), the response "log" or "command", and for
+// an element the kernel holds already (origin kernel) the lift the
+// decision asks for (decide.Decision.Lift).
+type Act struct {
+	Decision decide.Decision
+	Evidence Evidence
+	// At is when it was decided (time.Now when zero).
+	At time.Time
+}
+
+// Unblock lifts blocks: their elements in one transaction, their records,
+// what followed them.
+type Unblock struct {
+	Addrs []netip.Addr
+	// Cause is Unblocked, FleetUnblocked or Protected.
+	Cause Cause
+}
+
+// UnblockAll lifts every block (both sets emptied in one transaction).
+type UnblockAll struct{}
+
+// Strengthen says more probes came from a's source: a weak block of a
+// rests on more than one probe now, and becomes an offence.
+type Strengthen struct{ Addr netip.Addr }
+
+func (Act) isOp()        {}
+func (Unblock) isOp()    {}
+func (UnblockAll) isOp() {}
+func (Strengthen) isOp() {}
+
+// Post hands ops to the ledger without waiting (the capture goroutine and
+// verified mode). False when the ledger cannot take one now (too many
+// blocks on their way, or its queue is full): then nothing of that op is
+// done, and a held probe is the caller's to release. Only Act and
+// Strengthen may be posted.
+func (l *Ledger) Post(op Op) bool {
+	switch o := op.(type) {
+	case Act:
+		return l.post(o)
+	case Strengthen:
+		l.corroborate(o.Addr)
+		return true
+	}
+	panic(fmt.Sprintf("ledger: %T cannot be posted", op))
+}
+
+// Apply carries out ops in order and waits until they are in the kernel,
+// recorded and on disk. Consecutive Acts go into the kernel in one
+// transaction; the ledger's goroutine never waits for the kernel or the
+// disk meanwhile, so a detected block's element goes in while a large
+// batch is committed and journaled. It returns how many blocks it recorded
+// plus how many records it lifted.
+func (l *Ledger) Apply(ctx context.Context, ops ...Op) (int, error) {
+	total := 0
+	for i := 0; i < len(ops); {
+		j := i + 1
+		if _, ok := ops[i].(Act); ok {
+			for j < len(ops) && isAct(ops[j]) {
+				j++
+			}
+		}
+		n, err := l.apply(ctx, ops[i:j])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		i = j
+	}
+	return total, nil
+}
+
+func isAct(op Op) bool { _, ok := op.(Act); return ok }
+
+func (l *Ledger) apply(ctx context.Context, ops []Op) (int, error) {
+	switch o := ops[0].(type) {
+	case Act:
+		acts := make([]Act, len(ops))
+		for i, op := range ops {
+			acts[i] = op.(Act)
+		}
+		return l.acts(ctx, acts)
+	case Unblock:
+		if err := l.c.Kernel.Delete(ctx, o.Addrs...); err != nil {
+			return 0, err
+		}
+		return l.call(ctx, func(r chan reply) task { return liftTask{addrs: o.Addrs, cause: o.Cause, reply: r} })
+	case UnblockAll:
+		if err := l.c.Kernel.FlushSets(ctx); err != nil {
+			return 0, err
+		}
+		return l.call(ctx, func(r chan reply) task { return liftTask{all: true, cause: Unblocked, reply: r} })
+	case Strengthen:
+		l.corroborate(o.Addr)
+		return 0, nil
+	}
+	return 0, fmt.Errorf("ledger: unknown operation %T", ops[0])
+}
+
+// acts commits the elements of a batch of decisions on the caller's
+// goroutine, then has the ledger's goroutine record them.
+func (l *Ledger) acts(ctx context.Context, acts []Act) (int, error) {
+	now := time.Now()
+	var blocks []nft.Block
+	for i := range acts {
+		if acts[i].At.IsZero() {
+			acts[i].At = now
+		}
+		if d := acts[i].Decision; d.Action == decide.Block && !inKernel(d, l.cfg.Load().BlockTimeout()) {
+			blocks = append(blocks, nft.Block{Addr: d.Addr, Timeout: d.Timeout})
+		}
+	}
+	// Until recorded, the batch counts in Len (the capacity), a chunk at a
+	// time (recordTask.run).
+	l.batched.Add(int64(len(acts)))
+	if len(blocks) > 0 {
+		if err := l.c.Kernel.Commit(ctx, blocks); err != nil {
+			l.batched.Add(-int64(len(acts)))
+			return 0, err
+		}
+	}
+	r := make(chan reply, 1)
+	select {
+	case l.in <- &recordTask{acts: acts, reply: r}:
+	case <-ctx.Done():
+		l.batched.Add(-int64(len(acts)))
+		return 0, ctx.Err()
+	}
+	return wait(ctx, r)
+}
+
+// call hands the task made with a reply channel to the ledger's
+// goroutine and waits for its reply.
+func (l *Ledger) call(ctx context.Context, mk func(chan reply) task) (int, error) {
+	r := make(chan reply, 1)
+	select {
+	case l.in <- mk(r):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return wait(ctx, r)
+}
+
+func wait(ctx context.Context, r chan reply) (int, error) {
+	select {
+	case x := <-r:
+		return x.n, x.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+type reply struct {
+	n   int
+	err error
+}
