@@ -21,7 +21,6 @@ func (t actTask) run(ctx context.Context, l *Ledger) { l.act(ctx, t.a) }
 type recordTask struct {
 	acts  []Act
 	done  []recorded
-	n     int
 	reply chan reply
 }
 
