@@ -25,8 +25,8 @@ func scrape(t testing.TB, m *Metrics) string {
 	return string(body)
 }
 
-// One metric per quantity, with the labels that split it, as the README
-// lists them.
+// One metric per quantity, with the labels that split it, as
+// docs/metrics.md lists them.
 func TestExposition(t *testing.T) {
 	m := New(snapshot)
 	m.ObserveBlock(300 * time.Microsecond)
