@@ -29,7 +29,7 @@ func impCheckStderr(t *testing.T, stderr string) {
 	}
 }
 
-// TestImportBetaGolden imports the 2.0 beta conf the way the README shows
+// TestImportBetaGolden imports the 2.0 beta conf the way docs/migrating.md shows
 // and compares stdout and stderr with the golden files the legacy package
 // keeps; then check and rules accept the result.
 func TestImportBetaGolden(t *testing.T) {

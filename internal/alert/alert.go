@@ -4,7 +4,7 @@
 // habits, match "attackalert: TCP SYN scan from host ..." and "adminalert:
 // ...". So every line kind is one function here, and nothing else in the
 // daemon writes the prefixes by hand: a test proves each line still reads
-// as the README shows it.
+// as docs/log-lines.md shows it.
 //
 // Lines about probes are written off the capture goroutine: Queue holds
 // them as values (no allocation, no waiting) for the goroutine that runs

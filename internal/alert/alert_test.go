@@ -12,11 +12,11 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
 )
 
-// Every kind of line, made by its function from the README's example
-// values, is word for word the README's example: the README is what
+// Every kind of line, made by its function from the example values of
+// docs/log-lines.md, is word for word that page's example: it is what
 // admins write their filters from, so the two cannot drift apart.
-func TestEveryLineKindReadsAsTheREADMEShowsIt(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+func TestEveryLineKindReadsAsTheDocsShowIt(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/log-lines.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +61,8 @@ func TestEveryLineKindReadsAsTheREADMEShowsIt(t *testing.T) {
 		lines = append(lines, strings.Trim(strings.TrimPrefix(l, "msg="), `"`))
 	}
 	for _, l := range lines {
-		if !bytes.Contains(readme, []byte("\n"+l+"\n")) {
-			t.Errorf("README does not show the line\n\t%s", l)
+		if !bytes.Contains(doc, []byte("\n"+l+"\n")) {
+			t.Errorf("docs/log-lines.md does not show the line\n\t%s", l)
 		}
 	}
 }

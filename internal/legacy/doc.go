@@ -22,6 +22,6 @@
 // becomes a warning saying why. Import checks its own output with
 // config.Parse, the validation "portsentry-nft check" runs.
 //
-// The README's "Migrating from PortSentry" section holds the key-by-key
+// docs/migrating.md ("Migrating from PortSentry") holds the key-by-key
 // migration table.
 package legacy

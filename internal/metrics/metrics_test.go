@@ -3,9 +3,13 @@ package metrics
 import (
 	"io"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func snapshot() Snapshot {
@@ -25,8 +29,8 @@ func scrape(t testing.TB, m *Metrics) string {
 	return string(body)
 }
 
-// One metric per quantity, with the labels that split it, as the README
-// lists them.
+// One metric per quantity, with the labels that split it, as
+// docs/metrics.md lists them.
 func TestExposition(t *testing.T) {
 	m := New(snapshot)
 	m.ObserveBlock(300 * time.Microsecond)
@@ -56,6 +60,28 @@ func TestExposition(t *testing.T) {
 	}
 	if strings.Contains(body, "portsentry_events_total") {
 		t.Error("the old catch-all metric is still served")
+	}
+}
+
+// Every metric the daemon can serve (the fleet's too, which a host
+// without a fleet does not) is in docs/metrics.md, the table admins and
+// the Grafana dashboard are written from.
+func TestEveryMetricIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile(`fqName: "([^"]+)"`)
+	descs := append(append([]*prometheus.Desc{}, counterMetrics...), describedByHand...)
+	descs = append(descs, New(snapshot).latency.Desc())
+	for _, d := range descs {
+		m := name.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		if !strings.Contains(string(doc), "`"+m[1]+"`") && !strings.Contains(string(doc), "`"+m[1]+"{") {
+			t.Errorf("docs/metrics.md does not list %s", m[1])
+		}
 	}
 }
 

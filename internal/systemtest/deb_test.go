@@ -36,6 +36,8 @@ func TestDebInstallRunReloadStop(t *testing.T) {
 		"/usr/share/bash-completion/completions/portsentry-nft",
 		"/usr/share/zsh/vendor-completions/_portsentry-nft",
 		"/usr/share/doc/portsentry-nft/copyright",
+		"/usr/share/doc/portsentry-nft/README.md",
+		"/usr/share/doc/portsentry-nft/docs/log-lines.md", // the manual README.md links to
 	} {
 		g.mustRun("test", "-f", f)
 	}
