@@ -194,7 +194,8 @@ func (f *fleetLink) lift(l fleet.Lift) {
 }
 
 // run runs the client until ctx is done, and tells it this host's own
-// addresses (which no host blocks) as the guard sees them change.
+// addresses (published for people to read; they protect nothing on the
+// other hosts) as the guard sees them change.
 func (f *fleetLink) run(ctx context.Context) {
 	f.done = ctx.Done()
 	go f.mirror(ctx.Done())
