@@ -109,3 +109,19 @@ func TestFleetServerNameFails(t *testing.T) {
 		t.Error("10.201.0.13 still protected: the reload dropped it")
 	}
 }
+
+// A fleet host or server added at a reload is reported as newly protected,
+// so that the daemon lifts a block of it at once (as a new gateway's).
+func TestFleetReportsNewlyProtected(t *testing.T) {
+	g := fleetGuard(t, nil)
+	g.Refresh()
+	g.startReports()
+	g.takeReports()
+	if err := g.SetFleet(context.Background(), []netip.Prefix{netip.MustParsePrefix("10.201.0.2/32")}, []string{"10.201.0.11"}); err != nil {
+		t.Fatal(err)
+	}
+	g.Refresh()
+	if got, want := g.takeReports(), addrs("10.201.0.2", "10.201.0.11"); !slices.Equal(got, want) {
+		t.Errorf("reported %v, want %v", got, want)
+	}
+}
