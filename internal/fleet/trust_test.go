@@ -46,7 +46,7 @@ func publishHostRecord(t *testing.T, js jetstream.JetStream, user string, addrs 
 	}
 }
 
-// TestHostRecordGrantsNoImmunity (issue 22, T2): h2, with its own
+// TestHostRecordGrantsNoImmunity: h2, compromised, with its own
 // credentials, lists a scanner's address in its record of the hosts
 // bucket. h1 still applies h3's fleet block of the scanner, and a later
 // record of h2 listing another address that h1 holds from h3 lifts

@@ -30,7 +30,7 @@ func fleetGuard(t *testing.T, names map[string][]netip.Addr) *Guard {
 // The fleet's infrastructure is protected, each with its reason: the hosts
 // of fleet.hosts (addresses and CIDRs) and the servers' addresses, literal
 // or resolved from their names. A forged probe from any of them blocks
-// nothing (issue 21, S2 and S7).
+// nothing here.
 func TestFleetProtected(t *testing.T) {
 	g := fleetGuard(t, map[string][]netip.Addr{"n3.example.net": addrs("10.201.0.13", "fd00:201::13")})
 	hosts := []netip.Prefix{netip.MustParsePrefix("10.201.0.2/32"), netip.MustParsePrefix("10.201.8.0/24"),
