@@ -64,8 +64,27 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d TCP and %d UDP ports monitored, %d ignore entries, block timeout %s)\n",
 		cfg.File, len(cfg.TCP.Monitored), len(cfg.UDP.Monitored), len(cfg.IgnorePrefixes), cfg.Block.Timeout)
+	reportFleet(cfg.Fleet, stdout)
 	reportInUse(cfg, stdout)
 	return 0
+}
+
+// reportFleet says what the fleet section protects: the servers' and the
+// listed hosts' addresses are never blocked here, whatever a host of the
+// fleet publishes about itself.
+func reportFleet(f config.Fleet, w io.Writer) {
+	if !f.Enabled() {
+		return
+	}
+	servers, what := len(f.ServerHosts()), "servers"
+	if servers == 1 {
+		what = "server"
+	}
+	fmt.Fprintf(w, "fleet: %s, %d %s; never blocked: their addresses and %d fleet.hosts entries\n",
+		f.Name, servers, what, len(f.HostPrefixes))
+	if len(f.HostPrefixes) == 0 {
+		fmt.Fprintln(w, "note: fleet.hosts is empty: the other hosts of the fleet are not protected here (list their addresses or subnets)")
+	}
 }
 
 // reportInUse lists monitored ports that a service listens on right now:

@@ -226,6 +226,14 @@ func TestCheckGood(t *testing.T) {
 	if want := "warning: site.ignore:4:1: 192.168.5.9/24 has host bits set; using 192.168.5.0/24\n"; stderr != want {
 		t.Errorf("check full.yaml: stderr %q, want %q", stderr, want)
 	}
+	// The fleet's own addresses, never blocked.
+	if want := "fleet: web-01, 3 servers; never blocked: their addresses and 3 fleet.hosts entries\n"; !strings.Contains(stdout, want) {
+		t.Errorf("check full.yaml: stdout %q, want a line %q", stdout, want)
+	}
+	_, stdout, _ = run(t, "check", "-config", "fleet-nkey.yaml")
+	if want := "note: fleet.hosts is empty"; !strings.Contains(stdout, want) {
+		t.Errorf("check fleet-nkey.yaml: stdout %q, want a line %q", stdout, want)
+	}
 }
 
 // TestCheckBad: every bad config is exit 1, nothing on stdout, and stderr

@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,6 +33,33 @@ type Fleet struct {
 	// MaxTimeout caps any timeout read from the fleet (a host's block, a
 	// correlated block); 0 in the file means the default, 7d.
 	MaxTimeout Duration `yaml:"max_timeout"`
+	// Hosts are the addresses (or CIDRs) of the fleet's hosts, as the
+	// administrator knows them: never blocked here, by any origin. What a
+	// host publishes about itself protects nothing (a compromised host
+	// could make any address immune); at most MaxFleetHosts entries.
+	Hosts []string `yaml:"hosts"`
+
+	// HostPrefixes are the parsed Hosts.
+	HostPrefixes []netip.Prefix `yaml:"-"`
+}
+
+// MaxFleetHosts caps fleet.hosts: each entry is a guard rail every
+// decision and the kernel's protected sets carry.
+const MaxFleetHosts = 4096
+
+// ServerHosts are the host parts of Servers (a name or a literal address,
+// without brackets or port), each once, in order: the addresses of the
+// fleet's servers are never blocked.
+func (f Fleet) ServerHosts() []string {
+	var out []string
+	for _, s := range f.Servers {
+		u, err := url.Parse(s)
+		if err != nil || u.Hostname() == "" || slices.Contains(out, u.Hostname()) {
+			continue
+		}
+		out = append(out, u.Hostname())
+	}
+	return out
 }
 
 // FleetTLS holds the PEM files of a TLS connection to the fleet's servers.
@@ -112,6 +141,18 @@ func (v *validator) fleet(f Fleet) {
 	if m := time.Duration(f.MaxTimeout); m != 0 && (m < time.Second || m > maxTimeout) {
 		v.bad("fleet.max_timeout", "want a duration from 1s to 365d, got %s", f.MaxTimeout)
 	}
+	v.fleetHosts(f.Hosts)
+}
+
+// fleetHosts checks fleet.hosts: addresses and CIDRs without host bits, at
+// most MaxFleetHosts (the entries beyond are not read).
+func (v *validator) fleetHosts(hosts []string) {
+	if len(hosts) > MaxFleetHosts {
+		v.badNear(keyIndex("fleet.hosts", MaxFleetHosts), "fleet.hosts", "want at most %d fleet hosts (addresses or CIDRs; list a fleet's subnet as one CIDR), got %d",
+			MaxFleetHosts, len(hosts))
+		hosts = hosts[:MaxFleetHosts]
+	}
+	prefixList("fleet.hosts", hosts, v.bad)
 }
 
 // fleetCredentials checks that at most one kind of credentials is given,
@@ -208,4 +249,5 @@ func (c *Config) deriveFleet(set func(key string) bool) {
 	if f.MaxTimeout == 0 {
 		f.MaxTimeout = Duration(DefaultFleetMaxTimeout)
 	}
+	f.HostPrefixes = dedupPrefixes(prefixList("fleet.hosts", f.Hosts, discard))
 }

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
+	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +38,36 @@ func TestFleetDefaults(t *testing.T) {
 	c = mustParse(t, "fleet:\n  servers: [nats://n1]\n  name: a\n  correlate: {hosts: 0, window: 1h}\n  max_timeout: 2d\n")
 	if c.Fleet.Correlate.Hosts != 0 || time.Duration(c.Fleet.Correlate.Window) != time.Hour || time.Duration(c.Fleet.MaxTimeout) != 48*time.Hour {
 		t.Errorf("Fleet = %+v", c.Fleet)
+	}
+}
+
+// TestFleetHosts: fleet.hosts takes addresses and CIDRs, parsed,
+// deduplicated and sorted; up to MaxFleetHosts of them.
+func TestFleetHosts(t *testing.T) {
+	c := mustParse(t, "fleet:\n  servers: [nats://n1]\n  name: a\n  hosts: [10.0.0.3, 2001:db8::/64, 10.0.0.3, 192.0.2.0/28]\n")
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.3/32"), netip.MustParsePrefix("192.0.2.0/28"), netip.MustParsePrefix("2001:db8::/64")}
+	if !slices.Equal(c.Fleet.HostPrefixes, want) {
+		t.Errorf("HostPrefixes = %v, want %v", c.Fleet.HostPrefixes, want)
+	}
+	many := "fleet:\n  servers: [nats://n1]\n  name: a\n  hosts:\n"
+	for i := range MaxFleetHosts {
+		many += fmt.Sprintf("    - 10.1.%d.%d\n", i/256, i%256)
+	}
+	if c := mustParse(t, many); len(c.Fleet.HostPrefixes) != MaxFleetHosts {
+		t.Errorf("%d of %d fleet hosts", len(c.Fleet.HostPrefixes), MaxFleetHosts)
+	}
+	if c := mustParse(t, "fleet: {servers: [nats://n1], name: a}\n"); c.Fleet.HostPrefixes != nil {
+		t.Errorf("HostPrefixes = %v without fleet.hosts", c.Fleet.HostPrefixes)
+	}
+}
+
+// TestFleetServerHosts: the servers' host parts, for the guard: names and
+// literal addresses, without brackets or ports, each once.
+func TestFleetServerHosts(t *testing.T) {
+	f := Fleet{Servers: []string{"nats://10.16.0.1:4222", "tls://n2.example.net", "nats://[2001:db8::3]:4222", "tls://10.16.0.1:4223"}}
+	want := []string{"10.16.0.1", "n2.example.net", "2001:db8::3"}
+	if got := f.ServerHosts(); !slices.Equal(got, want) {
+		t.Errorf("ServerHosts() = %q, want %q", got, want)
 	}
 }
 
@@ -108,6 +141,11 @@ func TestFleetErrors(t *testing.T) {
 		{"max timeout long", head + "  max_timeout: 400d\n", "fleet.max_timeout", 4, "from 1s to 365d"},
 		{"max timeout negative", head + "  max_timeout: -1h\n", "fleet.max_timeout", 4, "from 1s to 365d"},
 		{"unknown key", head + "  server: [nats://n2]\n", "fleet.server", 4, "did you mean \"servers\""},
+		{"hosts name", head + "  hosts: [10.0.0.1, web-2.example.net]\n", "fleet.hosts[1]", 4, "not an address or CIDR"},
+		{"hosts host bits", head + "  hosts:\n    - 10.0.0.1/24\n", "fleet.hosts[0]", 5, "did you mean 10.0.0.0/24"},
+		{"hosts zone", head + "  hosts: [\"fe80::1%eth0\"]\n", "fleet.hosts[0]", 4, "without zone"},
+		{"hosts scalar", head + "  hosts: 10.0.0.1\n", "fleet.hosts", 4, "want a list"},
+		{"hosts too many", head + "  hosts:\n" + strings.Repeat("    - 10.0.0.1\n", MaxFleetHosts+1), "fleet.hosts[4096]", 5 + MaxFleetHosts, "at most 4096 fleet hosts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -199,6 +199,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, w := range d.store.Warnings {
 		d.log.Warn(w)
 	}
+	if err := d.guard.SetFleet(ctx, cfg.Fleet.HostPrefixes, cfg.Fleet.ServerHosts()); err != nil {
+		d.log.Warn(err.Error())
+	}
 	if err := d.guard.Refresh(); err != nil {
 		d.log.Warn(err.Error())
 	}
@@ -319,6 +322,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	}
 	if err := d.keeper.Install(cfg); err != nil {
 		return err
+	}
+	if err := d.guard.SetFleet(context.Background(), cfg.Fleet.HostPrefixes, cfg.Fleet.ServerHosts()); err != nil {
+		d.log.Warn(err.Error())
 	}
 	if err := d.guard.SetNeverBlock(cfg.NeverBlockPrefixes); err != nil {
 		d.log.Warn(err.Error())

@@ -44,7 +44,8 @@ type Reason uint8
 
 const (
 	None Reason = iota
-	// Protected: a local address, gateway, nameserver or never_block.
+	// Protected: a local address, gateway, nameserver, never_block, or
+	// the fleet's own (a host of fleet.hosts, a server of fleet.servers).
 	Protected
 	// AlreadyBlocked: the ledger holds a block of the address.
 	AlreadyBlocked

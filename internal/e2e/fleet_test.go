@@ -25,9 +25,10 @@ import (
 
 // Addresses on the fleet's LAN.
 const (
-	fleetScanner = "10.201.0.99"
-	natsClient   = 4222
-	natsRoute    = 6222
+	fleetScanner  = "10.201.0.99"
+	fleetHostList = "10.201.0.1, 10.201.0.2, 10.201.0.3" // h1-h3, fleet.hosts
+	natsClient    = 4222
+	natsRoute     = 6222
 )
 
 var (
@@ -140,8 +141,9 @@ type fleetLAN struct {
 
 // newFleetLAN makes the LAN, the cluster and the three daemons: daemonYAML
 // is added to each daemon's configuration, fleetYAML to its fleet section
-// (indented keys such as "  correlate: {hosts: 3}\n"). It returns once every
-// daemon mirrored the fleet (its buckets exist and were read).
+// (indented keys such as "  correlate: {hosts: 3}\n"), which lists the
+// three hosts in fleet.hosts as the administrator would. It returns once
+// every daemon mirrored the fleet (its buckets exist and were read).
 func newFleetLAN(t testing.TB, daemonYAML, fleetYAML string) *fleetLAN {
 	t.Helper()
 	netnstest.Require(t, "nmap", "hping3")
@@ -169,8 +171,8 @@ func newFleetLAN(t testing.TB, daemonYAML, fleetYAML string) *fleetLAN {
 		for j := range 3 {
 			urls = append(urls, fmt.Sprintf("nats://%s:%d", f.hosts[(i+j)%3].srv.addr, natsClient))
 		}
-		yaml := daemonYAML + fmt.Sprintf("fleet:\n  servers: [%s]\n  name: %s\n  user: %s\n  password: %s-change-me\n",
-			strings.Join(urls, ", "), h.name, h.name, h.name) + fleetYAML
+		yaml := daemonYAML + fmt.Sprintf("fleet:\n  servers: [%s]\n  name: %s\n  user: %s\n  password: %s-change-me\n  hosts: [%s]\n",
+			strings.Join(urls, ", "), h.name, h.name, h.name, fleetHostList) + fleetYAML
 		h.d = startDaemon(t, h.ns, yaml)
 	}
 	// A new cluster elects its leaders before the first host creates the

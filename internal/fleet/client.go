@@ -64,12 +64,12 @@ type Sink interface {
 	// correlated one (possibly published by this host). Enforce it until
 	// b.Expires (capped at fleet.max_timeout); a later call for the same
 	// address with a later Expires extends it. The address has passed
-	// every refusal (Options.Protected, the fleet's own addresses, non
-	// global addresses).
+	// every refusal (Options.Protected, which holds the fleet's own hosts
+	// and servers; non global addresses).
 	FleetBlock(b Block)
-	// FleetUnblock: an administrator lifted l.Addr fleet-wide (or it became
-	// a fleet host's address). Remove it from the kernel and the ledger if
-	// the block there began before l.At, whatever its origin.
+	// FleetUnblock: an administrator lifted l.Addr fleet-wide. Remove it
+	// from the kernel and the ledger if the block there began before l.At,
+	// whatever its origin.
 	FleetUnblock(l Lift)
 }
 
@@ -79,6 +79,8 @@ type Options struct {
 	Sink Sink
 	// Protected is the daemon's guard rail (decide.Guard's Protected): an
 	// address it protects is never blocked from the fleet, nor published.
+	// It is the only source of the fleet's own addresses (the guard's
+	// fleet.hosts and server addresses): the hosts bucket is not one.
 	Protected func(netip.Addr) (why string, ok bool)
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -110,7 +112,7 @@ type Stats struct {
 	PublishErrors uint64        // writes that failed and were put back
 	Mirrored      uint64        // other hosts' blocks passed to the Sink
 	Lifted        uint64        // lifts passed to the Sink
-	Refused       uint64        // fleet blocks refused (protected, a fleet host's, not global)
+	Refused       uint64        // fleet blocks refused (protected, not global)
 	Correlated    uint64        // correlated blocks this host published
 	BadRecords    uint64        // records that could not be read
 	Blocks        int           // other hosts' blocks in force, as Blocks lists them
@@ -348,8 +350,9 @@ func (c *Client) conn() (jetstream.JetStream, *nats.Conn, bool) {
 
 // Publish queues b, a block this host decided, for the fleet; it never
 // waits (the outbox is bounded: when full, b is dropped and counted).
-// Blocks mirrored from the fleet (Origin "fleet"), of protected, fleet and
-// non-global addresses, and of less than a second left are not published.
+// Blocks mirrored from the fleet (Origin "fleet"), of protected
+// (Options.Protected) and non-global addresses, and of less than a second
+// left are not published.
 func (c *Client) Publish(b Block) {
 	now := c.now()
 	a := b.Addr.Unmap()
@@ -385,8 +388,11 @@ func (c *Client) Unblock(addr netip.Addr) {
 	c.log.Info("fleet: lifted fleet-wide by an administrator", "addr", a)
 }
 
-// SetOwnAddresses publishes this host's addresses, which no host of the
-// fleet blocks. The daemon calls it at start and when they change.
+// SetOwnAddresses publishes this host's addresses in its record of the
+// hosts bucket, for people and logs to read. They make no address immune
+// anywhere: a receiver's fleet hosts are its own fleet.hosts (a host's
+// claim about itself is what a compromised host would forge). The daemon
+// calls it at start and when they change.
 func (c *Client) SetOwnAddresses(addrs []netip.Addr) {
 	as := make([]netip.Addr, 0, len(addrs))
 	for _, a := range addrs {
@@ -447,9 +453,10 @@ func (c *Client) Stats() Stats {
 	}
 }
 
-// blockable says whether the fleet may block a: a global address that is
-// no fleet host's and that Protected does not protect. With log, a refusal
-// is counted and logged (once per address).
+// blockable says whether the fleet may block a: a global address that
+// Protected does not protect (the fleet's own hosts and servers among
+// them, as this host's configuration lists them; never as a host's record
+// claims). With log, a refusal is counted and logged (once per address).
 func (c *Client) blockable(a netip.Addr, log bool) bool {
 	why := ""
 	switch {
@@ -457,16 +464,9 @@ func (c *Client) blockable(a netip.Addr, log bool) bool {
 		why = "invalid address"
 	case !global(a):
 		why = "not a global address"
-	default:
-		c.mu.Lock()
-		if host, ok := c.m.fleetHost(a, c.name, c.ownAddrs); ok {
-			why = "an address of fleet host " + host
-		}
-		c.mu.Unlock()
-		if why == "" && c.opts.Protected != nil {
-			if w, ok := c.opts.Protected(a); ok {
-				why = "protected: " + w
-			}
+	case c.opts.Protected != nil:
+		if w, ok := c.opts.Protected(a); ok {
+			why = "protected: " + w
 		}
 	}
 	if why == "" {

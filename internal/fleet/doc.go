@@ -21,7 +21,8 @@
 //	                                       ports, reason, seen (correlate)
 //	portsentry_lifts      <host>.<addr>    addr, by, at                      fleet.max_timeout
 //	portsentry_sightings  <addr>.<host>    at                                fleet.correlate.window
-//	portsentry_hosts      <host>           addrs, updated                    none
+//	portsentry_hosts      <host>           addrs, updated (shown, trusted    none
+//	                                       for nothing)
 //
 // <host> is the host's fleet name (fleet.name: letters, digits, '-', '_').
 // <addr> is one subject token (EncodeAddr): 203-0-113-7 for 203.0.113.7,
@@ -49,10 +50,14 @@
 //     did, the host that counted them publishes a block of origin
 //     "correlate" naming them.
 //   - A host's record in portsentry_hosts lists its own addresses
-//     (Client.SetOwnAddresses). No host enforces a fleet block of a fleet
-//     host's address, of an address Options.Protected protects, or of a
-//     loopback, link-local, multicast or unspecified address; such records
-//     are refused, counted and logged once per address.
+//     (Client.SetOwnAddresses), for people to read. It protects nothing: a
+//     host's claim about itself is what a compromised host would forge to
+//     make a scanner immune. No host enforces a fleet block of an address
+//     Options.Protected protects (the daemon's guard: local addresses,
+//     gateways, nameservers, never_block, and the fleet's own hosts and
+//     servers as this host's fleet.hosts and fleet.servers list them), or
+//     of a loopback, link-local, multicast or unspecified address; such
+//     records are refused, counted and logged once per address.
 //
 // Timeouts read from the fleet are capped at fleet.max_timeout: a rogue or
 // misconfigured host cannot block an address for a year everywhere.

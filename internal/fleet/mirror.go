@@ -38,7 +38,8 @@ type mirror struct {
 	delivered map[netip.Addr]time.Time // the latest Expires passed to the Sink
 	own       map[netip.Addr]time.Time // this host's block records: their time on the servers
 	lifts     map[netip.Addr]Lift      // the latest lift of each address
-	hosts     map[string][]netip.Addr  // each host's own addresses
+	hosts     map[string][]netip.Addr  // each host's claim of its addresses: shown, never trusted
+	unlisted  map[string]struct{}      // hosts whose claim fleet.hosts does not cover, logged
 	revs      map[string]uint64        // bucket/key: the revision handled
 	refused   map[netip.Addr]struct{}  // refusals logged
 }
@@ -47,21 +48,8 @@ func newMirror() mirror {
 	return mirror{
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
 		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hosts: map[string][]netip.Addr{},
-		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{},
+		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, unlisted: map[string]struct{}{},
 	}
-}
-
-// fleetHost names the host a belongs to, if it is a fleet host's address.
-func (m *mirror) fleetHost(a netip.Addr, self string, own []netip.Addr) (string, bool) {
-	if _, ok := slices.BinarySearchFunc(own, a, netip.Addr.Compare); ok {
-		return self, true
-	}
-	for h, as := range m.hosts {
-		if slices.Contains(as, a) {
-			return h, true
-		}
-	}
-	return "", false
 }
 
 // refusedOnce reports whether a refusal of a is the first to log.
@@ -272,7 +260,7 @@ func (c *Client) bucketConfig(name string) jetstream.KeyValueConfig {
 		kc.Description = "portsentry-nft: tripwire probes seen, key <address>.<host>, TTL correlate.window"
 		kc.LimitMarkerTTL = time.Second // expired sightings must stop counting at once
 	case BucketHosts:
-		kc.Description = "portsentry-nft: each host's own addresses, key <host>, never blocked"
+		kc.Description = "portsentry-nft: each host's own addresses, key <host>, as it claims them (they protect nothing)"
 	}
 	return kc
 }
@@ -320,9 +308,9 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 }
 
 // watch runs one generation of watchers: the initial values (hosts, then
-// lifts, then blocks, so that refusals and lifts are known before any
-// block is delivered), then updates, until ctx is done, a reconnect or a
-// watcher closes.
+// lifts, then blocks, so that lifts are known before any block is
+// delivered), then updates, until ctx is done, a reconnect or a watcher
+// closes.
 func (c *Client) watch(ctx context.Context) error {
 	js, _, _ := c.conn()
 	wctx, cancel := context.WithCancel(ctx)
@@ -521,24 +509,38 @@ func (c *Client) handleHost(e jetstream.KeyValueEntry, del bool) error {
 		}
 		as = append(as, a.Unmap().WithZone(""))
 	}
-	now := c.now()
+	// The record is the host's claim: kept to be shown, and it neither
+	// protects nor lifts anything (a compromised host would list the
+	// scanner). fleet.hosts, which the administrator controls, does.
 	c.mu.Lock()
 	c.m.hosts[host] = as
-	// A host's address blocked here from the fleet is lifted: the fleet
-	// never blocks itself.
-	var lift []netip.Addr
-	for _, a := range as {
-		if _, ok := c.m.delivered[a]; ok {
-			c.m.forget(a)
-			lift = append(lift, a)
-		}
-	}
+	unlisted := c.unlisted(host, as)
 	c.mu.Unlock()
-	for _, a := range lift {
-		c.log.Warn("fleet: lifted a fleet block of a fleet host's address", "addr", a, "host", host)
-		c.opts.Sink.FleetUnblock(Lift{Addr: a, By: host, At: now})
+	if len(unlisted) > 0 {
+		c.log.Info("fleet: a host publishes addresses that fleet.hosts does not list; they are not protected here (list the fleet's hosts in fleet.hosts)",
+			"host", host, "addrs", unlisted)
 	}
 	return nil
+}
+
+// unlisted returns, the first time only for each host, the global
+// addresses of as that fleet.hosts does not cover (at most 8): the hint an
+// administrator needs when a host is missing from fleet.hosts.
+func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
+	if _, told := c.m.unlisted[host]; told || host == c.name || len(c.m.unlisted) >= 4096 {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		listed := slices.ContainsFunc(c.cfg.HostPrefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+		if !listed && global(a) && len(out) < 8 {
+			out = append(out, a)
+		}
+	}
+	if len(out) > 0 {
+		c.m.unlisted[host] = struct{}{}
+	}
+	return out
 }
 
 func (c *Client) handleLift(e jetstream.KeyValueEntry, del bool) error {

@@ -132,28 +132,32 @@ func TestCorrelationOff(t *testing.T) {
 }
 
 // TestRefusals: no host enforces a fleet block of an address its guard
-// rails protect, of a fleet host's address, or of a non-global address;
-// each is counted, and records that disagree with their key are not read.
+// rails protect (a fleet host's among them: the guard has fleet.hosts),
+// or of a non-global address; each is counted, and records that disagree
+// with their key are not read.
 func TestRefusals(t *testing.T) {
 	ns := startServer(t, nil)
 	protected := addr("198.51.100.53")
+	fleetAddr := addr("2001:db8::33")
 	h2 := startHost(t, ns, "h2", func(_ *config.Fleet, o *Options) {
-		o.Protected = func(a netip.Addr) (string, bool) { return "a nameserver", a == protected }
+		o.Protected = func(a netip.Addr) (string, bool) {
+			switch a {
+			case protected:
+				return "nameserver", true
+			case fleetAddr:
+				return "fleet host", true
+			}
+			return "", false
+		}
 	})
-	h3 := startHost(t, ns, "h3")
+	h3 := startHost(t, ns, "h3", func(_ *config.Fleet, o *Options) {
+		o.Protected = func(a netip.Addr) (string, bool) {
+			return "local address", a == fleetAddr || a == addr("192.0.2.33")
+		}
+	})
 	h2.waitReady(t)
 	h3.waitReady(t)
-	fleetAddr := addr("2001:db8::33")
-	h3.c.SetOwnAddresses([]netip.Addr{fleetAddr, addr("192.0.2.33")})
-	// h2 learns h3's addresses.
-	deadline := time.Now().Add(10 * time.Second)
-	for h2.c.blockable(fleetAddr, false) {
-		if time.Now().After(deadline) {
-			t.Fatal("h2 never learnt h3's addresses")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// h3 does not publish blocks of its own fleet's addresses.
+	// h3 does not publish blocks of its own addresses.
 	h3.c.Publish(Block{Addr: addr("192.0.2.33"), Expires: time.Now().Add(time.Hour)})
 	if d := h3.c.Stats().OutboxDepth; d != 0 {
 		t.Errorf("h3 queued a block of its own address")
@@ -200,21 +204,6 @@ func TestRefusals(t *testing.T) {
 	if st := h3.c.Stats(); st.Refused != uint64(len(bad)-1) {
 		t.Errorf("h3 refused %d", st.Refused)
 	}
-}
-
-// TestHostAddressLifted: a fleet block of an address that then becomes a
-// fleet host's is lifted.
-func TestHostAddressLifted(t *testing.T) {
-	ns := startServer(t, nil)
-	h1, h2, h3 := startHost(t, ns, "h1"), startHost(t, ns, "h2"), startHost(t, ns, "h3")
-	for _, h := range []*host{h1, h2, h3} {
-		h.waitReady(t)
-	}
-	a := addr("203.0.113.120")
-	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour)})
-	h2.sink.waitBlocks(t, a, 1)
-	h3.c.SetOwnAddresses([]netip.Addr{a})
-	h2.sink.waitFor(t, "the lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 && ls[0].Addr == a && ls[0].By == "h3" })
 }
 
 // TestServersDown: with no server reachable, Run keeps trying, Ready stays

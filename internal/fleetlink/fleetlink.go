@@ -138,7 +138,8 @@ func (l *Link) put(it item) {
 func (l *Link) Start(ctx context.Context) { l.done = ctx.Done() }
 
 // Run runs the client until ctx is done, and tells it this host's own
-// addresses (which no host blocks) as the guard sees them change.
+// addresses (published for people to read; they protect nothing on the
+// other hosts) as the guard sees them change.
 func (l *Link) Run(ctx context.Context) {
 	own := func() { l.c.SetOwnAddresses(l.cfg.Guard.Local()) }
 	defer l.cfg.Guard.OnChange(own)()

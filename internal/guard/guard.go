@@ -3,8 +3,10 @@
 // classic failure was being tricked into blocking the host's own gateway or
 // nameserver. Never blocked: the host's own addresses, its default gateways,
 // the nameservers of /etc/resolv.conf (and, under systemd-resolved, the
-// upstream ones of /run/systemd/resolve/resolv.conf), and the configured
-// never_block list.
+// upstream ones of /run/systemd/resolve/resolv.conf), the configured
+// never_block list, and the fleet's own infrastructure (SetFleet: the NATS
+// servers and the hosts the administrator lists in fleet.hosts), so that a
+// forged probe cannot cut a host off its fleet.
 //
 // A Guard holds an immutable snapshot behind an atomic pointer: the capture
 // path reads it without locks, Refresh replaces it. Watch follows route,
@@ -18,6 +20,7 @@ package guard
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -40,6 +43,9 @@ type Sources struct {
 	Route6     string // default /proc/net/ipv6_route
 	// LocalAddrs lists the host's addresses (default: net.InterfaceAddrs).
 	LocalAddrs func() ([]netip.Addr, error)
+	// LookupHost resolves a fleet server's name (default: the system
+	// resolver).
+	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 func (s *Sources) defaults() {
@@ -54,6 +60,9 @@ func (s *Sources) defaults() {
 	}
 	if s.LocalAddrs == nil {
 		s.LocalAddrs = interfaceAddrs
+	}
+	if s.LookupHost == nil {
+		s.LookupHost = lookupHost
 	}
 }
 
@@ -73,8 +82,9 @@ type reasoned struct {
 // Guard knows the protected addresses.
 type Guard struct {
 	src   Sources
-	mu    sync.Mutex // guards never
+	mu    sync.Mutex // guards never and fleet
 	never []netip.Prefix
+	fleet fleetRails
 	snap  atomic.Pointer[snapshot]
 	// refreshing makes each Refresh's diff against the snapshot before it.
 	refreshing sync.Mutex
@@ -215,6 +225,7 @@ func (g *Guard) read() (*snapshot, error) {
 	for _, p := range g.never {
 		s.prefixes = append(s.prefixes, reasoned{p, "never_block " + p.String()})
 	}
+	g.fleet.addFleet(s, add)
 	g.mu.Unlock()
 	if len(errs) > 0 {
 		return s, fmt.Errorf("guard: %s", strings.Join(errs, "; "))

@@ -119,10 +119,11 @@ func TestAnsibleRole(t *testing.T) {
 	}
 
 	// The fleet's variables: the fleet: section joins the (imported)
-	// configuration, the credentials file is root's alone, and a password
-	// makes the configuration root's alone too. No NATS server answers
-	// here: local blocking goes on.
+	// configuration with the fleet's hosts, the credentials file is root's
+	// alone, and a password makes the configuration root's alone too. No
+	// NATS server answers here: local blocking goes on.
 	imp["portsentry_nft_fleet"] = map[string]any{"servers": []string{"nats://127.0.0.1:4222"}, "name": "h1"}
+	imp["portsentry_nft_fleet_hosts"] = []string{"192.0.2.0/28", "2001:db8::11"}
 	imp["portsentry_nft_fleet_credentials"] = "-----BEGIN NATS USER JWT-----\nnot-a-real-one\n------END NATS USER JWT------\n"
 	for i := range 2 {
 		r = a.play("-e", "@"+a.vars(imp))
@@ -131,8 +132,9 @@ func TestAnsibleRole(t *testing.T) {
 		}
 	}
 	conf = g.mustRun("cat", "/etc/portsentry-nft/portsentry.yaml")
-	if !strings.Contains(conf, "credentials: /etc/portsentry-nft/fleet.creds") || !strings.Contains(conf, "nats://127.0.0.1:4222") {
-		t.Errorf("the configuration lacks the fleet section:\n%s", conf)
+	if !strings.Contains(conf, "credentials: /etc/portsentry-nft/fleet.creds") || !strings.Contains(conf, "nats://127.0.0.1:4222") ||
+		!strings.Contains(conf, "192.0.2.0/28") || !strings.Contains(conf, "2001:db8::11") {
+		t.Errorf("the configuration lacks the fleet section or its hosts:\n%s", conf)
 	}
 	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a %U", "/etc/portsentry-nft/fleet.creds", "/etc/portsentry-nft/portsentry.yaml")); m != "600 root\n644 root" {
 		t.Errorf("modes of the credentials and the configuration: %q, want 600 and 644, root's", m)

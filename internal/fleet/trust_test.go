@@ -1,0 +1,96 @@
+package fleet
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/config"
+)
+
+// The tests of this file act as a compromised host would: with that
+// host's own credentials of deploy/nats, writing to the buckets directly
+// what the servers' permissions let it write.
+
+// deployHost makes a Client log in as user of deploy/nats.
+func deployHost(user string) func(*config.Fleet, *Options) {
+	return func(f *config.Fleet, o *Options) {
+		f.User, f.Password = user, user+"-change-me"
+		o.NATSOptions = append(o.NATSOptions, slowAuth)
+	}
+}
+
+// hostJS is a raw connection with user's credentials of deploy/nats.
+func hostJS(t *testing.T, ns interface{ ClientURL() string }, user string) jetstream.JetStream {
+	t.Helper()
+	return adminJS(t, ns, nats.UserInfo(user, user+"-change-me"), slowAuth, nats.CustomInboxPrefix("_INBOX_"+user))
+}
+
+// publishHostRecord writes user's own record in the hosts bucket, listing
+// addrs, as the compromised host.
+func publishHostRecord(t *testing.T, js jetstream.JetStream, user string, addrs ...netip.Addr) {
+	t.Helper()
+	rec := hostRecord{Addrs: []string{}, Updated: time.Now().UTC()}
+	for _, a := range addrs {
+		rec.Addrs = append(rec.Addrs, a.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, Subject(BucketHosts, user), marshal(rec)); err != nil {
+		t.Fatalf("%s writes its own host record: %v", user, err)
+	}
+}
+
+// TestHostRecordGrantsNoImmunity: h2, compromised, with its own
+// credentials, lists a scanner's address in its record of the hosts
+// bucket. h1 still applies h3's fleet block of the scanner, and a later
+// record of h2 listing another address that h1 holds from h3 lifts
+// nothing: what a host publishes about itself protects no address.
+func TestHostRecordGrantsNoImmunity(t *testing.T) {
+	ns := startDeployServer(t)
+	h3 := startHost(t, ns, "h3", deployHost("h3"))
+	h3.waitReady(t) // the buckets exist
+	h2 := hostJS(t, ns, "h2")
+	scanner, second := addr("203.0.113.66"), addr("203.0.113.67")
+	publishHostRecord(t, h2, "h2", addr("192.0.2.2"), scanner)
+	h3.c.Publish(Block{Addr: scanner, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h3.waitStats(t, "the block sent", func(s Stats) bool { return s.Published >= 1 && s.OutboxDepth == 0 })
+
+	// h1 starts after both: its first replay reads the hosts, then the
+	// blocks.
+	h1 := startHost(t, ns, "h1", deployHost("h1"))
+	h1.waitReady(t)
+	if bs := h1.sink.waitBlocks(t, scanner, 1); bs[0].Host != "h3" {
+		t.Errorf("h1 applied %v, want h3's block", bs)
+	}
+
+	// Now as an update: h1 holds h3's block of second, then h2 claims it.
+	h3.c.Publish(Block{Addr: second, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h1.sink.waitBlocks(t, second, 1)
+	publishHostRecord(t, h2, "h2", addr("192.0.2.2"), second)
+	deadline := time.Now().Add(10 * time.Second)
+	for !h1.heard("h2", second) {
+		if time.Now().After(deadline) {
+			t.Fatal("h1 never read h2's new record")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, ls := h1.sink.snapshot(); len(ls) != 0 {
+		t.Errorf("h2's host record lifted h1's blocks: %v", ls)
+	}
+	if st := h1.c.Stats(); st.Refused != 0 {
+		t.Errorf("h1 refused %d fleet blocks", st.Refused)
+	}
+}
+
+// heard reports whether the host has read a record of host listing a.
+func (h *host) heard(host string, a netip.Addr) bool {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return slices.Contains(h.c.m.hosts[host], a)
+}
