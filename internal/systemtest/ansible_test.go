@@ -134,8 +134,8 @@ func TestAnsibleRole(t *testing.T) {
 	if !strings.Contains(conf, "credentials: /etc/portsentry-nft/fleet.creds") || !strings.Contains(conf, "nats://127.0.0.1:4222") {
 		t.Errorf("the configuration lacks the fleet section:\n%s", conf)
 	}
-	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a %U", "/etc/portsentry-nft/fleet.creds", "/etc/portsentry-nft/portsentry.yaml")); m != "600 root\n644 root" {
-		t.Errorf("modes of the credentials and the configuration: %q, want 600 and 644, root's", m)
+	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a %U", "/etc/portsentry-nft/fleet.creds", "/etc/portsentry-nft/portsentry.yaml")); m != "600 root\n600 root" {
+		t.Errorf("modes of the credentials and the configuration: %q, want 600, root's", m)
 	}
 	delete(imp, "portsentry_nft_fleet_credentials")
 	imp["portsentry_nft_fleet"] = map[string]any{"servers": []string{"nats://127.0.0.1:4222"}, "name": "h1", "user": "h1", "password": "h1-change-me"}
