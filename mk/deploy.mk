@@ -2,7 +2,7 @@
 # guest booted with systemd-nspawn). Included by the Makefile, which
 # defines GO, BIN, LDFLAGS and apt_install.
 #
-#   make install [PREFIX=/usr/local] [DESTDIR=]  binary, unit, man pages, shell completions, default config
+#   make install [PREFIX=/usr/local] [DESTDIR=]  binary, unit, man pages, shell completions, default config (0600)
 #   make deb                                     bin/portsentry-nft_VERSION_ARCH.deb (nfpm)
 #   make rootfs                                  the guest's root file system, cached
 #   make e2e-system                              the system tier (root)
@@ -60,11 +60,12 @@ install: build
 	$(BIN) completion bash >$(DESTDIR)$(BASHCOMPDIR)/portsentry-nft
 	$(BIN) completion zsh >$(DESTDIR)$(ZSHCOMPDIR)/_portsentry-nft
 	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/portsentry-nft $(DESTDIR)$(ZSHCOMPDIR)/_portsentry-nft
-	@# An existing configuration is never overwritten.
+	@# An existing configuration is never overwritten. A new one is root's
+	@# alone: it may come to hold the fleet's password, and an edit keeps the mode.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/portsentry-nft/portsentry.yaml ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/portsentry-nft/portsentry.yaml"; \
 	else \
-		install -m 0644 internal/config/default.yaml $(DESTDIR)$(SYSCONFDIR)/portsentry-nft/portsentry.yaml; \
+		install -m 0600 internal/config/default.yaml $(DESTDIR)$(SYSCONFDIR)/portsentry-nft/portsentry.yaml; \
 	fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; \
 		echo "installed; start it with: systemctl enable --now portsentry-nft"; fi

@@ -10,9 +10,10 @@ import (
 // derive fills the fields the rest of the program reads (the ones without
 // a yaml tag) and the defaults that depend on other settings. It runs once
 // validate has found nothing wrong, so it has no errors of its own; files
-// are the ignore files as readIgnoreFiles read them; set tells whether the
-// file gives a key (where 0 is a value of its own, not the default).
-func (c *Config) derive(files []ignoreFile, set func(key string) bool) {
+// are the ignore files as readIgnoreFiles read them, pw the password file;
+// set tells whether the file gives a key (where 0 is a value of its own,
+// not the default).
+func (c *Config) derive(files []ignoreFile, pw passwordFile, set func(key string) bool) {
 	c.AllInterfaces = slices.Contains(c.Interfaces, "auto")
 	for _, s := range c.Addresses {
 		a, _ := parseWatchAddr(s)
@@ -35,7 +36,7 @@ func (c *Config) derive(files []ignoreFile, set func(key string) bool) {
 	if c.State.BlockedFile == "" {
 		c.State.BlockedFile = filepath.Join(c.State.Dir, "portsentry.blocked")
 	}
-	c.deriveFleet(set)
+	c.deriveFleet(pw, set)
 }
 
 // deriveIgnore sets IgnorePrefixes from ignore and the ignore files, and

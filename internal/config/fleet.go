@@ -21,11 +21,14 @@ type Fleet struct {
 	// host name up to its first dot, in lower case.
 	Name string `yaml:"name"`
 	// At most one kind of credentials: a .creds file (JWT and seed), a
-	// user and password, or an nkey seed file.
-	Credentials string `yaml:"credentials"`
-	User        string `yaml:"user"`
-	Password    string `yaml:"password"`
-	NKey        string `yaml:"nkey"`
+	// user and password, or an nkey seed file. The password is given in
+	// the file or, better, read from PasswordFile (one line), not both;
+	// once loaded, Password holds it either way.
+	Credentials  string `yaml:"credentials"`
+	User         string `yaml:"user"`
+	Password     Secret `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	NKey         string `yaml:"nkey"`
 	// TLS: the CA that signed the servers' certificates, and this host's
 	// client certificate and key when the servers ask for one.
 	TLS       FleetTLS       `yaml:"tls"`
@@ -110,8 +113,9 @@ func DefaultFleetName() string {
 }
 
 // fleet checks the fleet section, when there is one (a section without
-// servers is a mistake, not a way to turn the fleet off: leave it out).
-func (v *validator) fleet(f Fleet) {
+// servers is a mistake, not a way to turn the fleet off: leave it out);
+// pw is fleet.password_file as readPasswordFile read it.
+func (v *validator) fleet(f Fleet, pw passwordFile) {
 	n := v.pos["fleet"]
 	if n == nil || n.Tag == "!!null" {
 		return // no section, or "fleet:" alone: no fleet
@@ -130,7 +134,7 @@ func (v *validator) fleet(f Fleet) {
 	case f.Name == "" && f.Enabled() && !ValidFleetName(DefaultFleetName()):
 		v.badNear("fleet.name", "fleet", "the host name %q is not a valid fleet name (1-64 letters, digits, '-' or '_'); set fleet.name", DefaultFleetName())
 	}
-	v.fleetCredentials(f)
+	v.fleetCredentials(f, pw)
 	v.fleetTLS(f.TLS)
 	if k := f.Correlate.Hosts; k != 0 && (k < 2 || k > 1000) {
 		v.bad("fleet.correlate.hosts", "want 0 (off) or 2 to 1000 hosts, got %d", k)
@@ -156,16 +160,17 @@ func (v *validator) fleetHosts(hosts []string) {
 }
 
 // fleetCredentials checks that at most one kind of credentials is given,
-// a password with its user, and absolute paths.
-func (v *validator) fleetCredentials(f Fleet) {
+// a password (once: inline or in a file) with its user, and absolute paths.
+func (v *validator) fleetCredentials(f Fleet, pw passwordFile) {
+	password := f.Password != "" || f.PasswordFile != ""
 	var kinds []string
 	if f.Credentials != "" {
 		kinds = append(kinds, "fleet.credentials")
 	}
-	if f.User != "" || f.Password != "" {
+	if f.User != "" || password {
 		k := "fleet.user"
 		if f.User == "" {
-			k = "fleet.password"
+			k = passwordKey(f)
 		}
 		kinds = append(kinds, k)
 	}
@@ -176,13 +181,33 @@ func (v *validator) fleetCredentials(f Fleet) {
 		v.bad(kinds[1], "use one kind of credentials: credentials (a .creds file), user and password, or nkey (a seed file); %s is given too", kinds[0])
 	}
 	switch {
-	case f.User != "" && f.Password == "":
-		v.badNear("fleet.password", "fleet.user", "user %q needs a password", f.User)
-	case f.User == "" && f.Password != "":
-		v.bad("fleet.password", "a password needs fleet.user")
+	case f.User != "" && !password:
+		v.badNear("fleet.password", "fleet.user", "user %q needs a password (fleet.password_file, or fleet.password)", f.User)
+	case f.User == "" && password:
+		v.bad(passwordKey(f), "a password needs fleet.user")
+	}
+	if f.Password != "" && f.PasswordFile != "" {
+		line := 0
+		if n := v.pos["fleet.password"]; n != nil {
+			line = n.Line
+		}
+		v.bad("fleet.password_file", "the password is given twice: fleet.password (line %d) and fleet.password_file; keep one (the file is better: chmod 0600 it)", line)
 	}
 	v.absPath("fleet.credentials", f.Credentials)
 	v.absPath("fleet.nkey", f.NKey)
+	v.absPath("fleet.password_file", f.PasswordFile)
+	if pw.err != nil && f.Password == "" {
+		v.bad("fleet.password_file", "%v", pw.err)
+	}
+}
+
+// passwordKey is the key that gives the password: fleet.password_file
+// when only the file is named, else fleet.password.
+func passwordKey(f Fleet) string {
+	if f.PasswordFile != "" && f.Password == "" {
+		return "fleet.password_file"
+	}
+	return "fleet.password"
 }
 
 // fleetTLS checks the TLS files: absolute paths, a certificate with its key.
@@ -230,15 +255,19 @@ func validPort(s string) bool {
 
 func keyIndex(key string, i int) string { return fmt.Sprintf("%s[%d]", key, i) }
 
-// deriveFleet fills the fleet's defaults, when the section is present:
-// set tells whether the file gives a key.
-func (c *Config) deriveFleet(set func(key string) bool) {
+// deriveFleet fills the fleet's defaults, when the section is present,
+// and the password read from fleet.password_file (pw): set tells whether
+// the file gives a key.
+func (c *Config) deriveFleet(pw passwordFile, set func(key string) bool) {
 	f := &c.Fleet
 	if !f.Enabled() {
 		return
 	}
 	if f.Name == "" {
 		f.Name = DefaultFleetName()
+	}
+	if f.PasswordFile != "" {
+		f.Password = pw.secret
 	}
 	if !set("fleet.correlate.hosts") {
 		f.Correlate.Hosts = DefaultFleetCorrelateHosts

@@ -20,14 +20,14 @@ import (
 // file does not exist, the embedded default is used (an explicitly given
 // file must exist). Problems come back as Errors.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, mode, err := readConfigFile(path)
 	if errors.Is(err, fs.ErrNotExist) && path == DefaultPath {
 		return Parse(EmbeddedName, defaultYAML)
 	}
 	if err != nil {
 		return nil, Errors{{File: path, Msg: err.Error()}}
 	}
-	return Parse(path, data)
+	return parse(path, data, mode)
 }
 
 // Default returns the embedded default configuration.
@@ -40,9 +40,16 @@ func Default() *Config {
 }
 
 // Parse decodes data (named file in errors) over the embedded defaults,
-// reads the ignore files it names (relative to file), validates the result
-// and derives the fields the rest of the program reads.
+// reads the ignore files and the password file it names (relative to
+// file), validates the result and derives the fields the rest of the
+// program reads.
 func Parse(file string, data []byte) (*Config, error) {
+	return parse(file, data, 0)
+}
+
+// parse is Parse of a file whose permission bits are mode (0: unknown),
+// for the warning about a password others may read.
+func parse(file string, data []byte, mode fs.FileMode) (*Config, error) {
 	c := &Config{}
 	// The defaults are themselves a file: decode them first, then the user's over them.
 	if err := decodeInto(c, EmbeddedName, defaultYAML); err != nil {
@@ -54,10 +61,12 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	c.File = file
 	files := readIgnoreFiles(c.IgnoreFiles, file)
-	if errs := c.validate(d, files); len(errs) > 0 {
+	pw := readPasswordFile(c.Fleet.PasswordFile)
+	if errs := c.validate(d, files, pw); len(errs) > 0 {
 		return nil, errs
 	}
-	c.derive(files, func(key string) bool { return d.pos[key] != nil })
+	c.derive(files, pw, func(key string) bool { return d.pos[key] != nil })
+	c.Warnings = append(c.Warnings, c.secretWarnings(d, mode, pw)...)
 	return c, nil
 }
 
@@ -70,8 +79,7 @@ type ignoreFile struct {
 }
 
 // readIgnoreFiles reads and parses the ignore files that the configuration
-// file names. It is the only place where the configuration reads a file
-// other than itself; a problem is kept for validate to report.
+// file names; a problem is kept for validate to report.
 func readIgnoreFiles(names []string, file string) []ignoreFile {
 	var out []ignoreFile
 	for i, f := range names {

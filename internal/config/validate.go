@@ -20,8 +20,8 @@ var (
 // maxTimeout keeps element timeouts well inside what nftables accepts.
 const maxTimeout = 365 * 24 * time.Hour
 
-// validate checks c, as decoded by d, with the ignore files already read
-// (readIgnoreFiles), and returns every problem sorted by position. It
+// validate checks c, as decoded by d, with the ignore files and the
+// password file already read (readIgnoreFiles, readPasswordFile), and returns every problem sorted by position. It
 // changes nothing in c: derive fills the derived fields once c is valid.
 //
 // Each section has its own check. Problems sort by position, so their
@@ -29,7 +29,7 @@ const maxTimeout = 365 * 24 * time.Hour
 // (interfaces, addresses, ignore, ignore_files, never_block, a command's
 // argv) and tcp and udp aliasing one mapping. The checks run in the order
 // that keeps those ties as they have always come out.
-func (c *Config) validate(d *decoder, files []ignoreFile) Errors {
+func (c *Config) validate(d *decoder, files []ignoreFile, pw passwordFile) Errors {
 	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}}
 	v.interfaces(c.Interfaces)
 	v.addresses(c.Addresses)
@@ -47,7 +47,7 @@ func (c *Config) validate(d *decoder, files []ignoreFile) Errors {
 	v.state(c.State)
 	v.capture(c.Capture)
 	v.logging(c.Logging)
-	v.fleet(c.Fleet)
+	v.fleet(c.Fleet, pw)
 	return v.sorted()
 }
 

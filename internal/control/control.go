@@ -10,11 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -146,103 +144,6 @@ func (b Bound) Remove() {
 	if err == nil && b.file != nil && os.SameFile(cur, b.file) && cur.ModTime().Equal(b.file.ModTime()) {
 		os.Remove(b.Path)
 	}
-}
-
-// The socket's bounds: a request is read whole within ReadTimeout and is
-// at most MaxRequestBytes (a block list of some 300k addresses); at most
-// MaxConns connections are served at once, and one more is told the
-// daemon is busy and closed, so a flood of connections cannot exhaust
-// the daemon's file descriptors or memory.
-var (
-	MaxRequestBytes int64 = 16 << 20
-	MaxConns              = 32
-	ReadTimeout           = 10 * time.Second
-	// AnswerTimeout bounds the handling and the answer.
-	AnswerTimeout = 2 * time.Minute
-)
-
-// Serve answers requests until ctx is done. Only root (by SO_PEERCRED) is
-// served, on top of the socket's 0600 mode.
-func Serve(ctx context.Context, l *net.UnixListener, h Handler) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	go func() { <-ctx.Done(); l.Close() }()
-	slots := make(chan struct{}, MaxConns)
-	for {
-		c, err := l.AcceptUnix()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		select {
-		case slots <- struct{}{}:
-			wg.Go(func() {
-				defer func() { <-slots }()
-				serveConn(ctx, c, h)
-			})
-		default:
-			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("busy: %d requests are being served; try again", MaxConns)})
-			c.Close()
-		}
-	}
-}
-
-func serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(ReadTimeout))
-	c.SetWriteDeadline(time.Now().Add(ReadTimeout + AnswerTimeout))
-	enc := json.NewEncoder(c)
-	if uid, err := peerUID(c); err != nil || uid != 0 {
-		enc.Encode(Response{Error: "permission denied: the control socket serves root only"})
-		return
-	}
-	var req Request
-	lr := &io.LimitedReader{R: c, N: MaxRequestBytes + 1}
-	if err := json.NewDecoder(lr).Decode(&req); err != nil {
-		if lr.N <= 0 {
-			enc.Encode(Response{Error: fmt.Sprintf("bad request: larger than %d bytes", MaxRequestBytes)})
-			return
-		}
-		enc.Encode(Response{Error: "bad request: " + err.Error()})
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, AnswerTimeout)
-	defer cancel()
-	enc.Encode(handle(ctx, h, req))
-}
-
-func handle(ctx context.Context, h Handler, req Request) Response {
-	switch req.Cmd {
-	case "status":
-		s := h.Status()
-		return Response{OK: true, Status: &s}
-	case "list":
-		bs, err := h.List(ctx)
-		if err != nil {
-			return Response{Error: err.Error()}
-		}
-		return Response{OK: true, Blocks: bs}
-	case "block", "unblock":
-		var n int
-		var err error
-		switch addrs := req.addrs(); {
-		case len(addrs) == 0 && !(req.Cmd == "unblock" && req.All):
-			err = errors.New("no address given")
-		case req.Cmd == "block":
-			n, err = h.Block(ctx, addrs, req.Timeout)
-		default:
-			n, err = h.Unblock(ctx, addrs, req.All)
-		}
-		if err != nil {
-			return Response{Error: err.Error()}
-		}
-		return Response{OK: true, Count: n}
-	}
-	return Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
 }
 
 func peerUID(c *net.UnixConn) (uint32, error) {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -31,7 +34,16 @@ func requireRoot(t *testing.T) {
 
 func serve(t *testing.T) (string, Bound) {
 	t.Helper()
+	return serveWith(t, &Server{})
+}
+
+// serveWith serves the test handler with srv's bounds.
+func serveWith(t *testing.T, srv *Server) (string, Bound) {
+	t.Helper()
 	requireRoot(t)
+	if srv.Handler == nil {
+		srv.Handler = handler{}
+	}
 	path := filepath.Join(t.TempDir(), "control.sock")
 	l, err := Listen(path)
 	if err != nil {
@@ -40,7 +52,7 @@ func serve(t *testing.T) (string, Bound) {
 	b := Bind(path)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { Serve(ctx, l, handler{}); close(done) }()
+	go func() { srv.Serve(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return path, b
 }
@@ -54,10 +66,7 @@ func call(t *testing.T, path string) (*Response, error) {
 // A request larger than MaxRequestBytes is refused after that many bytes,
 // not read into memory whole.
 func TestRequestSizeIsBounded(t *testing.T) {
-	old := MaxRequestBytes
-	MaxRequestBytes = 1 << 16
-	t.Cleanup(func() { MaxRequestBytes = old })
-	path, _ := serve(t)
+	path, _ := serveWith(t, &Server{MaxRequestBytes: 1 << 16})
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -77,43 +86,96 @@ func TestRequestSizeIsBounded(t *testing.T) {
 	}
 }
 
-// Connections that send nothing are closed after ReadTimeout, and past
-// MaxConns at once a new one is told the daemon is busy, at once; when
-// they are gone, requests are served again.
-func TestConnectionsAreBounded(t *testing.T) {
-	oldT, oldN := ReadTimeout, MaxConns
-	ReadTimeout, MaxConns = time.Second, 4
-	t.Cleanup(func() { ReadTimeout, MaxConns = oldT, oldN })
-	path, _ := serve(t)
-	var idle []net.Conn
-	for range MaxConns {
-		c, err := net.Dial("unix", path)
-		if err != nil {
-			t.Fatal(err)
+// dialIdle opens n connections that send nothing.
+func dialIdle(t *testing.T, path string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
 		}
-		idle = append(idle, c)
+	})
+	for range n {
+		c, err := net.DialTimeout("unix", path, 5*time.Second)
+		if err != nil {
+			t.Fatalf("idle connection %d: %v", len(conns)+1, err)
+		}
+		conns = append(conns, c)
 	}
-	time.Sleep(100 * time.Millisecond) // let them be accepted
+	return conns
+}
+
+// closedWithin reports whether the daemon closed c within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c) // nil at EOF, ECONNRESET if unread
+	return !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// Connections that send nothing, or not a whole request, are closed after
+// IdleTimeout; past MaxConns a new one takes the place of the oldest
+// silent one, which is closed at once.
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	path, _ := serveWith(t, &Server{IdleTimeout: time.Second, MaxConns: 4})
+	idle := dialIdle(t, path, 4)
+	idle[3].Write([]byte(`{"cmd":"sta`)) // half a request
+	time.Sleep(100 * time.Millisecond)   // let them be accepted
 	start := time.Now()
-	if _, err := call(t, path); err == nil || !strings.Contains(err.Error(), "busy") {
-		t.Errorf("call with every slot taken: %v, want busy", err)
+	if resp, err := call(t, path); err != nil || resp.Count != 1 {
+		t.Errorf("call with every place held by silent connections: %+v %v", resp, err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("the answer took %s", d)
+	}
+	if !closedWithin(idle[0], 100*time.Millisecond) {
+		t.Error("the oldest silent connection kept its place")
+	}
+	for i, c := range idle[1:] {
+		if !closedWithin(c, 2*time.Second) {
+			t.Errorf("silent connection %d still open %s after it was made (IdleTimeout 1s)", i+2, time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
+
+// stuck is a handler whose block waits until release is closed.
+type stuck struct {
+	handler
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s stuck) Block(_ context.Context, a []string, _ string) (int, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return len(a), nil
+}
+
+// Past MaxConns requests being answered, a new connection is told the
+// daemon is busy, at once; when they are answered, requests are served
+// again.
+func TestBusyWhenEveryPlaceIsAnswering(t *testing.T) {
+	h := stuck{entered: make(chan struct{}), release: make(chan struct{})}
+	path, _ := serveWith(t, &Server{Handler: h, MaxConns: 2})
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := call(t, path); errs <- err }()
+		<-h.entered
+	}
+	start := time.Now()
+	if _, err := Call(context.Background(), path, Request{Cmd: "status"}); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Errorf("call with every place answering: %v, want busy", err)
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("the busy answer took %s", d)
 	}
-	// The idle ones are closed by the daemon after ReadTimeout.
-	for _, c := range idle {
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		var resp Response
-		json.NewDecoder(c).Decode(&resp)
-		if _, err := c.Read(make([]byte, 1)); err == nil {
-			t.Error("an idle connection was not closed")
+	close(h.release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("a request being answered: %v", err)
 		}
-		c.Close()
 	}
-	resp, err := call(t, path)
-	if err != nil || resp.Count != 1 {
-		t.Errorf("call after the idle ones left: %+v %v", resp, err)
+	if resp, err := Call(context.Background(), path, Request{Cmd: "status"}); err != nil || resp.Status == nil {
+		t.Errorf("status after the others were answered: %+v %v", resp, err)
 	}
 }
 
@@ -144,5 +206,74 @@ func TestRemoveOnlyOurSocket(t *testing.T) {
 	Bind(path).Remove()
 	if _, err := os.Stat(path); err == nil {
 		t.Error("the owner's Remove left the socket file")
+	}
+}
+
+// raiseFileLimit makes room for n more open files in this process (the
+// attacker's ends and the daemon's both live here), or skips.
+func raiseFileLimit(t *testing.T, n uint64) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	want := old
+	if want.Cur < n {
+		want.Cur = min(n, want.Max)
+	}
+	if want.Cur < n {
+		t.Skipf("SKIPPING: RLIMIT_NOFILE hard limit %d is below the %d files this test holds", want.Max, n)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
+}
+
+// The attacker's test (C1): a root process holds 1,000 connections open
+// and sends nothing, and opens 1,000 more while the admin asks; the
+// admin's status and unblock still get an answer, at once, and every idle
+// connection is closed by the daemon within DefaultIdleTimeout.
+func TestIdleConnectionsLeaveRoomForTheAdmin(t *testing.T) {
+	const idle = 1000
+	raiseFileLimit(t, 4*idle+256)
+	path, _ := serve(t)
+	conns := dialIdle(t, path, idle)
+	more := make(chan []net.Conn, 1)
+	go func() { // the attacker keeps coming
+		var cs []net.Conn
+		for range idle {
+			c, err := net.DialTimeout("unix", path, 5*time.Second)
+			if err != nil {
+				break
+			}
+			cs = append(cs, c)
+		}
+		more <- cs
+	}()
+	for _, req := range []Request{{Cmd: "status"}, {Cmd: "unblock", Addrs: []string{"192.0.2.1"}}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		_, err := Call(ctx, path, req)
+		cancel()
+		if d := time.Since(start); err != nil || d > 2*time.Second {
+			t.Errorf("%s with %d idle connections held: %v after %s, want an answer within 2s", req.Cmd, idle, err, d.Round(time.Millisecond))
+		}
+	}
+	cs := <-more
+	conns = append(conns, cs...)
+	t.Cleanup(func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	})
+	if len(cs) < idle {
+		t.Errorf("the daemon refused connections: %d of %d made", len(cs), idle)
+	}
+	deadline := time.Now().Add(DefaultIdleTimeout + time.Second)
+	for i, c := range conns {
+		if !closedWithin(c, time.Until(deadline)) {
+			t.Fatalf("idle connection %d still open %s after the last was made (DefaultIdleTimeout %s)", i+1, DefaultIdleTimeout+time.Second, DefaultIdleTimeout)
+		}
 	}
 }

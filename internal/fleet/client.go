@@ -311,7 +311,7 @@ func (c *Client) connect() (*nats.Conn, error) {
 	case c.cfg.Credentials != "":
 		opts = append(opts, nats.UserCredentials(c.cfg.Credentials))
 	case c.cfg.User != "":
-		opts = append(opts, nats.UserInfo(c.cfg.User, c.cfg.Password))
+		opts = append(opts, nats.UserInfo(c.cfg.User, c.cfg.Password.Reveal()))
 	case c.cfg.NKey != "":
 		o, err := nats.NkeyOptionFromSeed(c.cfg.NKey)
 		if err != nil {

@@ -58,7 +58,7 @@ func TestDeployPermissions(t *testing.T) {
 	var logs netnstest.Output
 	as := func(user string) func(*config.Fleet, *Options) {
 		return func(f *config.Fleet, o *Options) {
-			f.User, f.Password = user, user+"-change-me"
+			f.User, f.Password = user, config.Secret(user+"-change-me")
 			f.Correlate.Hosts = 2
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			o.NATSOptions = append(o.NATSOptions, slowAuth)

@@ -20,7 +20,7 @@ import (
 // deployHost makes a Client log in as user of deploy/nats.
 func deployHost(user string) func(*config.Fleet, *Options) {
 	return func(f *config.Fleet, o *Options) {
-		f.User, f.Password = user, user+"-change-me"
+		f.User, f.Password = user, config.Secret(user+"-change-me")
 		o.NATSOptions = append(o.NATSOptions, slowAuth)
 	}
 }

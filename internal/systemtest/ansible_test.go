@@ -136,8 +136,8 @@ func TestAnsibleRole(t *testing.T) {
 		!strings.Contains(conf, "192.0.2.0/28") || !strings.Contains(conf, "2001:db8::11") {
 		t.Errorf("the configuration lacks the fleet section or its hosts:\n%s", conf)
 	}
-	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a %U", "/etc/portsentry-nft/fleet.creds", "/etc/portsentry-nft/portsentry.yaml")); m != "600 root\n644 root" {
-		t.Errorf("modes of the credentials and the configuration: %q, want 600 and 644, root's", m)
+	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a %U", "/etc/portsentry-nft/fleet.creds", "/etc/portsentry-nft/portsentry.yaml")); m != "600 root\n600 root" {
+		t.Errorf("modes of the credentials and the configuration: %q, want 600, root's", m)
 	}
 	delete(imp, "portsentry_nft_fleet_credentials")
 	imp["portsentry_nft_fleet"] = map[string]any{"servers": []string{"nats://127.0.0.1:4222"}, "name": "h1", "user": "h1", "password": "h1-change-me"}

@@ -44,6 +44,9 @@ func TestDebInstallRunReloadStop(t *testing.T) {
 	if out := g.mustRun("dpkg-query", "-W", "-f", "${Conffiles}", "portsentry-nft"); !strings.Contains(out, "/etc/portsentry-nft/portsentry.yaml") {
 		t.Errorf("the configuration is not a conffile: %q", out)
 	}
+	if m := strings.TrimSpace(g.mustRun("stat", "-c", "%a %U", "/etc/portsentry-nft/portsentry.yaml")); m != "600 root" {
+		t.Errorf("the configuration's mode and owner: %q, want 600 root (it may come to hold a password)", m)
+	}
 	g.mustRun("portsentry-nft", "check")
 
 	// The installed unit, with the binary where it says, verifies clean;

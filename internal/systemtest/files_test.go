@@ -194,7 +194,7 @@ func TestLintAnsible(t *testing.T) {
 }
 
 // make install puts binary, unit (ExecStart under PREFIX), man pages and
-// the default configuration under DESTDIR, and keeps an existing
+// the default configuration (0600) under DESTDIR, and keeps an existing
 // configuration.
 func TestMakeInstall(t *testing.T) {
 	requireEnabled(t, "make")
@@ -222,8 +222,12 @@ func TestMakeInstall(t *testing.T) {
 	if !strings.Contains(string(u), "\nExecStart=/opt/psn/sbin/portsentry-nft run\n") {
 		t.Errorf("installed unit does not run /opt/psn/sbin/portsentry-nft:\n%s", u)
 	}
-	// A second install keeps a changed configuration.
+	// The configuration is root's alone: it may come to hold a password.
 	conf := filepath.Join(dest, "etc/portsentry-nft/portsentry.yaml")
+	if fi, err := os.Stat(conf); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("installed configuration: %v, want mode 0600", fi.Mode())
+	}
+	// A second install keeps a changed configuration.
 	if err := os.WriteFile(conf, []byte("block: {timeout: 2h}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
