@@ -26,7 +26,11 @@ func (l *ledger) Len() int                      { return l.n }
 func (l *ledger) TimesBlocked(a netip.Addr) int { return l.times[a] }
 func (l *ledger) Weak() int                     { return l.weak }
 func (l *ledger) Get(a netip.Addr) (state.Block, bool) {
-	return state.Block{}, false
+	if !l.held[a] {
+		return state.Block{}, false
+	}
+	// held's block began 30 minutes ago and has 30 minutes left.
+	return state.Block{Addr: a, Timeout: time.Hour, Expires: now.Add(30 * time.Minute)}, true
 }
 
 func parse(t *testing.T, y string) *config.Config {
@@ -77,6 +81,13 @@ func TestDecide(t *testing.T) {
 		{"first strike of a held address", "", Request{Addr: held, Origin: state.OriginKernel, Probes: 1}, 0, Refuse, AlreadyBlocked, 0, 0},
 		{"first strike, response log", "udp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.UDP}, 0, LogOnly, None, 0, 0},
 		{"adopted element keeps its time", "", Request{Addr: scanner, Origin: state.OriginKernel, Timeout: 42 * time.Minute}, 0, Block, None, 42 * time.Minute, 1},
+		{"first strike on a port a service listens on", "", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.TCP, Listening: "tcp port 22"}, 0, Refuse, NotATripwire, 0, 0},
+		{"first strike below the trigger", "detect: {scan_trigger: 1}\n", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.TCP, Untriggered: true}, 0, Refuse, NotATripwire, 0, 0},
+		{"fleet block", "", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 2 * time.Hour}, 0, Block, None, 2 * time.Hour, 1},
+		{"fleet block run out", "", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 500 * time.Millisecond}, 0, Refuse, Expired, 0, 0},
+		{"fleet block held as long already", "", Request{Addr: held, Origin: state.OriginFleet, Timeout: 20 * time.Minute}, 0, Refuse, AlreadyBlocked, 0, 0},
+		{"fleet block longer than held", "", Request{Addr: held, Origin: state.OriginFleet, Timeout: 2 * time.Hour}, 0, Block, None, 2 * time.Hour, 3},
+		{"fleet block of a protected address", "", Request{Addr: gw, Origin: state.OriginFleet, Timeout: time.Hour}, 0, Refuse, Protected, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{held: 2}, n: c.n, weak: 1}
@@ -86,7 +97,7 @@ func TestDecide(t *testing.T) {
 			if got.Action != c.action || got.Reason != c.reason || got.Timeout != c.tmo || got.Times != c.times {
 				t.Errorf("got action %d reason %d timeout %s times %d; want %d %d %s %d", got.Action, got.Reason, got.Timeout, got.Times, c.action, c.reason, c.tmo, c.times)
 			}
-			if weak := c.action == Block && c.req.Origin != state.OriginManual && c.req.Probes < 2 && c.req.Ports < 2; got.Weak != weak {
+			if weak := c.action == Block && c.req.Origin != state.OriginManual && c.req.Origin != state.OriginFleet && c.req.Probes < 2 && c.req.Ports < 2; got.Weak != weak {
 				t.Errorf("weak %v, want %v", got.Weak, weak)
 			}
 			if evict := c.action == Block && c.n >= 5 && c.req.Origin != state.OriginKernel; got.Evict != evict {
@@ -96,6 +107,45 @@ func TestDecide(t *testing.T) {
 				t.Errorf("decision for %s/%s, asked for %s/%s", got.Addr, got.Origin, c.req.Addr, c.req.Origin)
 			}
 		})
+	}
+}
+
+// A kernel element the decision does not keep is lifted, and the decision
+// says why (the end of the "has been unblocked" line); one it holds, or
+// one of another origin, is not.
+func TestKernelElementsTheDecisionRefusesAreLifted(t *testing.T) {
+	for _, c := range []struct {
+		name, yaml string
+		req        Request
+		lift       string
+	}{
+		{"protected", "", Request{Addr: gw, Origin: state.OriginKernel, Proto: packet.TCP}, "it is protected (default gateway)"},
+		{"response log", "udp: {response: log}\n", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.UDP}, "the response for UDP is log"},
+		{"adopted, response command", "tcp: {response: command}\ncommands: [{argv: [/bin/true]}]\n", Request{Addr: scanner, Origin: state.OriginKernel}, "the response for TCP is command"},
+		{"in use", "", Request{Addr: scanner, Origin: state.OriginKernel, Listening: "tcp port 22"}, "a service listens on tcp port 22"},
+		{"below the trigger", "detect: {scan_trigger: 2}\n", Request{Addr: scanner, Origin: state.OriginKernel, Untriggered: true}, "detect.scan_trigger is 2"},
+		{"held", "", Request{Addr: held, Origin: state.OriginKernel}, ""},
+		{"kept", "", Request{Addr: scanner, Origin: state.OriginKernel}, ""},
+		{"not the kernel's", "", Request{Addr: gw, Origin: state.OriginDetect, Listening: "tcp port 22"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{}}
+			c.req.Now = now
+			if got := New(parse(t, c.yaml), guard{gw: "default gateway"}, l).Decide(c.req); got.Lift != c.lift {
+				t.Errorf("lift %q, want %q (%+v)", got.Lift, c.lift, got)
+			}
+		})
+	}
+}
+
+// An administrator's fleet-wide lift reaches a block that began before it,
+// never a later one.
+func TestLiftReaches(t *testing.T) {
+	b := state.Block{Timeout: time.Hour, Expires: now.Add(30 * time.Minute)} // began at now-30m
+	for at, want := range map[time.Time]bool{now: true, now.Add(-29 * time.Minute): true, now.Add(-30 * time.Minute): false, now.Add(-time.Hour): false} {
+		if got := LiftReaches(b, at); got != want {
+			t.Errorf("lift at %s: %v, want %v", at.Sub(now), got, want)
+		}
 	}
 }
 

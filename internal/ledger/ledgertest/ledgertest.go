@@ -1,5 +1,6 @@
 // Package ledgertest has a Kernel that records what the ledger asks of
-// the kernel, for unit tests that need no root. The kernel tier tests the
+// the kernel, and a Follower that records what the ledger tells its
+// followers, for unit tests that need no root. The kernel tier tests the
 // real writer.
 package ledgertest
 
@@ -14,10 +15,13 @@ import (
 // Kernel records elements added and deleted. Fail, when set, fails every
 // add.
 type Kernel struct {
-	mu      sync.Mutex
-	Fail    error
-	added   []nft.Block
-	deleted []netip.Addr
+	mu   sync.Mutex
+	Fail error
+	// CommitGate, when set, holds every Commit until it is closed (or
+	// receives): a transaction that takes its time.
+	CommitGate chan struct{}
+	added      []nft.Block
+	deleted    []netip.Addr
 }
 
 // Add records b and reports it committed at once.
@@ -32,8 +36,15 @@ func (k *Kernel) Add(b nft.Block) error {
 	return nil
 }
 
-// Commit records the blocks.
-func (k *Kernel) Commit(_ context.Context, blocks []nft.Block) error {
+// Commit records the blocks (once CommitGate lets it).
+func (k *Kernel) Commit(ctx context.Context, blocks []nft.Block) error {
+	if k.CommitGate != nil {
+		select {
+		case <-k.CommitGate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.Fail != nil {
