@@ -77,12 +77,15 @@ fuzz:
 		done; \
 	done
 
-# Benchmarks: decoder and detector micro-benchmarks, then the kernel-tier
+# Benchmarks: decoder and detector micro-benchmarks, the p99 a 10k fleet
+# batch and a 10k adoption add to a detected block's wait for the ledger
+# (goal: 5 ms at most; the same run measures it alone), then the kernel-tier
 # probe-to-block latency and idle RSS, and the ports nmap and masscan learn
 # before the block (captured with tcpdump) (root).
 bench: deps-test
 	$(call apt_install,netsniff-ng masscan tcpdump)
 	$(GO) test -run=NONE -bench=. -benchmem ./internal/packet ./internal/detect
+	$(GO) test -run=NONE -bench=DetectedBlockDuringBatch -benchtime=1x -count=3 ./internal/ledger
 	$(GO) test -run=NONE -bench=Report -benchtime=1x -timeout=20m ./internal/e2e
 
 # 10 minutes of mixed scans and floods against one daemon: goroutines,

@@ -26,7 +26,7 @@ type recordTask struct {
 
 // RecordChunk is how many blocks of a batch the ledger's goroutine records
 // before it takes other work (a posted block's element) again.
-const RecordChunk = 64
+const RecordChunk = 32
 
 func (t *recordTask) run(ctx context.Context, l *Ledger) {
 	k := min(RecordChunk, len(t.acts))
