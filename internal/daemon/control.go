@@ -81,40 +81,10 @@ func (d *Daemon) Status() control.Status {
 		CaptureMode: cfg.Capture.Mode,
 		NFLOGGroup:  cfg.Capture.Group,
 		SetCap:      cfg.Block.SetSize,
-		Counters: map[string]uint64{
-			"packets":             d.capture.Packets.Load(),
-			"malformed":           m.Malformed,
-			"undecoded_probes":    m.Opaque,
-			"not_probes":          m.NotProbes,
-			"nflog_lost":          m.NFLOGLost,
-			"nflog_enobufs":       m.NFLOGOverruns,
-			"already_blocked":     m.AlreadyBlocked,
-			"protected":           m.Refused["protected"],
-			"rate_limited":        m.Refused["rate_limited"],
-			"set_full":            m.Refused["set_full"],
-			"dropped_triggers":    m.Refused["queue_full"],
-			"restored":            m.Restored,
-			"in_use_probes":       m.InUse,
-			"reinstalls":          m.Reinstalls,
-			"alerts_suppressed":   m.AlertsSuppressed,
-			"sources_tracked":     uint64(m.Tracked),
-			"block_failures":      m.BlockFailures,
-			"expired":             m.Expired,
-			"unblocked":           m.Unblocked,
-			"commands_run":        m.CommandsRun,
-			"command_failures":    m.CommandErrors,
-			"hosts_deny_failures": m.HostsDenyErrors,
-			"evicted":             m.Evicted,
-			"corroborated":        m.Corroborated,
-			"adopted":             m.Adopted,
-			"disowned":            m.Disowned,
-			"goroutines":          uint64(runtime.NumGoroutine()),
-			"open_files":          openFiles(),
-			"heap_bytes":          heapBytes(),
-		},
-		Probes:    map[string]uint64{},
-		SetSizes:  map[string]int{},
-		Protected: d.guard.List(),
+		Counters:    counters(m, d.capture.Packets.Load()),
+		Probes:      map[string]uint64{},
+		SetSizes:    map[string]int{},
+		Protected:   d.guard.List(),
 	}
 	var blocks uint64
 	for o, n := range m.Blocks {
@@ -143,6 +113,41 @@ func (d *Daemon) Status() control.Status {
 		}
 	}
 	return st
+}
+
+// counters are status's counters of a snapshot (and the packets seen).
+func counters(m metrics.Snapshot, packets uint64) map[string]uint64 {
+	return map[string]uint64{
+		"packets":             packets,
+		"malformed":           m.Malformed,
+		"undecoded_probes":    m.Opaque,
+		"not_probes":          m.NotProbes,
+		"nflog_lost":          m.NFLOGLost,
+		"nflog_enobufs":       m.NFLOGOverruns,
+		"already_blocked":     m.AlreadyBlocked,
+		"protected":           m.Refused["protected"],
+		"rate_limited":        m.Refused["rate_limited"],
+		"set_full":            m.Refused["set_full"],
+		"dropped_triggers":    m.Refused["queue_full"],
+		"restored":            m.Restored,
+		"in_use_probes":       m.InUse,
+		"reinstalls":          m.Reinstalls,
+		"alerts_suppressed":   m.AlertsSuppressed,
+		"sources_tracked":     uint64(m.Tracked),
+		"block_failures":      m.BlockFailures,
+		"expired":             m.Expired,
+		"unblocked":           m.Unblocked,
+		"commands_run":        m.CommandsRun,
+		"command_failures":    m.CommandErrors,
+		"hosts_deny_failures": m.HostsDenyErrors,
+		"evicted":             m.Evicted,
+		"corroborated":        m.Corroborated,
+		"adopted":             m.Adopted,
+		"disowned":            m.Disowned,
+		"goroutines":          uint64(runtime.NumGoroutine()),
+		"open_files":          openFiles(),
+		"heap_bytes":          heapBytes(),
+	}
 }
 
 func openFiles() uint64 {

@@ -114,29 +114,11 @@ func New(opts Options) (*Daemon, error) {
 		st.Close()
 		return nil, err
 	}
-	lc := ledger.Config{Store: st, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor, NameWithin: d.nameWithin,
-		OnLift: func(a netip.Addr) { d.pipe.Forget(a) }}
-	d.follow = follow.NewSet(d.cfgp.Load, d.log)
-	d.follow.Wire(&lc)
-	if d.queue != nil {
-		lc.Verdicts = d.queue
-	}
-	if cfg.Metrics.Listen != "" {
-		d.metrics = metrics.New(d.snapshot)
-		lc.OnBlock = d.metrics.ObserveBlock
-	}
-	d.fleet, err = fleetlink.New(fleetlink.Config{Settings: d.cfgp.Load, Guard: d.guard, Log: d.log, Logger: opts.Logger})
-	if err != nil {
+	if err := d.newLedger(cfg); err != nil {
 		d.closeCapture()
 		st.Close()
 		return nil, err
 	}
-	if d.fleet != nil {
-		lc.Followers = append(lc.Followers, d.fleet)
-	}
-	d.ledger = ledger.New(lc)
-	// A name found after its block was recorded goes into the record.
-	d.names.OnName = d.ledger.SetHost
 	d.decider = decide.New(cfg, d.guard, d.ledger)
 	pc := pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts,
 		Ports: func() pipeline.Ports { return d.watcher.Snapshot() }}
@@ -152,6 +134,33 @@ func New(opts Options) (*Daemon, error) {
 	d.keeper = keeper.New(keeper.Config{Settings: cfg, NetNS: opts.NetNS, Log: d.log, Ledger: d.ledger, Decider: d.decider,
 		Guard: d.guard, Watcher: d.watcher, Capture: &d.capture, Own: own})
 	return d, nil
+}
+
+// newLedger builds the ledger with its followers: the standard ones, the
+// fleet's when the configuration has a fleet, the metrics' latency.
+func (d *Daemon) newLedger(cfg *config.Config) error {
+	lc := ledger.Config{Store: d.store, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor, NameWithin: d.nameWithin,
+		OnLift: func(a netip.Addr) { d.pipe.Forget(a) }}
+	d.follow = follow.NewSet(d.cfgp.Load, d.log)
+	d.follow.Wire(&lc)
+	if d.queue != nil {
+		lc.Verdicts = d.queue
+	}
+	if cfg.Metrics.Listen != "" {
+		d.metrics = metrics.New(d.snapshot)
+		lc.OnBlock = d.metrics.ObserveBlock
+	}
+	var err error
+	if d.fleet, err = fleetlink.New(fleetlink.Config{Settings: d.cfgp.Load, Guard: d.guard, Log: d.log, Logger: d.opts.Logger}); err != nil {
+		return err
+	}
+	if d.fleet != nil {
+		lc.Followers = append(lc.Followers, d.fleet)
+	}
+	d.ledger = ledger.New(lc)
+	// A name found after its block was recorded goes into the record.
+	d.names.OnName = d.ledger.SetHost
+	return nil
 }
 
 func (d *Daemon) openCapture(cfg *config.Config) error {
@@ -194,22 +203,7 @@ func (d *Daemon) nameWithin(a netip.Addr, wait time.Duration) string {
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.store.Close()
 	d.start = time.Now()
-	cfg := d.cfgp.Load()
-	d.logStartup(cfg)
-	for _, w := range d.store.Warnings {
-		d.log.Warn(w)
-	}
-	if err := d.guard.SetFleet(ctx, cfg.Fleet.HostPrefixes, cfg.Fleet.ServerHosts()); err != nil {
-		d.log.Warn(err.Error())
-	}
-	if err := d.guard.Refresh(); err != nil {
-		d.log.Warn(err.Error())
-	}
-	if _, _, err := d.watcher.Update(); err != nil {
-		d.log.Warn("could not read the listening sockets (sock_diag): " + err.Error())
-	}
-	d.keeper.LogInUse(cfg)
-	if err := d.keeper.Install(cfg); err != nil {
+	if err := d.install(ctx); err != nil {
 		d.closeCapture()
 		return err
 	}
@@ -223,55 +217,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The writer and the ledger outlive capture a little: what is queued
 	// when capture stops still gets committed.
 	backCtx, stopBack := context.WithCancel(context.Background())
-	wg.Go(func() { d.writer.Run(backCtx) })
-	// What the kernel holds before the restore: elements the ledger may
-	// not know (see Adopt below).
-	before, berr := nft.Blocked(d.opts.NetNS)
-	if berr != nil {
-		d.log.Errorf("could not read the sets: %v", berr)
-	}
-	if n, err := d.ledger.Restore(backCtx, "start"); err != nil {
-		d.log.Errorf("could not restore blocks: %v", err)
-	} else if n > 0 {
-		d.log.Infof("Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir)
-	}
-	wg.Go(func() { d.ledger.Run(backCtx); d.follow.Commands.Wait() })
-	// The kernel's first strikes while no daemon followed it.
-	if _, err := d.keeper.Adopt(backCtx, before); err != nil {
-		d.log.Error(err.Error())
-	}
-	if d.fleet != nil {
-		// The fleet's current blocks enter before ready, within a bound.
-		d.fleet.Start(ctx)
-		wg.Go(func() { d.fleet.Intake(ctx, d.decider, d.ledger) })
-		wg.Go(func() { d.fleet.Run(ctx) })
-		select {
-		case <-d.fleet.Client().Ready():
-			d.log.Infof("fleet: %d blocks of other hosts in force", d.fleet.Client().Stats().Blocks)
-		case <-time.After(fleetlink.ReadyWait):
-			d.log.Warnf("fleet: the servers did not answer within %s; blocking locally, the fleet's blocks follow when they do", fleetlink.ReadyWait)
-		}
-	}
-	if d.metrics != nil {
-		wg.Go(func() {
-			if err := d.metrics.Serve(ctx, cfg.Metrics.Listen); err != nil {
-				d.log.Error(err.Error())
-			}
-		})
-	}
-	wg.Go(func() { d.report(ctx) })
-	wg.Go(func() {
-		d.guard.Watch(ctx, d.opts.NetNS, d.nowProtected(ctx), func(err error) { d.log.Warn(err.Error()) })
-	})
-	wg.Go(func() { d.keeper.Run(ctx) })
-	if d.verify != nil {
-		wg.Go(func() { d.verify.Run(ctx) })
-	}
-	if ctl, err := control.Listen(cfg.Control.Socket); err != nil {
-		d.log.Errorf("%v; status, list, block and unblock are unavailable", err)
-	} else {
-		bound := control.Bind(cfg.Control.Socket)
-		wg.Go(func() { control.Serve(ctx, ctl, d) })
+	d.startLedger(backCtx, &wg)
+	d.startFleet(ctx, &wg)
+	if bound := d.startServices(ctx, &wg); bound != nil {
 		defer bound.Remove()
 	}
 
@@ -294,6 +242,97 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.ShuttingDown()
 	return nil
+}
+
+// install logs the start, reads the guard rails and the listening
+// sockets, and installs the ruleset.
+func (d *Daemon) install(ctx context.Context) error {
+	cfg := d.cfgp.Load()
+	d.logStartup(cfg)
+	for _, w := range d.store.Warnings {
+		d.log.Warn(w)
+	}
+	if err := d.guard.SetFleet(ctx, cfg.Fleet.HostPrefixes, cfg.Fleet.ServerHosts()); err != nil {
+		d.log.Warn(err.Error())
+	}
+	if err := d.guard.Refresh(); err != nil {
+		d.log.Warn(err.Error())
+	}
+	if _, _, err := d.watcher.Update(); err != nil {
+		d.log.Warn("could not read the listening sockets (sock_diag): " + err.Error())
+	}
+	d.keeper.LogInUse(cfg)
+	return d.keeper.Install(cfg)
+}
+
+// startLedger starts the writer, restores the ledger's blocks into the
+// kernel, starts the ledger and adopts what the kernel struck while no
+// daemon followed it.
+func (d *Daemon) startLedger(ctx context.Context, wg *sync.WaitGroup) {
+	cfg := d.cfgp.Load()
+	wg.Go(func() { d.writer.Run(ctx) })
+	// What the kernel holds before the restore: elements the ledger may
+	// not know (see Adopt below).
+	before, berr := nft.Blocked(d.opts.NetNS)
+	if berr != nil {
+		d.log.Errorf("could not read the sets: %v", berr)
+	}
+	if n, err := d.ledger.Restore(ctx, "start"); err != nil {
+		d.log.Errorf("could not restore blocks: %v", err)
+	} else if n > 0 {
+		d.log.Infof("Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir)
+	}
+	wg.Go(func() { d.ledger.Run(ctx); d.follow.Commands.Wait() })
+	if _, err := d.keeper.Adopt(ctx, before); err != nil {
+		d.log.Error(err.Error())
+	}
+}
+
+// startFleet starts the fleet's client and intake, and waits a bounded
+// time for the fleet's current blocks: they enter before ready.
+func (d *Daemon) startFleet(ctx context.Context, wg *sync.WaitGroup) {
+	if d.fleet == nil {
+		return
+	}
+	d.fleet.Start(ctx)
+	wg.Go(func() { d.fleet.Intake(ctx, d.decider, d.ledger) })
+	wg.Go(func() { d.fleet.Run(ctx) })
+	select {
+	case <-d.fleet.Client().Ready():
+		d.log.Infof("fleet: %d blocks of other hosts in force", d.fleet.Client().Stats().Blocks)
+	case <-time.After(fleetlink.ReadyWait):
+		d.log.Warnf("fleet: the servers did not answer within %s; blocking locally, the fleet's blocks follow when they do", fleetlink.ReadyWait)
+	}
+}
+
+// startServices starts the metrics endpoint, the loss report, the guard's
+// watcher, the keeper, verified mode and the control socket; it returns
+// the socket's binding to remove at the end (nil without one).
+func (d *Daemon) startServices(ctx context.Context, wg *sync.WaitGroup) *control.Bound {
+	cfg := d.cfgp.Load()
+	if d.metrics != nil {
+		wg.Go(func() {
+			if err := d.metrics.Serve(ctx, cfg.Metrics.Listen); err != nil {
+				d.log.Error(err.Error())
+			}
+		})
+	}
+	wg.Go(func() { d.report(ctx) })
+	wg.Go(func() {
+		d.guard.Watch(ctx, d.opts.NetNS, d.nowProtected(ctx), func(err error) { d.log.Warn(err.Error()) })
+	})
+	wg.Go(func() { d.keeper.Run(ctx) })
+	if d.verify != nil {
+		wg.Go(func() { d.verify.Run(ctx) })
+	}
+	ctl, err := control.Listen(cfg.Control.Socket)
+	if err != nil {
+		d.log.Errorf("%v; status, list, block and unblock are unavailable", err)
+		return nil
+	}
+	bound := control.Bind(cfg.Control.Socket)
+	wg.Go(func() { control.Serve(ctx, ctl, d) })
+	return &bound
 }
 
 func (d *Daemon) closeCapture() {

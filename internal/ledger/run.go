@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -92,14 +93,15 @@ func (l *Ledger) wake() {
 func (l *Ledger) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	announced := make(chan struct{})
-	go func() {
-		defer close(announced)
+	// The announcing goroutine lives as long as Run: it drains what was
+	// recorded before Run returns.
+	var announcer sync.WaitGroup
+	announcer.Go(func() {
 		for a := range l.announceQ {
 			l.announce(ctx, a)
 		}
-	}()
-	defer func() { close(l.announceQ); <-announced }()
+	})
+	defer func() { close(l.announceQ); announcer.Wait() }()
 	for {
 		select {
 		case <-ctx.Done():
