@@ -8,12 +8,33 @@ import (
 	"time"
 )
 
-// Bucket is a token bucket: Set tokens a second, a second's worth held.
+// Bucket is a token bucket: Set tokens a second, a second's worth held
+// (or SetBurst's burst).
 type Bucket struct {
 	mu     sync.Mutex
 	rate   float64
+	burst  float64 // tokens held at most; 0: a second's worth
 	tokens float64
 	last   time.Time
+}
+
+// SetBurst changes the rate and how many tokens the bucket holds at most
+// (a new bucket starts full).
+func (b *Bucket) SetBurst(perSecond float64, burst int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rate, b.burst = perSecond, float64(burst)
+	b.tokens = min(b.tokens, b.capacity())
+	if b.last.IsZero() {
+		b.tokens = b.capacity()
+	}
+}
+
+func (b *Bucket) capacity() float64 {
+	if b.burst > 0 {
+		return b.burst
+	}
+	return b.rate
 }
 
 // Set changes the rate.
@@ -21,9 +42,9 @@ func (b *Bucket) Set(perSecond int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.rate = float64(perSecond)
-	b.tokens = min(b.tokens, b.rate)
+	b.tokens = min(b.tokens, b.capacity())
 	if b.last.IsZero() {
-		b.tokens = b.rate
+		b.tokens = b.capacity()
 	}
 }
 
@@ -36,7 +57,7 @@ func (b *Bucket) AllowAbove(now time.Time, reserve float64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.last.IsZero() {
-		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.tokens = min(b.capacity(), b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	b.last = now
 	if b.tokens >= 1+reserve {
@@ -58,5 +79,5 @@ func (b *Bucket) Rate() float64 {
 func (b *Bucket) Refund() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.tokens = min(b.rate, b.tokens+1)
+	b.tokens = min(b.capacity(), b.tokens+1)
 }

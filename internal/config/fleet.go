@@ -41,6 +41,17 @@ type Fleet struct {
 	// host publishes about itself protects nothing (a compromised host
 	// could make any address immune); at most MaxFleetHosts entries.
 	Hosts []string `yaml:"hosts"`
+	// ShareForgeable publishes blocks that rest on forgeable evidence
+	// (probes seen by this host alone), and applies the others' as weak
+	// (evictable, never an offence, within their host's share). Off: such
+	// a block stays on the host that saw the probes, and only corroborated
+	// (fleet.correlate), handshake and administrators' blocks travel.
+	ShareForgeable bool `yaml:"share_forgeable"`
+	// HostShare is the part of block.set_size, and of
+	// block.max_per_second, that one fleet host's blocks may take here
+	// (the fleet administrator's are exempt); 0 in the file means the
+	// default, a quarter.
+	HostShare float64 `yaml:"host_share"`
 
 	// HostPrefixes are the parsed Hosts.
 	HostPrefixes []netip.Prefix `yaml:"-"`
@@ -91,6 +102,7 @@ const (
 	DefaultFleetCorrelateHosts  = 3
 	DefaultFleetCorrelateWindow = 10 * time.Minute
 	DefaultFleetMaxTimeout      = 7 * 24 * time.Hour
+	DefaultFleetHostShare       = 0.25
 )
 
 // fleetNameRe is what a fleet name may be: one NATS subject token that is
@@ -144,6 +156,9 @@ func (v *validator) fleet(f Fleet, pw passwordFile) {
 	}
 	if m := time.Duration(f.MaxTimeout); m != 0 && (m < time.Second || m > maxTimeout) {
 		v.bad("fleet.max_timeout", "want a duration from 1s to 365d, got %s", f.MaxTimeout)
+	}
+	if h := f.HostShare; h < 0 || h > 0.75 {
+		v.bad("fleet.host_share", "want a part of block.set_size above 0 and at most 0.75 (a quarter is kept for local detection), got %g", h)
 	}
 	v.fleetHosts(f.Hosts)
 }
@@ -277,6 +292,9 @@ func (c *Config) deriveFleet(pw passwordFile, set func(key string) bool) {
 	}
 	if f.MaxTimeout == 0 {
 		f.MaxTimeout = Duration(DefaultFleetMaxTimeout)
+	}
+	if f.HostShare == 0 {
+		f.HostShare = DefaultFleetHostShare
 	}
 	f.HostPrefixes = dedupPrefixes(prefixList("fleet.hosts", f.Hosts, discard))
 }

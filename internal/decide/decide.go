@@ -59,6 +59,15 @@ const (
 	NotATripwire
 	// Expired: a fleet block with less than a second left.
 	Expired
+	// Peer: the source completed a connection with this host lately, and
+	// the evidence is forgeable probes of fewer than PeerPorts ports.
+	Peer
+	// FleetShare: the fleet host that published it has used its share of
+	// the sets or of the rate here, or the fleet's blocks their part.
+	FleetShare
+	// NotShared: another host's block on forgeable evidence, which this
+	// host does not take (fleet.share_forgeable off).
+	NotShared
 )
 
 // Decision is the outcome of Decide.
@@ -82,6 +91,9 @@ type Decision struct {
 	// Evict: the sets are full, and the ledger makes room by lifting its
 	// weakest block (a weak one, oldest first) for this stronger one.
 	Evict bool
+	// Evidence is what the block rests on; Reach how far it may travel.
+	Evidence Evidence
+	Reach    Reach
 	// Lift, for an element the kernel holds already (origin kernel) that
 	// the decision does not keep, says why it goes (the end of
 	// alert.LiftedLine); the ledger lifts it unless it holds a block.
@@ -103,6 +115,12 @@ func (d Decision) String() string {
 		return d.Why
 	case Expired:
 		return "it has expired"
+	case Peer:
+		return fmt.Sprintf("%s is a peer (a connection with this host completed lately); %d tripwire ports are needed to block it", d.Addr, PeerPorts)
+	case FleetShare:
+		return fmt.Sprintf("the host that published it has used its share here (fleet.host_share %s)", d.Why)
+	case NotShared:
+		return "it rests on probes one host saw, which anyone can forge (fleet.share_forgeable is off)"
 	}
 	return ""
 }
@@ -130,6 +148,15 @@ type Request struct {
 	// the kernel's strike go.
 	Listening   string
 	Untriggered bool
+	// Evidence is what the origin says the block rests on: the pipeline,
+	// a handshake (Unforgeable) or probes (Forgeable); the fleet, what this
+	// host could check of the record. An administrator's origin says
+	// Administrator by itself.
+	Evidence Evidence
+	// Peer: the probe came from a peer of this host (its rule says so).
+	Peer bool
+	// FleetHost is the fleet host whose record it is (origin fleet).
+	FleetHost string
 }
 
 // Guard says whether an address must never be blocked.
@@ -149,6 +176,8 @@ type Ledger interface {
 	Weak() int
 	// Get returns the record of a's block in force.
 	Get(a netip.Addr) (state.Block, bool)
+	// Fleet counts the blocks of origin fleet in force, and those of host.
+	Fleet(host string) (all, from int)
 }
 
 // Decider decides. It is safe for concurrent use (capture and verified
@@ -158,7 +187,12 @@ type Decider struct {
 	guard  Guard
 	ledger Ledger
 	rate   bucket.Bucket
+	peers  atomic.Pointer[Peers]
+	shares shares
 }
+
+// SetPeers gives the decision this host's peers, for the fleet's blocks.
+func (d *Decider) SetPeers(p Peers) { d.peers.Store(&p) }
 
 // New makes a Decider.
 func New(cfg *config.Config, g Guard, l Ledger) *Decider {
@@ -268,78 +302,129 @@ func (d *Decider) DecideAll(rs []Request) []Decision {
 }
 
 // decideBlock is Decide with more blocks on their way than the ledger
-// knows.
+// knows: the guard rails, the evidence (peers, the fleet's shares), the
+// response mode and rate, the capacity, then the block's shape.
 func (d *Decider) decideBlock(cfg *config.Config, r Request, more int) Decision {
-	out := Decision{Addr: r.Addr, Origin: r.Origin}
-	refuse := func(why Reason) Decision { out.Action, out.Reason = Refuse, why; return out }
+	out := Decision{Addr: r.Addr, Origin: r.Origin, Evidence: evidenceOf(r)}
 	if why, ok := d.guard.Protected(r.Addr); ok {
 		out.Why = why
-		return refuse(Protected)
+		return out.refuse(Protected)
+	}
+	if reason, why := d.weigh(cfg, r, out.Evidence, more); reason != None {
+		out.Why = why
+		return out.refuse(reason)
 	}
 	// An administrator, and the fleet (other hosts decided, within their
 	// own caps), are held to the guard rails and the capacity only, and may
 	// block again to change a block's length.
 	manual := r.Origin == state.OriginManual || r.Origin == state.OriginFleet
-	// kernel: the element is in already (the first strike, or one adopted
-	// from the sets); what is decided is whether it stays, and its record.
-	kernel := r.Origin == state.OriginKernel
-	weak := !manual && r.Probes < 2 && r.Ports < 2
+	weak := isWeak(r, out.Evidence)
 	if !manual {
-		switch Response(cfg, r.Proto) {
-		case config.ResponseLog:
-			out.Action = LogOnly
-			return out
-		case config.ResponseCommand:
-			out.Action = Commands
-			return out
-		}
-		switch {
-		case kernel && d.ledger.Holds(r.Addr):
-			return refuse(AlreadyBlocked)
-		case kernel:
-			// The kernel struck within its own caps (nft.StrikeRate: one
-			// for sources seen once, one for sources seen a moment ago);
-			// the strike is spent from the daemon's budget the same way,
-			// so that kernel and daemon together stay within
-			// block.max_per_second, and is never refused for it.
-			d.admit(r, weak)
-		case !d.admit(r, weak):
-			return refuse(RateLimited)
-		case d.ledger.Holds(r.Addr):
-			d.rate.Refund()
-			return refuse(AlreadyBlocked)
+		if o, done := d.respond(cfg, r, weak, out); done {
+			return o
 		}
 	}
-	// The kernel's set took the element: it had room.
-	if !kernel && d.ledger.Len()+more >= cfg.Block.SetSize && !(manual && d.ledger.Holds(r.Addr)) {
-		// A full set makes room by giving up a block that rests on one
-		// (maybe spoofed) probe, for a source with more evidence.
-		if weak || manual || d.ledger.Weak() == 0 {
-			if !manual {
-				d.rate.Refund()
-			}
-			out.Why = fmt.Sprint(cfg.Block.SetSize)
-			return refuse(SetFull)
-		}
+	if reason := d.capacity(cfg, r, more, weak); reason == SetFull {
+		out.Why = fmt.Sprint(cfg.Block.SetSize)
+		return out.refuse(SetFull)
+	} else if reason == Evicting {
 		out.Evict = true
 	}
 	out.Action = Block
 	out.Weak = weak
-	prior := d.ledger.TimesBlocked(r.Addr)
-	out.Times = prior + 1
-	out.Timeout = r.Timeout
-	switch {
-	case out.Timeout != 0 && (manual || kernel):
-		// An administrator's length, a fleet block's time left, an adopted
-		// element's remaining time.
-	case weak:
-		out.Timeout = cfg.BlockTimeout() // no offence until corroborated
-	case manual:
-		out.Timeout = cfg.BlockTimeout()
-	default:
-		out.Timeout = RepeatTimeout(cfg, out.Times)
-	}
+	out.Times = d.ledger.TimesBlocked(r.Addr) + 1
+	out.Timeout = timeoutOf(cfg, r, out.Evidence, out.Times)
+	out.Reach = reachOf(cfg, r.Origin, out.Evidence)
 	return out
+}
+
+func (out Decision) refuse(why Reason) Decision {
+	out.Action, out.Reason = Refuse, why
+	return out
+}
+
+// Evicting is capacity's word for a full set that gives up a weak block.
+const Evicting Reason = 255
+
+// isWeak: a block on forgeable evidence of one probe, or another host's
+// forgeable block, is the first a full set gives up.
+func isWeak(r Request, ev Evidence) bool {
+	switch {
+	case ev != Forgeable || r.Origin == state.OriginManual:
+		return false
+	case r.Origin == state.OriginFleet:
+		return true
+	}
+	return r.Probes < 2 && r.Ports < 2
+}
+
+// weigh refuses what the evidence does not carry: a peer on forgeable
+// probes of too few ports, another host's forgeable block this host does
+// not take, another host's block beyond its share.
+func (d *Decider) weigh(cfg *config.Config, r Request, ev Evidence, more int) (Reason, string) {
+	if d.peerRefusal(r, ev) {
+		return Peer, ""
+	}
+	if r.Origin != state.OriginFleet || ev == Administrator {
+		return None, ""
+	}
+	if ev == Forgeable && !cfg.Fleet.ShareForgeable {
+		return NotShared, ""
+	}
+	if d.fleetShare(cfg, r, ev, more) {
+		return FleetShare, fmt.Sprint(cfg.Fleet.HostShare)
+	}
+	return None, ""
+}
+
+// respond applies the response mode and the rate to a detected (or
+// struck) block: done when the decision is made.
+func (d *Decider) respond(cfg *config.Config, r Request, weak bool, out Decision) (Decision, bool) {
+	switch Response(cfg, r.Proto) {
+	case config.ResponseLog:
+		out.Action = LogOnly
+		return out, true
+	case config.ResponseCommand:
+		out.Action = Commands
+		return out, true
+	}
+	kernel := r.Origin == state.OriginKernel
+	switch {
+	case kernel && d.ledger.Holds(r.Addr):
+		return out.refuse(AlreadyBlocked), true
+	case kernel:
+		// The kernel struck within its own caps (nft.StrikeRate: one
+		// for sources seen once, one for sources seen a moment ago);
+		// the strike is spent from the daemon's budget the same way,
+		// so that kernel and daemon together stay within
+		// block.max_per_second, and is never refused for it.
+		d.admit(r, weak)
+	case !d.admit(r, weak):
+		return out.refuse(RateLimited), true
+	case d.ledger.Holds(r.Addr):
+		d.rate.Refund()
+		return out.refuse(AlreadyBlocked), true
+	}
+	return out, false
+}
+
+// capacity says SetFull when the sets have no room for r, Evicting when a
+// weak block makes room for it, None otherwise. The kernel's set took a
+// struck element: it had room.
+func (d *Decider) capacity(cfg *config.Config, r Request, more int, weak bool) Reason {
+	manual := r.Origin == state.OriginManual || r.Origin == state.OriginFleet
+	if r.Origin == state.OriginKernel || d.ledger.Len()+more < cfg.Block.SetSize || manual && d.ledger.Holds(r.Addr) {
+		return None
+	}
+	// A full set makes room by giving up a block that rests on one
+	// (maybe spoofed) probe, for a source with more evidence.
+	if weak || manual || d.ledger.Weak() == 0 {
+		if !manual {
+			d.rate.Refund()
+		}
+		return SetFull
+	}
+	return Evicting
 }
 
 // admit spends the rate's token. Under pressure, evidence decides: half

@@ -2,6 +2,7 @@ package decide
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,12 +20,15 @@ type ledger struct {
 	times map[netip.Addr]int
 	n     int
 	weak  int
+	fleet int
+	from  map[string]int
 }
 
-func (l *ledger) Holds(a netip.Addr) bool       { return l.held[a] }
-func (l *ledger) Len() int                      { return l.n }
-func (l *ledger) TimesBlocked(a netip.Addr) int { return l.times[a] }
-func (l *ledger) Weak() int                     { return l.weak }
+func (l *ledger) Holds(a netip.Addr) bool           { return l.held[a] }
+func (l *ledger) Len() int                          { return l.n }
+func (l *ledger) TimesBlocked(a netip.Addr) int     { return l.times[a] }
+func (l *ledger) Weak() int                         { return l.weak }
+func (l *ledger) Fleet(host string) (all, from int) { return l.fleet, l.from[host] }
 func (l *ledger) Get(a netip.Addr) (state.Block, bool) {
 	if !l.held[a] {
 		return state.Block{}, false
@@ -83,24 +87,36 @@ func TestDecide(t *testing.T) {
 		{"adopted element keeps its time", "", Request{Addr: scanner, Origin: state.OriginKernel, Timeout: 42 * time.Minute}, 0, Block, None, 42 * time.Minute, 1},
 		{"first strike on a port a service listens on", "", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.TCP, Listening: "tcp port 22"}, 0, Refuse, NotATripwire, 0, 0},
 		{"first strike below the trigger", "detect: {scan_trigger: 1}\n", Request{Addr: scanner, Origin: state.OriginKernel, Proto: packet.TCP, Untriggered: true}, 0, Refuse, NotATripwire, 0, 0},
-		{"fleet block", "", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 2 * time.Hour}, 0, Block, None, 2 * time.Hour, 1},
+		{"fleet block", "", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 2 * time.Hour, Evidence: Unforgeable, FleetHost: "h2"}, 0, Block, None, 2 * time.Hour, 1},
+		{"fleet block on forgeable probes", "", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 2 * time.Hour, FleetHost: "h2"}, 0, Refuse, NotShared, 0, 0},
+		{"fleet block on forgeable probes, shared", "fleet: {servers: [nats://n1:4222], share_forgeable: true}\n", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 2 * time.Hour, FleetHost: "h2"}, 0, Block, None, 2 * time.Hour, 1},
+		{"fleet block beyond the host's share", "block: {set_size: 100}\n", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: time.Hour, Evidence: Unforgeable, FleetHost: "full"}, 0, Refuse, FleetShare, 0, 0},
+		{"fleet blocks beyond the fleet's part", "block: {set_size: 100}\n", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: time.Hour, Evidence: Corroborated, FleetHost: "h2"}, 80, Refuse, FleetShare, 0, 0},
+		{"fleet administrator's block beyond the shares", "block: {set_size: 100}\n", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: time.Hour, Evidence: Administrator, FleetHost: "admin"}, 80, Block, None, time.Hour, 1},
+		{"peer on one probe", "", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Ports: 1, Peer: true}, 0, Refuse, Peer, 0, 0},
+		{"peer on two ports", "", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 5, Ports: 2, Peer: true}, 0, Refuse, Peer, 0, 0},
+		{"peer on three ports", "", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 3, Ports: 3, Peer: true}, 0, Block, None, time.Hour, 1},
+		{"peer's handshake", "", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Peer: true, Evidence: Unforgeable}, 0, Block, None, time.Hour, 1},
+		{"forged probes never escalate", "block: {repeat_factor: 4}\n", Request{Addr: held.Next(), Origin: state.OriginDetect, Probes: 9, Ports: 9}, 0, Block, None, time.Hour, 4},
+		{"a handshake escalates", "block: {repeat_factor: 4}\n", Request{Addr: held.Next(), Origin: state.OriginDetect, Probes: 9, Ports: 9, Evidence: Unforgeable}, 0, Block, None, 64 * time.Hour, 4},
 		{"fleet block run out", "", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 500 * time.Millisecond}, 0, Refuse, Expired, 0, 0},
 		{"fleet block held as long already", "", Request{Addr: held, Origin: state.OriginFleet, Timeout: 20 * time.Minute}, 0, Refuse, AlreadyBlocked, 0, 0},
-		{"fleet block longer than held", "", Request{Addr: held, Origin: state.OriginFleet, Timeout: 2 * time.Hour}, 0, Block, None, 2 * time.Hour, 3},
+		{"fleet block longer than held", "", Request{Addr: held, Origin: state.OriginFleet, Timeout: 2 * time.Hour, Evidence: Unforgeable, FleetHost: "h2"}, 0, Block, None, 2 * time.Hour, 3},
 		{"fleet block of a protected address", "", Request{Addr: gw, Origin: state.OriginFleet, Timeout: time.Hour}, 0, Refuse, Protected, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{held: 2}, n: c.n, weak: 1}
+			l := &ledger{held: map[netip.Addr]bool{held: true}, times: map[netip.Addr]int{held: 2, held.Next(): 3}, n: c.n, weak: 1,
+				fleet: c.n, from: map[string]int{"full": 25}}
 			d := New(parse(t, c.yaml), guard{gw: "default gateway"}, l)
 			c.req.Now = now
 			got := d.Decide(c.req)
 			if got.Action != c.action || got.Reason != c.reason || got.Timeout != c.tmo || got.Times != c.times {
 				t.Errorf("got action %d reason %d timeout %s times %d; want %d %d %s %d", got.Action, got.Reason, got.Timeout, got.Times, c.action, c.reason, c.tmo, c.times)
 			}
-			if weak := c.action == Block && c.req.Origin != state.OriginManual && c.req.Origin != state.OriginFleet && c.req.Probes < 2 && c.req.Ports < 2; got.Weak != weak {
+			if weak := c.action == Block && c.req.Origin != state.OriginManual && c.req.Evidence == Forgeable && (c.req.Origin == state.OriginFleet || c.req.Probes < 2 && c.req.Ports < 2); got.Weak != weak {
 				t.Errorf("weak %v, want %v", got.Weak, weak)
 			}
-			if evict := c.action == Block && c.n >= 5 && c.req.Origin != state.OriginKernel; got.Evict != evict {
+			if evict := c.action == Block && c.n >= 5 && strings.Contains(c.yaml, "set_size: 5}") && c.req.Origin != state.OriginKernel; got.Evict != evict {
 				t.Errorf("evict %v, want %v", got.Evict, evict)
 			}
 			if got.Addr != c.req.Addr || got.Origin != c.req.Origin {

@@ -101,10 +101,12 @@ func New(c Config) (*Link, error) {
 func (l *Link) Client() *fleet.Client { return l.c }
 
 // Blocked publishes a block recorded here (a ledger.Follower, before the
-// journal: the fleet holds its own copy), unless it came from the fleet.
+// journal: the fleet holds its own copy) when the decision says it may
+// travel (decide.Reach): one that rests on forgeable probes stays here,
+// and one from the fleet is never published again.
 func (l *Link) Blocked(_ context.Context, e *ledger.Entry) {
 	b := &e.Record
-	if b.Origin == state.OriginFleet {
+	if e.Decision.Reach == decide.Local {
 		return
 	}
 	l.c.Publish(fleet.Block{Addr: b.Addr, Expires: b.Expires, Origin: string(b.Origin), ScanType: b.Kind, Ports: b.Ports})

@@ -76,7 +76,8 @@ func requests(batch []fleet.Block, now time.Time) ([]decide.Request, []fleet.Blo
 	var reqs []decide.Request
 	var from []fleet.Block
 	for _, b := range batch {
-		r := decide.Request{Addr: b.Addr, Origin: state.OriginFleet, Timeout: b.Expires.Sub(now).Round(time.Second), Now: now}
+		r := decide.Request{Addr: b.Addr, Origin: state.OriginFleet, Timeout: b.Expires.Sub(now).Round(time.Second), Now: now,
+			Evidence: evidenceOf(b), FleetHost: b.Host}
 		if i, dup := latest[b.Addr]; dup {
 			if b.Expires.After(from[i].Expires) {
 				reqs[i], from[i] = r, b
@@ -87,6 +88,21 @@ func requests(batch []fleet.Block, now time.Time) ([]decide.Request, []fleet.Blo
 		reqs, from = append(reqs, r), append(from, b)
 	}
 	return reqs, from
+}
+
+// evidenceOf is what this host can check of a fleet record: a correlated
+// one rests on several hosts' sightings; any other host's record rests on
+// that host's word, which its share bounds (an administrator's block or a
+// handshake there: unforgeable as far as that host is honest; probes:
+// forgeable).
+func evidenceOf(b fleet.Block) decide.Evidence {
+	switch b.Origin {
+	case fleet.OriginCorrelate:
+		return decide.Corroborated
+	case string(state.OriginManual):
+		return decide.Unforgeable
+	}
+	return decide.Forgeable
 }
 
 // apply decides on a batch of the fleet's blocks together (the capacity
@@ -108,7 +124,7 @@ func (l *intake) apply(batch []fleet.Block) {
 			}
 			continue
 		}
-		ops = append(ops, ledger.Act{Decision: dec, Evidence: ledger.Evidence{Kind: l.kind(b), Ports: b.Ports}})
+		ops = append(ops, ledger.Act{Decision: dec, Evidence: ledger.Evidence{Kind: l.kind(b), Ports: b.Ports, From: b.Host}})
 	}
 	if refused > RefusalLines {
 		l.cfg.Log.Infof("%d fleet blocks not applied in all (the first %d said why)", refused, RefusalLines)

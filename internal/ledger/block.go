@@ -199,6 +199,7 @@ func (l *Ledger) record(ctx context.Context, a Act, names time.Time) recorded {
 		Addr: d.Addr, Timeout: d.Timeout, Expires: a.At.Add(d.Timeout), Origin: d.Origin,
 		Kind: p.Kind.String(), Proto: p.Proto.String(), Port: p.DstPort, Ports: ev.Ports,
 		First: ev.First, Last: ev.Last, Times: d.Times, Host: l.name(d.Addr, names), Weak: d.Weak,
+		Evidence: d.Evidence.String(), From: ev.From,
 	}
 	switch {
 	case d.Origin == state.OriginManual:

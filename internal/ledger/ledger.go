@@ -72,6 +72,8 @@ type Evidence struct {
 	// Kind, when set, is what the record says instead of the probe's scan
 	// type (a fleet block: the other host's scan type and its name).
 	Kind string
+	// From is the fleet host whose record a fleet block mirrors.
+	From string
 }
 
 // Stats are the ledger's counters.
@@ -222,6 +224,10 @@ func (l *Ledger) Weak() int {
 	defer l.mu.Unlock()
 	return len(l.weak)
 }
+
+// Fleet counts the blocks of origin fleet in force, and those mirrored
+// from host (decide.Ledger: each fleet host's share).
+func (l *Ledger) Fleet(host string) (all, from int) { return l.c.Store.Fleet(host) }
 
 // Count is the number of blocks in force by family (constant time).
 func (l *Ledger) Count() (v4, v6 int) { return l.c.Store.Count() }

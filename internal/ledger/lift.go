@@ -97,11 +97,17 @@ func (l *Ledger) keepRoom() {
 }
 
 // strengthen makes a's weak block an offence, with the repeat-offender
-// length: the element is re-added with the longer remaining time.
+// length: the element is re-added with the longer remaining time. A block
+// on forgeable evidence is only kept (no longer the first a full set
+// gives up): forged probes never lengthen a block.
 func (l *Ledger) strengthen(a netip.Addr) {
 	cfg := l.cfg.Load()
 	old, _ := l.c.Store.Get(a)
-	b, ok, err := l.c.Store.Strengthen(a, func(times int) time.Duration { return decide.RepeatTimeout(cfg, times) })
+	offence := func(times int) time.Duration { return decide.RepeatTimeout(cfg, times) }
+	if decide.EvidenceOf(old.Evidence) == decide.Forgeable {
+		offence = nil // kept, but forgeable evidence is never an offence
+	}
+	b, ok, err := l.c.Store.Strengthen(a, offence)
 	if err != nil {
 		l.c.Log.Errorf("could not record the block of %s: %v", a, err)
 	}
@@ -127,7 +133,7 @@ func (l *Ledger) settleStrength(d *decide.Decision) {
 		if d.Weak {
 			d.Weak = false
 			l.Stats.Corroborated.Add(1)
-			if t := decide.RepeatTimeout(l.cfg.Load(), d.Times); t > d.Timeout {
+			if t := decide.RepeatTimeout(l.cfg.Load(), d.Times); t > d.Timeout && d.Evidence != decide.Forgeable {
 				// The element went in with block.timeout: lengthen it.
 				_ = l.c.Kernel.Add(nft.Block{Addr: d.Addr, Timeout: t})
 				d.Timeout = t

@@ -267,7 +267,7 @@ func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 		origin = state.OriginDetect
 	}
 	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: origin, Proto: pr.Proto, Now: now,
-		Probes: t.Src.Count, Ports: t.Src.NPorts})
+		Probes: t.Src.Count, Ports: t.Src.NPorts, Evidence: evidence(pr)})
 	if d.Action == decide.Refuse {
 		p.refused(det, d, pr, now)
 		return false
@@ -281,6 +281,16 @@ func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 		return false
 	}
 	return true
+}
+
+// evidence is what a trigger's probe proves: a completed handshake
+// (verified mode's accepted connection) that its source is real; any other
+// probe nothing, since anyone can forge it.
+func evidence(pr *packet.Probe) decide.Evidence {
+	if pr.Kind == packet.KindConnect {
+		return decide.Unforgeable
+	}
+	return decide.Forgeable
 }
 
 // refused handles a refused trigger. A source refused for the rate or a

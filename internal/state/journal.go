@@ -10,7 +10,7 @@ import (
 
 // The journal is one line per change, tab-separated, free text quoted:
 //
-//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"	ORIGIN	WEAK
+//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"	ORIGIN	WEAK	EVIDENCE	FROM
 //	del	ADDR
 //	times	ADDR	N	LAST_MS
 //
@@ -19,7 +19,9 @@ import (
 // still read it. Journals written before ORIGIN existed have 13 fields;
 // their blocks read as detected, or manual when KIND says so. WEAK is
 // "weak" for a block on a single probe, else empty (absent before it
-// existed).
+// existed). EVIDENCE is what the block rests on (Block.Evidence) and FROM
+// the fleet host a fleet block mirrors, each a bare word or empty (absent
+// before they existed).
 
 var errEntry = errors.New("malformed journal line")
 
@@ -52,7 +54,8 @@ func encodeEntry(e entry) string {
 	}
 	return strings.Join([]string{"add", b.Addr.String(), ms(b.Expires), strconv.FormatInt(b.Timeout.Milliseconds(), 10),
 		strconv.Itoa(b.Times), strconv.Itoa(int(b.Port)), strings.Join(ports, ","), ms(b.First), ms(b.Last),
-		strconv.Quote(b.Kind), strconv.Quote(b.Proto), strconv.Quote(b.Host), strconv.Quote(b.HostsDeny), string(b.Origin), weakField(b.Weak)}, "\t") + "\n"
+		strconv.Quote(b.Kind), strconv.Quote(b.Proto), strconv.Quote(b.Host), strconv.Quote(b.HostsDeny), string(b.Origin), weakField(b.Weak),
+		b.Evidence, b.From}, "\t") + "\n"
 }
 
 func decodeEntry(line string) (entry, error) {
@@ -74,7 +77,7 @@ func decodeEntry(line string) (entry, error) {
 			return entry{}, errEntry
 		}
 		return entry{Op: "times", Addr: a, Times: n, Last: last}, nil
-	case f[0] != "add" || len(f) < 13 || len(f) > 15:
+	case f[0] != "add" || len(f) < 13 || len(f) > 17:
 		return entry{}, errEntry
 	}
 	b := &Block{Addr: a}
@@ -114,7 +117,7 @@ func decodeEntry(line string) (entry, error) {
 			return entry{}, errEntry
 		}
 	}
-	if len(f) == 15 {
+	if len(f) >= 15 {
 		switch f[14] {
 		case "weak":
 			b.Weak = true
@@ -123,7 +126,24 @@ func decodeEntry(line string) (entry, error) {
 			return entry{}, errEntry
 		}
 	}
+	if len(f) == 17 {
+		if !bareWord(f[15]) || !bareWord(f[16]) {
+			return entry{}, errEntry
+		}
+		b.Evidence, b.From = f[15], f[16]
+	}
 	return entry{Op: "add", Block: b}, nil
+}
+
+// bareWord: letters, digits, '-' and '_' only (an evidence's name, a
+// fleet host's), or empty.
+func bareWord(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return len(s) <= 64
 }
 
 func weakField(w bool) string {

@@ -9,8 +9,9 @@ import (
 // came from a after it was blocked on a single one. It then counts as an
 // offence, and a full set no longer gives it up first; timeout, given the
 // offence count, is its length from now on (the repeat-offender factor).
-// It returns the block as it now stands, and false when a holds no weak
-// block.
+// A nil timeout keeps the block and counts no offence (the evidence is
+// forgeable). It returns the block as it now stands, and false when a
+// holds no weak block.
 func (s *Store) Strengthen(a netip.Addr, timeout func(times int) time.Duration) (Block, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -20,6 +21,11 @@ func (s *Store) Strengthen(a netip.Addr, timeout func(times int) time.Duration) 
 	}
 	nb := *b
 	nb.Weak = false
+	if timeout == nil {
+		// Forgeable evidence: kept, never an offence.
+		s.put(&nb)
+		return nb, true, s.append(entry{Op: "add", Block: &nb})
+	}
 	nb.Times = s.times[a].n + 1
 	if t := timeout(nb.Times); t > nb.Timeout {
 		nb.Expires = nb.Expires.Add(t - nb.Timeout)
@@ -42,11 +48,11 @@ func (s *Store) ForgetOffender(a netip.Addr) error {
 	return s.append(entry{Op: "times", Addr: a, Times: 0})
 }
 
-// rememberBlock counts b as an offence, unless it is weak: a block on a
-// single probe only moves the time of the last block.
+// rememberBlock counts b as an offence, unless it is weak or rests on
+// forgeable evidence: such a block only moves the time of the last block.
 func (s *Store) rememberBlock(b *Block) {
 	n := b.Times
-	if b.Weak {
+	if b.Weak || b.Evidence == EvidenceForgeable {
 		n = s.times[b.Addr].n
 	}
 	s.remember(b.Addr, n, b.Expires)

@@ -48,7 +48,18 @@ type Block struct {
 	// more probes corroborate it (Strengthen), and a full set gives it up
 	// first.
 	Weak bool
+	// Evidence is what the block rests on (decide.Evidence's names:
+	// forgeable, corroborated, handshake, administrator); "" in records
+	// older than it.
+	Evidence string `json:",omitempty"`
+	// From is the fleet host whose record it mirrors (origin fleet): each
+	// such host has a bounded share of the sets here.
+	From string `json:",omitempty"`
 }
+
+// EvidenceForgeable is Block.Evidence for a block on probes, which anyone
+// can forge: never an offence.
+const EvidenceForgeable = "forgeable"
 
 // Origin is where a block came from.
 type Origin string
@@ -109,7 +120,11 @@ type Store struct {
 	active  map[netip.Addr]*Block
 	times   map[netip.Addr]offender // past block counts, kept after blocks expire (bounded)
 	n6      int                     // active IPv6 blocks (the rest are IPv4)
-	lines   int                     // journal lines, to decide on compaction
+	// fleet counts the active blocks of origin fleet, from those of each
+	// fleet host (Block.From).
+	fleet int
+	from  map[string]int
+	lines int // journal lines, to decide on compaction
 
 	// Durability (see durable.go), under mu.
 	written, durable uint64        // changes appended; the last one known on disk
@@ -178,17 +193,47 @@ func Open(p Paths, now time.Time) (*Store, error) {
 
 // put and drop change active and keep the per-family count.
 func (s *Store) put(b *Block) {
-	if _, ok := s.active[b.Addr]; !ok && b.Addr.Is6() {
+	old, ok := s.active[b.Addr]
+	if !ok && b.Addr.Is6() {
 		s.n6++
+	}
+	if ok && old.Origin == OriginFleet {
+		s.uncountFleet(old)
+	}
+	if b.Origin == OriginFleet {
+		if s.from == nil {
+			s.from = map[string]int{}
+		}
+		s.from[b.From]++
+		s.fleet++
 	}
 	s.active[b.Addr] = b
 }
 
 func (s *Store) drop(a netip.Addr) {
-	if _, ok := s.active[a]; ok && a.Is6() {
+	old, ok := s.active[a]
+	if ok && a.Is6() {
 		s.n6--
 	}
+	if ok && old.Origin == OriginFleet {
+		s.uncountFleet(old)
+	}
 	delete(s.active, a)
+}
+
+func (s *Store) uncountFleet(b *Block) {
+	s.fleet--
+	if s.from[b.From]--; s.from[b.From] <= 0 {
+		delete(s.from, b.From)
+	}
+}
+
+// Fleet counts the active blocks of origin fleet, and those mirrored from
+// host (constant time: the decision asks for every fleet block).
+func (s *Store) Fleet(host string) (all, from int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fleet, s.from[host]
 }
 
 // Count is the number of active blocks by family, in constant time (a

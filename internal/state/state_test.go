@@ -170,6 +170,8 @@ func TestJournalRoundTrip(t *testing.T) {
 
 func FuzzDecodeEntry(f *testing.F) {
 	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("10.0.0.1"), Expires: now, Timeout: time.Hour, Ports: []uint16{1, 2}}}), "\n"))
+	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("fd00::7"), Expires: now, Timeout: time.Hour,
+		Origin: OriginFleet, Weak: true, Evidence: EvidenceForgeable, From: "h2"}}), "\n"))
 	f.Add("del\t10.0.0.1")
 	f.Add("times\tfd00::1\t3\t1772600767000")
 	f.Add("add\t\t\t")
@@ -294,5 +296,49 @@ func TestSetHostIsJournaled(t *testing.T) {
 	hist, _ := os.ReadFile(p.History)
 	if n := strings.Count(string(hist), "\n"); n != 1 || !strings.Contains(string(hist), "Host: 10.0.0.1/10.0.0.1 Port: 79") {
 		t.Errorf("history file: %q", hist)
+	}
+}
+
+// What a block rests on and the fleet host it mirrors survive a restart;
+// each fleet host's blocks are counted as they come and go; a block on
+// forgeable evidence is never an offence.
+func TestEvidenceAndFleetShares(t *testing.T) {
+	p := paths(t)
+	s, err := Open(Paths{Dir: p.Dir}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("10.201.0.3"), netip.MustParseAddr("fd00:201::4")
+	for _, blk := range []Block{
+		{Addr: a, Expires: now.Add(time.Hour), Timeout: time.Hour, Times: 1, Origin: OriginFleet, Evidence: "handshake", From: "h2"},
+		{Addr: b, Expires: now.Add(time.Hour), Timeout: time.Hour, Times: 1, Origin: OriginFleet, Evidence: EvidenceForgeable, From: "h2", Weak: true},
+		{Addr: c, Expires: now.Add(time.Hour), Timeout: time.Hour, Times: 3, Origin: OriginDetect, Evidence: EvidenceForgeable},
+	} {
+		if err := s.Add(blk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if all, from := s.Fleet("h2"); all != 2 || from != 2 {
+		t.Errorf("fleet counts %d, %d; want 2, 2", all, from)
+	}
+	if n := s.TimesBlocked(c); n != 0 {
+		t.Errorf("a forgeable block counted %d offences", n)
+	}
+	s.Remove(b)
+	if all, from := s.Fleet("h2"); all != 1 || from != 1 {
+		t.Errorf("after a lift: %d, %d; want 1, 1", all, from)
+	}
+	s.Close()
+	s, err = Open(Paths{Dir: p.Dir}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, ok := s.Get(a)
+	if !ok || got.Evidence != "handshake" || got.From != "h2" || got.Origin != OriginFleet {
+		t.Errorf("after a restart: %+v", got)
+	}
+	if all, from := s.Fleet("h2"); all != 1 || from != 1 {
+		t.Errorf("after a restart: %d, %d; want 1, 1", all, from)
 	}
 }
