@@ -338,9 +338,10 @@ func (s *Store) forgetOldest(k int) {
 //
 // Add writes the journal but does not fsync it: the block is durable once
 // a Sync that follows returns nil (one Sync covers any number of Adds).
-// An error means the block did not reach the journal (or a PortSentry
-// file); the Store keeps it all the same, and the rewrite that repairs the
-// journal (the next Add, Remove, Expire or Sync) writes it.
+// An error means the block did not reach the journal (an ErrNotDurable)
+// or a PortSentry file (WithoutJournal keeps these); the Store keeps it
+// all the same, and the rewrite that repairs the journal (the next Add,
+// Remove, Expire or Sync once retryEvery has passed) writes it.
 func (s *Store) Add(b Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
