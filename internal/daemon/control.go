@@ -226,7 +226,7 @@ func (d *Daemon) Block(ctx context.Context, addrs []string, timeout string) (int
 	for i, dec := range decs {
 		ops[i] = ledger.Act{Decision: dec, At: now}
 	}
-	return d.ledger.Apply(ctx, ops...)
+	return durable(d.ledger.Apply(ctx, ops...))
 }
 
 // Unblock lifts the blocks of addrs, or every block (element, hosts.deny
@@ -236,13 +236,23 @@ func (d *Daemon) Unblock(ctx context.Context, addrs []string, all bool) (int, er
 		if len(addrs) > 0 {
 			return 0, errors.New("unblock: addresses and --all together")
 		}
-		return d.ledger.Apply(ctx, ledger.UnblockAll{})
+		return durable(d.ledger.Apply(ctx, ledger.UnblockAll{}))
 	}
 	as, err := parseAddrs(addrs)
 	if err != nil {
 		return 0, err
 	}
-	return d.ledger.Apply(ctx, ledger.Unblock{Addrs: as, Cause: ledger.Unblocked})
+	return durable(d.ledger.Apply(ctx, ledger.Unblock{Addrs: as, Cause: ledger.Unblocked}))
+}
+
+// durable passes on what the ledger applied; when it is not on disk
+// (ledger.ErrNotDurable) the control socket answers with a warning
+// (control.ErrNotDurable) instead of a plain acknowledgement.
+func durable(n int, err error) (int, error) {
+	if errors.Is(err, ledger.ErrNotDurable) {
+		return n, fmt.Errorf("%w (%w)", control.ErrNotDurable, err)
+	}
+	return n, err
 }
 
 // parseAddrs reads addresses, each once, in order; the first bad one is
