@@ -47,6 +47,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		Adopted: l.Adopted.Load(), Disowned: l.Disowned.Load(),
 		Tracked: p.Tracked(),
 	}
+	s.JournalErrors, _ = d.store.Errors()
+	s.JournalDurable = d.store.Fault() == nil
 	for o, n := range l.Blocks {
 		s.Blocks[string(o)] = n.Load()
 	}
@@ -81,40 +83,10 @@ func (d *Daemon) Status() control.Status {
 		CaptureMode: cfg.Capture.Mode,
 		NFLOGGroup:  cfg.Capture.Group,
 		SetCap:      cfg.Block.SetSize,
-		Counters: map[string]uint64{
-			"packets":             d.capture.Packets.Load(),
-			"malformed":           m.Malformed,
-			"undecoded_probes":    m.Opaque,
-			"not_probes":          m.NotProbes,
-			"nflog_lost":          m.NFLOGLost,
-			"nflog_enobufs":       m.NFLOGOverruns,
-			"already_blocked":     m.AlreadyBlocked,
-			"protected":           m.Refused["protected"],
-			"rate_limited":        m.Refused["rate_limited"],
-			"set_full":            m.Refused["set_full"],
-			"dropped_triggers":    m.Refused["queue_full"],
-			"restored":            m.Restored,
-			"in_use_probes":       m.InUse,
-			"reinstalls":          m.Reinstalls,
-			"alerts_suppressed":   m.AlertsSuppressed,
-			"sources_tracked":     uint64(m.Tracked),
-			"block_failures":      m.BlockFailures,
-			"expired":             m.Expired,
-			"unblocked":           m.Unblocked,
-			"commands_run":        m.CommandsRun,
-			"command_failures":    m.CommandErrors,
-			"hosts_deny_failures": m.HostsDenyErrors,
-			"evicted":             m.Evicted,
-			"corroborated":        m.Corroborated,
-			"adopted":             m.Adopted,
-			"disowned":            m.Disowned,
-			"goroutines":          uint64(runtime.NumGoroutine()),
-			"open_files":          openFiles(),
-			"heap_bytes":          heapBytes(),
-		},
-		Probes:    map[string]uint64{},
-		SetSizes:  map[string]int{},
-		Protected: d.guard.List(),
+		Counters:    d.counters(m),
+		Probes:      map[string]uint64{},
+		SetSizes:    map[string]int{},
+		Protected:   d.guard.List(),
 	}
 	var blocks uint64
 	for o, n := range m.Blocks {
@@ -129,12 +101,8 @@ func (d *Daemon) Status() control.Status {
 		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
 	}
 	if f := m.Fleet; f != nil {
-		connected := uint64(0)
-		if f.Connected {
-			connected = 1
-		}
 		for k, v := range map[string]uint64{
-			"fleet_connected": connected, "fleet_reconnects": f.Reconnects, "fleet_outbox": uint64(f.Outbox),
+			"fleet_connected": oneIf(f.Connected), "fleet_reconnects": f.Reconnects, "fleet_outbox": uint64(f.Outbox),
 			"fleet_outbox_dropped": f.OutboxDropped, "fleet_outbox_expired": f.OutboxExpired, "fleet_published": f.Published,
 			"fleet_mirrored": f.Mirrored, "fleet_lifted": f.Lifted, "fleet_refused": f.Refused, "fleet_correlated": f.Correlated,
 			"fleet_blocks": uint64(f.Blocks), "fleet_mirror_lag_us": uint64(f.MirrorLag.Microseconds()),
@@ -143,6 +111,50 @@ func (d *Daemon) Status() control.Status {
 		}
 	}
 	return st
+}
+
+// counters are status's counters: the snapshot's, and the process's.
+func (d *Daemon) counters(m metrics.Snapshot) map[string]uint64 {
+	return map[string]uint64{
+		"packets":             d.capture.Packets.Load(),
+		"malformed":           m.Malformed,
+		"undecoded_probes":    m.Opaque,
+		"not_probes":          m.NotProbes,
+		"nflog_lost":          m.NFLOGLost,
+		"nflog_enobufs":       m.NFLOGOverruns,
+		"already_blocked":     m.AlreadyBlocked,
+		"protected":           m.Refused["protected"],
+		"rate_limited":        m.Refused["rate_limited"],
+		"set_full":            m.Refused["set_full"],
+		"dropped_triggers":    m.Refused["queue_full"],
+		"restored":            m.Restored,
+		"in_use_probes":       m.InUse,
+		"reinstalls":          m.Reinstalls,
+		"alerts_suppressed":   m.AlertsSuppressed,
+		"sources_tracked":     uint64(m.Tracked),
+		"block_failures":      m.BlockFailures,
+		"expired":             m.Expired,
+		"unblocked":           m.Unblocked,
+		"commands_run":        m.CommandsRun,
+		"command_failures":    m.CommandErrors,
+		"hosts_deny_failures": m.HostsDenyErrors,
+		"evicted":             m.Evicted,
+		"corroborated":        m.Corroborated,
+		"adopted":             m.Adopted,
+		"disowned":            m.Disowned,
+		"journal_errors":      m.JournalErrors,
+		"journal_durable":     oneIf(m.JournalDurable),
+		"goroutines":          uint64(runtime.NumGoroutine()),
+		"open_files":          openFiles(),
+		"heap_bytes":          heapBytes(),
+	}
+}
+
+func oneIf(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func openFiles() uint64 {
