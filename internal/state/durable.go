@@ -306,11 +306,11 @@ func (s *Store) snapshot(path string) (int, error) {
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return 0, fmt.Errorf("write %s: %w", path, err)
+		return 0, withPath("write", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return 0, fmt.Errorf("sync %s: %w", path, err)
+		return 0, withPath("sync", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return 0, fmt.Errorf("close %s: %w", path, err)

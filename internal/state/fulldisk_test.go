@@ -3,6 +3,8 @@ package state
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -93,5 +95,45 @@ func addOnFullDisk(t *testing.T, s *Store, from, until int) {
 	}
 	if errors.Is(fileErr, ErrNotDurable) || !strings.Contains(fmt.Sprint(fileErr), "history") {
 		t.Errorf("WithoutJournal kept %v, want the history file's error alone", fileErr)
+	}
+}
+
+// A start on a full disk (a reboot before the space returned) with a
+// journal that is mostly history, which Open compacts: the compaction
+// fails, and Open still restores every block from the journal as it is
+// and appends to it, rather than fail and leave the daemon down.
+func TestOpenOnAFullDiskRestores(t *testing.T) {
+	disk := statetest.NewDisk(t, "", 512<<10)
+	p := Paths{Dir: disk.Dir}
+	// A running Store compacts as it goes: the journal a crash leaves.
+	var journal strings.Builder
+	for i := range 800 { // 1600 lines of history, on 5 addresses
+		b := blk(i % 5)
+		journal.WriteString(encodeEntry(entry{Op: "add", Block: &b}) + encodeEntry(entry{Op: "del", Addr: b.Addr}))
+	}
+	for _, i := range []int{1000, 1001} {
+		b := blk(i)
+		journal.WriteString(encodeEntry(entry{Op: "add", Block: &b}))
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, journalName), []byte(journal.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	disk.Fill()
+	s, err := Open(p, now)
+	if err != nil {
+		t.Fatalf("Open on a full disk: %v", err)
+	}
+	defer s.Close()
+	if got := addrs(s.Active(now)); !slices.Equal(got, []netip.Addr{addr(1000), addr(1001)}) {
+		t.Errorf("restored %v, want 10.1.3.232 and 10.1.3.233", got)
+	}
+	if !strings.Contains(strings.Join(s.Warnings, ";"), "not compacted") {
+		t.Errorf("warnings %q do not say the journal was not compacted", s.Warnings)
+	}
+	disk.Free()
+	s.Add(blk(1002))
+	if err := s.Sync(); err != nil {
+		t.Errorf("Sync once the space returned: %v", err)
 	}
 }

@@ -151,20 +151,7 @@ func Open(p Paths, now time.Time) (*Store, error) {
 		// losing that record too.
 		s.Warnings = append(s.Warnings, fmt.Sprintf("journal ended in a torn line (%d bytes); dropped it", r.torn))
 	}
-	// Rewrite the journal only when it is mostly history (or new, or
-	// empty); a restart with many live blocks then costs one read, not a
-	// rewrite. A rewrite leaves a torn tail behind; otherwise it is cut off.
-	switch {
-	case r.lines > 1024 && r.lines > 2*(len(s.active)+len(s.times)) || r.lines == 0:
-		err = s.compact()
-	case r.torn > 0:
-		if err = truncateTail(s.journalPath(), r.size); err == nil {
-			err = s.openJournal(r.lines)
-		}
-	default:
-		err = s.openJournal(r.lines)
-	}
-	if err != nil {
+	if err := s.startJournal(r); err != nil {
 		return nil, err
 	}
 	if p.Blocked != "" {
@@ -270,6 +257,28 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		return r, fmt.Errorf("read %s: %w", s.journalPath(), err)
 	}
 	return r, nil
+}
+
+// startJournal rewrites the journal when it is mostly history (or new, or
+// empty); a restart with many live blocks then costs one read, not a
+// rewrite. A rewrite leaves a torn tail behind; otherwise it is cut off.
+// A rewrite that fails (a full disk) leaves the journal as it was, and
+// the Store appends to it: a start on a full disk still restores every
+// block, and the journal is compacted another time.
+func (s *Store) startJournal(r loaded) error {
+	if r.lines > 1024 && r.lines > 2*(len(s.active)+len(s.times)) || r.lines == 0 {
+		err := s.compact()
+		if err == nil || r.lines == 0 || s.broken != nil {
+			return err
+		}
+		s.Warnings = append(s.Warnings, fmt.Sprintf("journal not compacted, appended to as it is: %v", err))
+	}
+	if r.torn > 0 {
+		if err := truncateTail(s.journalPath(), r.size); err != nil {
+			return err
+		}
+	}
+	return s.openJournal(r.lines)
 }
 
 func (s *Store) openJournal(lines int) error {
