@@ -126,7 +126,8 @@ func cmdBlock(args []string, stdout, stderr io.Writer) int {
 			"commands follow. All addresses go in one request and one netlink transaction, and either all are\n"+
 			"blocked or none: the host's own addresses, gateways, nameservers and never_block are refused, and\n"+
 			"so is a list that does not fit in the sets. --file F reads addresses from F (- for standard input),\n"+
-			"one a line, # starting a comment.", stderr)
+			"one a line, # starting a comment. When the daemon cannot put the blocks on disk (its state directory\n"+
+			"is full), they are in force but would not survive a restart: a warning says so, and the exit status is 1.", stderr)
 	socket, asJSON := ctlFlags(fs)
 	timeout := fs.String("timeout", "", "how long, e.g. 90s, 1h, 7d (default: block.timeout of the config)")
 	file := fs.String("file", "", "read addresses from `F`, one a line (- for standard input)")
@@ -145,7 +146,9 @@ func cmdBlock(args []string, stdout, stderr io.Writer) int {
 func cmdUnblock(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("unblock", "[--socket S] [--json] [--file F] IP... | --all",
 		"Lifts the block of each IP: its element, its hosts.deny line and its record, in one request.\n"+
-			"--all lifts every block: both sets emptied, every hosts.deny line and record removed.", stderr)
+			"--all lifts every block: both sets emptied, every hosts.deny line and record removed. When the daemon\n"+
+			"cannot put the unblock on disk, a warning says a restart would bring the blocks back, and the exit\n"+
+			"status is 1.", stderr)
 	socket, asJSON := ctlFlags(fs)
 	file := fs.String("file", "", "read addresses from `F`, one a line (- for standard input)")
 	all := fs.Bool("all", false, "lift every block")
@@ -205,7 +208,10 @@ func readAddrFile(path string) ([]string, error) {
 	return out, nil
 }
 
-// ctlAddrs sends a block or unblock and says how many it did.
+// ctlAddrs sends a block or unblock and says how many it did. One the
+// daemon could not put on disk is not acknowledged: it is in force, and
+// the warning on standard error and exit status 1 say it would not
+// survive a restart.
 func ctlAddrs(socket string, asJSON bool, req control.Request, stdout, stderr io.Writer) int {
 	resp, ok := callDaemon(socket, req, stderr)
 	if !ok {
@@ -213,8 +219,18 @@ func ctlAddrs(socket string, asJSON bool, req control.Request, stdout, stderr io
 	}
 	if asJSON {
 		printJSON(stdout, resp)
-		return 0
+	} else {
+		printDone(stdout, req, resp)
 	}
+	if resp.NotDurable {
+		fmt.Fprintf(stderr, "portsentry-nft %s: warning: %s\n", req.Cmd, resp.Warning)
+		return 1
+	}
+	return 0
+}
+
+// printDone says what a block or unblock did.
+func printDone(stdout io.Writer, req control.Request, resp *control.Response) {
 	switch {
 	case req.Cmd == "block" && len(req.Addrs) == 1:
 		fmt.Fprintf(stdout, "blocked %s\n", req.Addrs[0])
@@ -227,5 +243,4 @@ func ctlAddrs(socket string, asJSON bool, req control.Request, stdout, stderr io
 	default:
 		fmt.Fprintf(stdout, "unblocked %d addresses (%d were blocked)\n", len(req.Addrs), resp.Count)
 	}
-	return 0
 }

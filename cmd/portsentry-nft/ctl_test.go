@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +24,9 @@ type fakeDaemon struct {
 	timeout string
 	all     bool
 	refuse  error
+	// notDurable, when set, is the error block and unblock return after
+	// doing their work (the journal could not be written).
+	notDurable error
 }
 
 func (f *fakeDaemon) Status() control.Status                        { return control.Status{Version: "test"} }
@@ -34,7 +39,7 @@ func (f *fakeDaemon) Block(_ context.Context, addrs []string, timeout string) (i
 	if f.refuse != nil {
 		return 0, f.refuse
 	}
-	return len(addrs), nil
+	return len(addrs), f.notDurable
 }
 
 func (f *fakeDaemon) Unblock(_ context.Context, addrs []string, all bool) (int, error) {
@@ -42,9 +47,9 @@ func (f *fakeDaemon) Unblock(_ context.Context, addrs []string, all bool) (int, 
 	defer f.mu.Unlock()
 	f.addrs, f.all = addrs, all
 	if all {
-		return 3, nil
+		return 3, f.notDurable
 	}
-	return 1, nil
+	return 1, f.notDurable
 }
 
 // serveFake serves f on a socket of its own. The socket takes root peers
@@ -109,6 +114,34 @@ func TestBlockAndUnblockAsAdminsTypeThem(t *testing.T) {
 	// A file that cannot be read: exit 1.
 	if code, _, _ := run(t, "block", "--file", "/nonexistent/list", "--socket", sock); code != 1 {
 		t.Errorf("unreadable --file: exit %d, want 1", code)
+	}
+}
+
+// A block or unblock the daemon did but could not put on disk is not
+// acknowledged: it says what it did, warns on stderr that a restart
+// would undo it, and exits 1; with --json too.
+func TestNotDurableIsNotAcknowledged(t *testing.T) {
+	f := &fakeDaemon{notDurable: fmt.Errorf("%w (write /var/lib/portsentry-nft/blocks.journal: no space left on device)", control.ErrNotDurable)}
+	sock := serveFake(t, f)
+	for _, c := range []struct {
+		args []string
+		out  string
+	}{
+		{[]string{"block", "203.0.113.7"}, "blocked 203.0.113.7\n"},
+		{[]string{"block", "203.0.113.7", "203.0.113.8"}, "blocked 2 addresses\n"},
+		{[]string{"unblock", "203.0.113.7"}, "unblocked 203.0.113.7\n"},
+		{[]string{"unblock", "--all"}, "unblocked all: 3 blocks lifted\n"},
+	} {
+		code, out, errOut := run(t, append(c.args, "--socket", sock)...)
+		want := "portsentry-nft " + c.args[0] + ": warning: in force now, but not on disk: a restart or a reboot before the daemon can rewrite its journal undoes it (write /var/lib/portsentry-nft/blocks.journal: no space left on device)\n"
+		if code != 1 || out != c.out || errOut != want {
+			t.Errorf("%v on a full disk: exit %d, stdout %q, stderr %q; want 1, %q and\n%q", c.args, code, out, errOut, c.out, want)
+		}
+	}
+	code, out, errOut := run(t, "block", "--json", "203.0.113.9", "--socket", sock)
+	var resp control.Response
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || code != 1 || !resp.OK || !resp.NotDurable || resp.Count != 1 || !strings.Contains(errOut, "warning: in force now") {
+		t.Errorf("block --json on a full disk: exit %d, %+v (%v), stderr %q", code, resp, err, errOut)
 	}
 }
 

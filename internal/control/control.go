@@ -45,9 +45,15 @@ type Response struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 	// Count is how many addresses block blocked or unblock lifted.
-	Count  int     `json:"count"`
-	Status *Status `json:"status,omitempty"`
-	Blocks []Block `json:"blocks,omitempty"`
+	Count int `json:"count"`
+	// NotDurable: block or unblock was carried out (the kernel enforces
+	// it now) but is not on disk, so a restart or a reboot before the
+	// daemon rewrites its journal undoes it; Warning says so and why. OK
+	// is true; the CLI warns and exits 1.
+	NotDurable bool    `json:"not_durable,omitempty"`
+	Warning    string  `json:"warning,omitempty"`
+	Status     *Status `json:"status,omitempty"`
+	Blocks     []Block `json:"blocks,omitempty"`
 }
 
 // Status is the daemon's state and counters.
@@ -84,15 +90,22 @@ type Block struct {
 	Origin string `json:"origin,omitempty"`
 }
 
+// ErrNotDurable is what a Handler's Block or Unblock wrap (errors.Is)
+// when they were carried out but are not on disk: the answer is then OK,
+// with NotDurable and the error as its Warning.
+var ErrNotDurable = errors.New("in force now, but not on disk: a restart or a reboot before the daemon can rewrite its journal undoes it")
+
 // Handler is what the daemon provides to the socket.
 type Handler interface {
 	Status() Status
 	List(ctx context.Context) ([]Block, error)
 	// Block blocks every address, or none (the error says which address
-	// was refused and why); it returns how many.
+	// was refused and why); it returns how many. An error wrapping
+	// ErrNotDurable: blocked, but not on disk.
 	Block(ctx context.Context, addrs []string, timeout string) (int, error)
 	// Unblock lifts the blocks of addrs, or of every block when all is
-	// set; it returns how many blocks it lifted.
+	// set; it returns how many blocks it lifted. An error wrapping
+	// ErrNotDurable: lifted, but not on disk.
 	Unblock(ctx context.Context, addrs []string, all bool) (int, error)
 }
 

@@ -155,7 +155,10 @@ func handle(ctx context.Context, h Handler, req Request) Response {
 		default:
 			n, err = h.Unblock(ctx, addrs, req.All)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNotDurable):
+			return Response{OK: true, Count: n, NotDurable: true, Warning: err.Error()}
+		case err != nil:
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true, Count: n}

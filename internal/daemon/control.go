@@ -47,6 +47,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		Adopted: l.Adopted.Load(), Disowned: l.Disowned.Load(),
 		Tracked: p.Tracked(),
 	}
+	s.JournalErrors, _ = d.store.Errors()
+	s.JournalDurable = d.store.Fault() == nil
 	for o, n := range l.Blocks {
 		s.Blocks[string(o)] = n.Load()
 	}
@@ -81,7 +83,7 @@ func (d *Daemon) Status() control.Status {
 		CaptureMode: cfg.Capture.Mode,
 		NFLOGGroup:  cfg.Capture.Group,
 		SetCap:      cfg.Block.SetSize,
-		Counters:    counters(m, d.capture.Packets.Load()),
+		Counters:    d.counters(m),
 		Probes:      map[string]uint64{},
 		SetSizes:    map[string]int{},
 		Protected:   d.guard.List(),
@@ -99,12 +101,8 @@ func (d *Daemon) Status() control.Status {
 		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
 	}
 	if f := m.Fleet; f != nil {
-		connected := uint64(0)
-		if f.Connected {
-			connected = 1
-		}
 		for k, v := range map[string]uint64{
-			"fleet_connected": connected, "fleet_reconnects": f.Reconnects, "fleet_outbox": uint64(f.Outbox),
+			"fleet_connected": oneIf(f.Connected), "fleet_reconnects": f.Reconnects, "fleet_outbox": uint64(f.Outbox),
 			"fleet_outbox_dropped": f.OutboxDropped, "fleet_outbox_expired": f.OutboxExpired, "fleet_published": f.Published,
 			"fleet_mirrored": f.Mirrored, "fleet_lifted": f.Lifted, "fleet_refused": f.Refused, "fleet_correlated": f.Correlated,
 			"fleet_blocks": uint64(f.Blocks), "fleet_mirror_lag_us": uint64(f.MirrorLag.Microseconds()),
@@ -115,10 +113,10 @@ func (d *Daemon) Status() control.Status {
 	return st
 }
 
-// counters are status's counters of a snapshot (and the packets seen).
-func counters(m metrics.Snapshot, packets uint64) map[string]uint64 {
+// counters are status's counters: the snapshot's, and the process's.
+func (d *Daemon) counters(m metrics.Snapshot) map[string]uint64 {
 	return map[string]uint64{
-		"packets":             packets,
+		"packets":             d.capture.Packets.Load(),
 		"malformed":           m.Malformed,
 		"undecoded_probes":    m.Opaque,
 		"not_probes":          m.NotProbes,
@@ -144,10 +142,19 @@ func counters(m metrics.Snapshot, packets uint64) map[string]uint64 {
 		"corroborated":        m.Corroborated,
 		"adopted":             m.Adopted,
 		"disowned":            m.Disowned,
+		"journal_errors":      m.JournalErrors,
+		"journal_durable":     oneIf(m.JournalDurable),
 		"goroutines":          uint64(runtime.NumGoroutine()),
 		"open_files":          openFiles(),
 		"heap_bytes":          heapBytes(),
 	}
+}
+
+func oneIf(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func openFiles() uint64 {
@@ -231,7 +238,7 @@ func (d *Daemon) Block(ctx context.Context, addrs []string, timeout string) (int
 	for i, dec := range decs {
 		ops[i] = ledger.Act{Decision: dec, At: now}
 	}
-	return d.ledger.Apply(ctx, ops...)
+	return durable(d.ledger.Apply(ctx, ops...))
 }
 
 // Unblock lifts the blocks of addrs, or every block (element, hosts.deny
@@ -241,13 +248,23 @@ func (d *Daemon) Unblock(ctx context.Context, addrs []string, all bool) (int, er
 		if len(addrs) > 0 {
 			return 0, errors.New("unblock: addresses and --all together")
 		}
-		return d.ledger.Apply(ctx, ledger.UnblockAll{})
+		return durable(d.ledger.Apply(ctx, ledger.UnblockAll{}))
 	}
 	as, err := parseAddrs(addrs)
 	if err != nil {
 		return 0, err
 	}
-	return d.ledger.Apply(ctx, ledger.Unblock{Addrs: as, Cause: ledger.Unblocked})
+	return durable(d.ledger.Apply(ctx, ledger.Unblock{Addrs: as, Cause: ledger.Unblocked}))
+}
+
+// durable passes on what the ledger applied; when it is not on disk
+// (ledger.ErrNotDurable) the control socket answers with a warning
+// (control.ErrNotDurable) instead of a plain acknowledgement.
+func durable(n int, err error) (int, error) {
+	if errors.Is(err, ledger.ErrNotDurable) {
+		return n, fmt.Errorf("%w (%w)", control.ErrNotDurable, err)
+	}
+	return n, err
 }
 
 // parseAddrs reads addresses, each once, in order; the first bad one is

@@ -391,7 +391,9 @@ func (d *Daemon) nowProtected(ctx context.Context) func([]netip.Addr) {
 		if len(held) == 0 {
 			return
 		}
-		if _, err := d.ledger.Apply(ctx, ledger.Unblock{Addrs: held, Cause: ledger.Protected}); err != nil {
+		// Not on disk (ErrNotDurable): lifted all the same, and the ledger
+		// says so once.
+		if _, err := d.ledger.Apply(ctx, ledger.Unblock{Addrs: held, Cause: ledger.Protected}); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 			if ctx.Err() == nil {
 				d.log.Errorf("could not lift the blocks of newly protected %v: %v", held, err)
 			}

@@ -2,6 +2,7 @@ package fleetlink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -134,7 +135,9 @@ func (l *intake) apply(batch []fleet.Block) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := l.led.Apply(ctx, ops...); err != nil {
+	// Not on disk (ErrNotDurable): in force all the same, and the ledger
+	// says so once.
+	if _, err := l.led.Apply(ctx, ops...); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 		l.cfg.Log.Errorf("could not apply %d blocks from the fleet: %v", len(ops), err)
 	}
 }
@@ -158,7 +161,7 @@ func (l *intake) lift(x fleet.Lift) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := l.led.Apply(ctx, ledger.Unblock{Addrs: []netip.Addr{x.Addr}, Cause: ledger.FleetUnblocked}); err != nil {
+	if _, err := l.led.Apply(ctx, ledger.Unblock{Addrs: []netip.Addr{x.Addr}, Cause: ledger.FleetUnblocked}); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 		l.cfg.Log.Errorf("could not lift the block of %s (lifted on %s): %v", x.Addr, x.By, err)
 		return
 	}

@@ -13,6 +13,7 @@ package keeper
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -274,7 +275,9 @@ func (k *Keeper) adopt(ctx context.Context, inKernel map[netip.Addr]time.Duratio
 		return 0, nil
 	}
 	n, err := k.c.Ledger.Apply(ctx, ops...)
-	if err != nil {
+	// Not on disk (ErrNotDurable): adopted all the same, and the ledger
+	// says so once.
+	if err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 		return n, fmt.Errorf("adopt %d elements of the sets: %w", len(ops), err)
 	}
 	if n > 0 {

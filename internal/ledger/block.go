@@ -211,9 +211,8 @@ func (l *Ledger) record(ctx context.Context, a Act, names time.Time) recorded {
 	}
 	e := Entry{Decision: *d, Evidence: ev, At: a.At, Record: b}
 	l.blocked(ctx, l.c.Followers, &e)
-	if err := l.c.Store.Add(e.Record); err != nil {
-		l.c.Log.Errorf("could not record the block of %s: %v", d.Addr, err)
-	}
+	// The journal's failure is the batch's (announce), logged once (sync).
+	l.filesWritten(d.Addr, state.WithoutJournal(l.c.Store.Add(e.Record)))
 	if e.Record.Host == "" {
 		// The lookup may have finished since Name was asked, before the
 		// record was in the store for SetHost to find.
@@ -225,9 +224,11 @@ func (l *Ledger) record(ctx context.Context, a Act, names time.Time) recorded {
 }
 
 // announce syncs the journal once for every block recorded before it, then
-// hands them to the announcers and answers the caller.
+// hands them to the announcers and answers the caller: with an
+// ErrNotDurable when the journal could not be synced (the blocks are in
+// force all the same).
 func (l *Ledger) announce(ctx context.Context, a announcement) {
-	l.sync()
+	err := l.sync()
 	for i := range a.recs {
 		l.blocked(ctx, l.c.Announcers, &a.recs[i].e)
 		if a.posted {
@@ -235,7 +236,7 @@ func (l *Ledger) announce(ctx context.Context, a announcement) {
 		}
 	}
 	if a.reply != nil {
-		a.reply <- reply{n: len(a.recs)}
+		a.reply <- reply{n: len(a.recs), err: err}
 	}
 }
 
@@ -252,16 +253,8 @@ func (l *Ledger) name(a netip.Addr, deadline time.Time) string {
 // that list shows it. The history line, written at block time, keeps the
 // address. Safe from any goroutine; a is not blocked: nothing to do.
 func (l *Ledger) SetHost(a netip.Addr, name string) {
-	if _, err := l.c.Store.SetHost(a, name); err != nil {
+	if _, err := l.c.Store.SetHost(a, name); state.WithoutJournal(err) != nil {
 		l.c.Log.Errorf("could not record the name of %s: %v", a, err)
-	}
-}
-
-// sync puts the journal on disk (one fsync for every block recorded
-// before it).
-func (l *Ledger) sync() {
-	if err := l.c.Store.Sync(); err != nil {
-		l.c.Log.Errorf("the journal of blocks is not on disk: %v", err)
 	}
 }
 

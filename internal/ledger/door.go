@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -69,8 +70,14 @@ func (l *Ledger) Post(op Op) bool {
 // disk meanwhile, so a detected block's element goes in while a large
 // batch is committed and journaled. It returns how many blocks it recorded
 // plus how many records it lifted.
+//
+// When the journal could not be written or synced, every operation is
+// carried out all the same and the error is an ErrNotDurable (wrapping the
+// journal's): they hold until the daemon stops, and survive a restart only
+// once the ledger has rewritten the journal (see durable.go).
 func (l *Ledger) Apply(ctx context.Context, ops ...Op) (int, error) {
 	total := 0
+	var notDurable error
 	for i := 0; i < len(ops); {
 		j := i + 1
 		if _, ok := ops[i].(Act); ok {
@@ -80,12 +87,15 @@ func (l *Ledger) Apply(ctx context.Context, ops ...Op) (int, error) {
 		}
 		n, err := l.apply(ctx, ops[i:j])
 		total += n
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNotDurable):
+			notDurable = err
+		case err != nil:
 			return total, err
 		}
 		i = j
 	}
-	return total, nil
+	return total, notDurable
 }
 
 func isAct(op Op) bool { _, ok := op.(Act); return ok }

@@ -142,6 +142,9 @@ type Ledger struct {
 	announceQ chan announcement
 	// batched counts the blocks of batches being applied (Apply), for Len.
 	batched atomic.Int64
+	// notDurable: the last sync of the journal failed; filesFailing: the
+	// last write of PortSentry's files did (see durable.go).
+	notDurable, filesFailing atomic.Bool
 
 	mu sync.Mutex
 	// pending holds the posted blocks whose element is not in yet.

@@ -23,11 +23,17 @@ import (
 
 func newLedger(t *testing.T, yaml string) (*ledger.Ledger, *ledgertest.Kernel, *state.Store, *netnstest.Output) {
 	t.Helper()
+	return newLedgerIn(t, t.TempDir(), yaml)
+}
+
+// newLedgerIn is newLedger with its state in dir.
+func newLedgerIn(t *testing.T, dir, yaml string) (*ledger.Ledger, *ledgertest.Kernel, *state.Store, *netnstest.Output) {
+	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := state.Open(state.Paths{Dir: t.TempDir()}, time.Now())
+	st, err := state.Open(state.Paths{Dir: dir}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

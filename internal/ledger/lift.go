@@ -7,6 +7,7 @@ import (
 
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
+	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
 // lifted removes a's record once its element is gone, has the followers
@@ -18,7 +19,7 @@ func (l *Ledger) lifted(ctx context.Context, a netip.Addr, cause Cause, why stri
 	if cause.Administrator() {
 		// An administrator's word resets the offences: the next block
 		// starts from block.timeout.
-		if err := l.c.Store.ForgetOffender(a); err != nil {
+		if err := l.c.Store.ForgetOffender(a); state.WithoutJournal(err) != nil {
 			l.c.Log.Errorf("could not record the unblock of %s: %v", a, err)
 		}
 		l.Stats.Unblocked.Add(1)
@@ -108,7 +109,7 @@ func (l *Ledger) strengthen(a netip.Addr) {
 		offence = nil // kept, but forgeable evidence is never an offence
 	}
 	b, ok, err := l.c.Store.Strengthen(a, offence)
-	if err != nil {
+	if state.WithoutJournal(err) != nil {
 		l.c.Log.Errorf("could not record the block of %s: %v", a, err)
 	}
 	if !ok {

@@ -66,8 +66,8 @@ func (t liftTask) run(ctx context.Context, l *Ledger) {
 			n++
 		}
 	}
-	l.sync() // an unblock that returned sticks across a reboot
-	t.reply <- reply{n: n}
+	// An unblock that returned sticks across a reboot, or says it does not.
+	t.reply <- reply{n: n, err: l.sync()}
 }
 
 // strengthenTask makes a weak block an offence (Strengthen).
@@ -119,6 +119,7 @@ func (l *Ledger) Run(ctx context.Context) {
 			}
 		case now := <-tick.C:
 			l.expire(ctx, now)
+			l.retryJournal()
 		}
 	}
 }

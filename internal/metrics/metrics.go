@@ -35,10 +35,13 @@ type Snapshot struct {
 	AlreadyBlocked, Malformed, NotProbes, InUse, NFLOGLost, NFLOGOverruns   uint64
 	Restored, Expired, Unblocked, BlockFailures, CommandsRun, CommandErrors uint64
 	HostsDenyErrors, Reinstalls, AlertsSuppressed, Evicted, Corroborated    uint64
-	Opaque, Adopted, Disowned                                               uint64
+	Opaque, Adopted, Disowned, JournalErrors                                uint64
 	// Gauges.
 	Blocked4, Blocked6 int
 	Tracked            int64
+	// JournalDurable: every change to the journal is on disk or goes with
+	// the next fsync (false while it awaits a rewrite, a full disk say).
+	JournalDurable bool
 	// Fleet, nil without a fleet.
 	Fleet *Fleet
 }
@@ -134,6 +137,8 @@ var (
 	dCorroborated   = desc("corroborated_blocks_total", "Blocks on a single probe that later probes made offences.")
 	dAdopted        = desc("adopted_blocks_total", "Elements of the kernel's sets recorded after the fact: first strikes while the daemon did not follow.")
 	dDisowned       = desc("disowned_strikes_total", "First strikes of the kernel that the daemon lifted (the address was protected, the port in use).")
+	dJournalErrors  = desc("journal_errors_total", "Writes, fsyncs and rewrites of the journal of blocks that failed (a full disk, an I/O error).")
+	dJournalOK      = desc("journal_durable", "1 while the journal of blocks holds every block in force; 0 while it awaits a rewrite (blocks since then would not survive a restart).")
 	dBlocked        = desc("blocked_addresses", "Addresses blocked now, by family.", "family")
 	dTracked        = desc("tracked_sources", "Sources the detector holds.")
 	dStart          = desc("start_time_seconds", "When the daemon started, in Unix seconds.")
@@ -149,8 +154,8 @@ var (
 	dFleetReconn    = desc("fleet_reconnects_total", "Connections to the fleet regained after a loss.")
 	dFleetBlocks    = desc("fleet_blocks", "Other hosts' blocks in force.")
 	dFleetLag       = desc("fleet_mirror_lag_seconds", "The last fleet record: its creation on the servers to its delivery here.")
-	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated, dOpaque, dAdopted, dDisowned}
-	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart,
+	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated, dOpaque, dAdopted, dDisowned, dJournalErrors}
+	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart, dJournalOK,
 		dFleetUp, dFleetOutbox, dFleetDropped, dFleetExpired, dFleetPub, dFleetMirrored, dFleetLifted, dFleetRefused, dFleetCorr, dFleetReconn, dFleetBlocks, dFleetLag}
 )
 
@@ -180,19 +185,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRefused, n, r)
 	}
 	for i, v := range []uint64{s.AlreadyBlocked, s.Malformed, s.NotProbes, s.InUse, s.NFLOGLost, s.NFLOGOverruns, s.Restored, s.Expired,
-		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated, s.Opaque, s.Adopted, s.Disowned} {
+		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated, s.Opaque, s.Adopted, s.Disowned, s.JournalErrors} {
 		counter(counterMetrics[i], v)
 	}
+	gauge(dJournalOK, oneIf(s.JournalDurable))
 	gauge(dBlocked, float64(s.Blocked4), "ipv4")
 	gauge(dBlocked, float64(s.Blocked6), "ipv6")
 	gauge(dTracked, float64(s.Tracked))
 	gauge(dStart, float64(s.Start.UnixNano())/1e9)
 	if f := s.Fleet; f != nil {
-		up := 0.0
-		if f.Connected {
-			up = 1
-		}
-		gauge(dFleetUp, up)
+		gauge(dFleetUp, oneIf(f.Connected))
 		gauge(dFleetOutbox, float64(f.Outbox))
 		gauge(dFleetBlocks, float64(f.Blocks))
 		gauge(dFleetLag, f.MirrorLag.Seconds())
@@ -201,4 +203,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(d, v)
 		}
 	}
+}
+
+func oneIf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -19,6 +19,7 @@ func snapshot() Snapshot {
 		Blocks:    map[string]uint64{"detect": 3, "manual": 1},
 		Refused:   map[string]uint64{"protected": 1, "rate_limited": 0, "set_full": 0, "queue_full": 0},
 		NFLOGLost: 5, Malformed: 4, Opaque: 3, Blocked4: 100000, Blocked6: 2, Tracked: 9,
+		JournalErrors: 6, JournalDurable: true,
 	}
 }
 
@@ -47,6 +48,8 @@ func TestExposition(t *testing.T) {
 		`portsentry_malformed_packets_total 4`,
 		`portsentry_undecoded_probes_total 3`,
 		`portsentry_tracked_sources 9`,
+		`portsentry_journal_errors_total 6`,
+		`portsentry_journal_durable 1`,
 		`portsentry_start_time_seconds 1.8e+09`,
 		`portsentry_probe_to_block_seconds_bucket{le="0.0005"} 1`,
 		"# TYPE portsentry_blocked_addresses gauge",

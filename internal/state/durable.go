@@ -27,6 +27,11 @@ import (
 // change, so the rewrite loses none. Rewrites are attempted at most once
 // per retryEvery, so a full disk does not turn every block into a rewrite
 // of the whole journal.
+//
+// Every such failure is an ErrNotDurable, so that a caller can tell the
+// one who asked for a block that it is in force but would not survive a
+// restart; Fault says whether the journal still awaits its rewrite, and
+// Errors counts the failures.
 
 // journalFile is what the Store needs of the journal and of its rewrite;
 // tests wrap it to inject faults and count fsyncs.
@@ -67,7 +72,21 @@ var syncDir = func(dir string) error {
 // is rewritten.
 const retryEvery = time.Second
 
-var errClosed = errors.New("state store closed")
+// ErrNotDurable marks the journal's failures (errors.Is): a write, an
+// fsync or a rewrite failed, so the changes since the last good Sync are
+// held in memory only, and a restart before the journal is rewritten
+// loses them. The error wraps the cause (ENOSPC, EIO, ...).
+var ErrNotDurable = errors.New("the journal is not on disk")
+
+// journalError is a failure of the journal: its message is the cause's,
+// and it is ErrNotDurable.
+type journalError struct{ err error }
+
+func (e *journalError) Error() string        { return e.err.Error() }
+func (e *journalError) Unwrap() error        { return e.err }
+func (e *journalError) Is(target error) bool { return target == ErrNotDurable }
+
+var errClosed error = &journalError{errors.New("state store closed")}
 
 // Sync makes every change made before it (by Add, Remove, Expire, from
 // any goroutine) durable: it returns nil only once they are in the journal
@@ -122,7 +141,7 @@ func (s *Store) Sync() error {
 	case s.journal != f:
 		return errClosed
 	case err != nil:
-		return s.fail(fmt.Errorf("sync %s: %w", s.journalPath(), err))
+		return s.fail(withPath("sync", s.journalPath(), err))
 	}
 	s.durable = gen
 	return nil
@@ -138,6 +157,36 @@ func (s *Store) Errors() (n uint64, last error) {
 	return s.failures, s.lastErr
 }
 
+// Fault returns the failure the journal awaits a rewrite after (it is
+// ErrNotDurable), nil while it is sound. While it is not nil the changes
+// since the failure are in memory only: a Sync (which a caller repeats,
+// the ledger every second) rewrites the journal once the disk takes it
+// again.
+func (s *Store) Fault() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broken
+}
+
+// WithoutJournal returns what err (from Add) holds besides the journal's
+// failures: the PortSentry files'. A caller that reports the journal's
+// state once (see Fault) reports these as they come.
+func WithoutJournal(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var rest []error
+		for _, e := range j.Unwrap() {
+			if !errors.Is(e, ErrNotDurable) {
+				rest = append(rest, e)
+			}
+		}
+		return errors.Join(rest...)
+	}
+	if errors.Is(err, ErrNotDurable) {
+		return nil
+	}
+	return err
+}
+
 // append writes one change to the journal (no fsync). It returns an error
 // when the change did not reach the journal; memory has it all the same,
 // and the rewrite that repairs the journal writes it.
@@ -150,7 +199,7 @@ func (s *Store) append(e entry) error {
 		return s.repair()
 	}
 	if _, err := s.journal.WriteString(encodeEntry(e)); err != nil {
-		return s.fail(fmt.Errorf("write %s: %w", s.journalPath(), err))
+		return s.fail(withPath("write", s.journalPath(), err))
 	}
 	s.lines++
 	if s.lines > 1024 && s.lines > 4*(len(s.active)+len(s.times)) && !time.Now().Before(s.retryAt) {
@@ -163,9 +212,19 @@ func (s *Store) append(e entry) error {
 	return nil
 }
 
+// withPath says which operation on which file failed, unless err does
+// already (an *fs.PathError from the file itself).
+func withPath(op, path string, err error) error {
+	if pe, ok := err.(*fs.PathError); ok && pe.Op == op && pe.Path == path {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", op, path, err)
+}
+
 // fail records a write or fsync failure: the journal is not appended to
 // again before it is rewritten.
 func (s *Store) fail(err error) error {
+	err = &journalError{err}
 	s.failures++
 	s.lastErr = err
 	if s.broken == nil {
@@ -215,7 +274,7 @@ func (s *Store) compact() error {
 }
 
 func (s *Store) compactFailed(err error, renamed bool) error {
-	err = fmt.Errorf("rewrite journal: %w", err)
+	err = &journalError{fmt.Errorf("rewrite journal: %w", err)}
 	s.failures++
 	s.lastErr = err
 	s.retryAt = time.Now().Add(s.retryEvery)
@@ -247,11 +306,11 @@ func (s *Store) snapshot(path string) (int, error) {
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return 0, fmt.Errorf("write %s: %w", path, err)
+		return 0, withPath("write", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return 0, fmt.Errorf("sync %s: %w", path, err)
+		return 0, withPath("sync", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return 0, fmt.Errorf("close %s: %w", path, err)

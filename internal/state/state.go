@@ -166,20 +166,7 @@ func Open(p Paths, now time.Time) (*Store, error) {
 		// losing that record too.
 		s.Warnings = append(s.Warnings, fmt.Sprintf("journal ended in a torn line (%d bytes); dropped it", r.torn))
 	}
-	// Rewrite the journal only when it is mostly history (or new, or
-	// empty); a restart with many live blocks then costs one read, not a
-	// rewrite. A rewrite leaves a torn tail behind; otherwise it is cut off.
-	switch {
-	case r.lines > 1024 && r.lines > 2*(len(s.active)+len(s.times)) || r.lines == 0:
-		err = s.compact()
-	case r.torn > 0:
-		if err = truncateTail(s.journalPath(), r.size); err == nil {
-			err = s.openJournal(r.lines)
-		}
-	default:
-		err = s.openJournal(r.lines)
-	}
-	if err != nil {
+	if err := s.startJournal(r); err != nil {
 		return nil, err
 	}
 	if p.Blocked != "" {
@@ -317,6 +304,28 @@ func (s *Store) load(now time.Time) (loaded, error) {
 	return r, nil
 }
 
+// startJournal rewrites the journal when it is mostly history (or new, or
+// empty); a restart with many live blocks then costs one read, not a
+// rewrite. A rewrite leaves a torn tail behind; otherwise it is cut off.
+// A rewrite that fails (a full disk) leaves the journal as it was, and
+// the Store appends to it: a start on a full disk still restores every
+// block, and the journal is compacted another time.
+func (s *Store) startJournal(r loaded) error {
+	if r.lines > 1024 && r.lines > 2*(len(s.active)+len(s.times)) || r.lines == 0 {
+		err := s.compact()
+		if err == nil || r.lines == 0 || s.broken != nil {
+			return err
+		}
+		s.Warnings = append(s.Warnings, fmt.Sprintf("journal not compacted, appended to as it is: %v", err))
+	}
+	if r.torn > 0 {
+		if err := truncateTail(s.journalPath(), r.size); err != nil {
+			return err
+		}
+	}
+	return s.openJournal(r.lines)
+}
+
 func (s *Store) openJournal(lines int) error {
 	j, err := openFile(s.journalPath(), os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -383,9 +392,10 @@ func (s *Store) forgetOldest(k int) {
 //
 // Add writes the journal but does not fsync it: the block is durable once
 // a Sync that follows returns nil (one Sync covers any number of Adds).
-// An error means the block did not reach the journal (or a PortSentry
-// file); the Store keeps it all the same, and the rewrite that repairs the
-// journal (the next Add, Remove, Expire or Sync) writes it.
+// An error means the block did not reach the journal (an ErrNotDurable)
+// or a PortSentry file (WithoutJournal keeps these); the Store keeps it
+// all the same, and the rewrite that repairs the journal (the next Add,
+// Remove, Expire or Sync once retryEvery has passed) writes it.
 func (s *Store) Add(b Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
