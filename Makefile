@@ -48,10 +48,12 @@ deps-test:
 demo: deps-run build
 	BIN=$(BIN) ./deploy/demo/demo.sh
 
-# Three hosts and the 3-node NATS cluster of deploy/nats in namespaces; one
-# scan of h1 blocks the scanner on all three. The server is the one pinned
+# Three hosts and the 3-node NATS cluster of deploy/nats in namespaces: a
+# forged SYN at h1 stays on h1; a scanner that probes h1 and h2, and an
+# administrator's block, are on all three. The server is the one pinned
 # in go.mod (a tool), built into bin/.
 demo-fleet: deps-run build
+	$(call apt_install,hping3)
 	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
 	BIN=$(BIN) NATS=bin/nats-server ./deploy/demo/demo-fleet.sh
 

@@ -2,8 +2,10 @@
 # portsentry-nft fleet demo: three hosts (namespaces psfleet-h1..h3 on a
 # bridge in psfleet-lan), each running the daemon with a fleet section and
 # one server of the 3-node NATS cluster of deploy/nats (its files as they
-# are, only the addresses on the command line), and a scanner. nmap scans
-# h1; the scanner ends up blocked on all three. Nothing outside the
+# are, only the addresses on the command line), and a scanner. A SYN
+# forged from a victim's address at h1 blocks the victim on h1 only; a
+# scanner that probes h1 and h2 (correlate.hosts 2) is blocked on all
+# three, and so is an administrator's block. Nothing outside the
 # namespaces is touched.
 # Usage (as root): make demo-fleet
 set -euo pipefail
@@ -76,6 +78,8 @@ fleet:
   name: $h
   user: $h
   password: $h-change-me
+  hosts: [10.201.0.1, 10.201.0.2, 10.201.0.3]
+  correlate: {hosts: 2}
 YAML
 	ip netns exec "psfleet-$h" "$BIN" run --config "$WORK/$h/portsentry.yaml" >"$WORK/$h.log" 2>&1 &
 	PIDS+=($!)
@@ -90,19 +94,50 @@ for h in "${HOSTS[@]}"; do
 	echo "   $h: $(grep -m1 'fleet: connected' "$WORK/$h.log" | sed 's/.*fleet: //')"
 done
 
-echo
-echo "== nmap -sS -p 1,11,15,79 10.201.0.1 (h1) from $SCANNER (10.201.0.99)"
-ip netns exec "$SCANNER" timeout 60 nmap -Pn -n -sS --max-retries 1 --host-timeout 30s -p 1,11,15,79 10.201.0.1 | grep -vE '^(Starting|MAC Address|$)' || true
-for h in "${HOSTS[@]}"; do
+# has HOST ADDR: whether ADDR is in HOST's set blocked, waiting up to 5 s.
+has() {
 	for _ in $(seq 50); do
-		ip netns exec "psfleet-$h" nft list set inet portsentry blocked | grep -q 10.201.0.99 && break
+		ip netns exec "psfleet-$1" nft list set inet portsentry blocked | grep -q "$2" && return 0
 		sleep 0.1
 	done
-done
+	return 1
+}
+where() {
+	local out=""
+	for h in "${HOSTS[@]}"; do
+		if ip netns exec "psfleet-$h" nft list set inet portsentry blocked | grep -q "$1"; then out="$out $h"; fi
+	done
+	echo "   $1 is blocked on:${out:- no host}"
+}
 
 echo
+echo "== 1. one SYN forged from 10.201.0.77 (a victim) at h1's tripwire port 1 (hping3 -a)"
+ip netns exec "$SCANNER" hping3 -q -S -c 1 -p 1 -a 10.201.0.77 10.201.0.1 >/dev/null 2>&1 || true
+has h1 10.201.0.77 || true
+sleep 1
+where 10.201.0.77
+echo "   (forged probes block on the host probed, PortSentry's contract, and travel nowhere)"
+
+echo
+echo "== 2. nmap -sS -p 1,11,15,79 against h1, then h2, from $SCANNER (10.201.0.99)"
+for i in 1 2; do
+	ip netns exec "$SCANNER" timeout 60 nmap -Pn -n -sS --max-retries 1 --host-timeout 30s -p 1,11,15,79 "10.201.0.$i" | grep -E '^(PORT|[0-9]+/)' || true
+done
+has h3 10.201.0.99 || true
+where 10.201.0.99
+echo "   (two hosts saw it: h3 counted their sightings and blocked it too, without being probed)"
+
+echo
+echo "== 3. the administrator of h1 blocks 10.201.0.88"
+"$BIN" block --socket "$WORK/h1/control.sock" 10.201.0.88
+has h3 10.201.0.88 || true
+where 10.201.0.88
+echo
 echo "== what h1 logged"
-grep attackalert "$WORK/h1.log" | head -n 10
+grep attackalert "$WORK/h1.log" | head -n 12
+echo
+echo "== what h3 logged"
+grep attackalert "$WORK/h3.log" | head -n 12
 for h in "${HOSTS[@]}"; do
 	echo
 	echo "== nft list set inet portsentry blocked (in $h)"
