@@ -346,8 +346,9 @@ func (out Decision) refuse(why Reason) Decision {
 // Evicting is capacity's word for a full set that gives up a weak block.
 const Evicting Reason = 255
 
-// isWeak: a block on forgeable evidence of one probe, or another host's
-// forgeable block, is the first a full set gives up.
+// isWeak: a block on forgeable probes of one port (however many: a forger
+// repeats a packet as easily as he sends it), or another host's forgeable
+// block, is the first a full set gives up.
 func isWeak(r Request, ev Evidence) bool {
 	switch {
 	case ev != Forgeable || r.Origin == state.OriginManual:
@@ -355,7 +356,7 @@ func isWeak(r Request, ev Evidence) bool {
 	case r.Origin == state.OriginFleet:
 		return true
 	}
-	return r.Probes < 2 && r.Ports < 2
+	return r.Ports < 2
 }
 
 // weigh refuses what the evidence does not carry: a peer on forgeable
@@ -395,11 +396,11 @@ func (d *Decider) respond(cfg *config.Config, r Request, weak bool, out Decision
 	case kernel:
 		// The kernel struck within its own caps (nft.StrikeRate: one
 		// for sources seen once, one for sources seen a moment ago);
-		// the strike is spent from the daemon's budget the same way,
-		// so that kernel and daemon together stay within
-		// block.max_per_second, and is never refused for it.
-		d.admit(r, weak)
-	case !d.admit(r, weak):
+		// the strike is spent from the daemon's budget, so that kernel
+		// and daemon together stay within block.max_per_second, and is
+		// never refused for it.
+		d.admit(r, out.Evidence, weak)
+	case !d.admit(r, out.Evidence, weak):
 		return out.refuse(RateLimited), true
 	case d.ledger.Holds(r.Addr):
 		d.rate.Refund()
@@ -427,15 +428,33 @@ func (d *Decider) capacity(cfg *config.Config, r Request, more int, weak bool) R
 	return Evicting
 }
 
-// admit spends the rate's token. Under pressure, evidence decides: half
-// the budget is kept for sources that came back or probed several ports,
-// so a flood of spoofed sources, each seen once, cannot use up what a
-// real scanner needs (its second probe makes it such a source).
-func (d *Decider) admit(r Request, weak bool) bool {
-	if !weak {
-		return d.rate.Allow(r.Now)
+// StrongPorts is how many distinct ports make a source's evidence strong
+// enough for the whole budget: under a flood of forged pairs or triples,
+// the last quarter of block.max_per_second is kept for such sources.
+const StrongPorts = 4
+
+// admit spends the rate's token. Under pressure, evidence decides, so a
+// forger cannot spend for the scanner what the scanner needs: sources of
+// one port (a spoofed flood, each source seen once or repeated) get half
+// the budget; sources of two or three ports three quarters; sources of
+// StrongPorts ports or more, and handshakes, all of it. The kernel's
+// strikes are spent from the same budget (it struck within its own caps,
+// and is never refused): one budget for both.
+func (d *Decider) admit(r Request, ev Evidence, weak bool) bool {
+	if r.Origin == state.OriginKernel {
+		// Never below the quarter kept for sources of several ports: the
+		// kernel's own caps (nft.StrikeRate) hold it to three quarters.
+		d.rate.AllowAbove(r.Now, float64(int(d.rate.Rate())/4))
+		return true
 	}
-	return d.rate.AllowAbove(r.Now, float64(int(d.rate.Rate())/2))
+	keep := 0.0
+	switch rate := d.rate.Rate(); {
+	case weak:
+		keep = float64(int(rate) / 2)
+	case ev == Forgeable && r.Ports < StrongPorts:
+		keep = float64(int(rate) / 4)
+	}
+	return d.rate.AllowAbove(r.Now, keep)
 }
 
 // Response is the configured response to a probe of protocol p (TCP's

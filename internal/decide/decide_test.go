@@ -65,7 +65,8 @@ func TestDecide(t *testing.T) {
 		tmo    time.Duration
 		times  int
 	}{
-		{"detected scan", "", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP, Probes: 2}, 0, Block, None, time.Hour, 1},
+		{"detected scan", "", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP, Probes: 2, Ports: 2}, 0, Block, None, time.Hour, 1},
+		{"forged pair: one port twice is weak", "", Request{Addr: scanner, Origin: state.OriginDetect, Proto: packet.TCP, Probes: 2, Ports: 1}, 0, Block, None, time.Hour, 1},
 		{"one probe: weak, no offence", "block: {repeat_factor: 4}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Ports: 1}, 0, Block, None, time.Hour, 1},
 		{"repeat offender", "block: {repeat_factor: 4}\n", Request{Addr: held, Origin: state.OriginDetect, Probes: 3}, 0, Refuse, AlreadyBlocked, 0, 0},
 		{"protected first", "tcp: {response: log}\n", Request{Addr: gw, Origin: state.OriginDetect}, 0, Refuse, Protected, 0, 0},
@@ -113,7 +114,7 @@ func TestDecide(t *testing.T) {
 			if got.Action != c.action || got.Reason != c.reason || got.Timeout != c.tmo || got.Times != c.times {
 				t.Errorf("got action %d reason %d timeout %s times %d; want %d %d %s %d", got.Action, got.Reason, got.Timeout, got.Times, c.action, c.reason, c.tmo, c.times)
 			}
-			if weak := c.action == Block && c.req.Origin != state.OriginManual && c.req.Evidence == Forgeable && (c.req.Origin == state.OriginFleet || c.req.Probes < 2 && c.req.Ports < 2); got.Weak != weak {
+			if weak := c.action == Block && c.req.Origin != state.OriginManual && c.req.Evidence == Forgeable && (c.req.Origin == state.OriginFleet || c.req.Ports < 2); got.Weak != weak {
 				t.Errorf("weak %v, want %v", got.Weak, weak)
 			}
 			if evict := c.action == Block && c.n >= 5 && strings.Contains(c.yaml, "set_size: 5}") && c.req.Origin != state.OriginKernel; got.Evict != evict {
@@ -183,7 +184,7 @@ func TestRateCapSpendsOnlyOnBlocks(t *testing.T) {
 	var blocked, limited int
 	for i := 0; i < 4; i++ {
 		a := netip.AddrFrom4([4]byte{10, 201, 1, byte(i)})
-		switch d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: 2}).Reason {
+		switch d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: 4, Ports: 4}).Reason {
 		case None:
 			blocked++
 		case RateLimited:
@@ -195,26 +196,26 @@ func TestRateCapSpendsOnlyOnBlocks(t *testing.T) {
 	}
 }
 
-// Half the budget is kept for sources with more than one probe: sources
-// seen once (a spoofed flood) take the other half only.
-func TestRateKeepsHalfForEvidence(t *testing.T) {
+// Under pressure the budget goes to the strongest evidence first: sources
+// of one port (a spoofed flood, or forged pairs and triples: one port
+// repeated) get half of it, sources of two or three ports three quarters,
+// sources of StrongPorts ports all of it.
+func TestRateGoesToTheStrongestEvidence(t *testing.T) {
 	l := &ledger{held: map[netip.Addr]bool{}, times: map[netip.Addr]int{}}
-	d := New(parse(t, "block: {max_per_second: 4}\n"), guard{}, l)
-	var weak, strong int
-	for i := range 10 {
-		a := netip.AddrFrom4([4]byte{10, 201, 2, byte(i)})
-		if d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: 1}).Action == Block {
-			weak++
+	d := New(parse(t, "block: {max_per_second: 8}\n"), guard{}, l)
+	count := func(third byte, probes, ports int) int {
+		n := 0
+		for i := range 10 {
+			a := netip.AddrFrom4([4]byte{10, 201, third, byte(i)})
+			if d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: probes, Ports: ports}).Action == Block {
+				n++
+			}
 		}
+		return n
 	}
-	for i := range 10 {
-		a := netip.AddrFrom4([4]byte{10, 201, 3, byte(i)})
-		if d.Decide(Request{Addr: a, Origin: state.OriginDetect, Now: now, Probes: 2}).Action == Block {
-			strong++
-		}
-	}
-	if weak != 2 || strong != 2 {
-		t.Errorf("of a budget of 4: %d sources seen once and %d that came back were blocked, want 2 and 2", weak, strong)
+	once, pairs, two, strong := count(2, 1, 1), count(3, 2, 1), count(4, 3, 2), count(5, 9, 4)
+	if once != 4 || pairs != 0 || two != 2 || strong != 2 {
+		t.Errorf("of a budget of 8: seen once %d, forged pairs %d, two ports %d, four ports %d; want 4, 0, 2, 2", once, pairs, two, strong)
 	}
 }
 
@@ -241,25 +242,32 @@ func TestRefusalText(t *testing.T) {
 }
 
 // The kernel's strikes are never refused for the rate (they happened,
-// within the kernel's own cap), and are spent from the half of the budget
-// for sources seen once: the other half stays for sources with evidence.
-func TestFirstStrikesSpendTheWeakHalf(t *testing.T) {
+// within the kernel's own caps), and are spent from the same budget, down
+// to the quarter kept for sources of several ports: kernel and daemon
+// together stay within block.max_per_second (R1), and a scanner is still
+// blocked after a flood of strikes.
+func TestFirstStrikesLeaveTheStrongQuarter(t *testing.T) {
 	l := &ledger{held: map[netip.Addr]bool{}}
-	d := New(parse(t, "block: {max_per_second: 4}\n"), guard{}, l)
+	d := New(parse(t, "block: {max_per_second: 8}\n"), guard{}, l)
 	for i := range 10 {
 		a := netip.AddrFrom4([4]byte{10, 201, 1, byte(i)})
 		if got := d.Decide(Request{Addr: a, Origin: state.OriginKernel, Probes: 1, Ports: 1, Now: now}); got.Action != Block {
 			t.Fatalf("strike %d: %+v, want Block", i, got)
 		}
 	}
-	if got := d.Decide(Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Ports: 1, Now: now}); got.Reason != RateLimited {
-		t.Errorf("a source seen once after the strikes: %+v, want RateLimited", got)
+	for _, ports := range []int{1, 2} {
+		if got := d.Decide(Request{Addr: scanner, Origin: state.OriginDetect, Probes: 3, Ports: ports, Now: now}); got.Reason != RateLimited {
+			t.Errorf("a source of %d ports after the strikes: %+v, want RateLimited", ports, got)
+		}
 	}
 	for i := range 2 {
 		a := netip.AddrFrom4([4]byte{10, 201, 2, byte(i)})
-		if got := d.Decide(Request{Addr: a, Origin: state.OriginDetect, Probes: 3, Ports: 2, Now: now}); got.Action != Block {
-			t.Errorf("source with evidence %d after the strikes: %+v, want Block", i, got)
+		if got := d.Decide(Request{Addr: a, Origin: state.OriginDetect, Probes: 5, Ports: StrongPorts, Now: now}); got.Action != Block {
+			t.Errorf("source of %d ports %d after the strikes: %+v, want Block", StrongPorts, i, got)
 		}
+	}
+	if got := d.Decide(Request{Addr: scanner.Next(), Origin: state.OriginDetect, Probes: 5, Ports: StrongPorts, Now: now}); got.Reason != RateLimited {
+		t.Errorf("a third strong source: %+v, want RateLimited (the quarter is 2)", got)
 	}
 }
 

@@ -26,7 +26,7 @@ func pct(ds []time.Duration, q int) time.Duration {
 
 // rawSocketIn opens an IPPROTO_RAW socket inside ns: it stays there after
 // the thread returns to its own namespace.
-func rawSocketIn(b *testing.B, ns *netnstest.NS) int {
+func rawSocketIn(b testing.TB, ns *netnstest.NS) int {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	self, err := os.Open("/proc/thread-self/ns/net")
@@ -49,7 +49,7 @@ func rawSocketIn(b *testing.B, ns *netnstest.NS) int {
 }
 
 // sendSYN sends one TCP SYN (no options, like nmap -sS) from src.
-func sendSYN(b *testing.B, fd int, src, dst netip.Addr, port uint16) {
+func sendSYN(b testing.TB, fd int, src, dst netip.Addr, port uint16) {
 	sa := &unix.SockaddrInet4{Addr: dst.As4()}
 	if err := unix.Sendto(fd, synPacket(src, dst, port), 0, sa); err != nil {
 		b.Fatal(err)

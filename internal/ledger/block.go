@@ -193,7 +193,7 @@ type announcement struct {
 // the name may be waited for until names (see Config.NameWithin).
 func (l *Ledger) record(ctx context.Context, a Act, names time.Time) recorded {
 	d, p, ev := &a.Decision, a.Evidence.Probe, a.Evidence
-	l.settleStrength(d)
+	l.settleStrength(d, p.DstPort)
 	l.Stats.Blocks[d.Origin].Add(1)
 	b := state.Block{
 		Addr: d.Addr, Timeout: d.Timeout, Expires: a.At.Add(d.Timeout), Origin: d.Origin,

@@ -39,9 +39,13 @@ type Unblock struct {
 // UnblockAll lifts every block (both sets emptied in one transaction).
 type UnblockAll struct{}
 
-// Strengthen says more probes came from a's source: a weak block of a
-// rests on more than one probe now, and becomes an offence.
-type Strengthen struct{ Addr netip.Addr }
+// Strengthen says a probe of Port came from Addr: a weak block of Addr
+// that rests on another port rests on two now, and is kept (and, on
+// unforgeable evidence, becomes an offence).
+type Strengthen struct {
+	Addr netip.Addr
+	Port uint16
+}
 
 func (Act) isOp()        {}
 func (Unblock) isOp()    {}
@@ -58,7 +62,7 @@ func (l *Ledger) Post(op Op) bool {
 	case Act:
 		return l.post(o)
 	case Strengthen:
-		l.corroborate(o.Addr)
+		l.corroborate(o.Addr, o.Port)
 		return true
 	}
 	panic(fmt.Sprintf("ledger: %T cannot be posted", op))
@@ -119,7 +123,7 @@ func (l *Ledger) apply(ctx context.Context, ops []Op) (int, error) {
 		}
 		return l.call(ctx, func(r chan reply) task { return liftTask{all: true, cause: Unblocked, reply: r} })
 	case Strengthen:
-		l.corroborate(o.Addr)
+		l.corroborate(o.Addr, o.Port)
 		return 0, nil
 	}
 	return 0, fmt.Errorf("ledger: unknown operation %T", ops[0])

@@ -151,13 +151,14 @@ type Ledger struct {
 	pending map[netip.Addr]int
 	// reasserted: when a block was last put back after a loss.
 	reasserted map[netip.Addr]time.Time
-	// weak holds the weak blocks in force (decide.Decision.Weak), and
-	// weakOrder them oldest first, for eviction (entries no longer weak
-	// are skipped there).
-	weak      map[netip.Addr]bool
+	// weak holds the weak blocks in force (decide.Decision.Weak) with the
+	// one port they rest on, and weakOrder them oldest first, for eviction
+	// (entries no longer weak are skipped there).
+	weak      map[netip.Addr]uint16
 	weakOrder []netip.Addr
-	// early: weak blocks corroborated before their element landed.
-	early map[netip.Addr]bool
+	// early: the ports of more probes from a posted block's source that
+	// came while its element was on its way.
+	early map[netip.Addr]uint16
 
 	Stats Stats
 }
@@ -188,7 +189,7 @@ func New(c Config) *Ledger {
 		c.Name = func(netip.Addr) string { return "" }
 	}
 	l := &Ledger{c: c, in: make(chan task, 4096), landed: make(chan landing, MaxInflight), announceQ: make(chan announcement, 256),
-		resume: make(chan struct{}, 1), pending: map[netip.Addr]int{}, reasserted: map[netip.Addr]time.Time{}, weak: map[netip.Addr]bool{}, early: map[netip.Addr]bool{}}
+		resume: make(chan struct{}, 1), pending: map[netip.Addr]int{}, reasserted: map[netip.Addr]time.Time{}, weak: map[netip.Addr]uint16{}, early: map[netip.Addr]uint16{}}
 	l.Stats.Blocks = map[state.Origin]*atomic.Uint64{}
 	for _, o := range state.Origins {
 		l.Stats.Blocks[o] = new(atomic.Uint64)

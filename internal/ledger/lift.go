@@ -55,7 +55,7 @@ func (l *Ledger) evictWeakest() bool {
 		}
 		a := l.weakOrder[0]
 		l.weakOrder = l.weakOrder[1:]
-		weak := l.weak[a]
+		_, weak := l.weak[a]
 		delete(l.weak, a)
 		l.mu.Unlock()
 		if !weak {
@@ -123,15 +123,15 @@ func (l *Ledger) strengthen(a netip.Addr) {
 	}
 }
 
-// settleStrength makes a weak block an offence when a second probe came
-// while it was on its way in, and keeps the weak ones, oldest first, for
+// settleStrength makes a weak block (on port) stronger when a probe of
+// another port came while it was on its way in, and keeps the weak ones, oldest first, for
 // a full set to give up.
-func (l *Ledger) settleStrength(d *decide.Decision) {
+func (l *Ledger) settleStrength(d *decide.Decision, port uint16) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.early[d.Addr] {
+	if other, ok := l.early[d.Addr]; ok {
 		delete(l.early, d.Addr)
-		if d.Weak {
+		if d.Weak && other != port {
 			d.Weak = false
 			l.Stats.Corroborated.Add(1)
 			if t := decide.RepeatTimeout(l.cfg.Load(), d.Times); t > d.Timeout && d.Evidence != decide.Forgeable {
@@ -144,13 +144,13 @@ func (l *Ledger) settleStrength(d *decide.Decision) {
 	if !d.Weak {
 		return
 	}
-	l.weak[d.Addr] = true
+	l.weak[d.Addr] = port
 	l.weakOrder = append(l.weakOrder, d.Addr)
 	if len(l.weakOrder) > 2*len(l.weak)+1024 {
 		// Most entries expired or were corroborated: keep the rest.
 		kept := l.weakOrder[:0]
 		for _, w := range l.weakOrder {
-			if l.weak[w] {
+			if _, ok := l.weak[w]; ok {
 				kept = append(kept, w)
 			}
 		}

@@ -48,18 +48,18 @@ func (l *Ledger) commitMissing(ctx context.Context, why string, missing func(net
 // now with its remaining time (true). A probe on its way before the
 // element landed, or from a source the ledger does not hold, changes
 // nothing (false); held says whether the ledger holds the source at all.
-func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
+func (l *Ledger) Reassert(a netip.Addr, port uint16, now time.Time) (back, held bool) {
 	l.mu.Lock()
 	if l.pending[a] > 0 {
 		// A second probe while the first one's block is on its way: before
 		// it is recorded, early tells the recording; once it is (its lines
 		// not yet written), corroborate does.
 		if len(l.early) < MaxInflight {
-			l.early[a] = true
+			l.early[a] = port
 		}
 		l.mu.Unlock()
 		if l.c.Store.Has(a) {
-			l.corroborate(a)
+			l.corroborate(a, port)
 		}
 		return false, true
 	}
@@ -75,7 +75,7 @@ func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
 	}
 	left := b.Expires.Sub(now).Round(time.Second)
 	if now.Sub(since) < ReassertAfter || left < time.Second {
-		l.corroborate(a)
+		l.corroborate(a, port)
 		return false, true
 	}
 	if err := l.c.Kernel.Add(nft.Block{Addr: a, Timeout: left}); err != nil {
@@ -92,23 +92,18 @@ func (l *Ledger) Reassert(a netip.Addr, now time.Time) (back, held bool) {
 	return true, true
 }
 
-// Corroborate is told of a probe from a, which the kernel holds as
-// blocked (a sample of the probes its drop rule met, see
-// capture.RuleTCPAgain): a's block, if weak, rests on more than one probe
-// now, and becomes an offence.
-func (l *Ledger) Corroborate(a netip.Addr) { l.corroborate(a) }
-
-// corroborate asks the ledger's goroutine to make a's weak block an
-// offence: a probe from a that was on its way when the element landed is
-// a second probe.
-func (l *Ledger) corroborate(a netip.Addr) {
+// corroborate asks the ledger's goroutine to strengthen a's weak block
+// when a probe of another port than the one it rests on came from a (a
+// probe on its way when the element landed, or a sample of the drop
+// rule's): a forger repeating a packet to one port proves nothing more.
+func (l *Ledger) corroborate(a netip.Addr, port uint16) {
 	l.mu.Lock()
-	weak := l.weak[a]
-	if weak {
+	on, weak := l.weak[a]
+	if weak && on != port {
 		delete(l.weak, a) // asked once
 	}
 	l.mu.Unlock()
-	if !weak {
+	if !weak || on == port {
 		return
 	}
 	select {

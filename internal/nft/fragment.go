@@ -127,6 +127,34 @@ func daddrDportIn(k keyType, proto byte, name, set string) fragment {
 	return fragment{text: fam + " daddr . " + name + " dport @" + set, exprs: ex}
 }
 
+// saddrDport loads "ip saddr . tcp dport" (address and port in
+// consecutive registers, for a concatenated key): the source and the port
+// it probed.
+func saddrDport(k keyType, name string) (text string, ex []expr.Any) {
+	fam, off, n, portReg := "ip", uint32(12), uint32(4), uint32(9) // 32-bit register after the address
+	if k == keyIPv6 {
+		fam, off, n, portReg = "ip6", 8, 16, 2 // 16-byte register after the address
+	}
+	return fam + " saddr . " + name + " dport", []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}
+}
+
+// saddrDportIn matches "ip saddr . tcp dport [!=] @set".
+func saddrDportIn(k keyType, name, set string, invert bool) fragment {
+	text, ex := saddrDport(k, name)
+	return fragment{text: text + " " + op(invert) + "@" + set, exprs: append(ex, lookup(set, invert))}
+}
+
+// addSaddrDport adds the packet's source and destination port to set,
+// with timeout (nft: add @set { ip saddr . tcp dport timeout 500ms }).
+func addSaddrDport(k keyType, name, set string, timeout time.Duration) fragment {
+	text, ex := saddrDport(k, name)
+	return fragment{text: "add @" + set + " { " + text + " timeout " + nftDuration(timeout) + " }", exprs: append(ex,
+		&expr.Dynset{SrcRegKey: reg1, SetName: set, Operation: unix.NFT_DYNSET_OP_ADD, Timeout: timeout})}
+}
+
 // tcpFlagsNone matches TCP segments with none of mask's flags set.
 func tcpFlagsNone(mask byte, names string) fragment {
 	return fragment{text: "tcp flags & (" + names + ") == 0", exprs: []expr.Any{

@@ -329,7 +329,7 @@ func (rs *Ruleset) installLimit(c *nftables.Conn, t *nftables.Table) error {
 	}
 	for _, name := range []string{LimitStrike, LimitStrikeSeen} {
 		c.AddObj(&nftables.NamedObj{Table: t, Name: name, Type: nftables.ObjTypeLimit,
-			Obj: &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.strikeRate), Unit: expr.LimitTimeSecond, Burst: uint32(rs.strikeRate)}})
+			Obj: &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.strikeRate[name]), Unit: expr.LimitTimeSecond, Burst: uint32(rs.strikeRate[name])}})
 	}
 	return nil
 }

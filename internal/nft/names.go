@@ -31,8 +31,12 @@ const (
 	// its cap) in the last SeenTimeout; their next probe strikes within a
 	// cap of its own (LimitStrikeSeen), which a spoofed flood, each source
 	// seen once, never reaches.
-	SetSeen         = "seen"
-	SetSeen6        = "seen6"
+	SetSeen  = "seen"
+	SetSeen6 = "seen6"
+	// seen_port/seen_port6: the ports those sources probed, so that only
+	// a probe of another port strikes within LimitStrikeSeen.
+	SetSeenPort     = "seen_port"
+	SetSeenPort6    = "seen_port6"
 	LimitStrike     = "strike"
 	LimitStrikeSeen = "strike_seen"
 	// The in-use sets (Shape.InUse): monitored ports with a live listener

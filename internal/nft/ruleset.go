@@ -143,7 +143,7 @@ type Ruleset struct {
 	// kernel's first strike (Strikes), which adds with strikeTimeout.
 	strikeTCP, strikeUDP bool
 	strikeTimeout        time.Duration
-	strikeRate           int
+	strikeRate           map[string]int // by limit name
 }
 
 // Strikes reports which protocols' probe rules carry the kernel's first
@@ -169,16 +169,23 @@ func Strikes(cfg *config.Config) (tcp, udp bool) {
 	return tcp, udp
 }
 
-// StrikeRate is the rate cap of each of the first strike's two tiers, a
-// second: half of block.max_per_second. A source's first probe strikes
-// within LimitStrike; under a spoofed flood that cap is used up by sources
-// each seen once, and a probe past it marks its source in seen/seen6 for
-// SeenTimeout: its next probe strikes within LimitStrikeSeen, which such a
-// flood never reaches (decide keeps the same two halves: sources seen once,
-// sources with evidence). The daemon counts each strike against its own
-// budget, so that kernel and daemon together add at most
-// block.max_per_second blocks a second (plus the bursts).
-func StrikeRate(cfg *config.Config) int { return max(1, cfg.Block.MaxPerSecond/2) }
+// StrikeRate is the rate cap of the first strike's tiers, a second: half
+// of block.max_per_second for LimitStrike, a quarter for LimitStrikeSeen.
+// A source's first probe strikes within LimitStrike; under a spoofed flood
+// that cap is used up by sources each seen once, and a probe past it marks
+// its source in seen/seen6 for SeenTimeout: its next probe strikes within
+// LimitStrikeSeen, which such a flood never reaches (forged pairs can: the
+// daemon then blocks the scanner from the last quarter, which decide keeps
+// for sources of several ports and the kernel never spends). The daemon
+// counts each strike against its own budget, so that kernel and daemon
+// together add at most block.max_per_second blocks a second (plus the
+// bursts).
+func StrikeRate(cfg *config.Config, name string) int {
+	if name == LimitStrikeSeen {
+		return max(1, cfg.Block.MaxPerSecond/4)
+	}
+	return max(1, cfg.Block.MaxPerSecond/2)
+}
 
 // SeenTimeout is how long seen/seen6 remember a source whose probe was
 // past the first strike's cap: a scanner's next probe comes within
@@ -201,7 +208,8 @@ const AgainLogRate = 100
 func Build(cfg *config.Config, shape Shape) *Ruleset {
 	rs := &Ruleset{Group: uint16(cfg.Capture.Group), Queue: uint16(cfg.Capture.Queue), queued: cfg.Capture.Mode == "nfqueue", shape: shape}
 	rs.strikeTCP, rs.strikeUDP = Strikes(cfg)
-	rs.strikeTimeout, rs.strikeRate = cfg.BlockTimeout(), StrikeRate(cfg)
+	rs.strikeTimeout = cfg.BlockTimeout()
+	rs.strikeRate = map[string]int{LimitStrike: StrikeRate(cfg, LimitStrike), LimitStrikeSeen: StrikeRate(cfg, LimitStrikeSeen)}
 	if cfg.Capture.QueueThreshold > 1 && !shape.Flood {
 		rs.logQ = 1
 	}
@@ -213,6 +221,8 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 			&setDef{name: SetProtected6, key: keyIPv6, interval: true, guard: true, elems: prefixIntervals(p6)},
 			&setDef{name: SetSeen, key: keyIPv4, timeout: true, dynamic: true, size: SeenSize, transient: true},
 			&setDef{name: SetSeen6, key: keyIPv6, timeout: true, dynamic: true, size: SeenSize, transient: true},
+			&setDef{name: SetSeenPort, key: keyIPv4Service, timeout: true, dynamic: true, size: SeenSize, transient: true},
+			&setDef{name: SetSeenPort6, key: keyIPv6Service, timeout: true, dynamic: true, size: SeenSize, transient: true},
 		)
 	}
 	// Routed traffic, optional: blocked sources dropped before routing and
@@ -381,32 +391,34 @@ func udpProbe() fragment {
 func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 	if len(cfg.TCP.Monitored) > 0 {
 		if rs.strikeTCP {
-			rs.strikeRules(ch, tcpProbe(), capture.PrefixTCPStrike)
+			rs.strikeRules(ch, tcpProbe(), "tcp", capture.PrefixTCPStrike)
 		}
 		ch.add(tcpProbe(), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixTCP))
 	}
 	if len(cfg.UDP.Monitored) > 0 {
 		if rs.strikeUDP {
-			rs.strikeRules(ch, udpProbe(), capture.PrefixUDPStrike)
+			rs.strikeRules(ch, udpProbe(), "udp", capture.PrefixUDPStrike)
 		}
 		ch.add(udpProbe(), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixUDP))
 	}
 }
 
-// strikeRules are the first strike for one protocol, per family: a
-// source seen a moment ago strikes within its own cap, any source within
-// the first one; past both, the source is marked seen (see StrikeRate).
-func (rs *Ruleset) strikeRules(ch *chainDef, probe fragment, prefix string) {
+// strikeRules are the first strike for one protocol (name), per family:
+// a source seen a moment ago on another port strikes within its own cap
+// (a forger repeating a packet to one port, pairs or triples, never gets
+// there), any source within the first one; past both, the source and its
+// port are marked seen (see StrikeRate).
+func (rs *Ruleset) strikeRules(ch *chainDef, probe fragment, name, prefix string) {
 	for _, k := range []keyType{keyIPv4, keyIPv6} {
-		guard, set, seen := SetProtected, SetBlocked, SetSeen
+		guard, set, seen, seenPort := SetProtected, SetBlocked, SetSeen, SetSeenPort
 		if k == keyIPv6 {
-			guard, set, seen = SetProtected6, SetBlocked6, SetSeen6
+			guard, set, seen, seenPort = SetProtected6, SetBlocked6, SetSeen6, SetSeenPort6
 		}
-		ch.add(probe, saddrIn(k, guard, true), saddrIn(k, seen, false), limitNamed(LimitStrikeSeen), addSaddr(k, set, rs.strikeTimeout),
-			counter(), logGroup(prefix, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
+		ch.add(probe, saddrIn(k, guard, true), saddrIn(k, seen, false), saddrDportIn(k, name, seenPort, true), limitNamed(LimitStrikeSeen),
+			addSaddr(k, set, rs.strikeTimeout), counter(), logGroup(prefix, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
 		ch.add(probe, saddrIn(k, guard, true), limitNamed(LimitStrike), addSaddr(k, set, rs.strikeTimeout),
 			counter(), logGroup(prefix, rs.Group, rs.logQ), verdict(expr.VerdictDrop))
-		ch.add(probe, saddrIn(k, guard, true), addSaddr(k, seen, SeenTimeout))
+		ch.add(probe, saddrIn(k, guard, true), addSaddr(k, seen, SeenTimeout), addSaddrDport(k, name, seenPort, SeenTimeout))
 	}
 }
 
@@ -509,7 +521,7 @@ func (rs *Ruleset) Text() string {
 	}
 	if rs.Strikes() {
 		for _, name := range []string{LimitStrike, LimitStrikeSeen} {
-			fmt.Fprintf(&b, "\tlimit %s {\n\t\trate %d/second burst %d packets\n\t}\n\n", name, rs.strikeRate, rs.strikeRate)
+			fmt.Fprintf(&b, "\tlimit %s {\n\t\trate %d/second burst %d packets\n\t}\n\n", name, rs.strikeRate[name], rs.strikeRate[name])
 		}
 	}
 	for i, c := range rs.chains {

@@ -191,7 +191,7 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		// its block rests on more than one probe. A sample of the dropped
 		// ones, so no "already blocked" line: their number says nothing.
 		p.AlreadyBlocked.Add(1)
-		p.c.Ledger.Post(ledger.Strengthen{Addr: pr.Src})
+		p.c.Ledger.Post(ledger.Strengthen{Addr: pr.Src, Port: pr.DstPort})
 		return capture.Drop
 	}
 	if rule.Struck() {
@@ -199,7 +199,7 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	}
 	verdict, src := p.det.Observe(pr, now)
 	if verdict == detect.AlreadyBlocked {
-		back, held := p.c.Ledger.Reassert(pr.Src, now)
+		back, held := p.c.Ledger.Reassert(pr.Src, pr.DstPort, now)
 		switch {
 		case back:
 			return capture.Drop
