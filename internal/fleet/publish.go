@@ -161,7 +161,7 @@ func (c *Client) Sighting(addr netip.Addr) {
 		return
 	}
 	a := addr.Unmap()
-	if !c.blockable(a, false) {
+	if !c.blockable(a, "") {
 		return
 	}
 	now := c.now()
