@@ -312,6 +312,30 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
+// authOptions are the connection's credentials and TLS, as cfg gives them.
+func authOptions(cfg config.Fleet) ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case cfg.Credentials != "":
+		opts = append(opts, nats.UserCredentials(cfg.Credentials))
+	case cfg.User != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
+	case cfg.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(cfg.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: nkey %s: %w", cfg.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if cfg.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLS.CA))
+	}
+	if cfg.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLS.Cert, cfg.TLS.Key))
+	}
+	return opts, nil
+}
+
 // connect sets up the connection; the library connects and reconnects in
 // the background (RetryOnFailedConnect), and the handlers log each
 // transition.
@@ -357,24 +381,11 @@ func (c *Client) connect() (*nats.Conn, error) {
 			c.log.Warn("fleet: server reported an error", "err", err)
 		}),
 	}
-	switch {
-	case c.cfg.Credentials != "":
-		opts = append(opts, nats.UserCredentials(c.cfg.Credentials))
-	case c.cfg.User != "":
-		opts = append(opts, nats.UserInfo(c.cfg.User, c.cfg.Password.Reveal()))
-	case c.cfg.NKey != "":
-		o, err := nats.NkeyOptionFromSeed(c.cfg.NKey)
-		if err != nil {
-			return nil, fmt.Errorf("fleet: nkey %s: %w", c.cfg.NKey, err)
-		}
-		opts = append(opts, o)
+	auth, err := authOptions(c.cfg)
+	if err != nil {
+		return nil, err
 	}
-	if c.cfg.TLS.CA != "" {
-		opts = append(opts, nats.RootCAs(c.cfg.TLS.CA))
-	}
-	if c.cfg.TLS.Cert != "" {
-		opts = append(opts, nats.ClientCert(c.cfg.TLS.Cert, c.cfg.TLS.Key))
-	}
+	opts = append(opts, auth...)
 	opts = append(opts, c.opts.NATSOptions...)
 	nc, err := nats.Connect(strings.Join(c.cfg.Servers, ","), opts...)
 	if err != nil {
@@ -416,10 +427,14 @@ func (c *Client) Publish(b Block) {
 		data: marshal(newBlockRecord(a, exp, b)), expires: exp})
 }
 
-// Unblock lifts addr fleet-wide, as an administrator asked on this host:
-// a lift record that every host honours, and this host's own block record
-// purged. The caller has lifted it here already; this host's Sink is not
-// called for it.
+// Unblock lifts this host's block of addr on every host, as an
+// administrator asked on this host: its block record purged, and a lift
+// under its own name, which reaches this host's records only (a receiver
+// lifts its element once no other record holds the address). Other
+// hosts' blocks of addr stay: a fleet-wide lift is the fleet
+// administrator's (Admin.Unblock, "portsentry-nft fleet unblock"). The
+// caller has lifted it here already; this host's Sink is not called for
+// it.
 func (c *Client) Unblock(addr netip.Addr) {
 	a := addr.Unmap()
 	now := c.now()
@@ -432,7 +447,7 @@ func (c *Client) Unblock(addr netip.Addr) {
 	c.mu.Lock()
 	c.m.forget(a)
 	c.mu.Unlock()
-	c.log.Info("fleet: lifted fleet-wide by an administrator", "addr", a)
+	c.log.Info("fleet: lifted this host's block on every host", "addr", a)
 }
 
 // SetOwnAddresses publishes this host's addresses in its record of the

@@ -154,53 +154,6 @@ func TestRebanExtends(t *testing.T) {
 	}
 }
 
-// TestUnblockEverywhere: an administrator's unblock on h3 lifts h1's block
-// on every host, and h1 purges its own record; a later block is honoured.
-func TestUnblockEverywhere(t *testing.T) {
-	ns := startServer(t, nil)
-	h1, h2, h3 := startHost(t, ns, "h1"), startHost(t, ns, "h2"), startHost(t, ns, "h3")
-	for _, h := range []*host{h1, h2, h3} {
-		h.waitReady(t)
-	}
-	a := addr("203.0.113.80")
-	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
-	h2.sink.waitBlocks(t, a, 1)
-	h3.sink.waitBlocks(t, a, 1)
-	h3.c.Unblock(a)
-	for _, h := range []*host{h1, h2} {
-		h.sink.waitFor(t, "the lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 })
-		if _, ls := h.sink.snapshot(); ls[0].Addr != a || ls[0].By != "h3" || ls[0].At.IsZero() {
-			t.Errorf("%s lift %+v", h.c.Name(), ls[0])
-		}
-		if len(h.c.Blocks()) != 0 {
-			t.Errorf("%s still lists %v", h.c.Name(), h.c.Blocks())
-		}
-	}
-	// h1's record is purged by h1 itself.
-	kv, err := adminJS(t, ns).KeyValue(context.Background(), BucketBlocks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitPurged(t, kv, HostAddrKey("h1", a), "h1 did not purge its record after the lift")
-	time.Sleep(200 * time.Millisecond)
-	if _, ls := h3.sink.snapshot(); len(ls) != 0 {
-		t.Errorf("the lifting host was told of its own lift: %v", ls)
-	}
-	if l := h3.c.Blocks(); len(l) != 0 {
-		t.Errorf("h3 still lists %v", l)
-	}
-	// A new detection after the lift blocks again everywhere.
-	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
-	h2.sink.waitBlocks(t, a, 2)
-	h3.sink.waitBlocks(t, a, 2)
-	// A host that starts after the lift gets the new block, not the old.
-	h4 := startHost(t, ns, "h4")
-	h4.waitReady(t)
-	if bs := h4.sink.blocksOf(a); len(bs) != 1 {
-		t.Errorf("h4 got %v", bs)
-	}
-}
-
 // TestMaxTimeout: the publisher caps a block at its fleet.max_timeout, in
 // the record and in its TTL; a receiver whose fleet.max_timeout is shorter
 // refuses a record that claims to last longer than that from its creation

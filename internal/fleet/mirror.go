@@ -37,19 +37,24 @@ type mirror struct {
 	names     map[string]string        // host names, interned
 	delivered map[netip.Addr]time.Time // the latest Expires passed to the Sink
 	own       map[netip.Addr]time.Time // this host's block records: their time on the servers
-	lifts     map[netip.Addr]Lift      // the latest lift of each address
+	lifts     map[netip.Addr]Lift      // the administrator's latest lift of each address
+	hostLifts map[hostAddr]time.Time   // each host's latest lift of its own block of an address
 	hosts     map[string][]netip.Addr  // each host's claim of its addresses: shown, never trusted
 	unlisted  map[string]struct{}      // hosts whose claim fleet.hosts does not cover, logged
 	revs      map[string]uint64        // bucket/key: the revision handled
 	refused   map[netip.Addr]struct{}  // refusals logged
 	// refusalLog bounds the refusal lines a second.
 	refusalLog lineBudget
+	// pendingLifts: hosts' lifts read while replaying the buckets, passed
+	// on once the blocks are replayed too (whether a record still holds
+	// the address is known only then).
+	pendingLifts []Lift
 }
 
 func newMirror() mirror {
 	return mirror{
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
-		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hosts: map[string][]netip.Addr{},
+		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
 		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, unlisted: map[string]struct{}{},
 	}
 }
@@ -379,6 +384,7 @@ func (c *Client) watch(ctx context.Context) error {
 			c.vanished(bucket, key)
 		}
 	}
+	c.passPendingLifts()
 	c.readyOnce.Do(func() {
 		c.mu.Lock()
 		n, hosts := c.m.count(c.now()), len(c.m.hosts)
@@ -451,7 +457,7 @@ func (c *Client) handle(bucket string, e jetstream.KeyValueEntry, initial bool) 
 	case BucketHosts:
 		err = c.handleHost(e, del)
 	case BucketLifts:
-		err = c.handleLift(e, del)
+		err = c.handleLift(e, del, initial)
 	case BucketBlocks:
 		err = c.handleBlock(e, del, initial)
 	}
@@ -469,8 +475,8 @@ func (c *Client) vanished(bucket, key string) {
 	case BucketHosts:
 		delete(c.m.hosts, key)
 	case BucketLifts:
-		if host, a, err := ParseHostAddrKey(key); err == nil && c.m.lifts[a].By == host {
-			delete(c.m.lifts, a)
+		if host, a, err := ParseHostAddrKey(key); err == nil {
+			c.m.dropLift(host, a)
 		}
 	case BucketBlocks:
 		if host, a, err := ParseHostAddrKey(key); err == nil {
@@ -545,52 +551,6 @@ func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
 	return out
 }
 
-func (c *Client) handleLift(e jetstream.KeyValueEntry, del bool) error {
-	host, a, err := ParseHostAddrKey(e.Key())
-	if err != nil {
-		return err
-	}
-	if del {
-		c.mu.Lock()
-		if l, ok := c.m.lifts[a]; ok && l.By == host {
-			delete(c.m.lifts, a)
-		}
-		c.mu.Unlock()
-		return nil
-	}
-	var r liftRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return fmt.Errorf("lift record: %w", err)
-	}
-	l := Lift{Addr: a, By: host, At: e.Created()}
-	c.mu.Lock()
-	if old, ok := c.m.lifts[a]; !ok || old.At.Before(l.At) {
-		c.m.lifts[a] = l
-	}
-	c.m.release(a, func(h held) bool { return h.created < l.At.UnixNano() })
-	delete(c.m.delivered, a)
-	ownAt, own := c.m.own[a]
-	c.mu.Unlock()
-	if own && ownAt.Before(l.At) && host != c.name {
-		c.purgeOwn(a)
-	}
-	if host == c.name {
-		return nil // Unblock: lifted here already, own record purged
-	}
-	c.st.lifted.Add(1)
-	c.log.Info("fleet: lifted fleet-wide by an administrator", "addr", a, "by", host)
-	c.opts.Sink.FleetUnblock(l)
-	return nil
-}
-
-// purgeOwn queues the purge of this host's block record of a.
-func (c *Client) purgeOwn(a netip.Addr) {
-	s := Subject(BucketBlocks, HostAddrKey(c.name, a))
-	c.out.remove(s)
-	c.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
-		expires: c.now().Add(c.maxTimeout)})
-}
-
 func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error {
 	host, a, err := ParseHostAddrKey(e.Key())
 	if err != nil {
@@ -604,8 +564,7 @@ func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error
 	}
 	created := e.Created()
 	c.mu.Lock()
-	l, lifted := c.m.lifts[a]
-	lifted = lifted && !created.After(l.At)
+	lifted := c.m.liftedAt(host, a, created)
 	if host == c.name {
 		c.m.own[a] = created
 		c.mu.Unlock()
