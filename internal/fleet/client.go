@@ -190,6 +190,10 @@ type Client struct {
 	// counts: addresses whose sighting the servers acknowledged, for the
 	// correlator; full: the count is skipped (a flood), never the publisher.
 	counts chan netip.Addr
+	// confirmIn, confirmOut: other hosts' correlated records to count,
+	// and their counts (confirm.go).
+	confirmIn  chan confirmReq
+	confirmOut chan confirmRes
 
 	mu        sync.Mutex
 	nc        *nats.Conn
@@ -243,13 +247,21 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		reconnected: make(chan struct{}, 1),
 		self:        make(chan Block, 1024),
 		counts:      make(chan netip.Addr, sightingRate),
+		confirmIn:   make(chan confirmReq, confirmQueue),
+		confirmOut:  make(chan confirmRes, confirmQueue),
 		lastSeen:    map[netip.Addr]time.Time{},
 		m:           newMirror(),
 	}
+	c.defaults()
+	return c, nil
+}
+
+// defaults fills what New's configuration and options leave unset.
+func (c *Client) defaults() {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
-	c.log = c.log.With("fleet", name)
+	c.log = c.log.With("fleet", c.name)
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -266,12 +278,11 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 	if c.replicas <= 0 {
 		c.replicas = 3
 	}
-	size := opts.OutboxSize
+	size := c.opts.OutboxSize
 	if size <= 0 {
 		size = 65536
 	}
 	c.out = newOutbox(size)
-	return c, nil
 }
 
 // Name is this host's fleet name.
@@ -307,6 +318,7 @@ func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.publisher(ctx) })
 	wg.Go(func() { c.correlator(ctx) })
+	wg.Go(func() { c.confirmer(ctx) })
 	c.mirrorLoop(ctx)
 	wg.Wait()
 	return nil

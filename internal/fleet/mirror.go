@@ -45,6 +45,8 @@ type mirror struct {
 	refused   map[netip.Addr]struct{}  // refusals logged
 	// refusalLog bounds the refusal lines a second.
 	refusalLog lineBudget
+	// confirming: each host's correlated records waiting for their count.
+	confirming map[string]int
 	// pendingLifts: hosts' lifts read while replaying the buckets, passed
 	// on once the blocks are replayed too (whether a record still holds
 	// the address is known only then).
@@ -55,7 +57,7 @@ func newMirror() mirror {
 	return mirror{
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
 		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
-		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, unlisted: map[string]struct{}{},
+		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unlisted: map[string]struct{}{},
 	}
 }
 
@@ -319,11 +321,31 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 // delivered), then updates, until ctx is done, a reconnect or a watcher
 // closes.
 func (c *Client) watch(ctx context.Context) error {
-	js, _, _ := c.conn()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var w watchers
 	defer w.stop()
+	kvs, err := c.startWatchers(wctx, cancel, &w)
+	if err != nil {
+		return err
+	}
+	if err := c.replay(ctx, w); err != nil {
+		return err
+	}
+	c.readyOnce.Do(func() {
+		c.mu.Lock()
+		n, hosts := c.m.count(c.now()), len(c.m.hosts)
+		c.mu.Unlock()
+		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts)
+		close(c.ready)
+	})
+	return c.follow(ctx, w, newStallCheck(kvs[BucketLifts], kvs[BucketBlocks]))
+}
+
+// startWatchers binds the buckets and starts their watchers in w; cancel
+// ends wctx, the watchers' lifetime, when one takes too long to start.
+func (c *Client) startWatchers(wctx context.Context, cancel context.CancelFunc, w *watchers) (map[string]jetstream.KeyValue, error) {
+	js, _, _ := c.conn()
 	kvs := map[string]jetstream.KeyValue{}
 	for _, x := range []struct {
 		bucket string
@@ -333,7 +355,7 @@ func (c *Client) watch(ctx context.Context) error {
 		kv, err := js.KeyValue(rctx, x.bucket)
 		rcancel()
 		if err != nil {
-			return fmt.Errorf("bucket %s: %w", x.bucket, err)
+			return nil, fmt.Errorf("bucket %s: %w", x.bucket, err)
 		}
 		kvs[x.bucket] = kv
 		// A watcher lives as long as its context: bound the requests that
@@ -344,9 +366,16 @@ func (c *Client) watch(ctx context.Context) error {
 			err = context.DeadlineExceeded
 		}
 		if err != nil {
-			return fmt.Errorf("watch %s: %w", x.bucket, err)
+			return nil, fmt.Errorf("watch %s: %w", x.bucket, err)
 		}
 	}
+	return kvs, nil
+}
+
+// replay handles the watchers' initial values, bucket after bucket, then
+// forgets what vanished while this host was away (expired, its marker
+// gone) and passes on the hosts' lifts it read.
+func (c *Client) replay(ctx context.Context, w watchers) error {
 	c.mu.Lock()
 	before := make(map[string]bool, len(c.m.revs))
 	for k := range c.m.revs {
@@ -370,6 +399,8 @@ func (c *Client) watch(ctx context.Context) error {
 					seen[x.bucket+"/"+e.Key()] = true
 					c.handle(x.bucket, e, true)
 				}
+			case r := <-c.confirmOut:
+				c.confirmed(r)
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-c.reconnected:
@@ -377,7 +408,6 @@ func (c *Client) watch(ctx context.Context) error {
 			}
 		}
 	}
-	// What vanished while this host was away (expired, its marker gone).
 	for k := range before {
 		if !seen[k] {
 			bucket, key, _ := strings.Cut(k, "/")
@@ -385,59 +415,60 @@ func (c *Client) watch(ctx context.Context) error {
 		}
 	}
 	c.passPendingLifts()
-	c.readyOnce.Do(func() {
-		c.mu.Lock()
-		n, hosts := c.m.count(c.now()), len(c.m.hosts)
-		c.mu.Unlock()
-		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts)
-		close(c.ready)
-	})
+	return nil
+}
+
+// follow handles the watchers' updates, the counts of correlated records
+// and this host's own correlated blocks, sweeps, and checks the watchers
+// with st, until ctx is done, a reconnect, or a watcher closes or stalls.
+func (c *Client) follow(ctx context.Context, w watchers, st *stallChecker) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	st := newStallCheck(kvs[BucketLifts], kvs[BucketBlocks])
 	var maxRev [2]uint64 // delivered: lifts, blocks
 	for {
+		var bucket string
+		var e jetstream.KeyValueEntry
+		var ok bool
 		select {
 		case r := <-st.results:
 			if st.stalled(r, maxRev) {
 				return errStalled
 			}
-		case e, ok := <-w.hosts.Updates():
-			if !ok || e == nil {
-				if !ok {
-					return fmt.Errorf("%s: %w", BucketHosts, errClosed)
-				}
-				continue
-			}
-			c.handle(BucketHosts, e, false)
-		case e, ok := <-w.lifts.Updates():
-			if !ok || e == nil {
-				if !ok {
-					return fmt.Errorf("%s: %w", BucketLifts, errClosed)
-				}
-				continue
-			}
-			maxRev[0] = max(maxRev[0], e.Revision())
-			c.handle(BucketLifts, e, false)
-		case e, ok := <-w.blocks.Updates():
-			if !ok || e == nil {
-				if !ok {
-					return fmt.Errorf("%s: %w", BucketBlocks, errClosed)
-				}
-				continue
-			}
-			maxRev[1] = max(maxRev[1], e.Revision())
-			c.handle(BucketBlocks, e, false)
+			continue
+		case e, ok = <-w.hosts.Updates():
+			bucket = BucketHosts
+		case e, ok = <-w.lifts.Updates():
+			bucket = BucketLifts
+		case e, ok = <-w.blocks.Updates():
+			bucket = BucketBlocks
 		case b := <-c.self:
 			c.deliver(b)
+			continue
+		case r := <-c.confirmOut:
+			c.confirmed(r)
+			continue
 		case now := <-tick.C:
 			c.sweep()
 			st.maybeStart(ctx, now)
+			continue
 		case <-c.reconnected:
 			return errReconnected
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if !ok {
+			return fmt.Errorf("%s: %w", bucket, errClosed)
+		}
+		if e == nil {
+			continue
+		}
+		switch bucket {
+		case BucketLifts:
+			maxRev[0] = max(maxRev[0], e.Revision())
+		case BucketBlocks:
+			maxRev[1] = max(maxRev[1], e.Revision())
+		}
+		c.handle(bucket, e, false)
 	}
 }
 
@@ -588,12 +619,22 @@ func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error
 	if !c.acceptable(&b, created, now) {
 		return nil
 	}
+	if b.Origin == OriginCorrelate {
+		c.askConfirm(confirmReq{b: b, key: e.Key(), rev: e.Revision(), created: created})
+		return nil
+	}
+	c.enforce(b, created)
+	return nil
+}
+
+// enforce holds b, another host's record created at created, and passes it
+// to the Sink.
+func (c *Client) enforce(b Block, created time.Time) {
 	c.mu.Lock()
 	// The Sink's record shares the interned name, not the key's bytes.
-	b.Host = c.m.hold(a, held{host: host, expires: b.Expires.UnixNano(), created: created.UnixNano()})
+	b.Host = c.m.hold(b.Addr, held{host: b.Host, expires: b.Expires.UnixNano(), created: created.UnixNano()})
 	c.mu.Unlock()
 	c.deliver(b)
-	return nil
 }
 
 // clockSlack is how far the clocks of a publishing host and of the

@@ -92,7 +92,7 @@ func TestCorrelation(t *testing.T) {
 	}
 	for _, h := range hs {
 		b := h.sink.waitBlocks(t, three, 1)[0]
-		if b.Origin != OriginCorrelate || !slices.Equal(b.Seen, []string{"h1", "h2", "h3"}) ||
+		if b.Origin != OriginCorrelate || !b.Corroborated || b.Evidence != EvidenceForgeable || !slices.Equal(b.Seen, []string{"h1", "h2", "h3"}) ||
 			!nearly(b.Expires, time.Now().Add(time.Hour), 10*time.Second) || !strings.Contains(b.Reason, "h1, h2, h3") {
 			t.Errorf("%s got %+v", h.c.Name(), b)
 		}
