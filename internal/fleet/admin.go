@@ -24,6 +24,7 @@ type Admin struct {
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	maxTimeout time.Duration
+	window     time.Duration
 	now        func() time.Time
 }
 
@@ -52,9 +53,12 @@ func DialAdmin(cfg config.Fleet, opts ...nats.Option) (*Admin, error) {
 		nc.Close()
 		return nil, fmt.Errorf("fleet: jetstream: %w", err)
 	}
-	a := &Admin{nc: nc, js: js, maxTimeout: time.Duration(cfg.MaxTimeout), now: time.Now}
+	a := &Admin{nc: nc, js: js, maxTimeout: time.Duration(cfg.MaxTimeout), window: time.Duration(cfg.Correlate.Window), now: time.Now}
 	if a.maxTimeout <= 0 {
 		a.maxTimeout = config.DefaultFleetMaxTimeout
+	}
+	if a.window <= 0 {
+		a.window = config.DefaultFleetCorrelateWindow
 	}
 	return a, nil
 }

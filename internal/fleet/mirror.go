@@ -47,6 +47,7 @@ type mirror struct {
 	refusalLog lineBudget
 	// confirming: each host's correlated records waiting for their count.
 	confirming map[string]int
+	unbounded  map[string]struct{} // buckets without limits, logged
 	// pendingLifts: hosts' lifts read while replaying the buckets, passed
 	// on once the blocks are replayed too (whether a record still holds
 	// the address is known only then).
@@ -57,7 +58,7 @@ func newMirror() mirror {
 	return mirror{
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
 		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
-		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unlisted: map[string]struct{}{},
+		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
 	}
 }
 
@@ -254,66 +255,6 @@ func (c *Client) waitConnected(ctx context.Context) bool {
 		case <-t.C:
 		}
 	}
-}
-
-// bucketConfig is the configuration of a bucket this host creates.
-func (c *Client) bucketConfig(name string) jetstream.KeyValueConfig {
-	kc := jetstream.KeyValueConfig{Bucket: name, History: 1, Replicas: c.replicas, MaxValueSize: 16 << 10,
-		Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute}
-	switch name {
-	case BucketBlocks:
-		kc.Description = "portsentry-nft: each host's blocks, key <host>.<address>, TTL the block's time left"
-	case BucketLifts:
-		kc.Description = "portsentry-nft: fleet-wide unblocks, key <host>.<address> (the admin's host)"
-	case BucketSightings:
-		kc.Description = "portsentry-nft: tripwire probes seen, key <address>.<host>, TTL correlate.window"
-		kc.LimitMarkerTTL = time.Second // expired sightings must stop counting at once
-	case BucketHosts:
-		kc.Description = "portsentry-nft: each host's own addresses, key <host>, as it claims them (they protect nothing)"
-	}
-	return kc
-}
-
-// ensureBuckets creates the buckets that do not exist (or binds to them).
-func (c *Client) ensureBuckets(ctx context.Context) error {
-	js, _, _ := c.conn()
-	c.mu.Lock()
-	ok := c.bucketsOK
-	c.mu.Unlock()
-	if ok {
-		return nil
-	}
-	// Each request has a bound of its own: while a cluster has no leader,
-	// requests go unanswered, and the next try is better than a long wait.
-	for _, name := range []string{BucketHosts, BucketLifts, BucketBlocks, BucketSightings} {
-		rctx, cancel := context.WithTimeout(ctx, apiTimeout)
-		_, err := js.KeyValue(rctx, name)
-		cancel()
-		if err == nil {
-			continue
-		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("bucket %s: %w", name, err)
-		}
-		rctx, cancel = context.WithTimeout(ctx, apiTimeout)
-		_, err = js.CreateKeyValue(rctx, c.bucketConfig(name))
-		cancel()
-		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("create bucket %s: %w", name, err)
-		}
-		c.log.Info("fleet: created bucket", "bucket", name, "replicas", c.replicas)
-	}
-	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
-	defer cancel()
-	s, err := js.Stream(rctx, "KV_"+BucketSightings)
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", BucketSightings, err)
-	}
-	c.mu.Lock()
-	c.sightings = s
-	c.bucketsOK = true
-	c.mu.Unlock()
-	c.out.kick()
-	return nil
 }
 
 // watch runs one generation of watchers: the initial values (hosts, then
