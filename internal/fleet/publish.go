@@ -96,20 +96,7 @@ func (c *Client) send(ctx context.Context, js jetstream.JetStream, ops []*op) (f
 	var fl []inflight
 	var firstErr error
 	for _, o := range ops {
-		m := &nats.Msg{Subject: o.subject, Data: o.data, Header: nats.Header{}}
-		for k, v := range o.header {
-			m.Header[k] = slices.Clone(v)
-		}
-		var opts []jetstream.PublishOpt
-		switch {
-		case o.ttl > 0:
-			opts = append(opts, jetstream.WithMsgTTL(o.ttl))
-		case !o.expires.IsZero():
-			// Whole seconds, rounded up: the servers take no less than 1s.
-			ttl := o.expires.Sub(now)
-			ttl = (ttl + time.Second - 1).Truncate(time.Second)
-			opts = append(opts, jetstream.WithMsgTTL(max(ttl, time.Second)))
-		}
+		m, opts := o.msg(now)
 		f, err := js.PublishMsgAsync(m, opts...)
 		if err != nil {
 			firstErr = err
@@ -149,6 +136,23 @@ func (c *Client) send(ctx context.Context, js jetstream.JetStream, ops []*op) (f
 		}
 	}
 	return failed
+}
+
+// msg is o's message and its TTL, the time o has left at now.
+func (o *op) msg(now time.Time) (*nats.Msg, []jetstream.PublishOpt) {
+	m := &nats.Msg{Subject: o.subject, Data: o.data, Header: nats.Header{}}
+	for k, v := range o.header {
+		m.Header[k] = slices.Clone(v)
+	}
+	switch {
+	case o.ttl > 0:
+		return m, []jetstream.PublishOpt{jetstream.WithMsgTTL(o.ttl)}
+	case !o.expires.IsZero():
+		// Whole seconds, rounded up: the servers take no less than 1s.
+		ttl := (o.expires.Sub(now) + time.Second - 1).Truncate(time.Second)
+		return m, []jetstream.PublishOpt{jetstream.WithMsgTTL(max(ttl, time.Second))}
+	}
+	return m, nil
 }
 
 // Sighting reports a tripwire probe from addr seen here, that did not (or
