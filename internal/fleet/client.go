@@ -227,6 +227,9 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 	if !config.ValidFleetName(name) {
 		return nil, fmt.Errorf("fleet: %q is not a valid fleet name", name)
 	}
+	if name == AdminName {
+		return nil, fmt.Errorf("fleet: %q is the fleet administrator's name, which no host may take", name)
+	}
 	for _, f := range []string{cfg.Credentials, cfg.NKey, cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key} {
 		if f == "" {
 			continue

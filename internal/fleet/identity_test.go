@@ -177,7 +177,13 @@ func TestAdminBlock(t *testing.T) {
 	if err := adm.Block(t.Context(), []netip.Addr{a}, 2*time.Hour, "seen in the abuse feed"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := New(testCfg(AdminName), Options{Sink: newSink()}); err == nil {
+		t.Error("a host's client took the administrator's name")
+	}
 	b := h1.sink.waitBlocks(t, a, 1)[0]
+	if l := h1.c.Blocks(); len(l) != 1 || !l[0].Admin {
+		t.Errorf("h1 lists %+v, want the administrator's block", l)
+	}
 	if !b.Admin || b.Host != AdminName || b.Evidence != EvidenceAdmin || b.Origin != OriginManual ||
 		b.Reason != "seen in the abuse feed" || !nearly(b.Expires, time.Now().Add(2*time.Hour), 10*time.Second) {
 		t.Errorf("h1 got %+v, want the administrator's block for 2h", b)

@@ -122,13 +122,13 @@ func (m *mirror) release(a netip.Addr, drop func(held) bool) {
 }
 
 // list returns the blocks in force at now, by address and host (Addr,
-// Host and Expires: the details went to the Sink).
+// Host, Admin and Expires: the details went to the Sink).
 func (m *mirror) list(now time.Time) []Block {
 	var out []Block
 	for a, hs := range m.blocks {
 		for _, h := range hs {
 			if h.expires > now.UnixNano() {
-				out = append(out, Block{Addr: a, Host: h.host, Expires: h.ends()})
+				out = append(out, Block{Addr: a, Host: h.host, Admin: h.host == AdminName, Expires: h.ends()})
 			}
 		}
 	}
