@@ -102,6 +102,8 @@ _portsentry_nft() {
 		switch s.name {
 		case "completion":
 			args = "bash zsh"
+		case "fleet":
+			args = "block unblock list setup"
 		}
 		fmt.Fprintf(w, "\t%s) opts=%q; files=%q; args=%q ;;\n", s.name, strings.Join(s.flags, " "), strings.Join(s.fileFlags, " "), args)
 	}
@@ -151,6 +153,8 @@ _portsentry_nft() {
 		compadd -a opts
 	elif [[ $words[2] == completion ]]; then
 		compadd bash zsh
+	elif [[ $words[2] == fleet ]] && (( CURRENT == 3 )); then
+		compadd block unblock list setup
 	elif [[ $words[2] == import ]]; then
 		_files
 	fi

@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"list":    {"list blocked addresses with remaining time and scan details", cmdList},
 	"block":   {"block addresses now (--timeout D, --file F)", cmdBlock},
 	"unblock": {"lift the blocks of addresses, or of all (--all)", cmdUnblock},
+	"fleet":   {"act as the fleet's administrator: block, unblock, list, setup (no daemon)", cmdFleet},
 }
 
 func main() {

@@ -105,6 +105,12 @@ const (
 	DefaultFleetHostShare       = 0.25
 )
 
+// FleetAdminName is the fleet administrator's name: the key host of the
+// records only the administrator's NATS user may write (a fleet-wide lift,
+// an administrator's block), which every host trusts as such. No host may
+// take it; the administrator's own file (LoadFleetAdmin) must.
+const FleetAdminName = "admin"
+
 // fleetNameRe is what a fleet name may be: one NATS subject token that is
 // also a JetStream key token and a user name in the servers' permissions.
 var fleetNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -130,6 +136,9 @@ func DefaultFleetName() string {
 func (v *validator) fleet(f Fleet, pw passwordFile) {
 	n := v.pos["fleet"]
 	if n == nil || n.Tag == "!!null" {
+		if v.fleetAdmin {
+			v.bad("fleet", "the fleet administrator's file needs a fleet section: the servers, name: %s and the administrator's credentials", FleetAdminName)
+		}
 		return // no section, or "fleet:" alone: no fleet
 	}
 	if !f.Enabled() {
@@ -140,12 +149,7 @@ func (v *validator) fleet(f Fleet, pw passwordFile) {
 			v.bad(keyIndex("fleet.servers", i), "%s, got %q", msg, s)
 		}
 	}
-	switch {
-	case f.Name != "" && !ValidFleetName(f.Name):
-		v.bad("fleet.name", "want 1-64 letters, digits, '-' or '_' (one NATS subject token), got %q", f.Name)
-	case f.Name == "" && f.Enabled() && !ValidFleetName(DefaultFleetName()):
-		v.badNear("fleet.name", "fleet", "the host name %q is not a valid fleet name (1-64 letters, digits, '-' or '_'); set fleet.name", DefaultFleetName())
-	}
+	v.fleetName(f)
 	v.fleetCredentials(f, pw)
 	v.fleetTLS(f.TLS)
 	if k := f.Correlate.Hosts; k != 0 && (k < 2 || k > 1000) {
@@ -161,6 +165,24 @@ func (v *validator) fleet(f Fleet, pw passwordFile) {
 		v.bad("fleet.host_share", "want a part of block.set_size above 0 and at most 0.75 (a quarter is kept for local detection), got %g", h)
 	}
 	v.fleetHosts(f.Hosts)
+}
+
+// fleetName checks fleet.name: a NATS subject token, and FleetAdminName
+// in the administrator's file and nowhere else (the records under that
+// name are the administrator's, which every host trusts).
+func (v *validator) fleetName(f Fleet) {
+	switch {
+	case v.fleetAdmin && f.Name != FleetAdminName:
+		v.badNear("fleet.name", "fleet", "the fleet administrator's file needs name: %s (the identity whose records every host trusts), got %q", FleetAdminName, f.Name)
+	case f.Name == FleetAdminName && !v.fleetAdmin:
+		v.bad("fleet.name", "%q is reserved for the fleet's administrator (portsentry-nft fleet --config ADMIN.yaml); give this host a name of its own", f.Name)
+	case f.Name != "" && !ValidFleetName(f.Name):
+		v.bad("fleet.name", "want 1-64 letters, digits, '-' or '_' (one NATS subject token), got %q", f.Name)
+	case f.Name == "" && f.Enabled() && !ValidFleetName(DefaultFleetName()):
+		v.badNear("fleet.name", "fleet", "the host name %q is not a valid fleet name (1-64 letters, digits, '-' or '_'); set fleet.name", DefaultFleetName())
+	case f.Name == "" && f.Enabled() && DefaultFleetName() == FleetAdminName:
+		v.badNear("fleet.name", "fleet", "the host name %q is reserved for the fleet's administrator; set fleet.name", FleetAdminName)
+	}
 }
 
 // fleetHosts checks fleet.hosts: addresses and CIDRs without host bits, at

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -121,6 +124,7 @@ func TestFleetErrors(t *testing.T) {
 		{"second server", "fleet:\n  servers:\n    - nats://n1\n    - nats://n2:99999\n  name: h1\n", "fleet.servers[1]", 4, "port from 1 to 65535"},
 		{"name dot", "fleet:\n  servers: [nats://n1]\n  name: web.example\n", "fleet.name", 3, "one NATS subject token"},
 		{"name wildcard", "fleet:\n  servers: [nats://n1]\n  name: \"h*\"\n", "fleet.name", 3, "one NATS subject token"},
+		{"name admin", "fleet:\n  servers: [nats://n1]\n  name: admin\n", "fleet.name", 3, "reserved for the fleet's administrator"},
 		{"name too long", "fleet:\n  servers: [nats://n1]\n  name: " + strings.Repeat("a", 65) + "\n", "fleet.name", 3, "1-64"},
 		{"two kinds", head + "  credentials: /etc/f.creds\n  nkey: /etc/f.nk\n", "fleet.nkey", 5, "one kind of credentials"},
 		{"three kinds", head + "  user: h1\n  password: x\n  credentials: /etc/f.creds\n", "fleet.user", 4, "fleet.credentials is given too"},
@@ -155,6 +159,38 @@ func TestFleetErrors(t *testing.T) {
 				t.Errorf("first error %q (key %q, line %d), want key %q at line %d containing %q\nall: %v", e.Error(), e.Key, e.Line, tt.key, tt.line, tt.msg, es)
 			}
 		})
+	}
+}
+
+// TestFleetAdminFile: the administrator's file (LoadFleetAdmin) needs a
+// fleet section named admin, the name no host's file may take.
+func TestFleetAdminFile(t *testing.T) {
+	const y = "fleet:\n  servers: [tls://n1:4222]\n  name: admin\n  user: admin\n  password_file: /etc/portsentry-nft/admin.password\n"
+	pw := filepath.Join(t.TempDir(), "admin.password")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseFleetAdmin("admin.yaml", []byte(strings.Replace(y, "/etc/portsentry-nft/admin.password", pw, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Fleet.Name != FleetAdminName || c.Fleet.User != "admin" || c.Fleet.Password.Reveal() != "s3cret" {
+		t.Errorf("fleet %+v", c.Fleet)
+	}
+	for _, tt := range []struct {
+		yaml, key string
+		line      int
+		msg       string
+	}{
+		{"fleet:\n  servers: [nats://n1]\n  name: h1\n", "fleet.name", 3, "needs name: admin"},
+		{"fleet:\n  servers: [nats://n1]\n", "fleet.name", 2, "needs name: admin"},
+		{"block: {timeout: 2h}\n", "fleet", 0, "needs a fleet section"},
+	} {
+		_, err := ParseFleetAdmin("admin.yaml", []byte(tt.yaml))
+		var es Errors
+		if !errors.As(err, &es) || es[0].Key != tt.key || es[0].Line != tt.line || !strings.Contains(es[0].Msg, tt.msg) {
+			t.Errorf("ParseFleetAdmin(%q) = %v, want %s at line %d: %q", tt.yaml, err, tt.key, tt.line, tt.msg)
+		}
 	}
 }
 

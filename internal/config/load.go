@@ -27,7 +27,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, Errors{{File: path, Msg: err.Error()}}
 	}
-	return parse(path, data, mode)
+	return parse(path, data, mode, false)
 }
 
 // Default returns the embedded default configuration.
@@ -44,12 +44,14 @@ func Default() *Config {
 // file), validates the result and derives the fields the rest of the
 // program reads.
 func Parse(file string, data []byte) (*Config, error) {
-	return parse(file, data, 0)
+	return parse(file, data, 0, false)
 }
 
 // parse is Parse of a file whose permission bits are mode (0: unknown),
-// for the warning about a password others may read.
-func parse(file string, data []byte, mode fs.FileMode) (*Config, error) {
+// for the warning about a password others may read; admin: the fleet
+// administrator's file (LoadFleetAdmin), whose fleet.name is the one a
+// host's may not be.
+func parse(file string, data []byte, mode fs.FileMode, admin bool) (*Config, error) {
 	c := &Config{}
 	// The defaults are themselves a file: decode them first, then the user's over them.
 	if err := decodeInto(c, EmbeddedName, defaultYAML); err != nil {
@@ -62,7 +64,7 @@ func parse(file string, data []byte, mode fs.FileMode) (*Config, error) {
 	c.File = file
 	files := readIgnoreFiles(c.IgnoreFiles, file)
 	pw := readPasswordFile(c.Fleet.PasswordFile)
-	if errs := c.validate(d, files, pw); len(errs) > 0 {
+	if errs := c.validate(d, files, pw, admin); len(errs) > 0 {
 		return nil, errs
 	}
 	c.derive(files, pw, func(key string) bool { return d.pos[key] != nil })

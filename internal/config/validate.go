@@ -29,8 +29,8 @@ const maxTimeout = 365 * 24 * time.Hour
 // (interfaces, addresses, ignore, ignore_files, never_block, a command's
 // argv) and tcp and udp aliasing one mapping. The checks run in the order
 // that keeps those ties as they have always come out.
-func (c *Config) validate(d *decoder, files []ignoreFile, pw passwordFile) Errors {
-	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}}
+func (c *Config) validate(d *decoder, files []ignoreFile, pw passwordFile, admin bool) Errors {
+	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}, fleetAdmin: admin}
 	v.interfaces(c.Interfaces)
 	v.addresses(c.Addresses)
 	v.protocol("tcp", c.TCP, len(c.Commands))
@@ -60,6 +60,8 @@ type validator struct {
 	// sortAt is where an error inside an ignore file sorts: at the position
 	// of its ignore_files entry (its own line is in another file).
 	sortAt map[*Error][2]int
+	// fleetAdmin: the file is the fleet administrator's (LoadFleetAdmin).
+	fleetAdmin bool
 }
 
 // bad records a problem at key.

@@ -269,10 +269,15 @@ func (d *Decider) fleetRefusal(r Request) Decision {
 	return Decision{Addr: r.Addr, Origin: r.Origin}
 }
 
-// LiftReaches reports whether an administrator's fleet-wide lift made at
-// at reaches the block cur: only a block that began before the lift does
-// (a later block rests on later evidence).
-func LiftReaches(cur state.Block, at time.Time) bool {
+// LiftReaches reports whether a lift from the fleet made at at reaches
+// the block cur: only a block that began before the lift does (a later
+// block rests on later evidence), and a host's lift of its own record
+// (not the fleet administrator's) only a block of origin fleet: a host
+// never lifts what this host decided itself.
+func LiftReaches(cur state.Block, at time.Time, admin bool) bool {
+	if !admin && cur.Origin != state.OriginFleet {
+		return false
+	}
 	return cur.Expires.Add(-cur.Timeout).Before(at)
 }
 

@@ -158,11 +158,17 @@ func TestKernelElementsTheDecisionRefusesAreLifted(t *testing.T) {
 // An administrator's fleet-wide lift reaches a block that began before it,
 // never a later one.
 func TestLiftReaches(t *testing.T) {
-	b := state.Block{Timeout: time.Hour, Expires: now.Add(30 * time.Minute)} // began at now-30m
+	b := state.Block{Timeout: time.Hour, Expires: now.Add(30 * time.Minute), Origin: state.OriginFleet} // began at now-30m
 	for at, want := range map[time.Time]bool{now: true, now.Add(-29 * time.Minute): true, now.Add(-30 * time.Minute): false, now.Add(-time.Hour): false} {
-		if got := LiftReaches(b, at); got != want {
+		if got := LiftReaches(b, at, false); got != want {
 			t.Errorf("lift at %s: %v, want %v", at.Sub(now), got, want)
 		}
+	}
+	// A host's lift never reaches what this host decided itself; the fleet
+	// administrator's does.
+	b.Origin = state.OriginDetect
+	if LiftReaches(b, now, false) || !LiftReaches(b, now, true) {
+		t.Errorf("a detected block: a host's lift reaches it %v, the administrator's %v; want false, true", LiftReaches(b, now, false), LiftReaches(b, now, true))
 	}
 }
 

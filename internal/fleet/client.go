@@ -22,7 +22,7 @@ import (
 // Origins of the blocks in the fleet's records (Block.Origin).
 const (
 	OriginDetect    = "detect"    // the detector of the host that published it
-	OriginManual    = "manual"    // an administrator's block on that host
+	OriginManual    = "manual"    // an administrator's block on that host (or the fleet administrator's)
 	OriginKernel    = "kernel"    // the kernel's first strike on that host
 	OriginCorrelate = "correlate" // correlate.hosts hosts saw the address within correlate.window
 	// OriginFleet is how the daemon records a block it mirrors; Publish
@@ -30,29 +30,73 @@ const (
 	OriginFleet = "fleet"
 )
 
-// Block is one host's block of an address, as the fleet carries it.
+// What a block rests on, as the host that published it claims
+// (Block.Evidence).
+const (
+	EvidenceForgeable = "forgeable" // tripwire probes: packets anyone can forge
+	EvidenceHandshake = "handshake" // a completed TCP handshake (tcp.verified)
+	EvidenceAdmin     = "admin"     // an administrator's block
+)
+
+// AdminName is the fleet administrator's name: the key host of the
+// records that only the administrator's NATS user may write (the hosts'
+// permissions name their own keys only, and no host may take the name).
+// Its lifts reach every host's blocks; its blocks are the administrator's.
+const AdminName = config.FleetAdminName
+
+// Block is one host's block of an address, as the fleet carries it. A
+// receiver believes of it only what it can check: the key the record was
+// written under (Host, Admin) and, for a correlated block, the sightings
+// (Corroborated). The rest is the publishing host's word.
 type Block struct {
 	Addr netip.Addr
-	// Host is the fleet name of the host whose record it is (Publish
-	// sets it to this host's name).
+	// Host is the host of the record's key: the fleet name whose NATS user
+	// wrote it, as the servers' permissions vouch (AdminName for the
+	// administrator). Publish sets it to this host's name.
 	Host string
-	// Expires is when the block ends. From the fleet, it is capped at
-	// now + fleet.max_timeout; hosts need synchronised clocks (NTP).
+	// Admin: the record's key host is AdminName, so it was written under
+	// the fleet administrator's identity, whose credentials are not
+	// deployed on any host.
+	Admin bool
+	// Corroborated: an OriginCorrelate record whose count this receiver
+	// made itself, from the per-host sighting keys of Addr
+	// ($KV.portsentry_sightings.<addr>.*, each written under its own
+	// host's identity): at least fleet.correlate.hosts distinct hosts.
+	// A correlate record that this receiver does not confirm is refused
+	// and never reaches the Sink; the Seen list and the origin a record
+	// states are never enough. False for the other origins.
+	Corroborated bool
+	// Evidence is what the publishing host claims the block rests on:
+	// EvidenceForgeable, EvidenceHandshake or EvidenceAdmin. A claim, for
+	// the decision to weigh as that host's word (a host may claim
+	// "admin" for its own administrator's block; Admin says whether the
+	// fleet administrator wrote it). Records without one (older
+	// versions) or with an unknown one read as EvidenceForgeable;
+	// Publish writes EvidenceForgeable when it is empty.
+	Evidence string
+	// Expires is when the block ends. Publish caps it at now +
+	// fleet.max_timeout; a received record that claims to last longer
+	// than fleet.max_timeout from its creation on the servers is refused,
+	// not shortened. Hosts need synchronised clocks (NTP).
 	Expires  time.Time
 	Origin   string // OriginDetect, OriginManual, OriginKernel or OriginCorrelate
 	ScanType string // e.g. "TCP SYN scan"
 	Ports    []uint16
 	Reason   string
-	// Seen names the hosts that saw the address (OriginCorrelate).
+	// Seen names the hosts that saw the address (OriginCorrelate), as the
+	// publishing host states them.
 	Seen []string
 }
 
-// Lift is an administrator's fleet-wide unblock of Addr, done on host By at
-// At: blocks of Addr that began before At end everywhere.
+// Lift is a lift of Addr's blocks written at At (the servers' time) under
+// the key host By: the fleet administrator's (Admin), which reaches every
+// host's block of Addr that began before At, or one host's lift of the
+// block it published itself, which reaches only that host's.
 type Lift struct {
-	Addr netip.Addr
-	By   string
-	At   time.Time
+	Addr  netip.Addr
+	By    string
+	At    time.Time
+	Admin bool // By is AdminName
 }
 
 // Sink receives what the fleet decides for this host: the daemon, which
@@ -62,14 +106,20 @@ type Lift struct {
 type Sink interface {
 	// FleetBlock: another host's block of b.Addr, or a fleet-wide
 	// correlated one (possibly published by this host). Enforce it until
-	// b.Expires (capped at fleet.max_timeout); a later call for the same
+	// b.Expires (at most fleet.max_timeout); a later call for the same
 	// address with a later Expires extends it. The address has passed
 	// every refusal (Options.Protected, which holds the fleet's own hosts
-	// and servers; non global addresses).
+	// and servers; non global addresses), the record its checks (an
+	// expiry within fleet.max_timeout of its creation; a correlated block
+	// confirmed here).
 	FleetBlock(b Block)
-	// FleetUnblock: an administrator lifted l.Addr fleet-wide. Remove it
-	// from the kernel and the ledger if the block there began before l.At,
-	// whatever its origin.
+	// FleetUnblock: a lift of l.Addr. The administrator's (l.Admin)
+	// removes the block here if it began before l.At, whatever its
+	// origin. A host's lift of its own block (l.Admin false, l.By the
+	// host) comes only once no record of the fleet holds the address
+	// here any longer (another host's, or this host's own); it must remove
+	// only a block that came from the fleet (origin fleet), never one this
+	// host decided itself, and only if it began before l.At.
 	FleetUnblock(l Lift)
 }
 
@@ -112,7 +162,7 @@ type Stats struct {
 	PublishErrors uint64        // writes that failed and were put back
 	Mirrored      uint64        // other hosts' blocks passed to the Sink
 	Lifted        uint64        // lifts passed to the Sink
-	Refused       uint64        // fleet blocks refused (protected, not global)
+	Refused       uint64        // fleet blocks refused (protected, not global, lasting too long, a correlation not confirmed)
 	Correlated    uint64        // correlated blocks this host published
 	BadRecords    uint64        // records that could not be read
 	Blocks        int           // other hosts' blocks in force, as Blocks lists them
@@ -140,6 +190,10 @@ type Client struct {
 	// counts: addresses whose sighting the servers acknowledged, for the
 	// correlator; full: the count is skipped (a flood), never the publisher.
 	counts chan netip.Addr
+	// confirmIn, confirmOut: other hosts' correlated records to count,
+	// and their counts (confirm.go).
+	confirmIn  chan confirmReq
+	confirmOut chan confirmRes
 
 	mu        sync.Mutex
 	nc        *nats.Conn
@@ -173,6 +227,9 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 	if !config.ValidFleetName(name) {
 		return nil, fmt.Errorf("fleet: %q is not a valid fleet name", name)
 	}
+	if name == AdminName {
+		return nil, fmt.Errorf("fleet: %q is the fleet administrator's name, which no host may take", name)
+	}
 	for _, f := range []string{cfg.Credentials, cfg.NKey, cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key} {
 		if f == "" {
 			continue
@@ -193,13 +250,21 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		reconnected: make(chan struct{}, 1),
 		self:        make(chan Block, 1024),
 		counts:      make(chan netip.Addr, sightingRate),
+		confirmIn:   make(chan confirmReq, confirmQueue),
+		confirmOut:  make(chan confirmRes, confirmQueue),
 		lastSeen:    map[netip.Addr]time.Time{},
 		m:           newMirror(),
 	}
+	c.defaults()
+	return c, nil
+}
+
+// defaults fills what New's configuration and options leave unset.
+func (c *Client) defaults() {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
-	c.log = c.log.With("fleet", name)
+	c.log = c.log.With("fleet", c.name)
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -216,12 +281,11 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 	if c.replicas <= 0 {
 		c.replicas = 3
 	}
-	size := opts.OutboxSize
+	size := c.opts.OutboxSize
 	if size <= 0 {
 		size = 65536
 	}
 	c.out = newOutbox(size)
-	return c, nil
 }
 
 // Name is this host's fleet name.
@@ -257,9 +321,34 @@ func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.publisher(ctx) })
 	wg.Go(func() { c.correlator(ctx) })
+	wg.Go(func() { c.confirmer(ctx) })
 	c.mirrorLoop(ctx)
 	wg.Wait()
 	return nil
+}
+
+// authOptions are the connection's credentials and TLS, as cfg gives them.
+func authOptions(cfg config.Fleet) ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case cfg.Credentials != "":
+		opts = append(opts, nats.UserCredentials(cfg.Credentials))
+	case cfg.User != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
+	case cfg.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(cfg.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: nkey %s: %w", cfg.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if cfg.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLS.CA))
+	}
+	if cfg.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLS.Cert, cfg.TLS.Key))
+	}
+	return opts, nil
 }
 
 // connect sets up the connection; the library connects and reconnects in
@@ -307,24 +396,11 @@ func (c *Client) connect() (*nats.Conn, error) {
 			c.log.Warn("fleet: server reported an error", "err", err)
 		}),
 	}
-	switch {
-	case c.cfg.Credentials != "":
-		opts = append(opts, nats.UserCredentials(c.cfg.Credentials))
-	case c.cfg.User != "":
-		opts = append(opts, nats.UserInfo(c.cfg.User, c.cfg.Password.Reveal()))
-	case c.cfg.NKey != "":
-		o, err := nats.NkeyOptionFromSeed(c.cfg.NKey)
-		if err != nil {
-			return nil, fmt.Errorf("fleet: nkey %s: %w", c.cfg.NKey, err)
-		}
-		opts = append(opts, o)
+	auth, err := authOptions(c.cfg)
+	if err != nil {
+		return nil, err
 	}
-	if c.cfg.TLS.CA != "" {
-		opts = append(opts, nats.RootCAs(c.cfg.TLS.CA))
-	}
-	if c.cfg.TLS.Cert != "" {
-		opts = append(opts, nats.ClientCert(c.cfg.TLS.Cert, c.cfg.TLS.Key))
-	}
+	opts = append(opts, auth...)
 	opts = append(opts, c.opts.NATSOptions...)
 	nc, err := nats.Connect(strings.Join(c.cfg.Servers, ","), opts...)
 	if err != nil {
@@ -352,27 +428,28 @@ func (c *Client) conn() (jetstream.JetStream, *nats.Conn, bool) {
 // waits (the outbox is bounded: when full, b is dropped and counted).
 // Blocks mirrored from the fleet (Origin "fleet"), of protected
 // (Options.Protected) and non-global addresses, and of less than a second
-// left are not published.
+// left are not published. A block is published for fleet.max_timeout at
+// most (the receivers refuse a record that claims to last longer), with
+// b.Evidence (EvidenceForgeable when empty).
 func (c *Client) Publish(b Block) {
 	now := c.now()
 	a := b.Addr.Unmap()
-	if b.Origin == OriginFleet || !b.Expires.After(now.Add(time.Second)) || !c.blockable(a, false) {
+	if b.Origin == OriginFleet || !b.Expires.After(now.Add(time.Second)) || !c.blockable(a, "") {
 		return
 	}
-	ports := b.Ports
-	if len(ports) > maxPorts {
-		ports = ports[:maxPorts]
-	}
-	rec := blockRecord{Addr: a.String(), Expires: b.Expires.UTC(), Origin: b.Origin, ScanType: b.ScanType,
-		Ports: ports, Reason: b.Reason, Seen: b.Seen}
+	exp := c.capped(b.Expires, now)
 	c.out.put(&op{kind: opBlock, subject: Subject(BucketBlocks, HostAddrKey(c.name, a)), addr: a,
-		data: marshal(rec), expires: b.Expires})
+		data: marshal(newBlockRecord(a, exp, b)), expires: exp})
 }
 
-// Unblock lifts addr fleet-wide, as an administrator asked on this host:
-// a lift record that every host honours, and this host's own block record
-// purged. The caller has lifted it here already; this host's Sink is not
-// called for it.
+// Unblock lifts this host's block of addr on every host, as an
+// administrator asked on this host: its block record purged, and a lift
+// under its own name, which reaches this host's records only (a receiver
+// lifts its element once no other record holds the address). Other
+// hosts' blocks of addr stay: a fleet-wide lift is the fleet
+// administrator's (Admin.Unblock, "portsentry-nft fleet unblock"). The
+// caller has lifted it here already; this host's Sink is not called for
+// it.
 func (c *Client) Unblock(addr netip.Addr) {
 	a := addr.Unmap()
 	now := c.now()
@@ -385,7 +462,7 @@ func (c *Client) Unblock(addr netip.Addr) {
 	c.mu.Lock()
 	c.m.forget(a)
 	c.mu.Unlock()
-	c.log.Info("fleet: lifted fleet-wide by an administrator", "addr", a)
+	c.log.Info("fleet: lifted this host's block on every host", "addr", a)
 }
 
 // SetOwnAddresses publishes this host's addresses in its record of the
@@ -456,8 +533,9 @@ func (c *Client) Stats() Stats {
 // blockable says whether the fleet may block a: a global address that
 // Protected does not protect (the fleet's own hosts and servers among
 // them, as this host's configuration lists them; never as a host's record
-// claims). With log, a refusal is counted and logged (once per address).
-func (c *Client) blockable(a netip.Addr, log bool) bool {
+// claims). With from (a received record's key host), a refusal is counted
+// and logged (refuse).
+func (c *Client) blockable(a netip.Addr, from string) bool {
 	why := ""
 	switch {
 	case !a.IsValid():
@@ -472,16 +550,55 @@ func (c *Client) blockable(a netip.Addr, log bool) bool {
 	if why == "" {
 		return true
 	}
-	if log {
-		c.st.refused.Add(1)
-		c.mu.Lock()
-		first := c.m.refusedOnce(a)
-		c.mu.Unlock()
-		if first {
-			c.log.Warn("fleet: refused a fleet block", "addr", a, "why", why)
-		}
+	if from != "" {
+		c.refuse(from, a, why)
 	}
 	return false
+}
+
+// refusalLines bounds the refusal lines logged a second: a host writing
+// records to be refused must not flood the log.
+const refusalLines = 10
+
+// refuse counts a received record of a from host that is not enforced
+// here, and logs it once per address, refusalLines a second at most (the
+// next line says how many were not logged).
+func (c *Client) refuse(host string, a netip.Addr, why string) {
+	c.st.refused.Add(1)
+	now := c.now()
+	c.mu.Lock()
+	first := c.m.refusedOnce(a)
+	ok, unlogged := false, 0
+	if first {
+		ok, unlogged = c.m.refusalLog.allow(now)
+	}
+	c.mu.Unlock()
+	if ok {
+		c.log.Warn("fleet: refused a fleet block", "addr", a, "host", host, "why", why, "unlogged_before", unlogged)
+	}
+}
+
+// lineBudget allows refusalLines lines a second and counts the others.
+type lineBudget struct {
+	start    time.Time
+	n        int
+	unlogged int
+}
+
+// allow reports whether a line may be logged at now, and how many were
+// not since the last one that was.
+func (b *lineBudget) allow(now time.Time) (bool, int) {
+	if now.Sub(b.start) >= time.Second {
+		b.start, b.n = now, 0
+	}
+	if b.n >= refusalLines {
+		b.unlogged++
+		return false, 0
+	}
+	b.n++
+	u := b.unlogged
+	b.unlogged = 0
+	return true, u
 }
 
 // global reports whether a may be blocked at all: not loopback,

@@ -16,51 +16,83 @@
 // Four key-value buckets (JetStream streams KV_<bucket>, history 1, per-key
 // TTL: LimitMarkerTTL set, so an expiry reaches watchers as a purge):
 //
-//	bucket                key              value (JSON)                      TTL
-//	portsentry_blocks     <host>.<addr>    addr, expires, origin, scan_type, the block's time left
-//	                                       ports, reason, seen (correlate)
-//	portsentry_lifts      <host>.<addr>    addr, by, at                      fleet.max_timeout
-//	portsentry_sightings  <addr>.<host>    at                                fleet.correlate.window
+//	bucket                key              value (JSON)                      TTL (MaxAge)
+//	portsentry_blocks     <host>.<addr>    addr, expires, origin, evidence,  the block's time left
+//	                                       scan_type, ports, reason, seen    (fleet.max_timeout)
+//	portsentry_lifts      <host>.<addr>    addr, by, at                      fleet.max_timeout (the same)
+//	portsentry_sightings  <addr>.<host>    at                                fleet.correlate.window (the same)
 //	portsentry_hosts      <host>           addrs, updated (shown, trusted    none
 //	                                       for nothing)
 //
-// <host> is the host's fleet name (fleet.name: letters, digits, '-', '_').
-// <addr> is one subject token (EncodeAddr): 203-0-113-7 for 203.0.113.7,
-// 2001_db8__7 for 2001:db8::7. Records are written to the subjects
-// $KV.<bucket>.<key>, so the servers can let host h1 publish only
+// <host> is the host's fleet name (fleet.name: letters, digits, '-', '_'),
+// or AdminName, "admin", for the fleet's administrator: no host may take
+// that name. <addr> is one subject token (EncodeAddr): 203-0-113-7 for
+// 203.0.113.7, 2001_db8__7 for 2001:db8::7. Records are written to the
+// subjects $KV.<bucket>.<key>, so the servers can let host h1 publish only
 // $KV.portsentry_blocks.h1.*, $KV.portsentry_lifts.h1.*,
 // $KV.portsentry_sightings.*.h1 and $KV.portsentry_hosts.h1: a host writes
-// its own records and nobody else's (deploy/nats has the permissions). A
-// record's host and address are read from its key, never from its value.
+// its own records and nobody else's, and only the administrator's NATS
+// user, whose credentials are never deployed on a host, writes those
+// under admin (deploy/nats has the permissions).
 //
 //   - A block is written with the time it has left as its TTL
-//     (jetstream.WithMsgTTL); a re-ban writes it again with a later expiry,
-//     which extends it. When it expires the servers remove it; the kernel's
-//     element times out by itself at the same moment, so nobody acts.
-//   - A lift is an administrator's fleet-wide unblock (Client.Unblock, from
-//     "portsentry-nft unblock" on any host). A host cannot delete another
-//     host's record, so it writes a lift of its own: every host removes the
-//     address's blocks that began before the lift (Sink.FleetUnblock), and
-//     the host that owns a block record older than the lift purges it.
-//     Times are the servers' timestamps of the records.
+//     (jetstream.WithMsgTTL), fleet.max_timeout at most; a re-ban writes
+//     it again with a later expiry, which extends it. When it expires the
+//     servers remove it; the kernel's element times out by itself at the
+//     same moment, so nobody acts.
+//   - A lift (lift.go) reaches what its key's identity may lift. The
+//     administrator's, admin.<addr> (Admin.Unblock, "portsentry-nft fleet
+//     unblock"), lifts every host's block of addr that began before it
+//     (Sink.FleetUnblock, Lift.Admin), and each host purges its own older
+//     record. A host's, <host>.<addr> (Client.Unblock, "portsentry-nft
+//     unblock" on that host), lifts only that host's block: every
+//     receiver drops that host's record, and tells its Sink only once no
+//     other record (another host's, or its own) holds the address. Times
+//     are the servers' timestamps of the records.
 //   - A sighting is a tripwire probe that did not block (Client.Sighting).
 //     The hosts that saw one address within the window are the subjects
 //     $KV.portsentry_sightings.<addr>.*: one stream info request with that
 //     subject filter counts them. When fleet.correlate.hosts distinct hosts
 //     did, the host that counted them publishes a block of origin
-//     "correlate" naming them.
+//     "correlate" naming them, and every receiver counts again.
 //   - A host's record in portsentry_hosts lists its own addresses
 //     (Client.SetOwnAddresses), for people to read. It protects nothing: a
 //     host's claim about itself is what a compromised host would forge to
-//     make a scanner immune. No host enforces a fleet block of an address
-//     Options.Protected protects (the daemon's guard: local addresses,
-//     gateways, nameservers, never_block, and the fleet's own hosts and
-//     servers as this host's fleet.hosts and fleet.servers list them), or
-//     of a loopback, link-local, multicast or unspecified address; such
-//     records are refused, counted and logged once per address.
+//     make a scanner immune.
 //
-// Timeouts read from the fleet are capped at fleet.max_timeout: a rogue or
-// misconfigured host cannot block an address for a year everywhere.
+// # What a receiver believes
+//
+// A receiver trusts a record only as far as it can check it, never for
+// what the record says about itself:
+//
+//   - Whose it is: the host of its key (Block.Host), which the servers'
+//     permissions vouch for; Block.Admin when that is the administrator.
+//     A record's host and address are read from its key, never from its
+//     value.
+//   - Evidence (Block.Evidence: forgeable, handshake, admin) is the
+//     publishing host's claim, passed on for the decision to weigh as
+//     that host's word; records without one (older versions) read as
+//     forgeable.
+//   - A correlated block (origin correlate) is enforced only when this
+//     receiver counted, from the sighting keys of its address (each
+//     written under its own host's identity: one stream info request with
+//     a subject filter), at least fleet.correlate.hosts distinct hosts
+//     (Block.Corroborated; confirm.go). The Seen list a record states is
+//     not counted.
+//   - How long: a record whose expiry lies more than fleet.max_timeout
+//     (plus a minute for the clocks) after its creation on the servers is
+//     refused, not shortened: a host that writes one with no TTL, or
+//     Nats-TTL "never" (which outlives MaxAge), gets nothing for it.
+//   - No host enforces a fleet block of an address Options.Protected
+//     protects (the daemon's guard: local addresses, gateways,
+//     nameservers, never_block, and the fleet's own hosts and servers as
+//     this host's fleet.hosts and fleet.servers list them), or of a
+//     loopback, link-local, multicast or unspecified address.
+//
+// Refused records are counted (Stats.Refused) and logged once per address,
+// ten lines a second at most.
+//
+// Timeouts read from the fleet are also capped at now + fleet.max_timeout.
 // Expiry times are compared with the local clock: hosts need NTP.
 //
 // # Publishing
@@ -86,13 +118,26 @@
 // delivers the current values, then the updates) run per connection. On a
 // reconnect, or when a watcher closes, they are made anew with backoff and
 // replay the buckets; revisions already handled are skipped, and keys that
-// vanished meanwhile are forgotten. The first complete replay closes Ready.
-// The Sink is called from the mirroring goroutine only.
+// vanished meanwhile are forgotten. The first complete replay closes Ready
+// (correlated blocks may follow it: they wait for their count, which runs
+// on a goroutine of its own, a bounded queue with a bounded share per
+// publishing host). The Sink is called from the mirroring goroutine only.
 //
-// # Buckets and permissions
+// # Buckets, limits and permissions
 //
-// A host creates a bucket that does not exist (it needs
-// $JS.API.STREAM.CREATE.KV_<bucket> for the four buckets, nothing else of
-// the stream API that changes or deletes); an administrator may create them
-// beforehand instead (deploy/nats/README.md), and the hosts then only bind.
+// The servers bound the buckets whatever a host writes (buckets.go):
+// MaxBytes sized per host of the fleet (new writes are refused beyond),
+// MaxAge on blocks, lifts and sightings, and the account's max_file and
+// max_mem in deploy/nats bound them all. These limits are per bucket and
+// per account, not per host: a compromised host can fill a bucket up to
+// its MaxBytes, and the others' new writes to it fail until records age
+// out or the administrator removes that host's.
+//
+// The administrator creates or updates the buckets with their limits
+// (Admin.Setup, "portsentry-nft fleet setup"); a host creates one that is
+// missing (it needs $JS.API.STREAM.CREATE.KV_<bucket> for the four
+// buckets, nothing else of the stream API that changes or deletes), sized
+// for DefaultFleetSize hosts, and says so when a bucket it binds to has no
+// limits. Admin is the administrator's one-shot connection: block,
+// unblock, list and setup, with no daemon.
 package fleet

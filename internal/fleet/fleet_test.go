@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestPublishMirrors(t *testing.T) {
 	for _, h := range []*host{h2, h3} {
 		b := h.sink.waitBlocks(t, a, 1)[0]
 		if b.Host != "h1" || !b.Expires.Equal(exp) || b.Origin != OriginDetect || b.ScanType != "TCP SYN scan" ||
-			!slices.Equal(b.Ports, []uint16{1, 11}) || b.Reason != "scan" {
+			!slices.Equal(b.Ports, []uint16{1, 11}) || b.Reason != "scan" || b.Evidence != EvidenceForgeable || b.Admin || b.Corroborated {
 			t.Errorf("%s got %+v, want h1's block until %v", h.c.Name(), b, exp)
 		}
 		if l := h.c.Blocks(); len(l) != 1 || l[0].Addr != a || l[0].Host != "h1" {
@@ -39,8 +40,10 @@ func TestPublishMirrors(t *testing.T) {
 	}
 	// IPv6 too, and the publisher's counters.
 	a6 := addr("2001:db8::7")
-	h1.c.Publish(Block{Addr: a6, Expires: exp, Origin: OriginManual})
-	h2.sink.waitBlocks(t, a6, 1)
+	h1.c.Publish(Block{Addr: a6, Expires: exp, Origin: OriginManual, Evidence: EvidenceHandshake})
+	if b := h2.sink.waitBlocks(t, a6, 1)[0]; b.Evidence != EvidenceHandshake || b.Admin {
+		t.Errorf("h2 got %+v, want h1's handshake evidence", b)
+	}
 	h1.waitStats(t, "2 published", func(s Stats) bool { return s.Published >= 3 && s.OutboxDepth == 0 }) // + its host record
 	time.Sleep(300 * time.Millisecond)
 	if bs, _ := h1.sink.snapshot(); len(bs) != 0 {
@@ -151,65 +154,47 @@ func TestRebanExtends(t *testing.T) {
 	}
 }
 
-// TestUnblockEverywhere: an administrator's unblock on h3 lifts h1's block
-// on every host, and h1 purges its own record; a later block is honoured.
-func TestUnblockEverywhere(t *testing.T) {
-	ns := startServer(t, nil)
-	h1, h2, h3 := startHost(t, ns, "h1"), startHost(t, ns, "h2"), startHost(t, ns, "h3")
-	for _, h := range []*host{h1, h2, h3} {
-		h.waitReady(t)
-	}
-	a := addr("203.0.113.80")
-	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
-	h2.sink.waitBlocks(t, a, 1)
-	h3.sink.waitBlocks(t, a, 1)
-	h3.c.Unblock(a)
-	for _, h := range []*host{h1, h2} {
-		h.sink.waitFor(t, "the lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 })
-		if _, ls := h.sink.snapshot(); ls[0].Addr != a || ls[0].By != "h3" || ls[0].At.IsZero() {
-			t.Errorf("%s lift %+v", h.c.Name(), ls[0])
-		}
-		if len(h.c.Blocks()) != 0 {
-			t.Errorf("%s still lists %v", h.c.Name(), h.c.Blocks())
-		}
-	}
-	// h1's record is purged by h1 itself.
-	kv, err := adminJS(t, ns).KeyValue(context.Background(), BucketBlocks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitPurged(t, kv, HostAddrKey("h1", a), "h1 did not purge its record after the lift")
-	time.Sleep(200 * time.Millisecond)
-	if _, ls := h3.sink.snapshot(); len(ls) != 0 {
-		t.Errorf("the lifting host was told of its own lift: %v", ls)
-	}
-	if l := h3.c.Blocks(); len(l) != 0 {
-		t.Errorf("h3 still lists %v", l)
-	}
-	// A new detection after the lift blocks again everywhere.
-	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
-	h2.sink.waitBlocks(t, a, 2)
-	h3.sink.waitBlocks(t, a, 2)
-	// A host that starts after the lift gets the new block, not the old.
-	h4 := startHost(t, ns, "h4")
-	h4.waitReady(t)
-	if bs := h4.sink.blocksOf(a); len(bs) != 1 {
-		t.Errorf("h4 got %v", bs)
-	}
-}
-
-// TestCappedTimeout: a timeout from the fleet is capped at max_timeout.
-func TestCappedTimeout(t *testing.T) {
+// TestMaxTimeout: the publisher caps a block at its fleet.max_timeout, in
+// the record and in its TTL; a receiver whose fleet.max_timeout is shorter
+// refuses a record that claims to last longer than that from its creation
+// (it does not shorten it), and takes one that does not.
+func TestMaxTimeout(t *testing.T) {
 	ns := startServer(t, nil)
 	h1 := startHost(t, ns, "h1")
 	h2 := startHost(t, ns, "h2", func(f *config.Fleet, _ *Options) { f.MaxTimeout = config.Duration(time.Hour) })
 	h1.waitReady(t)
 	h2.waitReady(t)
-	a := addr("198.51.100.200")
-	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(30 * 24 * time.Hour), Origin: OriginManual})
-	b := h2.sink.waitBlocks(t, a, 1)[0]
-	if !nearly(b.Expires, time.Now().Add(time.Hour), 5*time.Second) {
-		t.Errorf("expires %v, want about an hour from now", b.Expires)
+	long, short := addr("198.51.100.200"), addr("198.51.100.201")
+	h1.c.Publish(Block{Addr: long, Expires: time.Now().Add(30 * 24 * time.Hour), Origin: OriginManual})
+	h1.c.Publish(Block{Addr: short, Expires: time.Now().Add(30 * time.Minute), Origin: OriginManual})
+	h2.sink.waitBlocks(t, short, 1)
+	h1.waitStats(t, "published", func(s Stats) bool { return s.OutboxDepth == 0 })
+
+	s, err := adminJS(t, ns).Stream(t.Context(), "KV_"+BucketBlocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(t.Context(), Subject(BucketBlocks, HostAddrKey("h1", long)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r blockRecord
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	week := 7 * 24 * time.Hour
+	if !nearly(r.Expires, m.Time.Add(week), 5*time.Second) {
+		t.Errorf("h1 published a block until %v, %s after its creation; want fleet.max_timeout, 7d", r.Expires, r.Expires.Sub(m.Time))
+	}
+	if ttl, err := time.ParseDuration(m.Header.Get(jetstream.MsgTTLHeader)); err != nil || ttl > week+time.Second {
+		t.Errorf("h1 published with Nats-TTL %q (%v), want at most 7d", m.Header.Get(jetstream.MsgTTLHeader), err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if bs := h2.sink.blocksOf(long); len(bs) != 0 {
+		t.Errorf("h2 (fleet.max_timeout 1h) enforced a 7d block: %v", bs)
+	}
+	if st := h2.c.Stats(); st.Refused != 1 {
+		t.Errorf("h2 refused %d records, want 1", st.Refused)
 	}
 }
 

@@ -37,18 +37,28 @@ type mirror struct {
 	names     map[string]string        // host names, interned
 	delivered map[netip.Addr]time.Time // the latest Expires passed to the Sink
 	own       map[netip.Addr]time.Time // this host's block records: their time on the servers
-	lifts     map[netip.Addr]Lift      // the latest lift of each address
+	lifts     map[netip.Addr]Lift      // the administrator's latest lift of each address
+	hostLifts map[hostAddr]time.Time   // each host's latest lift of its own block of an address
 	hosts     map[string][]netip.Addr  // each host's claim of its addresses: shown, never trusted
 	unlisted  map[string]struct{}      // hosts whose claim fleet.hosts does not cover, logged
 	revs      map[string]uint64        // bucket/key: the revision handled
 	refused   map[netip.Addr]struct{}  // refusals logged
+	// refusalLog bounds the refusal lines a second.
+	refusalLog lineBudget
+	// confirming: each host's correlated records waiting for their count.
+	confirming map[string]int
+	unbounded  map[string]struct{} // buckets without limits, logged
+	// pendingLifts: hosts' lifts read while replaying the buckets, passed
+	// on once the blocks are replayed too (whether a record still holds
+	// the address is known only then).
+	pendingLifts []Lift
 }
 
 func newMirror() mirror {
 	return mirror{
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
-		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hosts: map[string][]netip.Addr{},
-		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, unlisted: map[string]struct{}{},
+		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
+		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
 	}
 }
 
@@ -112,13 +122,13 @@ func (m *mirror) release(a netip.Addr, drop func(held) bool) {
 }
 
 // list returns the blocks in force at now, by address and host (Addr,
-// Host and Expires: the details went to the Sink).
+// Host, Admin and Expires: the details went to the Sink).
 func (m *mirror) list(now time.Time) []Block {
 	var out []Block
 	for a, hs := range m.blocks {
 		for _, h := range hs {
 			if h.expires > now.UnixNano() {
-				out = append(out, Block{Addr: a, Host: h.host, Expires: h.ends()})
+				out = append(out, Block{Addr: a, Host: h.host, Admin: h.host == AdminName, Expires: h.ends()})
 			}
 		}
 	}
@@ -247,76 +257,36 @@ func (c *Client) waitConnected(ctx context.Context) bool {
 	}
 }
 
-// bucketConfig is the configuration of a bucket this host creates.
-func (c *Client) bucketConfig(name string) jetstream.KeyValueConfig {
-	kc := jetstream.KeyValueConfig{Bucket: name, History: 1, Replicas: c.replicas, MaxValueSize: 16 << 10,
-		Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute}
-	switch name {
-	case BucketBlocks:
-		kc.Description = "portsentry-nft: each host's blocks, key <host>.<address>, TTL the block's time left"
-	case BucketLifts:
-		kc.Description = "portsentry-nft: fleet-wide unblocks, key <host>.<address> (the admin's host)"
-	case BucketSightings:
-		kc.Description = "portsentry-nft: tripwire probes seen, key <address>.<host>, TTL correlate.window"
-		kc.LimitMarkerTTL = time.Second // expired sightings must stop counting at once
-	case BucketHosts:
-		kc.Description = "portsentry-nft: each host's own addresses, key <host>, as it claims them (they protect nothing)"
-	}
-	return kc
-}
-
-// ensureBuckets creates the buckets that do not exist (or binds to them).
-func (c *Client) ensureBuckets(ctx context.Context) error {
-	js, _, _ := c.conn()
-	c.mu.Lock()
-	ok := c.bucketsOK
-	c.mu.Unlock()
-	if ok {
-		return nil
-	}
-	// Each request has a bound of its own: while a cluster has no leader,
-	// requests go unanswered, and the next try is better than a long wait.
-	for _, name := range []string{BucketHosts, BucketLifts, BucketBlocks, BucketSightings} {
-		rctx, cancel := context.WithTimeout(ctx, apiTimeout)
-		_, err := js.KeyValue(rctx, name)
-		cancel()
-		if err == nil {
-			continue
-		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("bucket %s: %w", name, err)
-		}
-		rctx, cancel = context.WithTimeout(ctx, apiTimeout)
-		_, err = js.CreateKeyValue(rctx, c.bucketConfig(name))
-		cancel()
-		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("create bucket %s: %w", name, err)
-		}
-		c.log.Info("fleet: created bucket", "bucket", name, "replicas", c.replicas)
-	}
-	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
-	defer cancel()
-	s, err := js.Stream(rctx, "KV_"+BucketSightings)
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", BucketSightings, err)
-	}
-	c.mu.Lock()
-	c.sightings = s
-	c.bucketsOK = true
-	c.mu.Unlock()
-	c.out.kick()
-	return nil
-}
-
 // watch runs one generation of watchers: the initial values (hosts, then
 // lifts, then blocks, so that lifts are known before any block is
 // delivered), then updates, until ctx is done, a reconnect or a watcher
 // closes.
 func (c *Client) watch(ctx context.Context) error {
-	js, _, _ := c.conn()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var w watchers
 	defer w.stop()
+	kvs, err := c.startWatchers(wctx, cancel, &w)
+	if err != nil {
+		return err
+	}
+	if err := c.replay(ctx, w); err != nil {
+		return err
+	}
+	c.readyOnce.Do(func() {
+		c.mu.Lock()
+		n, hosts := c.m.count(c.now()), len(c.m.hosts)
+		c.mu.Unlock()
+		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts)
+		close(c.ready)
+	})
+	return c.follow(ctx, w, newStallCheck(kvs[BucketLifts], kvs[BucketBlocks]))
+}
+
+// startWatchers binds the buckets and starts their watchers in w; cancel
+// ends wctx, the watchers' lifetime, when one takes too long to start.
+func (c *Client) startWatchers(wctx context.Context, cancel context.CancelFunc, w *watchers) (map[string]jetstream.KeyValue, error) {
+	js, _, _ := c.conn()
 	kvs := map[string]jetstream.KeyValue{}
 	for _, x := range []struct {
 		bucket string
@@ -326,7 +296,7 @@ func (c *Client) watch(ctx context.Context) error {
 		kv, err := js.KeyValue(rctx, x.bucket)
 		rcancel()
 		if err != nil {
-			return fmt.Errorf("bucket %s: %w", x.bucket, err)
+			return nil, fmt.Errorf("bucket %s: %w", x.bucket, err)
 		}
 		kvs[x.bucket] = kv
 		// A watcher lives as long as its context: bound the requests that
@@ -337,9 +307,16 @@ func (c *Client) watch(ctx context.Context) error {
 			err = context.DeadlineExceeded
 		}
 		if err != nil {
-			return fmt.Errorf("watch %s: %w", x.bucket, err)
+			return nil, fmt.Errorf("watch %s: %w", x.bucket, err)
 		}
 	}
+	return kvs, nil
+}
+
+// replay handles the watchers' initial values, bucket after bucket, then
+// forgets what vanished while this host was away (expired, its marker
+// gone) and passes on the hosts' lifts it read.
+func (c *Client) replay(ctx context.Context, w watchers) error {
 	c.mu.Lock()
 	before := make(map[string]bool, len(c.m.revs))
 	for k := range c.m.revs {
@@ -363,6 +340,8 @@ func (c *Client) watch(ctx context.Context) error {
 					seen[x.bucket+"/"+e.Key()] = true
 					c.handle(x.bucket, e, true)
 				}
+			case r := <-c.confirmOut:
+				c.confirmed(r)
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-c.reconnected:
@@ -370,66 +349,67 @@ func (c *Client) watch(ctx context.Context) error {
 			}
 		}
 	}
-	// What vanished while this host was away (expired, its marker gone).
 	for k := range before {
 		if !seen[k] {
 			bucket, key, _ := strings.Cut(k, "/")
 			c.vanished(bucket, key)
 		}
 	}
-	c.readyOnce.Do(func() {
-		c.mu.Lock()
-		n, hosts := c.m.count(c.now()), len(c.m.hosts)
-		c.mu.Unlock()
-		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts)
-		close(c.ready)
-	})
+	c.passPendingLifts()
+	return nil
+}
+
+// follow handles the watchers' updates, the counts of correlated records
+// and this host's own correlated blocks, sweeps, and checks the watchers
+// with st, until ctx is done, a reconnect, or a watcher closes or stalls.
+func (c *Client) follow(ctx context.Context, w watchers, st *stallChecker) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	st := newStallCheck(kvs[BucketLifts], kvs[BucketBlocks])
 	var maxRev [2]uint64 // delivered: lifts, blocks
 	for {
+		var bucket string
+		var e jetstream.KeyValueEntry
+		var ok bool
 		select {
 		case r := <-st.results:
 			if st.stalled(r, maxRev) {
 				return errStalled
 			}
-		case e, ok := <-w.hosts.Updates():
-			if !ok || e == nil {
-				if !ok {
-					return fmt.Errorf("%s: %w", BucketHosts, errClosed)
-				}
-				continue
-			}
-			c.handle(BucketHosts, e, false)
-		case e, ok := <-w.lifts.Updates():
-			if !ok || e == nil {
-				if !ok {
-					return fmt.Errorf("%s: %w", BucketLifts, errClosed)
-				}
-				continue
-			}
-			maxRev[0] = max(maxRev[0], e.Revision())
-			c.handle(BucketLifts, e, false)
-		case e, ok := <-w.blocks.Updates():
-			if !ok || e == nil {
-				if !ok {
-					return fmt.Errorf("%s: %w", BucketBlocks, errClosed)
-				}
-				continue
-			}
-			maxRev[1] = max(maxRev[1], e.Revision())
-			c.handle(BucketBlocks, e, false)
+			continue
+		case e, ok = <-w.hosts.Updates():
+			bucket = BucketHosts
+		case e, ok = <-w.lifts.Updates():
+			bucket = BucketLifts
+		case e, ok = <-w.blocks.Updates():
+			bucket = BucketBlocks
 		case b := <-c.self:
 			c.deliver(b)
+			continue
+		case r := <-c.confirmOut:
+			c.confirmed(r)
+			continue
 		case now := <-tick.C:
 			c.sweep()
 			st.maybeStart(ctx, now)
+			continue
 		case <-c.reconnected:
 			return errReconnected
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if !ok {
+			return fmt.Errorf("%s: %w", bucket, errClosed)
+		}
+		if e == nil {
+			continue
+		}
+		switch bucket {
+		case BucketLifts:
+			maxRev[0] = max(maxRev[0], e.Revision())
+		case BucketBlocks:
+			maxRev[1] = max(maxRev[1], e.Revision())
+		}
+		c.handle(bucket, e, false)
 	}
 }
 
@@ -449,7 +429,7 @@ func (c *Client) handle(bucket string, e jetstream.KeyValueEntry, initial bool) 
 	case BucketHosts:
 		err = c.handleHost(e, del)
 	case BucketLifts:
-		err = c.handleLift(e, del)
+		err = c.handleLift(e, del, initial)
 	case BucketBlocks:
 		err = c.handleBlock(e, del, initial)
 	}
@@ -467,8 +447,8 @@ func (c *Client) vanished(bucket, key string) {
 	case BucketHosts:
 		delete(c.m.hosts, key)
 	case BucketLifts:
-		if host, a, err := ParseHostAddrKey(key); err == nil && c.m.lifts[a].By == host {
-			delete(c.m.lifts, a)
+		if host, a, err := ParseHostAddrKey(key); err == nil {
+			c.m.dropLift(host, a)
 		}
 	case BucketBlocks:
 		if host, a, err := ParseHostAddrKey(key); err == nil {
@@ -543,52 +523,6 @@ func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
 	return out
 }
 
-func (c *Client) handleLift(e jetstream.KeyValueEntry, del bool) error {
-	host, a, err := ParseHostAddrKey(e.Key())
-	if err != nil {
-		return err
-	}
-	if del {
-		c.mu.Lock()
-		if l, ok := c.m.lifts[a]; ok && l.By == host {
-			delete(c.m.lifts, a)
-		}
-		c.mu.Unlock()
-		return nil
-	}
-	var r liftRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return fmt.Errorf("lift record: %w", err)
-	}
-	l := Lift{Addr: a, By: host, At: e.Created()}
-	c.mu.Lock()
-	if old, ok := c.m.lifts[a]; !ok || old.At.Before(l.At) {
-		c.m.lifts[a] = l
-	}
-	c.m.release(a, func(h held) bool { return h.created < l.At.UnixNano() })
-	delete(c.m.delivered, a)
-	ownAt, own := c.m.own[a]
-	c.mu.Unlock()
-	if own && ownAt.Before(l.At) && host != c.name {
-		c.purgeOwn(a)
-	}
-	if host == c.name {
-		return nil // Unblock: lifted here already, own record purged
-	}
-	c.st.lifted.Add(1)
-	c.log.Info("fleet: lifted fleet-wide by an administrator", "addr", a, "by", host)
-	c.opts.Sink.FleetUnblock(l)
-	return nil
-}
-
-// purgeOwn queues the purge of this host's block record of a.
-func (c *Client) purgeOwn(a netip.Addr) {
-	s := Subject(BucketBlocks, HostAddrKey(c.name, a))
-	c.out.remove(s)
-	c.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
-		expires: c.now().Add(c.maxTimeout)})
-}
-
 func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error {
 	host, a, err := ParseHostAddrKey(e.Key())
 	if err != nil {
@@ -602,8 +536,7 @@ func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error
 	}
 	created := e.Created()
 	c.mu.Lock()
-	l, lifted := c.m.lifts[a]
-	lifted = lifted && !created.After(l.At)
+	lifted := c.m.liftedAt(host, a, created)
 	if host == c.name {
 		c.m.own[a] = created
 		c.mu.Unlock()
@@ -624,19 +557,52 @@ func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error
 	if !initial {
 		c.lag(now.Sub(created))
 	}
-	b.Expires = c.capped(b.Expires, now)
-	if !b.Expires.After(now) {
+	if !c.acceptable(&b, created, now) {
 		return nil
 	}
-	if !c.blockable(a, true) {
+	if b.Origin == OriginCorrelate {
+		c.askConfirm(confirmReq{b: b, key: e.Key(), rev: e.Revision(), created: created})
 		return nil
 	}
+	c.enforce(b, created)
+	return nil
+}
+
+// enforce holds b, another host's record created at created, and passes it
+// to the Sink.
+func (c *Client) enforce(b Block, created time.Time) {
 	c.mu.Lock()
 	// The Sink's record shares the interned name, not the key's bytes.
-	b.Host = c.m.hold(a, held{host: host, expires: b.Expires.UnixNano(), created: created.UnixNano()})
+	b.Host = c.m.hold(b.Addr, held{host: b.Host, expires: b.Expires.UnixNano(), created: created.UnixNano()})
 	c.mu.Unlock()
 	c.deliver(b)
-	return nil
+}
+
+// clockSlack is how far the clocks of a publishing host and of the
+// servers may disagree (NTP keeps them far closer): a record may claim to
+// last this much beyond fleet.max_timeout from its creation.
+const clockSlack = time.Minute
+
+// acceptable says whether b, another host's record created on the servers
+// at created, may be enforced at now: it has time left, lasts no longer
+// than fleet.max_timeout from its creation (a record that claims more is
+// refused, not shortened: written with no TTL, or "never", it would
+// otherwise come back at every restart), and blockable. Its expiry is
+// then capped at now + fleet.max_timeout.
+func (c *Client) acceptable(b *Block, created, now time.Time) bool {
+	if !b.Expires.After(now) {
+		return false
+	}
+	if lim := created.Add(c.maxTimeout + clockSlack); b.Expires.After(lim) {
+		c.refuse(b.Host, b.Addr, fmt.Sprintf("it claims to last %s from its creation, more than fleet.max_timeout (%s)",
+			b.Expires.Sub(created).Round(time.Second), c.maxTimeout))
+		return false
+	}
+	if !c.blockable(b.Addr, b.Host) {
+		return false
+	}
+	b.Expires = c.capped(b.Expires, now)
+	return true
 }
 
 // deliver passes b to the Sink unless a block of its address that lasts as

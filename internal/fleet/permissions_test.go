@@ -67,11 +67,20 @@ func TestDeployPermissions(t *testing.T) {
 	h1, h2 := startHost(t, ns, "h1", as("h1")), startHost(t, ns, "h2", as("h2"))
 	h1.waitReady(t)
 	h2.waitReady(t)
-	a := addr("203.0.113.5")
+	a, b := addr("203.0.113.5"), addr("203.0.113.4")
 	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h2.c.Publish(Block{Addr: b, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
 	h2.sink.waitBlocks(t, a, 1)
-	h2.c.Unblock(a)
-	h1.sink.waitFor(t, "the lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 })
+	h1.sink.waitBlocks(t, b, 1)
+	waitOwn(t, h1, a)
+	h2.c.Unblock(b) // h2's own block: lifted on h1
+	h1.sink.waitFor(t, "h2's lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 })
+	// The administrator's lift of h1's block: h1 purges its record.
+	adm := startAdmin(t, ns, nats.UserInfo("admin", "admin-change-me"), slowAuth)
+	if err := adm.Unblock(t.Context(), []netip.Addr{a}); err != nil {
+		t.Fatal(err)
+	}
+	h1.sink.waitFor(t, "the administrator's lift", func(_ []Block, ls []Lift) bool { return len(ls) == 2 })
 	c := addr("2001:db8::c")
 	h1.c.Sighting(c)
 	h2.c.Sighting(c)
@@ -80,7 +89,7 @@ func TestDeployPermissions(t *testing.T) {
 	h1.c.SetOwnAddresses([]netip.Addr{addr("192.0.2.10")})
 	h1.waitStats(t, "all sent", func(s Stats) bool { return s.OutboxDepth == 0 && s.PublishErrors == 0 })
 	h2.waitStats(t, "all sent", func(s Stats) bool { return s.OutboxDepth == 0 && s.PublishErrors == 0 })
-	// h1 purged its record after h2's lift.
+	// h1 purged its record after the administrator's lift.
 	kv, err := adminKV(t, ns, BucketBlocks)
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +101,9 @@ func TestDeployPermissions(t *testing.T) {
 }
 
 // TestDeployPermissionBoundary: h2's credentials cannot write, delete or
-// purge h1's records, nor delete, purge or change a bucket, nor read h1's
-// inbox; they can write h2's own records.
+// purge h1's records, nor write any record under the administrator's
+// name (which every host trusts), nor delete, purge or change a bucket,
+// nor read h1's inbox; they can write h2's own records.
 func TestDeployPermissionBoundary(t *testing.T) {
 	ns := startDeployServer(t)
 	h1 := startHost(t, ns, "h1", func(f *config.Fleet, o *Options) {
@@ -146,6 +156,22 @@ func TestDeployPermissionBoundary(t *testing.T) {
 			_, err := js.Publish(ctx, Subject(BucketHosts, "h1"), rec)
 			return err
 		}},
+		{"write a block as the administrator", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketBlocks, HostAddrKey(AdminName, a)), rec)
+			return err
+		}},
+		{"write a lift as the administrator", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketLifts, HostAddrKey(AdminName, a)), rec)
+			return err
+		}},
+		{"write a sighting as the administrator", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketSightings, SightingKey(a, AdminName)), rec)
+			return err
+		}},
+		{"write the administrator's host record", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, Subject(BucketHosts, AdminName), rec)
+			return err
+		}},
 		{"purge h1's block", func(ctx context.Context) error {
 			_, err := js.PublishMsg(ctx, &nats.Msg{Subject: Subject(BucketBlocks, HostAddrKey("h1", a)), Header: purgeHeader()})
 			return err
@@ -181,7 +207,8 @@ func TestDeployPermissionBoundary(t *testing.T) {
 	}
 	wg.Wait()
 	// Refused by the permissions, not by chance.
-	for _, subj := range []string{Subject(BucketBlocks, HostAddrKey("h1", a)), "$JS.API.STREAM.DELETE.KV_" + BucketBlocks,
+	for _, subj := range []string{Subject(BucketBlocks, HostAddrKey("h1", a)), Subject(BucketBlocks, HostAddrKey(AdminName, a)),
+		Subject(BucketLifts, HostAddrKey(AdminName, a)), "$JS.API.STREAM.DELETE.KV_" + BucketBlocks,
 		"$JS.API.STREAM.PURGE.KV_" + BucketBlocks, "$JS.API.STREAM.UPDATE.KV_" + BucketBlocks} {
 		if !strings.Contains(asyncErrs.String(), `Publish to "`+subj+`"`) {
 			t.Errorf("no permissions violation for %s; async errors:\n%s", subj, asyncErrs.String())

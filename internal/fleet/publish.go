@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -95,20 +96,7 @@ func (c *Client) send(ctx context.Context, js jetstream.JetStream, ops []*op) (f
 	var fl []inflight
 	var firstErr error
 	for _, o := range ops {
-		m := &nats.Msg{Subject: o.subject, Data: o.data, Header: nats.Header{}}
-		for k, v := range o.header {
-			m.Header[k] = slices.Clone(v)
-		}
-		var opts []jetstream.PublishOpt
-		switch {
-		case o.ttl > 0:
-			opts = append(opts, jetstream.WithMsgTTL(o.ttl))
-		case !o.expires.IsZero():
-			// Whole seconds, rounded up: the servers take no less than 1s.
-			ttl := o.expires.Sub(now)
-			ttl = (ttl + time.Second - 1).Truncate(time.Second)
-			opts = append(opts, jetstream.WithMsgTTL(max(ttl, time.Second)))
-		}
+		m, opts := o.msg(now)
 		f, err := js.PublishMsgAsync(m, opts...)
 		if err != nil {
 			firstErr = err
@@ -150,6 +138,23 @@ func (c *Client) send(ctx context.Context, js jetstream.JetStream, ops []*op) (f
 	return failed
 }
 
+// msg is o's message and its TTL, the time o has left at now.
+func (o *op) msg(now time.Time) (*nats.Msg, []jetstream.PublishOpt) {
+	m := &nats.Msg{Subject: o.subject, Data: o.data, Header: nats.Header{}}
+	for k, v := range o.header {
+		m.Header[k] = slices.Clone(v)
+	}
+	switch {
+	case o.ttl > 0:
+		return m, []jetstream.PublishOpt{jetstream.WithMsgTTL(o.ttl)}
+	case !o.expires.IsZero():
+		// Whole seconds, rounded up: the servers take no less than 1s.
+		ttl := (o.expires.Sub(now) + time.Second - 1).Truncate(time.Second)
+		return m, []jetstream.PublishOpt{jetstream.WithMsgTTL(max(ttl, time.Second))}
+	}
+	return m, nil
+}
+
 // Sighting reports a tripwire probe from addr seen here, that did not (or
 // not yet) make a block. When fleet.correlate.hosts distinct hosts saw
 // addr within fleet.correlate.window, this host publishes a block with
@@ -161,7 +166,7 @@ func (c *Client) Sighting(addr netip.Addr) {
 		return
 	}
 	a := addr.Unmap()
-	if !c.blockable(a, false) {
+	if !c.blockable(a, "") {
 		return
 	}
 	now := c.now()
@@ -200,32 +205,22 @@ func (c *Client) correlator(ctx context.Context) {
 // sightings) and blocks it fleet-wide when there are enough.
 func (c *Client) correlate(ctx context.Context, a netip.Addr) {
 	c.mu.Lock()
-	s := c.sightings
 	blocked := c.m.delivered[a].After(c.now())
 	c.mu.Unlock()
-	if s == nil || blocked {
+	if blocked {
 		return
 	}
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := s.Info(ictx, jetstream.WithSubjectFilter(Subject(BucketSightings, EncodeAddr(a)+".*")))
+	hosts, err := c.sightingHosts(ctx, a)
 	if err != nil {
 		c.log.Warn("fleet: counting sightings", "addr", a, "err", err)
 		return
 	}
-	var hosts []string
-	pre := Subject(BucketSightings, "")
-	for subj := range info.State.Subjects {
-		if _, h, err := ParseSightingKey(strings.TrimPrefix(subj, pre)); err == nil {
-			hosts = append(hosts, h)
-		}
-	}
 	if len(hosts) < c.cfg.Correlate.Hosts {
 		return
 	}
-	slices.Sort(hosts)
 	now := c.now()
 	b := Block{Addr: a, Host: c.name, Expires: now.Add(c.corrTimeout), Origin: OriginCorrelate, Seen: hosts,
+		Corroborated: true, Evidence: EvidenceForgeable,
 		Reason: fmt.Sprintf("tripwire probes seen by %d hosts within %s: %s", len(hosts), c.window, strings.Join(hosts, ", "))}
 	c.st.correlated.Add(1)
 	c.log.Info("fleet: correlated block", "addr", a, "hosts", strings.Join(hosts, ","), "timeout", c.corrTimeout)
@@ -234,6 +229,33 @@ func (c *Client) correlate(ctx context.Context, a netip.Addr) {
 	case c.self <- b:
 	default:
 	}
+}
+
+// sightingHosts counts the hosts that saw a, sorted: one stream info
+// request, whose subject filter lists the keys $KV.portsentry_sightings.<a>.*,
+// each written under its own host's identity.
+func (c *Client) sightingHosts(ctx context.Context, a netip.Addr) ([]string, error) {
+	c.mu.Lock()
+	s := c.sightings
+	c.mu.Unlock()
+	if s == nil {
+		return nil, errors.New("the sightings bucket is not bound yet")
+	}
+	ictx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	info, err := s.Info(ictx, jetstream.WithSubjectFilter(Subject(BucketSightings, EncodeAddr(a)+".*")))
+	if err != nil {
+		return nil, fmt.Errorf("counting the sightings of %s: %w", a, err)
+	}
+	var hosts []string
+	pre := Subject(BucketSightings, "")
+	for subj := range info.State.Subjects {
+		if b, h, err := ParseSightingKey(strings.TrimPrefix(subj, pre)); err == nil && b == a {
+			hosts = append(hosts, h)
+		}
+	}
+	slices.Sort(hosts)
+	return hosts, nil
 }
 
 // backoff is an exponential delay with jitter.

@@ -22,6 +22,29 @@ type blockRecord struct {
 	Ports    []uint16  `json:"ports,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	Seen     []string  `json:"seen,omitempty"` // origin correlate: the hosts that saw it
+	// Evidence is the publisher's claim (EvidenceForgeable, ...); absent
+	// in records of older versions, which read as forgeable.
+	Evidence string `json:"evidence,omitempty"`
+}
+
+// newBlockRecord is the record of b, this host's block of a until exp.
+func newBlockRecord(a netip.Addr, exp time.Time, b Block) blockRecord {
+	ports := b.Ports
+	if len(ports) > maxPorts {
+		ports = ports[:maxPorts]
+	}
+	return blockRecord{Addr: a.String(), Expires: exp.UTC(), Origin: b.Origin, ScanType: b.ScanType,
+		Ports: ports, Reason: b.Reason, Seen: b.Seen, Evidence: evidence(b.Evidence)}
+}
+
+// evidence is e if it is one of the kinds a record may claim, else
+// EvidenceForgeable (empty: a record of an older version).
+func evidence(e string) string {
+	switch e {
+	case EvidenceHandshake, EvidenceAdmin:
+		return e
+	}
+	return EvidenceForgeable
 }
 
 // liftRecord is the value of a BucketLifts key: an administrator on By
@@ -68,8 +91,8 @@ func decodeBlock(host string, addr netip.Addr, data []byte) (Block, error) {
 	}
 	// Origins and scan types are a handful of strings, each decoded anew:
 	// 100k mirrored blocks keep one copy of each, not 100k.
-	return Block{Addr: addr, Host: host, Expires: r.Expires, Origin: words.intern(r.Origin), ScanType: words.intern(r.ScanType),
-		Ports: r.Ports, Reason: r.Reason, Seen: r.Seen}, nil
+	return Block{Addr: addr, Host: host, Admin: host == AdminName, Evidence: evidence(r.Evidence), Expires: r.Expires,
+		Origin: words.intern(r.Origin), ScanType: words.intern(r.ScanType), Ports: r.Ports, Reason: r.Reason, Seen: r.Seen}, nil
 }
 
 // words interns the few distinct origins and scan types records carry (at

@@ -94,3 +94,40 @@ func (h *host) heard(host string, a netip.Addr) bool {
 	defer h.c.mu.Unlock()
 	return slices.Contains(h.c.m.hosts[host], a)
 }
+
+// writeAs writes v to subject with a raw connection (a host's own
+// credentials: what a compromised host can do), and fails the test if the
+// servers do not acknowledge it.
+func writeAs(t *testing.T, js jetstream.JetStream, subject string, v any, opts ...jetstream.PublishOpt) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, subject, marshal(v), opts...); err != nil {
+		t.Fatalf("write %s: %v", subject, err)
+	}
+}
+
+// TestFarExpiryRefused (T4): h2, compromised, writes under its own key a
+// block record with no TTL (the servers keep it until the bucket's
+// MaxAge, or for ever) that claims to last a year. h1 refuses it, counts
+// and logs it; before, h1 capped it at fleet.max_timeout and applied it
+// again after every restart. A record with no TTL that claims an hour is
+// taken: it is the claim that is refused, not the missing TTL.
+func TestFarExpiryRefused(t *testing.T) {
+	ns := startDeployServer(t)
+	h1 := startHost(t, ns, "h1", deployHost("h1"))
+	h1.waitReady(t)
+	h2 := hostJS(t, ns, "h2")
+	far, near := addr("203.0.113.80"), addr("203.0.113.81")
+	writeAs(t, h2, Subject(BucketBlocks, HostAddrKey("h2", far)),
+		blockRecord{Addr: far.String(), Expires: time.Now().Add(365 * 24 * time.Hour), Origin: OriginDetect})
+	writeAs(t, h2, Subject(BucketBlocks, HostAddrKey("h2", near)),
+		blockRecord{Addr: near.String(), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h1.sink.waitBlocks(t, near, 1)
+	if bs := h1.sink.blocksOf(far); len(bs) != 0 {
+		t.Errorf("h1 enforced h2's year-long record: %v", bs)
+	}
+	if st := h1.c.Stats(); st.Refused != 1 {
+		t.Errorf("h1 refused %d records, want 1", st.Refused)
+	}
+}

@@ -109,7 +109,19 @@ func (l *Link) Blocked(_ context.Context, e *ledger.Entry) {
 	if e.Decision.Reach == decide.Local {
 		return
 	}
-	l.c.Publish(fleet.Block{Addr: b.Addr, Expires: b.Expires, Origin: string(b.Origin), ScanType: b.Kind, Ports: b.Ports})
+	l.c.Publish(fleet.Block{Addr: b.Addr, Expires: b.Expires, Origin: string(b.Origin), ScanType: b.Kind, Ports: b.Ports,
+		Evidence: claim(e.Decision.Evidence)})
+}
+
+// claim is what a block published here says it rests on.
+func claim(ev decide.Evidence) string {
+	switch ev {
+	case decide.Administrator:
+		return fleet.EvidenceAdmin
+	case decide.Unforgeable:
+		return fleet.EvidenceHandshake
+	}
+	return fleet.EvidenceForgeable
 }
 
 // Lifted lifts an administrator's unblock on this host fleet-wide.

@@ -165,7 +165,7 @@ func TestReceiverAppliesItsOwnGuard(t *testing.T) {
 	h1, h2 := startHost(t, ns, "h1", guard{}), startHost(t, ns, "h2", guard{a: "never_block"})
 	h1.block(t, decide.Request{Addr: a, Origin: state.OriginManual})
 	waitFor(t, "no refusal on h2", func() bool {
-		return strings.Contains(h2.log.String(), `refused a fleet block" fleet=h2 addr=203.0.113.8 why="protected: never_block"`)
+		return strings.Contains(h2.log.String(), `refused a fleet block" fleet=h2 addr=203.0.113.8 host=h1 why="protected: never_block"`)
 	})
 	if _, ok := h2.ledger.Get(a); ok {
 		t.Error("h2 blocked an address its guard protects")
@@ -173,7 +173,8 @@ func TestReceiverAppliesItsOwnGuard(t *testing.T) {
 }
 
 // No amplification: a block on probes one host saw (forgeable: one forged
-// SYN does it) stays on that host; an administrator's travels. The forged one is published nowhere, so the
+// SYN does it) stays on that host; a handshake's and an administrator's
+// travel. The forged one is published nowhere, so the
 // other host never even decides on it.
 func TestForgeableBlocksStayLocal(t *testing.T) {
 	ns := startServer(t)
@@ -181,8 +182,10 @@ func TestForgeableBlocksStayLocal(t *testing.T) {
 	forged, verified := netip.MustParseAddr("203.0.113.20"), netip.MustParseAddr("203.0.113.29")
 	h1.block(t, decide.Request{Addr: forged, Origin: state.OriginDetect, Probes: 1, Ports: 1})
 	h1.block(t, decide.Request{Addr: forged.Next(), Origin: state.OriginKernel, Probes: 5, Ports: 5})
-	h1.block(t, decide.Request{Addr: verified, Origin: state.OriginManual})
-	waitFor(t, "h2 did not get the administrator's block", func() bool { _, ok := h2.ledger.Get(verified); return ok })
+	h1.block(t, decide.Request{Addr: verified, Origin: state.OriginDetect, Probes: 1, Ports: 1, Evidence: decide.Unforgeable})
+	h1.block(t, decide.Request{Addr: verified.Next(), Origin: state.OriginManual})
+	waitFor(t, "h2 did not get the administrator's block", func() bool { _, ok := h2.ledger.Get(verified.Next()); return ok })
+	waitFor(t, "h2 did not get the handshake's block", func() bool { _, ok := h2.ledger.Get(verified); return ok })
 	time.Sleep(200 * time.Millisecond)
 	for _, a := range []netip.Addr{forged, forged.Next()} {
 		if _, ok := h2.ledger.Get(a); ok {

@@ -91,16 +91,19 @@ func requests(batch []fleet.Block, now time.Time) ([]decide.Request, []fleet.Blo
 	return reqs, from
 }
 
-// evidenceOf is what this host can check of a fleet record: a correlated
-// one rests on several hosts' sightings; any other host's record rests on
-// that host's word, which its share bounds (an administrator's block or a
-// handshake there: unforgeable as far as that host is honest; probes:
-// forgeable).
+// evidenceOf is what this host can check of a fleet record: one written
+// under the fleet administrator's identity is the administrator's; a
+// correlated one whose sightings this host counted itself rests on several
+// hosts; any other host's record rests on that host's word, which its
+// share bounds (a handshake or an administrator there: unforgeable as far
+// as that host is honest; probes: forgeable).
 func evidenceOf(b fleet.Block) decide.Evidence {
-	switch b.Origin {
-	case fleet.OriginCorrelate:
+	switch {
+	case b.Admin:
+		return decide.Administrator
+	case b.Origin == fleet.OriginCorrelate && b.Corroborated:
 		return decide.Corroborated
-	case string(state.OriginManual):
+	case b.Evidence == fleet.EvidenceHandshake || b.Evidence == fleet.EvidenceAdmin:
 		return decide.Unforgeable
 	}
 	return decide.Forgeable
@@ -152,11 +155,12 @@ func (l *intake) kind(b fleet.Block) string {
 	return "correlated (seen by " + strings.Join(b.Seen, ", ") + ")"
 }
 
-// lift lifts a block that an administrator lifted on another host, when
-// the decision says that lift reaches it.
+// lift lifts a block that the fleet's administrator lifted, or that the
+// host which published it lifted, when the decision says that lift
+// reaches it.
 func (l *intake) lift(x fleet.Lift) {
 	cur, ok := l.led.Get(x.Addr)
-	if !ok || !decide.LiftReaches(cur, x.At) {
+	if !ok || !decide.LiftReaches(cur, x.At, x.Admin) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -165,5 +169,9 @@ func (l *intake) lift(x fleet.Lift) {
 		l.cfg.Log.Errorf("could not lift the block of %s (lifted on %s): %v", x.Addr, x.By, err)
 		return
 	}
-	l.cfg.Log.Infof("Block of host %s lifted fleet-wide by an administrator on %s", x.Addr, x.By)
+	if x.Admin {
+		l.cfg.Log.Infof("Block of host %s lifted fleet-wide by the fleet's administrator", x.Addr)
+		return
+	}
+	l.cfg.Log.Infof("Block of host %s lifted by %s, which published it", x.Addr, x.By)
 }

@@ -95,9 +95,47 @@ func TestLiftReachesOlderBlocksOnly(t *testing.T) {
 	old, fresh := netip.MustParseAddr("203.0.113.3"), netip.MustParseAddr("203.0.113.4")
 	led.held[old] = state.Block{Addr: old, Timeout: time.Hour, Expires: now.Add(30 * time.Minute)}
 	led.held[fresh] = state.Block{Addr: fresh, Timeout: time.Hour, Expires: now.Add(time.Hour + time.Minute)}
-	in.lift(fleet.Lift{Addr: old, By: "h2", At: now})
-	in.lift(fleet.Lift{Addr: fresh, By: "h2", At: now})
+	in.lift(fleet.Lift{Addr: old, By: "admin", At: now, Admin: true})
+	in.lift(fleet.Lift{Addr: fresh, By: "admin", At: now, Admin: true})
 	if len(led.ops) != 1 || led.ops[0].(ledger.Unblock).Addrs[0] != old || led.ops[0].(ledger.Unblock).Cause != ledger.FleetUnblocked {
 		t.Errorf("lifted %+v, want only %s", led.ops, old)
+	}
+}
+
+// A host's lift (T1: any compromised host can write one under its own
+// name) never lifts what this host decided itself; it lifts only the copy
+// of that host's record.
+func TestHostLiftSparesLocalBlocks(t *testing.T) {
+	in, led, _ := newIntake(t, refuser{})
+	now := time.Now()
+	own, copied := netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("203.0.113.6")
+	led.held[own] = state.Block{Addr: own, Timeout: time.Hour, Expires: now.Add(30 * time.Minute), Origin: state.OriginDetect}
+	led.held[copied] = state.Block{Addr: copied, Timeout: time.Hour, Expires: now.Add(30 * time.Minute), Origin: state.OriginFleet, From: "h2"}
+	in.lift(fleet.Lift{Addr: own, By: "h2", At: now})
+	in.lift(fleet.Lift{Addr: copied, By: "h2", At: now})
+	if len(led.ops) != 1 || led.ops[0].(ledger.Unblock).Addrs[0] != copied {
+		t.Errorf("lifted %+v, want only the fleet's copy %s", led.ops, copied)
+	}
+}
+
+// What this host can check of a record decides its evidence: the
+// administrator's identity, a correlation it counted itself; a host's
+// claim is only that host's word.
+func TestEvidenceOfRecords(t *testing.T) {
+	for _, c := range []struct {
+		b    fleet.Block
+		want decide.Evidence
+	}{
+		{fleet.Block{Admin: true, Evidence: fleet.EvidenceAdmin}, decide.Administrator},
+		{fleet.Block{Evidence: fleet.EvidenceAdmin}, decide.Unforgeable},
+		{fleet.Block{Evidence: fleet.EvidenceHandshake}, decide.Unforgeable},
+		{fleet.Block{Origin: fleet.OriginCorrelate, Corroborated: true}, decide.Corroborated},
+		{fleet.Block{Origin: fleet.OriginCorrelate}, decide.Forgeable},
+		{fleet.Block{Evidence: fleet.EvidenceForgeable}, decide.Forgeable},
+		{fleet.Block{}, decide.Forgeable},
+	} {
+		if got := evidenceOf(c.b); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.b, got, c.want)
+		}
 	}
 }

@@ -148,7 +148,7 @@ var (
 	dFleetExpired   = desc("fleet_outbox_expired_total", "Writes to the fleet dropped unsent: their block expired while the servers were away.")
 	dFleetPub       = desc("fleet_published_total", "Writes the fleet's servers acknowledged.")
 	dFleetMirrored  = desc("fleet_mirrored_total", "Other hosts' blocks received from the fleet.")
-	dFleetLifted    = desc("fleet_lifts_total", "Fleet-wide unblocks received.")
+	dFleetLifted    = desc("fleet_lifts_total", "Lifts received from the fleet: the administrator's, or a host's of its own block.")
 	dFleetRefused   = desc("fleet_refused_total", "Fleet blocks refused here (protected, a fleet host's address, not global).")
 	dFleetCorr      = desc("fleet_correlated_total", "Correlated blocks this host published.")
 	dFleetReconn    = desc("fleet_reconnects_total", "Connections to the fleet regained after a loss.")

@@ -1,0 +1,169 @@
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Lifts are records of BucketLifts: <host>.<addr>, written at the servers'
+// time At. Whose they are decides what they reach, and only the key says
+// whose they are (the servers' permissions vouch for it):
+//
+//   - the administrator's (key host AdminName, which only the
+//     administrator's NATS user may write): every host's block of addr
+//     that began before it, whatever its origin; every host purges its
+//     own record of addr older than the lift;
+//   - a host's (any other key host): that host's own block of addr only.
+//     Every receiver drops that host's record from its view, and lifts
+//     its element only once no record (another host's, or its own) holds
+//     the address any longer. A compromised host can lift nothing but
+//     what it published itself.
+
+// hostAddr is one host's key of an address.
+type hostAddr struct {
+	host string
+	a    netip.Addr
+}
+
+// liftedAt reports whether host's record of a, created at created, was
+// lifted: by the administrator, or by host itself, at or after created.
+func (m *mirror) liftedAt(host string, a netip.Addr, created time.Time) bool {
+	if l, ok := m.lifts[a]; ok && !created.After(l.At) {
+		return true
+	}
+	at, ok := m.hostLifts[hostAddr{host, a}]
+	return ok && !created.After(at)
+}
+
+// dropLift forgets host's lift of a (expired, deleted).
+func (m *mirror) dropLift(host string, a netip.Addr) {
+	if host == AdminName {
+		delete(m.lifts, a)
+		return
+	}
+	delete(m.hostLifts, hostAddr{host, a})
+}
+
+// holds reports whether a record of the fleet still holds a here at now:
+// another host's block in force, or this host's own record.
+func (m *mirror) holds(a netip.Addr, now time.Time) bool {
+	if _, ok := m.own[a]; ok {
+		return true
+	}
+	t := now.UnixNano()
+	for _, h := range m.blocks[a] {
+		if h.expires > t {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) handleLift(e jetstream.KeyValueEntry, del, initial bool) error {
+	host, a, err := ParseHostAddrKey(e.Key())
+	if err != nil {
+		return err
+	}
+	if del {
+		c.mu.Lock()
+		c.m.dropLift(host, a)
+		c.mu.Unlock()
+		return nil
+	}
+	var r liftRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return fmt.Errorf("lift record: %w", err)
+	}
+	l := Lift{Addr: a, By: host, At: e.Created(), Admin: host == AdminName}
+	if l.Admin {
+		c.adminLift(l)
+	} else {
+		c.hostLift(l, initial)
+	}
+	return nil
+}
+
+// adminLift applies the administrator's lift: every host's block of
+// l.Addr that began before it ends here, and this host purges its own
+// record older than it.
+func (c *Client) adminLift(l Lift) {
+	c.mu.Lock()
+	if old, ok := c.m.lifts[l.Addr]; !ok || old.At.Before(l.At) {
+		c.m.lifts[l.Addr] = l
+	}
+	c.m.release(l.Addr, func(h held) bool { return h.created < l.At.UnixNano() })
+	delete(c.m.delivered, l.Addr)
+	ownAt, own := c.m.own[l.Addr]
+	c.mu.Unlock()
+	if own && ownAt.Before(l.At) {
+		c.purgeOwn(l.Addr)
+	}
+	c.st.lifted.Add(1)
+	c.log.Info("fleet: lifted fleet-wide by the fleet's administrator", "addr", l.Addr)
+	c.opts.Sink.FleetUnblock(l)
+}
+
+// hostLift applies host l.By's lift of its own block of l.Addr: that
+// host's record older than the lift ends here, and the Sink hears of the
+// lift once no record holds the address. One read while replaying waits
+// until the blocks are replayed too (passPendingLifts).
+func (c *Client) hostLift(l Lift, initial bool) {
+	k := hostAddr{l.By, l.Addr}
+	c.mu.Lock()
+	if at, ok := c.m.hostLifts[k]; !ok || at.Before(l.At) {
+		c.m.hostLifts[k] = l.At
+	}
+	if l.By == c.name {
+		c.mu.Unlock()
+		return // Unblock: lifted here already, own record purged
+	}
+	c.m.release(l.Addr, func(h held) bool { return h.host == l.By && h.created < l.At.UnixNano() })
+	if initial {
+		c.m.pendingLifts = append(c.m.pendingLifts, l)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.liftIfFree(l)
+}
+
+// passPendingLifts passes on the hosts' lifts read while replaying.
+func (c *Client) passPendingLifts() {
+	c.mu.Lock()
+	ls := c.m.pendingLifts
+	c.m.pendingLifts = nil
+	c.mu.Unlock()
+	for _, l := range ls {
+		c.liftIfFree(l)
+	}
+}
+
+// liftIfFree passes a host's lift to the Sink unless a record of the
+// fleet still holds its address here.
+func (c *Client) liftIfFree(l Lift) {
+	c.mu.Lock()
+	held := c.m.holds(l.Addr, c.now())
+	if !held {
+		delete(c.m.delivered, l.Addr)
+	}
+	c.mu.Unlock()
+	if held {
+		c.log.Debug("fleet: a host lifted its block; other records still hold the address", "addr", l.Addr, "by", l.By)
+		return
+	}
+	c.st.lifted.Add(1)
+	c.log.Info("fleet: a host lifted its block", "addr", l.Addr, "by", l.By)
+	c.opts.Sink.FleetUnblock(l)
+}
+
+// purgeOwn queues the purge of this host's block record of a.
+func (c *Client) purgeOwn(a netip.Addr) {
+	s := Subject(BucketBlocks, HostAddrKey(c.name, a))
+	c.out.remove(s)
+	c.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
+		expires: c.now().Add(c.maxTimeout)})
+}
