@@ -148,7 +148,9 @@ func opaque(pr *packet.Probe, rule capture.Rule) bool {
 	return true
 }
 
-func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Verdict {
+// decode takes up a new configuration and the sources to forget, then
+// decodes pkt into pr: false, counted, when it is no probe to act on.
+func (p *Pipeline) decode(pkt []byte, rule capture.Rule, pr *packet.Probe) bool {
 	if c := p.cfgp.Load(); c != p.cfg {
 		p.cfg = c
 		p.det.SetConfig(DetectConfig(c))
@@ -156,21 +158,28 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	for len(p.forget) > 0 {
 		p.det.Forget(<-p.forget)
 	}
-	pr := &t.Probe
 	if err := packet.Decode(pkt, pr); err != nil {
 		// A probe can hide its transport header past the snap length, not
 		// its source: when its rule is known, it is acted on.
 		if err != packet.ErrTransportUnreachable || !opaque(pr, rule) {
 			p.Malformed.Add(1)
-			return capture.Accept
+			return false
 		}
 		p.Opaque.Add(1)
 	}
 	if pr.Kind == packet.KindNone {
 		p.NotProbes.Add(1)
-		return capture.Accept
+		return false
 	}
 	p.Probes[pr.Kind].Add(1)
+	return true
+}
+
+func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Verdict {
+	pr := &t.Probe
+	if !p.decode(pkt, rule, pr) {
+		return capture.Accept
+	}
 	now := time.Now()
 	if pr.Proto == packet.TCP && p.cfg.TCP.Verified {
 		// Verified mode: only completed connections count (internal/verified).
@@ -197,21 +206,9 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	if rule.Struck() {
 		t.Origin = state.OriginKernel
 	}
-	verdict, src := p.det.Observe(pr, now)
-	if verdict == detect.AlreadyBlocked {
-		back, held := p.c.Ledger.Reassert(pr.Src, pr.DstPort, now)
-		switch {
-		case back:
-			return capture.Drop
-		case held:
-			p.AlreadyBlocked.Add(1)
-			p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
-			return capture.Drop
-		}
-		// The ledger holds no block (lifted, or refused after the mark):
-		// the mark is stale, and the probe counts afresh.
-		p.det.Forget(pr.Src)
-		verdict, src = p.det.Observe(pr, now)
+	verdict, src, blocked := p.observe(pr, now)
+	if blocked {
+		return capture.Drop
 	}
 	p.tracked.Store(int64(p.det.Len()))
 	if p.c.OnProbe != nil {
@@ -231,6 +228,29 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		return capture.Pending
 	}
 	return capture.Accept
+}
+
+// observe counts the probe in the detector; blocked when its source is
+// blocked (the probe is dropped: its lost element was put back, or it was
+// on its way). A stale mark (the ledger holds no block: lifted, or refused
+// after the mark) is forgotten, and the probe counts afresh.
+func (p *Pipeline) observe(pr *packet.Probe, now time.Time) (detect.Verdict, detect.Source, bool) {
+	verdict, src := p.det.Observe(pr, now)
+	if verdict != detect.AlreadyBlocked {
+		return verdict, src, false
+	}
+	back, held := p.c.Ledger.Reassert(pr.Src, pr.DstPort, now)
+	switch {
+	case back:
+		return verdict, src, true
+	case held:
+		p.AlreadyBlocked.Add(1)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
+		return verdict, src, true
+	}
+	p.det.Forget(pr.Src)
+	verdict, src = p.det.Observe(pr, now)
+	return verdict, src, false
 }
 
 // disown asks the decision about a kernel strike the capture path knows
