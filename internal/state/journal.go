@@ -80,6 +80,15 @@ func decodeEntry(line string) (entry, error) {
 	case f[0] != "add" || len(f) < 13 || len(f) > 17:
 		return entry{}, errEntry
 	}
+	b, err := decodeAdd(f, a)
+	if err != nil {
+		return entry{}, err
+	}
+	return entry{Op: "add", Block: b}, nil
+}
+
+// decodeAdd reads the fields of an add line (13 to 17 of them).
+func decodeAdd(f []string, a netip.Addr) (*Block, error) {
 	b := &Block{Addr: a}
 	var errs [12]error
 	b.Expires, errs[0] = fromMS(f[2])
@@ -94,7 +103,7 @@ func decodeEntry(line string) (entry, error) {
 		for _, p := range strings.Split(f[6], ",") {
 			n, err := strconv.ParseUint(p, 10, 16)
 			if err != nil {
-				return entry{}, errEntry
+				return nil, errEntry
 			}
 			b.Ports = append(b.Ports, uint16(n))
 		}
@@ -106,15 +115,22 @@ func decodeEntry(line string) (entry, error) {
 	b.Host, errs[8] = strconv.Unquote(f[11])
 	b.HostsDeny, errs[9] = strconv.Unquote(f[12])
 	if err := errors.Join(errs[:]...); err != nil {
-		return entry{}, errEntry
+		return nil, errEntry
 	}
 	b.Origin = OriginDetect
 	if b.Kind == "manual" {
 		b.Origin = OriginManual
 	}
+	return b, decodeLater(f, b)
+}
+
+// decodeLater reads the fields added to add lines over time: ORIGIN,
+// WEAK, EVIDENCE and FROM.
+func decodeLater(f []string, b *Block) error {
+	var err error
 	if len(f) >= 14 && f[13] != "" {
-		if b.Origin, errs[10] = ParseOrigin(f[13]); errs[10] != nil {
-			return entry{}, errEntry
+		if b.Origin, err = ParseOrigin(f[13]); err != nil {
+			return errEntry
 		}
 	}
 	if len(f) >= 15 {
@@ -123,16 +139,16 @@ func decodeEntry(line string) (entry, error) {
 			b.Weak = true
 		case "":
 		default:
-			return entry{}, errEntry
+			return errEntry
 		}
 	}
 	if len(f) == 17 {
 		if !bareWord(f[15]) || !bareWord(f[16]) {
-			return entry{}, errEntry
+			return errEntry
 		}
 		b.Evidence, b.From = f[15], f[16]
 	}
-	return entry{Op: "add", Block: b}, nil
+	return nil
 }
 
 // bareWord: letters, digits, '-' and '_' only (an evidence's name, a
