@@ -130,7 +130,7 @@ echo "   (two hosts saw it: h3 counted their sightings and blocked it too, witho
 echo
 echo "== 3. the administrator of h1 blocks 10.201.0.88"
 "$BIN" block --socket "$WORK/h1/control.sock" 10.201.0.88
-has h3 10.201.0.88 || true
+for h in "${HOSTS[@]}"; do has "$h" 10.201.0.88 || true; done
 where 10.201.0.88
 echo
 echo "== what h1 logged"
