@@ -110,6 +110,11 @@ type Block struct {
 	// packet path (a rule adds the source to blocked/blocked6), where the
 	// configuration allows it (see nft.Strikes); the daemon follows.
 	FirstStrike bool `yaml:"first_strike"`
+	// PeerWindow is how long an address stays a peer after a packet of a
+	// TCP connection with this host whose handshake completed (conntrack
+	// assured): a peer is never struck by the kernel nor blocked on one
+	// forged packet. 0 turns peers off.
+	PeerWindow Duration `yaml:"peer_window"`
 }
 
 // HostsDeny is PortSentry's KILL_HOSTS_DENY.
