@@ -144,6 +144,9 @@ type Ruleset struct {
 	strikeTCP, strikeUDP bool
 	strikeTimeout        time.Duration
 	strikeRate           int
+	// peerWindow: block.peer_window, how long peers/peers6 keep a source
+	// (0: no peers; see peers.go).
+	peerWindow time.Duration
 }
 
 // Strikes reports which protocols' probe rules carry the kernel's first
@@ -202,6 +205,7 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 	rs := &Ruleset{Group: uint16(cfg.Capture.Group), Queue: uint16(cfg.Capture.Queue), queued: cfg.Capture.Mode == "nfqueue", shape: shape}
 	rs.strikeTCP, rs.strikeUDP = Strikes(cfg)
 	rs.strikeTimeout, rs.strikeRate = cfg.BlockTimeout(), StrikeRate(cfg)
+	rs.peerWindow = peerWindow(cfg)
 	if cfg.Capture.QueueThreshold > 1 && !shape.Flood {
 		rs.logQ = 1
 	}
@@ -239,6 +243,10 @@ func (rs *Ruleset) addSets(cfg *config.Config) {
 		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, dynamic: true, size: size, keep: true},
 		&setDef{name: SetBlocked6, key: keyIPv6, timeout: true, dynamic: true, size: size, keep: true},
 	)
+	if rs.peerWindow > 0 {
+		// Kept sets first: a reinstall keeps them where they are.
+		rs.peerSets()
+	}
 	ign4, ign6 := byFamily(cfg.IgnorePrefixes)
 	rs.sets = append(rs.sets,
 		&setDef{name: setIgnore, key: keyIPv4, interval: true, elems: prefixIntervals(ign4)},
@@ -314,6 +322,9 @@ func (rs *Ruleset) inputChain(cfg *config.Config, u InUse) {
 	in := rs.chain(ChainInput, nftables.ChainHookInput, "input", chainPriority, "filter - 10")
 	in.add(iifLoopback(), verdict(expr.VerdictReturn))
 	rs.ignoredReturnBlockedDrop(in, cfg)
+	if rs.peerWindow > 0 {
+		rs.peerUpdates(in)
+	}
 	if !cfg.AllInterfaces {
 		in.add(iifnameIn(setIfaces, true), verdict(expr.VerdictReturn))
 	}
@@ -371,7 +382,8 @@ func udpProbe() fragment {
 	return fragments(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"))
 }
 
-// probeRules sends probes of the monitored ports to the daemon. Where the
+// probeRules sends probes of the monitored ports to the daemon. A peer's
+// probe goes first, under its own prefix, and never strikes. Where the
 // kernel strikes (Strikes), a probe from a source that is not protected
 // first adds the source to blocked/blocked6 (with block.timeout) and is
 // dropped, within the shared rate cap; its copy tells the daemon, which
@@ -380,12 +392,14 @@ func udpProbe() fragment {
 // the kernel does not strike.
 func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 	if len(cfg.TCP.Monitored) > 0 {
+		rs.peerProbes(ch, tcpProbe(), capture.PrefixTCPPeer)
 		if rs.strikeTCP {
 			rs.strikeRules(ch, tcpProbe(), capture.PrefixTCPStrike)
 		}
 		ch.add(tcpProbe(), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixTCP))
 	}
 	if len(cfg.UDP.Monitored) > 0 {
+		rs.peerProbes(ch, udpProbe(), capture.PrefixUDPPeer)
 		if rs.strikeUDP {
 			rs.strikeRules(ch, udpProbe(), capture.PrefixUDPStrike)
 		}
