@@ -42,6 +42,7 @@ type Counters struct {
 	RateLimited    atomic.Uint64 // triggers over block.max_per_second, not blocked
 	SetFull        atomic.Uint64 // triggers not blocked because the sets were full
 	InUse          atomic.Uint64 // probes of ports a service listens on, ignored
+	Peers          atomic.Uint64 // triggers from peers on too few ports, not blocked
 }
 
 // Ports says whether a service listens on a port (a port in use is never
@@ -61,6 +62,10 @@ type Config struct {
 	// OnProbe, if set, is told of each probe's source the detector counted
 	// (the fleet's sightings). It must not block.
 	OnProbe func(netip.Addr)
+	// Peers, if set, says whether a held probe's source is a peer: a
+	// packet in NFQUEUE carries no rule that says so. Asked only at the
+	// trigger. NFLOG copies need no lookup: the peer rules' prefix says it.
+	Peers decide.Peers
 }
 
 // Pipeline processes packets. Handle and HandleQueued run on one
@@ -116,6 +121,9 @@ type Trigger struct {
 	// Origin: state.OriginKernel when the kernel struck already (the
 	// decision then says whether the element stays); else the detector.
 	Origin state.Origin
+	// Peer: the probe came from a peer of this host (the rule that logged
+	// it is a peer rule).
+	Peer bool
 }
 
 // Handle processes one packet (an NFLOG copy) that rule logged.
@@ -197,6 +205,7 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	if rule.Struck() {
 		t.Origin = state.OriginKernel
 	}
+	t.Peer = rule.Peer()
 	verdict, src := p.det.Observe(pr, now)
 	if verdict == detect.AlreadyBlocked {
 		back, held := p.c.Ledger.Reassert(pr.Src, now)
@@ -266,8 +275,9 @@ func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 	if origin == "" {
 		origin = state.OriginDetect
 	}
+	peer := t.Peer || (t.Held && p.c.Peers != nil && p.c.Peers.Peer(pr.Src))
 	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: origin, Proto: pr.Proto, Now: now,
-		Probes: t.Src.Count, Ports: t.Src.NPorts, Evidence: evidence(pr)})
+		Probes: t.Src.Count, Ports: t.Src.NPorts, Evidence: evidence(pr), Peer: peer})
 	if d.Action == decide.Refuse {
 		p.refused(det, d, pr, now)
 		return false
@@ -315,6 +325,10 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 			p.c.Ledger.Post(ledger.Act{Decision: d, At: now})
 		}
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProtected, Probe: *pr, Reason: d.Why}, now)
+	case decide.Peer:
+		// Kept in the detector: its next ports count towards PeerPorts.
+		p.Peers.Add(1)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindRefused, Probe: *pr, Reason: d.String()}, now)
 	case decide.RateLimited:
 		p.RateLimited.Add(1)
 		p.c.Alerts.Capped(alert.Event{What: alert.KindRefused, Probe: *pr, Reason: d.String()}, now)

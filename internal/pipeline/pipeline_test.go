@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -595,5 +596,44 @@ func TestFirstStrikeIsFollowed(t *testing.T) {
 	waitFor(t, "the protected strike lifted", func() bool { return r.ledger.Stats.Disowned.Load() == 1 })
 	if got := r.kernel.Deleted(); len(got) != 1 || got[0] != netip.MustParseAddr("10.201.0.9") {
 		t.Errorf("kernel deleted %v, want 10.201.0.9", got)
+	}
+}
+
+// A probe the peer rule logged is a peer's: refused on one and two ports
+// (one forged packet never blocks a peer), blocked on the third; the same
+// probes from the plain rule block at once.
+func TestPeerNeedsThreePorts(t *testing.T) {
+	r := newRig(t, "", true)
+	r.Handle(syn(2, 1), capture.RuleTCPPeer)
+	r.Handle(syn(2, 1), capture.RuleTCPPeer) // the same port again
+	r.Handle(syn(2, 2), capture.RuleTCPPeer)
+	if r.Peers.Load() != 3 || r.ledger.Len() != 0 {
+		t.Fatalf("peer refusals %d, blocks %d: want 3 and none", r.Peers.Load(), r.ledger.Len())
+	}
+	r.alerts.Drain()
+	if want := "attackalert: Host 10.201.0.2 not blocked: 10.201.0.2 is a peer"; !strings.Contains(r.log.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, r.log)
+	}
+	r.Handle(syn(2, 3), capture.RuleTCPPeer)
+	waitFor(t, "the peer's block on its third port", func() bool { return len(r.kernel.Added()) == 1 })
+	r.Handle(syn(3, 1), capture.RuleTCP)
+	waitFor(t, "a block of a source that is no peer", func() bool { return len(r.kernel.Added()) == 2 })
+}
+
+// peersOf is a decide.Peers of fixed addresses.
+type peersOf []netip.Addr
+
+func (p peersOf) Peer(a netip.Addr) bool { return slices.Contains(p, a) }
+
+// A queued probe carries no rule: the pipeline asks its Peers at the
+// trigger.
+func TestQueuedPeerIsAsked(t *testing.T) {
+	r := newRig(t, "capture: {mode: nfqueue}\n", true)
+	r.c.Peers = peersOf{netip.MustParseAddr("10.201.0.2")}
+	if v := r.HandleQueued(syn(2, 1), 1); v != capture.Accept || r.Peers.Load() != 1 {
+		t.Fatalf("a peer's queued probe: verdict %v, peer refusals %d", v, r.Peers.Load())
+	}
+	if v := r.HandleQueued(syn(3, 1), 2); v != capture.Pending {
+		t.Fatalf("another source's queued probe: verdict %v, want pending", v)
 	}
 }
