@@ -93,6 +93,10 @@ type Detect struct {
 	ScanTrigger int      `yaml:"scan_trigger"`
 	Window      Duration `yaml:"window"`
 	MaxSources  int      `yaml:"max_sources"`
+	// Prefix6Sources: when this many distinct IPv6 addresses of one /64
+	// probe within Window, the /64 is blocked (a scanner rotating its
+	// source inside its /64 learns no more than one that does not). 0: off.
+	Prefix6Sources int `yaml:"prefix6_sources"`
 }
 
 // Block holds the nftables blocking settings.
