@@ -243,6 +243,9 @@ func (rs *Ruleset) addSets(cfg *config.Config) {
 		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, dynamic: true, size: size, keep: true},
 		&setDef{name: SetBlocked6, key: keyIPv6, timeout: true, dynamic: true, size: size, keep: true},
 	)
+	if prefix64On(cfg) {
+		rs.sets = append(rs.sets, blocked64Set())
+	}
 	if rs.peerWindow > 0 {
 		// Kept sets first: a reinstall keeps them where they are.
 		rs.peerSets()
@@ -312,6 +315,9 @@ func (rs *Ruleset) ignoredReturnBlockedDrop(c *chainDef, cfg *config.Config) {
 	}
 	c.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
 	c.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+	if prefix64On(cfg) {
+		rs.blocked64Drop(c)
+	}
 }
 
 // inputChain is the input chain, in order: loopback and ignored sources
