@@ -43,6 +43,7 @@ type Counters struct {
 	SetFull        atomic.Uint64 // triggers not blocked because the sets were full
 	InUse          atomic.Uint64 // probes of ports a service listens on, ignored
 	Peers          atomic.Uint64 // triggers from peers on too few ports, not blocked
+	Prefixes       atomic.Uint64 // IPv6 /64s blocked (detect.prefix6_sources)
 }
 
 // Ports says whether a service listens on a port (a port in use is never
@@ -75,6 +76,8 @@ type Pipeline struct {
 	cfgp atomic.Pointer[config.Config]
 	cfg  *config.Config // the capture goroutine's copy
 	det  *detect.Detector
+	// pfx counts the addresses of each IPv6 /64 (detect.prefix6_sources).
+	pfx *detect.Prefixes
 	// forget: addresses an administrator unblocked, for the capture
 	// goroutine's detector.
 	forget  chan netip.Addr
@@ -86,7 +89,8 @@ type Pipeline struct {
 
 // New makes a pipeline.
 func New(c Config) *Pipeline {
-	p := &Pipeline{c: c, cfg: c.Settings, det: detect.New(DetectConfig(c.Settings)), forget: make(chan netip.Addr, 256)}
+	p := &Pipeline{c: c, cfg: c.Settings, det: detect.New(DetectConfig(c.Settings)), forget: make(chan netip.Addr, 256),
+		pfx: detect.NewPrefixes(c.Settings.Detect.Prefix6Sources, time.Duration(c.Settings.Detect.Window))}
 	p.cfgp.Store(c.Settings)
 	return p
 }
@@ -160,6 +164,7 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	if c := p.cfgp.Load(); c != p.cfg {
 		p.cfg = c
 		p.det.SetConfig(DetectConfig(c))
+		p.pfx.SetConfig(c.Detect.Prefix6Sources, time.Duration(c.Detect.Window))
 	}
 	for len(p.forget) > 0 {
 		p.det.Forget(<-p.forget)
@@ -223,6 +228,9 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		verdict, src = p.det.Observe(pr, now)
 	}
 	p.tracked.Store(int64(p.det.Len()))
+	if pr.Src.Is6() {
+		p.prefix(pr, now)
+	}
 	if p.c.OnProbe != nil {
 		p.c.OnProbe(pr.Src)
 	}
@@ -339,5 +347,30 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 			p.fullWarned.Store(s)
 			p.c.Alerts.Send(alert.Event{What: alert.KindSetFull, Probe: *pr, Reason: d.Why, N: n})
 		}
+	}
+}
+
+// prefix counts an IPv6 probe for its /64; when enough distinct addresses
+// of it probed (detect.prefix6_sources), the /64 is decided on and its
+// block posted. A /64 refused (protected, the rate) is held for a minute:
+// its next addresses would be refused the same way.
+func (p *Pipeline) prefix(pr *packet.Probe, now time.Time) {
+	n, trigger := p.pfx.Observe(pr.Src, now)
+	if !trigger {
+		return
+	}
+	pfx := netip.PrefixFrom(pr.Src, 64).Masked()
+	d := p.c.Decider.DecidePrefix(pfx, n, pr.Proto, now)
+	if d.Action != decide.Block {
+		p.pfx.Hold(pr.Src, now.Add(time.Minute))
+		if d.Reason == decide.Protected {
+			p.Protected.Add(1)
+			p.c.Alerts.Capped(alert.Event{What: alert.KindRefused, Probe: *pr, Reason: "its /64 is not blocked: " + d.Why}, now)
+		}
+		return
+	}
+	if p.c.Ledger.Post(ledger.BlockPrefix{Decision: d, Prefix: pfx}) {
+		p.pfx.Hold(pr.Src, now.Add(d.Timeout))
+		p.Prefixes.Add(1)
 	}
 }

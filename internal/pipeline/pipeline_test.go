@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -635,5 +636,53 @@ func TestQueuedPeerIsAsked(t *testing.T) {
 	}
 	if v := r.HandleQueued(syn(3, 1), 2); v != capture.Pending {
 		t.Fatalf("another source's queued probe: verdict %v, want pending", v)
+	}
+}
+
+// syn6 is an IPv6 TCP SYN from src to fd00:201::1:port.
+func syn6(src string, port byte) []byte {
+	b := make([]byte, 60)
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], 20)
+	b[6], b[7] = 6, 64
+	copy(b[8:], netip.MustParseAddr(src).AsSlice())
+	copy(b[24:], netip.MustParseAddr("fd00:201::1").AsSlice())
+	t := b[40:]
+	t[0], t[1], t[3], t[12], t[13] = 0x9c, 0x40, port, 0x50, 0x02
+	return b
+}
+
+// A scanner that takes a new address of its /64 for each probe: at the
+// fourth address the /64 is blocked (once); a /64 that holds a protected
+// address never is.
+func TestRotatingIPv6ScannerBlocksItsPrefix(t *testing.T) {
+	r := newRig(t, "never_block: [\"fd00:201:0:2::7\"]\n", true)
+	for i := range 6 {
+		r.Handle(syn6(fmt.Sprintf("fd00:201:0:1::%x", 10+i), byte(1+i)), capture.RuleTCP)
+		r.Handle(syn6(fmt.Sprintf("fd00:201:0:2::%x", 10+i), byte(1+i)), capture.RuleTCP)
+	}
+	waitFor(t, "the /64's element", func() bool {
+		for _, b := range r.kernel.Added() {
+			if b.Prefix64 {
+				return true
+			}
+		}
+		return false
+	})
+	var prefixes []string
+	for _, b := range r.kernel.Added() {
+		if b.Prefix64 {
+			prefixes = append(prefixes, b.Addr.String())
+		}
+	}
+	if len(prefixes) != 1 || prefixes[0] != "fd00:201:0:1::" || r.Prefixes.Load() != 1 {
+		t.Errorf("/64 elements %v (%d), want fd00:201:0:1:: alone", prefixes, r.Prefixes.Load())
+	}
+	r.alerts.Drain()
+	waitFor(t, "the /64's line", func() bool {
+		return strings.Contains(r.log.String(), "attackalert: Prefix fd00:201:0:1::/64 has been blocked via nftables set inet portsentry blocked6_64 (timeout 1h0m0s): 4 addresses of fd00:201:0:1::/64 probed")
+	})
+	if !strings.Contains(r.log.String(), "its /64 is not blocked: fd00:201:0:2::/64 holds protected fd00:201:0:2::7/128") {
+		t.Errorf("no line for the protected /64:\n%s", r.log)
 	}
 }
