@@ -53,3 +53,35 @@ func TestPeersFromHandshakes(t *testing.T) {
 		t.Errorf("peers6 lacks %s with the window:\n%s", netnstest.Addr6B, out)
 	}
 }
+
+// A blocked /64 drops its sources, but a peer's own address in it: the
+// peer keeps reaching the host while its neighbours do not.
+func TestBlocked64SparesPeer(t *testing.T) {
+	netnstest.Require(t, "ncat")
+	p := netnstest.NewPair(t)
+	install(t, p.A, nft.Build(config.Default(), nft.Shape{}))
+	p.B.MustRun("ip", "addr", "add", "fd00:201::3/64", "dev", "veth-b", "nodad")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := p.A.Command(ctx, "ncat", "-k", "-l", "8080", "--sh-exec", "echo hi")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); srv.Wait() }()
+	time.Sleep(200 * time.Millisecond)
+	reach := func(src string) bool {
+		out, _ := p.B.Run("ncat", "--recv-only", "-w", "2", "-s", src, netnstest.Addr6A, "8080")
+		return strings.Contains(out, "hi")
+	}
+	if !reach(netnstest.Addr6B) || !reach("fd00:201::3") {
+		t.Fatal("no connection before the /64's block")
+	}
+	p.A.MustRun("nft", "delete", "element", "inet", "portsentry", "peers6", "{ fd00:201::3 }")
+	p.A.MustRun("nft", "add", "element", "inet", "portsentry", "blocked6_64", "{ fd00:201:: timeout 1m }")
+	if reach("fd00:201::3") {
+		t.Error("an address of the blocked /64 that is no peer still connects")
+	}
+	if !reach(netnstest.Addr6B) {
+		t.Error("the peer's own address in the blocked /64 no longer connects")
+	}
+}
