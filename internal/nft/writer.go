@@ -268,7 +268,8 @@ func (w *Writer) deleteTx(ctx context.Context, addrs []netip.Addr) (missing bool
 	return missing, nil
 }
 
-// FlushSets empties blocked and blocked6 in one transaction and waits.
+// FlushSets empties blocked and blocked6 (and blocked6_64, where the
+// ruleset has it) in one transaction and waits.
 func (w *Writer) FlushSets(ctx context.Context) error {
 	return w.call(ctx, request{flush: true, done: make(chan error, 1)})
 }
@@ -277,6 +278,9 @@ func (w *Writer) flushSets(ctx context.Context) error {
 	err := w.withRetry(ctx, &w.links[0], func(c *nftables.Conn) error {
 		c.FlushSet(w.sets[0])
 		c.FlushSet(w.sets[1])
+		if s, err := c.GetSetByName(Table(), SetBlocked64); err == nil && s != nil {
+			c.FlushSet(w.sets[2])
+		}
 		return c.Flush()
 	})
 	if err != nil {

@@ -230,4 +230,15 @@ func TestWriterPrefix64(t *testing.T) {
 	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6"); strings.Contains(out, "fd00:201::1234") || !strings.Contains(out, "fd00:201::5") {
 		t.Errorf("blocked6:\n%s", out)
 	}
+	if err := w.FlushSets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6_64"); strings.Contains(out, "elements") {
+		t.Errorf("unblock --all left a /64:\n%s", out)
+	}
+	// A ruleset without blocked6_64: the flush of the others still works.
+	install(t, ns, nft.Build(mustParse(t, "detect: {prefix6_sources: 0}\n"), nft.Shape{}))
+	if err := w.FlushSets(ctx); err != nil {
+		t.Fatalf("flush without blocked6_64: %v", err)
+	}
 }
