@@ -161,29 +161,11 @@ func opaque(pr *packet.Probe, rule capture.Rule) bool {
 }
 
 func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Verdict {
-	if c := p.cfgp.Load(); c != p.cfg {
-		p.cfg = c
-		p.det.SetConfig(DetectConfig(c))
-		p.pfx.SetConfig(c.Detect.Prefix6Sources, time.Duration(c.Detect.Window))
-	}
-	for len(p.forget) > 0 {
-		p.det.Forget(<-p.forget)
-	}
+	p.catchUp()
 	pr := &t.Probe
-	if err := packet.Decode(pkt, pr); err != nil {
-		// A probe can hide its transport header past the snap length, not
-		// its source: when its rule is known, it is acted on.
-		if err != packet.ErrTransportUnreachable || !opaque(pr, rule) {
-			p.Malformed.Add(1)
-			return capture.Accept
-		}
-		p.Opaque.Add(1)
-	}
-	if pr.Kind == packet.KindNone {
-		p.NotProbes.Add(1)
+	if !p.decode(pkt, rule, pr) {
 		return capture.Accept
 	}
-	p.Probes[pr.Kind].Add(1)
 	now := time.Now()
 	if pr.Proto == packet.TCP && p.cfg.TCP.Verified {
 		// Verified mode: only completed connections count (internal/verified).
@@ -211,21 +193,9 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		t.Origin = state.OriginKernel
 	}
 	t.Peer = rule.Peer()
-	verdict, src := p.det.Observe(pr, now)
-	if verdict == detect.AlreadyBlocked {
-		back, held := p.c.Ledger.Reassert(pr.Src, now)
-		switch {
-		case back:
-			return capture.Drop
-		case held:
-			p.AlreadyBlocked.Add(1)
-			p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
-			return capture.Drop
-		}
-		// The ledger holds no block (lifted, or refused after the mark):
-		// the mark is stale, and the probe counts afresh.
-		p.det.Forget(pr.Src)
-		verdict, src = p.det.Observe(pr, now)
+	verdict, src, blocked := p.observe(pr, now)
+	if blocked {
+		return capture.Drop
 	}
 	p.tracked.Store(int64(p.det.Len()))
 	if pr.Src.Is6() {
@@ -248,6 +218,63 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 		return capture.Pending
 	}
 	return capture.Accept
+}
+
+// observe counts pr in the detector. blocked: its source is blocked (its
+// probe was on its way, or the element was lost and is back), and the
+// probe is dropped.
+func (p *Pipeline) observe(pr *packet.Probe, now time.Time) (detect.Verdict, detect.Source, bool) {
+	verdict, src := p.det.Observe(pr, now)
+	if verdict != detect.AlreadyBlocked {
+		return verdict, src, false
+	}
+	back, held := p.c.Ledger.Reassert(pr.Src, now)
+	switch {
+	case back:
+		return verdict, src, true
+	case held:
+		p.AlreadyBlocked.Add(1)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
+		return verdict, src, true
+	}
+	// The ledger holds no block (lifted, or refused after the mark): the
+	// mark is stale, and the probe counts afresh.
+	p.det.Forget(pr.Src)
+	verdict, src = p.det.Observe(pr, now)
+	return verdict, src, false
+}
+
+// catchUp takes a new configuration (reload) and the addresses to forget,
+// without waiting.
+func (p *Pipeline) catchUp() {
+	if c := p.cfgp.Load(); c != p.cfg {
+		p.cfg = c
+		p.det.SetConfig(DetectConfig(c))
+		p.pfx.SetConfig(c.Detect.Prefix6Sources, time.Duration(c.Detect.Window))
+	}
+	for len(p.forget) > 0 {
+		p.det.Forget(<-p.forget)
+	}
+}
+
+// decode reads pkt into pr and counts it; false when it is no probe to act
+// on (malformed, or ACK/RST traffic).
+func (p *Pipeline) decode(pkt []byte, rule capture.Rule, pr *packet.Probe) bool {
+	if err := packet.Decode(pkt, pr); err != nil {
+		// A probe can hide its transport header past the snap length, not
+		// its source: when its rule is known, it is acted on.
+		if err != packet.ErrTransportUnreachable || !opaque(pr, rule) {
+			p.Malformed.Add(1)
+			return false
+		}
+		p.Opaque.Add(1)
+	}
+	if pr.Kind == packet.KindNone {
+		p.NotProbes.Add(1)
+		return false
+	}
+	p.Probes[pr.Kind].Add(1)
+	return true
 }
 
 // disown asks the decision about a kernel strike the capture path knows
