@@ -22,8 +22,7 @@ type PeerLookup struct {
 	mu    sync.Mutex
 	c     *netlink.Conn
 	cache map[netip.Addr]peerAnswer
-	// Errors counts lookups that failed (the answer is then "no peer").
-	Errors int
+	fails int
 }
 
 type peerAnswer struct {
@@ -54,7 +53,7 @@ func (p *PeerLookup) Peer(a netip.Addr) bool {
 	}
 	peer, err := p.ask(a)
 	if err != nil {
-		p.Errors++
+		p.fails++
 		if p.c != nil {
 			p.c.Close()
 			p.c = nil
@@ -66,6 +65,13 @@ func (p *PeerLookup) Peer(a netip.Addr) bool {
 	}
 	p.cache[a] = peerAnswer{peer, now}
 	return peer
+}
+
+// Errors counts the lookups that failed (each answered "no peer").
+func (p *PeerLookup) Errors() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fails
 }
 
 // Close closes the lookup's socket.

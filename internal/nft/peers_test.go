@@ -45,8 +45,8 @@ func TestPeersFromHandshakes(t *testing.T) {
 			t.Errorf("Peer(%s) = %v, want %v", c.addr, got, c.peer)
 		}
 	}
-	if look.Errors != 0 {
-		t.Errorf("%d lookups failed", look.Errors)
+	if n := look.Errors(); n != 0 {
+		t.Errorf("%d lookups failed", n)
 	}
 	out := p.A.MustRun("nft", "list", "set", "inet", "portsentry", "peers6")
 	if !strings.Contains(out, netnstest.Addr6B+" timeout 30m expires") {
