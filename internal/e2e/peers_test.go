@@ -89,13 +89,15 @@ func (s *session) echo(msg string) bool {
 func TestForgedProbeSparesPeer(t *testing.T) {
 	py := scapyPython(t)
 	netnstest.Require(t, "ncat")
-	for _, fam := range []struct{ name, a, b, set string }{
-		{"v4", netnstest.AddrA, netnstest.AddrB, "blocked"},
-		{"v6", netnstest.Addr6A, netnstest.Addr6B, "blocked6"},
+	for _, fam := range []struct{ name, a, b, set, yaml string }{
+		{"v4", netnstest.AddrA, netnstest.AddrB, "blocked", ""},
+		{"v6", netnstest.Addr6A, netnstest.Addr6B, "blocked6", ""},
+		// NFQUEUE: a held probe carries no rule; the daemon asks peers6.
+		{"v6_nfqueue", netnstest.Addr6A, netnstest.Addr6B, "blocked6", "capture: {mode: nfqueue, queue: 4}\n"},
 	} {
 		t.Run(fam.name, func(t *testing.T) {
 			p := netnstest.NewPair(t)
-			d := startDaemon(t, p.A, "")
+			d := startDaemon(t, p.A, fam.yaml)
 			echoServer(t, p, 8080)
 			s := dial(t, p, fam.a, 8080)
 			if !s.echo("before") {
