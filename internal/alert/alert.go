@@ -123,6 +123,12 @@ func RefusedLine(a netip.Addr, why string) string {
 	return fmt.Sprintf("%sHost %s not blocked: %s; logged only", attack, a, why)
 }
 
+// PrefixBlockedLine: an IPv6 /64's element is in the kernel (set
+// blocked6_64); why says what it rests on.
+func PrefixBlockedLine(p netip.Prefix, table, set string, timeout time.Duration, why string) string {
+	return fmt.Sprintf("%sPrefix %s has been blocked via nftables set %s %s (timeout %s): %s", attack, p, table, set, timeout, why)
+}
+
 // BlockedLine: the element is in the kernel. by names who decided when it
 // was not the detector ("an administrator", "the kernel", ...).
 func BlockedLine(a netip.Addr, table, set string, timeout time.Duration, times int, by string) string {

@@ -59,3 +59,27 @@ func TestRuleOf(t *testing.T) {
 		t.Fatal("the probe rules share a prefix")
 	}
 }
+
+// A peer's probe is read as a peer's, of its protocol, neither struck nor
+// dropped by the kernel; no other rule is a peer's.
+func TestRulePeer(t *testing.T) {
+	for _, c := range []struct {
+		prefix          string
+		peer, udp, hits bool
+	}{
+		{PrefixTCPPeer, true, false, false},
+		{PrefixUDPPeer, true, true, false},
+		{PrefixTCP, false, false, false},
+		{PrefixUDP, false, true, false},
+		{PrefixTCPStrike, false, false, true},
+		{PrefixUDPAgain, false, true, true},
+	} {
+		r := RuleOf(c.prefix)
+		if r.Peer() != c.peer || r.UDP() != c.udp || (r.Struck() || r.Again()) != c.hits {
+			t.Errorf("%q: rule %s: peer %v udp %v struck/again %v", c.prefix, r, r.Peer(), r.UDP(), r.Struck() || r.Again())
+		}
+		if r.String() != c.prefix[len("portsentry "):] {
+			t.Errorf("%q: String %q", c.prefix, r)
+		}
+	}
+}

@@ -24,6 +24,12 @@ const (
 	// makes a block rest on more than one packet.
 	RuleTCPAgain
 	RuleUDPAgain
+	// RuleTCPPeer, RuleUDPPeer: a probe from a peer of this host (an
+	// address in peers/peers6: a TCP handshake with this host completed
+	// lately). The kernel never strikes one; the decision needs more than
+	// one forgeable packet (decide.PeerPorts) to block it.
+	RuleTCPPeer
+	RuleUDPPeer
 )
 
 // The NFLOG prefixes of the rules (nft: log prefix "..." group N). Short,
@@ -35,25 +41,33 @@ const (
 	PrefixUDPStrike = "portsentry udp blocked"
 	PrefixTCPAgain  = "portsentry tcp again"
 	PrefixUDPAgain  = "portsentry udp again"
+	PrefixTCPPeer   = "portsentry tcp peer"
+	PrefixUDPPeer   = "portsentry udp peer"
 )
 
 var prefixes = map[string]Rule{
 	PrefixTCP: RuleTCP, PrefixUDP: RuleUDP,
 	PrefixTCPStrike: RuleTCPStrike, PrefixUDPStrike: RuleUDPStrike,
 	PrefixTCPAgain: RuleTCPAgain, PrefixUDPAgain: RuleUDPAgain,
+	PrefixTCPPeer: RuleTCPPeer, PrefixUDPPeer: RuleUDPPeer,
 }
 
 // RuleOf is the rule whose log prefix is prefix.
 func RuleOf(prefix string) Rule { return prefixes[prefix] }
 
 // UDP reports a rule of the UDP probes (else TCP, when known).
-func (r Rule) UDP() bool { return r == RuleUDP || r == RuleUDPStrike || r == RuleUDPAgain }
+func (r Rule) UDP() bool {
+	return r == RuleUDP || r == RuleUDPStrike || r == RuleUDPAgain || r == RuleUDPPeer
+}
 
 // Struck reports a first strike: the kernel blocked the source.
 func (r Rule) Struck() bool { return r == RuleTCPStrike || r == RuleUDPStrike }
 
 // Again reports a probe from a source the kernel holds as blocked.
 func (r Rule) Again() bool { return r == RuleTCPAgain || r == RuleUDPAgain }
+
+// Peer reports a probe from a peer of this host (the peer rules).
+func (r Rule) Peer() bool { return r == RuleTCPPeer || r == RuleUDPPeer }
 
 // String returns the rule's log prefix without "portsentry " ("tcp",
 // "udp blocked", ...), or "unknown".

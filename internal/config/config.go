@@ -93,6 +93,10 @@ type Detect struct {
 	ScanTrigger int      `yaml:"scan_trigger"`
 	Window      Duration `yaml:"window"`
 	MaxSources  int      `yaml:"max_sources"`
+	// Prefix6Sources: when this many distinct IPv6 addresses of one /64
+	// probe within Window, the /64 is blocked (a scanner rotating its
+	// source inside its /64 learns no more than one that does not). 0: off.
+	Prefix6Sources int `yaml:"prefix6_sources"`
 }
 
 // Block holds the nftables blocking settings.
@@ -110,6 +114,11 @@ type Block struct {
 	// packet path (a rule adds the source to blocked/blocked6), where the
 	// configuration allows it (see nft.Strikes); the daemon follows.
 	FirstStrike bool `yaml:"first_strike"`
+	// PeerWindow is how long an address stays a peer after a packet of a
+	// TCP connection with this host whose handshake completed (conntrack
+	// assured): a peer is never struck by the kernel nor blocked on one
+	// forged packet. 0 turns peers off.
+	PeerWindow Duration `yaml:"peer_window"`
 }
 
 // HostsDeny is PortSentry's KILL_HOSTS_DENY.

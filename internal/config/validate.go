@@ -188,7 +188,14 @@ func (v *validator) detect(d Detect) {
 	if d.MaxSources < 1 {
 		v.bad("detect.max_sources", "want 1 or more, got %d", d.MaxSources)
 	}
+	if n := d.Prefix6Sources; n != 0 && (n < 2 || n > MaxPrefix6Sources) {
+		v.bad("detect.prefix6_sources", "want 0 (off) or 2 to %d, got %d", MaxPrefix6Sources, n)
+	}
 }
+
+// MaxPrefix6Sources bounds detect.prefix6_sources: the detector keeps that
+// many addresses for each /64 it follows.
+const MaxPrefix6Sources = 16
 
 // ignore checks the ignore list and the ignore files, as readIgnoreFiles
 // read them.

@@ -32,6 +32,9 @@ func (v *validator) block(b Block) {
 	if b.SetSize < 1 || b.SetSize > 1<<24 {
 		v.bad("block.set_size", "want 1 to %d, got %d", 1<<24, b.SetSize)
 	}
+	if w := time.Duration(b.PeerWindow); w != 0 && (w < time.Second || w > 24*time.Hour) {
+		v.bad("block.peer_window", "want 0 (off) or a duration from 1s to 24h, got %s", b.PeerWindow)
+	}
 }
 
 // hostsDeny checks hosts_deny, when a path turns it on.

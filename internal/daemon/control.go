@@ -37,6 +37,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 			"rate_limited": p.RateLimited.Load(),
 			"set_full":     p.SetFull.Load(),
 			"queue_full":   l.Dropped.Load(),
+			"peer":         p.Peers.Load(),
 		},
 		AlreadyBlocked: p.AlreadyBlocked.Load(), Malformed: p.Malformed.Load(), Opaque: p.Opaque.Load(), NotProbes: p.NotProbes.Load(),
 		InUse: p.InUse.Load(), NFLOGLost: d.capture.Lost.Load(), NFLOGOverruns: d.capture.Overruns.Load(),
@@ -52,6 +53,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 	for o, n := range l.Blocks {
 		s.Blocks[string(o)] = n.Load()
 	}
+	// IPv6 /64s (blocked6_64): posted to the ledger, not recorded there.
+	s.Blocks["prefix64"] = p.Prefixes.Load()
 	if d.fleet != nil {
 		f := d.fleet.Client().Stats()
 		s.Fleet = &metrics.Fleet{Connected: f.Connected, Outbox: f.OutboxDepth, OutboxDropped: f.OutboxDropped, OutboxExpired: f.OutboxExpired,

@@ -73,6 +73,7 @@ type Daemon struct {
 	writer  *nft.Writer
 	ledger  *ledger.Ledger
 	decider *decide.Decider
+	peers   *nft.PeerLookup // this host's peers, for what carries no peer rule
 	pipe    *pipeline.Pipeline
 	keeper  *keeper.Keeper
 	verify  *verified.Mode // nil unless tcp.verified
@@ -120,7 +121,11 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.decider = decide.New(cfg, d.guard, d.ledger)
-	pc := pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts,
+	// The fleet's blocks and NFQUEUE's held probes are checked against the
+	// kernel's peers sets; NFLOG copies say it by their rule.
+	d.peers = nft.NewPeerLookup(opts.NetNS)
+	d.decider.SetPeers(d.peers)
+	pc := pipeline.Config{Settings: cfg, Decider: d.decider, Ledger: d.ledger, Alerts: d.alerts, Peers: d.peers,
 		Ports: func() pipeline.Ports { return d.watcher.Snapshot() }}
 	if d.fleet != nil {
 		pc.OnProbe = d.fleet.Client().Sighting
@@ -202,6 +207,7 @@ func (d *Daemon) nameWithin(a netip.Addr, wait time.Duration) string {
 // reboot.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.store.Close()
+	defer d.peers.Close()
 	d.start = time.Now()
 	if err := d.install(ctx); err != nil {
 		d.closeCapture()

@@ -171,7 +171,10 @@ func observe[K, O addrKey](d *Detector, t *table[K], other *table[O], k K, p *pa
 		e.addPort(p.DstPort)
 	}
 	if e.count > 0 && d.cfg.Window > 0 && time.Duration(r-e.first)*time.Second > d.cfg.Window {
-		e.count = 0
+		// A fresh window: the ports too (a peer needs decide.PeerPorts
+		// ports within one window, not over hours).
+		e.count, e.nports = 0, 0
+		e.addPort(p.DstPort)
 	}
 	if e.count == 0 {
 		e.first = r

@@ -48,11 +48,11 @@ func TestWindowResetsCount(t *testing.T) {
 		t.Fatal("first probe should count")
 	}
 	// The second probe comes after the window: it starts a new count.
-	if v, s := d.Observe(probe("10.0.0.1", 2), t0.Add(2*time.Minute)); v != Count || s.Count != 1 {
-		t.Fatalf("probe after window: %v count %d, want Count 1", v, s.Count)
+	if v, s := d.Observe(probe("10.0.0.1", 2), t0.Add(2*time.Minute)); v != Count || s.Count != 1 || s.NPorts != 1 {
+		t.Fatalf("probe after window: %v count %d ports %d, want Count 1 on 1 port", v, s.Count, s.NPorts)
 	}
-	if v, _ := d.Observe(probe("10.0.0.1", 3), t0.Add(2*time.Minute+time.Second)); v != Trigger {
-		t.Fatal("second probe inside the window should trigger")
+	if v, s := d.Observe(probe("10.0.0.1", 3), t0.Add(2*time.Minute+time.Second)); v != Trigger || s.NPorts != 2 {
+		t.Fatalf("second probe inside the window: %v on %d ports, want Trigger on 2", v, s.NPorts)
 	}
 }
 

@@ -80,8 +80,10 @@ func TestListenerComingAndGoing(t *testing.T) {
 	cancel()
 	srv.Wait()
 	d.waitLog("TCP port 8080 is no longer in use; watching it again", 3*time.Second)
-	hping(t, c, "-S", "-c", "1", "-p", "8080", "10.203.0.1")
-	waitBlocked(t, p.A, "blocked", "10.203.0.2", 5*time.Second)
+	// C used the service: it is a peer, which one probe does not block. B
+	// is none.
+	hping(t, p.B, "-S", "-c", "1", "-p", "8080", netnstest.AddrA)
+	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
 }
 
 // A listener on 127.0.0.1:111 does not shadow 111 on the public address.

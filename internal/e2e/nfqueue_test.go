@@ -25,7 +25,9 @@ func TestNFQueueInlineBlocking(t *testing.T) {
 	} else {
 		t.Log("queueing with the nft queue statement")
 	}
-	if !canConnect(p.B, netnstest.AddrA, "8080", "web-here") {
+	// From C: a connection from B would make it a peer, which the first
+	// two tripwires do not block (TestPeerThatScansIsBlocked).
+	if !canConnect(c, "10.203.0.1", "8080", "web-here") {
 		t.Fatal("the open port is not reachable before the scan")
 	}
 

@@ -146,7 +146,8 @@ func TestBlockExpires(t *testing.T) {
 	if !connect() {
 		t.Fatal("B cannot connect before any block")
 	}
-	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	// B is a peer now: 3 tripwire ports block it.
+	nmap(t, p.B, "-sS", "-p", "1,11,15", netnstest.AddrA)
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
 	if connect() {
 		t.Fatal("B still connects while blocked")
@@ -168,7 +169,9 @@ func TestRestartKeepsBlocks(t *testing.T) {
 	if !canConnect(p.B, netnstest.AddrA, "8080", "hello-from-A") {
 		t.Fatal("B cannot connect before any block")
 	}
-	hping(t, p.B, "-S", "-c", "1", "-p", "1", netnstest.AddrA)
+	// B completed a connection: it is a peer, blocked on 3 tripwire ports
+	// (one probe, which anyone could forge, no longer blocks it).
+	nmap(t, p.B, "-sS", "-p", "1,11,15", netnstest.AddrA)
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
 	d.stop()
 	if netnstest.ElementLine(listSet(t, p.A, "blocked"), netnstest.AddrB) == "" {

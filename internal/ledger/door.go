@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/portsentry-nft/portsentry-nft/internal/alert"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
@@ -14,7 +15,7 @@ import (
 // Op is one operation on the ledger, entered by its one door: Post (the
 // capture path, which never waits) or Apply (every other origin, which
 // waits until the operation is carried out and on disk). The set of
-// operations is closed: Act, Lift, LiftAll, Strengthen.
+// operations is closed: Act, Lift, LiftAll, Strengthen, BlockPrefix.
 type Op interface{ isOp() }
 
 // Act carries out a decision of any origin: a block (its element in the
@@ -47,10 +48,21 @@ type Strengthen struct {
 	Port uint16
 }
 
-func (Act) isOp()        {}
-func (Unblock) isOp()    {}
-func (UnblockAll) isOp() {}
-func (Strengthen) isOp() {}
+// BlockPrefix carries out the block of an IPv6 /64 (decide.DecidePrefix):
+// its element in blocked6_64 with the decision's timeout, and a line once
+// it is in. It is not recorded: the kernel's timeout ends it, a reinstall
+// keeps it, and `list`, `unblock`, the journal and the fleet do not know
+// it (yet).
+type BlockPrefix struct {
+	Decision decide.Decision
+	Prefix   netip.Prefix
+}
+
+func (BlockPrefix) isOp() {}
+func (Act) isOp()         {}
+func (Unblock) isOp()     {}
+func (UnblockAll) isOp()  {}
+func (Strengthen) isOp()  {}
 
 // Post hands ops to the ledger without waiting (the capture goroutine and
 // verified mode). False when the ledger cannot take one now (too many
@@ -64,6 +76,8 @@ func (l *Ledger) Post(op Op) bool {
 	case Strengthen:
 		l.corroborate(o.Addr, o.Port)
 		return true
+	case BlockPrefix:
+		return l.blockPrefix(o)
 	}
 	panic(fmt.Sprintf("ledger: %T cannot be posted", op))
 }
@@ -185,4 +199,19 @@ func wait(ctx context.Context, r chan reply) (int, error) {
 type reply struct {
 	n   int
 	err error
+}
+
+// blockPrefix queues a /64's element; its line is written once the element
+// is in (off the writer's goroutine, which must not wait).
+func (l *Ledger) blockPrefix(o BlockPrefix) bool {
+	d := o.Decision
+	line := alert.PrefixBlockedLine(o.Prefix, "inet "+nft.TableName, nft.SetBlocked64, d.Timeout, d.Why)
+	err := l.c.Kernel.Add(nft.Block{Addr: o.Prefix.Addr(), Timeout: d.Timeout, Prefix64: true, Done: func(err error) {
+		if err != nil {
+			go l.c.Log.AttackWarn(fmt.Sprintf("attackalert: Prefix %s could not be blocked: %v", o.Prefix, err))
+			return
+		}
+		go l.c.Log.Attack(line)
+	}})
+	return err == nil
 }

@@ -29,7 +29,8 @@ type Snapshot struct {
 	Probes []Probes
 	// Blocks committed, by origin (detect, manual, ...).
 	Blocks map[string]uint64
-	// Refused triggers, by reason (protected, rate_limited, set_full, queue_full).
+	// Refused triggers, by reason (protected, rate_limited, set_full,
+	// queue_full, peer).
 	Refused map[string]uint64
 	// Counters of one quantity each.
 	AlreadyBlocked, Malformed, NotProbes, InUse, NFLOGLost, NFLOGOverruns   uint64

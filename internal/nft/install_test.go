@@ -213,13 +213,14 @@ func TestFloodBatching(t *testing.T) {
 	}
 	flood := nft.Build(config.Default(), nft.Shape{Flood: true}).Text()
 	limit := fmt.Sprintf("limit rate %d/second burst %d packets counter log prefix", nft.FloodLogRate, nft.FloodLogRate/10)
-	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, " group 5\n") != 2 || strings.Count(flood, limit) != 2 {
+	// The plain rules and the peers' (two families, two protocols).
+	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, " group 5\n") != 2 || strings.Count(flood, limit) != 2+4 {
 		t.Fatalf("flood ruleset:\n%s", flood)
 	}
 	// A group threshold of 1 leaves nothing to batch: no queue-threshold
 	// either way; a flood still bounds the rate.
 	one := mustParse(t, "capture: {queue_threshold: 1}\n")
-	if a, b := nft.Build(one, nft.Shape{}).Text(), nft.Build(one, nft.Shape{Flood: true}).Text(); strings.Contains(a+b, "queue-threshold") || strings.Count(b, limit) != 2 {
+	if a, b := nft.Build(one, nft.Shape{}).Text(), nft.Build(one, nft.Shape{Flood: true}).Text(); strings.Contains(a+b, "queue-threshold") || strings.Count(b, limit) != 2+4 {
 		t.Fatalf("queue_threshold 1:\n%s\n---\n%s", a, b)
 	}
 }
@@ -365,7 +366,12 @@ func TestLogPrefixes(t *testing.T) {
 			var want string
 			strike := strings.Contains(line, " add @blocked")
 			again := strings.Contains(line, "saddr @blocked")
+			peer := strings.Contains(line, "saddr @peers")
 			switch {
+			case strings.Contains(line, "tcp dport @tcp_ports") && peer:
+				want = capture.PrefixTCPPeer
+			case strings.Contains(line, "udp dport @udp_ports") && peer:
+				want = capture.PrefixUDPPeer
 			case strings.Contains(line, "tcp dport @tcp_ports") && strike:
 				want = capture.PrefixTCPStrike
 			case strings.Contains(line, "tcp dport @tcp_ports") && again:
@@ -382,7 +388,7 @@ func TestLogPrefixes(t *testing.T) {
 				t.Errorf("%s: a log rule that is no probe rule: %s", name, line)
 				continue
 			}
-			if r := capture.RuleOf(want); r.Struck() != strike || r.Again() != again || r.UDP() != strings.Contains(line, "udp dport") {
+			if r := capture.RuleOf(want); r.Struck() != strike || r.Again() != again || r.Peer() != peer || r.UDP() != strings.Contains(line, "udp dport") {
 				t.Errorf("%s: capture reads prefix %q as rule %s", name, want, r)
 			}
 			if !strings.Contains(line, " log prefix "+strconv.Quote(want)+" group ") {
@@ -431,4 +437,35 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Peers: the packet path keeps peers/peers6 for block.peer_window, a
+// peer's probes are logged under their own prefix before any first strike,
+// and peer_window 0 leaves no trace of them. NFQUEUE has no peer probe
+// rules (a queued packet carries no prefix).
+func TestPeerRules(t *testing.T) {
+	text := nft.Build(config.Default(), nft.Shape{}).Text()
+	for _, want := range []string{
+		"meta l4proto tcp ct status assured update @peers { ip saddr timeout 30m }",
+		"meta l4proto tcp ct status assured update @peers6 { ip6 saddr timeout 30m }",
+		"set peers {\n\t\ttype ipv4_addr\n\t\tsize 65536\n\t\tflags dynamic,timeout\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("default ruleset lacks %q", want)
+		}
+	}
+	peer, strike := strings.Index(text, "@peers counter log"), strings.Index(text, "add @blocked")
+	if peer < 0 || strike < 0 || peer > strike {
+		t.Errorf("a peer's probe must meet its rule before the first strike:\n%s", text)
+	}
+	if inuse := strings.Index(text, "@tcp_inuse return"); strings.Index(text, "update @peers") > inuse {
+		t.Errorf("the in-use rules return before peers are refreshed:\n%s", text)
+	}
+	if off := nft.Build(mustParse(t, "block: {peer_window: 0s}\n"), nft.Shape{}).Text(); strings.Contains(off, "peer") {
+		t.Errorf("peer_window 0 still has peers:\n%s", off)
+	}
+	q := nft.Build(mustParse(t, "capture: {mode: nfqueue}\n"), nft.Shape{}).Text()
+	if strings.Contains(q, "@peers counter") || !strings.Contains(q, "update @peers ") {
+		t.Errorf("nfqueue: peers kept, no peer probe rules:\n%s", q)
+	}
 }

@@ -144,6 +144,9 @@ type Ruleset struct {
 	strikeTCP, strikeUDP bool
 	strikeTimeout        time.Duration
 	strikeRate           map[string]int // by limit name
+	// peerWindow: block.peer_window, how long peers/peers6 keep a source
+	// (0: no peers; see peers.go).
+	peerWindow time.Duration
 }
 
 // Strikes reports which protocols' probe rules carry the kernel's first
@@ -210,6 +213,7 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 	rs.strikeTCP, rs.strikeUDP = Strikes(cfg)
 	rs.strikeTimeout = cfg.BlockTimeout()
 	rs.strikeRate = map[string]int{LimitStrike: StrikeRate(cfg, LimitStrike), LimitStrikeSeen: StrikeRate(cfg, LimitStrikeSeen)}
+	rs.peerWindow = peerWindow(cfg)
 	if cfg.Capture.QueueThreshold > 1 && !shape.Flood {
 		rs.logQ = 1
 	}
@@ -249,6 +253,13 @@ func (rs *Ruleset) addSets(cfg *config.Config) {
 		&setDef{name: SetBlocked, key: keyIPv4, timeout: true, dynamic: true, size: size, keep: true},
 		&setDef{name: SetBlocked6, key: keyIPv6, timeout: true, dynamic: true, size: size, keep: true},
 	)
+	if prefix64On(cfg) {
+		rs.sets = append(rs.sets, blocked64Set())
+	}
+	if rs.peerWindow > 0 {
+		// Kept sets first: a reinstall keeps them where they are.
+		rs.peerSets()
+	}
 	ign4, ign6 := byFamily(cfg.IgnorePrefixes)
 	rs.sets = append(rs.sets,
 		&setDef{name: setIgnore, key: keyIPv4, interval: true, elems: prefixIntervals(ign4)},
@@ -314,6 +325,9 @@ func (rs *Ruleset) ignoredReturnBlockedDrop(c *chainDef, cfg *config.Config) {
 	}
 	c.add(saddrIn(keyIPv4, SetBlocked, false), counter(), verdict(expr.VerdictDrop))
 	c.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
+	if prefix64On(cfg) {
+		rs.blocked64Drop(c)
+	}
 }
 
 // inputChain is the input chain, in order: loopback and ignored sources
@@ -324,6 +338,9 @@ func (rs *Ruleset) inputChain(cfg *config.Config, u InUse) {
 	in := rs.chain(ChainInput, nftables.ChainHookInput, "input", chainPriority, "filter - 10")
 	in.add(iifLoopback(), verdict(expr.VerdictReturn))
 	rs.ignoredReturnBlockedDrop(in, cfg)
+	if rs.peerWindow > 0 {
+		rs.peerUpdates(in)
+	}
 	if !cfg.AllInterfaces {
 		in.add(iifnameIn(setIfaces, true), verdict(expr.VerdictReturn))
 	}
@@ -381,7 +398,8 @@ func udpProbe() fragment {
 	return fragments(dportIn(17, "udp", setUDPPorts), pkttypeHost(), ctState(ctNew, "new"))
 }
 
-// probeRules sends probes of the monitored ports to the daemon. Where the
+// probeRules sends probes of the monitored ports to the daemon. A peer's
+// probe goes first, under its own prefix, and never strikes. Where the
 // kernel strikes (Strikes), a probe from a source that is not protected
 // first adds the source to blocked/blocked6 (with block.timeout) and is
 // dropped, within the shared rate cap; its copy tells the daemon, which
@@ -390,12 +408,14 @@ func udpProbe() fragment {
 // the kernel does not strike.
 func (rs *Ruleset) probeRules(ch *chainDef, cfg *config.Config) {
 	if len(cfg.TCP.Monitored) > 0 {
+		rs.peerProbes(ch, tcpProbe(), capture.PrefixTCPPeer)
 		if rs.strikeTCP {
 			rs.strikeRules(ch, tcpProbe(), "tcp", capture.PrefixTCPStrike)
 		}
 		ch.add(tcpProbe(), rs.floodBound(), counter(), rs.toDaemon(capture.PrefixTCP))
 	}
 	if len(cfg.UDP.Monitored) > 0 {
+		rs.peerProbes(ch, udpProbe(), capture.PrefixUDPPeer)
 		if rs.strikeUDP {
 			rs.strikeRules(ch, udpProbe(), "udp", capture.PrefixUDPStrike)
 		}

@@ -16,6 +16,8 @@ import (
 type Block struct {
 	Addr    netip.Addr
 	Timeout time.Duration
+	// Prefix64: the element is Addr's /64, in blocked6_64 (IPv6 only).
+	Prefix64 bool
 	// Done, when set, is called on the writer goroutine once the element is
 	// committed (err nil) or could not be (after the retries). It must not block.
 	Done func(err error)
@@ -48,7 +50,7 @@ type Writer struct {
 	// links are the writer's connections: the first for everything, the
 	// second only while a large Commit is pipelined (see commitMany).
 	links [2]link
-	sets  [2]*nftables.Set
+	sets  [3]*nftables.Set // blocked, blocked6, blocked6_64
 }
 
 // link is a lasting connection, dialled when first needed and dropped
@@ -107,9 +109,10 @@ func NewWriter(cfg WriterConfig) *Writer {
 		q:     make(chan Block, cfg.Queue),
 		reqs:  make(chan request),
 		links: [2]link{{dial: cfg.Dial}, {dial: cfg.Dial}},
-		sets: [2]*nftables.Set{
+		sets: [3]*nftables.Set{
 			{Table: t, Name: SetBlocked, KeyType: nftables.TypeIPAddr, HasTimeout: true},
 			{Table: t, Name: SetBlocked6, KeyType: nftables.TypeIP6Addr, HasTimeout: true},
+			{Table: t, Name: SetBlocked64, KeyType: nftables.TypeIP6Addr, HasTimeout: true},
 		},
 	}
 }
@@ -265,7 +268,8 @@ func (w *Writer) deleteTx(ctx context.Context, addrs []netip.Addr) (missing bool
 	return missing, nil
 }
 
-// FlushSets empties blocked and blocked6 in one transaction and waits.
+// FlushSets empties blocked and blocked6 (and blocked6_64, where the
+// ruleset has it) in one transaction and waits.
 func (w *Writer) FlushSets(ctx context.Context) error {
 	return w.call(ctx, request{flush: true, done: make(chan error, 1)})
 }
@@ -274,6 +278,9 @@ func (w *Writer) flushSets(ctx context.Context) error {
 	err := w.withRetry(ctx, &w.links[0], func(c *nftables.Conn) error {
 		c.FlushSet(w.sets[0])
 		c.FlushSet(w.sets[1])
+		if s, err := c.GetSetByName(Table(), SetBlocked64); err == nil && s != nil {
+			c.FlushSet(w.sets[2])
+		}
 		return c.Flush()
 	})
 	if err != nil {
@@ -361,21 +368,26 @@ func (w *Writer) flush(c *nftables.Conn, batch []Block) error {
 	// One backing array for every key of the batch (capacity for all of
 	// them, so it never moves): no allocation per element.
 	keys := make([]byte, 0, 16*len(batch))
-	var v4, v6 []nftables.SetElement
+	var v4, v6, v64 []nftables.SetElement
 	for _, b := range batch {
 		a := b.Addr.Unmap()
 		off := len(keys)
-		if a.Is4() {
+		switch {
+		case a.Is4():
 			k := a.As4()
 			keys = append(keys, k[:]...)
 			v4 = append(v4, nftables.SetElement{Key: keys[off:len(keys):len(keys)], Timeout: b.Timeout})
-		} else {
+		case b.Prefix64:
+			k := Prefix64(a).Addr().As16()
+			keys = append(keys, k[:]...)
+			v64 = append(v64, nftables.SetElement{Key: keys[off:len(keys):len(keys)], Timeout: b.Timeout})
+		default:
 			k := a.As16()
 			keys = append(keys, k[:]...)
 			v6 = append(v6, nftables.SetElement{Key: keys[off:len(keys):len(keys)], Timeout: b.Timeout})
 		}
 	}
-	for i, els := range [][]nftables.SetElement{v4, v6} {
+	for i, els := range [][]nftables.SetElement{v4, v6, v64} {
 		for j := 0; j < len(els); j += maxElemsPerCall {
 			if err := c.SetAddElements(w.sets[i], els[j:min(j+maxElemsPerCall, len(els))]); err != nil {
 				return fmt.Errorf("add elements to %s: %w", w.sets[i].Name, err)

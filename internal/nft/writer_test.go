@@ -208,3 +208,37 @@ func runWriter(t testing.TB, f *os.File) (context.Context, *nft.Writer) {
 	go w.Run(ctx)
 	return ctx, w
 }
+
+// A Prefix64 block puts its address's /64 in blocked6_64, beside the
+// other families' elements of the same transaction.
+func TestWriterPrefix64(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psP")
+	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
+	ctx, w := runWriter(t, ns.Open())
+	err := w.Commit(ctx, []nft.Block{
+		{Addr: netip.MustParseAddr("fd00:201::1234"), Timeout: time.Hour, Prefix64: true},
+		{Addr: netip.MustParseAddr("fd00:201::5"), Timeout: time.Hour},
+		{Addr: netip.MustParseAddr("10.201.0.5"), Timeout: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6_64"); netnstest.ElementLine(out, "fd00:201::") == "" {
+		t.Errorf("blocked6_64 lacks fd00:201:::\n%s", out)
+	}
+	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6"); strings.Contains(out, "fd00:201::1234") || !strings.Contains(out, "fd00:201::5") {
+		t.Errorf("blocked6:\n%s", out)
+	}
+	if err := w.FlushSets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6_64"); strings.Contains(out, "elements") {
+		t.Errorf("unblock --all left a /64:\n%s", out)
+	}
+	// A ruleset without blocked6_64: the flush of the others still works.
+	install(t, ns, nft.Build(mustParse(t, "detect: {prefix6_sources: 0}\n"), nft.Shape{}))
+	if err := w.FlushSets(ctx); err != nil {
+		t.Fatalf("flush without blocked6_64: %v", err)
+	}
+}

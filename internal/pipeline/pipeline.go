@@ -42,6 +42,8 @@ type Counters struct {
 	RateLimited    atomic.Uint64 // triggers over block.max_per_second, not blocked
 	SetFull        atomic.Uint64 // triggers not blocked because the sets were full
 	InUse          atomic.Uint64 // probes of ports a service listens on, ignored
+	Peers          atomic.Uint64 // triggers from peers on too few ports, not blocked
+	Prefixes       atomic.Uint64 // IPv6 /64s blocked (detect.prefix6_sources)
 }
 
 // Ports says whether a service listens on a port (a port in use is never
@@ -61,6 +63,10 @@ type Config struct {
 	// OnProbe, if set, is told of each probe's source the detector counted
 	// (the fleet's sightings). It must not block.
 	OnProbe func(netip.Addr)
+	// Peers, if set, says whether a held probe's source is a peer: a
+	// packet in NFQUEUE carries no rule that says so. Asked only at the
+	// trigger. NFLOG copies need no lookup: the peer rules' prefix says it.
+	Peers decide.Peers
 }
 
 // Pipeline processes packets. Handle and HandleQueued run on one
@@ -70,6 +76,8 @@ type Pipeline struct {
 	cfgp atomic.Pointer[config.Config]
 	cfg  *config.Config // the capture goroutine's copy
 	det  *detect.Detector
+	// pfx counts the addresses of each IPv6 /64 (detect.prefix6_sources).
+	pfx *detect.Prefixes
 	// forget: addresses an administrator unblocked, for the capture
 	// goroutine's detector.
 	forget  chan netip.Addr
@@ -81,7 +89,8 @@ type Pipeline struct {
 
 // New makes a pipeline.
 func New(c Config) *Pipeline {
-	p := &Pipeline{c: c, cfg: c.Settings, det: detect.New(DetectConfig(c.Settings)), forget: make(chan netip.Addr, 256)}
+	p := &Pipeline{c: c, cfg: c.Settings, det: detect.New(DetectConfig(c.Settings)), forget: make(chan netip.Addr, 256),
+		pfx: detect.NewPrefixes(c.Settings.Detect.Prefix6Sources, time.Duration(c.Settings.Detect.Window))}
 	p.cfgp.Store(c.Settings)
 	return p
 }
@@ -116,6 +125,9 @@ type Trigger struct {
 	// Origin: state.OriginKernel when the kernel struck already (the
 	// decision then says whether the element stays); else the detector.
 	Origin state.Origin
+	// Peer: the probe came from a peer of this host (the rule that logged
+	// it is a peer rule).
+	Peer bool
 }
 
 // Handle processes one packet (an NFLOG copy) that rule logged.
@@ -148,34 +160,8 @@ func opaque(pr *packet.Probe, rule capture.Rule) bool {
 	return true
 }
 
-// decode takes up a new configuration and the sources to forget, then
-// decodes pkt into pr: false, counted, when it is no probe to act on.
-func (p *Pipeline) decode(pkt []byte, rule capture.Rule, pr *packet.Probe) bool {
-	if c := p.cfgp.Load(); c != p.cfg {
-		p.cfg = c
-		p.det.SetConfig(DetectConfig(c))
-	}
-	for len(p.forget) > 0 {
-		p.det.Forget(<-p.forget)
-	}
-	if err := packet.Decode(pkt, pr); err != nil {
-		// A probe can hide its transport header past the snap length, not
-		// its source: when its rule is known, it is acted on.
-		if err != packet.ErrTransportUnreachable || !opaque(pr, rule) {
-			p.Malformed.Add(1)
-			return false
-		}
-		p.Opaque.Add(1)
-	}
-	if pr.Kind == packet.KindNone {
-		p.NotProbes.Add(1)
-		return false
-	}
-	p.Probes[pr.Kind].Add(1)
-	return true
-}
-
 func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Verdict {
+	p.catchUp()
 	pr := &t.Probe
 	if !p.decode(pkt, rule, pr) {
 		return capture.Accept
@@ -206,11 +192,15 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	if rule.Struck() {
 		t.Origin = state.OriginKernel
 	}
+	t.Peer = rule.Peer()
 	verdict, src, blocked := p.observe(pr, now)
 	if blocked {
 		return capture.Drop
 	}
 	p.tracked.Store(int64(p.det.Len()))
+	if pr.Src.Is6() {
+		p.prefix(pr, now)
+	}
 	if p.c.OnProbe != nil {
 		p.c.OnProbe(pr.Src)
 	}
@@ -230,10 +220,9 @@ func (p *Pipeline) process(pkt []byte, rule capture.Rule, t *Trigger) capture.Ve
 	return capture.Accept
 }
 
-// observe counts the probe in the detector; blocked when its source is
-// blocked (the probe is dropped: its lost element was put back, or it was
-// on its way). A stale mark (the ledger holds no block: lifted, or refused
-// after the mark) is forgotten, and the probe counts afresh.
+// observe counts pr in the detector. blocked: its source is blocked (its
+// probe was on its way, or the element was lost and is back), and the
+// probe is dropped.
 func (p *Pipeline) observe(pr *packet.Probe, now time.Time) (detect.Verdict, detect.Source, bool) {
 	verdict, src := p.det.Observe(pr, now)
 	if verdict != detect.AlreadyBlocked {
@@ -248,9 +237,44 @@ func (p *Pipeline) observe(pr *packet.Probe, now time.Time) (detect.Verdict, det
 		p.c.Alerts.Capped(alert.Event{What: alert.KindAlreadyBlocked, Probe: *pr}, now)
 		return verdict, src, true
 	}
+	// The ledger holds no block (lifted, or refused after the mark): the
+	// mark is stale, and the probe counts afresh.
 	p.det.Forget(pr.Src)
 	verdict, src = p.det.Observe(pr, now)
 	return verdict, src, false
+}
+
+// catchUp takes a new configuration (reload) and the addresses to forget,
+// without waiting.
+func (p *Pipeline) catchUp() {
+	if c := p.cfgp.Load(); c != p.cfg {
+		p.cfg = c
+		p.det.SetConfig(DetectConfig(c))
+		p.pfx.SetConfig(c.Detect.Prefix6Sources, time.Duration(c.Detect.Window))
+	}
+	for len(p.forget) > 0 {
+		p.det.Forget(<-p.forget)
+	}
+}
+
+// decode reads pkt into pr and counts it; false when it is no probe to act
+// on (malformed, or ACK/RST traffic).
+func (p *Pipeline) decode(pkt []byte, rule capture.Rule, pr *packet.Probe) bool {
+	if err := packet.Decode(pkt, pr); err != nil {
+		// A probe can hide its transport header past the snap length, not
+		// its source: when its rule is known, it is acted on.
+		if err != packet.ErrTransportUnreachable || !opaque(pr, rule) {
+			p.Malformed.Add(1)
+			return false
+		}
+		p.Opaque.Add(1)
+	}
+	if pr.Kind == packet.KindNone {
+		p.NotProbes.Add(1)
+		return false
+	}
+	p.Probes[pr.Kind].Add(1)
+	return true
 }
 
 // disown asks the decision about a kernel strike the capture path knows
@@ -286,8 +310,9 @@ func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 	if origin == "" {
 		origin = state.OriginDetect
 	}
+	peer := t.Peer || (t.Held && p.c.Peers != nil && p.c.Peers.Peer(pr.Src))
 	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: origin, Proto: pr.Proto, Now: now,
-		Probes: t.Src.Count, Ports: t.Src.NPorts, Evidence: evidence(pr)})
+		Probes: t.Src.Count, Ports: t.Src.NPorts, Evidence: evidence(pr), Peer: peer})
 	if d.Action == decide.Refuse {
 		p.refused(det, d, pr, now)
 		return false
@@ -335,6 +360,10 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 			p.c.Ledger.Post(ledger.Act{Decision: d, At: now})
 		}
 		p.c.Alerts.Capped(alert.Event{What: alert.KindProtected, Probe: *pr, Reason: d.Why}, now)
+	case decide.Peer:
+		// Kept in the detector: its next ports count towards PeerPorts.
+		p.Peers.Add(1)
+		p.c.Alerts.Capped(alert.Event{What: alert.KindRefused, Probe: *pr, Reason: d.String()}, now)
 	case decide.RateLimited:
 		p.RateLimited.Add(1)
 		p.c.Alerts.Capped(alert.Event{What: alert.KindRefused, Probe: *pr, Reason: d.String()}, now)
@@ -345,5 +374,30 @@ func (p *Pipeline) refused(det *detect.Detector, d decide.Decision, pr *packet.P
 			p.fullWarned.Store(s)
 			p.c.Alerts.Send(alert.Event{What: alert.KindSetFull, Probe: *pr, Reason: d.Why, N: n})
 		}
+	}
+}
+
+// prefix counts an IPv6 probe for its /64; when enough distinct addresses
+// of it probed (detect.prefix6_sources), the /64 is decided on and its
+// block posted. A /64 refused (protected, the rate) is held for a minute:
+// its next addresses would be refused the same way.
+func (p *Pipeline) prefix(pr *packet.Probe, now time.Time) {
+	n, trigger := p.pfx.Observe(pr.Src, now)
+	if !trigger {
+		return
+	}
+	pfx := netip.PrefixFrom(pr.Src, 64).Masked()
+	d := p.c.Decider.DecidePrefix(pfx, n, pr.Proto, now)
+	if d.Action != decide.Block {
+		p.pfx.Hold(pr.Src, now.Add(time.Minute))
+		if d.Reason == decide.Protected {
+			p.Protected.Add(1)
+			p.c.Alerts.Capped(alert.Event{What: alert.KindRefused, Probe: *pr, Reason: "its /64 is not blocked: " + d.Why}, now)
+		}
+		return
+	}
+	if p.c.Ledger.Post(ledger.BlockPrefix{Decision: d, Prefix: pfx}) {
+		p.pfx.Hold(pr.Src, now.Add(d.Timeout))
+		p.Prefixes.Add(1)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -595,5 +597,92 @@ func TestFirstStrikeIsFollowed(t *testing.T) {
 	waitFor(t, "the protected strike lifted", func() bool { return r.ledger.Stats.Disowned.Load() == 1 })
 	if got := r.kernel.Deleted(); len(got) != 1 || got[0] != netip.MustParseAddr("10.201.0.9") {
 		t.Errorf("kernel deleted %v, want 10.201.0.9", got)
+	}
+}
+
+// A probe the peer rule logged is a peer's: refused on one and two ports
+// (one forged packet never blocks a peer), blocked on the third; the same
+// probes from the plain rule block at once.
+func TestPeerNeedsThreePorts(t *testing.T) {
+	r := newRig(t, "", true)
+	r.Handle(syn(2, 1), capture.RuleTCPPeer)
+	r.Handle(syn(2, 1), capture.RuleTCPPeer) // the same port again
+	r.Handle(syn(2, 2), capture.RuleTCPPeer)
+	if r.Peers.Load() != 3 || r.ledger.Len() != 0 {
+		t.Fatalf("peer refusals %d, blocks %d: want 3 and none", r.Peers.Load(), r.ledger.Len())
+	}
+	r.alerts.Drain()
+	if want := "attackalert: Host 10.201.0.2 not blocked: 10.201.0.2 is a peer"; !strings.Contains(r.log.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, r.log)
+	}
+	r.Handle(syn(2, 3), capture.RuleTCPPeer)
+	waitFor(t, "the peer's block on its third port", func() bool { return len(r.kernel.Added()) == 1 })
+	r.Handle(syn(3, 1), capture.RuleTCP)
+	waitFor(t, "a block of a source that is no peer", func() bool { return len(r.kernel.Added()) == 2 })
+}
+
+// peersOf is a decide.Peers of fixed addresses.
+type peersOf []netip.Addr
+
+func (p peersOf) Peer(a netip.Addr) bool { return slices.Contains(p, a) }
+
+// A queued probe carries no rule: the pipeline asks its Peers at the
+// trigger.
+func TestQueuedPeerIsAsked(t *testing.T) {
+	r := newRig(t, "capture: {mode: nfqueue}\n", true)
+	r.c.Peers = peersOf{netip.MustParseAddr("10.201.0.2")}
+	if v := r.HandleQueued(syn(2, 1), 1); v != capture.Accept || r.Peers.Load() != 1 {
+		t.Fatalf("a peer's queued probe: verdict %v, peer refusals %d", v, r.Peers.Load())
+	}
+	if v := r.HandleQueued(syn(3, 1), 2); v != capture.Pending {
+		t.Fatalf("another source's queued probe: verdict %v, want pending", v)
+	}
+}
+
+// syn6 is an IPv6 TCP SYN from src to fd00:201::1:port.
+func syn6(src string, port byte) []byte {
+	b := make([]byte, 60)
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], 20)
+	b[6], b[7] = 6, 64
+	copy(b[8:], netip.MustParseAddr(src).AsSlice())
+	copy(b[24:], netip.MustParseAddr("fd00:201::1").AsSlice())
+	t := b[40:]
+	t[0], t[1], t[3], t[12], t[13] = 0x9c, 0x40, port, 0x50, 0x02
+	return b
+}
+
+// A scanner that takes a new address of its /64 for each probe: at the
+// fourth address the /64 is blocked (once); a /64 that holds a protected
+// address never is.
+func TestRotatingIPv6ScannerBlocksItsPrefix(t *testing.T) {
+	r := newRig(t, "never_block: [\"fd00:201:0:2::7\"]\n", true)
+	for i := range 6 {
+		r.Handle(syn6(fmt.Sprintf("fd00:201:0:1::%x", 10+i), byte(1+i)), capture.RuleTCP)
+		r.Handle(syn6(fmt.Sprintf("fd00:201:0:2::%x", 10+i), byte(1+i)), capture.RuleTCP)
+	}
+	waitFor(t, "the /64's element", func() bool {
+		for _, b := range r.kernel.Added() {
+			if b.Prefix64 {
+				return true
+			}
+		}
+		return false
+	})
+	var prefixes []string
+	for _, b := range r.kernel.Added() {
+		if b.Prefix64 {
+			prefixes = append(prefixes, b.Addr.String())
+		}
+	}
+	if len(prefixes) != 1 || prefixes[0] != "fd00:201:0:1::" || r.Prefixes.Load() != 1 {
+		t.Errorf("/64 elements %v (%d), want fd00:201:0:1:: alone", prefixes, r.Prefixes.Load())
+	}
+	r.alerts.Drain()
+	waitFor(t, "the /64's line", func() bool {
+		return strings.Contains(r.log.String(), "attackalert: Prefix fd00:201:0:1::/64 has been blocked via nftables set inet portsentry blocked6_64 (timeout 1h0m0s): 4 addresses of fd00:201:0:1::/64 probed")
+	})
+	if !strings.Contains(r.log.String(), "its /64 is not blocked: fd00:201:0:2::/64 holds protected fd00:201:0:2::7/128") {
+		t.Errorf("no line for the protected /64:\n%s", r.log)
 	}
 }

@@ -27,7 +27,7 @@ type Kernel struct {
 // Add records b and reports it committed at once.
 func (k *Kernel) Add(b nft.Block) error {
 	k.mu.Lock()
-	k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout})
+	k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout, Prefix64: b.Prefix64})
 	err := k.Fail
 	k.mu.Unlock()
 	if b.Done != nil {
@@ -51,7 +51,7 @@ func (k *Kernel) Commit(ctx context.Context, blocks []nft.Block) error {
 		return k.Fail
 	}
 	for _, b := range blocks {
-		k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout})
+		k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout, Prefix64: b.Prefix64})
 	}
 	return nil
 }
