@@ -61,21 +61,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		log.Error(fmt.Sprintf("adminalert: ERROR: %v", err))
 		return 1
 	}
-	go func() {
-		// A SIGHUP during start-up (logrotate during a long restore) waits
-		// for READY: the signal is queued, not lost, and nothing reloads a
-		// daemon that is still starting.
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return
-		}
-		for range hup {
-			sdnotify.SdNotify(false, sdnotify.SdNotifyReloading)
-			reload(d, path, log)
-			sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
-		}
-	}()
+	go reloadOnHUP(ctx, ready, hup, d, path, log)
 	err = d.Run(ctx)
 	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
 	if err != nil {
@@ -83,6 +69,23 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHUP reloads d on each SIGHUP once it is ready. A SIGHUP during
+// start-up (logrotate during a long restore) waits for READY: the signal
+// is queued, not lost, and nothing reloads a daemon that is still
+// starting.
+func reloadOnHUP(ctx context.Context, ready <-chan struct{}, hup <-chan os.Signal, d *daemon.Daemon, path string, log *slog.Logger) {
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return
+	}
+	for range hup {
+		sdnotify.SdNotify(false, sdnotify.SdNotifyReloading)
+		reload(d, path, log)
+		sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
+	}
 }
 
 // reload re-reads the configuration on SIGHUP; a file with errors is

@@ -57,25 +57,7 @@ func (g *Guard) Watch(ctx context.Context, netns *os.File, changed func(added []
 		}
 	}
 	// Subscribe first, then read: a change between the two is not lost.
-	if c, err := dialRoutes(netns); err != nil {
-		warn(err)
-	} else {
-		wg.Go(func() {
-			if err := followRoutes(ctx, c, signal); err != nil {
-				warn(err)
-			}
-		})
-	}
-	fw, err := newFileWatch(g.src.ResolvConf)
-	if err != nil {
-		warn(err)
-	} else {
-		wg.Go(func() {
-			if err := fw.follow(ctx, signal); err != nil {
-				warn(err)
-			}
-		})
-	}
+	fw := g.subscribe(ctx, &wg, netns, signal, warn)
 	g.startReports()
 	defer g.stopReports()
 	g.Refresh()
@@ -104,6 +86,32 @@ func (g *Guard) Watch(ctx context.Context, netns *os.File, changed func(added []
 			}
 		}
 	}
+}
+
+// subscribe follows route and address notifications and the resolv.conf
+// files on goroutines of wg, calling signal on each change; it returns
+// the files' watch (nil-safe when it could not be set up).
+func (g *Guard) subscribe(ctx context.Context, wg *sync.WaitGroup, netns *os.File, signal func(), warn func(error)) *fileWatch {
+	if c, err := dialRoutes(netns); err != nil {
+		warn(err)
+	} else {
+		wg.Go(func() {
+			if err := followRoutes(ctx, c, signal); err != nil {
+				warn(err)
+			}
+		})
+	}
+	fw, err := newFileWatch(g.src.ResolvConf)
+	if err != nil {
+		warn(err)
+		return fw
+	}
+	wg.Go(func() {
+		if err := fw.follow(ctx, signal); err != nil {
+			warn(err)
+		}
+	})
+	return fw
 }
 
 // Route and address notifications: a default route that comes or goes, an

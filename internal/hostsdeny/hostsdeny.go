@@ -61,32 +61,13 @@ func (f *File) Remove(line string) (bool, error) {
 func (f *File) edit(change func([]string) ([]string, bool)) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	mode := fs.FileMode(0o644)
-	uid, gid := -1, -1
-	var data []byte
-	fi, err := os.Lstat(f.Path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return false, fmt.Errorf("hosts.deny %s: %w", f.Path, err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return false, fmt.Errorf("hosts.deny %s is a symlink: %w", f.Path, ErrUnsafe)
-	case !fi.Mode().IsRegular():
-		return false, fmt.Errorf("hosts.deny %s is not a regular file: %w", f.Path, ErrUnsafe)
-	case fi.Mode().Perm()&0o002 != 0:
-		return false, fmt.Errorf("hosts.deny %s is world-writable: %w", f.Path, ErrUnsafe)
-	default:
-		mode = fi.Mode().Perm()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(st.Uid), int(st.Gid)
-		}
-		if data, err = os.ReadFile(f.Path); err != nil {
-			return false, fmt.Errorf("read %s: %w", f.Path, err)
-		}
+	cur, err := f.read()
+	if err != nil {
+		return false, err
 	}
 	var lines []string
-	if len(data) > 0 {
-		lines = strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(cur.data) > 0 {
+		lines = strings.Split(strings.TrimSuffix(string(cur.data), "\n"), "\n")
 	}
 	lines, changed := change(lines)
 	if !changed {
@@ -96,39 +77,81 @@ func (f *File) edit(change func([]string) ([]string, bool)) (bool, error) {
 	for _, l := range lines {
 		buf.WriteString(l + "\n")
 	}
+	return true, f.write(cur, buf.Bytes())
+}
+
+// current is the file as it stands: its content, mode and owner (the
+// defaults when it does not exist yet).
+type current struct {
+	exists   bool
+	data     []byte
+	mode     fs.FileMode
+	uid, gid int
+}
+
+// read reads the file, refusing one that is not safe to rewrite (a
+// symlink, not a regular file, world-writable).
+func (f *File) read() (current, error) {
+	cur := current{mode: 0o644, uid: -1, gid: -1}
+	fi, err := os.Lstat(f.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cur, nil
+	case err != nil:
+		return cur, fmt.Errorf("hosts.deny %s: %w", f.Path, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return cur, fmt.Errorf("hosts.deny %s is a symlink: %w", f.Path, ErrUnsafe)
+	case !fi.Mode().IsRegular():
+		return cur, fmt.Errorf("hosts.deny %s is not a regular file: %w", f.Path, ErrUnsafe)
+	case fi.Mode().Perm()&0o002 != 0:
+		return cur, fmt.Errorf("hosts.deny %s is world-writable: %w", f.Path, ErrUnsafe)
+	}
+	cur.exists, cur.mode = true, fi.Mode().Perm()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		cur.uid, cur.gid = int(st.Uid), int(st.Gid)
+	}
+	if cur.data, err = os.ReadFile(f.Path); err != nil {
+		return cur, fmt.Errorf("read %s: %w", f.Path, err)
+	}
+	return cur, nil
+}
+
+// write replaces the file with data atomically (a temporary file in its
+// directory, synced, renamed over it), keeping its mode and owner.
+func (f *File) write(cur current, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(f.Path), ".hosts.deny.portsentry-*")
-	if err != nil && fi != nil && (errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission)) {
+	if err != nil && cur.exists && (errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission)) {
 		// The directory is read-only but the file is writable (systemd's
 		// ProtectSystem=strict with ReadWritePaths=/etc/hosts.deny): rewrite
 		// it in place, under the lock, as a last resort.
-		return true, rewriteInPlace(f.Path, buf.Bytes())
+		return rewriteInPlace(f.Path, data)
 	}
 	if err != nil {
-		return false, fmt.Errorf("write %s: %w", f.Path, err)
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return false, fmt.Errorf("write %s: %w", f.Path, err)
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
-	if err := tmp.Chmod(mode); err != nil {
+	if err := tmp.Chmod(cur.mode); err != nil {
 		tmp.Close()
-		return false, fmt.Errorf("write %s: %w", f.Path, err)
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
-	if uid >= 0 {
-		tmp.Chown(uid, gid)
+	if cur.uid >= 0 {
+		tmp.Chown(cur.uid, cur.gid)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return false, fmt.Errorf("write %s: %w", f.Path, err)
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return false, fmt.Errorf("write %s: %w", f.Path, err)
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
 	if err := os.Rename(tmp.Name(), f.Path); err != nil {
-		return false, fmt.Errorf("write %s: %w", f.Path, err)
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
-	return true, nil
+	return nil
 }
 
 func rewriteInPlace(path string, data []byte) error {

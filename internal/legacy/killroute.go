@@ -20,52 +20,13 @@ func recognizeKillRoute(cmd string) (tool string, ok bool) {
 	if err != nil {
 		return "", false
 	}
-	// Split into simple commands, remembering the operator before each.
-	type simple struct {
-		words []string
-		after string // operator that joined it to the previous one
+	cmds, ok := simpleCommands(toks)
+	if !ok {
+		return "", false
 	}
-	var cmds []simple
-	cur := simple{}
-	skipNext := false
-	for _, t := range toks {
-		switch {
-		case t.op == "|" || t.op == "&&" || t.op == ";" || t.op == "||" || t.op == "&":
-			cmds = append(cmds, cur)
-			cur = simple{after: t.op}
-		case t.op != "":
-			// A redirection (>/dev/null, 2>&1): drop it and its target.
-			if t.op == "(" || t.op == ")" || t.op == ";;" {
-				return "", false
-			}
-			skipNext = true
-		case skipNext:
-			skipNext = false
-		default:
-			cur.words = append(cur.words, t.word)
-		}
-	}
-	cmds = append(cmds, cur)
-	for i := range cmds {
-		cmds[i].words = stripPrefixCmds(cmds[i].words)
-		if len(cmds[i].words) == 0 {
-			return "", false
-		}
-	}
-
 	// echo 'block in ... from $TARGET$/32 to any' | ipf -f -
 	if len(cmds) == 2 && cmds[1].after == "|" {
-		src, dst := cmds[0].words, cmds[1].words
-		feeder := path.Base(src[0])
-		if (feeder == "echo" || feeder == "printf") && hasTarget(src[1:]) && slices.Contains(dst[1:], "-f") {
-			switch path.Base(dst[0]) {
-			case "ipf":
-				return "ipf", true
-			case "pfctl":
-				return "pf", true
-			}
-		}
-		return "", false
+		return pipedRule(cmds[0].words, cmds[1].words)
 	}
 	// One or more blocking commands joined by && or ;.
 	for i, c := range cmds {
@@ -81,6 +42,61 @@ func recognizeKillRoute(cmd string) (tool string, ok bool) {
 		}
 	}
 	return tool, tool != ""
+}
+
+// simple is one simple command of a line, and the operator that joined it
+// to the one before.
+type simple struct {
+	words []string
+	after string
+}
+
+// simpleCommands splits a line's tokens into simple commands, dropping
+// redirections (>/dev/null, 2>&1) and sudo/doas/... in front; false for
+// what a kill command is not (subshells, case, an empty command).
+func simpleCommands(toks []token) ([]simple, bool) {
+	var cmds []simple
+	cur := simple{}
+	skipNext := false
+	for _, t := range toks {
+		switch {
+		case t.op == "|" || t.op == "&&" || t.op == ";" || t.op == "||" || t.op == "&":
+			cmds = append(cmds, cur)
+			cur = simple{after: t.op}
+		case t.op != "":
+			if t.op == "(" || t.op == ")" || t.op == ";;" {
+				return nil, false
+			}
+			skipNext = true
+		case skipNext:
+			skipNext = false
+		default:
+			cur.words = append(cur.words, t.word)
+		}
+	}
+	cmds = append(cmds, cur)
+	for i := range cmds {
+		cmds[i].words = stripPrefixCmds(cmds[i].words)
+		if len(cmds[i].words) == 0 {
+			return nil, false
+		}
+	}
+	return cmds, true
+}
+
+// pipedRule recognises echo/printf of a rule with $TARGET$ piped into
+// "ipf -f -" or "pfctl -f -".
+func pipedRule(src, dst []string) (string, bool) {
+	feeder := path.Base(src[0])
+	if (feeder == "echo" || feeder == "printf") && hasTarget(src[1:]) && slices.Contains(dst[1:], "-f") {
+		switch path.Base(dst[0]) {
+		case "ipf":
+			return "ipf", true
+		case "pfctl":
+			return "pf", true
+		}
+	}
+	return "", false
 }
 
 // stripPrefixCmds drops sudo/doas/command/exec in front of a command.
