@@ -39,16 +39,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 			"queue_full":   l.Dropped.Load(),
 			"peer":         p.Peers.Load(),
 		},
-		AlreadyBlocked: p.AlreadyBlocked.Load(), Malformed: p.Malformed.Load(), Opaque: p.Opaque.Load(), NotProbes: p.NotProbes.Load(),
-		InUse: p.InUse.Load(), NFLOGLost: d.capture.Lost.Load(), NFLOGOverruns: d.capture.Overruns.Load(),
-		Restored: l.Restored.Load(), Expired: l.Expired.Load(), Unblocked: l.Unblocked.Load(),
-		BlockFailures: l.BlockFailures.Load(), CommandsRun: d.follow.Commands.Run.Load(), CommandErrors: d.follow.Commands.Failures.Load(),
-		HostsDenyErrors: d.follow.HostsDeny.Errors.Load(), Reinstalls: d.keeper.Reinstalls.Load(), AlertsSuppressed: d.alerts.Suppressed(),
-		Evicted: l.Evicted.Load(), Corroborated: l.Corroborated.Load(),
-		Adopted: l.Adopted.Load(), Disowned: l.Disowned.Load(),
 		Tracked: p.Tracked(),
 	}
-	s.JournalErrors, _ = d.store.Errors()
 	s.JournalDurable = d.store.Fault() == nil
 	for o, n := range l.Blocks {
 		s.Blocks[string(o)] = n.Load()
@@ -118,39 +110,30 @@ func (d *Daemon) Status() control.Status {
 
 // counters are status's counters: the snapshot's, and the process's.
 func (d *Daemon) counters(m metrics.Snapshot) map[string]uint64 {
-	return map[string]uint64{
-		"packets":             d.capture.Packets.Load(),
-		"malformed":           m.Malformed,
-		"undecoded_probes":    m.Opaque,
-		"not_probes":          m.NotProbes,
-		"nflog_lost":          m.NFLOGLost,
-		"nflog_enobufs":       m.NFLOGOverruns,
-		"already_blocked":     m.AlreadyBlocked,
-		"protected":           m.Refused["protected"],
-		"rate_limited":        m.Refused["rate_limited"],
-		"set_full":            m.Refused["set_full"],
-		"dropped_triggers":    m.Refused["queue_full"],
-		"restored":            m.Restored,
-		"in_use_probes":       m.InUse,
-		"reinstalls":          m.Reinstalls,
-		"alerts_suppressed":   m.AlertsSuppressed,
-		"sources_tracked":     uint64(m.Tracked),
-		"block_failures":      m.BlockFailures,
-		"expired":             m.Expired,
-		"unblocked":           m.Unblocked,
-		"commands_run":        m.CommandsRun,
-		"command_failures":    m.CommandErrors,
-		"hosts_deny_failures": m.HostsDenyErrors,
-		"evicted":             m.Evicted,
-		"corroborated":        m.Corroborated,
-		"adopted":             m.Adopted,
-		"disowned":            m.Disowned,
-		"journal_errors":      m.JournalErrors,
-		"journal_durable":     oneIf(m.JournalDurable),
-		"goroutines":          uint64(runtime.NumGoroutine()),
-		"open_files":          openFiles(),
-		"heap_bytes":          heapBytes(),
+	out := map[string]uint64{
+		"protected":        m.Refused["protected"],
+		"rate_limited":     m.Refused["rate_limited"],
+		"set_full":         m.Refused["set_full"],
+		"dropped_triggers": m.Refused["queue_full"],
+		"sources_tracked":  uint64(m.Tracked),
+		"journal_durable":  oneIf(m.JournalDurable),
+		"goroutines":       uint64(runtime.NumGoroutine()),
+		"open_files":       openFiles(),
+		"heap_bytes":       heapBytes(),
 	}
+	for _, c := range counters {
+		out[c.Status] = c.value(d)
+	}
+	return out
+}
+
+// metricCounters are the counters as the metrics endpoint reads them.
+func (d *Daemon) metricCounters() []metrics.Counter {
+	out := make([]metrics.Counter, len(counters))
+	for i, c := range counters {
+		out[i] = metrics.Counter{Name: c.Metric, Help: c.Help, Value: func() uint64 { return c.value(d) }}
+	}
+	return out
 }
 
 func oneIf(b bool) uint64 {

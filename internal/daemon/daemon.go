@@ -152,7 +152,7 @@ func (d *Daemon) newLedger(cfg *config.Config) error {
 		lc.Verdicts = d.queue
 	}
 	if cfg.Metrics.Listen != "" {
-		d.metrics = metrics.New(d.snapshot)
+		d.metrics = metrics.New(d.snapshot, d.metricCounters())
 		lc.OnBlock = d.metrics.ObserveBlock
 	}
 	var err error

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,11 +33,6 @@ type Snapshot struct {
 	// Refused triggers, by reason (protected, rate_limited, set_full,
 	// queue_full, peer).
 	Refused map[string]uint64
-	// Counters of one quantity each.
-	AlreadyBlocked, Malformed, NotProbes, InUse, NFLOGLost, NFLOGOverruns   uint64
-	Restored, Expired, Unblocked, BlockFailures, CommandsRun, CommandErrors uint64
-	HostsDenyErrors, Reinstalls, AlertsSuppressed, Evicted, Corroborated    uint64
-	Opaque, Adopted, Disowned, JournalErrors                                uint64
 	// Gauges.
 	Blocked4, Blocked6 int
 	Tracked            int64
@@ -63,15 +59,22 @@ type Probes struct {
 	N               uint64
 }
 
+// Counter is one counter of one quantity, portsentry_<Name>, read at
+// every scrape (the daemon's table of counters).
+type Counter struct {
+	Name, Help string
+	Value      func() uint64
+}
+
 // Metrics is the registry of one daemon.
 type Metrics struct {
 	reg     *prometheus.Registry
 	latency prometheus.Histogram
 }
 
-// New registers a collector that calls read at every scrape, and the Go
-// runtime's and the process's own collectors.
-func New(read func() Snapshot) *Metrics {
+// New registers a collector that calls read and each counter at every
+// scrape, and the Go runtime's and the process's own collectors.
+func New(read func() Snapshot, counters []Counter) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -80,7 +83,11 @@ func New(read func() Snapshot) *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1},
 		}),
 	}
-	m.reg.MustRegister(m.latency, collector{read},
+	c := collector{read: read, counters: counters}
+	for _, k := range counters {
+		c.descs = append(c.descs, desc(k.Name, k.Help))
+	}
+	m.reg.MustRegister(m.latency, c,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -118,27 +125,6 @@ var (
 	dProbes         = desc("probes_total", "Probes of monitored ports seen, by protocol and scan type.", "proto", "scan_type")
 	dBlocks         = desc("blocks_total", "Blocks committed to the kernel's sets, by origin (detect, manual, ...).", "origin")
 	dRefused        = desc("refused_triggers_total", "Sources that reached the trigger and were not blocked, by reason.", "reason")
-	dAlready        = desc("already_blocked_probes_total", "Probes from a blocked source that were on their way before its element landed.")
-	dMalformed      = desc("malformed_packets_total", "Packets that did not decode.")
-	dOpaque         = desc("undecoded_probes_total", "Probes whose transport header could not be read (past the snap length), acted on by their rule and source.")
-	dNotProbes      = desc("non_probe_packets_total", "Decoded packets that are not probes (ACK/RST).")
-	dInUse          = desc("in_use_probes_total", "Probes of ports a service listens on, ignored.")
-	dLost           = desc("nflog_lost_total", "Log messages the kernel dropped (NFLOG sequence gaps).")
-	dOverruns       = desc("nflog_overruns_total", "Times the NFLOG receive buffer overran (ENOBUFS).")
-	dRestored       = desc("restored_blocks_total", "Blocks put back into the kernel: at start, after a self-heal, or after a probe proved an element lost.")
-	dExpired        = desc("expired_blocks_total", "Blocks that expired.")
-	dUnblocked      = desc("unblocks_total", "Blocks lifted by an administrator.")
-	dBlockFailures  = desc("block_failures_total", "Blocks that could not be committed.")
-	dCommands       = desc("commands_total", "External commands run.")
-	dCommandErrors  = desc("command_failures_total", "External commands that failed or timed out.")
-	dHostsDeny      = desc("hosts_deny_failures_total", "hosts.deny writes that failed.")
-	dReinstalls     = desc("ruleset_reinstalls_total", "Times the watchdog reinstalled the ruleset after a change outside the daemon.")
-	dSuppressed     = desc("alert_lines_suppressed_total", "Alert lines not written to keep up with a flood.")
-	dEvicted        = desc("evicted_blocks_total", "Blocks on a single probe given up to make room in full sets for stronger ones.")
-	dCorroborated   = desc("corroborated_blocks_total", "Blocks on a single probe that later probes made offences.")
-	dAdopted        = desc("adopted_blocks_total", "Elements of the kernel's sets recorded after the fact: first strikes while the daemon did not follow.")
-	dDisowned       = desc("disowned_strikes_total", "First strikes of the kernel that the daemon lifted (the address was protected, the port in use).")
-	dJournalErrors  = desc("journal_errors_total", "Writes, fsyncs and rewrites of the journal of blocks that failed (a full disk, an I/O error).")
 	dJournalOK      = desc("journal_durable", "1 while the journal of blocks holds every block in force; 0 while it awaits a rewrite (blocks since then would not survive a restart).")
 	dBlocked        = desc("blocked_addresses", "Addresses blocked now, by family.", "family")
 	dTracked        = desc("tracked_sources", "Sources the detector holds.")
@@ -155,15 +141,18 @@ var (
 	dFleetReconn    = desc("fleet_reconnects_total", "Connections to the fleet regained after a loss.")
 	dFleetBlocks    = desc("fleet_blocks", "Other hosts' blocks in force.")
 	dFleetLag       = desc("fleet_mirror_lag_seconds", "The last fleet record: its creation on the servers to its delivery here.")
-	counterMetrics  = []*prometheus.Desc{dAlready, dMalformed, dNotProbes, dInUse, dLost, dOverruns, dRestored, dExpired, dUnblocked, dBlockFailures, dCommands, dCommandErrors, dHostsDeny, dReinstalls, dSuppressed, dEvicted, dCorroborated, dOpaque, dAdopted, dDisowned, dJournalErrors}
 	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart, dJournalOK,
 		dFleetUp, dFleetOutbox, dFleetDropped, dFleetExpired, dFleetPub, dFleetMirrored, dFleetLifted, dFleetRefused, dFleetCorr, dFleetReconn, dFleetBlocks, dFleetLag}
 )
 
-type collector struct{ read func() Snapshot }
+type collector struct {
+	read     func() Snapshot
+	counters []Counter
+	descs    []*prometheus.Desc // of counters
+}
 
-func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range append(counterMetrics, describedByHand...) {
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range slices.Concat(c.descs, describedByHand) {
 		ch <- d
 	}
 }
@@ -185,9 +174,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for r, n := range s.Refused {
 		counter(dRefused, n, r)
 	}
-	for i, v := range []uint64{s.AlreadyBlocked, s.Malformed, s.NotProbes, s.InUse, s.NFLOGLost, s.NFLOGOverruns, s.Restored, s.Expired,
-		s.Unblocked, s.BlockFailures, s.CommandsRun, s.CommandErrors, s.HostsDenyErrors, s.Reinstalls, s.AlertsSuppressed, s.Evicted, s.Corroborated, s.Opaque, s.Adopted, s.Disowned, s.JournalErrors} {
-		counter(counterMetrics[i], v)
+	for i, k := range c.counters {
+		counter(c.descs[i], k.Value())
 	}
 	gauge(dJournalOK, oneIf(s.JournalDurable))
 	gauge(dBlocked, float64(s.Blocked4), "ipv4")
