@@ -218,18 +218,23 @@ func (k *Keeper) watchdog(ctx context.Context) {
 		case <-ticks:
 		}
 		n++
-		// Listing the sets costs in proportion to the blocks: every 5 s,
-		// every minute once there are many.
-		checkElements := n%5 == 0 && (k.c.Ledger.Len() < 10000 || n%60 == 0)
-		if err := k.heal(ctx, checkElements); err != nil {
-			k.c.Log.Errorf("self-check of table inet %s failed: %v", nft.TableName, err)
-		}
-		// guard.Watch follows route, address and resolv.conf changes as
-		// they happen; this is the fallback if it cannot.
-		if n%30 == 0 {
-			if err := k.c.Guard.Refresh(); err != nil {
-				k.c.Log.Warn(err.Error())
-			}
+		k.check(ctx, n)
+	}
+}
+
+// check is the watchdog's nth second.
+func (k *Keeper) check(ctx context.Context, n int) {
+	// Listing the sets costs in proportion to the blocks: every 5 s,
+	// every minute once there are many.
+	checkElements := n%5 == 0 && (k.c.Ledger.Len() < 10000 || n%60 == 0)
+	if err := k.heal(ctx, checkElements); err != nil {
+		k.c.Log.Errorf("self-check of table inet %s failed: %v", nft.TableName, err)
+	}
+	// guard.Watch follows route, address and resolv.conf changes as
+	// they happen; this is the fallback if it cannot.
+	if n%30 == 0 {
+		if err := k.c.Guard.Refresh(); err != nil {
+			k.c.Log.Warn(err.Error())
 		}
 	}
 }
@@ -352,32 +357,43 @@ const (
 )
 
 func (k *Keeper) adaptBatching(ctx context.Context) {
+	st := k.c.Capture
+	f := floodSwitch{last: st.Packets.Load() + st.Lost.Load()}
 	ticks, stop := k.c.Tick(floodTick)
 	defer stop()
-	st := k.c.Capture
-	last := st.Packets.Load() + st.Lost.Load()
-	calm := 0
-	perSecond := uint64(time.Second / floodTick)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticks:
 		}
-		cur := st.Packets.Load() + st.Lost.Load()
-		rate := (cur - last) * perSecond
-		last = cur
-		switch flood := k.flood.Load(); {
-		case !flood && rate > floodRate:
-			k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages and takes at most %d probes/s", rate, k.cfg.Load().Capture.QueueThreshold, nft.FloodLogRate))
-			calm = 0
-		case flood && rate < floodRate/10:
-			if calm++; calm >= calmSeconds*int(perSecond) {
-				k.setFlood(false, fmt.Sprintf("%d probes/s: NFLOG sends each probe at once again, unbounded", rate))
-			}
-		default:
-			calm = 0
+		k.floodStep(&f, st.Packets.Load()+st.Lost.Load())
+	}
+}
+
+// floodSwitch is what the flood switch remembers from one tick to the
+// next.
+type floodSwitch struct {
+	last uint64 // the probes counted at the last tick
+	calm int    // calm ticks in a row during a flood
+}
+
+// floodStep is one tick of the flood switch: count is the probes counted
+// so far.
+func (k *Keeper) floodStep(f *floodSwitch, count uint64) {
+	perSecond := uint64(time.Second / floodTick)
+	rate := (count - f.last) * perSecond
+	f.last = count
+	switch flood := k.flood.Load(); {
+	case !flood && rate > floodRate:
+		k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages and takes at most %d probes/s", rate, k.cfg.Load().Capture.QueueThreshold, nft.FloodLogRate))
+		f.calm = 0
+	case flood && rate < floodRate/10:
+		if f.calm++; f.calm >= calmSeconds*int(perSecond) {
+			k.setFlood(false, fmt.Sprintf("%d probes/s: NFLOG sends each probe at once again, unbounded", rate))
 		}
+	default:
+		f.calm = 0
 	}
 }
 
