@@ -6,7 +6,6 @@ import (
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
-	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
 
 // A port with a live listener is never a tripwire. The watcher keeps the
@@ -63,14 +62,8 @@ func (k *Keeper) listenersChanged(added, removed []listeners.Socket) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	conn, err := nft.Dial(k.c.NetNS)
-	if err != nil {
-		k.c.Log.Errorf("update in-use ports: %v", err)
-		return
-	}
-	defer conn.CloseLasting()
 	rs := k.Ruleset(cfg)
-	if err := rs.UpdateInUse(conn); err != nil {
+	if err := k.c.Kernel.UpdateInUse(rs); err != nil {
 		k.c.Log.Error(err.Error())
 		return
 	}

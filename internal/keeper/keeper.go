@@ -26,29 +26,67 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/capture"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
-	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
+// Ledger is what the keeper asks of the record of blocks
+// (*ledger.Ledger).
+type Ledger interface {
+	Len() int
+	Holds(a netip.Addr) bool
+	// Restore puts every block back into the kernel (after a reinstall).
+	Restore(ctx context.Context, why string) (int, error)
+	// Reconcile puts back the blocks missing from inKernel.
+	Reconcile(ctx context.Context, inKernel map[netip.Addr]time.Duration) (int, error)
+	Apply(ctx context.Context, ops ...ledger.Op) (int, error)
+}
+
+// Decider decides on the kernel's elements the ledger does not hold
+// (*decide.Decider).
+type Decider interface {
+	Decide(r decide.Request) decide.Decision
+}
+
+// Guard is the addresses a first strike never blocks (*guard.Guard).
+type Guard interface {
+	Prefixes() []netip.Prefix
+	// OnChange calls f after the addresses changed, until remove.
+	OnChange(f func()) (remove func())
+	Refresh() error
+}
+
+// Watcher follows the host's listening sockets (*listeners.Watcher).
+type Watcher interface {
+	Snapshot() *listeners.Set
+	// Follow keeps Snapshot current until ctx is done, calling changed
+	// after a reading that differs from the one before.
+	Follow(ctx context.Context, changed func(added, removed []listeners.Socket)) error
+}
+
 // Config is what a Keeper works with.
 type Config struct {
 	Settings *config.Config
 	NetNS    *os.File // nil: the daemon's own namespace
 	Log      *alert.Log
-	Ledger   *ledger.Ledger
+	Ledger   Ledger
 	// Decider decides on the kernel's elements the ledger does not hold
 	// (Adopt).
-	Decider *decide.Decider
-	Guard   *guard.Guard
-	Watcher *listeners.Watcher
+	Decider Decider
+	Guard   Guard
+	Watcher Watcher
 	// Capture is the capture's counters (the probe rate decides a flood).
 	Capture *capture.Stats
 	// Own reports TCP ports the daemon itself listens on (verified mode):
 	// tripwires, not services.
 	Own func(port uint16) bool
+	// Kernel, when set, replaces nftables in NetNS (tests).
+	Kernel Kernel
+	// Tick, when set, replaces time.NewTicker for the watchdog and the
+	// flood switch (tests): the ticks every d, and a stop.
+	Tick func(d time.Duration) (ticks <-chan time.Time, stop func())
 }
 
 // Keeper keeps the ruleset. Create with New; Install before Run.
@@ -71,9 +109,20 @@ type Keeper struct {
 
 // New makes a Keeper.
 func New(c Config) *Keeper {
+	if c.Kernel == nil {
+		c.Kernel = nftKernel{netns: c.NetNS}
+	}
+	if c.Tick == nil {
+		c.Tick = newTicker
+	}
 	k := &Keeper{c: c}
 	k.cfg.Store(c.Settings)
 	return k
+}
+
+func newTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
 }
 
 // own reports a socket the daemon itself holds (verified mode).
@@ -117,14 +166,14 @@ func (k *Keeper) Install(cfg *config.Config) error {
 
 func (k *Keeper) install(cfg *config.Config) error {
 	rs := k.Ruleset(cfg)
-	err := rs.InstallIn(k.c.NetNS)
+	err := k.c.Kernel.Install(rs)
 	if err != nil && rs.Queued() && !k.compatQueue.Load() {
 		// No nft_queue in this kernel (the queue statement fails with
 		// ENOENT): queue through the xtables NFQUEUE target instead.
 		shape := rs.Shape()
 		shape.CompatQueue = true
 		compat := nft.Build(cfg, shape)
-		if err2 := compat.InstallIn(k.c.NetNS); err2 == nil {
+		if err2 := k.c.Kernel.Install(compat); err2 == nil {
 			k.compatQueue.Store(true)
 			k.c.Log.Info("this kernel has no nft_queue; queueing through the xtables NFQUEUE target (nft_compat)")
 			rs, err = compat, nil
@@ -140,19 +189,14 @@ func (k *Keeper) install(cfg *config.Config) error {
 // fingerprint. Called with mu held.
 func (k *Keeper) installed(rs *nft.Ruleset) {
 	k.cur, k.print = rs, nil
-	conn, err := nft.DialQuery(k.c.NetNS)
-	if err != nil {
-		return
-	}
-	k.print, _ = rs.Fingerprint(conn)
+	k.print, _ = k.c.Kernel.Fingerprint(rs)
 }
 
 // Run keeps the ruleset until ctx is done.
 func (k *Keeper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	k.c.Watcher.OnChange = func(added, removed []listeners.Socket) { k.listenersChanged(added, removed) }
 	defer k.c.Guard.OnChange(k.guardChanged)()
-	wg.Go(func() { k.c.Watcher.Run(ctx) })
+	wg.Go(func() { k.c.Watcher.Follow(ctx, k.listenersChanged) })
 	if k.cfg.Load().Capture.Mode != "nfqueue" {
 		wg.Go(func() { k.adaptBatching(ctx) })
 	}
@@ -164,28 +208,33 @@ func (k *Keeper) Run(ctx context.Context) {
 // outside the daemon (nft flush ruleset, nft delete table, nft flush set)
 // and puts them back.
 func (k *Keeper) watchdog(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	ticks, stop := k.c.Tick(time.Second)
+	defer stop()
 	n := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-ticks:
 		}
 		n++
-		// Listing the sets costs in proportion to the blocks: every 5 s,
-		// every minute once there are many.
-		checkElements := n%5 == 0 && (k.c.Ledger.Len() < 10000 || n%60 == 0)
-		if err := k.heal(ctx, checkElements); err != nil {
-			k.c.Log.Errorf("self-check of table inet %s failed: %v", nft.TableName, err)
-		}
-		// guard.Watch follows route, address and resolv.conf changes as
-		// they happen; this is the fallback if it cannot.
-		if n%30 == 0 {
-			if err := k.c.Guard.Refresh(); err != nil {
-				k.c.Log.Warn(err.Error())
-			}
+		k.check(ctx, n)
+	}
+}
+
+// check is the watchdog's nth second.
+func (k *Keeper) check(ctx context.Context, n int) {
+	// Listing the sets costs in proportion to the blocks: every 5 s,
+	// every minute once there are many.
+	checkElements := n%5 == 0 && (k.c.Ledger.Len() < 10000 || n%60 == 0)
+	if err := k.heal(ctx, checkElements); err != nil {
+		k.c.Log.Errorf("self-check of table inet %s failed: %v", nft.TableName, err)
+	}
+	// guard.Watch follows route, address and resolv.conf changes as
+	// they happen; this is the fallback if it cannot.
+	if n%30 == 0 {
+		if err := k.c.Guard.Refresh(); err != nil {
+			k.c.Log.Warn(err.Error())
 		}
 	}
 }
@@ -193,20 +242,12 @@ func (k *Keeper) watchdog(ctx context.Context) {
 func (k *Keeper) heal(ctx context.Context, checkElements bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	conn, err := nft.DialQuery(k.c.NetNS)
-	if err != nil {
-		return err
-	}
-	rs := k.cur
-	probs, err := rs.Problems(conn)
+	probs, fp, err := k.c.Kernel.Check(k.cur)
 	if err != nil {
 		return err
 	}
 	if len(probs) == 0 {
-		fp, err := rs.Fingerprint(conn)
 		switch {
-		case err != nil:
-			return err
 		case k.print == nil:
 			k.print = fp
 		case !bytes.Equal(fp, k.print):
@@ -228,7 +269,7 @@ func (k *Keeper) heal(ctx context.Context, checkElements bool) error {
 	if !checkElements {
 		return nil
 	}
-	inKernel, err := nft.Blocked(k.c.NetNS)
+	inKernel, err := k.c.Kernel.Blocked()
 	if err != nil {
 		return err
 	}
@@ -295,13 +336,7 @@ func (k *Keeper) guardChanged() {
 	if !rs.Strikes() || k.cur == nil {
 		return
 	}
-	conn, err := nft.Dial(k.c.NetNS)
-	if err != nil {
-		k.c.Log.Errorf("update protected addresses: %v", err)
-		return
-	}
-	defer conn.CloseLasting()
-	if err := rs.UpdateProtected(conn); err != nil {
+	if err := k.c.Kernel.UpdateProtected(rs); err != nil {
 		k.c.Log.Error(err.Error())
 		return
 	}
@@ -322,32 +357,43 @@ const (
 )
 
 func (k *Keeper) adaptBatching(ctx context.Context) {
-	tick := time.NewTicker(floodTick)
-	defer tick.Stop()
 	st := k.c.Capture
-	last := st.Packets.Load() + st.Lost.Load()
-	calm := 0
-	perSecond := uint64(time.Second / floodTick)
+	f := floodSwitch{last: st.Packets.Load() + st.Lost.Load()}
+	ticks, stop := k.c.Tick(floodTick)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-ticks:
 		}
-		cur := st.Packets.Load() + st.Lost.Load()
-		rate := (cur - last) * perSecond
-		last = cur
-		switch flood := k.flood.Load(); {
-		case !flood && rate > floodRate:
-			k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages and takes at most %d probes/s", rate, k.cfg.Load().Capture.QueueThreshold, nft.FloodLogRate))
-			calm = 0
-		case flood && rate < floodRate/10:
-			if calm++; calm >= calmSeconds*int(perSecond) {
-				k.setFlood(false, fmt.Sprintf("%d probes/s: NFLOG sends each probe at once again, unbounded", rate))
-			}
-		default:
-			calm = 0
+		k.floodStep(&f, st.Packets.Load()+st.Lost.Load())
+	}
+}
+
+// floodSwitch is what the flood switch remembers from one tick to the
+// next.
+type floodSwitch struct {
+	last uint64 // the probes counted at the last tick
+	calm int    // calm ticks in a row during a flood
+}
+
+// floodStep is one tick of the flood switch: count is the probes counted
+// so far.
+func (k *Keeper) floodStep(f *floodSwitch, count uint64) {
+	perSecond := uint64(time.Second / floodTick)
+	rate := (count - f.last) * perSecond
+	f.last = count
+	switch flood := k.flood.Load(); {
+	case !flood && rate > floodRate:
+		k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages and takes at most %d probes/s", rate, k.cfg.Load().Capture.QueueThreshold, nft.FloodLogRate))
+		f.calm = 0
+	case flood && rate < floodRate/10:
+		if f.calm++; f.calm >= calmSeconds*int(perSecond) {
+			k.setFlood(false, fmt.Sprintf("%d probes/s: NFLOG sends each probe at once again, unbounded", rate))
 		}
+	default:
+		f.calm = 0
 	}
 }
 

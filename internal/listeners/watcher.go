@@ -122,6 +122,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
+// Follow is Run with changed as OnChange: the way for a caller that starts
+// the Watcher to hear of its changes.
+func (w *Watcher) Follow(ctx context.Context, changed func(added, removed []Socket)) error {
+	w.OnChange = changed
+	return w.Run(ctx)
+}
+
 func (w *Watcher) poll() {
 	added, removed, err := w.Update()
 	if err != nil {

@@ -187,3 +187,25 @@ func TestWatcherUpdateBeforeRun(t *testing.T) {
 	default:
 	}
 }
+
+func TestWatcherFollow(t *testing.T) {
+	ssh := sock(ProtoTCP, "0.0.0.0", 22)
+	f := &fakeTables{}
+	f.set(nil, ssh)
+	changes := make(chan change, 10)
+	w := &Watcher{Interval: 5 * time.Millisecond, Dump: f.dump}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Follow(ctx, func(a, r []Socket) { changes <- change{a, r} }) }()
+	if c := <-changes; !equalEndpoints(c.added, []Socket{ssh}) || len(c.removed) > 0 {
+		t.Errorf("first reading: %v %v", c.added, c.removed)
+	}
+	f.set(nil)
+	if c := <-changes; len(c.added) > 0 || !equalEndpoints(c.removed, []Socket{ssh}) {
+		t.Errorf("after the listener went: %v %v", c.added, c.removed)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Follow = %v", err)
+	}
+}
