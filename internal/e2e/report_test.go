@@ -30,8 +30,8 @@ import (
 // issue, each against a baseline run in the same process, printed as one
 // table and written to BENCHMARKS.md. Bounded: about three minutes, and
 // three more for the fleet. BenchmarkInsert, BenchmarkFlood,
-// BenchmarkRestore, BenchmarkClassic, BenchmarkPortsLearned and
-// BenchmarkFleet run one part of the report alone.
+// BenchmarkRestore, BenchmarkClassic, BenchmarkPortsLearned,
+// BenchmarkLatency and BenchmarkFleet run one part of the report alone.
 func BenchmarkInsert(b *testing.B) {
 	netnstest.Require(b)
 	benchInsert(b, printRow)
@@ -50,6 +50,14 @@ func BenchmarkFlood(b *testing.B) {
 func BenchmarkClassic(b *testing.B) {
 	netnstest.Require(b, "nmap", "hping3", "ncat")
 	benchClassic(b, printRow)
+}
+
+// BenchmarkLatency runs the report's probe-to-element latency, NFLOG and
+// NFQUEUE, alone.
+func BenchmarkLatency(b *testing.B) {
+	netnstest.Require(b, "nmap", "hping3", "ncat")
+	benchLatency(b, printRow, "nflog")
+	benchLatency(b, printRow, "nfqueue")
 }
 
 // printRow shows one measurement as it is made.
