@@ -25,7 +25,7 @@ const (
 	OriginManual    = "manual"    // an administrator's block on that host (or the fleet administrator's)
 	OriginKernel    = "kernel"    // the kernel's first strike on that host
 	OriginCorrelate = "correlate" // correlate.hosts hosts saw the address within correlate.window
-	// OriginFleet is how the daemon records a block it mirrors; Publish
+	// OriginFleet is how the daemon records a block it takes from the fleet; Publish
 	// ignores such blocks (a host publishes only what it decided itself).
 	OriginFleet = "fleet"
 )
@@ -202,10 +202,10 @@ type Client struct {
 	bucketsOK bool
 	ownAddrs  []netip.Addr
 	lastSeen  map[netip.Addr]time.Time // sightings published
-	m         mirror
+	view      view
 
 	st struct {
-		reconnects, published, publishErrors, mirrored, lifted, refused,
+		reconnects, published, publishErrors, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
 		lag, lagMax atomic.Int64
 	}
@@ -253,7 +253,7 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		confirmIn:   make(chan confirmReq, confirmQueue),
 		confirmOut:  make(chan confirmRes, confirmQueue),
 		lastSeen:    map[netip.Addr]time.Time{},
-		m:           newMirror(),
+		view:        newView(),
 	}
 	c.defaults()
 	return c, nil
@@ -301,7 +301,7 @@ func (c *Client) Name() string { return c.name }
 func (c *Client) Ready() <-chan struct{} { return c.ready }
 
 // Run connects (retrying with backoff, for ever), makes sure of the
-// buckets, mirrors the fleet into the Sink and publishes the outbox, until
+// buckets, watches the fleet into the Sink and publishes the outbox, until
 // ctx is done. It returns an error only when the connection cannot even
 // be set up (bad credentials file); losing the servers is not an error.
 func (c *Client) Run(ctx context.Context) error {
@@ -322,7 +322,7 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Go(func() { c.publisher(ctx) })
 	wg.Go(func() { c.correlator(ctx) })
 	wg.Go(func() { c.confirmer(ctx) })
-	c.mirrorLoop(ctx)
+	c.watchLoop(ctx)
 	wg.Wait()
 	return nil
 }
@@ -426,7 +426,7 @@ func (c *Client) conn() (jetstream.JetStream, *nats.Conn, bool) {
 
 // Publish queues b, a block this host decided, for the fleet; it never
 // waits (the outbox is bounded: when full, b is dropped and counted).
-// Blocks mirrored from the fleet (Origin "fleet"), of protected
+// Blocks taken from the fleet (Origin "fleet"), of protected
 // (Options.Protected) and non-global addresses, and of less than a second
 // left are not published. A block is published for fleet.max_timeout at
 // most (the receivers refuse a record that claims to last longer), with
@@ -460,7 +460,7 @@ func (c *Client) Unblock(addr netip.Addr) {
 	c.out.put(&op{kind: opLift, subject: Subject(BucketLifts, HostAddrKey(c.name, a)), addr: a,
 		data: marshal(liftRecord{Addr: a.String(), By: c.name, At: now.UTC()}), expires: now.Add(c.maxTimeout)})
 	c.mu.Lock()
-	c.m.forget(a)
+	c.view.forget(a)
 	c.mu.Unlock()
 	c.log.Info("fleet: lifted this host's block on every host", "addr", a)
 }
@@ -501,7 +501,7 @@ func (c *Client) putHost() {
 func (c *Client) Blocks() []Block {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m.list(c.now())
+	return c.view.list(c.now())
 }
 
 // Stats returns the counters.
@@ -509,7 +509,7 @@ func (c *Client) Stats() Stats {
 	_, nc, _ := c.conn()
 	depth, dropped, expired := c.out.depth()
 	c.mu.Lock()
-	n := c.m.count(c.now())
+	n := c.view.count(c.now())
 	c.mu.Unlock()
 	return Stats{
 		Connected:     nc != nil && nc.IsConnected(),
@@ -519,7 +519,7 @@ func (c *Client) Stats() Stats {
 		OutboxExpired: expired,
 		Published:     c.st.published.Load(),
 		PublishErrors: c.st.publishErrors.Load(),
-		Mirrored:      c.st.mirrored.Load(),
+		Mirrored:      c.st.delivered.Load(),
 		Lifted:        c.st.lifted.Load(),
 		Refused:       c.st.refused.Load(),
 		Correlated:    c.st.correlated.Load(),
@@ -567,10 +567,10 @@ func (c *Client) refuse(host string, a netip.Addr, why string) {
 	c.st.refused.Add(1)
 	now := c.now()
 	c.mu.Lock()
-	first := c.m.refusedOnce(a)
+	first := c.view.refusedOnce(a)
 	ok, unlogged := false, 0
 	if first {
-		ok, unlogged = c.m.refusalLog.allow(now)
+		ok, unlogged = c.view.refusalLog.allow(now)
 	}
 	c.mu.Unlock()
 	if ok {

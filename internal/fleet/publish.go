@@ -171,7 +171,7 @@ func (c *Client) Sighting(addr netip.Addr) {
 	}
 	now := c.now()
 	c.mu.Lock()
-	blocked := c.m.delivered[a].After(now)
+	blocked := c.view.delivered[a].After(now)
 	recent := now.Sub(c.lastSeen[a]) < c.window/4
 	if !blocked && !recent {
 		if len(c.lastSeen) >= 100000 {
@@ -205,7 +205,7 @@ func (c *Client) correlator(ctx context.Context) {
 // sightings) and blocks it fleet-wide when there are enough.
 func (c *Client) correlate(ctx context.Context, a netip.Addr) {
 	c.mu.Lock()
-	blocked := c.m.delivered[a].After(c.now())
+	blocked := c.view.delivered[a].After(c.now())
 	c.mu.Unlock()
 	if blocked {
 		return

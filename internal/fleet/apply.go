@@ -1,0 +1,236 @@
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func (c *Client) handle(bucket string, e jetstream.KeyValueEntry, initial bool) {
+	rk := bucket + "/" + e.Key()
+	c.mu.Lock()
+	if c.view.revs[rk] == e.Revision() {
+		c.mu.Unlock()
+		return
+	}
+	c.view.revs[rk] = e.Revision()
+	c.mu.Unlock()
+	del := e.Operation() != jetstream.KeyValuePut
+	var err error
+	switch bucket {
+	case BucketHosts:
+		err = c.handleHost(e, del)
+	case BucketLifts:
+		err = c.handleLift(e, del, initial)
+	case BucketBlocks:
+		err = c.handleBlock(e, del, initial)
+	}
+	if err != nil {
+		c.st.bad.Add(1)
+		c.log.Warn("fleet: unreadable record", "bucket", bucket, "key", e.Key(), "err", err)
+	}
+}
+
+// vanished handles a key that is gone, as if deleted.
+func (c *Client) vanished(bucket, key string) {
+	c.mu.Lock()
+	delete(c.view.revs, bucket+"/"+key)
+	switch bucket {
+	case BucketHosts:
+		delete(c.view.hosts, key)
+	case BucketLifts:
+		if host, a, err := ParseHostAddrKey(key); err == nil {
+			c.view.dropLift(host, a)
+		}
+	case BucketBlocks:
+		if host, a, err := ParseHostAddrKey(key); err == nil {
+			c.dropBlockLocked(host, a)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) dropBlockLocked(host string, a netip.Addr) {
+	if host == c.name {
+		delete(c.view.own, a)
+		return
+	}
+	c.view.release(a, func(h held) bool { return h.host == host })
+}
+
+func (c *Client) handleHost(e jetstream.KeyValueEntry, del bool) error {
+	host := e.Key()
+	if !validHost(host) {
+		return fmt.Errorf("%q is not a fleet host name", host)
+	}
+	if del {
+		c.mu.Lock()
+		delete(c.view.hosts, host)
+		c.mu.Unlock()
+		return nil
+	}
+	var r hostRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return fmt.Errorf("host record: %w", err)
+	}
+	var as []netip.Addr
+	for _, s := range r.Addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("host record: %w", err)
+		}
+		as = append(as, a.Unmap().WithZone(""))
+	}
+	// The record is the host's claim: kept to be shown, and it neither
+	// protects nor lifts anything (a compromised host would list the
+	// scanner). fleet.hosts, which the administrator controls, does.
+	c.mu.Lock()
+	c.view.hosts[host] = as
+	unlisted := c.unlisted(host, as)
+	c.mu.Unlock()
+	if len(unlisted) > 0 {
+		c.log.Info("fleet: a host publishes addresses that fleet.hosts does not list; they are not protected here (list the fleet's hosts in fleet.hosts)",
+			"host", host, "addrs", unlisted)
+	}
+	return nil
+}
+
+// unlisted returns, the first time only for each host, the global
+// addresses of as that fleet.hosts does not cover (at most 8): the hint an
+// administrator needs when a host is missing from fleet.hosts.
+func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
+	if _, told := c.view.unlisted[host]; told || host == c.name || len(c.view.unlisted) >= 4096 {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		listed := slices.ContainsFunc(c.cfg.HostPrefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+		if !listed && global(a) && len(out) < 8 {
+			out = append(out, a)
+		}
+	}
+	if len(out) > 0 {
+		c.view.unlisted[host] = struct{}{}
+	}
+	return out
+}
+
+func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error {
+	host, a, err := ParseHostAddrKey(e.Key())
+	if err != nil {
+		return err
+	}
+	if del {
+		c.mu.Lock()
+		c.dropBlockLocked(host, a)
+		c.mu.Unlock()
+		return nil
+	}
+	created := e.Created()
+	c.mu.Lock()
+	lifted := c.view.liftedAt(host, a, created)
+	if host == c.name {
+		c.view.own[a] = created
+		c.mu.Unlock()
+		if lifted {
+			c.purgeOwn(a)
+		}
+		return nil
+	}
+	c.mu.Unlock()
+	b, err := decodeBlock(host, a, e.Value())
+	if err != nil {
+		return err
+	}
+	if lifted {
+		return nil
+	}
+	now := c.now()
+	if !initial {
+		c.lag(now.Sub(created))
+	}
+	if !c.acceptable(&b, created, now) {
+		return nil
+	}
+	if b.Origin == OriginCorrelate {
+		c.askConfirm(confirmReq{b: b, key: e.Key(), rev: e.Revision(), created: created})
+		return nil
+	}
+	c.enforce(b, created)
+	return nil
+}
+
+// enforce holds b, another host's record created at created, and passes it
+// to the Sink.
+func (c *Client) enforce(b Block, created time.Time) {
+	c.mu.Lock()
+	// The Sink's record shares the interned name, not the key's bytes.
+	b.Host = c.view.hold(b.Addr, held{host: b.Host, expires: b.Expires.UnixNano(), created: created.UnixNano()})
+	c.mu.Unlock()
+	c.deliver(b)
+}
+
+// clockSlack is how far the clocks of a publishing host and of the
+// servers may disagree (NTP keeps them far closer): a record may claim to
+// last this much beyond fleet.max_timeout from its creation.
+const clockSlack = time.Minute
+
+// acceptable says whether b, another host's record created on the servers
+// at created, may be enforced at now: it has time left, lasts no longer
+// than fleet.max_timeout from its creation (a record that claims more is
+// refused, not shortened: written with no TTL, or "never", it would
+// otherwise come back at every restart), and blockable. Its expiry is
+// then capped at now + fleet.max_timeout.
+func (c *Client) acceptable(b *Block, created, now time.Time) bool {
+	if !b.Expires.After(now) {
+		return false
+	}
+	if lim := created.Add(c.maxTimeout + clockSlack); b.Expires.After(lim) {
+		c.refuse(b.Host, b.Addr, fmt.Sprintf("it claims to last %s from its creation, more than fleet.max_timeout (%s)",
+			b.Expires.Sub(created).Round(time.Second), c.maxTimeout))
+		return false
+	}
+	if !c.blockable(b.Addr, b.Host) {
+		return false
+	}
+	b.Expires = c.capped(b.Expires, now)
+	return true
+}
+
+// deliver passes b to the Sink unless a block of its address that lasts as
+// long was passed already.
+func (c *Client) deliver(b Block) {
+	c.mu.Lock()
+	prev := c.view.delivered[b.Addr]
+	extends := b.Expires.Sub(prev) >= time.Second
+	if extends {
+		c.view.delivered[b.Addr] = b.Expires
+	}
+	c.mu.Unlock()
+	if !extends {
+		return
+	}
+	c.st.delivered.Add(1)
+	c.opts.Sink.FleetBlock(b)
+}
+
+func (c *Client) sweep() {
+	now := c.now()
+	c.mu.Lock()
+	c.view.sweep(now)
+	for a, t := range c.lastSeen {
+		if now.Sub(t) > c.window {
+			delete(c.lastSeen, a)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func validHost(h string) bool {
+	_, _, err := ParseHostAddrKey(h + ".1-2-3-4")
+	return err == nil
+}
