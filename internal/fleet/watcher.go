@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,19 +13,6 @@ import (
 
 // apiTimeout bounds one JetStream API request.
 const apiTimeout = 5 * time.Second
-
-// watchers are the three watches of one connection.
-type watchers struct {
-	hosts, lifts, blocks jetstream.KeyWatcher
-}
-
-func (w watchers) stop() {
-	for _, x := range []jetstream.KeyWatcher{w.hosts, w.lifts, w.blocks} {
-		if x != nil {
-			_ = x.Stop()
-		}
-	}
-}
 
 var (
 	errReconnected = errors.New("reconnected")
@@ -102,19 +90,140 @@ func (c *Client) waitConnected(ctx context.Context) bool {
 	}
 }
 
-// watch runs one generation of watchers: the initial values (hosts, then
-// lifts, then blocks, so that lifts are known before any block is
-// delivered), then updates, until ctx is done, a reconnect or a watcher
-// closes.
-func (c *Client) watch(ctx context.Context) error {
+// watchedBuckets are the buckets a generation watches, in the order their
+// current values are replayed: hosts, then lifts, then blocks, so that
+// lifts are known before any block is delivered. stall is the bucket's
+// place among those the stall check compares (lifts, blocks); -1: none.
+var watchedBuckets = []struct {
+	bucket string
+	stall  int
+}{{BucketHosts, -1}, {BucketLifts, 0}, {BucketBlocks, 1}}
+
+// watch is one bucket's watch in a generation.
+type watch struct {
+	bucket string
+	stall  int // see watchedBuckets
+	kv     jetstream.KeyValue
+	kw     jetstream.KeyWatcher
+}
+
+// update is one delivery of a watch: an entry, nil at the end of the
+// current values, or ok false when the watch closed.
+type update struct {
+	w  *watch
+	e  jetstream.KeyValueEntry
+	ok bool
+}
+
+// watcher is one generation of watches, one per watched bucket, made on
+// one connection. Once its current values are replayed (bucket after
+// bucket, from each watch), merge sends the updates of every bucket on
+// one channel.
+type watcher struct {
+	ctx     context.Context // the watches' lifetime
+	cancel  context.CancelFunc
+	watches []*watch // in watchedBuckets' order
+	updates chan update
+	wg      sync.WaitGroup
+}
+
+// startWatcher binds the buckets and starts their watches, which live
+// until the watcher stops (or ctx is done).
+func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
+	js, _, _ := c.conn()
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var w watchers
-	defer w.stop()
-	kvs, err := c.startWatchers(wctx, cancel, &w)
+	w := &watcher{ctx: wctx, cancel: cancel, updates: make(chan update)}
+	for _, b := range watchedBuckets {
+		x, err := startWatch(wctx, cancel, js, b.bucket)
+		if err != nil {
+			w.stop()
+			return nil, err
+		}
+		x.stall = b.stall
+		w.watches = append(w.watches, x)
+	}
+	return w, nil
+}
+
+// startWatch binds bucket and watches it for ctx's lifetime; cancel ends
+// ctx, the whole generation's, when the watch takes too long to start.
+func startWatch(ctx context.Context, cancel context.CancelFunc, js jetstream.JetStream, bucket string) (*watch, error) {
+	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
+	kv, err := js.KeyValue(rctx, bucket)
+	rcancel()
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	// A watch lives as long as its context: bound the requests that
+	// make it by ending the whole generation if they take too long.
+	timer := time.AfterFunc(apiTimeout, cancel)
+	kw, err := kv.WatchAll(ctx)
+	if !timer.Stop() && err == nil {
+		_ = kw.Stop()
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", bucket, err)
+	}
+	return &watch{bucket: bucket, kv: kv, kw: kw}, nil
+}
+
+// merge forwards every watch's deliveries to w.updates, one goroutine per
+// watch, until the watch closes or the watcher stops.
+func (w *watcher) merge() {
+	for _, x := range w.watches {
+		w.wg.Go(func() { w.forward(x) })
+	}
+}
+
+func (w *watcher) forward(x *watch) {
+	for {
+		u := update{w: x}
+		select {
+		case u.e, u.ok = <-x.kw.Updates():
+		case <-w.ctx.Done():
+			return
+		}
+		select {
+		case w.updates <- u:
+		case <-w.ctx.Done():
+			return
+		}
+		if !u.ok {
+			return
+		}
+	}
+}
+
+// stop ends the watches and waits for their forwarders.
+func (w *watcher) stop() {
+	w.cancel()
+	for _, x := range w.watches {
+		_ = x.kw.Stop()
+	}
+	w.wg.Wait()
+}
+
+// stallChecker makes the stall check of w's watches of lifts and blocks.
+func (w *watcher) stallChecker() *stallChecker {
+	var kvs [2]jetstream.KeyValue
+	for _, x := range w.watches {
+		if x.stall >= 0 {
+			kvs[x.stall] = x.kv
+		}
+	}
+	return newStallCheck(kvs[0], kvs[1])
+}
+
+// watch runs one generation of watches: the current values, bucket after
+// bucket (watchedBuckets), then the updates, until ctx is done, a
+// reconnect, or a watch closes or stalls.
+func (c *Client) watch(ctx context.Context) error {
+	w, err := c.startWatcher(ctx)
 	if err != nil {
 		return err
 	}
+	defer w.stop()
 	if err := c.replay(ctx, w); err != nil {
 		return err
 	}
@@ -122,46 +231,17 @@ func (c *Client) watch(ctx context.Context) error {
 		c.mu.Lock()
 		n, hosts := c.view.count(c.now()), len(c.view.hosts)
 		c.mu.Unlock()
-		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts)
+		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts) // the line's words are fixed: scripts wait for it
 		close(c.ready)
 	})
-	return c.follow(ctx, w, newStallCheck(kvs[BucketLifts], kvs[BucketBlocks]))
+	w.merge()
+	return c.follow(ctx, w, w.stallChecker())
 }
 
-// startWatchers binds the buckets and starts their watchers in w; cancel
-// ends wctx, the watchers' lifetime, when one takes too long to start.
-func (c *Client) startWatchers(wctx context.Context, cancel context.CancelFunc, w *watchers) (map[string]jetstream.KeyValue, error) {
-	js, _, _ := c.conn()
-	kvs := map[string]jetstream.KeyValue{}
-	for _, x := range []struct {
-		bucket string
-		to     *jetstream.KeyWatcher
-	}{{BucketHosts, &w.hosts}, {BucketLifts, &w.lifts}, {BucketBlocks, &w.blocks}} {
-		rctx, rcancel := context.WithTimeout(wctx, apiTimeout)
-		kv, err := js.KeyValue(rctx, x.bucket)
-		rcancel()
-		if err != nil {
-			return nil, fmt.Errorf("bucket %s: %w", x.bucket, err)
-		}
-		kvs[x.bucket] = kv
-		// A watcher lives as long as its context: bound the requests that
-		// make it by ending the whole generation if they take too long.
-		timer := time.AfterFunc(apiTimeout, cancel)
-		*x.to, err = kv.WatchAll(wctx)
-		if !timer.Stop() && err == nil {
-			err = context.DeadlineExceeded
-		}
-		if err != nil {
-			return nil, fmt.Errorf("watch %s: %w", x.bucket, err)
-		}
-	}
-	return kvs, nil
-}
-
-// replay handles the watchers' initial values, bucket after bucket, then
+// replay handles the watches' current values, bucket after bucket, then
 // forgets what vanished while this host was away (expired, its marker
 // gone) and passes on the hosts' lifts it read.
-func (c *Client) replay(ctx context.Context, w watchers) error {
+func (c *Client) replay(ctx context.Context, w *watcher) error {
 	c.mu.Lock()
 	before := make(map[string]bool, len(c.view.revs))
 	for k := range c.view.revs {
@@ -169,29 +249,9 @@ func (c *Client) replay(ctx context.Context, w watchers) error {
 	}
 	c.mu.Unlock()
 	seen := map[string]bool{}
-	for _, x := range []struct {
-		bucket string
-		w      jetstream.KeyWatcher
-	}{{BucketHosts, w.hosts}, {BucketLifts, w.lifts}, {BucketBlocks, w.blocks}} {
-		for initial := true; initial; {
-			select {
-			case e, ok := <-x.w.Updates():
-				switch {
-				case !ok:
-					return fmt.Errorf("%s: %w", x.bucket, errClosed)
-				case e == nil:
-					initial = false
-				default:
-					seen[x.bucket+"/"+e.Key()] = true
-					c.handle(x.bucket, e, true)
-				}
-			case r := <-c.confirmOut:
-				c.confirmed(r)
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-c.reconnected:
-				return errReconnected
-			}
+	for _, x := range w.watches {
+		if err := c.replayWatch(ctx, x, seen); err != nil {
+			return err
 		}
 	}
 	for k := range before {
@@ -204,61 +264,67 @@ func (c *Client) replay(ctx context.Context, w watchers) error {
 	return nil
 }
 
-// follow handles the watchers' updates, the counts of correlated records
-// and this host's own correlated blocks, sweeps, and checks the watchers
-// with st, until ctx is done, a reconnect, or a watcher closes or stalls.
-func (c *Client) follow(ctx context.Context, w watchers, st *stallChecker) error {
+// replayWatch handles x's current values, and marks their keys in seen.
+func (c *Client) replayWatch(ctx context.Context, x *watch, seen map[string]bool) error {
+	for {
+		select {
+		case e, ok := <-x.kw.Updates():
+			switch {
+			case !ok:
+				return fmt.Errorf("%s: %w", x.bucket, errClosed)
+			case e == nil:
+				return nil
+			}
+			seen[x.bucket+"/"+e.Key()] = true
+			c.handle(x.bucket, e, true)
+		case r := <-c.confirmOut:
+			c.confirmed(r)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.reconnected:
+			return errReconnected
+		}
+	}
+}
+
+// follow handles the watches' updates, the counts of correlated records
+// and this host's own correlated blocks, sweeps, and checks the watches
+// with st, until ctx is done, a reconnect, or a watch closes or stalls.
+func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var maxRev [2]uint64 // delivered: lifts, blocks
+	var maxRev [2]uint64 // delivered, by the watches' stall place: lifts, blocks
 	for {
-		var bucket string
-		var e jetstream.KeyValueEntry
-		var ok bool
 		select {
+		case u := <-w.updates:
+			if !u.ok {
+				return fmt.Errorf("%s: %w", u.w.bucket, errClosed)
+			}
+			if u.e == nil {
+				continue
+			}
+			if i := u.w.stall; i >= 0 {
+				maxRev[i] = max(maxRev[i], u.e.Revision())
+			}
+			c.handle(u.w.bucket, u.e, false)
 		case r := <-st.results:
 			if st.stalled(r, maxRev) {
 				return errStalled
 			}
-			continue
-		case e, ok = <-w.hosts.Updates():
-			bucket = BucketHosts
-		case e, ok = <-w.lifts.Updates():
-			bucket = BucketLifts
-		case e, ok = <-w.blocks.Updates():
-			bucket = BucketBlocks
 		case b := <-c.self:
 			c.deliver(b)
-			continue
 		case r := <-c.confirmOut:
 			c.confirmed(r)
-			continue
 		case now := <-tick.C:
 			c.sweep()
 			st.maybeStart(ctx, now)
-			continue
 		case <-c.reconnected:
 			return errReconnected
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if !ok {
-			return fmt.Errorf("%s: %w", bucket, errClosed)
-		}
-		if e == nil {
-			continue
-		}
-		switch bucket {
-		case BucketLifts:
-			maxRev[0] = max(maxRev[0], e.Revision())
-		case BucketBlocks:
-			maxRev[1] = max(maxRev[1], e.Revision())
-		}
-		c.handle(bucket, e, false)
 	}
 }
-
-// handle applies one watched entry, once per revision.
 
 // sleep waits d or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) {
