@@ -10,8 +10,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func (c *Client) handle(bucket string, e jetstream.KeyValueEntry, initial bool) {
-	rk := bucket + "/" + e.Key()
+// apply applies one entry of x's bucket, once per revision.
+func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
+	rk := x.bucket + "/" + e.Key()
 	c.mu.Lock()
 	if c.view.revs[rk] == e.Revision() {
 		c.mu.Unlock()
@@ -20,38 +21,35 @@ func (c *Client) handle(bucket string, e jetstream.KeyValueEntry, initial bool) 
 	c.view.revs[rk] = e.Revision()
 	c.mu.Unlock()
 	del := e.Operation() != jetstream.KeyValuePut
-	var err error
-	switch bucket {
-	case BucketHosts:
-		err = c.handleHost(e, del)
-	case BucketLifts:
-		err = c.handleLift(e, del, initial)
-	case BucketBlocks:
-		err = c.handleBlock(e, del, initial)
-	}
-	if err != nil {
+	if err := x.apply(c, e, del, initial); err != nil {
 		c.st.bad.Add(1)
-		c.log.Warn("fleet: unreadable record", "bucket", bucket, "key", e.Key(), "err", err)
+		c.log.Warn("fleet: unreadable record", "bucket", x.bucket, "key", e.Key(), "err", err)
 	}
 }
 
-// vanished handles a key that is gone, as if deleted.
-func (c *Client) vanished(bucket, key string) {
+// vanished applies the loss of a key of x's bucket that is gone, as if
+// deleted.
+func (c *Client) vanished(x *watch, key string) {
 	c.mu.Lock()
-	delete(c.view.revs, bucket+"/"+key)
-	switch bucket {
-	case BucketHosts:
-		delete(c.view.hosts, key)
-	case BucketLifts:
-		if host, a, err := ParseHostAddrKey(key); err == nil {
-			c.view.dropLift(host, a)
-		}
-	case BucketBlocks:
-		if host, a, err := ParseHostAddrKey(key); err == nil {
-			c.dropBlockLocked(host, a)
-		}
-	}
+	delete(c.view.revs, x.bucket+"/"+key)
+	x.gone(c, key)
 	c.mu.Unlock()
+}
+
+// hostGone, liftGone and blockGone forget a key of their bucket that is
+// gone; called with c.mu held.
+func (c *Client) hostGone(key string) { delete(c.view.hosts, key) }
+
+func (c *Client) liftGone(key string) {
+	if host, a, err := ParseHostAddrKey(key); err == nil {
+		c.view.dropLift(host, a)
+	}
+}
+
+func (c *Client) blockGone(key string) {
+	if host, a, err := ParseHostAddrKey(key); err == nil {
+		c.dropBlockLocked(host, a)
+	}
 }
 
 func (c *Client) dropBlockLocked(host string, a netip.Addr) {
@@ -62,7 +60,8 @@ func (c *Client) dropBlockLocked(host string, a netip.Addr) {
 	c.view.release(a, func(h held) bool { return h.host == host })
 }
 
-func (c *Client) handleHost(e jetstream.KeyValueEntry, del bool) error {
+// applyHost applies a record of the hosts bucket.
+func (c *Client) applyHost(e jetstream.KeyValueEntry, del, _ bool) error {
 	host := e.Key()
 	if !validHost(host) {
 		return fmt.Errorf("%q is not a fleet host name", host)
@@ -119,7 +118,8 @@ func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
 	return out
 }
 
-func (c *Client) handleBlock(e jetstream.KeyValueEntry, del, initial bool) error {
+// applyBlock applies a record of the blocks bucket.
+func (c *Client) applyBlock(e jetstream.KeyValueEntry, del, initial bool) error {
 	host, a, err := ParseHostAddrKey(e.Key())
 	if err != nil {
 		return err

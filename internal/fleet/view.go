@@ -158,3 +158,43 @@ func (v *view) sweep(now time.Time) {
 		}
 	}
 }
+
+// hostAddr is one host's key of an address.
+type hostAddr struct {
+	host string
+	a    netip.Addr
+}
+
+// liftedAt reports whether host's record of a, created at created, was
+// lifted: by the administrator, or by host itself, at or after created.
+func (v *view) liftedAt(host string, a netip.Addr, created time.Time) bool {
+	if l, ok := v.lifts[a]; ok && !created.After(l.At) {
+		return true
+	}
+	at, ok := v.hostLifts[hostAddr{host, a}]
+	return ok && !created.After(at)
+}
+
+// dropLift forgets host's lift of a (expired, deleted).
+func (v *view) dropLift(host string, a netip.Addr) {
+	if host == AdminName {
+		delete(v.lifts, a)
+		return
+	}
+	delete(v.hostLifts, hostAddr{host, a})
+}
+
+// holds reports whether a record of the fleet still holds a here at now:
+// another host's block in force, or this host's own record.
+func (v *view) holds(a netip.Addr, now time.Time) bool {
+	if _, ok := v.own[a]; ok {
+		return true
+	}
+	t := now.UnixNano()
+	for _, h := range v.blocks[a] {
+		if h.expires > t {
+			return true
+		}
+	}
+	return false
+}

@@ -90,21 +90,34 @@ func (c *Client) waitConnected(ctx context.Context) bool {
 	}
 }
 
+// bucketWatch is how one watched bucket's records are applied.
+type bucketWatch struct {
+	bucket string
+	// stall is the bucket's place among those the stall check compares
+	// (lifts, blocks); -1: none.
+	stall int
+	// apply applies one record (del: deleted or purged; initial: a
+	// current value, read while replaying).
+	apply func(c *Client, e jetstream.KeyValueEntry, del, initial bool) error
+	// gone forgets a key that vanished while this host was away (expired,
+	// its marker gone); called with c.mu held.
+	gone func(c *Client, key string)
+}
+
 // watchedBuckets are the buckets a generation watches, in the order their
 // current values are replayed: hosts, then lifts, then blocks, so that
-// lifts are known before any block is delivered. stall is the bucket's
-// place among those the stall check compares (lifts, blocks); -1: none.
-var watchedBuckets = []struct {
-	bucket string
-	stall  int
-}{{BucketHosts, -1}, {BucketLifts, 0}, {BucketBlocks, 1}}
+// lifts are known before any block is delivered.
+var watchedBuckets = []bucketWatch{
+	{BucketHosts, -1, (*Client).applyHost, (*Client).hostGone},
+	{BucketLifts, 0, (*Client).applyLift, (*Client).liftGone},
+	{BucketBlocks, 1, (*Client).applyBlock, (*Client).blockGone},
+}
 
 // watch is one bucket's watch in a generation.
 type watch struct {
-	bucket string
-	stall  int // see watchedBuckets
-	kv     jetstream.KeyValue
-	kw     jetstream.KeyWatcher
+	bucketWatch
+	kv jetstream.KeyValue
+	kw jetstream.KeyWatcher
 }
 
 // update is one delivery of a watch: an entry, nil at the end of the
@@ -134,20 +147,20 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	w := &watcher{ctx: wctx, cancel: cancel, updates: make(chan update)}
 	for _, b := range watchedBuckets {
-		x, err := startWatch(wctx, cancel, js, b.bucket)
+		x, err := startWatch(wctx, cancel, js, b)
 		if err != nil {
 			w.stop()
 			return nil, err
 		}
-		x.stall = b.stall
 		w.watches = append(w.watches, x)
 	}
 	return w, nil
 }
 
-// startWatch binds bucket and watches it for ctx's lifetime; cancel ends
+// startWatch binds b's bucket and watches it for ctx's lifetime; cancel ends
 // ctx, the whole generation's, when the watch takes too long to start.
-func startWatch(ctx context.Context, cancel context.CancelFunc, js jetstream.JetStream, bucket string) (*watch, error) {
+func startWatch(ctx context.Context, cancel context.CancelFunc, js jetstream.JetStream, b bucketWatch) (*watch, error) {
+	bucket := b.bucket
 	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
 	kv, err := js.KeyValue(rctx, bucket)
 	rcancel()
@@ -165,7 +178,7 @@ func startWatch(ctx context.Context, cancel context.CancelFunc, js jetstream.Jet
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", bucket, err)
 	}
-	return &watch{bucket: bucket, kv: kv, kw: kw}, nil
+	return &watch{bucketWatch: b, kv: kv, kw: kw}, nil
 }
 
 // merge forwards every watch's deliveries to w.updates, one goroutine per
@@ -254,10 +267,11 @@ func (c *Client) replay(ctx context.Context, w *watcher) error {
 			return err
 		}
 	}
-	for k := range before {
-		if !seen[k] {
-			bucket, key, _ := strings.Cut(k, "/")
-			c.vanished(bucket, key)
+	for _, x := range w.watches {
+		for k := range before {
+			if bucket, key, _ := strings.Cut(k, "/"); bucket == x.bucket && !seen[k] {
+				c.vanished(x, key)
+			}
 		}
 	}
 	c.passPendingLifts()
@@ -276,7 +290,7 @@ func (c *Client) replayWatch(ctx context.Context, x *watch, seen map[string]bool
 				return nil
 			}
 			seen[x.bucket+"/"+e.Key()] = true
-			c.handle(x.bucket, e, true)
+			c.apply(x, e, true)
 		case r := <-c.confirmOut:
 			c.confirmed(r)
 		case <-ctx.Done():
@@ -306,7 +320,7 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 			if i := u.w.stall; i >= 0 {
 				maxRev[i] = max(maxRev[i], u.e.Revision())
 			}
-			c.handle(u.w.bucket, u.e, false)
+			c.apply(u.w, u.e, false)
 		case r := <-st.results:
 			if st.stalled(r, maxRev) {
 				return errStalled
