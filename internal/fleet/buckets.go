@@ -98,7 +98,7 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	c.sightings = sightings
 	c.bucketsOK = true
 	c.mu.Unlock()
-	c.out.kick()
+	c.pub.out.kick()
 	return nil
 }
 

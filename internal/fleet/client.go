@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,14 +181,11 @@ type Client struct {
 	corrTimeout time.Duration
 	replicas    int
 
-	out         *outbox
+	pub         *publisher
 	ready       chan struct{}
 	readyOnce   sync.Once
 	reconnected chan struct{}
 	self        chan Block // correlated blocks this host published, for its own Sink
-	// counts: addresses whose sighting the servers acknowledged, for the
-	// correlator; full: the count is skipped (a flood), never the publisher.
-	counts chan netip.Addr
 	// confirmIn, confirmOut: other hosts' correlated records to count,
 	// and their counts (confirm.go).
 	confirmIn  chan confirmReq
@@ -205,7 +201,7 @@ type Client struct {
 	view      view
 
 	st struct {
-		reconnects, published, publishErrors, delivered, lifted, refused,
+		reconnects, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
 		lag, lagMax atomic.Int64
 	}
@@ -249,7 +245,6 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		ready:       make(chan struct{}),
 		reconnected: make(chan struct{}, 1),
 		self:        make(chan Block, 1024),
-		counts:      make(chan netip.Addr, sightingRate),
 		confirmIn:   make(chan confirmReq, confirmQueue),
 		confirmOut:  make(chan confirmRes, confirmQueue),
 		lastSeen:    map[netip.Addr]time.Time{},
@@ -285,7 +280,10 @@ func (c *Client) defaults() {
 	if size <= 0 {
 		size = 65536
 	}
-	c.out = newOutbox(size)
+	c.pub = newPublisher(size, func() (jetstream.JetStream, bool) {
+		js, _, ok := c.conn()
+		return js, ok
+	}, c.now, c.log)
 }
 
 // Name is this host's fleet name.
@@ -319,7 +317,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.nc, c.js = nc, js
 	c.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Go(func() { c.publisher(ctx) })
+	wg.Go(func() { c.pub.run(ctx) })
 	wg.Go(func() { c.correlator(ctx) })
 	wg.Go(func() { c.confirmer(ctx) })
 	c.watchLoop(ctx)
@@ -414,7 +412,7 @@ func (c *Client) signalReconnect() {
 	case c.reconnected <- struct{}{}:
 	default:
 	}
-	c.out.kick()
+	c.pub.out.kick()
 }
 
 // conn returns the JetStream context and whether it can be used now.
@@ -422,78 +420,6 @@ func (c *Client) conn() (jetstream.JetStream, *nats.Conn, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.js, c.nc, c.nc != nil && c.nc.IsConnected() && c.bucketsOK
-}
-
-// Publish queues b, a block this host decided, for the fleet; it never
-// waits (the outbox is bounded: when full, b is dropped and counted).
-// Blocks taken from the fleet (Origin "fleet"), of protected
-// (Options.Protected) and non-global addresses, and of less than a second
-// left are not published. A block is published for fleet.max_timeout at
-// most (the receivers refuse a record that claims to last longer), with
-// b.Evidence (EvidenceForgeable when empty).
-func (c *Client) Publish(b Block) {
-	now := c.now()
-	a := b.Addr.Unmap()
-	if b.Origin == OriginFleet || !b.Expires.After(now.Add(time.Second)) || !c.blockable(a, "") {
-		return
-	}
-	exp := c.capped(b.Expires, now)
-	c.out.put(&op{kind: opBlock, subject: Subject(BucketBlocks, HostAddrKey(c.name, a)), addr: a,
-		data: marshal(newBlockRecord(a, exp, b)), expires: exp})
-}
-
-// Unblock lifts this host's block of addr on every host, as an
-// administrator asked on this host: its block record purged, and a lift
-// under its own name, which reaches this host's records only (a receiver
-// lifts its element once no other record holds the address). Other
-// hosts' blocks of addr stay: a fleet-wide lift is the fleet
-// administrator's (Admin.Unblock, "portsentry-nft fleet unblock"). The
-// caller has lifted it here already; this host's Sink is not called for
-// it.
-func (c *Client) Unblock(addr netip.Addr) {
-	a := addr.Unmap()
-	now := c.now()
-	own := Subject(BucketBlocks, HostAddrKey(c.name, a))
-	c.out.remove(own)
-	c.out.put(&op{kind: opPurge, subject: own, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
-		expires: now.Add(c.maxTimeout)})
-	c.out.put(&op{kind: opLift, subject: Subject(BucketLifts, HostAddrKey(c.name, a)), addr: a,
-		data: marshal(liftRecord{Addr: a.String(), By: c.name, At: now.UTC()}), expires: now.Add(c.maxTimeout)})
-	c.mu.Lock()
-	c.view.forget(a)
-	c.mu.Unlock()
-	c.log.Info("fleet: lifted this host's block on every host", "addr", a)
-}
-
-// SetOwnAddresses publishes this host's addresses in its record of the
-// hosts bucket, for people and logs to read. They make no address immune
-// anywhere: a receiver's fleet hosts are its own fleet.hosts (a host's
-// claim about itself is what a compromised host would forge). The daemon
-// calls it at start and when they change.
-func (c *Client) SetOwnAddresses(addrs []netip.Addr) {
-	as := make([]netip.Addr, 0, len(addrs))
-	for _, a := range addrs {
-		as = append(as, a.Unmap().WithZone(""))
-	}
-	slices.SortFunc(as, netip.Addr.Compare)
-	as = slices.Compact(as)
-	c.mu.Lock()
-	same := slices.Equal(as, c.ownAddrs)
-	c.ownAddrs = as
-	c.mu.Unlock()
-	if !same {
-		c.putHost()
-	}
-}
-
-func (c *Client) putHost() {
-	c.mu.Lock()
-	rec := hostRecord{Addrs: []string{}, Updated: c.now().UTC()}
-	for _, a := range c.ownAddrs {
-		rec.Addrs = append(rec.Addrs, a.String())
-	}
-	c.mu.Unlock()
-	c.out.put(&op{kind: opHost, subject: Subject(BucketHosts, c.name), data: marshal(rec)})
 }
 
 // Blocks lists the other hosts' blocks in force here, one per address
@@ -507,7 +433,7 @@ func (c *Client) Blocks() []Block {
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
 	_, nc, _ := c.conn()
-	depth, dropped, expired := c.out.depth()
+	depth, dropped, expired := c.pub.out.depth()
 	c.mu.Lock()
 	n := c.view.count(c.now())
 	c.mu.Unlock()
@@ -517,8 +443,8 @@ func (c *Client) Stats() Stats {
 		OutboxDepth:   depth,
 		OutboxDropped: dropped,
 		OutboxExpired: expired,
-		Published:     c.st.published.Load(),
-		PublishErrors: c.st.publishErrors.Load(),
+		Published:     c.pub.published.Load(),
+		PublishErrors: c.pub.failed.Load(),
 		Mirrored:      c.st.delivered.Load(),
 		Lifted:        c.st.lifted.Load(),
 		Refused:       c.st.refused.Load(),

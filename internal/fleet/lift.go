@@ -123,7 +123,7 @@ func (c *Client) liftIfFree(l Lift) {
 // purgeOwn queues the purge of this host's block record of a.
 func (c *Client) purgeOwn(a netip.Addr) {
 	s := Subject(BucketBlocks, HostAddrKey(c.name, a))
-	c.out.remove(s)
-	c.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
+	c.pub.out.remove(s)
+	c.pub.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
 		expires: c.now().Add(c.maxTimeout)})
 }
