@@ -174,33 +174,6 @@ func (c *Client) enforce(b Block, created time.Time) {
 	c.deliver(b)
 }
 
-// clockSlack is how far the clocks of a publishing host and of the
-// servers may disagree (NTP keeps them far closer): a record may claim to
-// last this much beyond fleet.max_timeout from its creation.
-const clockSlack = time.Minute
-
-// acceptable says whether b, another host's record created on the servers
-// at created, may be enforced at now: it has time left, lasts no longer
-// than fleet.max_timeout from its creation (a record that claims more is
-// refused, not shortened: written with no TTL, or "never", it would
-// otherwise come back at every restart), and blockable. Its expiry is
-// then capped at now + fleet.max_timeout.
-func (c *Client) acceptable(b *Block, created, now time.Time) bool {
-	if !b.Expires.After(now) {
-		return false
-	}
-	if lim := created.Add(c.maxTimeout + clockSlack); b.Expires.After(lim) {
-		c.refuse(b.Host, b.Addr, fmt.Sprintf("it claims to last %s from its creation, more than fleet.max_timeout (%s)",
-			b.Expires.Sub(created).Round(time.Second), c.maxTimeout))
-		return false
-	}
-	if !c.blockable(b.Addr, b.Host) {
-		return false
-	}
-	b.Expires = c.capped(b.Expires, now)
-	return true
-}
-
 // deliver passes b to the Sink unless a block of its address that lasts as
 // long was passed already.
 func (c *Client) deliver(b Block) {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,6 +169,13 @@ type Stats struct {
 }
 
 // Client is this host's member of the fleet. Create with New, then Run.
+//
+// It composes three parts, each on a goroutine of Run's: the publisher
+// (publisher.go: the outbox and its sending), the watcher (watcher.go:
+// one generation of watches of the buckets at a time, whose entries are
+// applied by apply.go and lift.go), and the view (view.go: what this host
+// knows of the other hosts' records, under mu), besides the correlator
+// (correlate.go) and the confirmer (confirm.go).
 type Client struct {
 	cfg         config.Fleet
 	name        string
@@ -181,7 +187,10 @@ type Client struct {
 	corrTimeout time.Duration
 	replicas    int
 
-	pub         *publisher
+	pub *publisher
+
+	// The watcher's: Ready, the reconnects that end a generation, and
+	// what it applies besides the watches' entries.
 	ready       chan struct{}
 	readyOnce   sync.Once
 	reconnected chan struct{}
@@ -325,103 +334,6 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
-// authOptions are the connection's credentials and TLS, as cfg gives them.
-func authOptions(cfg config.Fleet) ([]nats.Option, error) {
-	var opts []nats.Option
-	switch {
-	case cfg.Credentials != "":
-		opts = append(opts, nats.UserCredentials(cfg.Credentials))
-	case cfg.User != "":
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
-	case cfg.NKey != "":
-		o, err := nats.NkeyOptionFromSeed(cfg.NKey)
-		if err != nil {
-			return nil, fmt.Errorf("fleet: nkey %s: %w", cfg.NKey, err)
-		}
-		opts = append(opts, o)
-	}
-	if cfg.TLS.CA != "" {
-		opts = append(opts, nats.RootCAs(cfg.TLS.CA))
-	}
-	if cfg.TLS.Cert != "" {
-		opts = append(opts, nats.ClientCert(cfg.TLS.Cert, cfg.TLS.Key))
-	}
-	return opts, nil
-}
-
-// connect sets up the connection; the library connects and reconnects in
-// the background (RetryOnFailedConnect), and the handlers log each
-// transition.
-func (c *Client) connect() (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name("portsentry-nft " + c.name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
-		nats.RetryOnFailedConnect(true),
-		// A server cut off by a partition that drops packets sends no
-		// reset: without pings the connection would look alive for the
-		// library's default 2 minutes x 2. A host notices in 4-6 s and
-		// moves to a server it can reach. With writes waiting (a burst
-		// published into the cut) the library's writer holds the
-		// connection blocked in write(2), pings included, for its
-		// default minute: a write stalled for 5 s is a dead server too.
-		nats.PingInterval(pingInterval),
-		nats.MaxPingsOutstanding(2),
-		nats.FlusherTimeout(5 * time.Second),
-		nats.ReconnectOnFlusherError(),
-		// The outbox buffers while disconnected; the library must not.
-		nats.ReconnectBufSize(-1),
-		// Replies come to this host's own inbox, which the servers'
-		// permissions let only this host read.
-		nats.CustomInboxPrefix("_INBOX_" + c.name),
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			c.log.Info("fleet: connected", "server", nc.ConnectedUrlRedacted())
-			c.signalReconnect()
-		}),
-		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			if !nc.IsClosed() {
-				c.log.Warn("fleet: disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			c.st.reconnects.Add(1)
-			c.log.Info("fleet: reconnected", "server", nc.ConnectedUrlRedacted())
-			c.signalReconnect()
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { c.log.Info("fleet: connection closed") }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			c.log.Warn("fleet: server reported an error", "err", err)
-		}),
-	}
-	auth, err := authOptions(c.cfg)
-	if err != nil {
-		return nil, err
-	}
-	opts = append(opts, auth...)
-	opts = append(opts, c.opts.NATSOptions...)
-	nc, err := nats.Connect(strings.Join(c.cfg.Servers, ","), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("fleet: connect: %w", err)
-	}
-	return nc, nil
-}
-
-func (c *Client) signalReconnect() {
-	select {
-	case c.reconnected <- struct{}{}:
-	default:
-	}
-	c.pub.out.kick()
-}
-
-// conn returns the JetStream context and whether it can be used now.
-func (c *Client) conn() (jetstream.JetStream, *nats.Conn, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.js, c.nc, c.nc != nil && c.nc.IsConnected() && c.bucketsOK
-}
-
 // Blocks lists the other hosts' blocks in force here, one per address
 // and host, by address.
 func (c *Client) Blocks() []Block {
@@ -454,100 +366,6 @@ func (c *Client) Stats() Stats {
 		MirrorLag:     time.Duration(c.st.lag.Load()),
 		MirrorLagMax:  time.Duration(c.st.lagMax.Load()),
 	}
-}
-
-// blockable says whether the fleet may block a: a global address that
-// Protected does not protect (the fleet's own hosts and servers among
-// them, as this host's configuration lists them; never as a host's record
-// claims). With from (a received record's key host), a refusal is counted
-// and logged (refuse).
-func (c *Client) blockable(a netip.Addr, from string) bool {
-	why := ""
-	switch {
-	case !a.IsValid():
-		why = "invalid address"
-	case !global(a):
-		why = "not a global address"
-	case c.opts.Protected != nil:
-		if w, ok := c.opts.Protected(a); ok {
-			why = "protected: " + w
-		}
-	}
-	if why == "" {
-		return true
-	}
-	if from != "" {
-		c.refuse(from, a, why)
-	}
-	return false
-}
-
-// refusalLines bounds the refusal lines logged a second: a host writing
-// records to be refused must not flood the log.
-const refusalLines = 10
-
-// refuse counts a received record of a from host that is not enforced
-// here, and logs it once per address, refusalLines a second at most (the
-// next line says how many were not logged).
-func (c *Client) refuse(host string, a netip.Addr, why string) {
-	c.st.refused.Add(1)
-	now := c.now()
-	c.mu.Lock()
-	first := c.view.refusedOnce(a)
-	ok, unlogged := false, 0
-	if first {
-		ok, unlogged = c.view.refusalLog.allow(now)
-	}
-	c.mu.Unlock()
-	if ok {
-		c.log.Warn("fleet: refused a fleet block", "addr", a, "host", host, "why", why, "unlogged_before", unlogged)
-	}
-}
-
-// lineBudget allows refusalLines lines a second and counts the others.
-type lineBudget struct {
-	start    time.Time
-	n        int
-	unlogged int
-}
-
-// allow reports whether a line may be logged at now, and how many were
-// not since the last one that was.
-func (b *lineBudget) allow(now time.Time) (bool, int) {
-	if now.Sub(b.start) >= time.Second {
-		b.start, b.n = now, 0
-	}
-	if b.n >= refusalLines {
-		b.unlogged++
-		return false, 0
-	}
-	b.n++
-	u := b.unlogged
-	b.unlogged = 0
-	return true, u
-}
-
-// global reports whether a may be blocked at all: not loopback,
-// link-local, multicast, unspecified, or IPv4's broadcast or 0.0.0.0/8.
-func global(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() ||
-		a.IsMulticast() || a.IsUnspecified() {
-		return false
-	}
-	if a.Is4() {
-		b := a.As4()
-		return b[0] != 0 && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-	}
-	return true
-}
-
-// capped is e capped at now + max_timeout.
-func (c *Client) capped(e, now time.Time) time.Time {
-	if m := now.Add(c.maxTimeout); e.After(m) {
-		return m
-	}
-	return e
 }
 
 func (c *Client) lag(d time.Duration) {
