@@ -114,14 +114,19 @@
 //
 // # Watching
 //
-// Three watchers (hosts, lifts, blocks: each an ordered consumer that
-// delivers the current values, then the updates) run per connection. On a
-// reconnect, or when a watcher closes, they are made anew with backoff and
-// replay the buckets; revisions already handled are skipped, and keys that
-// vanished meanwhile are forgotten. The first complete replay closes Ready
+// A watcher (watcher.go) is one generation of watches, one per bucket
+// watched (hosts, lifts, blocks: each an ordered consumer that delivers
+// the current values, then the updates), made on one connection and
+// listed in one table (watchedBuckets) with the functions that apply its
+// bucket's records. On a reconnect, or when a watch closes or stalls, a
+// new generation is made with backoff and replays the buckets, bucket
+// after bucket; revisions already applied are skipped, and keys that
+// vanished meanwhile are forgotten. Then the updates of every bucket
+// arrive on one channel. The first complete replay closes Ready
 // (correlated blocks may follow it: they wait for their count, which runs
 // on a goroutine of its own, a bounded queue with a bounded share per
-// publishing host). The Sink is called from the watching goroutine only.
+// publishing host). What this host knows of the other hosts' records is
+// its view (view.go). The Sink is called from the watching goroutine only.
 //
 // # Buckets, limits and permissions
 //
