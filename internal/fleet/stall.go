@@ -7,16 +7,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// stallCheck is how often the watchers are checked against their
+// stallCheck is how often the watches are checked against their
 // buckets: an ordered consumer whose server was cut off from the cluster
 // can stop delivering without the connection dropping (its re-creation
 // fails while the streams elect new leaders; after the partition its
 // server catches up from a snapshot, which the consumer does not
 // deliver), and nothing else would notice. Each check is two stream info
-// requests; a stalled watcher is made anew within one to two checks.
+// requests; a stalled watch's generation is made anew within one to
+// two checks.
 const stallCheck = time.Second
 
-// stallChecker compares the watchers of lifts and blocks with their
+// stallChecker compares the watches of lifts and blocks with their
 // buckets' last sequence, now and then, off the watch loop.
 type stallChecker struct {
 	kvs     [2]jetstream.KeyValue
@@ -55,9 +56,9 @@ func (s *stallChecker) maybeStart(ctx context.Context, now time.Time) {
 	}()
 }
 
-// stalled reports a watcher that delivered nothing since the check
+// stalled reports a watch that delivered nothing since the check
 // before this one although that check found records it had not delivered
-// (and that came after this generation began). A watcher still working
+// (and that came after this generation began). A watch still working
 // through a burst advances, and is left alone however far behind it is.
 func (s *stallChecker) stalled(last, delivered [2]uint64) bool {
 	s.running = false

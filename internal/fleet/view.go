@@ -19,7 +19,7 @@ type held struct {
 
 func (h held) ends() time.Time { return time.Unix(0, h.expires) }
 
-// view is what this host knows of the fleet, from the watchers. Its
+// view is what this host knows of the fleet, from the watches. Its
 // methods are called with Client.mu held.
 type view struct {
 	// blocks: other hosts' blocks, by address; most addresses have one

@@ -20,9 +20,10 @@ var (
 	errStalled     = errors.New("watcher stalled: the bucket has records it did not deliver")
 )
 
-// watchLoop keeps the watchers running: after a reconnect or a closed
-// watcher it makes new ones (with backoff), which replay the buckets'
-// current values; the revisions already handled are skipped.
+// watchLoop keeps a watcher running: after a reconnect, or a watch that
+// closed or stalled, it makes a new generation (with backoff), which
+// replays the buckets' current values; the revisions already applied are
+// skipped.
 func (c *Client) watchLoop(ctx context.Context) {
 	bo := newBackoff(500*time.Millisecond, retryMax)
 	for ctx.Err() == nil {
