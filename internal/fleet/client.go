@@ -149,7 +149,9 @@ type Options struct {
 	NATSOptions []nats.Option
 }
 
-// Stats are the Client's counters.
+// Stats are the Client's counters. Mirrored and MirrorLag keep the names
+// that users and scripts read (the status's fleet_mirrored, the metric
+// portsentry_fleet_mirrored_total): they count the view's deliveries.
 type Stats struct {
 	Connected     bool
 	Reconnects    uint64        // connections regained after a loss
