@@ -98,7 +98,7 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	c.sightings = sightings
 	c.bucketsOK = true
 	c.mu.Unlock()
-	c.out.kick()
+	c.pub.out.kick()
 	return nil
 }
 
@@ -139,8 +139,8 @@ func (c *Client) checkLimits(bucket string, cfg jetstream.StreamConfig) {
 		return
 	}
 	c.mu.Lock()
-	_, told := c.m.unbounded[bucket]
-	c.m.unbounded[bucket] = struct{}{}
+	_, told := c.view.unbounded[bucket]
+	c.view.unbounded[bucket] = struct{}{}
 	c.mu.Unlock()
 	if !told {
 		c.log.Warn("fleet: a bucket without limits (max_bytes, max_age): any host may fill it; run portsentry-nft fleet setup as the administrator",

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +23,7 @@ const (
 	OriginManual    = "manual"    // an administrator's block on that host (or the fleet administrator's)
 	OriginKernel    = "kernel"    // the kernel's first strike on that host
 	OriginCorrelate = "correlate" // correlate.hosts hosts saw the address within correlate.window
-	// OriginFleet is how the daemon records a block it mirrors; Publish
+	// OriginFleet is how the daemon records a block it takes from the fleet; Publish
 	// ignores such blocks (a host publishes only what it decided itself).
 	OriginFleet = "fleet"
 )
@@ -151,7 +149,9 @@ type Options struct {
 	NATSOptions []nats.Option
 }
 
-// Stats are the Client's counters.
+// Stats are the Client's counters. Mirrored and MirrorLag keep the names
+// that users and scripts read (the status's fleet_mirrored, the metric
+// portsentry_fleet_mirrored_total): they count the view's deliveries.
 type Stats struct {
 	Connected     bool
 	Reconnects    uint64        // connections regained after a loss
@@ -171,6 +171,13 @@ type Stats struct {
 }
 
 // Client is this host's member of the fleet. Create with New, then Run.
+//
+// It composes three parts, each on a goroutine of Run's: the publisher
+// (publisher.go: the outbox and its sending), the watcher (watcher.go:
+// one generation of watches of the buckets at a time, whose entries are
+// applied by apply.go and lift.go), and the view (view.go: what this host
+// knows of the other hosts' records, under mu), besides the correlator
+// (correlate.go) and the confirmer (confirm.go).
 type Client struct {
 	cfg         config.Fleet
 	name        string
@@ -182,14 +189,14 @@ type Client struct {
 	corrTimeout time.Duration
 	replicas    int
 
-	out         *outbox
+	pub *publisher
+
+	// The watcher's: Ready, the reconnects that end a generation, and
+	// what it applies besides the watches' entries.
 	ready       chan struct{}
 	readyOnce   sync.Once
 	reconnected chan struct{}
 	self        chan Block // correlated blocks this host published, for its own Sink
-	// counts: addresses whose sighting the servers acknowledged, for the
-	// correlator; full: the count is skipped (a flood), never the publisher.
-	counts chan netip.Addr
 	// confirmIn, confirmOut: other hosts' correlated records to count,
 	// and their counts (confirm.go).
 	confirmIn  chan confirmReq
@@ -202,10 +209,10 @@ type Client struct {
 	bucketsOK bool
 	ownAddrs  []netip.Addr
 	lastSeen  map[netip.Addr]time.Time // sightings published
-	m         mirror
+	view      view
 
 	st struct {
-		reconnects, published, publishErrors, mirrored, lifted, refused,
+		reconnects, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
 		lag, lagMax atomic.Int64
 	}
@@ -249,11 +256,10 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		ready:       make(chan struct{}),
 		reconnected: make(chan struct{}, 1),
 		self:        make(chan Block, 1024),
-		counts:      make(chan netip.Addr, sightingRate),
 		confirmIn:   make(chan confirmReq, confirmQueue),
 		confirmOut:  make(chan confirmRes, confirmQueue),
 		lastSeen:    map[netip.Addr]time.Time{},
-		m:           newMirror(),
+		view:        newView(),
 	}
 	c.defaults()
 	return c, nil
@@ -285,7 +291,10 @@ func (c *Client) defaults() {
 	if size <= 0 {
 		size = 65536
 	}
-	c.out = newOutbox(size)
+	c.pub = newPublisher(size, func() (jetstream.JetStream, bool) {
+		js, _, ok := c.conn()
+		return js, ok
+	}, c.now, c.log)
 }
 
 // Name is this host's fleet name.
@@ -301,7 +310,7 @@ func (c *Client) Name() string { return c.name }
 func (c *Client) Ready() <-chan struct{} { return c.ready }
 
 // Run connects (retrying with backoff, for ever), makes sure of the
-// buckets, mirrors the fleet into the Sink and publishes the outbox, until
+// buckets, watches the fleet into the Sink and publishes the outbox, until
 // ctx is done. It returns an error only when the connection cannot even
 // be set up (bad credentials file); losing the servers is not an error.
 func (c *Client) Run(ctx context.Context) error {
@@ -319,181 +328,12 @@ func (c *Client) Run(ctx context.Context) error {
 	c.nc, c.js = nc, js
 	c.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Go(func() { c.publisher(ctx) })
+	wg.Go(func() { c.pub.run(ctx) })
 	wg.Go(func() { c.correlator(ctx) })
 	wg.Go(func() { c.confirmer(ctx) })
-	c.mirrorLoop(ctx)
+	c.watchLoop(ctx)
 	wg.Wait()
 	return nil
-}
-
-// authOptions are the connection's credentials and TLS, as cfg gives them.
-func authOptions(cfg config.Fleet) ([]nats.Option, error) {
-	var opts []nats.Option
-	switch {
-	case cfg.Credentials != "":
-		opts = append(opts, nats.UserCredentials(cfg.Credentials))
-	case cfg.User != "":
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
-	case cfg.NKey != "":
-		o, err := nats.NkeyOptionFromSeed(cfg.NKey)
-		if err != nil {
-			return nil, fmt.Errorf("fleet: nkey %s: %w", cfg.NKey, err)
-		}
-		opts = append(opts, o)
-	}
-	if cfg.TLS.CA != "" {
-		opts = append(opts, nats.RootCAs(cfg.TLS.CA))
-	}
-	if cfg.TLS.Cert != "" {
-		opts = append(opts, nats.ClientCert(cfg.TLS.Cert, cfg.TLS.Key))
-	}
-	return opts, nil
-}
-
-// connect sets up the connection; the library connects and reconnects in
-// the background (RetryOnFailedConnect), and the handlers log each
-// transition.
-func (c *Client) connect() (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name("portsentry-nft " + c.name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
-		nats.RetryOnFailedConnect(true),
-		// A server cut off by a partition that drops packets sends no
-		// reset: without pings the connection would look alive for the
-		// library's default 2 minutes x 2. A host notices in 4-6 s and
-		// moves to a server it can reach. With writes waiting (a burst
-		// published into the cut) the library's writer holds the
-		// connection blocked in write(2), pings included, for its
-		// default minute: a write stalled for 5 s is a dead server too.
-		nats.PingInterval(pingInterval),
-		nats.MaxPingsOutstanding(2),
-		nats.FlusherTimeout(5 * time.Second),
-		nats.ReconnectOnFlusherError(),
-		// The outbox buffers while disconnected; the library must not.
-		nats.ReconnectBufSize(-1),
-		// Replies come to this host's own inbox, which the servers'
-		// permissions let only this host read.
-		nats.CustomInboxPrefix("_INBOX_" + c.name),
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			c.log.Info("fleet: connected", "server", nc.ConnectedUrlRedacted())
-			c.signalReconnect()
-		}),
-		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			if !nc.IsClosed() {
-				c.log.Warn("fleet: disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			c.st.reconnects.Add(1)
-			c.log.Info("fleet: reconnected", "server", nc.ConnectedUrlRedacted())
-			c.signalReconnect()
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { c.log.Info("fleet: connection closed") }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			c.log.Warn("fleet: server reported an error", "err", err)
-		}),
-	}
-	auth, err := authOptions(c.cfg)
-	if err != nil {
-		return nil, err
-	}
-	opts = append(opts, auth...)
-	opts = append(opts, c.opts.NATSOptions...)
-	nc, err := nats.Connect(strings.Join(c.cfg.Servers, ","), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("fleet: connect: %w", err)
-	}
-	return nc, nil
-}
-
-func (c *Client) signalReconnect() {
-	select {
-	case c.reconnected <- struct{}{}:
-	default:
-	}
-	c.out.kick()
-}
-
-// conn returns the JetStream context and whether it can be used now.
-func (c *Client) conn() (jetstream.JetStream, *nats.Conn, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.js, c.nc, c.nc != nil && c.nc.IsConnected() && c.bucketsOK
-}
-
-// Publish queues b, a block this host decided, for the fleet; it never
-// waits (the outbox is bounded: when full, b is dropped and counted).
-// Blocks mirrored from the fleet (Origin "fleet"), of protected
-// (Options.Protected) and non-global addresses, and of less than a second
-// left are not published. A block is published for fleet.max_timeout at
-// most (the receivers refuse a record that claims to last longer), with
-// b.Evidence (EvidenceForgeable when empty).
-func (c *Client) Publish(b Block) {
-	now := c.now()
-	a := b.Addr.Unmap()
-	if b.Origin == OriginFleet || !b.Expires.After(now.Add(time.Second)) || !c.blockable(a, "") {
-		return
-	}
-	exp := c.capped(b.Expires, now)
-	c.out.put(&op{kind: opBlock, subject: Subject(BucketBlocks, HostAddrKey(c.name, a)), addr: a,
-		data: marshal(newBlockRecord(a, exp, b)), expires: exp})
-}
-
-// Unblock lifts this host's block of addr on every host, as an
-// administrator asked on this host: its block record purged, and a lift
-// under its own name, which reaches this host's records only (a receiver
-// lifts its element once no other record holds the address). Other
-// hosts' blocks of addr stay: a fleet-wide lift is the fleet
-// administrator's (Admin.Unblock, "portsentry-nft fleet unblock"). The
-// caller has lifted it here already; this host's Sink is not called for
-// it.
-func (c *Client) Unblock(addr netip.Addr) {
-	a := addr.Unmap()
-	now := c.now()
-	own := Subject(BucketBlocks, HostAddrKey(c.name, a))
-	c.out.remove(own)
-	c.out.put(&op{kind: opPurge, subject: own, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
-		expires: now.Add(c.maxTimeout)})
-	c.out.put(&op{kind: opLift, subject: Subject(BucketLifts, HostAddrKey(c.name, a)), addr: a,
-		data: marshal(liftRecord{Addr: a.String(), By: c.name, At: now.UTC()}), expires: now.Add(c.maxTimeout)})
-	c.mu.Lock()
-	c.m.forget(a)
-	c.mu.Unlock()
-	c.log.Info("fleet: lifted this host's block on every host", "addr", a)
-}
-
-// SetOwnAddresses publishes this host's addresses in its record of the
-// hosts bucket, for people and logs to read. They make no address immune
-// anywhere: a receiver's fleet hosts are its own fleet.hosts (a host's
-// claim about itself is what a compromised host would forge). The daemon
-// calls it at start and when they change.
-func (c *Client) SetOwnAddresses(addrs []netip.Addr) {
-	as := make([]netip.Addr, 0, len(addrs))
-	for _, a := range addrs {
-		as = append(as, a.Unmap().WithZone(""))
-	}
-	slices.SortFunc(as, netip.Addr.Compare)
-	as = slices.Compact(as)
-	c.mu.Lock()
-	same := slices.Equal(as, c.ownAddrs)
-	c.ownAddrs = as
-	c.mu.Unlock()
-	if !same {
-		c.putHost()
-	}
-}
-
-func (c *Client) putHost() {
-	c.mu.Lock()
-	rec := hostRecord{Addrs: []string{}, Updated: c.now().UTC()}
-	for _, a := range c.ownAddrs {
-		rec.Addrs = append(rec.Addrs, a.String())
-	}
-	c.mu.Unlock()
-	c.out.put(&op{kind: opHost, subject: Subject(BucketHosts, c.name), data: marshal(rec)})
 }
 
 // Blocks lists the other hosts' blocks in force here, one per address
@@ -501,15 +341,15 @@ func (c *Client) putHost() {
 func (c *Client) Blocks() []Block {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m.list(c.now())
+	return c.view.list(c.now())
 }
 
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
 	_, nc, _ := c.conn()
-	depth, dropped, expired := c.out.depth()
+	depth, dropped, expired := c.pub.out.depth()
 	c.mu.Lock()
-	n := c.m.count(c.now())
+	n := c.view.count(c.now())
 	c.mu.Unlock()
 	return Stats{
 		Connected:     nc != nil && nc.IsConnected(),
@@ -517,9 +357,9 @@ func (c *Client) Stats() Stats {
 		OutboxDepth:   depth,
 		OutboxDropped: dropped,
 		OutboxExpired: expired,
-		Published:     c.st.published.Load(),
-		PublishErrors: c.st.publishErrors.Load(),
-		Mirrored:      c.st.mirrored.Load(),
+		Published:     c.pub.published.Load(),
+		PublishErrors: c.pub.failed.Load(),
+		Mirrored:      c.st.delivered.Load(),
 		Lifted:        c.st.lifted.Load(),
 		Refused:       c.st.refused.Load(),
 		Correlated:    c.st.correlated.Load(),
@@ -528,100 +368,6 @@ func (c *Client) Stats() Stats {
 		MirrorLag:     time.Duration(c.st.lag.Load()),
 		MirrorLagMax:  time.Duration(c.st.lagMax.Load()),
 	}
-}
-
-// blockable says whether the fleet may block a: a global address that
-// Protected does not protect (the fleet's own hosts and servers among
-// them, as this host's configuration lists them; never as a host's record
-// claims). With from (a received record's key host), a refusal is counted
-// and logged (refuse).
-func (c *Client) blockable(a netip.Addr, from string) bool {
-	why := ""
-	switch {
-	case !a.IsValid():
-		why = "invalid address"
-	case !global(a):
-		why = "not a global address"
-	case c.opts.Protected != nil:
-		if w, ok := c.opts.Protected(a); ok {
-			why = "protected: " + w
-		}
-	}
-	if why == "" {
-		return true
-	}
-	if from != "" {
-		c.refuse(from, a, why)
-	}
-	return false
-}
-
-// refusalLines bounds the refusal lines logged a second: a host writing
-// records to be refused must not flood the log.
-const refusalLines = 10
-
-// refuse counts a received record of a from host that is not enforced
-// here, and logs it once per address, refusalLines a second at most (the
-// next line says how many were not logged).
-func (c *Client) refuse(host string, a netip.Addr, why string) {
-	c.st.refused.Add(1)
-	now := c.now()
-	c.mu.Lock()
-	first := c.m.refusedOnce(a)
-	ok, unlogged := false, 0
-	if first {
-		ok, unlogged = c.m.refusalLog.allow(now)
-	}
-	c.mu.Unlock()
-	if ok {
-		c.log.Warn("fleet: refused a fleet block", "addr", a, "host", host, "why", why, "unlogged_before", unlogged)
-	}
-}
-
-// lineBudget allows refusalLines lines a second and counts the others.
-type lineBudget struct {
-	start    time.Time
-	n        int
-	unlogged int
-}
-
-// allow reports whether a line may be logged at now, and how many were
-// not since the last one that was.
-func (b *lineBudget) allow(now time.Time) (bool, int) {
-	if now.Sub(b.start) >= time.Second {
-		b.start, b.n = now, 0
-	}
-	if b.n >= refusalLines {
-		b.unlogged++
-		return false, 0
-	}
-	b.n++
-	u := b.unlogged
-	b.unlogged = 0
-	return true, u
-}
-
-// global reports whether a may be blocked at all: not loopback,
-// link-local, multicast, unspecified, or IPv4's broadcast or 0.0.0.0/8.
-func global(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() ||
-		a.IsMulticast() || a.IsUnspecified() {
-		return false
-	}
-	if a.Is4() {
-		b := a.As4()
-		return b[0] != 0 && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-	}
-	return true
-}
-
-// capped is e capped at now + max_timeout.
-func (c *Client) capped(e, now time.Time) time.Time {
-	if m := now.Add(c.maxTimeout); e.After(m) {
-		return m
-	}
-	return e
 }
 
 func (c *Client) lag(d time.Duration) {

@@ -18,7 +18,7 @@ import (
 // own, never K.
 //
 // The counts run on a goroutine of their own (confirmer), off the
-// mirror's, with a bounded queue and a bounded share of it per publishing
+// watcher's, with a bounded queue and a bounded share of it per publishing
 // host: a host flooding the bucket with correlated records gets its own
 // refused, not the others'.
 
@@ -64,9 +64,9 @@ func (c *Client) confirmHosts() int {
 func (c *Client) askConfirm(r confirmReq) {
 	host := r.b.Host
 	c.mu.Lock()
-	room := c.m.confirming[host] < hostConfirms
+	room := c.view.confirming[host] < hostConfirms
 	if room {
-		c.m.confirming[host]++
+		c.view.confirming[host]++
 	}
 	c.mu.Unlock()
 	if room {
@@ -82,14 +82,14 @@ func (c *Client) askConfirm(r confirmReq) {
 
 func (c *Client) doneConfirming(host string) {
 	c.mu.Lock()
-	if c.m.confirming[host]--; c.m.confirming[host] <= 0 {
-		delete(c.m.confirming, host)
+	if c.view.confirming[host]--; c.view.confirming[host] <= 0 {
+		delete(c.view.confirming, host)
 	}
 	c.mu.Unlock()
 }
 
 // confirmer counts the sightings of each queued record's address, and
-// hands the counts to the mirror's goroutine (confirmed).
+// hands the counts to the watcher's goroutine (confirmed).
 func (c *Client) confirmer(ctx context.Context) {
 	for {
 		var r confirmReq
@@ -117,11 +117,11 @@ func (c *Client) confirmer(ctx context.Context) {
 // confirmed enforces a counted record whose count reaches confirmHosts,
 // Corroborated and naming the hosts counted here, if the record is still
 // current (not replaced, deleted or lifted meanwhile); it refuses the
-// others. Called on the mirror's goroutine.
+// others. Called on the watcher's goroutine.
 func (c *Client) confirmed(r confirmRes) {
 	c.doneConfirming(r.b.Host)
 	c.mu.Lock()
-	current := c.m.revs[BucketBlocks+"/"+r.key] == r.rev && !c.m.liftedAt(r.b.Host, r.b.Addr, r.created)
+	current := c.view.revs[BucketBlocks+"/"+r.key] == r.rev && !c.view.liftedAt(r.b.Host, r.b.Addr, r.created)
 	c.mu.Unlock()
 	if !current || !r.b.Expires.After(c.now()) {
 		return

@@ -1,7 +1,7 @@
 // Package fleet makes one host's detection block the scanner on every host:
 // each portsentry-nft daemon of a fleet publishes the blocks it decides to a
 // NATS JetStream cluster that the administrator runs (3 or 5 nats-server
-// 2.11 or later), and mirrors the other hosts' blocks into its own kernel.
+// 2.11 or later), and enforces the other hosts' blocks in its own kernel.
 //
 // Why a real engine: the fleet's state must survive hosts and servers going
 // away, expire by itself, and be readable by a host that comes back after a
@@ -112,16 +112,21 @@
 // After a failure nothing is sent before the backoff ends, however many
 // writes arrive meanwhile, unless the connection just came back.
 //
-// # Mirroring
+// # Watching
 //
-// Three watchers (hosts, lifts, blocks: each an ordered consumer that
-// delivers the current values, then the updates) run per connection. On a
-// reconnect, or when a watcher closes, they are made anew with backoff and
-// replay the buckets; revisions already handled are skipped, and keys that
-// vanished meanwhile are forgotten. The first complete replay closes Ready
+// A watcher (watcher.go) is one generation of watches, one per bucket
+// watched (hosts, lifts, blocks: each an ordered consumer that delivers
+// the current values, then the updates), made on one connection and
+// listed in one table (watchedBuckets) with the functions that apply its
+// bucket's records. On a reconnect, or when a watch closes or stalls, a
+// new generation is made with backoff and replays the buckets, bucket
+// after bucket; revisions already applied are skipped, and keys that
+// vanished meanwhile are forgotten. Then the updates of every bucket
+// arrive on one channel. The first complete replay closes Ready
 // (correlated blocks may follow it: they wait for their count, which runs
 // on a goroutine of its own, a bounded queue with a bounded share per
-// publishing host). The Sink is called from the mirroring goroutine only.
+// publishing host). What this host knows of the other hosts' records is
+// its view (view.go). The Sink is called from the watching goroutine only.
 //
 // # Buckets, limits and permissions
 //

@@ -13,9 +13,9 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 )
 
-// TestPublishMirrors: a block published by h1 reaches h2 and h3 with the
-// time it has left, and is not mirrored back to h1.
-func TestPublishMirrors(t *testing.T) {
+// TestPublishReachesOthers: a block published by h1 reaches h2 and h3 with the
+// time it has left, and is not delivered back to h1.
+func TestPublishReachesOthers(t *testing.T) {
 	ns := startServer(t, nil)
 	h1, h2, h3 := startHost(t, ns, "h1"), startHost(t, ns, "h2"), startHost(t, ns, "h3")
 	for _, h := range []*host{h1, h2, h3} {
@@ -84,7 +84,7 @@ func TestReady(t *testing.T) {
 	}
 }
 
-// TestExpiry: a block's record expires on the servers; the mirror forgets
+// TestExpiry: a block's record expires on the servers; the view forgets
 // it without telling the Sink (the kernel's element times out itself).
 func TestExpiry(t *testing.T) {
 	ns := startServer(t, nil)

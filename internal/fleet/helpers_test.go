@@ -169,7 +169,7 @@ func startHost(t testing.TB, ns *server.Server, name string, mod ...func(*config
 	return h
 }
 
-// waitReady waits for the host's first complete mirror.
+// waitReady waits for the host's first complete replay of the fleet.
 func (h *host) waitReady(t testing.TB) {
 	t.Helper()
 	select {

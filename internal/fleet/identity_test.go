@@ -105,14 +105,14 @@ func TestHostLiftReachesItsOwnOnly(t *testing.T) {
 	}
 }
 
-// waitOwn waits until h's mirror knows its own record of a (it purges it
+// waitOwn waits until h's view knows its own record of a (it purges it
 // after a lift that reaches it).
 func waitOwn(t *testing.T, h *host, a netip.Addr) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		h.c.mu.Lock()
-		_, ok := h.c.m.own[a]
+		_, ok := h.c.view.own[a]
 		h.c.mu.Unlock()
 		if ok {
 			return

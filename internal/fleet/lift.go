@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -23,54 +22,15 @@ import (
 //     the address any longer. A compromised host can lift nothing but
 //     what it published itself.
 
-// hostAddr is one host's key of an address.
-type hostAddr struct {
-	host string
-	a    netip.Addr
-}
-
-// liftedAt reports whether host's record of a, created at created, was
-// lifted: by the administrator, or by host itself, at or after created.
-func (m *mirror) liftedAt(host string, a netip.Addr, created time.Time) bool {
-	if l, ok := m.lifts[a]; ok && !created.After(l.At) {
-		return true
-	}
-	at, ok := m.hostLifts[hostAddr{host, a}]
-	return ok && !created.After(at)
-}
-
-// dropLift forgets host's lift of a (expired, deleted).
-func (m *mirror) dropLift(host string, a netip.Addr) {
-	if host == AdminName {
-		delete(m.lifts, a)
-		return
-	}
-	delete(m.hostLifts, hostAddr{host, a})
-}
-
-// holds reports whether a record of the fleet still holds a here at now:
-// another host's block in force, or this host's own record.
-func (m *mirror) holds(a netip.Addr, now time.Time) bool {
-	if _, ok := m.own[a]; ok {
-		return true
-	}
-	t := now.UnixNano()
-	for _, h := range m.blocks[a] {
-		if h.expires > t {
-			return true
-		}
-	}
-	return false
-}
-
-func (c *Client) handleLift(e jetstream.KeyValueEntry, del, initial bool) error {
+// applyLift applies a record of the lifts bucket.
+func (c *Client) applyLift(e jetstream.KeyValueEntry, del, initial bool) error {
 	host, a, err := ParseHostAddrKey(e.Key())
 	if err != nil {
 		return err
 	}
 	if del {
 		c.mu.Lock()
-		c.m.dropLift(host, a)
+		c.view.dropLift(host, a)
 		c.mu.Unlock()
 		return nil
 	}
@@ -92,12 +52,12 @@ func (c *Client) handleLift(e jetstream.KeyValueEntry, del, initial bool) error 
 // record older than it.
 func (c *Client) adminLift(l Lift) {
 	c.mu.Lock()
-	if old, ok := c.m.lifts[l.Addr]; !ok || old.At.Before(l.At) {
-		c.m.lifts[l.Addr] = l
+	if old, ok := c.view.lifts[l.Addr]; !ok || old.At.Before(l.At) {
+		c.view.lifts[l.Addr] = l
 	}
-	c.m.release(l.Addr, func(h held) bool { return h.created < l.At.UnixNano() })
-	delete(c.m.delivered, l.Addr)
-	ownAt, own := c.m.own[l.Addr]
+	c.view.release(l.Addr, func(h held) bool { return h.created < l.At.UnixNano() })
+	delete(c.view.delivered, l.Addr)
+	ownAt, own := c.view.own[l.Addr]
 	c.mu.Unlock()
 	if own && ownAt.Before(l.At) {
 		c.purgeOwn(l.Addr)
@@ -114,16 +74,16 @@ func (c *Client) adminLift(l Lift) {
 func (c *Client) hostLift(l Lift, initial bool) {
 	k := hostAddr{l.By, l.Addr}
 	c.mu.Lock()
-	if at, ok := c.m.hostLifts[k]; !ok || at.Before(l.At) {
-		c.m.hostLifts[k] = l.At
+	if at, ok := c.view.hostLifts[k]; !ok || at.Before(l.At) {
+		c.view.hostLifts[k] = l.At
 	}
 	if l.By == c.name {
 		c.mu.Unlock()
 		return // Unblock: lifted here already, own record purged
 	}
-	c.m.release(l.Addr, func(h held) bool { return h.host == l.By && h.created < l.At.UnixNano() })
+	c.view.release(l.Addr, func(h held) bool { return h.host == l.By && h.created < l.At.UnixNano() })
 	if initial {
-		c.m.pendingLifts = append(c.m.pendingLifts, l)
+		c.view.pendingLifts = append(c.view.pendingLifts, l)
 		c.mu.Unlock()
 		return
 	}
@@ -134,8 +94,8 @@ func (c *Client) hostLift(l Lift, initial bool) {
 // passPendingLifts passes on the hosts' lifts read while replaying.
 func (c *Client) passPendingLifts() {
 	c.mu.Lock()
-	ls := c.m.pendingLifts
-	c.m.pendingLifts = nil
+	ls := c.view.pendingLifts
+	c.view.pendingLifts = nil
 	c.mu.Unlock()
 	for _, l := range ls {
 		c.liftIfFree(l)
@@ -146,9 +106,9 @@ func (c *Client) passPendingLifts() {
 // fleet still holds its address here.
 func (c *Client) liftIfFree(l Lift) {
 	c.mu.Lock()
-	held := c.m.holds(l.Addr, c.now())
+	held := c.view.holds(l.Addr, c.now())
 	if !held {
-		delete(c.m.delivered, l.Addr)
+		delete(c.view.delivered, l.Addr)
 	}
 	c.mu.Unlock()
 	if held {
@@ -163,7 +123,7 @@ func (c *Client) liftIfFree(l Lift) {
 // purgeOwn queues the purge of this host's block record of a.
 func (c *Client) purgeOwn(a netip.Addr) {
 	s := Subject(BucketBlocks, HostAddrKey(c.name, a))
-	c.out.remove(s)
-	c.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
+	c.pub.out.remove(s)
+	c.pub.out.put(&op{kind: opPurge, subject: s, addr: a, header: purgeHeader(), ttl: purgeMarkerTTL,
 		expires: c.now().Add(c.maxTimeout)})
 }

@@ -90,7 +90,7 @@ func decodeBlock(host string, addr netip.Addr, data []byte) (Block, error) {
 		r.Ports = r.Ports[:maxPorts]
 	}
 	// Origins and scan types are a handful of strings, each decoded anew:
-	// 100k mirrored blocks keep one copy of each, not 100k.
+	// 100k blocks of the view keep one copy of each, not 100k.
 	return Block{Addr: addr, Host: host, Admin: host == AdminName, Evidence: evidence(r.Evidence), Expires: r.Expires,
 		Origin: words.intern(r.Origin), ScanType: words.intern(r.ScanType), Ports: r.Ports, Reason: r.Reason, Seen: r.Seen}, nil
 }

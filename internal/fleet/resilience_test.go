@@ -19,7 +19,7 @@ import (
 
 // TestOutboxReplay: with the server down, Publish keeps queueing; after the
 // server comes back (same store, same port) the outbox is sent, less what
-// expired meanwhile, and the mirror of another host catches up.
+// expired meanwhile, and the view of another host catches up.
 func TestOutboxReplay(t *testing.T) {
 	store := t.TempDir()
 	ns := startServer(t, &server.Options{Host: "127.0.0.1", Port: -1, StoreDir: store})

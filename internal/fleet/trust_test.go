@@ -92,7 +92,7 @@ func TestHostRecordGrantsNoImmunity(t *testing.T) {
 func (h *host) heard(host string, a netip.Addr) bool {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
-	return slices.Contains(h.c.m.hosts[host], a)
+	return slices.Contains(h.c.view.hosts[host], a)
 }
 
 // writeAs writes v to subject with a raw connection (a host's own

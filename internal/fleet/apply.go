@@ -1,0 +1,209 @@
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// apply applies one entry of x's bucket, once per revision.
+func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
+	rk := x.bucket + "/" + e.Key()
+	c.mu.Lock()
+	if c.view.revs[rk] == e.Revision() {
+		c.mu.Unlock()
+		return
+	}
+	c.view.revs[rk] = e.Revision()
+	c.mu.Unlock()
+	del := e.Operation() != jetstream.KeyValuePut
+	if err := x.apply(c, e, del, initial); err != nil {
+		c.st.bad.Add(1)
+		c.log.Warn("fleet: unreadable record", "bucket", x.bucket, "key", e.Key(), "err", err)
+	}
+}
+
+// vanished applies the loss of a key of x's bucket that is gone, as if
+// deleted.
+func (c *Client) vanished(x *watch, key string) {
+	c.mu.Lock()
+	delete(c.view.revs, x.bucket+"/"+key)
+	x.gone(c, key)
+	c.mu.Unlock()
+}
+
+// hostGone, liftGone and blockGone forget a key of their bucket that is
+// gone; called with c.mu held.
+func (c *Client) hostGone(key string) { delete(c.view.hosts, key) }
+
+func (c *Client) liftGone(key string) {
+	if host, a, err := ParseHostAddrKey(key); err == nil {
+		c.view.dropLift(host, a)
+	}
+}
+
+func (c *Client) blockGone(key string) {
+	if host, a, err := ParseHostAddrKey(key); err == nil {
+		c.dropBlockLocked(host, a)
+	}
+}
+
+func (c *Client) dropBlockLocked(host string, a netip.Addr) {
+	if host == c.name {
+		delete(c.view.own, a)
+		return
+	}
+	c.view.release(a, func(h held) bool { return h.host == host })
+}
+
+// applyHost applies a record of the hosts bucket.
+func (c *Client) applyHost(e jetstream.KeyValueEntry, del, _ bool) error {
+	host := e.Key()
+	if !validHost(host) {
+		return fmt.Errorf("%q is not a fleet host name", host)
+	}
+	if del {
+		c.mu.Lock()
+		delete(c.view.hosts, host)
+		c.mu.Unlock()
+		return nil
+	}
+	var r hostRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return fmt.Errorf("host record: %w", err)
+	}
+	var as []netip.Addr
+	for _, s := range r.Addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("host record: %w", err)
+		}
+		as = append(as, a.Unmap().WithZone(""))
+	}
+	// The record is the host's claim: kept to be shown, and it neither
+	// protects nor lifts anything (a compromised host would list the
+	// scanner). fleet.hosts, which the administrator controls, does.
+	c.mu.Lock()
+	c.view.hosts[host] = as
+	unlisted := c.unlisted(host, as)
+	c.mu.Unlock()
+	if len(unlisted) > 0 {
+		c.log.Info("fleet: a host publishes addresses that fleet.hosts does not list; they are not protected here (list the fleet's hosts in fleet.hosts)",
+			"host", host, "addrs", unlisted)
+	}
+	return nil
+}
+
+// unlisted returns, the first time only for each host, the global
+// addresses of as that fleet.hosts does not cover (at most 8): the hint an
+// administrator needs when a host is missing from fleet.hosts.
+func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
+	if _, told := c.view.unlisted[host]; told || host == c.name || len(c.view.unlisted) >= 4096 {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		listed := slices.ContainsFunc(c.cfg.HostPrefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+		if !listed && global(a) && len(out) < 8 {
+			out = append(out, a)
+		}
+	}
+	if len(out) > 0 {
+		c.view.unlisted[host] = struct{}{}
+	}
+	return out
+}
+
+// applyBlock applies a record of the blocks bucket.
+func (c *Client) applyBlock(e jetstream.KeyValueEntry, del, initial bool) error {
+	host, a, err := ParseHostAddrKey(e.Key())
+	if err != nil {
+		return err
+	}
+	if del {
+		c.mu.Lock()
+		c.dropBlockLocked(host, a)
+		c.mu.Unlock()
+		return nil
+	}
+	created := e.Created()
+	c.mu.Lock()
+	lifted := c.view.liftedAt(host, a, created)
+	if host == c.name {
+		c.view.own[a] = created
+		c.mu.Unlock()
+		if lifted {
+			c.purgeOwn(a)
+		}
+		return nil
+	}
+	c.mu.Unlock()
+	b, err := decodeBlock(host, a, e.Value())
+	if err != nil {
+		return err
+	}
+	if lifted {
+		return nil
+	}
+	now := c.now()
+	if !initial {
+		c.lag(now.Sub(created))
+	}
+	if !c.acceptable(&b, created, now) {
+		return nil
+	}
+	if b.Origin == OriginCorrelate {
+		c.askConfirm(confirmReq{b: b, key: e.Key(), rev: e.Revision(), created: created})
+		return nil
+	}
+	c.enforce(b, created)
+	return nil
+}
+
+// enforce holds b, another host's record created at created, and passes it
+// to the Sink.
+func (c *Client) enforce(b Block, created time.Time) {
+	c.mu.Lock()
+	// The Sink's record shares the interned name, not the key's bytes.
+	b.Host = c.view.hold(b.Addr, held{host: b.Host, expires: b.Expires.UnixNano(), created: created.UnixNano()})
+	c.mu.Unlock()
+	c.deliver(b)
+}
+
+// deliver passes b to the Sink unless a block of its address that lasts as
+// long was passed already.
+func (c *Client) deliver(b Block) {
+	c.mu.Lock()
+	prev := c.view.delivered[b.Addr]
+	extends := b.Expires.Sub(prev) >= time.Second
+	if extends {
+		c.view.delivered[b.Addr] = b.Expires
+	}
+	c.mu.Unlock()
+	if !extends {
+		return
+	}
+	c.st.delivered.Add(1)
+	c.opts.Sink.FleetBlock(b)
+}
+
+func (c *Client) sweep() {
+	now := c.now()
+	c.mu.Lock()
+	c.view.sweep(now)
+	for a, t := range c.lastSeen {
+		if now.Sub(t) > c.window {
+			delete(c.lastSeen, a)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func validHost(h string) bool {
+	_, _, err := ParseHostAddrKey(h + ".1-2-3-4")
+	return err == nil
+}
