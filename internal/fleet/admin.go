@@ -95,18 +95,33 @@ func (a *Admin) Block(ctx context.Context, addrs []netip.Addr, timeout time.Dura
 // of each is purged.
 func (a *Admin) Unblock(ctx context.Context, addrs []netip.Addr) error {
 	now := a.now()
-	var ws []write
+	var lifts, purges []write
 	for _, ad := range addrs {
 		ad = ad.Unmap()
 		if !ad.IsValid() {
 			return errors.New("fleet: an invalid address")
 		}
-		ws = append(ws,
-			write{m: &nats.Msg{Subject: Subject(BucketBlocks, HostAddrKey(AdminName, ad)), Header: purgeHeader()}, ttl: purgeMarkerTTL},
-			write{m: &nats.Msg{Subject: Subject(BucketLifts, HostAddrKey(AdminName, ad)),
-				Data: marshal(liftRecord{Addr: ad.String(), By: AdminName, At: now.UTC()})}, ttl: a.maxTimeout})
+		lifts = append(lifts, write{m: &nats.Msg{Subject: Subject(BucketLifts, HostAddrKey(AdminName, ad)),
+			Data: marshal(liftRecord{Addr: ad.String(), By: AdminName, At: now.UTC()})}, ttl: a.maxTimeout})
+		purges = append(purges, write{m: &nats.Msg{Subject: Subject(BucketBlocks, HostAddrKey(AdminName, ad)), Header: purgeHeader()}, ttl: purgeMarkerTTL})
 	}
-	return publishAll(ctx, a.js, ws)
+	// The lifts are what every host reads; the administrator's own block
+	// records they reach are purged after, best effort: a purge the full
+	// blocks bucket refuses leaves a record the lift already reaches.
+	if err := publishAll(ctx, a.js, lifts); err != nil {
+		return err
+	}
+	if err := publishAll(ctx, a.js, purges); err != nil && !bucketFull(err) {
+		return err
+	}
+	return nil
+}
+
+// bucketFull reports whether err is the servers' refusal of a write beyond
+// a bucket's max_bytes.
+func bucketFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum bytes exceeded")
 }
 
 // write is one record to publish, with its TTL.

@@ -196,7 +196,10 @@ type Client struct {
 	ready       chan struct{}
 	readyOnce   sync.Once
 	reconnected chan struct{}
-	self        chan Block // correlated blocks this host published, for its own Sink
+	// startedAt is the connection's count of reconnects when the current
+	// generation of watches started.
+	startedAt atomic.Uint64
+	self      chan Block // correlated blocks this host published, for its own Sink
 	// confirmIn, confirmOut: other hosts' correlated records to count,
 	// and their counts (confirm.go).
 	confirmIn  chan confirmReq

@@ -30,11 +30,14 @@ func (c *Client) watchLoop(ctx context.Context) {
 		if !c.waitConnected(ctx) {
 			return
 		}
-		// A reconnect signalled before now is the one we are starting on.
+		// A reconnect signalled before now is the one we are starting on;
+		// one signalled late for it (the library calls its handlers on a
+		// goroutine of its own) is told apart by the count of reconnects.
 		select {
 		case <-c.reconnected:
 		default:
 		}
+		c.startedAt.Store(c.reconnects())
 		if err := c.ensureBuckets(ctx); err != nil {
 			c.log.Warn("fleet: buckets", "err", err)
 			sleep(ctx, bo.next())
@@ -288,7 +291,9 @@ func (c *Client) replayWatch(ctx context.Context, x *watch, seen map[string]bool
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.reconnected:
-			return errReconnected
+			if c.reconnectedSince() {
+				return errReconnected
+			}
 		}
 	}
 }
@@ -325,12 +330,28 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 			c.sweep()
 			st.maybeStart(ctx, now)
 		case <-c.reconnected:
-			return errReconnected
+			if c.reconnectedSince() {
+				return errReconnected
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
+
+// reconnects is the library's count of reconnects of the connection (0
+// without one).
+func (c *Client) reconnects() uint64 {
+	if _, nc, _ := c.conn(); nc != nil {
+		return nc.Stats().Reconnects
+	}
+	return 0
+}
+
+// reconnectedSince reports whether the connection reconnected since this
+// generation of watches started: a signal for the connection it started
+// on, late, is not one (it would replay every bucket for nothing).
+func (c *Client) reconnectedSince() bool { return c.reconnects() != c.startedAt.Load() }
 
 // sleep waits d or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) {
