@@ -35,18 +35,24 @@ func parseConfigCommand(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg 
 	return cfg, *p, 0, true
 }
 
+// printConfigErrors prints a configuration's errors, one a line (each with
+// its file, line and key).
+func printConfigErrors(err error, stderr io.Writer) {
+	var es config.Errors
+	if !errors.As(err, &es) {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return
+	}
+	for _, e := range es {
+		fmt.Fprintf(stderr, "error: %v\n", e)
+	}
+}
+
 // loadConfig loads the configuration and prints its warnings and errors.
 func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		var es config.Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				fmt.Fprintf(stderr, "error: %v\n", e)
-			}
-		} else {
-			fmt.Fprintf(stderr, "error: %v\n", err)
-		}
+		printConfigErrors(err, stderr)
 		return nil, false
 	}
 	for _, w := range cfg.Warnings {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -87,14 +86,7 @@ func dialAdmin(fs *flag.FlagSet, path string, stderr io.Writer) (a *fleet.Admin,
 func dial(fs *flag.FlagSet, path string, stderr io.Writer) (*fleet.Admin, *config.Config, bool) {
 	cfg, err := config.LoadFleetAdmin(path)
 	if err != nil {
-		var es config.Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				fmt.Fprintf(stderr, "error: %v\n", e)
-			}
-		} else {
-			fmt.Fprintf(stderr, "error: %v\n", err)
-		}
+		printConfigErrors(err, stderr)
 		return nil, nil, false
 	}
 	for _, w := range cfg.Warnings {
