@@ -137,3 +137,37 @@ func forgedSource(n int) netip.Addr {
 	n = n%(255*256) + 256
 	return netip.AddrFrom4([4]byte{10, 201, byte(n >> 8), byte(n)})
 }
+
+// R1: under a spoofed flood the kernel and the daemon together add at most
+// block.max_per_second blocks a second (plus one second's burst): the
+// kernel's strikes are spent from the daemon's budget. Before, a strike
+// spent a daemon token only if one was left, and the two added about
+// twice the cap (207 a second at 100).
+func TestFloodBlocksStayWithinTheCap(t *testing.T) {
+	netnstest.Require(t, "hping3")
+	p := netnstest.NewPair(t)
+	d := startDaemon(t, p.A, "block: {max_per_second: 100}\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
+	defer cancel()
+	flood := p.B.Command(ctx, "timeout", "11", "hping3", "--rand-source", "-S", "--flood", "-p", "1", netnstest.AddrA)
+	if err := flood.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = flood.Wait() }()
+	time.Sleep(2 * time.Second) // the flood at full rate, the first second's burst spent
+	blocks := func() uint64 {
+		c := daemonStatus(t, d).Counters
+		return c["blocks_kernel"] + c["blocks_detect"]
+	}
+	n0, t0 := blocks(), time.Now()
+	time.Sleep(6 * time.Second)
+	n1, t1 := blocks(), time.Now()
+	rate := float64(n1-n0) / t1.Sub(t0).Seconds()
+	t.Logf("%d blocks in %s under the flood: %.0f a second (block.max_per_second 100)", n1-n0, t1.Sub(t0).Round(time.Millisecond), rate)
+	if limit := 100 + 100/t1.Sub(t0).Seconds(); rate > limit {
+		t.Errorf("%.0f blocks a second, want at most %.0f (the cap plus its burst over the window)", rate, limit)
+	}
+	if rate < 50 {
+		t.Errorf("%.0f blocks a second: the flood did not reach the cap (the test measures nothing)", rate)
+	}
+}
