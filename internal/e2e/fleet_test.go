@@ -497,3 +497,38 @@ func TestFleetClusterDownBlocksLocally(t *testing.T) {
 		t.Errorf("fleet_outbox %d: the administrator's block should wait in the outbox", n)
 	}
 }
+
+// S3: a forged single-probe flood at host 1 (set_size 1024) fills host 1's
+// sets only; a real scan of host 2 afterwards is blocked there at once.
+// Before, hosts 2 and 3 took host 1's 1,869 forged blocks as their own,
+// their sets filled, and the scan of host 2 was never blocked (1024 of
+// 1024 ports answered).
+func TestFleetForgedFloodFillsNoOtherHost(t *testing.T) {
+	f := newFleetLAN(t, "block: {set_size: 1024}\n", "  correlate: {hosts: 0}\n")
+	h1, h2 := f.hosts[0], f.hosts[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	flood := f.scanner.Command(ctx, "timeout", "8", "hping3", "--rand-source", "-S", "--flood", "-p", "1", h1.addr)
+	if err := flood.Run(); err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "exit status") {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	n1, n2 := countBlocked(h1.d), countBlocked(h2.d)
+	t.Logf("after the flood: %d blocks on h1, %d on h2", n1, n2)
+	if n1 < 500 || n2 != 0 {
+		t.Errorf("%d blocks on h1 (want the flood's, at least 500), %d on h2 (want none)", n1, n2)
+	}
+	answers := countAnswers(t, h2.ns, fleetScanner)
+	start := time.Now()
+	scan := make(chan string, 1)
+	go func() { scan <- nmap(t, f.scanner, "-sS", "-T4", "-p", "1-1024", h2.addr) }()
+	took := waitElements(t, []*fleetHost{h2}, fleetScanner, start, 5*time.Second)
+	time.Sleep(time.Second)
+	answered := answers()
+	t.Logf("the scan of h2: blocked after %s, %d of 1024 ports answered", took[0], answered)
+	if took[0] == 0 || answered > 20 {
+		f.dump(t)
+		t.Errorf("the scan of h2 after h1's flood: blocked after %s (0: not within 5 s), %d ports answered; want blocked, at most 20", took[0], answered)
+	}
+	<-scan
+}

@@ -41,7 +41,7 @@ func TestForgedPairsDoNotHideAScanner(t *testing.T) {
 			done := make(chan int, 1)
 			go func() { done <- floodRepeats(t, ctx, p.B, c.repeat) }()
 			time.Sleep(3 * time.Second) // the flood at full rate, the sets filled
-			answers := countAnswers(t, p)
+			answers := countAnswers(t, p.A, netnstest.AddrB)
 			took := scanBlocked(t, p, 5*time.Second)
 			time.Sleep(time.Second) // answers on their way
 			answered := answers()
@@ -59,15 +59,16 @@ func TestForgedPairsDoNotHideAScanner(t *testing.T) {
 	}
 }
 
-// countAnswers counts, in A's own output path, the distinct ports of A
-// that answered B (a SYN-ACK or a RST: either tells a scanner the port is
-// there): what the scanner learned, whatever nmap prints when it gives up.
-func countAnswers(t testing.TB, p *netnstest.Pair) func() int {
+// countAnswers counts, in ns's own output path, the distinct ports of ns
+// that answered scanner (a SYN-ACK or a RST: either tells a scanner the
+// port is there): what the scanner learned, whatever nmap prints when it
+// gives up.
+func countAnswers(t testing.TB, ns *netnstest.NS, scanner string) func() int {
 	t.Helper()
 	rules := `table inet answers {
 	set ports { type inet_service; size 65536; flags dynamic; }
 	chain out { type filter hook output priority 0; policy accept;
-		ip daddr ` + netnstest.AddrB + ` tcp flags & (syn | ack | rst) != 0 tcp flags & (syn | rst) != 0 add @ports { tcp sport }
+		ip daddr ` + scanner + ` tcp flags & (syn | ack | rst) != 0 tcp flags & (syn | rst) != 0 add @ports { tcp sport }
 	}
 }
 `
@@ -75,9 +76,9 @@ func countAnswers(t testing.TB, p *netnstest.Pair) func() int {
 	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p.A.MustRun("nft", "-f", f)
+	ns.MustRun("nft", "-f", f)
 	return func() int {
-		out := p.A.MustRun("nft", "list", "set", "inet", "answers", "ports")
+		out := ns.MustRun("nft", "list", "set", "inet", "answers", "ports")
 		i := strings.Index(out, "elements = {")
 		if i < 0 {
 			return 0
