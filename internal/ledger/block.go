@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -126,6 +127,9 @@ func (l *Ledger) landAll(ctx context.Context, ls []landing) {
 	names := time.Now().Add(RecordNameWait)
 	for _, x := range ls {
 		a, d := x.a, x.a.Decision
+		if l.makeRoom(x) {
+			continue // on its way again
+		}
 		l.release(&a, x.err == nil)
 		if x.err != nil {
 			l.unreserve(d.Addr)
@@ -142,6 +146,20 @@ func (l *Ledger) landAll(ctx context.Context, ls []landing) {
 		l.announceQ <- announcement{recs: done, posted: true}
 		l.keepRoom()
 	}
+}
+
+// makeRoom adds a block's element again when the full set refused it
+// (the kernel's own strikes took the places the decision counted on) and
+// the block is no weak one: once, after giving up the oldest weak block.
+// It reports whether the element is on its way again.
+func (l *Ledger) makeRoom(x landing) bool {
+	if x.err == nil || x.a.again || x.a.Decision.Weak || !errors.Is(x.err, nft.ErrSetFull) || !l.evictWeakest() {
+		return false
+	}
+	a := x.a
+	a.again = true
+	l.add(a)
+	return true
 }
 
 // landings takes the first landing and every other one waiting now.

@@ -27,6 +27,9 @@ type Act struct {
 	Evidence Evidence
 	// At is when it was decided (time.Now when zero).
 	At time.Time
+	// again: the element is being added a second time, after a full set
+	// refused it and a weak block made room.
+	again bool
 }
 
 // Unblock lifts blocks: their elements in one transaction, their records,

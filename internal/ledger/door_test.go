@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -153,5 +155,41 @@ func TestEveryOriginReachesEveryFollower(t *testing.T) {
 		if ls := f.Lifts(); len(ls) != 1 || ls[0].Addr != addrN(0) || ls[0].Cause != ledger.Unblocked || !ls[0].Held {
 			t.Errorf("lifts told: %+v", ls)
 		}
+	}
+}
+
+// A full set that refuses a block's element (the kernel's own strikes took
+// the places the decision counted on) gives up its oldest weak block, and
+// the element goes in again, once; a weak block is not worth another.
+func TestFullSetMakesRoomForAStrongBlock(t *testing.T) {
+	full := true
+	k := &ledgertest.Kernel{}
+	r := newDoorRig(t, k, &ledgertest.Follower{})
+	weak := netip.MustParseAddr("10.201.7.1")
+	wd := decide.Decision{Action: decide.Block, Addr: weak, Origin: state.OriginDetect, Timeout: time.Hour, Times: 1, Weak: true}
+	if !r.l.Post(ledger.Act{Decision: wd}) {
+		t.Fatal("refused")
+	}
+	waitFor(t, "the weak block", func() bool { return r.st.Has(weak) })
+	scanner, other := netip.MustParseAddr("10.201.7.2"), netip.MustParseAddr("10.201.7.3")
+	k.Refuse = func(b nft.Block) error {
+		if full && b.Addr != weak {
+			full = false // the first refusal; the eviction makes room
+			return fmt.Errorf("commit: %w", nft.ErrSetFull)
+		}
+		return nil
+	}
+	r.detected(t, scanner)
+	waitFor(t, "the scanner's block after the room was made", func() bool { return r.st.Has(scanner) })
+	if r.st.Has(weak) || r.l.Stats.Evicted.Load() != 1 || r.l.Stats.BlockFailures.Load() != 0 {
+		t.Errorf("weak held %v, %d evicted, %d failures; want gone, 1, 0", r.st.Has(weak), r.l.Stats.Evicted.Load(), r.l.Stats.BlockFailures.Load())
+	}
+	full = true
+	k.Refuse = func(b nft.Block) error { return fmt.Errorf("commit: %w", nft.ErrSetFull) }
+	od := decide.Decision{Action: decide.Block, Addr: other, Origin: state.OriginDetect, Timeout: time.Hour, Times: 1, Weak: true}
+	r.l.Post(ledger.Act{Decision: od})
+	waitFor(t, "the weak block's failure", func() bool { return r.l.Stats.BlockFailures.Load() == 1 })
+	if r.st.Has(other) {
+		t.Error("a weak block whose element the full set refused is recorded")
 	}
 }

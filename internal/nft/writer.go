@@ -291,11 +291,32 @@ func (w *Writer) flushSets(ctx context.Context) error {
 
 func (w *Writer) commit(ctx context.Context, batch []Block) {
 	err := w.commitErr(ctx, &w.links[0], batch)
+	if errors.Is(err, ErrSetFull) && len(batch) > 1 {
+		// One element that does not fit fails the whole transaction: each
+		// on its own, so that those that fit go in.
+		for _, b := range batch {
+			w.commit(ctx, []Block{b})
+		}
+		return
+	}
 	for _, b := range batch {
 		if b.Done != nil {
 			b.Done(err)
 		}
 	}
+}
+
+// ErrSetFull is the kernel's refusal of an element beyond a set's size
+// (ENFILE): retrying the same transaction cannot help.
+var ErrSetFull = errors.New("nft: the set is full")
+
+// setFull wraps a transaction's error as ErrSetFull when the kernel said
+// the set is full.
+func setFull(err error) error {
+	if err != nil && (errors.Is(err, unix.ENFILE) || strings.Contains(err.Error(), "too many open files in system")) {
+		return fmt.Errorf("%w: %w", ErrSetFull, err)
+	}
+	return err
 }
 
 func (w *Writer) commitErr(ctx context.Context, l *link, batch []Block) error {
@@ -352,6 +373,9 @@ func (w *Writer) withRetry(ctx context.Context, l *link, f func(c *nftables.Conn
 		}
 		// A failed Flush can leave the connection unusable: start afresh.
 		l.close()
+		if err = setFull(err); errors.Is(err, ErrSetFull) {
+			return err
+		}
 		if w.cfg.OnError != nil {
 			w.cfg.OnError(err, attempt+1)
 		}

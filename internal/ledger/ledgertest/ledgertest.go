@@ -20,15 +20,24 @@ type Kernel struct {
 	// CommitGate, when set, holds every Commit until it is closed (or
 	// receives): a transaction that takes its time.
 	CommitGate chan struct{}
-	added      []nft.Block
-	deleted    []netip.Addr
+	// Refuse, when set, is asked about every Add: an error it returns
+	// fails that element alone, which is not added (a full set, say).
+	Refuse  func(nft.Block) error
+	added   []nft.Block
+	deleted []netip.Addr
 }
 
 // Add records b and reports it committed at once.
 func (k *Kernel) Add(b nft.Block) error {
 	k.mu.Lock()
-	k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout, Prefix64: b.Prefix64})
-	err := k.Fail
+	var err error
+	if k.Refuse != nil {
+		err = k.Refuse(b)
+	}
+	if err == nil {
+		k.added = append(k.added, nft.Block{Addr: b.Addr, Timeout: b.Timeout, Prefix64: b.Prefix64})
+		err = k.Fail
+	}
 	k.mu.Unlock()
 	if b.Done != nil {
 		b.Done(err)
