@@ -329,12 +329,12 @@ func (d *Decider) decideBlock(cfg *config.Config, r Request, more int) Decision 
 			return o
 		}
 	}
-	if reason := d.capacity(cfg, r, more, weak); reason == SetFull {
+	full, evict := d.capacity(cfg, r, more, weak)
+	if full {
 		out.Why = fmt.Sprint(cfg.Block.SetSize)
 		return out.refuse(SetFull)
-	} else if reason == Evicting {
-		out.Evict = true
 	}
+	out.Evict = evict
 	out.Action = Block
 	out.Weak = weak
 	out.Times = d.ledger.TimesBlocked(r.Addr) + 1
@@ -347,9 +347,6 @@ func (out Decision) refuse(why Reason) Decision {
 	out.Action, out.Reason = Refuse, why
 	return out
 }
-
-// Evicting is capacity's word for a full set that gives up a weak block.
-const Evicting Reason = 255
 
 // isWeak: a block on forgeable probes of one port (however many: a forger
 // repeats a packet as easily as he sends it), or another host's forgeable
@@ -414,13 +411,13 @@ func (d *Decider) respond(cfg *config.Config, r Request, weak bool, out Decision
 	return out, false
 }
 
-// capacity says SetFull when the sets have no room for r, Evicting when a
-// weak block makes room for it, None otherwise. The kernel's set took a
-// struck element: it had room.
-func (d *Decider) capacity(cfg *config.Config, r Request, more int, weak bool) Reason {
+// capacity says whether the sets have no room for r (full), or have it
+// once a weak block is given up (evict). The kernel's set took a struck
+// element: it had room.
+func (d *Decider) capacity(cfg *config.Config, r Request, more int, weak bool) (full, evict bool) {
 	manual := r.Origin == state.OriginManual || r.Origin == state.OriginFleet
 	if r.Origin == state.OriginKernel || d.ledger.Len()+more < cfg.Block.SetSize || manual && d.ledger.Holds(r.Addr) {
-		return None
+		return false, false
 	}
 	// A full set makes room by giving up a block that rests on one
 	// (maybe spoofed) probe, for a source with more evidence.
@@ -428,9 +425,9 @@ func (d *Decider) capacity(cfg *config.Config, r Request, more int, weak bool) R
 		if !manual {
 			d.rate.Refund()
 		}
-		return SetFull
+		return true, false
 	}
-	return Evicting
+	return false, true
 }
 
 // StrongPorts is how many distinct ports make a source's evidence strong
