@@ -152,6 +152,11 @@ func UnblockedLine(a netip.Addr) string {
 	return fmt.Sprintf("%sHost %s has been unblocked by an administrator", attack, a)
 }
 
+// PrefixUnblockedLine: an administrator lifted the block of an IPv6 /64.
+func PrefixUnblockedLine(p netip.Prefix) string {
+	return fmt.Sprintf("%sPrefix %s has been unblocked by an administrator", attack, p)
+}
+
 // EvictedLine: a full set gave up a block that rested on a single probe
 // for a source with more evidence.
 func EvictedLine(a netip.Addr) string {

@@ -72,7 +72,7 @@ func TestDefault(t *testing.T) {
 		{"max timeout", c.Block.MaxTimeout.String(), "30d"},
 		{"max per second", c.Block.MaxPerSecond, 100},
 		{"peer window", time.Duration(c.Block.PeerWindow), 30 * time.Minute},
-		{"prefix6 sources", c.Detect.Prefix6Sources, 4},
+		{"prefix6 sources", c.Detect.Prefix6Sources, 3},
 		{"never block", len(c.NeverBlockPrefixes), 0},
 		{"all interfaces", c.AllInterfaces, true},
 		{"interfaces", c.Interfaces, []string{"auto"}},

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
@@ -183,6 +185,14 @@ func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
 		}
 		out = append(out, b)
 	}
+	prefixes, err := nft.BlockedPrefixes(d.opts.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	for p, left := range prefixes {
+		out = append(out, control.Block{Addr: p.String(), Set: nft.SetBlocked64, Remaining: left.Round(time.Second).String(),
+			RemainingSeconds: left.Seconds(), ScanType: "IPv6 /64: " + strconv.Itoa(d.cfgp.Load().Detect.Prefix6Sources) + " or more of its addresses probed"})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RemainingSeconds < out[j].RemainingSeconds })
 	return out, nil
 }
@@ -236,11 +246,15 @@ func (d *Daemon) Unblock(ctx context.Context, addrs []string, all bool) (int, er
 		}
 		return durable(d.ledger.Apply(ctx, ledger.UnblockAll{}))
 	}
-	as, err := parseAddrs(addrs)
+	prefixes, rest, err := parsePrefixes(addrs)
 	if err != nil {
 		return 0, err
 	}
-	return durable(d.ledger.Apply(ctx, ledger.Unblock{Addrs: as, Cause: ledger.Unblocked}))
+	as, err := parseAddrs(rest)
+	if err != nil {
+		return 0, err
+	}
+	return durable(d.ledger.Apply(ctx, ledger.Unblock{Addrs: as, Prefixes: prefixes, Cause: ledger.Unblocked}))
 }
 
 // durable passes on what the ledger applied; when it is not on disk
@@ -251,6 +265,23 @@ func durable(n int, err error) (int, error) {
 		return n, fmt.Errorf("%w (%w)", control.ErrNotDurable, err)
 	}
 	return n, err
+}
+
+// parsePrefixes takes the IPv6 /64s (as blocked6_64 holds them) out of
+// ss, and returns the rest.
+func parsePrefixes(ss []string) (prefixes []netip.Prefix, rest []string, err error) {
+	for _, s := range ss {
+		if !strings.Contains(s, "/") {
+			rest = append(rest, s)
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() != 64 || p.Masked() != p {
+			return nil, nil, fmt.Errorf("%q is not an IPv6 /64 (a prefix is unblocked only as blocked6_64 holds it)", s)
+		}
+		prefixes = append(prefixes, p)
+	}
+	return prefixes, rest, nil
 }
 
 // parseAddrs reads addresses, each once, in order; the first bad one is

@@ -60,15 +60,19 @@ func TestForgedPairsDoNotHideAScanner(t *testing.T) {
 }
 
 // countAnswers counts, in ns's own output path, the distinct ports of ns
-// that answered scanner (a SYN-ACK or a RST: either tells a scanner the
+// that answered scanner (an address, or an IPv6 prefix) (a SYN-ACK or a RST: either tells a scanner the
 // port is there): what the scanner learned, whatever nmap prints when it
 // gives up.
 func countAnswers(t testing.TB, ns *netnstest.NS, scanner string) func() int {
 	t.Helper()
+	daddr := "ip daddr "
+	if strings.Contains(scanner, ":") {
+		daddr = "ip6 daddr "
+	}
 	rules := `table inet answers {
 	set ports { type inet_service; size 65536; flags dynamic; }
 	chain out { type filter hook output priority 0; policy accept;
-		ip daddr ` + scanner + ` tcp flags & (syn | ack | rst) != 0 tcp flags & (syn | rst) != 0 add @ports { tcp sport }
+		` + daddr + scanner + ` tcp flags & (syn | ack | rst) != 0 tcp flags & (syn | rst) != 0 add @ports { tcp sport }
 	}
 }
 `

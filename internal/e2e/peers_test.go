@@ -45,8 +45,19 @@ func echoServer(t *testing.T, p *netnstest.Pair, port int) {
 // dial opens a session from B to dst:port, closed when the test ends.
 func dial(t *testing.T, p *netnstest.Pair, dst string, port int) *session {
 	t.Helper()
+	return dialArgs(t, p, dst, fmt.Sprint(port))
+}
+
+// dialFrom opens a session from B's address src to dst:port.
+func dialFrom(t *testing.T, p *netnstest.Pair, src, dst string, port int) *session {
+	t.Helper()
+	return dialArgs(t, p, "-s", src, dst, fmt.Sprint(port))
+}
+
+func dialArgs(t *testing.T, p *netnstest.Pair, args ...string) *session {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := p.B.Command(ctx, "ncat", dst, fmt.Sprint(port))
+	cmd := p.B.Command(ctx, "ncat", args...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

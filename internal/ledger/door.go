@@ -33,9 +33,11 @@ type Act struct {
 }
 
 // Unblock lifts blocks: their elements in one transaction, their records,
-// what followed them.
+// what followed them; and the blocks of IPv6 /64s in Prefixes (elements
+// of blocked6_64, which have no record).
 type Unblock struct {
-	Addrs []netip.Addr
+	Addrs    []netip.Addr
+	Prefixes []netip.Prefix
 	// Cause is Unblocked, FleetUnblocked or Protected.
 	Cause Cause
 }
@@ -54,8 +56,8 @@ type Strengthen struct {
 // BlockPrefix carries out the block of an IPv6 /64 (decide.DecidePrefix):
 // its element in blocked6_64 with the decision's timeout, and a line once
 // it is in. It is not recorded: the kernel's timeout ends it, a reinstall
-// keeps it, and `list`, `unblock`, the journal and the fleet do not know
-// it (yet).
+// keeps it, `list` reads it from the kernel and Unblock.Prefixes lifts it;
+// the journal, hosts.deny, the commands and the fleet do not know it.
 type BlockPrefix struct {
 	Decision decide.Decision
 	Prefix   netip.Prefix
@@ -130,10 +132,15 @@ func (l *Ledger) apply(ctx context.Context, ops []Op) (int, error) {
 		}
 		return l.acts(ctx, acts)
 	case Unblock:
-		if err := l.c.Kernel.Delete(ctx, o.Addrs...); err != nil {
-			return 0, err
+		n, err := l.unblockPrefixes(ctx, o.Prefixes)
+		if err != nil || len(o.Addrs) == 0 {
+			return n, err
 		}
-		return l.call(ctx, func(r chan reply) task { return liftTask{addrs: o.Addrs, cause: o.Cause, reply: r} })
+		if err := l.c.Kernel.Delete(ctx, o.Addrs...); err != nil {
+			return n, err
+		}
+		m, err := l.call(ctx, func(r chan reply) task { return liftTask{addrs: o.Addrs, cause: o.Cause, reply: r} })
+		return n + m, err
 	case UnblockAll:
 		if err := l.c.Kernel.FlushSets(ctx); err != nil {
 			return 0, err
@@ -202,6 +209,21 @@ func wait(ctx context.Context, r chan reply) (int, error) {
 type reply struct {
 	n   int
 	err error
+}
+
+// unblockPrefixes deletes the elements of IPv6 /64s from blocked6_64
+// (a missing one is no error) and says so, a line each.
+func (l *Ledger) unblockPrefixes(ctx context.Context, ps []netip.Prefix) (int, error) {
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	if err := l.c.Kernel.DeletePrefixes(ctx, ps...); err != nil {
+		return 0, err
+	}
+	for _, p := range ps {
+		l.c.Log.Attack(alert.PrefixUnblockedLine(p))
+	}
+	return len(ps), nil
 }
 
 // blockPrefix queues a /64's element; its line is written once the element

@@ -48,6 +48,8 @@ type Kernel interface {
 	Commit(ctx context.Context, blocks []nft.Block) error
 	// Delete removes elements and waits; a missing one is no error.
 	Delete(ctx context.Context, addrs ...netip.Addr) error
+	// DeletePrefixes removes IPv6 /64s from blocked6_64 and waits.
+	DeletePrefixes(ctx context.Context, prefixes ...netip.Prefix) error
 	// FlushSets removes every element of blocked and blocked6.
 	FlushSets(ctx context.Context) error
 }

@@ -223,3 +223,24 @@ func TestAdopt(t *testing.T) {
 		t.Errorf("kernel deleted %v, want %s", got, gw)
 	}
 }
+
+// An administrator's unblock of an IPv6 /64 deletes its element from
+// blocked6_64 (it has no record) and says so, with the addresses given.
+func TestUnblockPrefix(t *testing.T) {
+	l, k, _, log := newLedger(t, "")
+	p := netip.MustParsePrefix("fd00:201::/64")
+	a := netip.MustParseAddr("fd00:201::7")
+	n, err := l.Apply(context.Background(), ledger.Unblock{Addrs: []netip.Addr{a}, Prefixes: []netip.Prefix{p}, Cause: ledger.Unblocked})
+	if err != nil || n != 1 {
+		t.Fatalf("unblock: %d, %v (want 1: the prefix; the address was not blocked)", n, err)
+	}
+	if got := k.DeletedPrefixes(); len(got) != 1 || got[0] != p {
+		t.Errorf("kernel prefix deletes %v", got)
+	}
+	if got := k.Deleted(); len(got) != 1 || got[0] != a {
+		t.Errorf("kernel deletes %v", got)
+	}
+	if !strings.Contains(log.String(), "attackalert: Prefix fd00:201::/64 has been unblocked by an administrator") {
+		t.Errorf("log:\n%s", log)
+	}
+}

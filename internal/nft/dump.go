@@ -52,6 +52,28 @@ func Blocked(netns *os.File) (map[netip.Addr]time.Duration, error) {
 	return out, nil
 }
 
+// BlockedPrefixes returns every element of blocked6_64 (an IPv6 /64) with
+// the time it has left; none when the ruleset has no such set.
+func BlockedPrefixes(netns *os.File) (map[netip.Prefix]time.Duration, error) {
+	c, err := dial(netns)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	els, err := dumpSet(c, SetBlocked64, make([]byte, dumpRead))
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Prefix]time.Duration, len(els))
+	for k, left := range els {
+		out[Prefix64(netip.AddrFrom16(k))] = left
+	}
+	return out, nil
+}
+
 // CountBlocked returns how many elements blocked and blocked6 hold.
 func CountBlocked(netns *os.File) (v4, v6 int, err error) {
 	err = dumpBlocked(netns, func(set string, els map[[16]byte]time.Duration) {
@@ -64,14 +86,23 @@ func CountBlocked(netns *os.File) (v4, v6 int, err error) {
 	return v4, v6, err
 }
 
-func dumpBlocked(netns *os.File, fn func(set string, els map[[16]byte]time.Duration)) error {
+// dial opens a netfilter netlink socket, in netns when set.
+func dial(netns *os.File) (*netlink.Conn, error) {
 	cfg := &netlink.Config{}
 	if netns != nil {
 		cfg.NetNS = int(netns.Fd())
 	}
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
 	if err != nil {
-		return fmt.Errorf("open netfilter netlink socket: %w", err)
+		return nil, fmt.Errorf("open netfilter netlink socket: %w", err)
+	}
+	return c, nil
+}
+
+func dumpBlocked(netns *os.File, fn func(set string, els map[[16]byte]time.Duration)) error {
+	c, err := dial(netns)
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	buf := make([]byte, dumpRead)

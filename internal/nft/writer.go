@@ -82,6 +82,8 @@ func (l *link) close() {
 type request struct {
 	blocks []Block
 	del    []netip.Addr
+	// prefix: del are /64s (their first address) in blocked6_64.
+	prefix bool
 	flush  bool
 	done   chan error
 }
@@ -158,7 +160,7 @@ func (w *Writer) Run(ctx context.Context) {
 			case r.flush:
 				err = w.flushSets(ctx)
 			case len(r.del) > 0:
-				err = w.deleteErr(ctx, r.del)
+				err = w.deleteErr(ctx, r.del, r.prefix)
 			default:
 				err = w.commitMany(ctx, r.blocks)
 			}
@@ -195,6 +197,19 @@ func (w *Writer) Delete(ctx context.Context, addrs ...netip.Addr) error {
 	return w.call(ctx, request{del: addrs, done: make(chan error, 1)})
 }
 
+// DeletePrefixes removes IPv6 /64s from blocked6_64 and waits, as Delete
+// does addresses.
+func (w *Writer) DeletePrefixes(ctx context.Context, prefixes ...netip.Prefix) error {
+	firsts := make([]netip.Addr, 0, len(prefixes))
+	for _, p := range prefixes {
+		if !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() != 64 {
+			return fmt.Errorf("delete prefix %s: blocked6_64 holds IPv6 /64s only", p)
+		}
+		firsts = append(firsts, p.Masked().Addr())
+	}
+	return w.call(ctx, request{del: firsts, prefix: true, done: make(chan error, 1)})
+}
+
 func (w *Writer) call(ctx context.Context, r request) error {
 	select {
 	case w.reqs <- r:
@@ -209,9 +224,9 @@ func (w *Writer) call(ctx context.Context, r request) error {
 	}
 }
 
-func (w *Writer) deleteErr(ctx context.Context, addrs []netip.Addr) error {
+func (w *Writer) deleteErr(ctx context.Context, addrs []netip.Addr, prefix bool) error {
 	if len(addrs) > 1 {
-		missing, err := w.deleteTx(ctx, addrs)
+		missing, err := w.deleteTx(ctx, addrs, prefix)
 		if err != nil || !missing {
 			return err
 		}
@@ -220,22 +235,25 @@ func (w *Writer) deleteErr(ctx context.Context, addrs []netip.Addr) error {
 	}
 	var errs []error
 	for _, a := range addrs {
-		if _, err := w.deleteTx(ctx, []netip.Addr{a}); err != nil {
+		if _, err := w.deleteTx(ctx, []netip.Addr{a}, prefix); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// deleteTx deletes addrs in one transaction. missing reports that the
-// kernel refused it because an element was not in its set (ENOENT):
-// nothing was deleted then.
-func (w *Writer) deleteTx(ctx context.Context, addrs []netip.Addr) (missing bool, err error) {
-	var keys [2][]nftables.SetElement
+// deleteTx deletes addrs in one transaction (from blocked6_64 when
+// prefix). missing reports that the kernel refused it because an element
+// was not in its set (ENOENT): nothing was deleted then.
+func (w *Writer) deleteTx(ctx context.Context, addrs []netip.Addr, prefix bool) (missing bool, err error) {
+	var keys [3][]nftables.SetElement
 	for _, a := range addrs {
 		a = a.Unmap()
 		i := 0
-		if a.Is6() {
+		switch {
+		case prefix:
+			i = 2
+		case a.Is6():
 			i = 1
 		}
 		keys[i] = append(keys[i], nftables.SetElement{Key: a.AsSlice()})
@@ -243,6 +261,9 @@ func (w *Writer) deleteTx(ctx context.Context, addrs []netip.Addr) (missing bool
 	l := &w.links[0]
 	err = w.withRetry(ctx, l, func(c *nftables.Conn) error {
 		for i, ks := range keys {
+			if len(ks) == 0 {
+				continue
+			}
 			for j := 0; j < len(ks); j += maxElemsPerCall {
 				if err := c.SetDeleteElements(w.sets[i], ks[j:min(j+maxElemsPerCall, len(ks))]); err != nil {
 					return err

@@ -230,6 +230,28 @@ func TestWriterPrefix64(t *testing.T) {
 	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6"); strings.Contains(out, "fd00:201::1234") || !strings.Contains(out, "fd00:201::5") {
 		t.Errorf("blocked6:\n%s", out)
 	}
+	if got, err := nft.BlockedPrefixes(ns.Open()); err != nil || len(got) != 1 || got[netip.MustParsePrefix("fd00:201::/64")] <= 0 {
+		t.Errorf("BlockedPrefixes: %v, %v", got, err)
+	}
+	// Deleting a /64 leaves the others' elements; deleting it again (it
+	// is not there) is no error.
+	for range 2 {
+		if err := w.DeletePrefixes(ctx, netip.MustParsePrefix("fd00:201::/64")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6_64"); strings.Contains(out, "elements") {
+		t.Errorf("DeletePrefixes left the /64:\n%s", out)
+	}
+	if out := ns.MustRun("nft", "list", "set", "inet", "portsentry", "blocked6"); !strings.Contains(out, "fd00:201::5") {
+		t.Errorf("DeletePrefixes took blocked6's element:\n%s", out)
+	}
+	if err := w.DeletePrefixes(ctx, netip.MustParsePrefix("fd00:201::/48")); err == nil {
+		t.Error("DeletePrefixes took a /48")
+	}
+	if err := w.Commit(ctx, []nft.Block{{Addr: netip.MustParseAddr("fd00:201::1234"), Timeout: time.Hour, Prefix64: true}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.FlushSets(ctx); err != nil {
 		t.Fatal(err)
 	}

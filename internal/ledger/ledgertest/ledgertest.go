@@ -22,9 +22,10 @@ type Kernel struct {
 	CommitGate chan struct{}
 	// Refuse, when set, is asked about every Add: an error it returns
 	// fails that element alone, which is not added (a full set, say).
-	Refuse  func(nft.Block) error
-	added   []nft.Block
-	deleted []netip.Addr
+	Refuse          func(nft.Block) error
+	added           []nft.Block
+	deleted         []netip.Addr
+	deletedPrefixes []netip.Prefix
 }
 
 // Add records b and reports it committed at once.
@@ -71,6 +72,21 @@ func (k *Kernel) Delete(_ context.Context, addrs ...netip.Addr) error {
 	defer k.mu.Unlock()
 	k.deleted = append(k.deleted, addrs...)
 	return nil
+}
+
+// DeletePrefixes records the prefixes.
+func (k *Kernel) DeletePrefixes(_ context.Context, ps ...netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.deletedPrefixes = append(k.deletedPrefixes, ps...)
+	return nil
+}
+
+// DeletedPrefixes returns the prefixes deleted so far.
+func (k *Kernel) DeletedPrefixes() []netip.Prefix {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]netip.Prefix(nil), k.deletedPrefixes...)
 }
 
 // FlushSets records a flush as the deletion of every address added so far.
