@@ -191,7 +191,7 @@ func TestFleetCompromisedHostRecordGrantsNoImmunity(t *testing.T) {
 	js := connectAs(t, h2.ns, "h2")
 	rec := hostRec{Addrs: []string{h2.addr, fleetScanner}, Updated: time.Now().UTC()}
 	for i := range 798 {
-		rec.Addrs = append(rec.Addrs, fmt.Sprintf("10.202.%d.%d", i/250, 1+i%250))
+		rec.Addrs = append(rec.Addrs, fmt.Sprintf("10.201.%d.%d", 100+i/250, 1+i%250))
 	}
 	writeAs(t, js, fleet.BucketHosts, "h2", rec)
 	for _, h := range []*fleetHost{h1, h3} {

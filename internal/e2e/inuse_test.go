@@ -11,14 +11,14 @@ import (
 )
 
 // client adds namespace C, linked to A by its own veth pair:
-// A has 10.203.0.1/24, C has 10.203.0.2.
+// A has 10.201.203.1/24, C has 10.201.203.2.
 func client(t testing.TB, a *netnstest.NS) *netnstest.NS {
 	t.Helper()
 	c := netnstest.New(t, "psC")
 	a.MustRun("ip", "link", "add", "veth-c", "type", "veth", "peer", "name", "veth-ca", "netns", c.Name)
-	a.MustRun("ip", "addr", "add", "10.203.0.1/24", "dev", "veth-c")
+	a.MustRun("ip", "addr", "add", "10.201.203.1/24", "dev", "veth-c")
 	a.MustRun("ip", "link", "set", "veth-c", "up")
-	c.MustRun("ip", "addr", "add", "10.203.0.2/24", "dev", "veth-ca")
+	c.MustRun("ip", "addr", "add", "10.201.203.2/24", "dev", "veth-ca")
 	c.MustRun("ip", "link", "set", "veth-ca", "up")
 	return c
 }
@@ -43,12 +43,12 @@ func TestLiveServicesAreNeverTripwires(t *testing.T) {
 		if i%2 == 1 {
 			port, want = "8080", "web-here"
 		}
-		if !canConnect(c, "10.203.0.1", port, want) {
+		if !canConnect(c, "10.201.203.1", port, want) {
 			t.Fatalf("connection %d from C to port %s failed", i, port)
 		}
 	}
-	assertNotBlocked(t, p.A, "10.203.0.2")
-	if strings.Contains(d.out.String(), "from host 10.203.0.2/") {
+	assertNotBlocked(t, p.A, "10.201.203.2")
+	if strings.Contains(d.out.String(), "from host 10.201.203.2/") {
 		t.Errorf("clients of live services were reported as scans:\n%s", d.out)
 	}
 }
@@ -72,10 +72,10 @@ func TestListenerComingAndGoing(t *testing.T) {
 	if !strings.Contains(p.A.MustRun("nft", "list", "set", "inet", "portsentry", "tcp_inuse"), "8080") {
 		t.Error("8080 is not in the kernel's in-use set")
 	}
-	if !canConnect(c, "10.203.0.1", "8080", "late-service") {
+	if !canConnect(c, "10.201.203.1", "8080", "late-service") {
 		t.Fatal("C cannot reach the new service")
 	}
-	assertNotBlocked(t, p.A, "10.203.0.2")
+	assertNotBlocked(t, p.A, "10.201.203.2")
 
 	cancel()
 	srv.Wait()

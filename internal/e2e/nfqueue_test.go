@@ -27,7 +27,7 @@ func TestNFQueueInlineBlocking(t *testing.T) {
 	}
 	// From C: a connection from B would make it a peer, which the first
 	// two tripwires do not block (TestPeerThatScansIsBlocked).
-	if !canConnect(c, "10.203.0.1", "8080", "web-here") {
+	if !canConnect(c, "10.201.203.1", "8080", "web-here") {
 		t.Fatal("the open port is not reachable before the scan")
 	}
 
@@ -39,7 +39,7 @@ func TestNFQueueInlineBlocking(t *testing.T) {
 	d.waitLog("attackalert: Host 10.201.0.2 has been blocked", 5*time.Second)
 
 	// Another client still reaches the open port; the scanner does not.
-	if !canConnect(c, "10.203.0.1", "8080", "web-here") {
+	if !canConnect(c, "10.201.203.1", "8080", "web-here") {
 		t.Error("a bystander cannot reach the open port")
 	}
 	if canConnect(p.B, netnstest.AddrA, "8080", "web-here") {
@@ -49,7 +49,7 @@ func TestNFQueueInlineBlocking(t *testing.T) {
 	// Daemon stopped: the queue rule stays, with bypass, so traffic flows
 	// (fail-open): a probe of a monitored port from C is answered (closed).
 	d.stop()
-	out = nmap(t, c, "-sS", "-p", "1,8080", "10.203.0.1")
+	out = nmap(t, c, "-sS", "-p", "1,8080", "10.201.203.1")
 	if !regexp.MustCompile(`(?m)^1/tcp\s+closed`).MatchString(out) || !regexp.MustCompile(`(?m)^8080/tcp\s+open`).MatchString(out) {
 		t.Errorf("with the daemon stopped, traffic should pass the bypassed queue:\n%s", out)
 	}

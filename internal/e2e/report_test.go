@@ -30,7 +30,7 @@ import (
 // issue, each against a baseline run in the same process, printed as one
 // table and written to BENCHMARKS.md. Bounded: about three minutes, and
 // three more for the fleet. BenchmarkInsert, BenchmarkFlood,
-// BenchmarkRestore, BenchmarkClassic, BenchmarkPortsLearned,
+// BenchmarkRestore, BenchmarkEarlyDrop, BenchmarkClassic, BenchmarkPortsLearned,
 // BenchmarkLatency and BenchmarkFleet run one part of the report alone.
 func BenchmarkInsert(b *testing.B) {
 	netnstest.Require(b)
@@ -75,6 +75,7 @@ func BenchmarkReport(b *testing.B) {
 	benchLatency(b, add, "nfqueue")
 	benchRestore(b, add)
 	benchFlood(b, add)
+	benchEarlyDrop(b, add)
 	benchClassic(b, add)
 	benchPortsLearned(b, add)
 	benchStrikeLatency(b, add)
@@ -301,7 +302,7 @@ func floodWith(b *testing.B, add func(string, string, string), name, yaml string
 	wg.Go(func() {
 		for ctx.Err() == nil {
 			tried++
-			if canConnect(c, "10.203.0.1", "8080", "still-here") {
+			if canConnect(c, "10.201.203.1", "8080", "still-here") {
 				answered++
 			}
 			time.Sleep(200 * time.Millisecond)

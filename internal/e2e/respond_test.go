@@ -119,10 +119,10 @@ func TestDecoyGatewayIsNeverBlocked(t *testing.T) {
 	p := netnstest.NewPair(t)
 	withGateway(t, p)
 	d := startDaemon(t, p.A, "")
-	nmap(t, p.B, "-sS", "-D", "10.202.0.254,ME", "-p", "1,11,15,79", netnstest.AddrA)
+	nmap(t, p.B, "-sS", "-D", "10.201.202.254,ME", "-p", "1,11,15,79", netnstest.AddrA)
 	waitBlocked(t, p.A, "blocked", netnstest.AddrB, 5*time.Second)
-	d.waitLog("attackalert: Host 10.202.0.254 is protected (default gateway) and is never blocked", 5*time.Second)
-	assertNotBlocked(t, p.A, "10.202.0.254")
+	d.waitLog("attackalert: Host 10.201.202.254 is protected (default gateway) and is never blocked", 5*time.Second)
+	assertNotBlocked(t, p.A, "10.201.202.254")
 }
 
 // A spoofed flood from random sources: blocks stay within

@@ -13,7 +13,7 @@ import (
 )
 
 // gatewayAddr is A's default gateway in withGateway.
-const gatewayAddr = "10.202.0.254"
+const gatewayAddr = "10.201.202.254"
 
 // withGateway gives namespace A a default gateway (gatewayAddr, in a
 // namespace of its own) and lets packets spoofed from it in through
@@ -23,7 +23,7 @@ func withGateway(t *testing.T, p *netnstest.Pair) {
 	t.Helper()
 	gw := netnstest.New(t, "psG")
 	p.A.MustRun("ip", "link", "add", "veth-gw", "type", "veth", "peer", "name", "veth-up", "netns", gw.Name)
-	p.A.MustRun("ip", "addr", "add", "10.202.0.1/24", "dev", "veth-gw")
+	p.A.MustRun("ip", "addr", "add", "10.201.202.1/24", "dev", "veth-gw")
 	p.A.MustRun("ip", "link", "set", "veth-gw", "up")
 	gw.MustRun("ip", "addr", "add", gatewayAddr+"/24", "dev", "veth-up")
 	gw.MustRun("ip", "link", "set", "veth-up", "up")
@@ -71,7 +71,7 @@ func TestFirstStrikeWhileDaemonFrozen(t *testing.T) {
 	thaw()
 	d.waitLog("attackalert: TCP SYN scan from host 10.201.0.2/10.201.0.2 to TCP port: ", 5*time.Second)
 	d.waitLog("attackalert: Host 10.201.0.2 has been blocked via nftables set inet portsentry blocked by the kernel (timeout 1h0m0s)", 5*time.Second)
-	d.waitLog("attackalert: Host 10.202.0.254 is protected (default gateway) and is never blocked", 5*time.Second)
+	d.waitLog("attackalert: Host 10.201.202.254 is protected (default gateway) and is never blocked", 5*time.Second)
 	out, err := d.cli("list")
 	if err != nil || !regexp.MustCompile(`10\.201\.0\.2 .*kernel`).MatchString(out) || !strings.Contains(out, "SYN") {
 		t.Errorf("list (%v) lacks the scanner's block by the kernel with its scan type:\n%s", err, out)

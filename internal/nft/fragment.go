@@ -94,6 +94,15 @@ func iifLoopback() fragment {
 	}}
 }
 
+// daddrLocal matches packets addressed to this host (fib daddr type
+// local): in prerouting, where routing has not decided yet.
+func daddrLocal() fragment {
+	return fragment{text: "fib daddr type local", exprs: []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		cmpEq(binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)),
+	}}
+}
+
 func iifnameIn(set string, invert bool) fragment {
 	return fragment{text: "iifname " + op(invert) + "@" + set, exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},

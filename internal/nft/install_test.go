@@ -156,6 +156,7 @@ func TestInstallOverRedefinedBlockedSet(t *testing.T) {
 	ns := netnstest.New(t, "psD")
 	install(t, ns, nft.Build(config.Default(), nft.Shape{}))
 	ns.MustRun("nft", "flush", "chain", "inet", "portsentry", "input")
+	ns.MustRun("nft", "flush", "chain", "inet", "portsentry", "prerouting")
 	ns.MustRun("nft", "delete", "set", "inet", "portsentry", "blocked")
 	ns.MustRun("nft", "add set inet portsentry blocked { type ipv4_addr; size 65536; flags timeout; }")
 	ns.MustRun("nft", "add element inet portsentry blocked { 10.201.0.9 timeout 1h }")

@@ -119,6 +119,10 @@ type Shape struct {
 	// guard's: local addresses, default gateways, nameservers, never_block;
 	// guard.Guard.Prefixes). Only used when a probe rule strikes.
 	Protected []netip.Prefix
+	// LateDrop: no prerouting chain (unless routed.block); blocked sources
+	// are dropped in the input hook only, after conntrack, as before the
+	// early drop. For the benchmark that compares the two.
+	LateDrop bool
 }
 
 // InUse is what the in-use sets hold, exactly as the listeners package
@@ -229,12 +233,8 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 			&setDef{name: SetSeenPort6, key: keyIPv6Service, timeout: true, dynamic: true, size: SeenSize, transient: true},
 		)
 	}
-	// Routed traffic, optional: blocked sources dropped before routing and
-	// before conntrack makes state for them (forwarded and DNAT'd traffic
-	// too), and tripwires watched on forwarded traffic.
-	if cfg.Routed.Block {
-		pre := rs.chain(ChainPrerouting, nftables.ChainHookPrerouting, "prerouting", int(*nftables.ChainPriorityRaw), "raw")
-		rs.ignoredReturnBlockedDrop(pre, cfg)
+	if !shape.LateDrop || cfg.Routed.Block {
+		rs.preroutingChain(cfg)
 	}
 	rs.inputChain(cfg, shape.InUse)
 	if cfg.Routed.Watch {
@@ -327,6 +327,53 @@ func (rs *Ruleset) ignoredReturnBlockedDrop(c *chainDef, cfg *config.Config) {
 	c.add(saddrIn(keyIPv6, SetBlocked6, false), counter(), verdict(expr.VerdictDrop))
 	if prefix64On(cfg) {
 		rs.blocked64Drop(c)
+	}
+}
+
+// preroutingChain drops blocked sources before conntrack looks at their
+// packets (priority raw): a flood from a blocked source costs no
+// conntrack lookup, no entry made and freed, and nothing of the path up
+// to the input hook. Only traffic for this host (fib daddr type local),
+// unless routed.block drops blocked sources' forwarded and DNAT'd traffic
+// too. The probes of tripwires that the again rules sample (at most
+// AgainLogRate a second, to this host) pass on to the input hook, where
+// conntrack has run (ct state new) and the sample is logged and dropped;
+// the input chain's drops stay as they were, behind this one. With
+// routed.watch, the forward chain samples forwarded probes the same way.
+func (rs *Ruleset) preroutingChain(cfg *config.Config) {
+	pre := rs.chain(ChainPrerouting, nftables.ChainHookPrerouting, "prerouting", int(*nftables.ChainPriorityRaw), "raw")
+	pre.add(iifLoopback(), verdict(expr.VerdictReturn))
+	pre.add(saddrIn(keyIPv4, setIgnore, false), verdict(expr.VerdictReturn))
+	pre.add(saddrIn(keyIPv6, setIgnore6, false), verdict(expr.VerdictReturn))
+	// where: which traffic is dropped here; sample: which probes of
+	// blocked sources pass on to a hook that samples them (the forward
+	// chain's too, with routed.watch).
+	var where, sample []fragment
+	if !cfg.Routed.Block {
+		where = []fragment{daddrLocal()}
+	}
+	if !cfg.Routed.Watch {
+		sample = []fragment{daddrLocal()}
+	}
+	for _, k := range []keyType{keyIPv4, keyIPv6} {
+		set := SetBlocked
+		if k == keyIPv6 {
+			set = SetBlocked6
+		}
+		if rs.strikeTCP {
+			pre.add(append(append([]fragment{saddrIn(k, set, false), tcpProbe()}, sample...), limitRate(AgainLogRate, 5), verdict(expr.VerdictReturn))...)
+		}
+		if rs.strikeUDP {
+			pre.add(append(append([]fragment{saddrIn(k, set, false), dportIn(17, "udp", setUDPPorts), pkttypeHost()}, sample...), limitRate(AgainLogRate, 5), verdict(expr.VerdictReturn))...)
+		}
+		pre.add(append(append([]fragment{saddrIn(k, set, false)}, where...), counter(), verdict(expr.VerdictDrop))...)
+	}
+	if prefix64On(cfg) {
+		frags := []fragment{saddr64In(SetBlocked64)}
+		if rs.peerWindow > 0 {
+			frags = append(frags, saddrIn(keyIPv6, SetPeers6, true))
+		}
+		pre.add(append(append(frags, where...), counter(), verdict(expr.VerdictDrop))...)
 	}
 }
 
