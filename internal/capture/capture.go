@@ -1,13 +1,14 @@
 // Package capture receives the packets that the ruleset's log rules send to
-// an NFLOG group, over netlink (github.com/florianl/go-nflog/v2), and hands
-// each one's bytes, and the rule that sent it (by its log prefix), to a
-// callback on the receiving goroutine.
+// an NFLOG group, over netlink (its protocol read in place: nflog.go), and
+// hands each one's bytes, and the rule that sent it (by its log prefix), to
+// a callback on the receiving goroutine.
 //
 // It exists to keep the netlink details in one place: low-latency group
 // settings (the kernel otherwise batches 100 messages or 1 s), a forced
-// receive buffer so floods do not overrun it, loss accounting from sequence
-// numbers and ENOBUFS, the shutdown order the library needs, and reopening
-// the socket after a fatal error instead of crashing.
+// receive buffer so floods do not overrun it, a whole batch per receive
+// with nothing allocated per message, loss accounting from sequence
+// numbers and ENOBUFS, and reopening the socket after a fatal error
+// instead of crashing.
 package capture
 
 import (
@@ -19,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	nflog "github.com/florianl/go-nflog/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -49,6 +49,9 @@ type Stats struct {
 	Lost     atomic.Uint64 // packets the kernel dropped, from gaps in sequence numbers
 	Overruns atomic.Uint64 // ENOBUFS: the socket buffer overflowed at least once
 	Reopens  atomic.Uint64 // times the socket was reopened after an error
+	// Malformed: log messages (or trailing bytes of a batch) that could
+	// not be read, skipped.
+	Malformed atomic.Uint64
 }
 
 // DefaultSnaplen is how many bytes of each packet both readers copy by
@@ -81,34 +84,30 @@ func (c *Config) defaults() {
 // Reader receives packets from one NFLOG group.
 type Reader struct {
 	cfg Config
-	nf  *nflog.Nflog
+	c   *netlink.Conn
 }
 
 // Open binds the NFLOG group. Errors here (EPERM when another process
 // holds the group, no nfnetlink_log) are reported to the caller.
 func Open(cfg Config) (*Reader, error) {
 	cfg.defaults()
-	nc := &nflog.Config{
-		Group:    cfg.Group,
-		Copymode: nflog.CopyPacket,
-		Bufsize:  cfg.Snaplen,
-		QThresh:  cfg.QueueThreshold,
-		Timeout:  cfg.FlushTimeout,
-		Flags:    nflog.FlagSeq,
-		Logger:   quietLogger{},
-	}
+	nc := &netlink.Config{}
 	if cfg.NetNS != nil {
 		nc.NetNS = int(cfg.NetNS.Fd())
 	}
-	nf, err := nflog.Open(nc)
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nc)
 	if err != nil {
 		return nil, fmt.Errorf("open NFLOG group %d: %w", cfg.Group, err)
 	}
-	if err := forceReadBuffer(nf.Con, cfg.ReadBuffer); err != nil {
-		nf.Close()
+	if err := forceReadBuffer(c, cfg.ReadBuffer); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("NFLOG group %d: %w", cfg.Group, err)
 	}
-	return &Reader{cfg: cfg, nf: nf}, nil
+	if err := bind(c, cfg); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Reader{cfg: cfg, c: c}, nil
 }
 
 // forceReadBuffer sets SO_RCVBUFFORCE: SetReadBuffer is capped by
@@ -143,7 +142,7 @@ func (r *Reader) Run(ctx context.Context, fn func(pkt []byte, rule Rule), st *St
 	backoff := 100 * time.Millisecond
 	for {
 		err := r.runOnce(ctx, fn, st)
-		r.nf.Close()
+		r.c.Close()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -158,43 +157,70 @@ func (r *Reader) Run(ctx context.Context, fn func(pkt []byte, rule Rule), st *St
 		if oerr != nil {
 			return oerr
 		}
-		r.nf = nr.nf
+		r.c = nr.c
 		st.Reopens.Add(1)
 	}
 }
 
+// runOnce receives batches until ctx is done or the socket fails: each
+// batch in one receive, into one buffer, its messages read in place.
 func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte, rule Rule), st *Stats) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // cancel before Close (the deferred Close in Run): Close first blocks forever
+	defer cancel()
+	rc, err := r.c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// A receive waiting for the next batch ends when ctx does.
+	defer context.AfterFunc(ctx, func() { r.c.SetReadDeadline(time.Unix(1, 0)) })()
+	errs := &receiveErrors{ctx: ctx, cancel: cancel, st: st}
+	handle := r.handler(fn, st, errs)
+	buf := make([]byte, recvSize)
+	for {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return rerr != unix.EAGAIN
+		}); err != nil {
+			if ctx.Err() != nil {
+				return errs.fatal
+			}
+			return fmt.Errorf("receive NFLOG group %d: %w", r.cfg.Group, err)
+		}
+		if rerr != nil {
+			if errs.handle(fmt.Errorf("recvfrom: %w", rerr)) != 0 {
+				return errs.fatal
+			}
+			continue
+		}
+		if bad := eachLogged(buf[:n], handle); bad > 0 {
+			st.Malformed.Add(uint64(bad))
+		}
+	}
+}
+
+// handler accounts for each message (sequence gaps are messages the
+// kernel dropped) and hands its packet to fn.
+func (r *Reader) handler(fn func(pkt []byte, rule Rule), st *Stats, errs *receiveErrors) func(m *logged) {
 	var (
 		lastSeq uint32
 		haveSeq bool
 	)
-	errs := &receiveErrors{ctx: ctx, cancel: cancel, st: st}
-	hook := func(a nflog.Attribute) int {
-		if a.Seq != nil {
-			if haveSeq && *a.Seq != lastSeq+1 {
-				st.Lost.Add(uint64(*a.Seq - lastSeq - 1))
+	return func(m *logged) {
+		if m.hasSeq {
+			if haveSeq && m.seq != lastSeq+1 {
+				st.Lost.Add(uint64(m.seq - lastSeq - 1))
 			}
-			lastSeq, haveSeq = *a.Seq, true
+			lastSeq, haveSeq = m.seq, true
 		}
 		errs.run = 0
-		if a.Payload == nil {
-			return 0
+		if m.payload == nil {
+			return
 		}
 		st.Packets.Add(1)
-		rule := RuleUnknown
-		if a.Prefix != nil {
-			rule = RuleOf(*a.Prefix)
-		}
-		fn(*a.Payload, rule)
-		return 0
+		fn(m.payload, prefixes[string(m.prefix)])
 	}
-	if err := r.nf.RegisterWithErrorFunc(ctx, hook, errs.handle); err != nil {
-		return fmt.Errorf("register NFLOG group %d: %w", r.cfg.Group, err)
-	}
-	<-ctx.Done()
-	return errs.fatal
 }
 
 // receiveErrors is the error callback both readers share: ENOBUFS (the
@@ -226,12 +252,6 @@ func (e *receiveErrors) handle(err error) int {
 	return 0
 }
 
-// Close releases the group (use it when Run was never called).
-func (r *Reader) Close() error { return r.nf.Close() }
-
-// quietLogger drops go-nflog's own messages: the harmless "could not
-// unbind ... i/o timeout" at shutdown would otherwise look like a fault.
-type quietLogger struct{}
-
-func (quietLogger) Debugf(string, ...any) {}
-func (quietLogger) Errorf(string, ...any) {}
+// Close releases the group (use it when Run was never called): the
+// kernel unbinds a group when its socket closes.
+func (r *Reader) Close() error { return r.c.Close() }

@@ -127,3 +127,10 @@ func (q *Queue) Run(ctx context.Context, fn func(pkt []byte, id uint32) Verdict,
 	q.nf.Close()
 	return errs.fatal
 }
+
+// quietLogger drops go-nfqueue's own messages: the harmless "could not
+// unbind ... i/o timeout" at shutdown would otherwise look like a fault.
+type quietLogger struct{}
+
+func (quietLogger) Debugf(string, ...any) {}
+func (quietLogger) Errorf(string, ...any) {}
