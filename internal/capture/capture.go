@@ -176,6 +176,7 @@ func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte, rule Rule), st
 	errs := &receiveErrors{ctx: ctx, cancel: cancel, st: st}
 	handle := r.handler(fn, st, errs)
 	buf := make([]byte, recvSize)
+	var m logged
 	for {
 		var n int
 		var rerr error
@@ -194,7 +195,7 @@ func (r *Reader) runOnce(ctx context.Context, fn func(pkt []byte, rule Rule), st
 			}
 			continue
 		}
-		if bad := eachLogged(buf[:n], handle); bad > 0 {
+		if bad := eachLogged(buf[:n], &m, handle); bad > 0 {
 			st.Malformed.Add(uint64(bad))
 		}
 	}

@@ -96,11 +96,10 @@ type logged struct {
 }
 
 // eachLogged calls fn for each packet message of one received batch, in
-// order, and returns how many messages (or trailing bytes) were malformed
+// order, read into m (the caller's: nothing is allocated), and returns how many messages (or trailing bytes) were malformed
 // and skipped. Acknowledgements, errors and other message types are
 // skipped without counting.
-func eachLogged(b []byte, fn func(m *logged)) (malformed int) {
-	var m logged
+func eachLogged(b []byte, m *logged, fn func(m *logged)) (malformed int) {
 	for len(b) > 0 {
 		if len(b) < nlmsgHdrLen {
 			return malformed + 1
@@ -111,9 +110,9 @@ func eachLogged(b []byte, fn func(m *logged)) (malformed int) {
 		}
 		typ := binary.NativeEndian.Uint16(b[4:])
 		if typ == unix.NFNL_SUBSYS_ULOG<<8|msgPacket {
-			m = logged{}
-			if readAttrs(b[nlmsgHdrLen:n], &m) {
-				fn(&m)
+			*m = logged{}
+			if readAttrs(b[nlmsgHdrLen:n], m) {
+				fn(m)
 			} else {
 				malformed++
 			}

@@ -19,6 +19,7 @@ var counters = []counter{
 	{"in_use_probes", "in_use_probes_total", "Probes of ports a service listens on, ignored.", func(d *Daemon) uint64 { return d.pipe.InUse.Load() }},
 	{"nflog_lost", "nflog_lost_total", "Log messages the kernel dropped (NFLOG sequence gaps).", func(d *Daemon) uint64 { return d.capture.Lost.Load() }},
 	{"nflog_enobufs", "nflog_overruns_total", "Times the NFLOG receive buffer overran (ENOBUFS).", func(d *Daemon) uint64 { return d.capture.Overruns.Load() }},
+	{"nflog_malformed", "nflog_malformed_total", "NFLOG messages that could not be read, skipped.", func(d *Daemon) uint64 { return d.capture.Malformed.Load() }},
 	{"restored", "restored_blocks_total", "Blocks put back into the kernel: at start, after a self-heal, or after a probe proved an element lost.", func(d *Daemon) uint64 { return d.ledger.Stats.Restored.Load() }},
 	{"expired", "expired_blocks_total", "Blocks that expired.", func(d *Daemon) uint64 { return d.ledger.Stats.Expired.Load() }},
 	{"unblocked", "unblocks_total", "Blocks lifted by an administrator.", func(d *Daemon) uint64 { return d.ledger.Stats.Unblocked.Load() }},
