@@ -214,7 +214,8 @@ func Scenario(kind string) string {
 	if b.Len() == len(Origin)+1 {
 		b.WriteString("block")
 	}
-	return b.String()
+	out := b.String()
+	return strings.TrimSuffix(out[:min(len(out), len(Origin)+1+maxScenario)], "-")
 }
 
 // maxScenario bounds the part of a scenario taken from a record (a fleet

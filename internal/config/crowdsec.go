@@ -186,8 +186,11 @@ func (v *validator) crowdsec(c CrowdSec, keys keysFile) {
 			v.bad("crowdsec.api_keys_file", "%v", keys.err)
 		}
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		v.bad("crowdsec.tls_key", "give crowdsec.tls_cert and crowdsec.tls_key together, or neither")
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		v.badNear("crowdsec.tls_key", "crowdsec.tls_cert", "give crowdsec.tls_cert and crowdsec.tls_key together, or neither")
+	case c.TLSCert == "" && c.TLSKey != "":
+		v.badNear("crowdsec.tls_cert", "crowdsec.tls_key", "give crowdsec.tls_cert and crowdsec.tls_key together, or neither")
 	}
 	v.absPath("crowdsec.tls_cert", c.TLSCert)
 	v.absPath("crowdsec.tls_key", c.TLSKey)
