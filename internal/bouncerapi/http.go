@@ -86,6 +86,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c caller) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"message": err.Error()})
 		return
 	}
+	if r.Method == http.MethodHead {
+		// A probe of the API: it gets no body, so its cursor stays.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	added, lifted, now := s.changes(c, startup)
 	out := Stream{New: []Decision{}, Deleted: []Decision{}}
 	for _, d := range added {
@@ -110,7 +115,7 @@ func (s *Server) changes(c caller, startup bool) (added, lifted []*dec, now time
 	defer s.mu.Unlock()
 	s.drain()
 	now = s.now()
-	id := cursorID{key: c.key, remote: c.remote}
+	id := cursorID(c)
 	seq, ok := s.cursors[id]
 	if startup || !ok {
 		added = s.v.all(c.remote, now)

@@ -283,30 +283,34 @@ func TestScenario(t *testing.T) {
 	}
 }
 
+// decisionQueries are /v1/decisions queries and what TestDecisionsQuery
+// answers to each (nil: null).
+var decisionQueries = map[string][]string{
+	"":                                    {"10.201.0.2", "10.201.1.3", "fd00:201::2"},
+	"?ip=10.201.0.2":                      {"10.201.0.2"},
+	"?ip=::ffff:10.201.0.2":               {"10.201.0.2"},
+	"?ip=10.201.0.7":                      nil,
+	"?scope=ip&value=fd00:201::2":         {"fd00:201::2"},
+	"?scope=Ip&value=fd00:201::2":         {"fd00:201::2"},
+	"?scope=range&value=10.0.0.0/8":       nil,
+	"?scope=username&value=bob":           nil,
+	"?range=10.201.0.0/24&contains=false": {"10.201.0.2"},
+	"?range=10.201.0.0/24":                nil,
+	"?range=10.201.0.2/32":                {"10.201.0.2"},
+	"?type=ban":                           {"10.201.0.2", "10.201.1.3", "fd00:201::2"},
+	"?type=captcha":                       nil,
+	"?origins=portsentry-nft":             {"10.201.0.2", "10.201.1.3", "fd00:201::2"},
+	"?origins=crowdsec,cscli":             nil,
+	"?scenarios_containing=syn,udp":       {"10.201.0.2", "fd00:201::2"},
+	"?scenarios_not_containing=manual":    {"10.201.0.2", "fd00:201::2"},
+}
+
 func TestDecisionsQuery(t *testing.T) {
 	f := newFixture(t, Config{})
 	f.block("10.201.0.2", decide.Forgeable, "TCP SYN scan", time.Hour)
 	f.block("10.201.1.3", decide.Administrator, "manual", time.Hour)
 	f.block("fd00:201::2", decide.Forgeable, "UDP scan", time.Hour)
-	for q, want := range map[string][]string{
-		"":                                    {"10.201.0.2", "10.201.1.3", "fd00:201::2"},
-		"?ip=10.201.0.2":                      {"10.201.0.2"},
-		"?ip=::ffff:10.201.0.2":               {"10.201.0.2"},
-		"?ip=10.201.0.7":                      nil,
-		"?scope=ip&value=fd00:201::2":         {"fd00:201::2"},
-		"?scope=Ip&value=fd00:201::2":         {"fd00:201::2"},
-		"?scope=range&value=10.0.0.0/8":       nil,
-		"?scope=username&value=bob":           nil,
-		"?range=10.201.0.0/24&contains=false": {"10.201.0.2"},
-		"?range=10.201.0.0/24":                nil,
-		"?range=10.201.0.2/32":                {"10.201.0.2"},
-		"?type=ban":                           {"10.201.0.2", "10.201.1.3", "fd00:201::2"},
-		"?type=captcha":                       nil,
-		"?origins=portsentry-nft":             {"10.201.0.2", "10.201.1.3", "fd00:201::2"},
-		"?origins=crowdsec,cscli":             nil,
-		"?scenarios_containing=syn,udp":       {"10.201.0.2", "fd00:201::2"},
-		"?scenarios_not_containing=manual":    {"10.201.0.2", "fd00:201::2"},
-	} {
+	for q, want := range decisionQueries {
 		var ds []Decision
 		r := httptest.NewRequest(http.MethodGet, "/v1/decisions"+q, nil)
 		r.Header.Set("X-Api-Key", key2)
@@ -478,5 +482,49 @@ func TestSlowClientCostsTheLedgerNothing(t *testing.T) {
 	}
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The keys are the configuration's in force: after a reload that drops a
+// key, it is refused, and its cursors go.
+func TestKeysFollowReload(t *testing.T) {
+	cfg := config.Default()
+	cfg.CrowdSec.Keys = []config.APIKey{{Name: "one", Key: key1}, {Name: "two", Key: key2}}
+	var cur atomic.Pointer[config.Config]
+	cur.Store(cfg)
+	s := New(Config{Settings: cur.Load})
+	f := &fixture{s: s}
+	f.now.Store(&t0)
+	s.now = func() time.Time { return *f.now.Load() }
+	f.stream(t, true, key1, local)
+	f.stream(t, true, key2, local)
+	f.stream(t, true, key2, remote)
+	next := *cfg
+	next.CrowdSec.Keys = []config.APIKey{{Name: "one", Key: key1}}
+	cur.Store(&next)
+	if code := f.get(t, "/v1/decisions/stream", key2, local, nil); code != http.StatusForbidden {
+		t.Errorf("a dropped key: %d, want 403", code)
+	}
+	f.stream(t, false, key1, local)
+	if n := len(s.cursors); n != 1 {
+		t.Errorf("%d cursors after the reload, want key1's only", n)
+	}
+	// HEAD, as bouncers probe the API: no body, the same status.
+	r := httptest.NewRequest(http.MethodHead, "/v1/decisions/stream", nil)
+	r.Header.Set("X-Api-Key", key1)
+	r.RemoteAddr = local
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, r)
+	if w.Code != http.StatusOK || w.Body.Len() != 0 {
+		t.Errorf("HEAD: %d %q", w.Code, w.Body)
+	}
+	// It moved no cursor: the next GET has what came before it.
+	fx := newFixture(t, Config{})
+	fx.stream(t, true, key1, local)
+	fx.block("10.201.0.2", decide.Forgeable, "TCP SYN scan", time.Hour)
+	w = httptest.NewRecorder()
+	fx.s.Handler().ServeHTTP(w, r)
+	if added, _ := fx.stream(t, false, key1, local); !slices.Equal(added, []string{"10.201.0.2"}) {
+		t.Errorf("after a HEAD: new %v", added)
 	}
 }

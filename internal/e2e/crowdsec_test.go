@@ -164,6 +164,20 @@ func TestCrowdSecBouncer(t *testing.T) {
 	took = local.waitHas(netnstest.AddrB, false, bouncerFrequency+3*time.Second)
 	t.Logf("unblocked: out of the bouncer's set after %v", took.Round(time.Millisecond))
 
+	remoteBouncer(t, p, d, local)
+
+	st := status(t, d)
+	t.Logf("bouncer API: %d requests, %d decisions served, %d auth failures", st.Counters["crowdsec_requests"], st.Counters["crowdsec_decisions_served"], st.Counters["crowdsec_auth_failures"])
+	if st.Counters["crowdsec_requests"] < 4 || st.Counters["crowdsec_decisions_served"] < 6 || st.Counters["crowdsec_auth_failures"] != 0 {
+		t.Errorf("counters: %v", st.Counters)
+	}
+}
+
+// remoteBouncer: a bouncer in B, the other host, gets an administrator's
+// block and its lift, and not a block on one forged probe, which the
+// bouncer on A (local) has.
+func remoteBouncer(t *testing.T, p *netnstest.Pair, d *daemon, local *cfBouncer) {
+	t.Helper()
 	// An administrator's block, and one forged probe from 10.201.0.66.
 	const admin, forged = "10.201.0.77", "10.201.0.66"
 	if out, err := d.cli("block", admin); err != nil {
@@ -187,10 +201,4 @@ func TestCrowdSecBouncer(t *testing.T) {
 	}
 	remote.waitHas(admin, false, bouncerFrequency+3*time.Second)
 	local.waitHas(admin, false, bouncerFrequency+3*time.Second)
-
-	st := status(t, d)
-	t.Logf("bouncer API: %d requests, %d decisions served, %d auth failures", st.Counters["crowdsec_requests"], st.Counters["crowdsec_decisions_served"], st.Counters["crowdsec_auth_failures"])
-	if st.Counters["crowdsec_requests"] < 4 || st.Counters["crowdsec_decisions_served"] < 6 || st.Counters["crowdsec_auth_failures"] != 0 {
-		t.Errorf("counters: %v", st.Counters)
-	}
 }
