@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -197,7 +200,11 @@ func (s *Server) Serve(ctx context.Context, addr, cert, key string) error {
 // ServeListener is Serve on a listener made already (tests).
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener, cert, key string) error {
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: log.New(io.Discard, "", 0)}
+	if s.c.Logger != nil {
+		hs.ErrorLog = slog.NewLogLogger(s.c.Logger.Handler(), slog.LevelDebug)
+	}
 	if cert != "" {
 		c, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {

@@ -27,6 +27,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -50,6 +51,9 @@ type Config struct {
 	// MaxBlocks bounds the view and LogSize the change log; 0: twice
 	// block.set_size (both sets full) and twice that.
 	MaxBlocks, LogSize int
+	// Logger gets the HTTP server's own errors (a failed TLS handshake, a
+	// client gone) at debug level; nil drops them.
+	Logger *slog.Logger
 }
 
 // Stats are the server's counters.

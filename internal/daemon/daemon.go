@@ -166,7 +166,7 @@ func (d *Daemon) newLedger(cfg *config.Config) error {
 		lc.Followers = append(lc.Followers, d.fleet)
 	}
 	if cfg.CrowdSec.Enabled() {
-		d.bouncer = bouncerapi.New(bouncerapi.Config{Settings: d.cfgp.Load})
+		d.bouncer = bouncerapi.New(bouncerapi.Config{Settings: d.cfgp.Load, Logger: d.opts.Logger})
 		lc.Followers = append(lc.Followers, d.bouncer)
 	}
 	d.ledger = ledger.New(lc)
