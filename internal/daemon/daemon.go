@@ -412,6 +412,10 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.pipe.SetConfig(cfg)
 	d.cfgp.Store(cfg)
 	d.logStartup(cfg)
+	if o, n := old.CrowdSec, cfg.CrowdSec; o.Listen != n.Listen || o.TLSCert != n.TLSCert || o.TLSKey != n.TLSKey {
+		// The API keys are the new configuration's now (bouncerapi reads them as it goes).
+		d.log.Warn("crowdsec.listen or its TLS files changed: a restart applies them")
+	}
 	return nil
 }
 
