@@ -18,9 +18,10 @@
 // derivation of the fields without a yaml tag and of the defaults that
 // depend on other settings (derive.go), and last the warnings about the
 // fleet's and the bouncers' secrets (secretWarnings in secrets.go: a file
-// holding one that others may read, a password or key sent in clear), which stat the files that
-// hold them.
+// holding one that others may read, a password or key sent in clear),
+// which stat the files that hold them.
 //
-// A secret (Secret: the fleet's password) prints as "[redacted]" with any
-// fmt verb and in JSON, so a configuration logged whole shows none.
+// A secret (Secret: the fleet's password, a bouncer's API key) prints as
+// "[redacted]" with any fmt verb and in JSON, so a configuration logged
+// whole shows none.
 package config
