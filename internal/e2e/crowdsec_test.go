@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,4 +203,43 @@ func remoteBouncer(t *testing.T, p *netnstest.Pair, d *daemon, local *cfBouncer)
 	}
 	remote.waitHas(admin, false, bouncerFrequency+3*time.Second)
 	local.waitHas(admin, false, bouncerFrequency+3*time.Second)
+}
+
+// After a restart the bouncer API serves the blocks restored from the
+// journal (the view is seeded with the ledger's blocks in force); a
+// request with an unknown key is refused and counted.
+func TestCrowdSecAPIAfterRestart(t *testing.T) {
+	p := netnstest.NewPair(t)
+	keys := filepath.Join(t.TempDir(), "bouncers.keys")
+	if err := os.WriteFile(keys, []byte(localBouncerKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, p.A, "crowdsec: {listen: \"127.0.0.1:8081\", api_keys_file: "+keys+"}\n")
+	const admin = "10.201.0.77"
+	if out, err := d.cli("block", admin); err != nil {
+		t.Fatalf("block: %v %s", err, out)
+	}
+	d.stop()
+	d.start()
+	ask := func(key string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8081/v1/decisions?ip="+admin, nil)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := p.A.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	code, body := ask(localBouncerKey)
+	if code != http.StatusOK || !strings.Contains(body, `"value":"`+admin+`"`) || !strings.Contains(body, `"scenario":"portsentry-nft/manual"`) {
+		t.Errorf("after the restart: %d %s", code, body)
+	}
+	if code, body := ask(remoteBouncerKey); code != http.StatusForbidden {
+		t.Errorf("an unknown key: %d %s", code, body)
+	}
+	if st := status(t, d); st.Counters["crowdsec_auth_failures"] != 1 || st.Counters["crowdsec_decisions_served"] != 1 {
+		t.Errorf("counters: %v", st.Counters)
+	}
 }
