@@ -15,8 +15,10 @@ STATICCHECK := $(GO) tool staticcheck
 RUN_PKGS  := nftables nmap iproute2
 TEST_PKGS := nftables nmap hping3 ncat iproute2 procps python3 python3-scapy util-linux zsh
 # prometheus (and its promtool) for the metrics test, without the recommended
-# exporters; its own service is not left running on the test host.
-TEST_PKGS_NORECOMMENDS := prometheus
+# exporters; crowdsec-firewall-bouncer for the bouncer API test, without
+# the crowdsec it recommends (the test needs none). Their own services are
+# not left running on the test host: the tests run them.
+TEST_PKGS_NORECOMMENDS := prometheus crowdsec-firewall-bouncer
 
 .PHONY: all build demo demo-fleet test unit lint fuzz bench soak deps-run deps-test clean
 
@@ -40,9 +42,9 @@ deps-run:
 deps-test:
 	$(call apt_install,$(TEST_PKGS))
 	@if ! dpkg -s $(TEST_PKGS_NORECOMMENDS) >/dev/null 2>&1; then \
-		echo "installing: prometheus (no recommends; its service stopped and disabled)"; \
+		echo "installing: $(TEST_PKGS_NORECOMMENDS) (no recommends; their services stopped and disabled)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PKGS_NORECOMMENDS) >/dev/null; \
-		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; \
+		if [ -d /run/systemd/system ]; then for u in $(TEST_PKGS_NORECOMMENDS); do systemctl disable --now $$u >/dev/null 2>&1 || true; done; fi; \
 	fi
 
 demo: deps-run build

@@ -43,6 +43,8 @@ type Config struct {
 	Routed      Routed    `yaml:"routed"`
 	// Fleet is off (the zero value) unless the file has a fleet section.
 	Fleet Fleet `yaml:"fleet"`
+	// CrowdSec serves CrowdSec's bouncer API; off unless crowdsec.listen.
+	CrowdSec CrowdSec `yaml:"crowdsec"`
 
 	// File is the path the configuration came from (EmbeddedName for the default).
 	File string `yaml:"-"`

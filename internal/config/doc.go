@@ -10,16 +10,18 @@
 // Parse (which Load calls with the file's contents) runs five steps:
 // decoding over the embedded defaults (load.go), reading the files the
 // configuration names (the ignore files, readIgnoreFiles in load.go, and
-// fleet.password_file, readPasswordFile in secrets.go: the only file
+// fleet.password_file, readPasswordFile in secrets.go, and
+// crowdsec.api_keys_file, readKeysFile in crowdsec.go: the only file
 // reading besides Load's own), validation, one check per section that
 // reports and changes nothing (validate.go, validate_block.go,
 // validate_daemon.go, fleet.go), once the configuration is valid,
 // derivation of the fields without a yaml tag and of the defaults that
 // depend on other settings (derive.go), and last the warnings about the
-// fleet's secrets (secretWarnings in secrets.go: a file holding one that
-// others may read, a password sent in clear), which stat the files that
-// hold them.
+// fleet's and the bouncers' secrets (secretWarnings in secrets.go: a file
+// holding one that others may read, a password or key sent in clear),
+// which stat the files that hold them.
 //
-// A secret (Secret: the fleet's password) prints as "[redacted]" with any
-// fmt verb and in JSON, so a configuration logged whole shows none.
+// A secret (Secret: the fleet's password, a bouncer's API key) prints as
+// "[redacted]" with any fmt verb and in JSON, so a configuration logged
+// whole shows none.
 package config

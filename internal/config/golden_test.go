@@ -270,9 +270,12 @@ func TestFullConfig(t *testing.T) {
 var exclusiveKeys = map[string]bool{"fleet.user": true, "fleet.password": true, "fleet.nkey": true}
 
 // testedElsewhere are the keys no file of testdata/config/good can use,
-// with the test that does: fleet.password_file must be an absolute path
-// to a file that exists when the configuration loads.
-var testedElsewhere = map[string]string{"fleet.password_file": "TestPasswordFile"}
+// with the test that does: fleet.password_file and
+// crowdsec.api_keys_file (which crowdsec.listen needs) must be absolute
+// paths to files that exist when the configuration loads.
+var testedElsewhere = map[string]string{"fleet.password_file": "TestPasswordFile",
+	"crowdsec": "TestCrowdSecSection", "crowdsec.listen": "TestCrowdSecSection", "crowdsec.api_keys_file": "TestCrowdSecSection",
+	"crowdsec.tls_cert": "TestCrowdSecSection", "crowdsec.tls_key": "TestCrowdSecSection"}
 
 // collectKeys records the dotted key paths of a YAML mapping ("[]" for list items).
 func collectKeys(n *yaml.Node, path string, out map[string]bool) {

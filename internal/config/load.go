@@ -40,7 +40,7 @@ func Default() *Config {
 }
 
 // Parse decodes data (named file in errors) over the embedded defaults,
-// reads the ignore files and the password file it names (relative to
+// reads the ignore files, the password file and the API keys file it names (relative to
 // file), validates the result and derives the fields the rest of the
 // program reads.
 func Parse(file string, data []byte) (*Config, error) {
@@ -64,11 +64,13 @@ func parse(file string, data []byte, mode fs.FileMode, admin bool) (*Config, err
 	c.File = file
 	files := readIgnoreFiles(c.IgnoreFiles, file)
 	pw := readPasswordFile(c.Fleet.PasswordFile)
-	if errs := c.validate(d, files, pw, admin); len(errs) > 0 {
+	keys := readKeysFile(c.CrowdSec.APIKeysFile)
+	if errs := c.validate(d, files, pw, keys, admin); len(errs) > 0 {
 		return nil, errs
 	}
 	c.derive(files, pw, func(key string) bool { return d.pos[key] != nil })
-	c.Warnings = append(c.Warnings, c.secretWarnings(d, mode, pw)...)
+	c.CrowdSec.Keys = keys.keys
+	c.Warnings = append(c.Warnings, c.secretWarnings(d, mode, pw, keys)...)
 	return c, nil
 }
 

@@ -63,13 +63,15 @@ func readPasswordFile(path string) passwordFile {
 // stop loading (check prints them, the daemon logs them at start): a file
 // holding a secret that others than its owner may read (the configuration
 // itself, of mode mode, 0 when unknown; fleet.password_file; the
-// credentials, nkey and TLS key files), and a password sent in clear.
-func (c *Config) secretWarnings(d *decoder, mode fs.FileMode, pw passwordFile) []*Error {
+// credentials, nkey and TLS key files), and a password sent in clear;
+// and the same of the bouncers' API keys (crowdsecWarnings).
+func (c *Config) secretWarnings(d *decoder, mode fs.FileMode, pw passwordFile, keys keysFile) []*Error {
+	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}}
+	c.crowdsecWarnings(v, keys)
 	f := c.Fleet
 	if !f.Enabled() {
-		return nil
+		return v.sorted()
 	}
-	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}}
 	if f.Password != "" && f.PasswordFile == "" && exposed(mode) {
 		v.bad("fleet.password", "this file holds the fleet's password and is readable by %s (mode %04o): chmod 0600 %s, or move the password to fleet.password_file", readers(mode), mode, d.file)
 	}

@@ -1,5 +1,7 @@
 package daemon
 
+import "github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
+
 // counter is one quantity a part of the daemon counts: status shows it as
 // Status, Prometheus as portsentry_<Metric> with Help. The parts keep the
 // counts (their Stats); this table is the one place that names them, so a
@@ -33,5 +35,26 @@ var counters = []counter{
 	{"corroborated", "corroborated_blocks_total", "Blocks on a single port that probes of another port made stronger.", func(d *Daemon) uint64 { return d.ledger.Stats.Corroborated.Load() }},
 	{"adopted", "adopted_blocks_total", "Elements of the kernel's sets recorded after the fact: first strikes while the daemon did not follow.", func(d *Daemon) uint64 { return d.ledger.Stats.Adopted.Load() }},
 	{"disowned", "disowned_strikes_total", "First strikes of the kernel that the daemon lifted (the address was protected, the port in use).", func(d *Daemon) uint64 { return d.ledger.Stats.Disowned.Load() }},
+	{"crowdsec_requests", "crowdsec_requests_total", "Requests of the CrowdSec bouncer API answered (a configured API key).", func(d *Daemon) uint64 {
+		return bouncerStat(d, func(s *bouncerapi.Stats) uint64 { return s.Requests.Load() })
+	}},
+	{"crowdsec_auth_failures", "crowdsec_auth_failures_total", "Requests of the CrowdSec bouncer API refused: no API key, or one not configured.", func(d *Daemon) uint64 {
+		return bouncerStat(d, func(s *bouncerapi.Stats) uint64 { return s.AuthFailures.Load() })
+	}},
+	{"crowdsec_decisions_served", "crowdsec_decisions_served_total", "Decisions the CrowdSec bouncer API sent, new and deleted.", func(d *Daemon) uint64 {
+		return bouncerStat(d, func(s *bouncerapi.Stats) uint64 { return s.Served.Load() })
+	}},
+	{"crowdsec_dropped", "crowdsec_dropped_blocks_total", "Blocks the CrowdSec bouncer API does not serve: its view was full.", func(d *Daemon) uint64 {
+		return bouncerStat(d, func(s *bouncerapi.Stats) uint64 { return s.Dropped.Load() })
+	}},
 	{"journal_errors", "journal_errors_total", "Writes, fsyncs and rewrites of the journal of blocks that failed (a full disk, an I/O error).", func(d *Daemon) uint64 { n, _ := d.store.Errors(); return n }},
+}
+
+// bouncerStat reads one of the bouncer API's counters; 0 when it is not
+// served.
+func bouncerStat(d *Daemon, read func(*bouncerapi.Stats) uint64) uint64 {
+	if d.bouncer == nil {
+		return 0
+	}
+	return read(&d.bouncer.Stats)
 }

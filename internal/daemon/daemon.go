@@ -28,6 +28,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/alert"
+	"github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
 	"github.com/portsentry-nft/portsentry-nft/internal/capture"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
@@ -78,10 +79,11 @@ type Daemon struct {
 	keeper  *keeper.Keeper
 	verify  *verified.Mode // nil unless tcp.verified
 	metrics *metrics.Metrics
-	fleet   *fleetlink.Link // nil without a fleet section
-	follow  *follow.Set     // the ledger's followers (but the fleet's)
-	reader  *capture.Reader // NFLOG mode
-	queue   *capture.Queue  // NFQUEUE mode
+	fleet   *fleetlink.Link    // nil without a fleet section
+	bouncer *bouncerapi.Server // nil without crowdsec.listen
+	follow  *follow.Set        // the ledger's followers (but the fleet's)
+	reader  *capture.Reader    // NFLOG mode
+	queue   *capture.Queue     // NFQUEUE mode
 	capture capture.Stats
 }
 
@@ -142,7 +144,8 @@ func New(opts Options) (*Daemon, error) {
 }
 
 // newLedger builds the ledger with its followers: the standard ones, the
-// fleet's when the configuration has a fleet, the metrics' latency.
+// fleet's when the configuration has a fleet, the CrowdSec bouncer API's
+// when it is served, the metrics' latency.
 func (d *Daemon) newLedger(cfg *config.Config) error {
 	lc := ledger.Config{Store: d.store, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor, NameWithin: d.nameWithin,
 		OnLift: func(a netip.Addr) { d.pipe.Forget(a) }}
@@ -161,6 +164,10 @@ func (d *Daemon) newLedger(cfg *config.Config) error {
 	}
 	if d.fleet != nil {
 		lc.Followers = append(lc.Followers, d.fleet)
+	}
+	if cfg.CrowdSec.Enabled() {
+		d.bouncer = bouncerapi.New(bouncerapi.Config{Settings: d.cfgp.Load, Logger: d.opts.Logger})
+		lc.Followers = append(lc.Followers, d.bouncer)
 	}
 	d.ledger = ledger.New(lc)
 	// A name found after its block was recorded goes into the record.
@@ -288,6 +295,10 @@ func (d *Daemon) startLedger(ctx context.Context, wg *sync.WaitGroup) {
 	} else if n > 0 {
 		d.log.Infof("Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir)
 	}
+	if d.bouncer != nil {
+		// Before the ledger runs: what it records from now on follows.
+		d.bouncer.Seed(d.ledger.Active(time.Now()))
+	}
 	wg.Go(func() { d.ledger.Run(ctx); d.follow.Commands.Wait() })
 	if _, err := d.keeper.Adopt(ctx, before); err != nil {
 		d.log.Error(err.Error())
@@ -324,6 +335,7 @@ func (d *Daemon) startServices(ctx context.Context, wg *sync.WaitGroup) *control
 		})
 	}
 	wg.Go(func() { d.report(ctx) })
+	d.startBouncerAPI(ctx, wg)
 	wg.Go(func() {
 		d.guard.Watch(ctx, d.opts.NetNS, d.nowProtected(ctx), func(err error) { d.log.Warn(err.Error()) })
 	})
@@ -339,6 +351,27 @@ func (d *Daemon) startServices(ctx context.Context, wg *sync.WaitGroup) *control
 	bound := control.Bind(cfg.Control.Socket)
 	wg.Go(func() { control.Serve(ctx, ctl, d) })
 	return &bound
+}
+
+// startBouncerAPI listens for CrowdSec's bouncers, when crowdsec.listen
+// says so; a listener that cannot be made is logged, and blocking goes on.
+func (d *Daemon) startBouncerAPI(ctx context.Context, wg *sync.WaitGroup) {
+	if d.bouncer == nil {
+		return
+	}
+	cs := d.cfgp.Load().CrowdSec
+	wg.Go(func() { d.bouncer.Run(ctx) })
+	ln, err := net.Listen("tcp", cs.Listen)
+	if err != nil {
+		d.log.Errorf("crowdsec.listen: %v; the CrowdSec bouncer API is not served", err)
+		return
+	}
+	d.log.Infof("Serving the CrowdSec bouncer API on %s (%d API keys)", ln.Addr(), len(cs.Keys))
+	wg.Go(func() {
+		if err := d.bouncer.ServeListener(ctx, ln, cs.TLSCert, cs.TLSKey); err != nil {
+			d.log.Errorf("%v; the CrowdSec bouncer API is not served", err)
+		}
+	})
 }
 
 func (d *Daemon) closeCapture() {
@@ -379,6 +412,10 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.pipe.SetConfig(cfg)
 	d.cfgp.Store(cfg)
 	d.logStartup(cfg)
+	if o, n := old.CrowdSec, cfg.CrowdSec; o.Listen != n.Listen || o.TLSCert != n.TLSCert || o.TLSKey != n.TLSKey {
+		// The API keys are the new configuration's now (bouncerapi reads them as it goes).
+		d.log.Warn("crowdsec.listen or its TLS files changed: a restart applies them")
+	}
 	return nil
 }
 

@@ -66,6 +66,20 @@ const (
 	FleetWeak
 )
 
+// Beyond reports whether a block of reach r may be handed whole to a
+// consumer on another host that enforces it as it is and applies no rule
+// of ours (a CrowdSec bouncer elsewhere): what the fleet takes in full.
+// FleetWeak does not: the fleet's receivers hold such a block as weak,
+// within its host's share, which such a consumer cannot.
+func (r Reach) Beyond() bool { return r == Fleet }
+
+// RecordReach is the reach of a block recorded in the ledger (a block
+// restored at start, for a follower that takes the ledger's blocks in
+// force), by the same rule as a decision's: its origin and its evidence.
+func RecordReach(cfg *config.Config, b state.Block) Reach {
+	return reachOf(cfg, b.Origin, EvidenceOf(b.Evidence))
+}
+
 // PeerPorts is how many distinct tripwire ports a peer (an address with a
 // connection to this host whose handshake completed lately) must probe
 // before it is blocked: one forged packet never blocks a peer.
