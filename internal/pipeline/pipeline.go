@@ -25,12 +25,15 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
 // Counters are the pipeline's statistics.
 type Counters struct {
-	Probes    [packet.NumKinds]atomic.Uint64
+	Probes [packet.NumKinds]atomic.Uint64
+	// Tools: probes by the tool that sent them (internal/scanner).
+	Tools     [scanner.NumTools]atomic.Uint64
 	Malformed atomic.Uint64 // packets that did not decode
 	// Opaque: probes whose transport header could not be read (it lies past
 	// the snap length), acted on by their rule and source (also counted in
@@ -274,6 +277,7 @@ func (p *Pipeline) decode(pkt []byte, rule capture.Rule, pr *packet.Probe) bool 
 		return false
 	}
 	p.Probes[pr.Kind].Add(1)
+	p.Tools[pr.Tool].Add(1)
 	return true
 }
 
