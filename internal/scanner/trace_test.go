@@ -19,12 +19,11 @@ const traces = "../../testdata/scanners"
 
 // label is one line of the traces' LABELS file.
 type label struct {
-	file        string
-	tool        scanner.Tool
-	first       int // the first probes are firstTool's
-	firstTool   scanner.Tool
-	crafted     bool // made with scapy, not sent by the tool
-	description string
+	file      string
+	tool      scanner.Tool
+	first     int // the first probes are firstTool's
+	firstTool scanner.Tool
+	crafted   bool // made with scapy, not sent by the tool
 }
 
 func readLabels(t *testing.T) []label {
