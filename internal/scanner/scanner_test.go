@@ -93,3 +93,22 @@ func FuzzIdentify(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkIdentify: the cost of naming a probe, per kind of packet.
+func BenchmarkIdentify(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		f    Fields
+	}{
+		{"nmap-syn", syn4(44, 7, 0x12345678, 2048, mss1460)},
+		{"os-stack", syn4(64, 7, 0x12345678, 64240, linuxSYN)},
+		{"no-options", syn4(64, 7, 0x12345678, 512, nil)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for range b.N {
+				f := bc.f
+				Identify(&f)
+			}
+		})
+	}
+}
