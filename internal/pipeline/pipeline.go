@@ -291,9 +291,11 @@ func (p *Pipeline) disown(r decide.Request) {
 }
 
 // evidence is what the ledger records of a trigger: the probe and the
-// source's episode as the detector saw it.
+// source's episode as the detector saw it, named for the tool of its
+// first probe.
 func (t *Trigger) evidence() ledger.Evidence {
 	ev := ledger.Evidence{Probe: t.Probe, First: t.Src.First, Last: t.Src.Last, Held: t.Held, ID: t.ID}
+	ev.Probe.Tool = t.Src.Tool
 	if t.Src.NPorts > 0 {
 		ev.Ports = append([]uint16(nil), t.Src.Ports[:t.Src.NPorts]...)
 	}

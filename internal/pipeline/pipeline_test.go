@@ -708,3 +708,18 @@ func TestToolReachesTheRecord(t *testing.T) {
 		t.Errorf("probes by tool: masscan %d, nmap-syn %d; want 1, 1", m, n)
 	}
 }
+
+// With a trigger of more than one probe, the block is named for the tool
+// of the first.
+func TestToolOfTheFirstProbe(t *testing.T) {
+	r := newRig(t, "detect:\n  scan_trigger: 2\n", true)
+	first := syn(4, 7)
+	binary.BigEndian.PutUint16(first[4:6], 0x0001^7^1) // masscan's IP ID
+	r.Handle(first, capture.RuleTCP)
+	r.Handle(syn(4, 8), capture.RuleTCP) // nmap-syn's
+	src := netip.MustParseAddr("10.201.0.4")
+	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
+	if b, _ := r.store.Get(src); b.Tool != "masscan" {
+		t.Errorf("tool %q, want masscan (the first probe's)", b.Tool)
+	}
+}
