@@ -3,6 +3,7 @@ package scanner_test
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +16,9 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 )
 
-const traces = "../../testdata/scanners"
+// traces is the directory of labelled traces; -traces DIR tests a fresh
+// capture (make-traces.sh run elsewhere).
+var traces = flag.String("traces", "../../testdata/scanners", "directory of labelled scanner traces")
 
 // label is one line of the traces' LABELS file.
 type label struct {
@@ -28,7 +31,7 @@ type label struct {
 
 func readLabels(t *testing.T) []label {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(traces, "LABELS"))
+	b, err := os.ReadFile(filepath.Join(*traces, "LABELS"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +76,7 @@ type row struct{ n, right int }
 func TestTraces(t *testing.T) {
 	rows := map[string]*row{}
 	for _, l := range readLabels(t) {
-		b, err := os.ReadFile(filepath.Join(traces, l.file))
+		b, err := os.ReadFile(filepath.Join(*traces, l.file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +148,7 @@ func report(t *testing.T, rows map[string]*row) {
 // lies within the file.
 func FuzzReadPcap(f *testing.F) {
 	for _, name := range []string{"masscan-4.pcap", "nmap-O-6.pcap", "zmap-new.pcap"} {
-		b, err := os.ReadFile(filepath.Join(traces, name))
+		b, err := os.ReadFile(filepath.Join(*traces, name))
 		if err != nil {
 			f.Fatal(err)
 		}

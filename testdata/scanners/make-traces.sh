@@ -4,7 +4,9 @@
 # tcpdump on the target's side keeps what the attacker sent (TCP and UDP).
 # Run as root from this directory; needs ip, tcpdump, nmap, masscan, zmap,
 # hping3, ncat, and /usr/bin/python3 with scapy. The traces are pcap files
-# named TOOL-RUN-FAMILY.pcap; LABELS says which tool each one holds. Addresses: 10.201.0.0/24, fd00:201::/64.
+# named TOOL-RUN-FAMILY.pcap; LABELS says which tool each one holds. To test
+# a fresh capture without replacing these: copy this script and LABELS to an
+# empty directory, run it there, then go test ./internal/scanner -traces DIR. Addresses: 10.201.0.0/24, fd00:201::/64.
 set -eu
 for tool in ip tcpdump nmap masscan zmap hping3 ncat; do
 	command -v $tool >/dev/null || { echo "make-traces.sh: $tool is not installed" >&2; exit 1; }
