@@ -172,7 +172,7 @@ func TestJournalRoundTrip(t *testing.T) {
 func FuzzDecodeEntry(f *testing.F) {
 	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("10.0.0.1"), Expires: now, Timeout: time.Hour, Ports: []uint16{1, 2}}}), "\n"))
 	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("fd00::7"), Expires: now, Timeout: time.Hour,
-		Origin: OriginFleet, Weak: true, Evidence: EvidenceForgeable, From: "h2"}}), "\n"))
+		Origin: OriginFleet, Weak: true, Evidence: EvidenceForgeable, From: "h2", Tool: "masscan"}}), "\n"))
 	f.Add("del\t10.0.0.1")
 	f.Add("times\tfd00::1\t3\t1772600767000")
 	f.Add("add\t\t\t")
