@@ -11,7 +11,8 @@ import (
 
 // The real scanners, run at a host with the daemon, are named in `list`
 // (and list --json) by the tool their first probe came from
-// (internal/scanner): nmap -sS, nmap -sT, masscan and Debian's zmap.
+// (internal/scanner), and status --json counts their probes under it:
+// nmap -sS, nmap -sT, masscan and Debian's zmap.
 func TestToolNamedInList(t *testing.T) {
 	netnstest.Require(t, "nmap", "masscan", "zmap")
 	for _, tc := range []struct {
@@ -50,6 +51,13 @@ func TestToolNamedInList(t *testing.T) {
 			}
 			if out, err := d.cli("list"); err != nil || !strings.Contains(out, " "+tc.tool+" ") {
 				t.Errorf("list (%v) does not show %s:\n%s", err, tc.tool, out)
+			}
+			var st struct {
+				Tools map[string]uint64 `json:"probes_by_tool"`
+			}
+			out, err := d.cli("status", "--json")
+			if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Tools[tc.tool] == 0 || len(st.Tools) != 8 {
+				t.Errorf("status --json (%v) counts no probe of %s among 8 tools:\n%s", err, tc.tool, out)
 			}
 		})
 	}
