@@ -13,7 +13,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 STATICCHECK := $(GO) tool staticcheck
 
 RUN_PKGS  := nftables nmap iproute2
-TEST_PKGS := nftables nmap hping3 ncat iproute2 procps python3 python3-scapy util-linux zsh
+TEST_PKGS := nftables nmap hping3 masscan zmap ncat iproute2 procps python3 python3-scapy util-linux zsh
 # prometheus (and its promtool) for the metrics test, without the recommended
 # exporters; crowdsec-firewall-bouncer for the bouncer API test, without
 # the crowdsec it recommends (the test needs none). Their own services are

@@ -79,7 +79,7 @@ func printCounts(w io.Writer, m map[string]uint64) {
 }
 
 func cmdList(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("list", "[--socket S] [--json]", "Lists every blocked address with its remaining time, origin (detect, manual), scan type, ports, first/last probe and how often it was blocked.", stderr)
+	fs := newFlags("list", "[--socket S] [--json]", "Lists every blocked address with its remaining time, origin (detect, manual), scan type, the tool that sent the probe, ports, first/last probe and how often it was blocked.", stderr)
 	socket, asJSON := ctlFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -96,7 +96,7 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tREMAINING\tORIGIN\tSCAN TYPE\tPORTS\tFIRST SEEN\tLAST SEEN\tTIMES")
+	fmt.Fprintln(tw, "ADDRESS\tREMAINING\tORIGIN\tSCAN TYPE\tTOOL\tPORTS\tFIRST SEEN\tLAST SEEN\tTIMES")
 	for _, b := range resp.Blocks {
 		ports := make([]string, len(b.Ports))
 		for i, p := range b.Ports {
@@ -106,7 +106,11 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 		if origin == "" {
 			origin = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Remaining, origin, b.ScanType, strings.Join(ports, ","),
+		tool := b.Tool
+		if tool == "" {
+			tool = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Remaining, origin, b.ScanType, tool, strings.Join(ports, ","),
 			stamp(b.FirstSeen), stamp(b.LastSeen), b.TimesBlocked)
 	}
 	tw.Flush()

@@ -242,6 +242,7 @@ type listedBlock struct {
 	Origin   string    `json:"origin"`
 	Evidence string    `json:"evidence"`
 	ScanType string    `json:"scan_type,omitempty"`
+	Tool     string    `json:"tool,omitempty"`
 	Ports    []uint16  `json:"ports,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	Seen     []string  `json:"seen,omitempty"`
@@ -258,7 +259,7 @@ func listingJSON(l fleet.Listing) listing {
 	out := listing{Blocks: []listedBlock{}, Lifts: []listedLift{}, Unreadable: l.Unreadable}
 	for _, r := range l.Blocks {
 		out.Blocks = append(out.Blocks, listedBlock{Addr: r.Addr.String(), Host: r.Host, Admin: r.Admin, Created: r.Created,
-			Expires: r.Expires, Origin: r.Origin, Evidence: r.Evidence, ScanType: r.ScanType, Ports: r.Ports, Reason: r.Reason, Seen: r.Seen})
+			Expires: r.Expires, Origin: r.Origin, Evidence: r.Evidence, ScanType: r.ScanType, Tool: r.Tool, Ports: r.Ports, Reason: r.Reason, Seen: r.Seen})
 	}
 	for _, x := range l.Lifts {
 		out.Lifts = append(out.Lifts, listedLift{Addr: x.Addr.String(), By: x.By, Admin: x.Admin, At: x.At})
@@ -268,10 +269,10 @@ func listingJSON(l fleet.Listing) listing {
 
 func printListing(w io.Writer, l fleet.Listing, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tHOST\tREMAINING\tORIGIN\tEVIDENCE\tSCAN TYPE\tREASON")
+	fmt.Fprintln(tw, "ADDRESS\tHOST\tREMAINING\tORIGIN\tEVIDENCE\tSCAN TYPE\tTOOL\tREASON")
 	for _, r := range l.Blocks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Addr, r.Host, config.Duration(r.Expires.Sub(now).Round(time.Second)),
-			r.Origin, r.Evidence, dash(r.ScanType), dash(r.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Addr, r.Host, config.Duration(r.Expires.Sub(now).Round(time.Second)),
+			r.Origin, r.Evidence, dash(r.ScanType), dash(r.Tool), dash(r.Reason))
 	}
 	tw.Flush()
 	if len(l.Lifts) > 0 {

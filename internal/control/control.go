@@ -67,6 +67,7 @@ type Status struct {
 	NFLOGGroup  int               `json:"nflog_group"`
 	Counters    map[string]uint64 `json:"counters"`
 	Probes      map[string]uint64 `json:"probes_by_scan_type"`
+	Tools       map[string]uint64 `json:"probes_by_tool"`
 	SetSizes    map[string]int    `json:"set_sizes"`
 	SetCap      int               `json:"set_size_cap"`
 	Protected   map[string]string `json:"protected"`
@@ -88,6 +89,9 @@ type Block struct {
 	Host             string    `json:"host,omitempty"`
 	// Origin is who decided the block: detect, manual, ...
 	Origin string `json:"origin,omitempty"`
+	// Tool is the scanner that sent the probe (nmap-syn, masscan, ...,
+	// unknown); absent when no probe is known.
+	Tool string `json:"tool,omitempty"`
 }
 
 // ErrNotDurable is what a Handler's Block or Unblock wrap (errors.Is)

@@ -21,6 +21,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/metrics"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -62,6 +63,10 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		}
 		s.Probes = append(s.Probes, metrics.Probes{Proto: proto, ScanType: k.String(), N: p.Probes[k].Load()})
 	}
+	s.Tools = make(map[string]uint64, scanner.NumTools)
+	for _, t := range scanner.Tools() {
+		s.Tools[t.String()] = p.Tools[t].Load()
+	}
 	s.Blocked4, s.Blocked6 = d.ledger.Count()
 	return s
 }
@@ -82,6 +87,7 @@ func (d *Daemon) Status() control.Status {
 		SetCap:      cfg.Block.SetSize,
 		Counters:    d.counters(m),
 		Probes:      map[string]uint64{},
+		Tools:       m.Tools,
 		SetSizes:    map[string]int{},
 		Protected:   d.guard.List(),
 	}
@@ -179,7 +185,7 @@ func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
 			b.Timeout = st.Timeout.String()
 			b.ScanType, b.Proto, b.Ports = st.Kind, st.Proto, st.Ports
 			b.FirstSeen, b.LastSeen, b.TimesBlocked, b.Host = st.First, st.Last, st.Times, st.Host
-			b.Origin = string(st.Origin)
+			b.Origin, b.Tool = string(st.Origin), st.Tool
 		} else {
 			b.ScanType = "unknown (added outside portsentry-nft)"
 		}

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 )
 
 // Verdict is what the detector says about one probe.
@@ -48,15 +49,24 @@ const MaxPorts = 4
 
 // Source is what the detector knows of one address (times to the second).
 type Source struct {
-	Addr         netip.Addr
-	Count        int       // probes counted in the current window
-	First, Last  time.Time // first and last probe of the window
-	LastKind     packet.Kind
+	Addr        netip.Addr
+	Count       int       // probes counted in the current window
+	First, Last time.Time // first and last probe of the window
+	LastKind    packet.Kind
+	// Tool is the tool that sent the first probe of the window
+	// (internal/scanner): the name a block carries.
+	Tool         scanner.Tool
 	Ports        [MaxPorts]uint16 // distinct ports probed, first MaxPorts
 	NPorts       int
 	BlockedUntil time.Time // zero unless acted on
 	Times        int       // how many times the source reached the trigger
 }
+
+// A kind and a tool share entry.kind, a nibble each.
+var (
+	_ [16 - packet.NumKinds]struct{}
+	_ [16 - scanner.NumTools]struct{}
+)
 
 // entry is the stored form of a Source: 32 bytes for IPv4, 44 for IPv6.
 // Times are seconds after the detector's base time, 0 meaning unset.
@@ -68,8 +78,8 @@ type entry[K addrKey] struct {
 	ports       [MaxPorts]uint16
 	times       uint8 // saturates at 255
 	nports      uint8
-	kind        uint8
-	ref         bool // CLOCK: seen again since the hand last passed
+	kind        uint8 // the last probe's kind (low nibble), the window's first probe's tool (high nibble)
+	ref         bool  // CLOCK: seen again since the hand last passed
 }
 
 // addrKey is an address as a table stores it.
@@ -160,7 +170,7 @@ func (d *Detector) Observe(p *packet.Probe, now time.Time) (Verdict, Source) {
 func observe[K, O addrKey](d *Detector, t *table[K], other *table[O], k K, p *packet.Probe, now time.Time) (Verdict, Source) {
 	e := lookup(d, t, other, k, now)
 	r := d.rel(now)
-	e.kind = uint8(p.Kind)
+	e.kind = e.kind&0xf0 | uint8(p.Kind)&0x0f
 	e.addPort(p.DstPort)
 	if e.blocked != 0 {
 		if r < e.blocked {
@@ -178,6 +188,7 @@ func observe[K, O addrKey](d *Detector, t *table[K], other *table[O], k K, p *pa
 	}
 	if e.count == 0 {
 		e.first = r
+		e.kind = uint8(p.Tool)<<4 | e.kind&0x0f
 	}
 	if e.count < 1<<16-1 {
 		e.count++
@@ -206,7 +217,7 @@ func (e *entry[K]) addPort(port uint16) {
 
 func source[K addrKey](d *Detector, e *entry[K], addr netip.Addr) Source {
 	return Source{Addr: addr, Count: int(e.count), First: d.abs(e.first), Last: d.abs(e.last),
-		LastKind: packet.Kind(e.kind), Ports: e.ports, NPorts: int(e.nports),
+		LastKind: packet.Kind(e.kind & 0x0f), Tool: scanner.Tool(e.kind >> 4), Ports: e.ports, NPorts: int(e.nports),
 		BlockedUntil: d.abs(e.blocked), Times: int(e.times)}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -238,5 +239,21 @@ func TestFamiliesShareTheCap(t *testing.T) {
 	d4.Observe(probe("10.0.0.1", 1), t0)
 	if _, s := d4.Observe(probe("::ffff:10.0.0.1", 1), t0); s.Count != 1 {
 		t.Fatalf("::ffff:10.0.0.1 shares the count of 10.0.0.1 (%d)", s.Count)
+	}
+}
+
+// A source is named for the tool of its window's first probe, and its last
+// probe's kind is kept beside it.
+func TestFirstProbeNamesTheTool(t *testing.T) {
+	d := New(Config{Trigger: 3, Window: time.Minute, MaxSources: 10})
+	first, later := probe("10.0.0.1", 1), probe("10.0.0.1", 2)
+	first.Tool, later.Tool, later.Kind = scanner.Masscan, scanner.OSStack, packet.KindConnect
+	d.Observe(first, t0)
+	if _, s := d.Observe(later, t0.Add(time.Second)); s.Tool != scanner.Masscan || s.LastKind != packet.KindConnect {
+		t.Errorf("tool %s, kind %s; want masscan, TCP connect", s.Tool, s.LastKind)
+	}
+	// A new window: its first probe names it.
+	if _, s := d.Observe(later, t0.Add(2*time.Minute)); s.Tool != scanner.OSStack || s.LastKind != packet.KindConnect {
+		t.Errorf("a new window: tool %s, kind %s; want os-stack, TCP connect", s.Tool, s.LastKind)
 	}
 }

@@ -79,8 +79,12 @@ type Block struct {
 	Expires  time.Time
 	Origin   string // OriginDetect, OriginManual, OriginKernel or OriginCorrelate
 	ScanType string // e.g. "TCP SYN scan"
-	Ports    []uint16
-	Reason   string
+	// Tool is the scanner that sent the probe (internal/scanner's names);
+	// "" in records of older versions and of blocks on no probe. A name
+	// this version does not know reads as "unknown".
+	Tool   string
+	Ports  []uint16
+	Reason string
 	// Seen names the hosts that saw the address (OriginCorrelate), as the
 	// publishing host states them.
 	Seen []string

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 )
 
 // maxPorts bounds the ports a block record carries.
@@ -25,6 +27,9 @@ type blockRecord struct {
 	// Evidence is the publisher's claim (EvidenceForgeable, ...); absent
 	// in records of older versions, which read as forgeable.
 	Evidence string `json:"evidence,omitempty"`
+	// Tool is the scanner that sent the probe; absent in records of older
+	// versions.
+	Tool string `json:"tool,omitempty"`
 }
 
 // newBlockRecord is the record of b, this host's block of a until exp.
@@ -34,7 +39,17 @@ func newBlockRecord(a netip.Addr, exp time.Time, b Block) blockRecord {
 		ports = ports[:maxPorts]
 	}
 	return blockRecord{Addr: a.String(), Expires: exp.UTC(), Origin: b.Origin, ScanType: b.ScanType,
-		Ports: ports, Reason: b.Reason, Seen: b.Seen, Evidence: evidence(b.Evidence)}
+		Ports: ports, Reason: b.Reason, Seen: b.Seen, Evidence: evidence(b.Evidence), Tool: tool(b.Tool)}
+}
+
+// tool is s if it is one of internal/scanner's names, "unknown" for any
+// other name (a newer version's, or junk), "" for none: a record's tool is
+// shown and counted, so it is one of a fixed few.
+func tool(s string) string {
+	if s == "" {
+		return ""
+	}
+	return scanner.Parse(s).String()
 }
 
 // evidence is e if it is one of the kinds a record may claim, else
@@ -92,7 +107,7 @@ func decodeBlock(host string, addr netip.Addr, data []byte) (Block, error) {
 	// Origins and scan types are a handful of strings, each decoded anew:
 	// 100k blocks of the view keep one copy of each, not 100k.
 	return Block{Addr: addr, Host: host, Admin: host == AdminName, Evidence: evidence(r.Evidence), Expires: r.Expires,
-		Origin: words.intern(r.Origin), ScanType: words.intern(r.ScanType), Ports: r.Ports, Reason: r.Reason, Seen: r.Seen}, nil
+		Origin: words.intern(r.Origin), ScanType: words.intern(r.ScanType), Ports: r.Ports, Reason: r.Reason, Seen: r.Seen, Tool: tool(r.Tool)}, nil
 }
 
 // words interns the few distinct origins and scan types records carry (at

@@ -110,7 +110,7 @@ func (l *Link) Blocked(_ context.Context, e *ledger.Entry) {
 		return
 	}
 	l.c.Publish(fleet.Block{Addr: b.Addr, Expires: b.Expires, Origin: string(b.Origin), ScanType: b.Kind, Ports: b.Ports,
-		Evidence: claim(e.Decision.Evidence)})
+		Evidence: claim(e.Decision.Evidence), Tool: b.Tool})
 }
 
 // claim is what a block published here says it rests on.

@@ -19,6 +19,8 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -229,5 +231,25 @@ func TestAHostsBlocksTakeOnlyItsShare(t *testing.T) {
 	scanner := netip.MustParseAddr("10.201.0.99")
 	if d := h1.dec.Decide(decide.Request{Addr: scanner, Origin: state.OriginDetect, Probes: 5, Ports: 5, Now: time.Now()}); d.Action != decide.Block {
 		t.Errorf("a real scan on h1 after h2's flood: %s", d)
+	}
+}
+
+// The tool a block's probe came from travels with the record: h2's
+// record names the tool h1's probe was sent by.
+func TestToolTravelsWithTheBlock(t *testing.T) {
+	ns := startServer(t)
+	h1, h2 := startHost(t, ns, "h1", guard{}), startHost(t, ns, "h2", guard{})
+	a := netip.MustParseAddr("203.0.113.40")
+	d := h1.dec.Decide(decide.Request{Addr: a, Origin: state.OriginDetect, Probes: 1, Ports: 1, Evidence: decide.Unforgeable, Now: time.Now()})
+	ev := ledger.Evidence{Probe: packet.Probe{Src: a, Proto: packet.TCP, DstPort: 79, Kind: packet.KindConnect, Tool: scanner.OSStack}}
+	if _, err := h1.ledger.Apply(context.Background(), ledger.Act{Decision: d, Evidence: ev}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "h2 did not get h1's block", func() bool { _, ok := h2.ledger.Get(a); return ok })
+	if b, _ := h2.ledger.Get(a); b.Tool != "os-stack" {
+		t.Errorf("h2's record names tool %q, want os-stack", b.Tool)
+	}
+	if b, _ := h1.ledger.Get(a); b.Tool != "os-stack" {
+		t.Errorf("h1's record names tool %q, want os-stack", b.Tool)
 	}
 }

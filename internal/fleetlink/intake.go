@@ -12,6 +12,8 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/fleet"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
+	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -128,7 +130,8 @@ func (l *intake) apply(batch []fleet.Block) {
 			}
 			continue
 		}
-		ops = append(ops, ledger.Act{Decision: dec, Evidence: ledger.Evidence{Kind: l.kind(b), Ports: b.Ports, From: b.Host}})
+		ops = append(ops, ledger.Act{Decision: dec, Evidence: ledger.Evidence{Kind: l.kind(b), Ports: b.Ports, From: b.Host,
+			Probe: packet.Probe{Tool: scanner.Parse(b.Tool)}}})
 	}
 	if refused > RefusalLines {
 		l.cfg.Log.Infof("%d fleet blocks not applied in all (the first %d said why)", refused, RefusalLines)

@@ -217,13 +217,13 @@ func (l *Ledger) record(ctx context.Context, a Act, names time.Time) recorded {
 		Addr: d.Addr, Timeout: d.Timeout, Expires: a.At.Add(d.Timeout), Origin: d.Origin,
 		Kind: p.Kind.String(), Proto: p.Proto.String(), Port: p.DstPort, Ports: ev.Ports,
 		First: ev.First, Last: ev.Last, Times: d.Times, Host: l.name(d.Addr, names), Weak: d.Weak,
-		Evidence: d.Evidence.String(), From: ev.From,
+		Evidence: d.Evidence.String(), From: ev.From, Tool: p.Tool.String(),
 	}
 	switch {
 	case d.Origin == state.OriginManual:
-		b.Kind, b.Proto, b.First, b.Last = "manual", "", a.At, a.At
+		b.Kind, b.Proto, b.First, b.Last, b.Tool = "manual", "", a.At, a.At, ""
 	case ev.Adopted:
-		b.Kind, b.Proto, b.First, b.Last = "adopted", "", a.At, a.At
+		b.Kind, b.Proto, b.First, b.Last, b.Tool = "adopted", "", a.At, a.At, ""
 	case ev.Kind != "":
 		b.Kind, b.First, b.Last = ev.Kind, a.At, a.At
 	}

@@ -28,6 +28,9 @@ type Snapshot struct {
 	Start time.Time
 	// Probes by protocol ("tcp", "udp") and scan type ("TCP SYN scan", ...).
 	Probes []Probes
+	// Tools: probes by the tool that sent them (internal/scanner's
+	// names, a fixed few).
+	Tools map[string]uint64
 	// Blocks committed, by origin (detect, manual, ...).
 	Blocks map[string]uint64
 	// Refused triggers, by reason (protected, rate_limited, set_full,
@@ -123,6 +126,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // The metrics, one per quantity.
 var (
 	dProbes         = desc("probes_total", "Probes of monitored ports seen, by protocol and scan type.", "proto", "scan_type")
+	dTools          = desc("probes_by_tool_total", "Probes of monitored ports seen, by the tool that sent them (nmap-syn, masscan, ..., unknown).", "tool")
 	dBlocks         = desc("blocks_total", "Blocks committed to the kernel's sets, by origin (detect, manual, ...).", "origin")
 	dRefused        = desc("refused_triggers_total", "Sources that reached the trigger and were not blocked, by reason.", "reason")
 	dJournalOK      = desc("journal_durable", "1 while the journal of blocks holds every block in force; 0 while it awaits a rewrite (blocks since then would not survive a restart).")
@@ -141,7 +145,7 @@ var (
 	dFleetReconn    = desc("fleet_reconnects_total", "Connections to the fleet regained after a loss.")
 	dFleetBlocks    = desc("fleet_blocks", "Other hosts' blocks in force.")
 	dFleetLag       = desc("fleet_mirror_lag_seconds", "The last fleet record: its creation on the servers to its delivery here.")
-	describedByHand = []*prometheus.Desc{dProbes, dBlocks, dRefused, dBlocked, dTracked, dStart, dJournalOK,
+	describedByHand = []*prometheus.Desc{dProbes, dTools, dBlocks, dRefused, dBlocked, dTracked, dStart, dJournalOK,
 		dFleetUp, dFleetOutbox, dFleetDropped, dFleetExpired, dFleetPub, dFleetMirrored, dFleetLifted, dFleetRefused, dFleetCorr, dFleetReconn, dFleetBlocks, dFleetLag}
 )
 
@@ -167,6 +171,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, p := range s.Probes {
 		counter(dProbes, p.N, p.Proto, p.ScanType)
+	}
+	for t, n := range s.Tools {
+		counter(dTools, n, t)
 	}
 	for o, n := range s.Blocks {
 		counter(dBlocks, n, o)

@@ -40,4 +40,12 @@
 // send no options or only an MSS. Decode uses that to tell them apart. A
 // host with both SACK and timestamps turned off is therefore reported as a
 // SYN scan, which is the more cautious name, not a missed probe.
+//
+// # The tool
+//
+// Decode also names the tool that sent a probe (Probe.Tool), from the
+// header fields it reads anyway (IP ID, TTL, window, sequence number, TCP
+// options): internal/scanner holds the rules, Decode hands it the fields
+// without copying. A probe whose transport header was not captured has
+// scanner.Unknown.
 package packet

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"net/netip"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 )
 
 // Probe is what Decode extracts from one packet.
@@ -14,6 +16,9 @@ type Probe struct {
 	SrcPort, DstPort uint16
 	Flags            TCPFlags // TCP only; 0 for UDP
 	Kind             Kind
+	// Tool is the scanner that sent it, as its headers say
+	// (internal/scanner); Unknown when the transport header was not read.
+	Tool scanner.Tool
 }
 
 // Errors returned by Decode. They are returned as is, never wrapped, so
@@ -111,7 +116,8 @@ func decode4(b []byte, p *Probe) error {
 	if len(b) < hl {
 		return cut(b, total, src, dst, p)
 	}
-	err := decodeTransport(b[hl:], Proto(b[9]), src, dst, p)
+	f := scanner.Fields{TTL: b[8], IPID: binary.BigEndian.Uint16(b[4:6]), Dst4: binary.BigEndian.Uint32(b[16:20])}
+	err := decodeTransport(b[hl:], Proto(b[9]), src, dst, &f, p)
 	if err == ErrTruncated {
 		return cut(b, total, src, dst, p)
 	}
@@ -139,7 +145,8 @@ func decode6(b []byte, p *Probe) error {
 			if off > len(b) {
 				return cut(b, end, src, dst, p)
 			}
-			err := decodeTransport(b[off:], Proto(next), src, dst, p)
+			f := scanner.Fields{IPv6: true, TTL: b[7]}
+			err := decodeTransport(b[off:], Proto(next), src, dst, &f, p)
 			if err == ErrTruncated {
 				return cut(b, end, src, dst, p)
 			}
@@ -188,8 +195,9 @@ func cut(b []byte, end int, src, dst netip.Addr, p *Probe) error {
 }
 
 // decodeTransport reads the TCP or UDP header at the start of t and, on
-// success only, fills *p.
-func decodeTransport(t []byte, proto Proto, src, dst netip.Addr, p *Probe) error {
+// success only, fills *p; f holds the IP header's fields the scanner's
+// name needs, and gets the transport's.
+func decodeTransport(t []byte, proto Proto, src, dst netip.Addr, f *scanner.Fields, p *Probe) error {
 	switch proto {
 	case TCP:
 		if len(t) < tcpHeaderLen {
@@ -200,10 +208,13 @@ func decodeTransport(t []byte, proto Proto, src, dst netip.Addr, p *Probe) error
 			return ErrHeader
 		}
 		flags := TCPFlags(t[13])
+		opts := t[tcpHeaderLen:min(doff, len(t))]
 		stack := false
 		if flags&(FlagSYN|FlagFIN|FlagACK|FlagRST) == FlagSYN {
-			stack = stackSYNOptions(t[tcpHeaderLen:min(doff, len(t))])
+			stack = stackSYNOptions(opts)
 		}
+		f.Proto, f.Flags, f.Options = scanner.TCP, uint8(flags), opts
+		f.Seq, f.Window = binary.BigEndian.Uint32(t[4:8]), binary.BigEndian.Uint16(t[14:16])
 		*p = Probe{
 			Src:     src,
 			Dst:     dst,
@@ -213,6 +224,7 @@ func decodeTransport(t []byte, proto Proto, src, dst netip.Addr, p *Probe) error
 			Flags:   flags,
 			Kind:    Classify(flags, stack),
 		}
+		p.Tool = identify(f, t)
 		return nil
 	case UDP:
 		if len(t) < udpHeaderLen {
@@ -226,9 +238,20 @@ func decodeTransport(t []byte, proto Proto, src, dst netip.Addr, p *Probe) error
 			DstPort: binary.BigEndian.Uint16(t[2:4]),
 			Kind:    KindUDP,
 		}
+		f.Proto = scanner.UDP
+		f.PayloadLen = int(binary.BigEndian.Uint16(t[4:6])) - udpHeaderLen
+		f.Payload = t[udpHeaderLen:]
+		p.Tool = identify(f, t)
 		return nil
 	}
 	return ErrProto
+}
+
+// identify completes f with the ports of transport header t and names
+// the scanner.
+func identify(f *scanner.Fields, t []byte) scanner.Tool {
+	f.SrcPort, f.DstPort = binary.BigEndian.Uint16(t[0:2]), binary.BigEndian.Uint16(t[2:4])
+	return scanner.Identify(f)
 }
 
 // TCP option kinds.

@@ -25,12 +25,15 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/detect"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
 // Counters are the pipeline's statistics.
 type Counters struct {
-	Probes    [packet.NumKinds]atomic.Uint64
+	Probes [packet.NumKinds]atomic.Uint64
+	// Tools: probes by the tool that sent them (internal/scanner).
+	Tools     [scanner.NumTools]atomic.Uint64
 	Malformed atomic.Uint64 // packets that did not decode
 	// Opaque: probes whose transport header could not be read (it lies past
 	// the snap length), acted on by their rule and source (also counted in
@@ -274,6 +277,7 @@ func (p *Pipeline) decode(pkt []byte, rule capture.Rule, pr *packet.Probe) bool 
 		return false
 	}
 	p.Probes[pr.Kind].Add(1)
+	p.Tools[pr.Tool].Add(1)
 	return true
 }
 
@@ -287,9 +291,11 @@ func (p *Pipeline) disown(r decide.Request) {
 }
 
 // evidence is what the ledger records of a trigger: the probe and the
-// source's episode as the detector saw it.
+// source's episode as the detector saw it, named for the tool of its
+// first probe.
 func (t *Trigger) evidence() ledger.Evidence {
 	ev := ledger.Evidence{Probe: t.Probe, First: t.Src.First, Last: t.Src.Last, Held: t.Held, ID: t.ID}
+	ev.Probe.Tool = t.Src.Tool
 	if t.Src.NPorts > 0 {
 		ev.Ports = append([]uint16(nil), t.Src.Ports[:t.Src.NPorts]...)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger/ledgertest"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -684,5 +685,41 @@ func TestRotatingIPv6ScannerBlocksItsPrefix(t *testing.T) {
 	})
 	if !strings.Contains(r.log.String(), "its /64 is not blocked: fd00:201:0:2::/64 holds protected fd00:201:0:2::7/128") {
 		t.Errorf("no line for the protected /64:\n%s", r.log)
+	}
+}
+
+// The tool that sent the trigger's probe is a fact of the probe: counted,
+// and in the block's record.
+func TestToolReachesTheRecord(t *testing.T) {
+	r := newRig(t, "", true)
+	masscan, nmap := syn(2, 7), syn(3, 7)
+	// masscan's IP ID: destination ^ port ^ sequence number (1), low 16 bits.
+	binary.BigEndian.PutUint16(masscan[4:6], 0x0001^7^1)
+	r.Handle(masscan, capture.RuleTCP)
+	r.Handle(nmap, capture.RuleTCP)
+	for src, want := range map[string]string{"10.201.0.2": "masscan", "10.201.0.3": "nmap-syn"} {
+		a := netip.MustParseAddr(src)
+		waitFor(t, "the block", func() bool { _, ok := r.store.Get(a); return ok })
+		if b, _ := r.store.Get(a); b.Tool != want {
+			t.Errorf("%s: tool %q, want %q", src, b.Tool, want)
+		}
+	}
+	if m, n := r.Tools[scanner.Masscan].Load(), r.Tools[scanner.NmapSYN].Load(); m != 1 || n != 1 {
+		t.Errorf("probes by tool: masscan %d, nmap-syn %d; want 1, 1", m, n)
+	}
+}
+
+// With a trigger of more than one probe, the block is named for the tool
+// of the first.
+func TestToolOfTheFirstProbe(t *testing.T) {
+	r := newRig(t, "detect:\n  scan_trigger: 2\n", true)
+	first := syn(4, 7)
+	binary.BigEndian.PutUint16(first[4:6], 0x0001^7^1) // masscan's IP ID
+	r.Handle(first, capture.RuleTCP)
+	r.Handle(syn(4, 8), capture.RuleTCP) // nmap-syn's
+	src := netip.MustParseAddr("10.201.0.4")
+	waitFor(t, "the block", func() bool { _, ok := r.store.Get(src); return ok })
+	if b, _ := r.store.Get(src); b.Tool != "masscan" {
+		t.Errorf("tool %q, want masscan (the first probe's)", b.Tool)
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 )
 
 // The journal is one line per change, tab-separated, free text quoted:
 //
-//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"	ORIGIN	WEAK	EVIDENCE	FROM
+//	add	ADDR	EXPIRES_MS	TIMEOUT_MS	TIMES	PORT	PORTS	FIRST_MS	LAST_MS	"KIND"	"PROTO"	"HOST"	"HOSTS_DENY"	ORIGIN	WEAK	EVIDENCE	FROM	TOOL
 //	del	ADDR
 //	times	ADDR	N	LAST_MS
 //
@@ -21,7 +23,8 @@ import (
 // "weak" for a block on a single probe, else empty (absent before it
 // existed). EVIDENCE is what the block rests on (Block.Evidence) and FROM
 // the fleet host a fleet block mirrors, each a bare word or empty (absent
-// before they existed).
+// before they existed). TOOL is the scanner that sent the probe
+// (internal/scanner's names; empty or absent: none known).
 
 var errEntry = errors.New("malformed journal line")
 
@@ -55,7 +58,7 @@ func encodeEntry(e entry) string {
 	return strings.Join([]string{"add", b.Addr.String(), ms(b.Expires), strconv.FormatInt(b.Timeout.Milliseconds(), 10),
 		strconv.Itoa(b.Times), strconv.Itoa(int(b.Port)), strings.Join(ports, ","), ms(b.First), ms(b.Last),
 		strconv.Quote(b.Kind), strconv.Quote(b.Proto), strconv.Quote(b.Host), strconv.Quote(b.HostsDeny), string(b.Origin), weakField(b.Weak),
-		b.Evidence, b.From}, "\t") + "\n"
+		b.Evidence, b.From, b.Tool}, "\t") + "\n"
 }
 
 func decodeEntry(line string) (entry, error) {
@@ -77,7 +80,7 @@ func decodeEntry(line string) (entry, error) {
 			return entry{}, errEntry
 		}
 		return entry{Op: "times", Addr: a, Times: n, Last: last}, nil
-	case f[0] != "add" || len(f) < 13 || len(f) > 17:
+	case f[0] != "add" || len(f) < 13 || len(f) > 18:
 		return entry{}, errEntry
 	}
 	b, err := decodeAdd(f, a)
@@ -87,7 +90,7 @@ func decodeEntry(line string) (entry, error) {
 	return entry{Op: "add", Block: b}, nil
 }
 
-// decodeAdd reads the fields of an add line (13 to 17 of them).
+// decodeAdd reads the fields of an add line (13 to 18 of them).
 func decodeAdd(f []string, a netip.Addr) (*Block, error) {
 	b := &Block{Addr: a}
 	var errs [12]error
@@ -125,7 +128,7 @@ func decodeAdd(f []string, a netip.Addr) (*Block, error) {
 }
 
 // decodeLater reads the fields added to add lines over time: ORIGIN,
-// WEAK, EVIDENCE and FROM.
+// WEAK, EVIDENCE, FROM and TOOL.
 func decodeLater(f []string, b *Block) error {
 	var err error
 	if len(f) >= 14 && f[13] != "" {
@@ -142,11 +145,15 @@ func decodeLater(f []string, b *Block) error {
 			return errEntry
 		}
 	}
-	if len(f) == 17 {
+	if len(f) >= 17 {
 		if !bareWord(f[15]) || !bareWord(f[16]) {
 			return errEntry
 		}
 		b.Evidence, b.From = f[15], f[16]
+	}
+	if len(f) == 18 && f[17] != "" {
+		// A name this version does not know reads as unknown.
+		b.Tool = scanner.Parse(f[17]).String()
 	}
 	return nil
 }

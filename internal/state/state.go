@@ -55,6 +55,10 @@ type Block struct {
 	// From is the fleet host whose record it mirrors (origin fleet): each
 	// such host has a bounded share of the sets here.
 	From string `json:",omitempty"`
+	// Tool is the scanner that sent the probe (internal/scanner's names:
+	// nmap-syn, masscan, ..., unknown); "" when no probe is known (an
+	// administrator's block, an adopted element) and in older records.
+	Tool string `json:",omitempty"`
 }
 
 // EvidenceForgeable is Block.Evidence for a block on probes, which anyone

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -171,7 +172,7 @@ func TestJournalRoundTrip(t *testing.T) {
 func FuzzDecodeEntry(f *testing.F) {
 	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("10.0.0.1"), Expires: now, Timeout: time.Hour, Ports: []uint16{1, 2}}}), "\n"))
 	f.Add(strings.TrimSuffix(encodeEntry(entry{Op: "add", Block: &Block{Addr: netip.MustParseAddr("fd00::7"), Expires: now, Timeout: time.Hour,
-		Origin: OriginFleet, Weak: true, Evidence: EvidenceForgeable, From: "h2"}}), "\n"))
+		Origin: OriginFleet, Weak: true, Evidence: EvidenceForgeable, From: "h2", Tool: "masscan"}}), "\n"))
 	f.Add("del\t10.0.0.1")
 	f.Add("times\tfd00::1\t3\t1772600767000")
 	f.Add("add\t\t\t")
@@ -340,5 +341,44 @@ func TestEvidenceAndFleetShares(t *testing.T) {
 	}
 	if all, from := s.Fleet("h2"); all != 1 || from != 1 {
 		t.Errorf("after a restart: %d, %d; want 1, 1", all, from)
+	}
+}
+
+// The tool a block's probe came from is journaled; journals written before
+// it existed (17 fields and fewer) load, their blocks with no tool.
+func TestToolIsJournaled(t *testing.T) {
+	p := paths(t)
+	a, b := netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("10.201.0.3")
+	exp := strconv.FormatInt(now.Add(time.Hour).UnixMilli(), 10)
+	older := "add\t" + b.String() + "\t" + exp + "\t3600000\t1\t80\t80,81\t0\t0\t\"TCP SYN scan\"\t\"TCP\"\t\"\"\t\"\"\tdetect\t\tforgeable\t\n" +
+		"add\t10.201.0.4\t" + exp + "\t3600000\t1\t80\t\t0\t0\t\"TCP SYN scan\"\t\"TCP\"\t\"\"\t\"\"\n"
+	if err := os.WriteFile(filepath.Join(p.Dir, journalName), []byte(older), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 2 {
+		t.Fatalf("an older journal: %d blocks, want 2", s.Len())
+	}
+	if got, _ := s.Get(b); got.Tool != "" || got.Evidence != "forgeable" {
+		t.Errorf("an older line: %+v", got)
+	}
+	if err := s.Add(Block{Addr: a, Expires: now.Add(time.Hour), Timeout: time.Hour, Times: 1, Kind: "TCP SYN scan", Tool: "masscan"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, _ := s.Get(a); got.Tool != "masscan" {
+		t.Errorf("after a restart: tool %q, want masscan", got.Tool)
+	}
+	line := strings.Replace(encodeEntry(entry{Op: "add", Block: &Block{Addr: a, Tool: "masscan"}}), "masscan", "zmap-9", 1)
+	if e, err := decodeEntry(strings.TrimSuffix(line, "\n")); err != nil || e.Block.Tool != "unknown" {
+		t.Errorf("a tool this version does not know: %v, %+v", err, e.Block)
 	}
 }
