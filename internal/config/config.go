@@ -149,6 +149,9 @@ type Capture struct {
 	Mode           string `yaml:"mode"` // nflog or nfqueue
 	Group          int    `yaml:"group"`
 	QueueThreshold int    `yaml:"queue_threshold"`
+	// FloodRate: in a flood, at most this many probes a second go to the
+	// daemon (the log rules' limit); 0: no bound.
+	FloodRate int `yaml:"flood_rate"`
 	Queue          int    `yaml:"queue"` // NFQUEUE number (mode nfqueue)
 }
 

@@ -87,7 +87,7 @@ func TestDefault(t *testing.T) {
 		{"state dir", c.State.Dir, "/var/lib/portsentry-nft"},
 		{"history file", c.State.HistoryFile, "/var/lib/portsentry-nft/portsentry.history"},
 		{"blocked file", c.State.BlockedFile, "/var/lib/portsentry-nft/portsentry.blocked"},
-		{"capture", c.Capture, Capture{Mode: "nflog", Group: 5, QueueThreshold: 32}},
+		{"capture", c.Capture, Capture{Mode: "nflog", Group: 5, QueueThreshold: 256, FloodRate: 50000}},
 		{"logging", c.Logging, Logging{Target: "stderr", Facility: "auth", Level: "notice"}},
 		{"warnings", len(c.Warnings), 0},
 	}

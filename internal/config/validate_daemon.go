@@ -50,6 +50,9 @@ func (v *validator) capture(c Capture) {
 	if c.QueueThreshold < 1 || c.QueueThreshold > 1000 {
 		v.bad("capture.queue_threshold", "want 1-1000, got %d", c.QueueThreshold)
 	}
+	if n := c.FloodRate; n != 0 && (n < 1000 || n > 10000000) {
+		v.bad("capture.flood_rate", "want 0 (no bound) or 1000-10000000 probes a second, got %d", n)
+	}
 }
 
 // logging checks the log target, syslog facility and level.

@@ -347,7 +347,7 @@ func (k *Keeper) guardChanged() {
 // says flood; then the log rules let the kernel batch up to
 // capture.queue_threshold messages, or NFLOG drops them (measured here: 35%
 // lost at 66k probes/s unbatched, none batched), and send at most
-// nft.FloodLogRate probes a second, so that the daemon keeps up and a real
+// capture.flood_rate probes a second, so that the daemon keeps up and a real
 // scanner in the flood is seen within milliseconds, not after a backlog of
 // spoofed probes. calmSeconds of calm switch back.
 const (
@@ -386,7 +386,7 @@ func (k *Keeper) floodStep(f *floodSwitch, count uint64) {
 	f.last = count
 	switch flood := k.flood.Load(); {
 	case !flood && rate > floodRate:
-		k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages and takes at most %d probes/s", rate, k.cfg.Load().Capture.QueueThreshold, nft.FloodLogRate))
+		k.setFlood(true, fmt.Sprintf("%d probes/s: a flood; NFLOG now batches up to %d messages and takes at most %d probes/s (0: no bound)", rate, k.cfg.Load().Capture.QueueThreshold, k.cfg.Load().Capture.FloodRate))
 		f.calm = 0
 	case flood && rate < floodRate/10:
 		if f.calm++; f.calm >= calmSeconds*int(perSecond) {

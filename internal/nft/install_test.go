@@ -208,12 +208,13 @@ var _ = exec.Command
 // flood drops it so the group's threshold batches, and bounds the probes
 // logged a second.
 func TestFloodBatching(t *testing.T) {
+	rate := config.Default().Capture.FloodRate
 	text := nft.Build(config.Default(), nft.Shape{}).Text()
-	if n := strings.Count(text, " group 5 queue-threshold 1\n"); n != 2 || strings.Contains(text, fmt.Sprintf("limit rate %d", nft.FloodLogRate)) {
+	if n := strings.Count(text, " group 5 queue-threshold 1\n"); n != 2 || strings.Contains(text, fmt.Sprintf("limit rate %d", rate)) {
 		t.Fatalf("%d log rules with queue-threshold 1 in:\n%s", n, text)
 	}
 	flood := nft.Build(config.Default(), nft.Shape{Flood: true}).Text()
-	limit := fmt.Sprintf("limit rate %d/second burst %d packets counter log prefix", nft.FloodLogRate, nft.FloodLogRate/10)
+	limit := fmt.Sprintf("limit rate %d/second burst %d packets counter log prefix", rate, rate/10)
 	// The plain rules and the peers' (two families, two protocols).
 	if strings.Contains(flood, "queue-threshold") || strings.Count(flood, " group 5\n") != 2 || strings.Count(flood, limit) != 2+4 {
 		t.Fatalf("flood ruleset:\n%s", flood)
@@ -223,6 +224,10 @@ func TestFloodBatching(t *testing.T) {
 	one := mustParse(t, "capture: {queue_threshold: 1}\n")
 	if a, b := nft.Build(one, nft.Shape{}).Text(), nft.Build(one, nft.Shape{Flood: true}).Text(); strings.Contains(a+b, "queue-threshold") || strings.Count(b, limit) != 2+4 {
 		t.Fatalf("queue_threshold 1:\n%s\n---\n%s", a, b)
+	}
+	// flood_rate 0: no bound.
+	if unbound := nft.Build(mustParse(t, "capture: {flood_rate: 0}\n"), nft.Shape{Flood: true}).Text(); strings.Contains(unbound, "counter log prefix \"portsentry tcp\"") && strings.Contains(unbound, limit) {
+		t.Fatalf("flood_rate 0 still bounds:\n%s", unbound)
 	}
 }
 

@@ -151,6 +151,8 @@ type Ruleset struct {
 	// peerWindow: block.peer_window, how long peers/peers6 keep a source
 	// (0: no peers; see peers.go).
 	peerWindow time.Duration
+	// floodRate: capture.flood_rate (floodBound).
+	floodRate int
 }
 
 // Strikes reports which protocols' probe rules carry the kernel's first
@@ -218,6 +220,7 @@ func Build(cfg *config.Config, shape Shape) *Ruleset {
 	rs.strikeTimeout = cfg.BlockTimeout()
 	rs.strikeRate = map[string]int{LimitStrike: StrikeRate(cfg, LimitStrike), LimitStrikeSeen: StrikeRate(cfg, LimitStrikeSeen)}
 	rs.peerWindow = peerWindow(cfg)
+	rs.floodRate = cfg.Capture.FloodRate
 	if cfg.Capture.QueueThreshold > 1 && !shape.Flood {
 		rs.logQ = 1
 	}
@@ -507,23 +510,20 @@ func (rs *Ruleset) toDaemon(prefix string) fragment {
 	return logGroup(prefix, rs.Group, rs.logQ)
 }
 
-// floodBound: in a flood, at most FloodLogRate probes a second go to the
-// daemon (NFLOG), which keeps up with them: its backlog, and so the time
-// a real scanner hidden in the flood waits to be seen, stays short. The
-// rule's counter, after it, counts what was logged.
+// floodBound: in a flood (Shape.Flood), at most capture.flood_rate probes
+// a second go to the daemon (NFLOG), which keeps up with them: its
+// backlog, and so the time a real scanner hidden in the flood waits to be
+// seen, stays short. The default, 50000, is a fifth of what the daemon
+// takes on one core here (about 2.2 us a probe with NFLOG batches of 256:
+// BenchmarkFlood's row with the bound lifted). The rule's counter, after
+// it, counts what was logged.
 func (rs *Ruleset) floodBound() fragment {
-	if !rs.shape.Flood || rs.queued {
+	if !rs.shape.Flood || rs.queued || rs.floodRate == 0 {
 		return fragment{}
 	}
 	// A tenth of a second's worth at once.
-	return limitRate(FloodLogRate, FloodLogRate/10)
+	return limitRate(uint32(rs.floodRate), uint32(rs.floodRate/10))
 }
-
-// FloodLogRate bounds the probes a second sent to NFLOG while the daemon
-// says flood (Shape.Flood): a fifth of what it handles on two cores, so
-// the queue in front of it never grows, and a scanner's probes, a share
-// of the logged ones, reach it within milliseconds.
-const FloodLogRate = 20000
 
 // Queued reports whether probes go to NFQUEUE (and so whether a Shape
 // with CompatQueue makes a different ruleset).
