@@ -152,7 +152,7 @@ type Capture struct {
 	// FloodRate: in a flood, at most this many probes a second go to the
 	// daemon (the log rules' limit); 0: no bound.
 	FloodRate int `yaml:"flood_rate"`
-	Queue          int    `yaml:"queue"` // NFQUEUE number (mode nfqueue)
+	Queue     int `yaml:"queue"` // NFQUEUE number (mode nfqueue)
 }
 
 // Control is the admin socket of the running daemon.
