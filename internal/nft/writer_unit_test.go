@@ -459,9 +459,9 @@ func TestWriterCommitLargeUnit(t *testing.T) {
 	}
 	stop()
 	dials, txns := k.snapshot()
-	// 25000 blocks in chunks of 4000: 7 transactions, plus the one retried.
-	if len(txns) != 8 {
-		t.Errorf("%d transactions, want 8 (7 chunks + 1 retry)", len(txns))
+	// 25000 blocks in chunks of 10000: 3 transactions, plus the one retried.
+	if len(txns) != 4 {
+		t.Errorf("%d transactions, want 4 (3 chunks + 1 retry)", len(txns))
 	}
 	conns := map[int]bool{}
 	for _, tx := range txns {
@@ -470,8 +470,8 @@ func TestWriterCommitLargeUnit(t *testing.T) {
 		for _, m := range tx.msgs {
 			n += len(m.keys)
 		}
-		if n > 4000 {
-			t.Errorf("a transaction of %d elements, want at most 4000", n)
+		if n > 10000 {
+			t.Errorf("a transaction of %d elements, want at most 10000", n)
 		}
 	}
 	// Two links, plus a new connection for the retry.
