@@ -121,6 +121,11 @@ type Block struct {
 	// assured): a peer is never struck by the kernel nor blocked on one
 	// forged packet. 0 turns peers off.
 	PeerWindow Duration `yaml:"peer_window"`
+	// TimeoutByTool: a block's length by the tool that scanned
+	// (internal/scanner's names), at least; only for evidence that cannot
+	// be forged (a completed handshake, or several hosts), since any
+	// packet can be made to look like any tool's.
+	TimeoutByTool map[string]Duration `yaml:"timeout_by_tool"`
 }
 
 // HostsDeny is PortSentry's KILL_HOSTS_DENY.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -133,7 +134,7 @@ func TestDefaultYAML(t *testing.T) {
 	c := mustParse(t, string(DefaultYAML()))
 	d := Default()
 	if !slices.Equal(c.TCP.Monitored, d.TCP.Monitored) || !slices.Equal(c.UDP.Monitored, d.UDP.Monitored) ||
-		c.Block != d.Block || !slices.Equal(c.IgnorePrefixes, d.IgnorePrefixes) {
+		!reflect.DeepEqual(c.Block, d.Block) || !slices.Equal(c.IgnorePrefixes, d.IgnorePrefixes) {
 		t.Error("the default parsed as a user file differs from Default()")
 	}
 }

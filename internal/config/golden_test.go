@@ -247,7 +247,7 @@ func TestFullConfig(t *testing.T) {
 		{"detect", fmt.Sprint(c.Detect.ScanTrigger, time.Duration(c.Detect.Window), c.Detect.MaxSources, c.Detect.Prefix6Sources), "2 36h0m0s 5000 8"},
 		{"ignore", fmt.Sprint(c.IgnorePrefixes), "[10.0.0.0/8 127.0.0.0/8 172.16.0.0/12 192.168.1.7/32 192.168.5.0/24 ::1/128 2001:db8::/32 fd00::/8]"},
 		{"warnings", fmt.Sprint(c.Warnings), "[site.ignore:4:1: 192.168.5.9/24 has host bits set; using 192.168.5.0/24]"},
-		{"block", fmt.Sprint(c.Block), "{30d 4096 2 90d 50 false 10m0s}"},
+		{"block", fmt.Sprint(c.Block), "{30d 4096 2 90d 50 false 10m0s map[mirai:60d]}"},
 		{"never_block", fmt.Sprint(c.NeverBlockPrefixes), "[198.51.100.0/24 2001:db8::/32]"},
 		{"hosts_deny", fmt.Sprint(c.HostsDeny), "{/etc/hosts.deny ALL: $TARGET$ : DENY}"},
 		{"commands", fmt.Sprint(c.Commands), "[{[/usr/local/bin/notify $TARGET$ $PORT$ $MODE$] true 1m30s} {[/usr/bin/logger -t portsentry blocked $TARGET$] false 30s}]"},

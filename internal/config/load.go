@@ -267,6 +267,9 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, key string) {
 	case reflect.Struct:
 		d.decodeStruct(n, v, key)
 		return
+	case reflect.Map:
+		d.decodeMap(n, v, key)
+		return
 	case reflect.Slice:
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 			v.Set(reflect.MakeSlice(t, 0, 0))
@@ -292,6 +295,33 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, key string) {
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		d.errorf(n, key, "want %s, got %q", kindName(t), n.Value)
 	}
+}
+
+// decodeMap decodes a mapping with string keys into v; each entry's
+// position is known as key.name.
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, key string) {
+	t := v.Type()
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode || t.Key().Kind() != reflect.String {
+		d.errorf(n, key, "want a mapping, got %s", describe(n))
+		return
+	}
+	out := reflect.MakeMapWithSize(t, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		ik := key + "." + k.Value
+		if out.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+			d.errorf(k, ik, "given twice")
+			continue
+		}
+		d.pos[ik] = val
+		elem := reflect.New(t.Elem()).Elem()
+		d.decodeValue(val, elem, ik)
+		out.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), elem)
+	}
+	v.Set(out)
 }
 
 func kindName(t reflect.Type) string {

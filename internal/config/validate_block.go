@@ -2,9 +2,13 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/scanner"
 )
 
 // neverBlock checks never_block: addresses and CIDRs without host bits.
@@ -35,6 +39,24 @@ func (v *validator) block(b Block) {
 	if w := time.Duration(b.PeerWindow); w != 0 && (w < time.Second || w > 24*time.Hour) {
 		v.bad("block.peer_window", "want 0 (off) or a duration from 1s to 24h, got %s", b.PeerWindow)
 	}
+	for _, tool := range slices.Sorted(maps.Keys(b.TimeoutByTool)) {
+		key := "block.timeout_by_tool." + tool
+		if scanner.Parse(tool) == scanner.Unknown && tool != scanner.Unknown.String() {
+			v.bad(key, "want a tool's name (%s), got %q", toolNames(), tool)
+		}
+		if d := time.Duration(b.TimeoutByTool[tool]); d < time.Second || b.TimeoutByTool[tool] > b.MaxTimeout {
+			v.bad(key, "want a duration from 1s to block.max_timeout (%s), got %s", b.MaxTimeout, b.TimeoutByTool[tool])
+		}
+	}
+}
+
+// toolNames lists the names block.timeout_by_tool takes.
+func toolNames() string {
+	var names []string
+	for _, t := range scanner.Tools() {
+		names = append(names, t.String())
+	}
+	return strings.Join(names, ", ")
 }
 
 // hostsDeny checks hosts_deny, when a path turns it on.

@@ -21,6 +21,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	sc "github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -157,6 +158,9 @@ type Request struct {
 	Peer bool
 	// FleetHost is the fleet host whose record it is (origin fleet).
 	FleetHost string
+	// Tool is the scanner that sent the source's first probe, as its
+	// headers say (block.timeout_by_tool).
+	Tool sc.Tool
 }
 
 // Guard says whether an address must never be blocked.

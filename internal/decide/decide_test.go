@@ -8,6 +8,7 @@ import (
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/packet"
+	sc "github.com/portsentry-nft/portsentry-nft/internal/scanner"
 	"github.com/portsentry-nft/portsentry-nft/internal/state"
 )
 
@@ -100,6 +101,10 @@ func TestDecide(t *testing.T) {
 		{"peer's handshake", "", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Peer: true, Evidence: Unforgeable}, 0, Block, None, time.Hour, 1},
 		{"forged probes never escalate", "block: {repeat_factor: 4}\n", Request{Addr: held.Next(), Origin: state.OriginDetect, Probes: 9, Ports: 9}, 0, Block, None, time.Hour, 4},
 		{"a handshake escalates", "block: {repeat_factor: 4}\n", Request{Addr: held.Next(), Origin: state.OriginDetect, Probes: 9, Ports: 9, Evidence: Unforgeable}, 0, Block, None, 64 * time.Hour, 4},
+		{"a forged probe's tool never lengthens a block", "block: {timeout_by_tool: {mirai: 24h}}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 4, Ports: 4, Tool: sc.Mirai}, 0, Block, None, time.Hour, 1},
+		{"a handshake's tool does", "block: {timeout_by_tool: {mirai: 24h}}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Evidence: Unforgeable, Tool: sc.Mirai}, 0, Block, None, 24 * time.Hour, 1},
+		{"another tool's length does not apply", "block: {timeout_by_tool: {mirai: 24h}}\n", Request{Addr: scanner, Origin: state.OriginDetect, Probes: 1, Evidence: Unforgeable, Tool: sc.NmapSYN}, 0, Block, None, time.Hour, 1},
+		{"a tool's length never shortens", "block: {repeat_factor: 4, timeout_by_tool: {mirai: 2h}}\n", Request{Addr: held.Next(), Origin: state.OriginDetect, Probes: 9, Ports: 9, Evidence: Unforgeable, Tool: sc.Mirai}, 0, Block, None, 64 * time.Hour, 4},
 		{"fleet block run out", "", Request{Addr: scanner, Origin: state.OriginFleet, Timeout: 500 * time.Millisecond}, 0, Refuse, Expired, 0, 0},
 		{"fleet block held as long already", "", Request{Addr: held, Origin: state.OriginFleet, Timeout: 20 * time.Minute}, 0, Refuse, AlreadyBlocked, 0, 0},
 		{"fleet block longer than held", "", Request{Addr: held, Origin: state.OriginFleet, Timeout: 2 * time.Hour, Evidence: Unforgeable, FleetHost: "h2"}, 0, Block, None, 2 * time.Hour, 3},

@@ -185,5 +185,11 @@ func timeoutOf(cfg *config.Config, r Request, ev Evidence, times int) time.Durat
 	case ev == Forgeable || ev == Administrator:
 		return cfg.BlockTimeout()
 	}
-	return RepeatTimeout(cfg, times)
+	d := RepeatTimeout(cfg, times)
+	if byTool, ok := cfg.Block.TimeoutByTool[r.Tool.String()]; ok && r.Origin == state.OriginDetect {
+		// Only here, on evidence that cannot be forged: a forged packet
+		// can look like any tool's.
+		d = max(d, time.Duration(byTool))
+	}
+	return d
 }

@@ -318,7 +318,7 @@ func (p *Pipeline) Act(det *detect.Detector, t *Trigger, now time.Time) bool {
 	}
 	peer := t.Peer || (t.Held && p.c.Peers != nil && p.c.Peers.Peer(pr.Src))
 	d := p.c.Decider.Decide(decide.Request{Addr: pr.Src, Origin: origin, Proto: pr.Proto, Now: now,
-		Probes: t.Src.Count, Ports: t.Src.NPorts, Evidence: evidence(pr), Peer: peer})
+		Probes: t.Src.Count, Ports: t.Src.NPorts, Evidence: evidence(pr), Peer: peer, Tool: t.Src.Tool})
 	if d.Action == decide.Refuse {
 		p.refused(det, d, pr, now)
 		return false
