@@ -173,7 +173,7 @@ func (d *Daemon) newLedger(cfg *config.Config) error {
 		lc.Followers = append(lc.Followers, d.bouncer)
 	}
 	if cfg.CrowdSec.LAPI.Enabled() {
-		d.lapi = lapi.New(lapi.Config{Settings: d.cfgp.Load, Warn: d.log.Warn, Info: d.log.Info})
+		d.lapi = lapi.New(lapi.Config{Settings: d.cfgp.Load, Version: d.opts.Version, Warn: d.log.Warn, Info: d.log.Info})
 		lc.Followers = append(lc.Followers, d.lapi)
 	}
 	d.ledger = ledger.New(lc)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
@@ -25,8 +26,21 @@ type Credentials struct {
 // refreshBefore is how long before its expiry a token is taken again.
 const refreshBefore = time.Minute
 
-// userAgent names this program to the LAPI (cscli machines list shows it).
-const userAgent = "portsentry-nft"
+// UserAgent is how a machine names itself to the LAPI: NAME/VERSION,
+// with exactly one slash (crowdsec 1.4.6 refuses a login with any other
+// User-Agent, and cscli machines list shows the version).
+func UserAgent(version string) string {
+	v := strings.Map(func(r rune) rune {
+		if r == '/' || r <= ' ' || r > '~' {
+			return '-'
+		}
+		return r
+	}, version)
+	if v == "" {
+		v = "dev"
+	}
+	return "portsentry-nft/" + v
+}
 
 // client is a machine's session with a LAPI: its token, taken again when
 // the credentials change, when it is about to expire and when a request is
@@ -35,6 +49,7 @@ const userAgent = "portsentry-nft"
 type client struct {
 	http  *http.Client
 	now   func() time.Time
+	agent string      // the User-Agent
 	creds Credentials // those the token was given for
 	token string
 	// expire is the token's expiry as the login said it (zero: unknown,
@@ -135,7 +150,7 @@ func (c *client) do(ctx context.Context, path string, body []byte, token string)
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("User-Agent", c.agent)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -54,6 +54,10 @@ func newFakeLAPI(t *testing.T) *fakeLAPI {
 }
 
 func (f *fakeLAPI) login(w http.ResponseWriter, r *http.Request) {
+	if ua := strings.Split(r.UserAgent(), "/"); len(ua) != 2 || ua[0] != "portsentry-nft" {
+		// crowdsec 1.4.6 takes the machine's version from it, and refuses the login without one.
+		f.t.Errorf("User-Agent %q, want portsentry-nft/VERSION", r.UserAgent())
+	}
 	var req loginRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.MachineID != machine || req.Password != password {
 		f.mu.Lock()
@@ -375,5 +379,14 @@ func TestQueueFullAndDeadLAPI(t *testing.T) {
 	// At most a queue and a batch are held; the rest is dropped.
 	if d := p.Stats.Dropped.Load(); d < 1000-100-DefaultBatch || p.Stats.Pushed.Load() != 0 {
 		t.Errorf("dropped %d, pushed %d", d, p.Stats.Pushed.Load())
+	}
+}
+
+// The User-Agent has exactly one slash, whatever the version says.
+func TestUserAgent(t *testing.T) {
+	for v, want := range map[string]string{"1.2.0": "portsentry-nft/1.2.0", "": "portsentry-nft/dev", "v1/x y\n": "portsentry-nft/v1-x-y-"} {
+		if got := UserAgent(v); got != want {
+			t.Errorf("UserAgent(%q) = %q, want %q", v, got, want)
+		}
 	}
 }

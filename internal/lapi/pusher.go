@@ -31,6 +31,8 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// HTTP is the client (tests); nil: a 10 s timeout, no redirects.
 	HTTP *http.Client
+	// Version is this program's, for the User-Agent (UserAgent).
+	Version string
 	// Warn is told when pushing starts failing, and Info when it works
 	// again (not at each retry); nil drops them.
 	Warn, Info func(string)
@@ -92,7 +94,7 @@ func New(c Config) *Pusher {
 		p.now = time.Now
 	}
 	p.host, _ = os.Hostname()
-	p.cl = client{http: c.HTTP, now: p.now}
+	p.cl = client{http: c.HTTP, now: p.now, agent: UserAgent(c.Version)}
 	return p
 }
 
