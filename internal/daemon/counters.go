@@ -53,6 +53,9 @@ var counters = []counter{
 	{"crowdsec_alerts_pushed", "crowdsec_alerts_pushed_total", "Alerts the CrowdSec local API took (crowdsec.lapi).", func(d *Daemon) uint64 {
 		return lapiStat(d, func(s *lapi.Stats) uint64 { return s.Pushed.Load() })
 	}},
+	{"crowdsec_bans_lifted", "crowdsec_bans_lifted_total", "Bans of the CrowdSec local API lifted by an administrator's unblock here.", func(d *Daemon) uint64 {
+		return lapiStat(d, func(s *lapi.Stats) uint64 { return s.Lifted.Load() })
+	}},
 	{"crowdsec_push_failures", "crowdsec_push_failures_total", "Requests to the CrowdSec local API that failed (a login or a push; each retry counts).", func(d *Daemon) uint64 {
 		return lapiStat(d, func(s *lapi.Stats) uint64 { return s.Failures.Load() })
 	}},

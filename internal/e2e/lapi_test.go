@@ -174,8 +174,9 @@ func (l *crowdsecLAPI) waitAlert(addr string, within time.Duration) (lapiAlert, 
 // Debian's crowdsec LAPI receives, from the daemon logged in as a machine,
 // an alert with a ban for an administrator's block and for a connect
 // scan's (verified mode: a completed handshake), which a bouncer of that
-// LAPI then gets; a block on one forged probe never reaches it. With the
-// LAPI down, blocking goes on and the alert follows once it is back.
+// LAPI then gets; a block on one forged probe never reaches it; the
+// administrator's unblock lifts that ban. With the LAPI down, blocking
+// goes on and the alert follows once it is back.
 func TestCrowdSecLAPI(t *testing.T) {
 	netnstest.Require(t, "crowdsec", "cscli", "nmap", "hping3")
 	p := netnstest.NewPair(t)
@@ -219,7 +220,31 @@ func TestCrowdSecLAPI(t *testing.T) {
 	if !strings.Contains(stream, `"value":"`+admin+`"`) || !strings.Contains(stream, `"value":"`+netnstest.AddrB+`"`) || strings.Contains(stream, forged) {
 		t.Errorf("the LAPI's decisions for its bouncers: %s", stream)
 	}
+	// The administrator's unblock lifts the LAPI's ban.
+	if out, err := d.cli("unblock", admin); err != nil {
+		t.Fatalf("unblock: %v %s", err, out)
+	}
+	for start := time.Now(); strings.Contains(lapiBans(t, p.A), `"value":"`+admin+`"`); time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("the LAPI still bans %s 5s after its unblock: %s", admin, lapiBans(t, p.A))
+		}
+	}
+	if !strings.Contains(lapiBans(t, p.A), `"value":"`+netnstest.AddrB+`"`) {
+		t.Errorf("the unblock of %s lifted the LAPI's other ban", admin)
+	}
 	lapiDown(t, p, d, lapi)
+}
+
+// lapiBans is the "new" part of the LAPI's stream: the bans in force.
+func lapiBans(t *testing.T, ns *netnstest.NS) string {
+	t.Helper()
+	var s struct {
+		New json.RawMessage `json:"new"`
+	}
+	if err := json.Unmarshal([]byte(lapiStream(t, ns)), &s); err != nil {
+		t.Fatal(err)
+	}
+	return string(s.New)
 }
 
 // lapiDown: with the LAPI stopped an administrator's block is in the set
@@ -246,7 +271,7 @@ func lapiDown(t *testing.T, p *netnstest.Pair, d *daemon, lapi *crowdsecLAPI) {
 	st := status(t, d)
 	t.Logf("the LAPI back: the alert there %v later; pushed %d, failures %d, dropped %d", took.Round(time.Millisecond),
 		st.Counters["crowdsec_alerts_pushed"], st.Counters["crowdsec_push_failures"], st.Counters["crowdsec_push_dropped"])
-	if st.Counters["crowdsec_alerts_pushed"] != 3 || st.Counters["crowdsec_push_dropped"] != 0 {
+	if st.Counters["crowdsec_alerts_pushed"] != 3 || st.Counters["crowdsec_bans_lifted"] != 1 || st.Counters["crowdsec_push_dropped"] != 0 {
 		t.Errorf("counters: %v", st.Counters)
 	}
 }

@@ -42,7 +42,7 @@ func alertOf(it item, now time.Time, host string) alert {
 	}
 	if left := r.Expires.Sub(now); it.ev.Binding() && left >= time.Second {
 		a.Remediation = true
-		a.Decisions = []decision{{Origin: bouncerapi.Origin, Type: "ban", Scope: "Ip", Value: addr,
+		a.Decisions = []decision{{Origin: Origin, Type: "ban", Scope: "Ip", Value: addr,
 			Duration: left.Truncate(time.Second).String(), Scenario: scenario}}
 	}
 	return a

@@ -59,17 +59,18 @@ type client struct {
 }
 
 // rejectedError is an answer that sending the same again cannot change (a
-// 4xx other than 401, 408 and 429): the batch is given up.
+// 4xx other than 401, 408 and 429): what was sent is given up.
 type rejectedError struct {
+	what   string
 	status int
 	msg    string
 }
 
 func (e *rejectedError) Error() string {
 	if e.msg == "" {
-		return fmt.Sprintf("the local API refused the alerts: %d %s", e.status, http.StatusText(e.status))
+		return fmt.Sprintf("%s: refused: %d %s", e.what, e.status, http.StatusText(e.status))
 	}
-	return fmt.Sprintf("the local API refused the alerts: %d %s: %s", e.status, http.StatusText(e.status), e.msg)
+	return fmt.Sprintf("%s: refused: %d %s: %s", e.what, e.status, http.StatusText(e.status), e.msg)
 }
 
 // errUnauthorized: the LAPI refused the token (401).
@@ -80,13 +81,8 @@ var errUnauthorized = errors.New("the local API refused the token (401)")
 // more when the LAPI refuses the token. It returns how many alerts the
 // LAPI took.
 func (c *client) push(ctx context.Context, creds Credentials, alerts []byte) (int, error) {
-	if creds != c.creds {
-		c.creds, c.token = creds, ""
-	}
-	if c.token == "" || (!c.expire.IsZero() && !c.now().Before(c.expire.Add(-refreshBefore))) {
-		if err := c.login(ctx); err != nil {
-			return 0, err
-		}
+	if err := c.session(ctx, creds); err != nil {
+		return 0, err
 	}
 	n, err := c.post(ctx, alerts)
 	if errors.Is(err, errUnauthorized) {
@@ -98,6 +94,65 @@ func (c *client) push(ctx context.Context, creds Credentials, alerts []byte) (in
 	return n, err
 }
 
+// lift deletes the machine's ban of addr for scenario (DELETE
+// /v1/decisions?ip=&origin=&scenario=: this program's ban only, not one
+// of CrowdSec's own for the same address), logging in as push does. It
+// returns how many decisions the LAPI deleted.
+func (c *client) lift(ctx context.Context, creds Credentials, addr, scenario string) (int, error) {
+	if err := c.session(ctx, creds); err != nil {
+		return 0, err
+	}
+	q := url.Values{"ip": {addr}, "origin": {Origin}, "scenario": {scenario}}
+	n, err := c.deleteDecisions(ctx, q)
+	if errors.Is(err, errUnauthorized) {
+		if err := c.login(ctx); err != nil {
+			return 0, err
+		}
+		n, err = c.deleteDecisions(ctx, q)
+	}
+	return n, err
+}
+
+// deleteDecisions sends the DELETE with the token.
+func (c *client) deleteDecisions(ctx context.Context, q url.Values) (int, error) {
+	status, answer, err := c.do(ctx, http.MethodDelete, "v1/decisions?"+q.Encode(), nil, c.token)
+	if err != nil {
+		return 0, fmt.Errorf("lift a ban: %w", err)
+	}
+	if err := c.answered(status, answer, "lift a ban", http.StatusOK); err != nil {
+		return 0, err
+	}
+	return parseDeleted(answer)
+}
+
+// session logs in when there is no token for creds or it is about to
+// expire.
+func (c *client) session(ctx context.Context, creds Credentials) error {
+	if creds != c.creds {
+		c.creds, c.token = creds, ""
+	}
+	if c.token == "" || (!c.expire.IsZero() && !c.now().Before(c.expire.Add(-refreshBefore))) {
+		return c.login(ctx)
+	}
+	return nil
+}
+
+// answered says what an answer of status means: nil for ok, the token
+// refused, refused for good (a 4xx other than 401, 408 and 429), or a
+// failure worth another try.
+func (c *client) answered(status int, answer []byte, what string, ok int) error {
+	switch {
+	case status == ok || status == http.StatusOK:
+		return nil
+	case status == http.StatusUnauthorized:
+		c.token = ""
+		return errUnauthorized
+	case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
+		return &rejectedError{what: what, status: status, msg: parseMessage(answer)}
+	}
+	return fmt.Errorf("%s: %d %s %s", what, status, http.StatusText(status), parseMessage(answer))
+}
+
 // login takes a token for c.creds.
 func (c *client) login(ctx context.Context) error {
 	c.token = ""
@@ -105,7 +160,7 @@ func (c *client) login(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	status, answer, err := c.do(ctx, "v1/watchers/login", body, "")
+	status, answer, err := c.do(ctx, http.MethodPost, "v1/watchers/login", body, "")
 	if err != nil {
 		return fmt.Errorf("login as %q: %w", c.creds.MachineID, err)
 	}
@@ -123,33 +178,38 @@ func (c *client) login(ctx context.Context) error {
 
 // post sends the alerts with the token.
 func (c *client) post(ctx context.Context, alerts []byte) (int, error) {
-	status, answer, err := c.do(ctx, "v1/alerts", alerts, c.token)
-	switch {
-	case err != nil:
+	status, answer, err := c.do(ctx, http.MethodPost, "v1/alerts", alerts, c.token)
+	if err != nil {
 		return 0, fmt.Errorf("push alerts: %w", err)
-	case status == http.StatusUnauthorized:
-		c.token = ""
-		return 0, errUnauthorized
-	case status == http.StatusCreated || status == http.StatusOK:
-		return parseAlertIDs(answer)
-	case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-		return 0, &rejectedError{status: status, msg: parseMessage(answer)}
 	}
-	return 0, fmt.Errorf("push alerts: %d %s %s", status, http.StatusText(status), parseMessage(answer))
+	if err := c.answered(status, answer, "push alerts", http.StatusCreated); err != nil {
+		return 0, err
+	}
+	return parseAlertIDs(answer)
 }
 
-// do POSTs body to path under the LAPI's URL, with the token when there
-// is one, and reads a bounded answer.
-func (c *client) do(ctx context.Context, path string, body []byte, token string) (int, []byte, error) {
+// do sends body (nil: none) to path (and query) under the LAPI's URL,
+// with the token when there is one, and reads a bounded answer.
+func (c *client) do(ctx context.Context, method, path string, body []byte, token string) (int, []byte, error) {
+	path, query, _ := strings.Cut(path, "?")
 	u, err := url.JoinPath(c.creds.URL, path)
 	if err != nil {
 		return 0, nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if query != "" {
+		u += "?" + query
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("User-Agent", c.agent)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

@@ -11,7 +11,9 @@
 // pushed, by decide's rule (decide.Reach.Beyond, the rule the fleet and
 // remote bouncers follow): never one resting on probes anyone can forge.
 // A pushed alert carries a ban decision (the block's time left) when its
-// evidence may bind another system (decide.Evidence.Binding).
+// evidence may bind another system (decide.Evidence.Binding); an
+// administrator's unblock of a pushed block lifts that ban (DELETE
+// /v1/decisions, this program's ban of the address only).
 //
 // The ledger never waits for the LAPI: Blocked puts a copy of the record
 // in a bounded queue, or drops it (counted) when the queue is full; one

@@ -35,10 +35,15 @@ func FuzzParseAnswers(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"message":"validation failure list:\nevents in body is required"}`))
 	f.Add([]byte(`{"message":null}`))
+	f.Add([]byte(`{"nbDeleted":"1"}`))
+	f.Add([]byte(`{"nbDeleted":"-1"}`))
 	f.Add([]byte(`"x"`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if n, err := parseAlertIDs(body); n < 0 || (err != nil && n != 0) {
 			t.Fatalf("%d %v", n, err)
+		}
+		if n, err := parseDeleted(body); n < 0 || (err != nil && n != 0) {
+			t.Fatalf("deleted %d %v", n, err)
 		}
 		m := parseMessage(body)
 		if len([]rune(m)) > 200 || strings.ContainsAny(m, "\r\n\x00") {

@@ -41,6 +41,7 @@ type fakeLAPI struct {
 	batches  [][]alert // the alerts of each push taken
 	raw      []string  // their bodies
 	badLogin int       // logins refused (wrong credentials)
+	order    []string  // "alert ADDR" and "lift QUERY", as they came
 }
 
 func newFakeLAPI(t *testing.T) *fakeLAPI {
@@ -48,6 +49,7 @@ func newFakeLAPI(t *testing.T) *fakeLAPI {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/watchers/login", f.login)
 	mux.HandleFunc("POST /v1/alerts", f.alerts)
+	mux.HandleFunc("DELETE /v1/decisions", f.deleteDecisions)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -101,6 +103,9 @@ func (f *fakeLAPI) alerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.requests++
+	for _, a := range as {
+		f.order = append(f.order, "alert "+a.Source.Value)
+	}
 	f.batches = append(f.batches, as)
 	f.raw = append(f.raw, string(body))
 	ids := make([]string, len(as))
@@ -109,6 +114,23 @@ func (f *fakeLAPI) alerts(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusCreated)
 	json.NewEncoder(w).Encode(ids)
+}
+
+func (f *fakeLAPI) deleteDecisions(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	f.order = append(f.order, "lift "+r.URL.RawQuery)
+	io.WriteString(w, `{"nbDeleted":"1"}`)
+}
+
+func (f *fakeLAPI) seen() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.order...)
 }
 
 // revoke makes every token given so far unknown (a LAPI restarted with a
@@ -388,5 +410,31 @@ func TestUserAgent(t *testing.T) {
 		if got := UserAgent(v); got != want {
 			t.Errorf("UserAgent(%q) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// An administrator's unblock of a block that was pushed lifts its ban
+// (this program's only: ip, origin and scenario), after the alert, in the
+// queue's order; an expiry, and an unblock of a block that was never
+// pushed, send nothing.
+func TestLift(t *testing.T) {
+	f := newFakeLAPI(t)
+	now := time.Now()
+	p := New(Config{Settings: settings(f.srv.URL)})
+	ctx := context.Background()
+	admin := entry("10.201.0.77", "manual", decide.Administrator, decide.Fleet, now)
+	admin.Record.Origin = state.OriginManual
+	forged := entry("10.201.0.66", "TCP SYN scan", decide.Forgeable, decide.Local, now)
+	forged.Record.Origin = state.OriginDetect
+	p.Blocked(ctx, admin)
+	p.Blocked(ctx, forged)
+	p.Lifted(ctx, ledger.Lift{Addr: admin.Record.Addr, Cause: ledger.Expired, Held: true, Record: admin.Record})
+	p.Lifted(ctx, ledger.Lift{Addr: forged.Record.Addr, Cause: ledger.Unblocked, Held: true, Record: forged.Record})
+	p.Lifted(ctx, ledger.Lift{Addr: admin.Record.Addr, Cause: ledger.Unblocked, Held: true, Record: admin.Record})
+	run(t, p)
+	waitFor(t, "lifted", func() bool { return p.Stats.Lifted.Load() == 1 })
+	want := "[alert 10.201.0.77 lift ip=10.201.0.77&origin=portsentry-nft&scenario=portsentry-nft%2Fmanual]"
+	if got := fmt.Sprint(f.seen()); got != want {
+		t.Errorf("the LAPI saw %s, want %s", got, want)
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
 )
 
 // The shapes of CrowdSec's local API (pkg/models/localapi_swagger.yaml),
@@ -146,4 +149,24 @@ func parseMessage(body []byte) string {
 		out = append(out, c)
 	}
 	return string(out)
+}
+
+// Origin is the origin of the decisions pushed: this program's name, as
+// the bouncer API says it too.
+const Origin = bouncerapi.Origin
+
+// parseDeleted reads DELETE /v1/decisions' answer (DeleteDecisionResponse:
+// nbDeleted, a number in a string) and returns the number.
+func parseDeleted(body []byte) (int, error) {
+	var r struct {
+		NbDeleted string `json:"nbDeleted"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return 0, fmt.Errorf("the lift's answer: %w", err)
+	}
+	n, err := strconv.Atoi(r.NbDeleted)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("the lift's answer: nbDeleted %q is not a count", r.NbDeleted)
+	}
+	return n, nil
 }

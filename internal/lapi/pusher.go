@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/decide"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
@@ -47,8 +48,9 @@ const (
 // Stats are the Pusher's counters.
 type Stats struct {
 	Pushed   atomic.Uint64 // alerts the LAPI took
-	Failures atomic.Uint64 // requests that failed (a login, a push), each retry counted
-	Dropped  atomic.Uint64 // alerts given up: the queue was full, or the LAPI refused them for good
+	Lifted   atomic.Uint64 // bans the LAPI lifted on an administrator's unblock
+	Failures atomic.Uint64 // requests that failed (a login, a push, a lift), each retry counted
+	Dropped  atomic.Uint64 // alerts and lifts given up: the queue was full, or the LAPI refused them for good
 }
 
 // Pusher pushes the blocks that may leave this host to a CrowdSec LAPI.
@@ -65,11 +67,13 @@ type Pusher struct {
 	Stats Stats
 }
 
-// item is a block to push: a copy of its record and what it rests on.
+// item is a block to push (a copy of its record and what it rests on),
+// or the lift of one pushed (lift).
 type item struct {
-	rec state.Block
-	ev  decide.Evidence
-	at  time.Time
+	rec  state.Block
+	ev   decide.Evidence
+	at   time.Time
+	lift bool
 }
 
 // New makes a Pusher.
@@ -107,21 +111,34 @@ func (p *Pusher) Blocked(_ context.Context, e *ledger.Entry) {
 	}
 	rec := e.Record
 	rec.Ports = slices.Clone(rec.Ports)
+	p.put(item{rec: rec, ev: e.Decision.Evidence, at: e.At})
+}
+
+// Lifted follows a lift (ledger.Follower): an administrator's unblock of
+// a block that was pushed (decide.RecordReach) lifts its ban in the LAPI
+// too; the other lifts push nothing (an expiry: the ban ends with its
+// duration; an eviction or a newly protected address: a reason of this
+// host's, not the administrator's word about the address).
+func (p *Pusher) Lifted(_ context.Context, x ledger.Lift) {
+	if !x.Cause.Administrator() || !x.Held || !decide.RecordReach(p.c.Settings(), x.Record).Beyond() {
+		return
+	}
+	p.put(item{rec: state.Block{Addr: x.Record.Addr, Kind: x.Record.Kind}, lift: true})
+}
+
+// put queues it, or drops it when the queue is full; it never waits.
+func (p *Pusher) put(it item) {
 	select {
-	case p.q <- item{rec: rec, ev: e.Decision.Evidence, at: e.At}:
+	case p.q <- it:
 	default:
 		p.Stats.Dropped.Add(1)
 	}
 }
 
-// Lifted follows a lift (ledger.Follower): nothing is pushed; the
-// decision pushed with an alert ends with its duration.
-func (p *Pusher) Lifted(context.Context, ledger.Lift) {}
-
-// Run sends the queue in batches until ctx is done: a batch that fails
-// is sent again (with what came meanwhile, up to a batch) after a wait
-// that doubles from MinBackoff to MaxBackoff; one the LAPI refuses for
-// good is dropped.
+// Run sends the queue in batches until ctx is done, in order (alerts
+// together, each lift alone): what fails is sent again (with what came
+// meanwhile, up to a batch) after a wait that doubles from MinBackoff to
+// MaxBackoff; what the LAPI refuses for good is dropped.
 func (p *Pusher) Run(ctx context.Context) {
 	batch := make([]item, 0, p.c.Batch)
 	wait := p.c.MinBackoff
@@ -135,9 +152,10 @@ func (p *Pusher) Run(ctx context.Context) {
 			}
 		}
 		batch = p.fill(batch)
-		err := p.send(ctx, batch)
-		if err == nil || isRejected(err) {
-			batch, wait = batch[:0], p.c.MinBackoff
+		done, err := p.send(ctx, batch)
+		batch = batch[:copy(batch, batch[done:])]
+		if err == nil {
+			wait = p.c.MinBackoff
 			continue
 		}
 		select {
@@ -167,40 +185,73 @@ func isRejected(err error) bool {
 	return errors.As(err, &r)
 }
 
-// send pushes batch once, with the credentials in force, and counts.
-func (p *Pusher) send(ctx context.Context, batch []item) error {
+// send sends batch once, in order, with the credentials in force, and
+// counts; it returns how many of its items are done (taken, or refused
+// for good) and, when it stopped short, why.
+func (p *Pusher) send(ctx context.Context, batch []item) (int, error) {
 	l := p.c.Settings().CrowdSec.LAPI
 	if !l.Enabled() {
 		p.Stats.Dropped.Add(uint64(len(batch)))
-		return nil // turned off by a reload: nothing to send to
+		return len(batch), nil // turned off by a reload: nothing to send to
 	}
+	creds := Credentials{URL: l.URL, MachineID: l.MachineID, Password: l.Password}
+	for done := 0; done < len(batch); {
+		n := 1
+		var err error
+		if batch[done].lift {
+			err = p.lift(ctx, creds, batch[done])
+		} else {
+			for done+n < len(batch) && !batch[done+n].lift {
+				n++
+			}
+			err = p.push(ctx, creds, batch[done:done+n])
+		}
+		switch {
+		case err == nil:
+		case isRejected(err):
+			p.Stats.Failures.Add(1)
+			p.Stats.Dropped.Add(uint64(n))
+			p.warn("crowdsec.lapi: " + err.Error() + "; " + itoa(n) + " dropped")
+		default:
+			p.Stats.Failures.Add(1)
+			if !p.failing {
+				p.warn("crowdsec.lapi: " + err.Error() + "; retrying, blocks queued (at most " + itoa(p.c.Queue) + ")")
+			}
+			p.failing = true
+			return done, err
+		}
+		done += n
+	}
+	if p.failing && p.c.Info != nil {
+		p.c.Info("crowdsec.lapi: pushing alerts to " + l.URL + " again")
+	}
+	p.failing = false
+	return len(batch), nil
+}
+
+// push sends alerts for blocks.
+func (p *Pusher) push(ctx context.Context, creds Credentials, blocks []item) error {
 	now := p.now()
-	alerts := make([]alert, len(batch))
-	for i, it := range batch {
+	alerts := make([]alert, len(blocks))
+	for i, it := range blocks {
 		alerts[i] = alertOf(it, now, p.host)
 	}
 	body, err := json.Marshal(alerts)
 	if err != nil {
 		return err
 	}
-	_, err = p.cl.push(ctx, Credentials{URL: l.URL, MachineID: l.MachineID, Password: l.Password}, body)
-	switch {
-	case err == nil:
-		p.Stats.Pushed.Add(uint64(len(batch)))
-		if p.failing && p.c.Info != nil {
-			p.c.Info("crowdsec.lapi: pushing alerts to " + l.URL + " again")
-		}
-		p.failing = false
-	case isRejected(err):
-		p.Stats.Failures.Add(1)
-		p.Stats.Dropped.Add(uint64(len(batch)))
-		p.warn("crowdsec.lapi: " + err.Error() + "; " + itoa(len(batch)) + " alerts dropped")
-	default:
-		p.Stats.Failures.Add(1)
-		if !p.failing {
-			p.warn("crowdsec.lapi: " + err.Error() + "; retrying, blocks queued (at most " + itoa(p.c.Queue) + ")")
-		}
-		p.failing = true
+	if _, err := p.cl.push(ctx, creds, body); err != nil {
+		return err
+	}
+	p.Stats.Pushed.Add(uint64(len(blocks)))
+	return nil
+}
+
+// lift lifts the ban pushed for it.
+func (p *Pusher) lift(ctx context.Context, creds Credentials, it item) error {
+	n, err := p.cl.lift(ctx, creds, it.rec.Addr.String(), bouncerapi.Scenario(it.rec.Kind))
+	if err == nil {
+		p.Stats.Lifted.Add(uint64(n))
 	}
 	return err
 }
