@@ -16,9 +16,14 @@ RUN_PKGS  := nftables nmap iproute2
 TEST_PKGS := nftables nmap hping3 masscan zmap ncat iproute2 procps python3 python3-scapy util-linux zsh
 # prometheus (and its promtool) for the metrics test, without the recommended
 # exporters; crowdsec-firewall-bouncer for the bouncer API test, without
-# the crowdsec it recommends (the test needs none). Their own services are
-# not left running on the test host: the tests run them.
-TEST_PKGS_NORECOMMENDS := prometheus crowdsec-firewall-bouncer
+# the crowdsec it recommends (that test needs none); crowdsec, whose local
+# API the LAPI test runs with a configuration of its own. Their own
+# services are not left running on the test host: the tests run them.
+# crowdsec's postinst registers with CrowdSec's online API unless
+# /etc/crowdsec/online_api_credentials.yaml already holds something (its
+# README.Debian): with no internet the registration fails the install, so
+# the file is given a comment first.
+TEST_PKGS_NORECOMMENDS := prometheus crowdsec-firewall-bouncer crowdsec
 
 .PHONY: all build demo demo-fleet test unit lint fuzz bench soak deps-run deps-test clean
 
@@ -43,6 +48,7 @@ deps-test:
 	$(call apt_install,$(TEST_PKGS))
 	@if ! dpkg -s $(TEST_PKGS_NORECOMMENDS) >/dev/null 2>&1; then \
 		echo "installing: $(TEST_PKGS_NORECOMMENDS) (no recommends; their services stopped and disabled)"; \
+		if [ ! -s /etc/crowdsec/online_api_credentials.yaml ]; then mkdir -p /etc/crowdsec && echo '# no Central API: the tests run offline' > /etc/crowdsec/online_api_credentials.yaml; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PKGS_NORECOMMENDS) >/dev/null; \
 		if [ -d /run/systemd/system ]; then for u in $(TEST_PKGS_NORECOMMENDS); do systemctl disable --now $$u >/dev/null 2>&1 || true; done; fi; \
 	fi

@@ -12,10 +12,12 @@ import (
 	"strings"
 )
 
-// CrowdSec serves CrowdSec's bouncer API (internal/bouncerapi): CrowdSec's
-// remediation components (crowdsec-firewall-bouncer, the nginx and
-// traefik bouncers) poll this host's blocks as if it were CrowdSec's local
-// API. Off (the zero value) unless Listen is set.
+// CrowdSec speaks CrowdSec both ways, each opt-in: it serves CrowdSec's
+// bouncer API (internal/bouncerapi), so CrowdSec's remediation components
+// (crowdsec-firewall-bouncer, the nginx and traefik bouncers) poll this
+// host's blocks as if it were CrowdSec's local API, when Listen is set;
+// and it pushes alerts to a CrowdSec local API (internal/lapi) when
+// LAPI.URL is set. The zero value does neither.
 type CrowdSec struct {
 	// Listen is host:port of the listener; "" is off.
 	Listen string `yaml:"listen"`
@@ -25,9 +27,32 @@ type CrowdSec struct {
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
 
+	// LAPI pushes the blocks that may leave this host to a CrowdSec local
+	// API as alerts.
+	LAPI LAPI `yaml:"lapi"`
+
 	// Keys are the keys read from APIKeysFile.
 	Keys []APIKey `yaml:"-"`
 }
+
+// LAPI is a CrowdSec local API that this host pushes alerts to, as a
+// machine (a watcher: cscli machines add NAME --password P). Off unless
+// URL is set.
+type LAPI struct {
+	// URL is the local API's base URL, http:// or https://
+	// (http://127.0.0.1:8080/ on a CrowdSec host).
+	URL string `yaml:"url"`
+	// MachineID is the machine's name, as cscli machines add made it.
+	MachineID string `yaml:"machine_id"`
+	// PasswordFile holds the machine's password, alone on one line.
+	PasswordFile string `yaml:"password_file"`
+
+	// Password is the password read from PasswordFile.
+	Password Secret `yaml:"-"`
+}
+
+// Enabled reports whether alerts are pushed to a local API.
+func (l LAPI) Enabled() bool { return l.URL != "" }
 
 // Enabled reports whether the bouncer API is served.
 func (c CrowdSec) Enabled() bool { return c.Listen != "" }
@@ -160,9 +185,18 @@ func printable(s string) bool {
 	return true
 }
 
-// crowdsec checks the crowdsec section, when there is one; keys is
-// crowdsec.api_keys_file as readKeysFile read it.
-func (v *validator) crowdsec(c CrowdSec, keys keysFile) {
+// crowdsecFiles are the files of the crowdsec section, read: the
+// bouncers' API keys and the local API machine's password.
+type crowdsecFiles struct {
+	keys   keysFile
+	lapiPW passwordFile
+}
+
+// crowdsec checks the crowdsec section, when there is one, with its files
+// as readKeysFile and readPasswordFile read them.
+func (v *validator) crowdsec(c CrowdSec, files crowdsecFiles) {
+	v.lapi(c.LAPI, files.lapiPW)
+	keys := files.keys
 	if c.Listen == "" {
 		for _, k := range []struct{ key, val string }{{"crowdsec.api_keys_file", c.APIKeysFile}, {"crowdsec.tls_cert", c.TLSCert}, {"crowdsec.tls_key", c.TLSKey}} {
 			if k.val != "" {
@@ -200,8 +234,10 @@ func (v *validator) crowdsec(c CrowdSec, keys keysFile) {
 // stop loading: a keys file or TLS key that others than its owner may
 // read, and keys sent in clear (no TLS on a listener that is not
 // loopback).
-func (c *Config) crowdsecWarnings(v *validator, keys keysFile) {
+func (c *Config) crowdsecWarnings(v *validator, files crowdsecFiles) {
 	cs := c.CrowdSec
+	c.lapiWarnings(v, files.lapiPW)
+	keys := files.keys
 	if !cs.Enabled() {
 		return
 	}

@@ -10,7 +10,8 @@
 // Parse (which Load calls with the file's contents) runs five steps:
 // decoding over the embedded defaults (load.go), reading the files the
 // configuration names (the ignore files, readIgnoreFiles in load.go, and
-// fleet.password_file, readPasswordFile in secrets.go, and
+// fleet.password_file and crowdsec.lapi.password_file, readPasswordFile
+// in secrets.go, and
 // crowdsec.api_keys_file, readKeysFile in crowdsec.go: the only file
 // reading besides Load's own), validation, one check per section that
 // reports and changes nothing (validate.go, validate_block.go,
@@ -21,7 +22,8 @@
 // holding one that others may read, a password or key sent in clear),
 // which stat the files that hold them.
 //
-// A secret (Secret: the fleet's password, a bouncer's API key) prints as
+// A secret (Secret: the fleet's password, a bouncer's API key, the CrowdSec
+// machine's password) prints as
 // "[redacted]" with any fmt verb and in JSON, so a configuration logged
 // whole shows none.
 package config

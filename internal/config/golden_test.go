@@ -270,12 +270,15 @@ func TestFullConfig(t *testing.T) {
 var exclusiveKeys = map[string]bool{"fleet.user": true, "fleet.password": true, "fleet.nkey": true}
 
 // testedElsewhere are the keys no file of testdata/config/good can use,
-// with the test that does: fleet.password_file and
-// crowdsec.api_keys_file (which crowdsec.listen needs) must be absolute
-// paths to files that exist when the configuration loads.
+// with the test that does: fleet.password_file,
+// crowdsec.api_keys_file (which crowdsec.listen needs) and
+// crowdsec.lapi.password_file (which crowdsec.lapi.url needs) must be
+// absolute paths to files that exist when the configuration loads.
 var testedElsewhere = map[string]string{"fleet.password_file": "TestPasswordFile",
 	"crowdsec": "TestCrowdSecSection", "crowdsec.listen": "TestCrowdSecSection", "crowdsec.api_keys_file": "TestCrowdSecSection",
-	"crowdsec.tls_cert": "TestCrowdSecSection", "crowdsec.tls_key": "TestCrowdSecSection"}
+	"crowdsec.tls_cert": "TestCrowdSecSection", "crowdsec.tls_key": "TestCrowdSecSection",
+	"crowdsec.lapi": "TestLAPISection", "crowdsec.lapi.url": "TestLAPISection", "crowdsec.lapi.machine_id": "TestLAPISection",
+	"crowdsec.lapi.password_file": "TestLAPISection"}
 
 // collectKeys records the dotted key paths of a YAML mapping ("[]" for list items).
 func collectKeys(n *yaml.Node, path string, out map[string]bool) {

@@ -64,13 +64,14 @@ func parse(file string, data []byte, mode fs.FileMode, admin bool) (*Config, err
 	c.File = file
 	files := readIgnoreFiles(c.IgnoreFiles, file)
 	pw := readPasswordFile(c.Fleet.PasswordFile)
-	keys := readKeysFile(c.CrowdSec.APIKeysFile)
-	if errs := c.validate(d, files, pw, keys, admin); len(errs) > 0 {
+	cs := crowdsecFiles{keys: readKeysFile(c.CrowdSec.APIKeysFile), lapiPW: readPasswordFile(c.CrowdSec.LAPI.PasswordFile)}
+	if errs := c.validate(d, files, pw, cs, admin); len(errs) > 0 {
 		return nil, errs
 	}
 	c.derive(files, pw, func(key string) bool { return d.pos[key] != nil })
-	c.CrowdSec.Keys = keys.keys
-	c.Warnings = append(c.Warnings, c.secretWarnings(d, mode, pw, keys)...)
+	c.CrowdSec.Keys = cs.keys.keys
+	c.CrowdSec.LAPI.Password = cs.lapiPW.secret
+	c.Warnings = append(c.Warnings, c.secretWarnings(d, mode, pw, cs)...)
 	return c, nil
 }
 

@@ -64,10 +64,11 @@ func readPasswordFile(path string) passwordFile {
 // holding a secret that others than its owner may read (the configuration
 // itself, of mode mode, 0 when unknown; fleet.password_file; the
 // credentials, nkey and TLS key files), and a password sent in clear;
-// and the same of the bouncers' API keys (crowdsecWarnings).
-func (c *Config) secretWarnings(d *decoder, mode fs.FileMode, pw passwordFile, keys keysFile) []*Error {
+// and the same of the bouncers' API keys and the CrowdSec machine's
+// password (crowdsecWarnings).
+func (c *Config) secretWarnings(d *decoder, mode fs.FileMode, pw passwordFile, cs crowdsecFiles) []*Error {
 	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}}
-	c.crowdsecWarnings(v, keys)
+	c.crowdsecWarnings(v, cs)
 	f := c.Fleet
 	if !f.Enabled() {
 		return v.sorted()

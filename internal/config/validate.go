@@ -21,7 +21,7 @@ var (
 const maxTimeout = 365 * 24 * time.Hour
 
 // validate checks c, as decoded by d, with the ignore files and the
-// password and API keys files already read (readIgnoreFiles, readPasswordFile, readKeysFile), and returns every problem sorted by position. It
+// password files and the API keys file already read (readIgnoreFiles, readPasswordFile, readKeysFile), and returns every problem sorted by position. It
 // changes nothing in c: derive fills the derived fields once c is valid.
 //
 // Each section has its own check. Problems sort by position, so their
@@ -29,7 +29,7 @@ const maxTimeout = 365 * 24 * time.Hour
 // (interfaces, addresses, ignore, ignore_files, never_block, a command's
 // argv) and tcp and udp aliasing one mapping. The checks run in the order
 // that keeps those ties as they have always come out.
-func (c *Config) validate(d *decoder, files []ignoreFile, pw passwordFile, keys keysFile, admin bool) Errors {
+func (c *Config) validate(d *decoder, files []ignoreFile, pw passwordFile, cs crowdsecFiles, admin bool) Errors {
 	v := &validator{file: d.file, pos: d.pos, sortAt: map[*Error][2]int{}, fleetAdmin: admin}
 	v.interfaces(c.Interfaces)
 	v.addresses(c.Addresses)
@@ -48,7 +48,7 @@ func (c *Config) validate(d *decoder, files []ignoreFile, pw passwordFile, keys 
 	v.capture(c.Capture)
 	v.logging(c.Logging)
 	v.fleet(c.Fleet, pw)
-	v.crowdsec(c.CrowdSec, keys)
+	v.crowdsec(c.CrowdSec, cs)
 	return v.sorted()
 }
 

@@ -1,6 +1,9 @@
 package daemon
 
-import "github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
+import (
+	"github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
+	"github.com/portsentry-nft/portsentry-nft/internal/lapi"
+)
 
 // counter is one quantity a part of the daemon counts: status shows it as
 // Status, Prometheus as portsentry_<Metric> with Help. The parts keep the
@@ -47,6 +50,18 @@ var counters = []counter{
 	{"crowdsec_dropped", "crowdsec_dropped_blocks_total", "Blocks the CrowdSec bouncer API does not serve: its view was full.", func(d *Daemon) uint64 {
 		return bouncerStat(d, func(s *bouncerapi.Stats) uint64 { return s.Dropped.Load() })
 	}},
+	{"crowdsec_alerts_pushed", "crowdsec_alerts_pushed_total", "Alerts the CrowdSec local API took (crowdsec.lapi).", func(d *Daemon) uint64 {
+		return lapiStat(d, func(s *lapi.Stats) uint64 { return s.Pushed.Load() })
+	}},
+	{"crowdsec_bans_lifted", "crowdsec_bans_lifted_total", "Bans of the CrowdSec local API lifted by an administrator's unblock here.", func(d *Daemon) uint64 {
+		return lapiStat(d, func(s *lapi.Stats) uint64 { return s.Lifted.Load() })
+	}},
+	{"crowdsec_push_failures", "crowdsec_push_failures_total", "Requests to the CrowdSec local API that failed (a login or a push; each retry counts).", func(d *Daemon) uint64 {
+		return lapiStat(d, func(s *lapi.Stats) uint64 { return s.Failures.Load() })
+	}},
+	{"crowdsec_push_dropped", "crowdsec_push_dropped_total", "Alerts for the CrowdSec local API given up: its queue was full, or the API refused them for good.", func(d *Daemon) uint64 {
+		return lapiStat(d, func(s *lapi.Stats) uint64 { return s.Dropped.Load() })
+	}},
 	{"journal_errors", "journal_errors_total", "Writes, fsyncs and rewrites of the journal of blocks that failed (a full disk, an I/O error).", func(d *Daemon) uint64 { n, _ := d.store.Errors(); return n }},
 }
 
@@ -57,4 +72,13 @@ func bouncerStat(d *Daemon, read func(*bouncerapi.Stats) uint64) uint64 {
 		return 0
 	}
 	return read(&d.bouncer.Stats)
+}
+
+// lapiStat reads one of the CrowdSec local API pusher's counters; 0 when
+// nothing is pushed.
+func lapiStat(d *Daemon, read func(*lapi.Stats) uint64) uint64 {
+	if d.lapi == nil {
+		return 0
+	}
+	return read(&d.lapi.Stats)
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/portsentry-nft/portsentry-nft/internal/follow"
 	"github.com/portsentry-nft/portsentry-nft/internal/guard"
 	"github.com/portsentry-nft/portsentry-nft/internal/keeper"
+	"github.com/portsentry-nft/portsentry-nft/internal/lapi"
 	"github.com/portsentry-nft/portsentry-nft/internal/ledger"
 	"github.com/portsentry-nft/portsentry-nft/internal/listeners"
 	"github.com/portsentry-nft/portsentry-nft/internal/metrics"
@@ -81,6 +82,7 @@ type Daemon struct {
 	metrics *metrics.Metrics
 	fleet   *fleetlink.Link    // nil without a fleet section
 	bouncer *bouncerapi.Server // nil without crowdsec.listen
+	lapi    *lapi.Pusher       // nil without crowdsec.lapi
 	follow  *follow.Set        // the ledger's followers (but the fleet's)
 	reader  *capture.Reader    // NFLOG mode
 	queue   *capture.Queue     // NFQUEUE mode
@@ -145,7 +147,8 @@ func New(opts Options) (*Daemon, error) {
 
 // newLedger builds the ledger with its followers: the standard ones, the
 // fleet's when the configuration has a fleet, the CrowdSec bouncer API's
-// when it is served, the metrics' latency.
+// when it is served and the CrowdSec LAPI pusher's when it is configured,
+// the metrics' latency.
 func (d *Daemon) newLedger(cfg *config.Config) error {
 	lc := ledger.Config{Store: d.store, Kernel: d.writer, Log: d.log, Settings: cfg, Name: d.nameFor, NameWithin: d.nameWithin,
 		OnLift: func(a netip.Addr) { d.pipe.Forget(a) }}
@@ -168,6 +171,10 @@ func (d *Daemon) newLedger(cfg *config.Config) error {
 	if cfg.CrowdSec.Enabled() {
 		d.bouncer = bouncerapi.New(bouncerapi.Config{Settings: d.cfgp.Load, Logger: d.opts.Logger})
 		lc.Followers = append(lc.Followers, d.bouncer)
+	}
+	if cfg.CrowdSec.LAPI.Enabled() {
+		d.lapi = lapi.New(lapi.Config{Settings: d.cfgp.Load, Version: d.opts.Version, Warn: d.log.Warn, Info: d.log.Info})
+		lc.Followers = append(lc.Followers, d.lapi)
 	}
 	d.ledger = ledger.New(lc)
 	// A name found after its block was recorded goes into the record.
@@ -336,6 +343,10 @@ func (d *Daemon) startServices(ctx context.Context, wg *sync.WaitGroup) *control
 	}
 	wg.Go(func() { d.report(ctx) })
 	d.startBouncerAPI(ctx, wg)
+	if d.lapi != nil {
+		d.log.Infof("Pushing alerts to the CrowdSec local API at %s as machine %s", cfg.CrowdSec.LAPI.URL, cfg.CrowdSec.LAPI.MachineID)
+		wg.Go(func() { d.lapi.Run(ctx) })
+	}
 	wg.Go(func() {
 		d.guard.Watch(ctx, d.opts.NetNS, d.nowProtected(ctx), func(err error) { d.log.Warn(err.Error()) })
 	})
@@ -415,6 +426,10 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if o, n := old.CrowdSec, cfg.CrowdSec; o.Listen != n.Listen || o.TLSCert != n.TLSCert || o.TLSKey != n.TLSKey {
 		// The API keys are the new configuration's now (bouncerapi reads them as it goes).
 		d.log.Warn("crowdsec.listen or its TLS files changed: a restart applies them")
+	}
+	if old.CrowdSec.LAPI.Enabled() != cfg.CrowdSec.LAPI.Enabled() {
+		// The URL and credentials are the new configuration's now (the pusher reads them at each send).
+		d.log.Warn("crowdsec.lapi turned on or off: a restart applies it")
 	}
 	return nil
 }

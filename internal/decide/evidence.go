@@ -73,6 +73,14 @@ const (
 // within its host's share, which such a consumer cannot.
 func (r Reach) Beyond() bool { return r == Fleet }
 
+// Binding reports whether a block on evidence e may be handed to another
+// system as a decision of its own, enforced wherever that system's
+// consumers are (a CrowdSec local API's ban): evidence one host's packets
+// cannot make, corroborated across hosts, a completed handshake or an
+// administrator's word, the evidence on which a block travels fleet-wide.
+// Weaker evidence goes out, if at all, as a report without a decision.
+func (e Evidence) Binding() bool { return e >= Corroborated }
+
 // RecordReach is the reach of a block recorded in the ledger (a block
 // restored at start, for a follower that takes the ledger's blocks in
 // force), by the same rule as a decision's: its origin and its evidence.

@@ -43,3 +43,16 @@ func TestRecordReachAndBeyond(t *testing.T) {
 		}
 	}
 }
+
+// A decision of its own goes to another system only on evidence one
+// host's packets cannot make; every such block may also leave this host.
+func TestBinding(t *testing.T) {
+	for ev, want := range map[Evidence]bool{Forgeable: false, Corroborated: true, Unforgeable: true, Administrator: true} {
+		if ev.Binding() != want {
+			t.Errorf("%s: Binding %t", ev, ev.Binding())
+		}
+		if want && !reachOf(config.Default(), state.OriginDetect, ev).Beyond() {
+			t.Errorf("%s: binding, but may not leave this host", ev)
+		}
+	}
+}
