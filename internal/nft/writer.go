@@ -27,7 +27,8 @@ type Block struct {
 type WriterConfig struct {
 	// Dial opens a new connection; it is called again after any failed Flush.
 	Dial func() (*nftables.Conn, error)
-	// Queue is how many blocks may wait (default 65536). Add fails when full.
+	// Queue is how many blocks may wait (default 8192: the ledger has at
+	// most ledger.MaxInflight on their way). Add fails when full.
 	Queue int
 	// MaxBatch is the most blocks committed in one transaction (default 20000).
 	MaxBatch int
@@ -94,7 +95,7 @@ var ErrQueueFull = errors.New("nft writer: queue full")
 // NewWriter makes a Writer; call Run to start it.
 func NewWriter(cfg WriterConfig) *Writer {
 	if cfg.Queue <= 0 {
-		cfg.Queue = 65536
+		cfg.Queue = 8192
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 20000

@@ -24,7 +24,7 @@ func TestWriterCommitsEveryElement(t *testing.T) {
 	ns := netnstest.New(t, "psW")
 	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n"), nft.Shape{}))
 	f := ns.Open()
-	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }})
+	w := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(f) }, Queue: 32768})
 	ctx, cancel := context.WithCancel(context.Background())
 	var run sync.WaitGroup
 	run.Go(func() { w.Run(ctx) })
