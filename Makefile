@@ -68,7 +68,7 @@ demo-fleet: deps-run build
 # Every test: unit tests, fuzz seed corpora, kernel-tier tests in network
 # namespaces (root), after gofmt, go vet and staticcheck.
 test: deps-test lint
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) e2e-system
 
 unit:
