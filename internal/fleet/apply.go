@@ -12,6 +12,7 @@ import (
 
 // apply applies one entry of x's bucket, once per revision.
 func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
+	c.st.records.Add(1)
 	rk := x.bucket + "/" + e.Key()
 	c.mu.Lock()
 	if c.view.revs[rk] == e.Revision() {

@@ -217,6 +217,9 @@ type Client struct {
 	st struct {
 		reconnects, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
+		// records: entries the watches delivered, applied or skipped as
+		// already handled (what a replay costs this host).
+		records     atomic.Uint64
 		lag, lagMax atomic.Int64
 	}
 }
