@@ -210,6 +210,8 @@ type Client struct {
 	js        jetstream.JetStream
 	sightings jetstream.Stream
 	bucketsOK bool
+	kvs       map[string]jetstream.KeyValue // the watched buckets, bound
+	created   map[string]time.Time          // when the buckets' streams were made
 	ownAddrs  []netip.Addr
 	lastSeen  map[netip.Addr]time.Time // sightings published
 	view      view
@@ -265,7 +267,6 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		confirmIn:   make(chan confirmReq, confirmQueue),
 		confirmOut:  make(chan confirmRes, confirmQueue),
 		lastSeen:    map[netip.Addr]time.Time{},
-		view:        newView(),
 	}
 	c.defaults()
 	return c, nil
@@ -290,6 +291,7 @@ func (c *Client) defaults() {
 		c.corrTimeout = time.Hour
 	}
 	c.corrTimeout = min(c.corrTimeout, c.maxTimeout)
+	c.view = newView(c.name, c.maxTimeout)
 	if c.replicas <= 0 {
 		c.replicas = 3
 	}
@@ -337,6 +339,7 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Go(func() { c.pub.run(ctx) })
 	wg.Go(func() { c.correlator(ctx) })
 	wg.Go(func() { c.confirmer(ctx) })
+	wg.Go(func() { c.watchLiveness(ctx, nc) })
 	c.watchLoop(ctx)
 	wg.Wait()
 	return nil
