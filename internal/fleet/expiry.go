@@ -13,7 +13,8 @@ import (
 // Each entry names what may end at its time; an entry that no longer
 // matches (the block was extended, replaced, lifted) is dropped when it
 // comes up. Entries left by extensions are bounded: past twice what the
-// view holds, the index is made anew from the view.
+// view held at the last count (and 4096), the index is made anew from
+// the view.
 
 // expiryKind says which of the view's maps an entry is about.
 type expiryKind uint8
@@ -49,8 +50,9 @@ func (h *expiryHeap) Pop() any {
 // expireAt indexes kind's record of a (host's) to end at t.
 func (v *view) expireAt(t time.Time, kind expiryKind, a netip.Addr, host string) {
 	heap.Push(&v.expiries, expiry{at: t.UnixNano(), a: a, host: host, kind: kind})
-	if live := v.size(); len(v.expiries) > 2*live+4096 {
+	if len(v.expiries) > v.reindexAt {
 		v.reindex()
+		v.reindexAt = 2*len(v.expiries) + 4096
 	}
 }
 

@@ -227,6 +227,8 @@ type scaleFleet struct {
 	hosts []*Client
 	sinks []*scaleSink
 	api   atomic.Int64 // JetStream API requests seen
+	mu    sync.Mutex
+	kinds map[string]int // API requests by subject, the stream's name cut off
 }
 
 func (f *scaleFleet) serverCPU() time.Duration {
@@ -250,7 +252,17 @@ func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duratio
 		urls = append(urls, s.url)
 	}
 	admin := waitAdmin(b, urls)
-	if _, err := admin.Subscribe("$JS.API.>", func(*nats.Msg) { f.api.Add(1) }); err != nil {
+	f.kinds = map[string]int{}
+	if _, err := admin.Subscribe("$JS.API.>", func(m *nats.Msg) {
+		f.api.Add(1)
+		k := m.Subject
+		if i := strings.Index(k, ".KV_"); i > 0 {
+			k = k[:i]
+		}
+		f.mu.Lock()
+		f.kinds[k]++
+		f.mu.Unlock()
+	}); err != nil {
 		b.Fatal(err)
 	}
 	js, _ := jetstream.New(admin)
@@ -420,9 +432,15 @@ func runFleetScale(b *testing.B, bin string, n int) scaleResult {
 
 	time.Sleep(3 * time.Second)
 	api := f.api.Load()
-	const idle = 20 * time.Second
+	f.mu.Lock()
+	clear(f.kinds)
+	f.mu.Unlock()
+	const idle = 30 * time.Second
 	time.Sleep(idle)
 	r.idleAPI = float64(f.api.Load()-api) / idle.Seconds() / float64(n)
+	f.mu.Lock()
+	b.Logf("N=%d: idle API requests by kind: %v", n, f.kinds)
+	f.mu.Unlock()
 	r.reconnects = f.reconnects()
 	if r.singleMissing > 0 || r.burstMissed > 0 {
 		b.Logf("N=%d: missing %d single, %d burst deliveries", n, r.singleMissing, r.burstMissed)

@@ -16,8 +16,9 @@ import (
 // else would notice. Each check is two stream info requests (a few ms of
 // server CPU each after replicated writes): a fleet of 1000 hosts checking
 // every second or two spent most of its idle server CPU on them. So a
-// generation checks a few times soon after it starts (it may have started
-// on a server that is catching up), stallEarly apart, then rarely,
+// generation made after a reconnect checks a few times soon after it
+// starts (it may have started on a server that is catching up, or on a
+// cluster that lost a stream leader), stallEarly apart, then rarely,
 // stallCheck apart; each interval is jittered (x1 to x2) so that hosts
 // reconnected together do not check together. A stalled watch's
 // generation is made anew within two checks. The library's own heartbeats
@@ -45,8 +46,13 @@ type stallChecker struct {
 	checked             bool
 }
 
-func newStallCheck(lifts, blocks jetstream.KeyValue) *stallChecker {
+// newStallCheck makes the check of a generation; early: it starts with
+// the checks stallEarly apart (a generation made after a reconnect).
+func newStallCheck(lifts, blocks jetstream.KeyValue, early bool) *stallChecker {
 	s := &stallChecker{kvs: [2]jetstream.KeyValue{lifts, blocks}, results: make(chan [2]uint64, 1)}
+	if !early {
+		s.started = stallEarlyChecks
+	}
 	s.next = time.Now().Add(s.interval())
 	return s
 }

@@ -41,6 +41,7 @@ type view struct {
 	// expiries: when what the view holds ends (expiry.go); self and
 	// maxTimeout: this host's name, and how long a lift may last.
 	expiries   expiryHeap
+	reindexAt  int // the index's length that makes it anew
 	self       string
 	maxTimeout time.Duration
 	refused    map[netip.Addr]struct{} // refusals logged
@@ -63,7 +64,7 @@ type ownRecord struct {
 }
 
 func newView(self string, maxTimeout time.Duration) view {
-	return view{self: self, maxTimeout: maxTimeout, last: map[string]uint64{},
+	return view{self: self, maxTimeout: maxTimeout, last: map[string]uint64{}, reindexAt: 4096,
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
 		own: map[netip.Addr]ownRecord{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
 		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
@@ -104,7 +105,7 @@ func (v *view) intern(host string) string {
 // the host's interned name.
 func (v *view) hold(a netip.Addr, h held) string {
 	h.host = v.intern(h.host)
-	v.expireAt(h.ends(), expBlock, a, h.host)
+	defer v.expireAt(h.ends(), expBlock, a, h.host)
 	hs := v.blocks[a]
 	for i := range hs {
 		if hs[i].host == h.host {

@@ -293,15 +293,16 @@ func (w *watcher) stop() {
 	w.wg.Wait()
 }
 
-// stallChecker makes the stall check of w's watches of lifts and blocks.
-func (w *watcher) stallChecker() *stallChecker {
+// stallChecker makes the stall check of w's watches of lifts and blocks;
+// early for a generation made after another.
+func (w *watcher) stallChecker(early bool) *stallChecker {
 	var kvs [2]jetstream.KeyValue
 	for _, x := range w.watches {
 		if x.stall >= 0 {
 			kvs[x.stall] = x.kv
 		}
 	}
-	return newStallCheck(kvs[0], kvs[1])
+	return newStallCheck(kvs[0], kvs[1], early)
 }
 
 // watch runs one generation of watches: the current values, bucket after
@@ -317,6 +318,7 @@ func (c *Client) watch(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
+	again := c.view.resume // a generation before this one replayed
 	c.view.resume = true
 	c.mu.Unlock()
 	c.readyOnce.Do(func() {
@@ -327,7 +329,7 @@ func (c *Client) watch(ctx context.Context) error {
 		close(c.ready)
 	})
 	w.merge()
-	return c.follow(ctx, w, w.stallChecker())
+	return c.follow(ctx, w, w.stallChecker(again))
 }
 
 // replay handles the watches' current values (or what a resumed watch
