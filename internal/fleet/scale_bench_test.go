@@ -439,11 +439,11 @@ func runFleetScale(b *testing.B, bin string, n int) scaleResult {
 	time.Sleep(idle)
 	r.idleAPI = float64(f.api.Load()-api) / idle.Seconds() / float64(n)
 	f.mu.Lock()
-	b.Logf("N=%d: idle API requests by kind: %v", n, f.kinds)
+	fmt.Printf("N=%d: idle API requests by kind: %v\n", n, f.kinds)
 	f.mu.Unlock()
 	r.reconnects = f.reconnects()
 	if r.singleMissing > 0 || r.burstMissed > 0 {
-		b.Logf("N=%d: missing %d single, %d burst deliveries", n, r.singleMissing, r.burstMissed)
+		fmt.Printf("N=%d: missing %d single, %d burst deliveries\n", n, r.singleMissing, r.burstMissed)
 	}
 	r.restart, r.restartRecords = f.restartOne(b, 3)
 	return r
@@ -471,7 +471,7 @@ func (f *scaleFleet) restartOne(b testing.TB, phase uint32) (time.Duration, uint
 	}
 	done, missing := f.waitAll(b, idx, 2*time.Minute)
 	if missing > 0 {
-		b.Logf("restart: %d deliveries missing after 2 minutes", missing)
+		fmt.Printf("restart: %d deliveries missing after 2 minutes\n", missing)
 	}
 	var most uint64
 	for i, r := range f.records() {
