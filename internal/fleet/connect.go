@@ -48,7 +48,7 @@ func (c *Client) connect() (*nats.Conn, error) {
 		// A server cut off by a partition that drops packets sends no
 		// reset: without a check the connection would look alive for
 		// the library's default 2 minutes x 2. watchLiveness
-		// (liveness.go) gives it up after 20-40 s without any inbound
+		// (liveness.go) gives it up after 20-30 s without any inbound
 		// message nor PONG; the library's own ping, which load can fake
 		// as death (it counts PONGs only), stays far behind. With writes
 		// waiting (a burst published into the cut) the library's writer

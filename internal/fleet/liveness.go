@@ -16,45 +16,22 @@ import (
 // delivering messages all along is declared stale, and the reconnect that
 // follows costs the servers more at the worst moment. Here any inbound
 // message (the watches' records, their consumers' idle heartbeats every
-// 5 s, replies) counts as a sign of life; only a connection that brought
-// nothing for livenessMisses intervals, nor a PONG to a PING sent after
-// the first quiet one, is given up (nats.Conn.ForceReconnect). The
-// interval is drawn per connection between livenessInterval and twice
-// that, so that hosts do not ping together. A write stalled for
-// flusherTimeout (a burst into a server cut off without a reset) ends
-// the connection sooner (connect.go).
+// 5 s, replies) is a sign of life. Only after a quiet spell (livenessQuiet
+// to twice that, drawn per connection, so that hosts do not ping
+// together) does the host send a PING; a connection that brought neither
+// a message nor that PING's PONG for livenessGrace more is given up
+// (nats.Conn.ForceReconnect): 20-30 s after its last sign of life. A
+// write stalled for flusherTimeout (a burst into a server cut off without
+// a reset) ends the connection sooner (connect.go).
 const (
-	livenessInterval = 10 * time.Second
-	livenessMisses   = 2
+	livenessQuiet = 10 * time.Second
+	livenessGrace = 10 * time.Second
+	livenessTick  = 2 * time.Second // how often the counters are looked at (no request)
 	// libraryPing: the library's own check, kept as a last resort far
 	// behind this one (an interval of 2 minutes, 3 outstanding).
 	libraryPing        = 2 * time.Minute
 	libraryPingsMissed = 3
 )
-
-// liveness is the state of the check of one connection.
-type liveness struct {
-	inMsgs uint64 // messages received at the last look
-	quiet  int    // intervals in a row without a sign of life
-}
-
-// dead looks at the connection after one interval: a message received,
-// or else a PONG to a PING within wait, is a sign of life. It reports
-// whether the connection has been quiet for livenessMisses intervals.
-func (l *liveness) dead(nc pinger, wait time.Duration) bool {
-	in := nc.Stats().InMsgs
-	if in != l.inMsgs {
-		l.inMsgs, l.quiet = in, 0
-		return false
-	}
-	err := nc.FlushTimeout(wait)
-	if in2 := nc.Stats().InMsgs; err == nil || in2 != in {
-		l.inMsgs, l.quiet = in2, 0
-		return false
-	}
-	l.quiet++
-	return l.quiet >= livenessMisses
-}
 
 // pinger is what the check needs of a connection.
 type pinger interface {
@@ -62,26 +39,66 @@ type pinger interface {
 	FlushTimeout(time.Duration) error
 }
 
-// watchLiveness checks the connection every interval until ctx is done,
-// and makes the library reconnect when it is dead.
+// liveness is the check of one connection.
+type liveness struct {
+	quiet    time.Duration // the quiet spell that makes a PING
+	inMsgs   uint64        // messages received at the last look
+	lastSign time.Time     // the last sign of life
+	ping     chan error    // the outstanding PING's answer; nil: none
+}
+
+func newLiveness(nc pinger, now time.Time, quiet time.Duration) *liveness {
+	return &liveness{quiet: quiet, inMsgs: nc.Stats().InMsgs, lastSign: now}
+}
+
+// dead looks at the connection at now: a message received since the last
+// look, or a PONG, is a sign of life; a PING goes out after a quiet spell.
+// It reports whether the connection has shown no sign of life for the
+// quiet spell and livenessGrace.
+func (l *liveness) dead(nc pinger, now time.Time) bool {
+	if in := nc.Stats().InMsgs; in != l.inMsgs {
+		l.inMsgs, l.lastSign = in, now
+	}
+	if l.ping != nil {
+		select {
+		case err := <-l.ping:
+			l.ping = nil
+			if err == nil {
+				l.lastSign = now
+			}
+		default:
+		}
+	}
+	quiet := now.Sub(l.lastSign)
+	if quiet >= l.quiet && l.ping == nil {
+		ch := make(chan error, 1)
+		l.ping = ch
+		go func() { ch <- nc.FlushTimeout(livenessGrace) }()
+	}
+	return quiet >= l.quiet+livenessGrace
+}
+
+// watchLiveness checks the connection until ctx is done, and makes the
+// library reconnect when it is dead.
 func (c *Client) watchLiveness(ctx context.Context, nc *nats.Conn) {
-	every := livenessInterval + rand.N(livenessInterval)
-	t := time.NewTicker(every)
+	quiet := livenessQuiet + rand.N(livenessQuiet)
+	t := time.NewTicker(livenessTick)
 	defer t.Stop()
-	var l liveness
+	l := newLiveness(nc, time.Now(), quiet)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		if !nc.IsConnected() {
-			l = liveness{inMsgs: nc.Stats().InMsgs}
+			l = newLiveness(nc, now, quiet)
 			continue
 		}
-		if l.dead(nc, every) {
-			c.log.Warn("fleet: no sign of life from the server; reconnecting", "quiet", time.Duration(l.quiet)*every)
-			l = liveness{}
+		if l.dead(nc, now) {
+			c.log.Warn("fleet: no sign of life from the server; reconnecting", "quiet", now.Sub(l.lastSign).Round(time.Second))
+			l = newLiveness(nc, now, quiet)
 			if err := nc.ForceReconnect(); err != nil {
 				c.log.Warn("fleet: reconnect", "err", err)
 			}

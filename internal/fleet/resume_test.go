@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os/exec"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,7 +50,12 @@ func TestServerRestartResumes(t *testing.T) {
 	for _, i := range []int{1, 2} {
 		hs[i].waitStats(t, "the 300 blocks", func(s Stats) bool { return s.Blocks >= 300 })
 	}
-	before := hs[1].c.st.records.Load()
+	hs[0].waitStats(t, "its own 300 records", func(Stats) bool {
+		hs[0].c.mu.Lock()
+		defer hs[0].c.mu.Unlock()
+		return len(hs[0].c.view.own) == 300
+	})
+	before, before1 := hs[1].c.st.records.Load(), hs[0].c.st.records.Load()
 
 	// h2's server (the first it lists) stops and starts again on its
 	// store while h3 publishes.
@@ -80,19 +86,23 @@ func TestServerRestartResumes(t *testing.T) {
 	if got >= 300 {
 		t.Fatalf("h2's watches delivered %d records after the reconnect: a replay of the buckets, not a resume", got)
 	}
+	// h1 stayed connected: it gets h3's 20 blocks, and no new record of
+	// h2 (a host record rewritten on each reconnect reaches every host).
+	if got1 := hs[0].c.st.records.Load() - before1; got1 != 20 {
+		t.Errorf("h1's watches delivered %d records from the restart on, want h3's 20 blocks", got1)
+	}
 }
 
 // fakeConn is a connection as the liveness check sees it.
 type fakeConn struct {
-	in   uint64
-	pong bool
-	// during a PING's wait, messages arrive (a loaded server's deliveries).
-	during uint64
+	in    atomic.Uint64
+	pong  bool
+	pings atomic.Int64
 }
 
-func (f *fakeConn) Stats() nats.Statistics { return nats.Statistics{InMsgs: f.in} }
+func (f *fakeConn) Stats() nats.Statistics { return nats.Statistics{InMsgs: f.in.Load()} }
 func (f *fakeConn) FlushTimeout(time.Duration) error {
-	f.in += f.during
+	f.pings.Add(1)
 	if f.pong {
 		return nil
 	}
@@ -100,44 +110,46 @@ func (f *fakeConn) FlushTimeout(time.Duration) error {
 }
 
 // Liveness: a connection that keeps delivering messages is alive however
-// late its PONGs (load cannot fake death); one quiet for livenessMisses
-// intervals without a PONG is dead, and a PONG or a message resets the
-// count.
+// late its PONGs, and is never pinged (load cannot fake death); an idle
+// one that answers PINGs, or brings its consumers' heartbeats, is alive;
+// one that brings nothing, nor a PONG, is dead once quiet for the quiet
+// spell and livenessGrace, not before.
 func TestLiveness(t *testing.T) {
-	var l liveness
+	const quiet = 10 * time.Second
+	run := func(f *fakeConn, every func(step int), steps int) (deadAt time.Duration) {
+		t0 := time.Unix(1_000_000, 0)
+		l := newLiveness(f, t0, quiet)
+		for i := 1; i <= steps; i++ {
+			every(i)
+			now := t0.Add(time.Duration(i) * livenessTick)
+			if l.dead(f, now) {
+				return now.Sub(t0)
+			}
+			for l.ping != nil && len(l.ping) == 0 { // the PING's answer, before the next look
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return 0
+	}
 	busy := &fakeConn{}
-	for i := range 10 {
-		busy.in += 100 // deliveries, no PONG
-		if l.dead(busy, time.Second) {
-			t.Fatalf("interval %d: a delivering connection declared dead", i)
-		}
+	if d := run(busy, func(int) { busy.in.Add(100) }, 100); d != 0 || busy.pings.Load() != 0 {
+		t.Fatalf("a delivering connection: dead after %s, %d pings", d, busy.pings.Load())
 	}
-	late := &fakeConn{during: 1}
-	l = liveness{}
-	for i := range 10 {
-		if l.dead(late, time.Second) {
-			t.Fatalf("interval %d: a connection whose messages arrive during the PING's wait declared dead", i)
-		}
+	idle := &fakeConn{pong: true}
+	if d := run(idle, func(int) {}, 100); d != 0 || idle.pings.Load() == 0 || idle.pings.Load() > 100*int64(livenessTick)/int64(quiet) {
+		t.Fatalf("an idle connection that answers PINGs: dead after %s, %d pings in %s", d, idle.pings.Load(), 100*livenessTick)
 	}
-	quiet := &fakeConn{pong: true}
-	l = liveness{}
-	for i := range 10 {
-		if l.dead(quiet, time.Second) {
-			t.Fatalf("interval %d: an idle connection that answers PINGs declared dead", i)
+	hb := &fakeConn{}
+	if d := run(hb, func(i int) {
+		if i%3 == 0 {
+			hb.in.Add(1)
 		}
+	}, 100); d != 0 {
+		t.Fatalf("a connection with heartbeats every 6 s and no PONG: dead after %s", d)
 	}
 	gone := &fakeConn{}
-	l = liveness{}
-	if l.dead(gone, time.Second) {
-		t.Fatal("dead after one quiet interval")
-	}
-	gone.in++ // a heartbeat: the count starts again
-	for range livenessMisses {
-		if l.dead(gone, time.Second) {
-			t.Fatal("a message did not reset the count")
-		}
-	}
-	if !l.dead(gone, time.Second) {
-		t.Fatalf("not dead after %d quiet intervals without a PONG", livenessMisses)
+	d := run(gone, func(int) {}, 100)
+	if d < quiet+livenessGrace || d > quiet+livenessGrace+livenessTick {
+		t.Fatalf("a connection with nothing: dead after %s, want %s", d, quiet+livenessGrace)
 	}
 }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -229,6 +230,45 @@ type scaleFleet struct {
 	api   atomic.Int64 // JetStream API requests seen
 	mu    sync.Mutex
 	kinds map[string]int // API requests by subject, the stream's name cut off
+	// warnings: the hosts' warnings, by message and error
+	warnings warnCounter
+}
+
+// warnCounter is a slog.Handler that counts warnings by message and
+// error (its first 60 bytes).
+type warnCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (w *warnCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnCounter) WithGroup(string) slog.Handler                { return w }
+func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
+	k := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			e := a.Value.String()
+			k += ": " + e[:min(len(e), 60)]
+		}
+		return true
+	})
+	w.mu.Lock()
+	if w.n == nil {
+		w.n = map[string]int{}
+	}
+	w.n[k]++
+	w.mu.Unlock()
+	return nil
+}
+
+// take returns the counts so far and starts again.
+func (w *warnCounter) take() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.n
+	w.n = nil
+	return n
 }
 
 func (f *scaleFleet) serverCPU() time.Duration {
@@ -291,7 +331,7 @@ func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duratio
 		cfg := testCfg(name)
 		cfg.Servers = []string{urls[i%3], urls[(i+1)%3], urls[(i+2)%3]}
 		cfg.User, cfg.Password = name, config.Secret(name+"-change-me")
-		c, err := New(cfg, Options{Sink: sink, Logger: testLogger(b), Replicas: 3})
+		c, err := New(cfg, Options{Sink: sink, Logger: slog.New(&f.warnings), Replicas: 3})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -442,10 +482,12 @@ func runFleetScale(b *testing.B, bin string, n int) scaleResult {
 	fmt.Printf("N=%d: idle API requests by kind: %v\n", n, f.kinds)
 	f.mu.Unlock()
 	r.reconnects = f.reconnects()
+	fmt.Printf("N=%d: warnings before the restart: %v\n", n, f.warnings.take())
 	if r.singleMissing > 0 || r.burstMissed > 0 {
 		fmt.Printf("N=%d: missing %d single, %d burst deliveries\n", n, r.singleMissing, r.burstMissed)
 	}
 	r.restart, r.restartRecords = f.restartOne(b, 3)
+	fmt.Printf("N=%d: warnings from the restart on: %v\n", n, f.warnings.take())
 	return r
 }
 

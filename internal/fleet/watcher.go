@@ -54,7 +54,9 @@ func (c *Client) watchLoop(ctx context.Context) {
 			sleep(ctx, bo.next())
 			continue
 		}
-		c.putHost() // again on each connection: the servers may have lost it
+		if c.hostRecordMissing() {
+			c.putHost()
+		}
 		start := time.Now()
 		err := c.watch(ctx)
 		if ctx.Err() != nil {
@@ -81,6 +83,18 @@ func (c *Client) watchLoop(ctx context.Context) {
 		c.log.Warn("fleet: watching the fleet", "err", err)
 		sleep(ctx, bo.next())
 	}
+}
+
+// hostRecordMissing reports whether this host's record must be written
+// on a new connection: before the first generation, or when the hosts
+// bucket as watched does not hold it as it is. A fleet of 1000 hosts that
+// wrote it on every reconnect sent every host a record per reconnected
+// host after a server's restart.
+func (c *Client) hostRecordMissing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	as, ok := c.view.hosts[c.name]
+	return !c.view.resume || !ok || !slices.Equal(as, c.ownAddrs)
 }
 
 // waitConnected waits until the connection is up; false when ctx is done.
@@ -225,12 +239,16 @@ func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket st
 	}
 	info := bs.StreamInfo()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if created, ok := c.created[bucket]; ok && info.Created.Equal(created) && info.State.LastSeq+1 >= from {
+		c.mu.Unlock()
 		return from, nil
 	}
-	c.log.Info("fleet: a bucket is not the one watched before; replaying it", "bucket", bucket)
 	c.created[bucket], c.view.last[bucket] = info.Created, 0
+	c.mu.Unlock()
+	c.log.Info("fleet: a bucket is not the one watched before; replaying it", "bucket", bucket)
+	if bucket == BucketHosts {
+		c.putHost() // this host's record may be gone with the old one
+	}
 	return 0, nil
 }
 
