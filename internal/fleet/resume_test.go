@@ -23,23 +23,7 @@ func TestServerRestartResumes(t *testing.T) {
 		t.Skip("builds and runs three nats-server processes")
 	}
 	srv := startDeployCluster(t)
-	var hs []*host
-	for i, name := range []string{"h1", "h2", "h3"} {
-		urls := []string{srv[i].url, srv[(i+1)%3].url, srv[(i+2)%3].url}
-		hs = append(hs, startHost(t, nil, name, func(f *config.Fleet, o *Options) {
-			f.Servers = urls
-			f.User, f.Password = name, config.Secret(name+"-change-me")
-			o.Replicas = 3
-			o.NATSOptions = append(o.NATSOptions, nats.DontRandomize())
-		}))
-	}
-	for _, h := range hs {
-		select {
-		case <-h.c.Ready():
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s not ready: %+v", h.c.Name(), h.c.Stats())
-		}
-	}
+	hs := startDeployHosts(t, srv)
 	publish := func(from int, n, first int) {
 		for i := range n {
 			j := first + i
@@ -64,12 +48,7 @@ func TestServerRestartResumes(t *testing.T) {
 	_, _ = s.cmd.Process.Wait()
 	hs[1].waitStats(t, "h2 away from n2", func(s Stats) bool { return s.Reconnects >= 1 })
 	publish(2, 10, 1000)
-	restarted := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
-	restarted.Dir = s.cmd.Dir
-	if err := restarted.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = restarted.Process.Kill(); _ = restarted.Wait() })
+	restart(t, s)
 	publish(2, 10, 1010)
 
 	deadline := time.Now().Add(60 * time.Second)
@@ -91,6 +70,41 @@ func TestServerRestartResumes(t *testing.T) {
 	if got1 := hs[0].c.st.records.Load() - before1; got1 != 20 {
 		t.Errorf("h1's watches delivered %d records from the restart on, want h3's 20 blocks", got1)
 	}
+}
+
+// startDeployHosts runs h1, h2 and h3 of deploy/nats on srv, each
+// connected to the server of its own number first, and waits until they
+// are ready.
+func startDeployHosts(t *testing.T, srv []deployServer) []*host {
+	var hs []*host
+	for i, name := range []string{"h1", "h2", "h3"} {
+		urls := []string{srv[i].url, srv[(i+1)%3].url, srv[(i+2)%3].url}
+		hs = append(hs, startHost(t, nil, name, func(f *config.Fleet, o *Options) {
+			f.Servers = urls
+			f.User, f.Password = name, config.Secret(name+"-change-me")
+			o.Replicas = 3
+			o.NATSOptions = append(o.NATSOptions, nats.DontRandomize())
+		}))
+	}
+	for _, h := range hs {
+		select {
+		case <-h.c.Ready():
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s not ready: %+v", h.c.Name(), h.c.Stats())
+		}
+	}
+	return hs
+}
+
+// restart starts a stopped server of startDeployCluster again, on its
+// store and ports.
+func restart(t *testing.T, s deployServer) {
+	restarted := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
+	restarted.Dir = s.cmd.Dir
+	if err := restarted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = restarted.Process.Kill(); _ = restarted.Wait() })
 }
 
 // fakeConn is a connection as the liveness check sees it.

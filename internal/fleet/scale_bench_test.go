@@ -305,21 +305,7 @@ func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duratio
 	}); err != nil {
 		b.Fatal(err)
 	}
-	js, _ := jetstream.New(admin)
-	for _, bucket := range Buckets {
-		l := BucketLimits{Hosts: DefaultFleetSize, Replicas: 3, MaxTimeout: 7 * 24 * time.Hour, Window: 10 * time.Minute}
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := js.CreateKeyValue(ctx, BucketConfig(bucket, l))
-			cancel()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("bucket %s: %v", bucket, err)
-			}
-		}
-	}
+	makeScaleBuckets(b, admin)
 	f.api.Store(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -346,6 +332,26 @@ func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duratio
 		}
 	}
 	return f, time.Since(start)
+}
+
+// makeScaleBuckets makes the buckets as the administrator, once the
+// cluster has a leader.
+func makeScaleBuckets(b testing.TB, admin *nats.Conn) {
+	js, _ := jetstream.New(admin)
+	for _, bucket := range Buckets {
+		l := BucketLimits{Hosts: DefaultFleetSize, Replicas: 3, MaxTimeout: 7 * 24 * time.Hour, Window: 10 * time.Minute}
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := js.CreateKeyValue(ctx, BucketConfig(bucket, l))
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("bucket %s: %v", bucket, err)
+			}
+		}
+	}
 }
 
 // waitAdmin connects as the administrator once the cluster answers.
