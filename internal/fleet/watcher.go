@@ -199,8 +199,9 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 	return w, nil
 }
 
-// bucket binds bucket, once per connection's life (a request each time
-// would cost the servers as much as the watch).
+// bucket binds bucket once, for the Client's life or until the buckets
+// are made anew: a request each generation would cost the servers as
+// much as the watch.
 func (c *Client) bucket(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
 	c.mu.Lock()
 	kv, ok := c.kvs[bucket]
