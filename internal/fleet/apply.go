@@ -12,15 +12,23 @@ import (
 
 // apply applies one entry of x's bucket, once per revision.
 func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
+	c.st.records.Add(1)
 	rk := x.bucket + "/" + e.Key()
+	del := e.Operation() != jetstream.KeyValuePut
 	c.mu.Lock()
+	c.view.last[x.bucket] = max(c.view.last[x.bucket], e.Revision())
 	if c.view.revs[rk] == e.Revision() {
 		c.mu.Unlock()
 		return
 	}
-	c.view.revs[rk] = e.Revision()
+	// The revision of a record held, to skip it when delivered again; a
+	// deleted key's is forgotten (applying a deletion twice is harmless).
+	if del {
+		delete(c.view.revs, rk)
+	} else {
+		c.view.revs[rk] = e.Revision()
+	}
 	c.mu.Unlock()
-	del := e.Operation() != jetstream.KeyValuePut
 	if err := x.apply(c, e, del, initial); err != nil {
 		c.st.bad.Add(1)
 		c.log.Warn("fleet: unreadable record", "bucket", x.bucket, "key", e.Key(), "err", err)
@@ -131,21 +139,17 @@ func (c *Client) applyBlock(e jetstream.KeyValueEntry, del, initial bool) error 
 		return nil
 	}
 	created := e.Created()
-	c.mu.Lock()
-	lifted := c.view.liftedAt(host, a, created)
+	b, err := decodeBlock(host, a, e.Value())
 	if host == c.name {
-		c.view.own[a] = created
-		c.mu.Unlock()
-		if lifted {
-			c.purgeOwn(a)
-		}
+		c.own(a, created, b.Expires)
 		return nil
 	}
-	c.mu.Unlock()
-	b, err := decodeBlock(host, a, e.Value())
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	lifted := c.view.liftedAt(host, a, created)
+	c.mu.Unlock()
 	if lifted {
 		return nil
 	}
@@ -162,6 +166,23 @@ func (c *Client) applyBlock(e jetstream.KeyValueEntry, del, initial bool) error 
 	}
 	c.enforce(b, created)
 	return nil
+}
+
+// own holds this host's own record of a, created at created, until exp
+// (if it can be read; else as long as the bucket keeps it), and purges it
+// if a lift reached it.
+func (c *Client) own(a netip.Addr, created, exp time.Time) {
+	if end := created.Add(c.maxTimeout); exp.IsZero() || exp.After(end) {
+		exp = end
+	}
+	c.mu.Lock()
+	lifted := c.view.liftedAt(c.name, a, created)
+	c.view.own[a] = ownRecord{created: created, expires: exp.UnixNano()}
+	c.view.expireAt(exp, expOwn, a, "")
+	c.mu.Unlock()
+	if lifted {
+		c.purgeOwn(a)
+	}
 }
 
 // enforce holds b, another host's record created at created, and passes it
@@ -182,6 +203,7 @@ func (c *Client) deliver(b Block) {
 	extends := b.Expires.Sub(prev) >= time.Second
 	if extends {
 		c.view.delivered[b.Addr] = b.Expires
+		c.view.expireAt(b.Expires, expDelivered, b.Addr, "")
 	}
 	c.mu.Unlock()
 	if !extends {

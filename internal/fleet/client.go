@@ -214,6 +214,8 @@ type Client struct {
 	js        jetstream.JetStream
 	sightings jetstream.Stream
 	bucketsOK bool
+	kvs       map[string]jetstream.KeyValue // the watched buckets, bound
+	created   map[string]time.Time          // when the buckets' streams were made
 	ownAddrs  []netip.Addr
 	lastSeen  map[netip.Addr]time.Time // sightings published
 	view      view
@@ -221,6 +223,9 @@ type Client struct {
 	st struct {
 		reconnects, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
+		// records: entries the watches delivered, applied or skipped as
+		// already handled (what a replay costs this host).
+		records     atomic.Uint64
 		lag, lagMax atomic.Int64
 	}
 }
@@ -266,7 +271,6 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		confirmIn:   make(chan confirmReq, confirmQueue),
 		confirmOut:  make(chan confirmRes, confirmQueue),
 		lastSeen:    map[netip.Addr]time.Time{},
-		view:        newView(),
 	}
 	c.defaults()
 	return c, nil
@@ -291,6 +295,7 @@ func (c *Client) defaults() {
 		c.corrTimeout = time.Hour
 	}
 	c.corrTimeout = min(c.corrTimeout, c.maxTimeout)
+	c.view = newView(c.name, c.maxTimeout)
 	if c.replicas <= 0 {
 		c.replicas = 3
 	}
@@ -338,6 +343,7 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Go(func() { c.pub.run(ctx) })
 	wg.Go(func() { c.correlator(ctx) })
 	wg.Go(func() { c.confirmer(ctx) })
+	wg.Go(func() { c.watchLiveness(ctx, nc) })
 	c.watchLoop(ctx)
 	wg.Wait()
 	return nil

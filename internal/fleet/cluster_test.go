@@ -13,7 +13,7 @@ import (
 )
 
 // buildNATSServer builds the nats-server pinned as a tool in go.mod.
-func buildNATSServer(t *testing.T) string {
+func buildNATSServer(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "nats-server")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
@@ -24,7 +24,7 @@ func buildNATSServer(t *testing.T) string {
 	return bin
 }
 
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	var ports []int
@@ -97,7 +97,7 @@ func startDeployCluster(t *testing.T) []deployServer {
 }
 
 type prefixWriter struct {
-	t *testing.T
+	t testing.TB
 	p string
 }
 

@@ -46,15 +46,18 @@ func (c *Client) connect() (*nats.Conn, error) {
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
 		nats.RetryOnFailedConnect(true),
 		// A server cut off by a partition that drops packets sends no
-		// reset: without pings the connection would look alive for the
-		// library's default 2 minutes x 2. A host notices in 4-6 s and
-		// moves to a server it can reach. With writes waiting (a burst
-		// published into the cut) the library's writer holds the
-		// connection blocked in write(2), pings included, for its
-		// default minute: a write stalled for 5 s is a dead server too.
-		nats.PingInterval(pingInterval),
-		nats.MaxPingsOutstanding(2),
-		nats.FlusherTimeout(5 * time.Second),
+		// reset: without a check the connection would look alive for
+		// the library's default 2 minutes x 2. watchLiveness
+		// (liveness.go) gives it up after 20-30 s without any inbound
+		// message nor PONG; the library's own ping, which load can fake
+		// as death (it counts PONGs only), stays far behind. With writes
+		// waiting (a burst published into the cut) the library's writer
+		// holds the connection blocked in write(2) for its default
+		// minute: a write stalled for flusherTimeout is a dead server
+		// too.
+		nats.PingInterval(libraryPing),
+		nats.MaxPingsOutstanding(libraryPingsMissed),
+		nats.FlusherTimeout(flusherTimeout),
 		nats.ReconnectOnFlusherError(),
 		// The outbox buffers while disconnected; the library must not.
 		nats.ReconnectBufSize(-1),

@@ -119,10 +119,17 @@
 // the current values, then the updates), made on one connection and
 // listed in one table (watchedBuckets) with the functions that apply its
 // bucket's records. On a reconnect, or when a watch closes or stalls, a
-// new generation is made with backoff and replays the buckets, bucket
-// after bucket; revisions already applied are skipped, and keys that
-// vanished meanwhile are forgotten. Then the updates of every bucket
-// arrive on one channel. The first complete replay closes Ready
+// new generation is made with backoff (after a reconnect, a random wait
+// of up to resumeJitter) and resumes each bucket after the last revision
+// this host handled: it delivers what the host missed, not the buckets
+// again (a bucket made anew, or that lost records past that revision, is
+// replayed in full; keys that vanished from it meanwhile are forgotten).
+// The view ends what it holds at its own time (expiry.go), so a resumed
+// watch that missed an expiry marker leaves nothing behind. Revisions
+// already applied are skipped. Then the updates of every bucket arrive on
+// one channel. Whether the server is alive is judged by any inbound
+// message, or a PONG when there is none (liveness.go); the stall check
+// (stall.go) is rare. The first complete replay closes Ready
 // (correlated blocks may follow it: they wait for their count, which runs
 // on a goroutine of its own, a bounded queue with a bounded share per
 // publishing host). What this host knows of the other hosts' records is

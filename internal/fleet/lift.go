@@ -54,12 +54,13 @@ func (c *Client) adminLift(l Lift) {
 	c.mu.Lock()
 	if old, ok := c.view.lifts[l.Addr]; !ok || old.At.Before(l.At) {
 		c.view.lifts[l.Addr] = l
+		c.view.expireAt(l.At.Add(c.maxTimeout), expLift, l.Addr, AdminName)
 	}
 	c.view.release(l.Addr, func(h held) bool { return h.created < l.At.UnixNano() })
 	delete(c.view.delivered, l.Addr)
-	ownAt, own := c.view.own[l.Addr]
+	o, own := c.view.own[l.Addr]
 	c.mu.Unlock()
-	if own && ownAt.Before(l.At) {
+	if own && o.created.Before(l.At) {
 		c.purgeOwn(l.Addr)
 	}
 	c.st.lifted.Add(1)
@@ -76,6 +77,7 @@ func (c *Client) hostLift(l Lift, initial bool) {
 	c.mu.Lock()
 	if at, ok := c.view.hostLifts[k]; !ok || at.Before(l.At) {
 		c.view.hostLifts[k] = l.At
+		c.view.expireAt(l.At.Add(c.maxTimeout), expLift, l.Addr, l.By)
 	}
 	if l.By == c.name {
 		c.mu.Unlock()

@@ -19,8 +19,9 @@ const (
 	batchSize = 4096
 	// ackTimeout bounds the wait for one write's acknowledgement.
 	ackTimeout = 4 * time.Second
-	// pingInterval: how often the connection is checked (see connect).
-	pingInterval = 2 * time.Second
+	// flusherTimeout: a write to the server stalled this long ends the
+	// connection (see connect).
+	flusherTimeout = 5 * time.Second
 	// retryMax caps the delay between tries (publishing, watching): after
 	// a partition heals, a host catches up within it. Jitter spreads the
 	// hosts of a large fleet.

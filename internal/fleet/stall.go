@@ -2,20 +2,33 @@ package fleet
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// stallCheck is how often the watches are checked against their
-// buckets: an ordered consumer whose server was cut off from the cluster
-// can stop delivering without the connection dropping (its re-creation
-// fails while the streams elect new leaders; after the partition its
-// server catches up from a snapshot, which the consumer does not
-// deliver), and nothing else would notice. Each check is two stream info
-// requests; a stalled watch's generation is made anew within one to
-// two checks.
-const stallCheck = time.Second
+// The stall check compares the watches with their buckets now and then:
+// an ordered consumer whose server was cut off from the cluster can stop
+// delivering without the connection dropping (its re-creation fails while
+// the streams elect new leaders; after the partition its server catches
+// up from a snapshot, which the consumer does not deliver), and nothing
+// else would notice. Each check is two stream info requests (a few ms of
+// server CPU each after replicated writes): a fleet of 1000 hosts checking
+// every second or two spent most of its idle server CPU on them. So a
+// generation made after a reconnect checks a few times soon after it
+// starts (it may have started on a server that is catching up, or on a
+// cluster that lost a stream leader), stallEarly apart, then rarely,
+// stallCheck apart; each interval is jittered (x1 to x2) so that hosts
+// reconnected together do not check together. A stalled watch's
+// generation is made anew within two checks. The library's own heartbeats
+// re-create a consumer that stops (missed heartbeats); this catches the
+// rest.
+const (
+	stallEarly       = 5 * time.Second
+	stallEarlyChecks = 3
+	stallCheck       = 30 * time.Second
+)
 
 // stallChecker compares the watches of lifts and blocks with their
 // buckets' last sequence, now and then, off the watch loop.
@@ -24,6 +37,7 @@ type stallChecker struct {
 	results chan [2]uint64
 	next    time.Time
 	running bool
+	started int // checks started in this generation
 	// base: the buckets' last sequences at the first check of this
 	// generation (what was there before may never be delivered: a purged
 	// marker leaves a gap); pending: sequences a check found undelivered;
@@ -32,8 +46,25 @@ type stallChecker struct {
 	checked             bool
 }
 
-func newStallCheck(lifts, blocks jetstream.KeyValue) *stallChecker {
-	return &stallChecker{kvs: [2]jetstream.KeyValue{lifts, blocks}, results: make(chan [2]uint64, 1), next: time.Now().Add(stallCheck)}
+// newStallCheck makes the check of a generation; early: it starts with
+// the checks stallEarly apart (a generation made after a reconnect).
+func newStallCheck(lifts, blocks jetstream.KeyValue, early bool) *stallChecker {
+	s := &stallChecker{kvs: [2]jetstream.KeyValue{lifts, blocks}, results: make(chan [2]uint64, 1)}
+	if !early {
+		s.started = stallEarlyChecks
+	}
+	s.next = time.Now().Add(s.interval())
+	return s
+}
+
+// interval is the time until the next check: stallEarly for the first
+// checks of a generation, stallCheck after, jittered.
+func (s *stallChecker) interval() time.Duration {
+	d := stallCheck
+	if s.started < stallEarlyChecks {
+		d = stallEarly
+	}
+	return d + rand.N(d)
 }
 
 // maybeStart asks the buckets' last sequences when a check is due.
@@ -41,7 +72,8 @@ func (s *stallChecker) maybeStart(ctx context.Context, now time.Time) {
 	if s.running || now.Before(s.next) {
 		return
 	}
-	s.running, s.next = true, now.Add(stallCheck)
+	s.started++
+	s.running, s.next = true, now.Add(s.interval())
 	go func() {
 		var last [2]uint64
 		for i, kv := range s.kvs {

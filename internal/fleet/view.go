@@ -27,13 +27,24 @@ type view struct {
 	blocks    map[netip.Addr][]held
 	names     map[string]string        // host names, interned
 	delivered map[netip.Addr]time.Time // the latest Expires passed to the Sink
-	own       map[netip.Addr]time.Time // this host's block records: their time on the servers
+	own       map[netip.Addr]ownRecord // this host's block records
 	lifts     map[netip.Addr]Lift      // the administrator's latest lift of each address
 	hostLifts map[hostAddr]time.Time   // each host's latest lift of its own block of an address
 	hosts     map[string][]netip.Addr  // each host's claim of its addresses: shown, never trusted
 	unlisted  map[string]struct{}      // hosts whose claim fleet.hosts does not cover, logged
-	revs      map[string]uint64        // bucket/key: the revision handled
-	refused   map[netip.Addr]struct{}  // refusals logged
+	revs      map[string]uint64        // bucket/key: the revision handled (of records held)
+	// last: each bucket's highest revision handled, where a watch made
+	// after a reconnect resumes (resume: once a generation replayed the
+	// buckets' current values).
+	last   map[string]uint64
+	resume bool
+	// expiries: when what the view holds ends (expiry.go); self and
+	// maxTimeout: this host's name, and how long a lift may last.
+	expiries   expiryHeap
+	reindexAt  int // the index's length that makes it anew
+	self       string
+	maxTimeout time.Duration
+	refused    map[netip.Addr]struct{} // refusals logged
 	// refusalLog bounds the refusal lines a second.
 	refusalLog lineBudget
 	// confirming: each host's correlated records waiting for their count.
@@ -45,10 +56,17 @@ type view struct {
 	pendingLifts []Lift
 }
 
-func newView() view {
-	return view{
+// ownRecord is this host's record of an address: its time on the servers
+// and when the block ends (Unix ns).
+type ownRecord struct {
+	created time.Time
+	expires int64
+}
+
+func newView(self string, maxTimeout time.Duration) view {
+	return view{self: self, maxTimeout: maxTimeout, last: map[string]uint64{}, reindexAt: 4096,
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
-		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
+		own: map[netip.Addr]ownRecord{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
 		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
 	}
 }
@@ -87,6 +105,7 @@ func (v *view) intern(host string) string {
 // the host's interned name.
 func (v *view) hold(a netip.Addr, h held) string {
 	h.host = v.intern(h.host)
+	defer v.expireAt(h.ends(), expBlock, a, h.host)
 	hs := v.blocks[a]
 	for i := range hs {
 		if hs[i].host == h.host {
@@ -144,19 +163,6 @@ func (v *view) count(now time.Time) int {
 		}
 	}
 	return n
-}
-
-// sweep drops what has expired.
-func (v *view) sweep(now time.Time) {
-	t := now.UnixNano()
-	for a := range v.blocks {
-		v.release(a, func(h held) bool { return h.expires <= t })
-	}
-	for a, e := range v.delivered {
-		if !e.After(now) {
-			delete(v.delivered, a)
-		}
-	}
 }
 
 // hostAddr is one host's key of an address.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,8 +23,16 @@ var (
 	errStalled     = errors.New("watcher stalled: the bucket has records it did not deliver")
 )
 
+// resumeJitter bounds the random wait before the watches are made anew
+// after a reconnect: the hosts that lost one server reconnect together,
+// and their consumers are spread over it.
+const resumeJitter = 2 * time.Second
+
 // watchLoop keeps a watcher running: after a reconnect, or a watch that
-// closed or stalled, it makes a new generation (with backoff), which
+// closed or stalled, it makes a new generation (with backoff, and jitter
+// after a reconnect), which resumes each bucket after the last revision
+// handled: a host that was away gets what it missed, not the buckets
+// again. The first generation, and one after the buckets were made anew,
 // replays the buckets' current values; the revisions already applied are
 // skipped.
 func (c *Client) watchLoop(ctx context.Context) {
@@ -43,7 +54,9 @@ func (c *Client) watchLoop(ctx context.Context) {
 			sleep(ctx, bo.next())
 			continue
 		}
-		c.putHost() // again on each connection: the servers may have lost it
+		if c.hostRecordMissing() {
+			c.putHost()
+		}
 		start := time.Now()
 		err := c.watch(ctx)
 		if ctx.Err() != nil {
@@ -51,21 +64,37 @@ func (c *Client) watchLoop(ctx context.Context) {
 		}
 		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			c.mu.Lock()
-			c.bucketsOK = false // deleted by an administrator: make them again
+			c.bucketsOK = false // deleted by an administrator: make them again, replay them
+			c.kvs = nil
+			c.view.resume = false
+			clear(c.view.last)
 			c.mu.Unlock()
 		}
 		if time.Since(start) > time.Minute {
 			bo.reset()
 		}
 		if errors.Is(err, errReconnected) {
-			// Not a failure: the link is back, replay at once (after a
+			// Not a failure: the link is back, resume soon (after a
 			// partition this is what the host is waiting for).
 			bo.reset()
+			sleep(ctx, rand.N(resumeJitter))
 			continue
 		}
 		c.log.Warn("fleet: watching the fleet", "err", err)
 		sleep(ctx, bo.next())
 	}
+}
+
+// hostRecordMissing reports whether this host's record must be written
+// on a new connection: before the first generation, or when the hosts
+// bucket as watched does not hold it as it is. A fleet of 1000 hosts that
+// wrote it on every reconnect sent every host a record per reconnected
+// host after a server's restart.
+func (c *Client) hostRecordMissing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	as, ok := c.view.hosts[c.name]
+	return !c.view.resume || !ok || !slices.Equal(as, c.ownAddrs)
 }
 
 // waitConnected waits until the connection is up; false when ctx is done.
@@ -113,6 +142,9 @@ type watch struct {
 	bucketWatch
 	kv jetstream.KeyValue
 	kw jetstream.KeyWatcher
+	// resumed: it delivers what came after a revision handled before,
+	// not the bucket's current values.
+	resumed bool
 }
 
 // update is one delivery of a watch: an entry, nil at the end of the
@@ -139,10 +171,25 @@ type watcher struct {
 // until the watcher stops (or ctx is done).
 func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 	js, _, _ := c.conn()
+	c.mu.Lock()
+	resume, last := c.view.resume, maps.Clone(c.view.last)
+	c.mu.Unlock()
 	wctx, cancel := context.WithCancel(ctx)
 	w := &watcher{ctx: wctx, cancel: cancel, updates: make(chan update)}
 	for _, b := range watchedBuckets {
-		x, err := startWatch(wctx, cancel, js, b)
+		var from uint64
+		if resume && last[b.bucket] > 0 {
+			from = last[b.bucket] + 1
+		}
+		kv, err := c.bucket(wctx, js, b.bucket)
+		if err == nil && from > 0 {
+			from, err = c.resumable(wctx, kv, b.bucket, from)
+		}
+		if err != nil {
+			w.stop()
+			return nil, err
+		}
+		x, err := startWatch(wctx, cancel, kv, b, from)
 		if err != nil {
 			w.stop()
 			return nil, err
@@ -152,20 +199,73 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 	return w, nil
 }
 
-// startWatch binds b's bucket and watches it for ctx's lifetime; cancel ends
-// ctx, the whole generation's, when the watch takes too long to start.
-func startWatch(ctx context.Context, cancel context.CancelFunc, js jetstream.JetStream, b bucketWatch) (*watch, error) {
-	bucket := b.bucket
+// bucket binds bucket once, for the Client's life or until the buckets
+// are made anew: a request each generation would cost the servers as
+// much as the watch.
+func (c *Client) bucket(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	kv, ok := c.kvs[bucket]
+	c.mu.Unlock()
+	if ok {
+		return kv, nil
+	}
 	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
 	kv, err := js.KeyValue(rctx, bucket)
 	rcancel()
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
 	}
+	c.mu.Lock()
+	if c.kvs == nil {
+		c.kvs = map[string]jetstream.KeyValue{}
+	}
+	c.kvs[bucket] = kv
+	c.mu.Unlock()
+	return kv, nil
+}
+
+// resumable returns from if bucket's stream still holds what this host
+// handled before it (the same stream, as long), else 0: replay it in full
+// (it was made anew, or lost its records). One stream info request.
+func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket string, from uint64) (uint64, error) {
+	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	st, err := kv.Status(rctx)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return 0, nil
+	}
+	info := bs.StreamInfo()
+	c.mu.Lock()
+	if created, ok := c.created[bucket]; ok && info.Created.Equal(created) && info.State.LastSeq+1 >= from {
+		c.mu.Unlock()
+		return from, nil
+	}
+	c.created[bucket], c.view.last[bucket] = info.Created, 0
+	c.mu.Unlock()
+	c.log.Info("fleet: a bucket is not the one watched before; replaying it", "bucket", bucket)
+	if bucket == BucketHosts {
+		c.putHost() // this host's record may be gone with the old one
+	}
+	return 0, nil
+}
+
+// startWatch watches b's bucket for ctx's lifetime, from revision from
+// on (0: its current values); cancel ends ctx, the whole generation's,
+// when the watch takes too long to start.
+func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.KeyValue, b bucketWatch, from uint64) (*watch, error) {
+	bucket := b.bucket
+	var opts []jetstream.WatchOpt
+	if from > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(from))
+	}
 	// A watch lives as long as its context: bound the requests that
 	// make it by ending the whole generation if they take too long.
 	timer := time.AfterFunc(apiTimeout, cancel)
-	kw, err := kv.WatchAll(ctx)
+	kw, err := kv.WatchAll(ctx, opts...)
 	if !timer.Stop() && err == nil {
 		_ = kw.Stop()
 		err = context.DeadlineExceeded
@@ -173,7 +273,7 @@ func startWatch(ctx context.Context, cancel context.CancelFunc, js jetstream.Jet
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", bucket, err)
 	}
-	return &watch{bucketWatch: b, kv: kv, kw: kw}, nil
+	return &watch{bucketWatch: b, kv: kv, kw: kw, resumed: from > 0}, nil
 }
 
 // merge forwards every watch's deliveries to w.updates, one goroutine per
@@ -212,15 +312,16 @@ func (w *watcher) stop() {
 	w.wg.Wait()
 }
 
-// stallChecker makes the stall check of w's watches of lifts and blocks.
-func (w *watcher) stallChecker() *stallChecker {
+// stallChecker makes the stall check of w's watches of lifts and blocks;
+// early for a generation made after another.
+func (w *watcher) stallChecker(early bool) *stallChecker {
 	var kvs [2]jetstream.KeyValue
 	for _, x := range w.watches {
 		if x.stall >= 0 {
 			kvs[x.stall] = x.kv
 		}
 	}
-	return newStallCheck(kvs[0], kvs[1])
+	return newStallCheck(kvs[0], kvs[1], early)
 }
 
 // watch runs one generation of watches: the current values, bucket after
@@ -235,6 +336,10 @@ func (c *Client) watch(ctx context.Context) error {
 	if err := c.replay(ctx, w); err != nil {
 		return err
 	}
+	c.mu.Lock()
+	again := c.view.resume // a generation before this one replayed
+	c.view.resume = true
+	c.mu.Unlock()
 	c.readyOnce.Do(func() {
 		c.mu.Lock()
 		n, hosts := c.view.count(c.now()), len(c.view.hosts)
@@ -243,19 +348,24 @@ func (c *Client) watch(ctx context.Context) error {
 		close(c.ready)
 	})
 	w.merge()
-	return c.follow(ctx, w, w.stallChecker())
+	return c.follow(ctx, w, w.stallChecker(again))
 }
 
-// replay handles the watches' current values, bucket after bucket, then
-// forgets what vanished while this host was away (expired, its marker
-// gone) and passes on the hosts' lifts it read.
+// replay handles the watches' current values (or what a resumed watch
+// missed), bucket after bucket, then forgets what vanished while this
+// host was away from a bucket replayed in full (expired, its marker gone;
+// a resumed watch's records end at their own time, expiry.go) and passes
+// on the hosts' lifts it read.
 func (c *Client) replay(ctx context.Context, w *watcher) error {
-	c.mu.Lock()
-	before := make(map[string]bool, len(c.view.revs))
-	for k := range c.view.revs {
-		before[k] = true
+	full := slices.ContainsFunc(w.watches, func(x *watch) bool { return !x.resumed })
+	before := map[string]bool{}
+	if full {
+		c.mu.Lock()
+		for k := range c.view.revs {
+			before[k] = true
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	seen := map[string]bool{}
 	for _, x := range w.watches {
 		if err := c.replayWatch(ctx, x, seen); err != nil {
@@ -263,6 +373,9 @@ func (c *Client) replay(ctx context.Context, w *watcher) error {
 		}
 	}
 	for _, x := range w.watches {
+		if x.resumed {
+			continue
+		}
 		for k := range before {
 			if bucket, key, _ := strings.Cut(k, "/"); bucket == x.bucket && !seen[k] {
 				c.vanished(x, key)
