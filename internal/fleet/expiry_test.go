@@ -49,3 +49,30 @@ func TestViewExpiry(t *testing.T) {
 		t.Fatalf("%d index entries for %d records", n, v.size())
 	}
 }
+
+// The own-write check: a watch that owes a record this host stored and
+// delivers nothing for ownWriteGrace stalled; one that makes progress, or
+// delivers the record, did not; before its first delivery nothing is owed.
+func TestOwnWritesStall(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var o ownWrites
+	o.stored(wrote{stall: 1, seq: 50}, [2]uint64{0, 0}, t0)
+	if o.stalled([2]uint64{}, t0.Add(10*time.Second)) {
+		t.Fatal("owed before the watch delivered anything")
+	}
+	o.stored(wrote{stall: 1, seq: 50}, [2]uint64{0, 40}, t0)
+	if o.stalled([2]uint64{0, 40}, t0.Add(time.Second)) {
+		t.Fatal("stalled within the grace")
+	}
+	if o.stalled([2]uint64{0, 45}, t0.Add(3*time.Second)) {
+		t.Fatal("stalled while delivering")
+	}
+	if !o.stalled([2]uint64{0, 45}, t0.Add(6*time.Second)) {
+		t.Fatal("no stall after the grace without progress")
+	}
+	var p ownWrites
+	p.stored(wrote{stall: 0, seq: 7}, [2]uint64{5, 0}, t0)
+	if p.stalled([2]uint64{7, 0}, t0.Add(time.Minute)) || p.owed[0] != 0 {
+		t.Fatal("a delivered record still owed")
+	}
+}

@@ -50,10 +50,21 @@ type publisher struct {
 	// correlator; full: the count is skipped (a flood), never the send.
 	acked             chan netip.Addr
 	published, failed atomic.Uint64
+	// wrote: this host's blocks, purges and lifts the servers stored, by
+	// their sequence, for the watches' own check (ownWrites); full: one is
+	// skipped, a later one stands for it.
+	wrote chan wrote
+}
+
+// wrote is a record of this host stored at seq, in the bucket of the
+// watches' stall place (0 lifts, 1 blocks).
+type wrote struct {
+	stall int
+	seq   uint64
 }
 
 func newPublisher(size int, conn func() (jetstream.JetStream, bool), now func() time.Time, log *slog.Logger) *publisher {
-	return &publisher{out: newOutbox(size), conn: conn, now: now, log: log, acked: make(chan netip.Addr, sightingRate)}
+	return &publisher{out: newOutbox(size), conn: conn, now: now, log: log, acked: make(chan netip.Addr, sightingRate), wrote: make(chan wrote, 64)}
 }
 
 // run sends the outbox while connected, in batches, and puts back what
@@ -129,11 +140,12 @@ func (p *publisher) send(ctx context.Context, js jetstream.JetStream, ops []*op)
 	var sightings []netip.Addr
 	for i, x := range fl {
 		select {
-		case <-x.f.Ok():
+		case ack := <-x.f.Ok():
 			p.published.Add(1)
 			if x.o.kind == opSighting {
 				sightings = append(sightings, x.o.addr)
 			}
+			p.stored(x.o.kind, ack)
 		case err := <-x.f.Err():
 			if firstErr == nil {
 				firstErr = err
@@ -157,6 +169,22 @@ func (p *publisher) send(ctx context.Context, js jetstream.JetStream, ops []*op)
 		}
 	}
 	return failed
+}
+
+// stored passes on the sequence of a stored block, purge or lift.
+func (p *publisher) stored(k opKind, ack *jetstream.PubAck) {
+	w := wrote{stall: 1}
+	switch {
+	case ack == nil || k == opSighting || k == opHost:
+		return
+	case k == opLift:
+		w.stall = 0
+	}
+	w.seq = ack.Sequence
+	select {
+	case p.wrote <- w:
+	default:
+	}
 }
 
 // msg is o's message and its TTL, the time o has left at now.

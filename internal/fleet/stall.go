@@ -111,3 +111,50 @@ func (s *stallChecker) stalled(last, delivered [2]uint64) bool {
 	s.prev = delivered
 	return stalled
 }
+
+// ownWriteGrace is how long a watch may take to deliver a record this
+// host stored before the watch counts as stalled.
+const ownWriteGrace = 2 * time.Second
+
+// ownWrites is the cheap half of the stall check, for a host that writes:
+// every block, purge and lift this host stores comes back through its own
+// watch of the bucket, so a watch that owes one and has delivered nothing
+// for ownWriteGrace stalled (after a partition healed, say, with the
+// connection up all along): found without asking the servers anything. A
+// watch working through a burst delivers, and is left alone.
+type ownWrites struct {
+	owed  [2]uint64    // the highest sequence stored and not delivered yet
+	since [2]time.Time // the watch's last progress while it owed
+	prev  [2]uint64    // what it had delivered then
+}
+
+// stored notes a record stored at wr.seq that the watch has not delivered.
+// Until the watch delivered something in this generation nothing is owed:
+// a record stored before it may lie behind the revision it resumed after.
+func (o *ownWrites) stored(wr wrote, delivered [2]uint64, now time.Time) {
+	i := wr.stall
+	if delivered[i] == 0 || wr.seq <= delivered[i] {
+		return
+	}
+	if o.owed[i] == 0 {
+		o.since[i], o.prev[i] = now, delivered[i]
+	}
+	o.owed[i] = max(o.owed[i], wr.seq)
+}
+
+// stalled reports a watch that owes a record this host stored and has
+// delivered nothing for ownWriteGrace.
+func (o *ownWrites) stalled(delivered [2]uint64, now time.Time) bool {
+	for i := range o.owed {
+		switch {
+		case o.owed[i] == 0:
+		case delivered[i] >= o.owed[i]:
+			o.owed[i] = 0
+		case delivered[i] > o.prev[i]:
+			o.since[i], o.prev[i] = now, delivered[i]
+		case now.Sub(o.since[i]) > ownWriteGrace:
+			return true
+		}
+	}
+	return false
+}

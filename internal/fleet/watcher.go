@@ -418,6 +418,7 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var maxRev [2]uint64 // delivered, by the watches' stall place: lifts, blocks
+	var own ownWrites
 	for {
 		select {
 		case u := <-w.updates:
@@ -435,6 +436,8 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 			if st.stalled(r, maxRev) {
 				return errStalled
 			}
+		case wr := <-c.pub.wrote:
+			own.stored(wr, maxRev, c.now())
 		case b := <-c.self:
 			c.deliver(b)
 		case r := <-c.confirmOut:
@@ -442,6 +445,9 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 		case now := <-tick.C:
 			c.sweep()
 			st.maybeStart(ctx, now)
+			if own.stalled(maxRev, now) {
+				return errStalled
+			}
 		case <-c.reconnected:
 			if c.reconnectedSince() {
 				return errReconnected
