@@ -138,7 +138,10 @@ type watcher struct {
 // startWatcher binds the buckets and starts their watches, which live
 // until the watcher stops (or ctx is done).
 func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
-	js, _, _ := c.conn()
+	js, err := c.watchJS(ctx)
+	if err != nil {
+		return nil, err
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	w := &watcher{ctx: wctx, cancel: cancel, updates: make(chan update)}
 	for _, b := range watchedBuckets {
