@@ -213,6 +213,7 @@ type Client struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream // the buckets' domain (fleet.domain)
 	local     jetstream.JetStream // the leaf's copies (fleet.local_domain; leaf.go), or nil
+	binding   bool                // bindHub is running (leaf.go)
 	sightings jetstream.Stream
 	bucketsOK bool
 	ownAddrs  []netip.Addr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -140,5 +141,44 @@ func CopyConfig(hub jetstream.StreamConfig, domain string) jetstream.StreamConfi
 		AllowRollup:       true,
 		DenyDelete:        true,
 		AllowMsgTTL:       true,
+	}
+}
+
+// watchWithoutHub decides, when the hub's buckets could not be bound
+// (err), whether to watch the leaf's copies all the same: with a leaf
+// (fleet.local_domain), a host that starts while its site is cut off from
+// the hub reads what its site's copy holds, and binds the hub's buckets
+// in the background, for its writes, until it can (bindHub). The outbox
+// keeps the writes meanwhile.
+func (c *Client) watchWithoutHub(ctx context.Context, err error) bool {
+	c.mu.Lock()
+	leaf := c.local != nil
+	start := leaf && !c.binding
+	c.binding = c.binding || start
+	c.mu.Unlock()
+	if !leaf {
+		return false
+	}
+	c.log.Warn("fleet: the hub's buckets cannot be bound: watching the site's copies, writes wait", "err", err)
+	if start {
+		go c.bindHub(ctx)
+	}
+	return true
+}
+
+// bindHub retries binding the hub's buckets until it can, or ctx is done.
+func (c *Client) bindHub(ctx context.Context) {
+	defer func() {
+		c.mu.Lock()
+		c.binding = false
+		c.mu.Unlock()
+	}()
+	bo := newBackoff(time.Second, retryMax)
+	for ctx.Err() == nil {
+		sleep(ctx, bo.next())
+		if err := c.ensureBuckets(ctx); err == nil {
+			c.log.Info("fleet: bound the hub's buckets")
+			return
+		}
 	}
 }

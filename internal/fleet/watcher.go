@@ -38,7 +38,7 @@ func (c *Client) watchLoop(ctx context.Context) {
 		default:
 		}
 		c.startedAt.Store(c.reconnects())
-		if err := c.ensureBuckets(ctx); err != nil {
+		if err := c.ensureBuckets(ctx); err != nil && !c.watchWithoutHub(ctx, err) {
 			c.log.Warn("fleet: buckets", "err", err)
 			sleep(ctx, bo.next())
 			continue
