@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 	"github.com/portsentry-nft/portsentry-nft/internal/nft"
 )
@@ -338,4 +340,82 @@ func (f *leafFleet) burstCPU(t testing.TB, h1 *fleetHost, second int, receivers 
 	}
 	t.Logf("a burst of %d blocks from h1 (site A) on %d other hosts in %s; server CPU: %s; the hub %.0f us per block",
 		n, len(receivers), took.Round(time.Millisecond), strings.Join(line, ", "), float64(hub.Microseconds())/n)
+}
+
+// A compromised h1 at site A, with its own credentials of
+// deploy/nats/leaf, logged in to its leaf: it may write its own records in
+// the hub's domain, and nothing else: no other host's records (its site's
+// or another's), none under admin, no stream deleted, purged or changed in
+// either domain, no consumer of the hub's buckets (it reads its leaf's
+// copies), no other host's inbox.
+func TestFleetLeafPermissions(t *testing.T) {
+	f := newLeafFleet(t)
+	ns, _ := f.lan.Join("psLh1", "10.201.0.1")
+	errs := make(chan error, 64)
+	nc, err := nats.Connect(fmt.Sprintf("nats://%s:4222", leafAddr('a')), nats.UserInfo("h1", "h1-change-me"),
+		nats.SetCustomDialer(nsDialer{ns}), nats.CustomInboxPrefix("_INBOX_h1"), nats.Timeout(20*time.Second),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// violation waits for the server's refusal of subj, which names it as
+	// the leaf mapped it (its own domain's API to $JS.API).
+	violation := func(subj string, within time.Duration) error {
+		mapped := strings.Replace(subj, "$JS."+siteDomain('a')+".API.", "$JS.API.", 1)
+		deadline := time.After(within)
+		for {
+			select {
+			case err := <-errs:
+				if strings.Contains(err.Error(), `"`+mapped+`"`) {
+					return err
+				}
+			case <-deadline:
+				return nil
+			}
+		}
+	}
+	const pre = "$JS.hub.API."
+	if err := nc.Publish(pre+"$KV.portsentry_blocks.h1.203-0-113-7", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := violation(pre+"$KV.portsentry_blocks.h1.203-0-113-7", time.Second); err != nil {
+		t.Errorf("h1 may not write its own record: %v", err)
+	}
+	for _, subj := range []string{
+		pre + "$KV.portsentry_blocks.h2.203-0-113-7", // its site's other host
+		pre + "$KV.portsentry_blocks.h3.203-0-113-7", // another site's
+		pre + "$KV.portsentry_blocks.admin.203-0-113-7",
+		pre + "$KV.portsentry_lifts.admin.203-0-113-7",
+		pre + "$KV.portsentry_sightings.203-0-113-7.h2",
+		"$KV.portsentry_blocks.h1.203-0-113-7", // the plain subject: not at a leaf
+		pre + "STREAM.DELETE.KV_portsentry_blocks",
+		pre + "STREAM.PURGE.KV_portsentry_blocks",
+		pre + "STREAM.UPDATE.KV_portsentry_blocks",
+		pre + "CONSUMER.CREATE.KV_portsentry_blocks.x.$KV.portsentry_blocks.>",
+		"$JS." + siteDomain('a') + ".API.STREAM.DELETE.KV_portsentry_blocks",
+		"$JS.API.STREAM.PURGE.KV_portsentry_blocks",
+	} {
+		if err := nc.Publish(subj, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if violation(subj, 5*time.Second) == nil {
+			t.Errorf("h1 published to %s: no permissions violation", subj)
+		}
+	}
+	if _, err := nc.SubscribeSync("_INBOX_h2.>"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if violation("_INBOX_h2.>", 5*time.Second) == nil {
+		t.Errorf("h1 subscribed to h2's inbox: no permissions violation")
+	}
 }

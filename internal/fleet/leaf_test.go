@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -215,5 +216,33 @@ func TestLeafHostStartsWithoutTheHub(t *testing.T) {
 	}
 	if _, err := kv.Get(ctx, HostAddrKey("h3", a3)); err != nil {
 		t.Errorf("h3's block on the hub: %v", err)
+	}
+}
+
+// The administrator, logged in to the hub with fleet.domain hub, sets the
+// buckets up there and blocks: the block reaches a host at a site
+// through its leaf's copy, as the administrator's.
+func TestLeafAdminOnTheHub(t *testing.T) {
+	hub, leaf := startHubAndLeaf(t)
+	cfg := testCfg(AdminName)
+	cfg.Domain = "hub"
+	a, err := DialAdmin(cfg, nats.InProcessServer(hub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.Setup(ctx, 4, 1); err != nil {
+		t.Fatal(err)
+	}
+	h2 := startHost(t, leaf, "h2", atSite)
+	h2.waitReady(t)
+	x := addr("203.0.113.9")
+	if err := a.Block(ctx, []netip.Addr{x}, time.Hour, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if b := h2.sink.waitBlocks(t, x, 1)[0]; !b.Admin || b.Host != AdminName {
+		t.Errorf("h2 got %+v", b)
 	}
 }
