@@ -246,3 +246,25 @@ func TestLeafAdminOnTheHub(t *testing.T) {
 		t.Errorf("h2 got %+v", b)
 	}
 }
+
+// Correlation across a site and the hub: h1 (on the hub) and h2 (at the
+// site) each saw one probe of the address; with correlate.hosts 2 the
+// second sighting, counted in the hub's bucket, blocks it on both, each
+// counting the sightings itself (h2 through its leaf).
+func TestLeafCorrelation(t *testing.T) {
+	hub, leaf := startHubAndLeaf(t)
+	two := func(c *config.Fleet, _ *Options) { c.Correlate.Hosts = 2 }
+	h1 := startHost(t, hub, "h1", onHub, two)
+	h1.waitReady(t)
+	h2 := startHost(t, leaf, "h2", atSite, two)
+	h2.waitReady(t)
+	a := addr("203.0.113.50")
+	h2.c.Sighting(a)
+	time.Sleep(300 * time.Millisecond)
+	h1.c.Sighting(a)
+	for _, h := range []*host{h1, h2} {
+		if b := h.sink.waitBlocks(t, a, 1)[0]; b.Origin != OriginCorrelate || !b.Corroborated {
+			t.Errorf("%s got %+v", h.c.Name(), b)
+		}
+	}
+}
