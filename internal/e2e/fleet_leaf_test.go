@@ -120,17 +120,22 @@ func (p *natsProc) stop() {
 	p.kill = nil
 }
 
-// cpu is the server's CPU time so far (user and system).
+// cpu is the server's CPU time so far: the sum of its threads' time on a
+// CPU (schedstat, in ns; the process's utime and stime count 10 ms ticks).
 func (p *natsProc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
-	if err != nil {
-		return 0
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.pid))
+	var sum int64
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		if fs := strings.Fields(string(b)); len(fs) > 0 {
+			n, _ := strconv.ParseInt(fs[0], 10, 64)
+			sum += n
+		}
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+	return time.Duration(sum)
 }
 
 type leafFleet struct {
@@ -242,6 +247,7 @@ func TestFleetLeafSites(t *testing.T) {
 	h1, h3 := f.host(t, 1), f.host(t, 3)
 	// Site to site, one block at a time.
 	var lat []time.Duration
+	_, cpu0 := f.idleCPU()
 	for i := range 10 {
 		addr := fmt.Sprintf("10.201.1.%d", i+1)
 		start := time.Now()
@@ -253,6 +259,7 @@ func TestFleetLeafSites(t *testing.T) {
 		}
 		lat = append(lat, took[0])
 	}
+	f.logCPU(t, "10 single blocks from h1 (site A) on h3 (site B)", cpu0, 10)
 	slices.Sort(lat)
 	t.Logf("h1 (site A) block to h3's element (site B), 10 blocks: min %s, median %s, max %s (includes the CLI and nft polling every 10 ms)",
 		lat[0].Round(time.Millisecond), lat[5].Round(time.Millisecond), lat[9].Round(time.Millisecond))
@@ -301,6 +308,54 @@ func TestFleetLeafSites(t *testing.T) {
 	}
 }
 
+// cpu is each server's CPU time so far, by name.
+func (f *leafFleet) cpu() map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, p := range append(slices.Clone(f.hubs), f.leaves['a'], f.leaves['b']) {
+		m[p.name] = p.cpu()
+	}
+	return m
+}
+
+// idleCPU measures the servers' CPU per second of doing nothing (Raft
+// heartbeats, pings), over a second, and starts the count of a
+// measurement (cpuSince).
+func (f *leafFleet) idleCPU() (idle map[string]time.Duration, start cpuSince) {
+	before := f.cpu()
+	time.Sleep(time.Second)
+	now := f.cpu()
+	idle = map[string]time.Duration{}
+	for k, v := range now {
+		idle[k] = v - before[k]
+	}
+	return idle, cpuSince{now, time.Now(), idle}
+}
+
+// cpuSince is the start of a measurement of the servers' CPU, and their
+// idle CPU per second, which the measurement takes off.
+type cpuSince struct {
+	cpu  map[string]time.Duration
+	at   time.Time
+	idle map[string]time.Duration
+}
+
+// logCPU logs the servers' CPU since before, over their idle CPU, per
+// block of n.
+func (f *leafFleet) logCPU(t testing.TB, what string, before cpuSince, n int) {
+	t.Helper()
+	now, secs := f.cpu(), time.Since(before.at).Seconds()
+	var hub time.Duration
+	var line []string
+	for _, name := range []string{"hub1", "hub2", "hub3", "leaf_a", "leaf_b"} {
+		d := now[name] - before.cpu[name] - time.Duration(secs*float64(before.idle[name]))
+		if strings.HasPrefix(name, "hub") {
+			hub += d
+		}
+		line = append(line, fmt.Sprintf("%s %.0f", name, float64(d.Microseconds())/float64(n)))
+	}
+	t.Logf("%s; server CPU per block over idle, us: %s; the hub's three: %.0f", what, strings.Join(line, ", "), float64(hub.Microseconds())/float64(n))
+}
+
 // burstCPU has h1 publish a burst of blocks (addrFile's second octet
 // second) and reports the servers' CPU per block once every receiver has
 // them all: the hub delivers each block once per site, whatever the
@@ -308,11 +363,7 @@ func TestFleetLeafSites(t *testing.T) {
 func (f *leafFleet) burstCPU(t testing.TB, h1 *fleetHost, second int, receivers ...*fleetHost) {
 	t.Helper()
 	const n = 2000
-	procs := append(slices.Clone(f.hubs), f.leaves['a'], f.leaves['b'])
-	before := map[string]time.Duration{}
-	for _, p := range procs {
-		before[p.name] = p.cpu()
-	}
+	_, before := f.idleCPU()
 	files, base := make([]*os.File, len(receivers)), make([]int, len(receivers))
 	for i, h := range receivers {
 		files[i] = h.ns.Open()
@@ -328,18 +379,7 @@ func (f *leafFleet) burstCPU(t testing.TB, h1 *fleetHost, second int, receivers 
 			t.Fatalf("%s has %d of h1's %d blocks after 60 s", h.name, countElements(t, files[i], nft.SetBlocked)-base[i], n)
 		}
 	}
-	took := time.Since(start)
-	var hub time.Duration
-	var line []string
-	for _, p := range procs {
-		d := p.cpu() - before[p.name]
-		if strings.HasPrefix(p.name, "hub") {
-			hub += d
-		}
-		line = append(line, fmt.Sprintf("%s %s", p.name, d))
-	}
-	t.Logf("a burst of %d blocks from h1 (site A) on %d other hosts in %s; server CPU: %s; the hub %.0f us per block",
-		n, len(receivers), took.Round(time.Millisecond), strings.Join(line, ", "), float64(hub.Microseconds())/n)
+	f.logCPU(t, fmt.Sprintf("a burst of %d blocks from h1 (site A) on %d other hosts in %s", n, len(receivers), time.Since(start).Round(time.Millisecond)), before, n)
 }
 
 // A compromised h1 at site A, with its own credentials of
