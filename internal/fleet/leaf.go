@@ -166,14 +166,16 @@ func (c *Client) watchWithoutHub(ctx context.Context, err error) bool {
 	return true
 }
 
-// bindHub retries binding the hub's buckets until it can, or ctx is done.
+// bindHub retries binding the hub's buckets until it can, or ctx is done,
+// at most every 10 s once it has failed a few times (a hub that answers
+// but refuses costs it four requests a try).
 func (c *Client) bindHub(ctx context.Context) {
 	defer func() {
 		c.mu.Lock()
 		c.binding = false
 		c.mu.Unlock()
 	}()
-	bo := newBackoff(time.Second, retryMax)
+	bo := newBackoff(time.Second, 10*time.Second)
 	for ctx.Err() == nil {
 		sleep(ctx, bo.next())
 		if err := c.ensureBuckets(ctx); err == nil {
