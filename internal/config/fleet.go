@@ -52,6 +52,13 @@ type Fleet struct {
 	// (the fleet administrator's are exempt); 0 in the file means the
 	// default, a quarter.
 	HostShare float64 `yaml:"host_share"`
+	// Domain and LocalDomain place the host in a topology of leaf nodes
+	// (fleetdomain.go, deploy/nats/leaf): Domain is the JetStream domain
+	// of the hub cluster that holds the buckets (writes, sighting
+	// counts), LocalDomain that of the site's leaf server, whose copies
+	// of the buckets the host watches. Both empty: a plain cluster.
+	Domain      string `yaml:"domain"`
+	LocalDomain string `yaml:"local_domain"`
 
 	// HostPrefixes are the parsed Hosts.
 	HostPrefixes []netip.Prefix `yaml:"-"`
@@ -165,6 +172,7 @@ func (v *validator) fleet(f Fleet, pw passwordFile) {
 		v.bad("fleet.host_share", "want a part of block.set_size above 0 and at most 0.75 (a quarter is kept for local detection), got %g", h)
 	}
 	v.fleetHosts(f.Hosts)
+	v.fleetDomains(f)
 }
 
 // fleetName checks fleet.name: a NATS subject token, and FleetAdminName

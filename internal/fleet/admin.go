@@ -48,7 +48,7 @@ func DialAdmin(cfg config.Fleet, opts ...nats.Option) (*Admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: connect: %w", err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(batchSize), jetstream.WithPublishAsyncTimeout(ackTimeout))
+	js, err := newJS(nc, cfg.Domain, jetstream.WithPublishAsyncMaxPending(batchSize), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("fleet: jetstream: %w", err)

@@ -211,7 +211,9 @@ type Client struct {
 
 	mu        sync.Mutex
 	nc        *nats.Conn
-	js        jetstream.JetStream
+	js        jetstream.JetStream // the buckets' domain (fleet.domain)
+	local     jetstream.JetStream // the leaf's copies (fleet.local_domain; leaf.go), or nil
+	binding   bool                // bindHub is running (leaf.go)
 	sightings jetstream.Stream
 	bucketsOK bool
 	kvs       map[string]jetstream.KeyValue // the watched buckets, bound
@@ -331,13 +333,19 @@ func (c *Client) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(batchSize),
+	js, err := newJS(nc, c.cfg.Domain, jetstream.WithPublishAsyncMaxPending(batchSize),
 		jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		return fmt.Errorf("fleet: jetstream: %w", err)
 	}
+	var local jetstream.JetStream
+	if c.cfg.LocalDomain != "" {
+		if local, err = newJS(nc, c.cfg.LocalDomain); err != nil {
+			return fmt.Errorf("fleet: jetstream of %s: %w", c.cfg.LocalDomain, err)
+		}
+	}
 	c.mu.Lock()
-	c.nc, c.js = nc, js
+	c.nc, c.js, c.local = nc, js, local
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Go(func() { c.pub.run(ctx) })

@@ -152,4 +152,12 @@
 // for DefaultFleetSize hosts, and says so when a bucket it binds to has no
 // limits. Admin is the administrator's one-shot connection: block,
 // unblock, list and setup, with no daemon.
+//
+// # Leaf nodes
+//
+// With fleet.domain and fleet.local_domain (leaf.go, deploy/nats/leaf) a
+// host logs in to its site's leaf server: it writes to the buckets of the
+// hub's JetStream domain and watches its leaf's copies of them (mirrors,
+// with the hub's revisions), so the hub delivers each record once per
+// site, and a site cut off from the hub keeps what its copy holds.
 package fleet

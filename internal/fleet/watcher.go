@@ -49,7 +49,7 @@ func (c *Client) watchLoop(ctx context.Context) {
 		default:
 		}
 		c.startedAt.Store(c.reconnects())
-		if err := c.ensureBuckets(ctx); err != nil {
+		if err := c.ensureBuckets(ctx); err != nil && !c.watchWithoutHub(ctx, err) {
 			c.log.Warn("fleet: buckets", "err", err)
 			sleep(ctx, bo.next())
 			continue
@@ -170,7 +170,10 @@ type watcher struct {
 // startWatcher binds the buckets and starts their watches, which live
 // until the watcher stops (or ctx is done).
 func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
-	js, _, _ := c.conn()
+	js, err := c.watchJS(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	resume, last := c.view.resume, maps.Clone(c.view.last)
 	c.mu.Unlock()
