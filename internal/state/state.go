@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -121,9 +122,13 @@ type Store struct {
 	paths   Paths
 	journal journalFile // nil once closed, or while broken after a failed rewrite
 	closed  bool
-	active  map[netip.Addr]*Block
-	times   map[netip.Addr]offender // past block counts, kept after blocks expire (bounded)
-	n6      int                     // active IPv6 blocks (the rest are IPv4)
+	active  map[key]rec // the blocks in force (see record.go)
+	ext     map[key]*ext
+	words   words
+	// times: past block counts of addresses without a block in force
+	// (bounded); a block in force holds its own (rec.off).
+	times map[key]offender
+	n6    int // active IPv6 blocks (the rest are IPv4)
 	// fleet counts the active blocks of origin fleet, from those of each
 	// fleet host (Block.From).
 	fleet int
@@ -152,7 +157,7 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]offender{}, retryEvery: retryEvery}
+	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: map[key]rec{}, ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
 	for _, path := range []string{p.History, p.Blocked} {
 		if path != "" {
 			s.texts = append(s.texts, &appender{path: path})
@@ -184,12 +189,15 @@ func Open(p Paths, now time.Time) (*Store, error) {
 
 // put and drop change active and keep the per-family count.
 func (s *Store) put(b *Block) {
-	old, ok := s.active[b.Addr]
-	if !ok && b.Addr.Is6() {
-		s.n6++
+	k := keyOf(b.Addr)
+	old, was := s.unput(k)
+	off := old.off
+	if !was {
+		off = s.times[k].n
+		delete(s.times, k)
 	}
-	if ok && old.Origin == OriginFleet {
-		s.uncountFleet(old)
+	if !k.v4 {
+		s.n6++
 	}
 	if b.Origin == OriginFleet {
 		if s.from == nil {
@@ -198,25 +206,44 @@ func (s *Store) put(b *Block) {
 		s.from[b.From]++
 		s.fleet++
 	}
-	s.active[b.Addr] = b
+	r, x := s.pack(b)
+	r.off = off
+	s.active[k] = r
+	if x != nil {
+		s.ext[k] = x
+	}
 }
 
-func (s *Store) drop(a netip.Addr) {
-	old, ok := s.active[a]
-	if ok && a.Is6() {
+func (s *Store) drop(a netip.Addr) { s.dropKey(keyOf(a)) }
+
+// dropKey ends k's block; its offence count stays in times.
+func (s *Store) dropKey(k key) {
+	if old, ok := s.unput(k); ok && old.off > 0 {
+		s.times[k] = offender{old.off, old.expires}
+	}
+}
+
+// unput removes k's record from active and the counts.
+func (s *Store) unput(k key) (rec, bool) {
+	old, ok := s.active[k]
+	if !ok {
+		return old, false
+	}
+	if !k.v4 {
 		s.n6--
 	}
-	if ok && old.Origin == OriginFleet {
-		s.uncountFleet(old)
+	if Origin(s.word(k, &old, wOrigin)) == OriginFleet {
+		from := s.word(k, &old, wFrom)
+		s.fleet--
+		if s.from[from]--; s.from[from] <= 0 {
+			delete(s.from, from)
+		}
 	}
-	delete(s.active, a)
-}
-
-func (s *Store) uncountFleet(b *Block) {
-	s.fleet--
-	if s.from[b.From]--; s.from[b.From] <= 0 {
-		delete(s.from, b.From)
+	delete(s.active, k)
+	if old.ext {
+		delete(s.ext, k)
 	}
+	return old, true
 }
 
 // Fleet counts the active blocks of origin fleet, and those mirrored from
@@ -287,17 +314,18 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		case "del":
 			s.drop(e.Addr)
 		case "times":
-			s.times[e.Addr] = offender{e.Times, e.Last}
+			s.setOffender(keyOf(e.Addr), offender{int32(e.Times), nanos(e.Last)})
 		}
 	}
-	for a, b := range s.active {
-		if !b.Expires.After(now) {
-			s.drop(a)
+	for k, r := range s.active {
+		if !r.expiresAfter(now) {
+			s.dropKey(k)
 		}
 	}
-	for a, o := range s.times {
-		if o.last.Before(now.Add(-RepeatMemory)) {
-			delete(s.times, a)
+	forget := nanos(now.Add(-RepeatMemory))
+	for k, o := range s.times {
+		if o.last < forget {
+			delete(s.times, k)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -343,14 +371,31 @@ func (s *Store) openJournal(lines int) error {
 func (s *Store) TimesBlocked(a netip.Addr) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.times[a].n
+	return int(s.offenderOf(keyOf(a)).n)
+}
+
+// offenderOf is k's offence count, in its block in force or in times.
+func (s *Store) offenderOf(k key) offender {
+	if r, ok := s.active[k]; ok {
+		return offender{r.off, r.expires}
+	}
+	return s.times[k]
+}
+
+func (s *Store) setOffender(k key, o offender) {
+	if r, ok := s.active[k]; ok {
+		r.off = o.n
+		s.active[k] = r
+		return
+	}
+	s.times[k] = o
 }
 
 // offender is what is kept of an address once its blocks have expired:
 // how often it was blocked, and when the last block ended.
 type offender struct {
-	n    int
-	last time.Time
+	n    int32
+	last int64 // Unix nanoseconds
 }
 
 // Repeat offenders are remembered for RepeatMemory after their last block,
@@ -363,13 +408,14 @@ const (
 )
 
 func (s *Store) remember(a netip.Addr, n int, last time.Time) {
-	o := s.times[a]
-	s.times[a] = offender{max(o.n, n), last}
+	k := keyOf(a)
+	o := s.offenderOf(k)
+	s.setOffender(k, offender{max(o.n, int32(min(n, math.MaxInt32))), nanos(last)})
 	// Offenders with a block in force are never forgotten, and bounded by
 	// the sets' size: the bound is on the others. (Counting them too made
 	// every block past MaxOffenders blocks in force scan them all in vain.)
-	if len(s.times) > MaxOffenders+len(s.active) {
-		s.forgetOldest(len(s.times) - len(s.active) - MaxOffenders*9/10)
+	if len(s.times) > MaxOffenders {
+		s.forgetOldest(len(s.times) - MaxOffenders*9/10)
 	}
 }
 
@@ -377,8 +423,8 @@ func (s *Store) remember(a netip.Addr, n int, last time.Time) {
 // with an active block).
 func (s *Store) forgetOldest(k int) {
 	type aged struct {
-		a    netip.Addr
-		last time.Time
+		k    key
+		last int64
 	}
 	var all []aged
 	for a, o := range s.times {
@@ -386,9 +432,9 @@ func (s *Store) forgetOldest(k int) {
 			all = append(all, aged{a, o.last})
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].last.Before(all[j].last) })
+	sort.Slice(all, func(i, j int) bool { return all[i].last < all[j].last })
 	for _, x := range all[:min(k, len(all))] {
-		delete(s.times, x.a)
+		delete(s.times, x.k)
 	}
 }
 
@@ -425,14 +471,16 @@ func (s *Store) Add(b Block) error {
 func (s *Store) Remove(a netip.Addr) (Block, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.active[a]
+	k := keyOf(a)
+	r, ok := s.active[k]
 	if !ok {
 		return Block{}, false
 	}
-	s.drop(a)
+	b := s.unpack(k, &r)
+	s.dropKey(k)
 	// A failure is recorded (Errors) and repaired by the next rewrite.
 	_ = s.append(entry{Op: "del", Addr: a})
-	return *b, true
+	return b, true
 }
 
 // SetHost records name as the resolved name of a's active block (the
@@ -444,11 +492,10 @@ func (s *Store) Remove(a netip.Addr) (Block, bool) {
 func (s *Store) SetHost(a netip.Addr, name string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.active[a]
-	if !ok || b.Host == name {
+	nb, ok := s.get(a)
+	if !ok || nb.Host == name {
 		return false, nil
 	}
-	nb := *b
 	nb.Host = name
 	s.put(&nb)
 	return true, s.append(entry{Op: "add", Block: &nb})
@@ -458,7 +505,7 @@ func (s *Store) SetHost(a netip.Addr, name string) (bool, error) {
 func (s *Store) Has(a netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.active[a]
+	_, ok := s.active[keyOf(a)]
 	return ok
 }
 
@@ -466,11 +513,16 @@ func (s *Store) Has(a netip.Addr) bool {
 func (s *Store) Get(a netip.Addr) (Block, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.active[a]
+	return s.get(a)
+}
+
+func (s *Store) get(a netip.Addr) (Block, bool) {
+	k := keyOf(a)
+	r, ok := s.active[k]
 	if !ok {
 		return Block{}, false
 	}
-	return *b, true
+	return s.unpack(k, &r), true
 }
 
 // Active returns the blocks that have not expired at now, soonest expiry first.
@@ -478,9 +530,9 @@ func (s *Store) Active(now time.Time) []Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Block, 0, len(s.active))
-	for _, b := range s.active {
-		if b.Expires.After(now) {
-			out = append(out, *b)
+	for k, r := range s.active {
+		if r.expiresAfter(now) {
+			out = append(out, s.unpack(k, &r))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Expires.Before(out[j].Expires) })
@@ -505,11 +557,11 @@ func (s *Store) Expire(now time.Time) []Block {
 		t.letGo(now)
 	}
 	var out []Block
-	for a, b := range s.active {
-		if !b.Expires.After(now) {
-			out = append(out, *b)
-			s.drop(a)
-			_ = s.append(entry{Op: "del", Addr: a}) // as in Remove
+	for k, r := range s.active {
+		if !r.expiresAfter(now) {
+			out = append(out, s.unpack(k, &r))
+			s.dropKey(k)
+			_ = s.append(entry{Op: "del", Addr: k.addr()}) // as in Remove
 		}
 	}
 	return out
