@@ -300,8 +300,8 @@ func (s *Store) snapshot(path string) (int, error) {
 			n++
 		}
 	}
-	for k, r := range s.active {
-		b := s.unpack(k, &r)
+	for i := range s.recs {
+		b := s.unpack(s.recs[i].k, &s.recs[i])
 		w.WriteString(encodeEntry(entry{Op: "add", Block: &b}))
 		n++
 	}

@@ -41,9 +41,8 @@ func (s *Store) ForgetOffender(a netip.Addr) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := keyOf(a)
-	if r, ok := s.active[k]; ok {
+	if r, ok := s.lookup(k); ok {
 		r.off = 0
-		s.active[k] = r
 	} else if _, ok := s.times[k]; ok {
 		delete(s.times, k)
 	} else {

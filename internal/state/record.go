@@ -47,8 +47,9 @@ const (
 
 const inlinePorts = 4
 
-// rec is a Block as the Store holds it (72 bytes).
+// rec is a Block as the Store holds it (96 bytes).
 type rec struct {
+	k                    key
 	expires, first, last int64 // Unix nanoseconds; 0 is the zero time
 	timeout              time.Duration
 	times                int32

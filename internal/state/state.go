@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -122,9 +123,12 @@ type Store struct {
 	paths   Paths
 	journal journalFile // nil once closed, or while broken after a failed rewrite
 	closed  bool
-	active  map[key]rec // the blocks in force (see record.go)
-	ext     map[key]*ext
-	words   words
+	// active indexes recs, the blocks in force (see record.go): a map of
+	// small values and a dense slice take half the room of a map of records.
+	active map[key]int32
+	recs   []rec
+	ext    map[key]*ext
+	words  words
 	// times: past block counts of addresses without a block in force
 	// (bounded); a block in force holds its own (rec.off).
 	times map[key]offender
@@ -157,7 +161,7 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: map[key]rec{}, ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
+	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: map[key]int32{}, ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
 	for _, path := range []string{p.History, p.Blocked} {
 		if path != "" {
 			s.texts = append(s.texts, &appender{path: path})
@@ -207,8 +211,9 @@ func (s *Store) put(b *Block) {
 		s.fleet++
 	}
 	r, x := s.pack(b)
-	r.off = off
-	s.active[k] = r
+	r.k, r.off = k, off
+	s.active[k] = int32(len(s.recs))
+	s.recs = append(s.recs, r)
 	if x != nil {
 		s.ext[k] = x
 	}
@@ -225,10 +230,11 @@ func (s *Store) dropKey(k key) {
 
 // unput removes k's record from active and the counts.
 func (s *Store) unput(k key) (rec, bool) {
-	old, ok := s.active[k]
+	i, ok := s.active[k]
 	if !ok {
-		return old, false
+		return rec{}, false
 	}
+	old := s.recs[i]
 	if !k.v4 {
 		s.n6--
 	}
@@ -240,6 +246,16 @@ func (s *Store) unput(k key) (rec, bool) {
 		}
 	}
 	delete(s.active, k)
+	last := len(s.recs) - 1
+	if int(i) != last {
+		s.recs[i] = s.recs[last]
+		s.active[s.recs[i].k] = i
+	}
+	s.recs = s.recs[:last]
+	if cap(s.recs) > 1024 && cap(s.recs) > 4*len(s.recs) {
+		// Most blocks ended (a flood's expired): give the room back.
+		s.recs = slices.Clip(slices.Clone(s.recs))
+	}
 	if old.ext {
 		delete(s.ext, k)
 	}
@@ -317,9 +333,10 @@ func (s *Store) load(now time.Time) (loaded, error) {
 			s.setOffender(keyOf(e.Addr), offender{int32(e.Times), nanos(e.Last)})
 		}
 	}
-	for k, r := range s.active {
-		if !r.expiresAfter(now) {
-			s.dropKey(k)
+	// Backwards: dropping one moves the last record, already seen, to its place.
+	for i := len(s.recs) - 1; i >= 0; i-- {
+		if !s.recs[i].expiresAfter(now) {
+			s.dropKey(s.recs[i].k)
 		}
 	}
 	forget := nanos(now.Add(-RepeatMemory))
@@ -376,16 +393,15 @@ func (s *Store) TimesBlocked(a netip.Addr) int {
 
 // offenderOf is k's offence count, in its block in force or in times.
 func (s *Store) offenderOf(k key) offender {
-	if r, ok := s.active[k]; ok {
+	if r, ok := s.lookup(k); ok {
 		return offender{r.off, r.expires}
 	}
 	return s.times[k]
 }
 
 func (s *Store) setOffender(k key, o offender) {
-	if r, ok := s.active[k]; ok {
+	if r, ok := s.lookup(k); ok {
 		r.off = o.n
-		s.active[k] = r
 		return
 	}
 	s.times[k] = o
@@ -472,11 +488,11 @@ func (s *Store) Remove(a netip.Addr) (Block, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := keyOf(a)
-	r, ok := s.active[k]
+	r, ok := s.lookup(k)
 	if !ok {
 		return Block{}, false
 	}
-	b := s.unpack(k, &r)
+	b := s.unpack(k, r)
 	s.dropKey(k)
 	// A failure is recorded (Errors) and repaired by the next rewrite.
 	_ = s.append(entry{Op: "del", Addr: a})
@@ -518,11 +534,20 @@ func (s *Store) Get(a netip.Addr) (Block, bool) {
 
 func (s *Store) get(a netip.Addr) (Block, bool) {
 	k := keyOf(a)
-	r, ok := s.active[k]
+	r, ok := s.lookup(k)
 	if !ok {
 		return Block{}, false
 	}
-	return s.unpack(k, &r), true
+	return s.unpack(k, r), true
+}
+
+// lookup is k's record in force; it moves with the next put or drop.
+func (s *Store) lookup(k key) (*rec, bool) {
+	i, ok := s.active[k]
+	if !ok {
+		return nil, false
+	}
+	return &s.recs[i], true
 }
 
 // Active returns the blocks that have not expired at now, soonest expiry first.
@@ -530,9 +555,9 @@ func (s *Store) Active(now time.Time) []Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Block, 0, len(s.active))
-	for k, r := range s.active {
-		if r.expiresAfter(now) {
-			out = append(out, s.unpack(k, &r))
+	for i := range s.recs {
+		if r := &s.recs[i]; r.expiresAfter(now) {
+			out = append(out, s.unpack(r.k, r))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Expires.Before(out[j].Expires) })
@@ -557,9 +582,10 @@ func (s *Store) Expire(now time.Time) []Block {
 		t.letGo(now)
 	}
 	var out []Block
-	for k, r := range s.active {
-		if !r.expiresAfter(now) {
-			out = append(out, s.unpack(k, &r))
+	for i := len(s.recs) - 1; i >= 0; i-- { // as in load
+		if r := &s.recs[i]; !r.expiresAfter(now) {
+			k := r.k
+			out = append(out, s.unpack(k, r))
 			s.dropKey(k)
 			_ = s.append(entry{Op: "del", Addr: k.addr()}) // as in Remove
 		}
