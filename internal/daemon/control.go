@@ -100,7 +100,10 @@ func (d *Daemon) Status() control.Status {
 	for _, p := range m.Probes {
 		st.Probes[p.ScanType] = p.N
 	}
-	if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
+	if v4, v6 := d.ledger.Count(); v4+v6 > nft.CheapDump {
+		// The ledger's count: a dump of the sets would take seconds.
+		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
+	} else if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
 		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
 	}
 	if f := m.Fleet; f != nil {

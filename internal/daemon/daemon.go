@@ -285,10 +285,17 @@ func (d *Daemon) startLedger(ctx context.Context, wg *sync.WaitGroup) {
 	cfg := d.cfgp.Load()
 	wg.Go(func() { d.writer.Run(ctx) })
 	// What the kernel holds before the restore: elements the ledger may
-	// not know (see Adopt below).
-	before, berr := nft.Blocked(d.opts.NetNS)
-	if berr != nil {
-		d.log.Errorf("could not read the sets: %v", berr)
+	// not know (see Adopt below). Past nft.CheapDump blocks, reading the
+	// sets back would cost more than the rest of the start: the
+	// watchdog's next element check adopts them.
+	var before map[netip.Addr]time.Duration
+	if n := d.ledger.Len(); n <= nft.CheapDump {
+		var berr error
+		if before, berr = nft.Blocked(d.opts.NetNS); berr != nil {
+			d.log.Errorf("could not read the sets: %v", berr)
+		}
+	} else {
+		d.log.Infof("%d blocks in the journal: the sets are not read back at start (the watchdog adopts what the kernel added meanwhile within %d s).", n, nft.ElementCheckEvery(n))
 	}
 	if n, err := d.ledger.Restore(ctx, "start"); err != nil {
 		d.log.Errorf("could not restore blocks: %v", err)
