@@ -578,6 +578,43 @@ func (s *Store) Expiries(now time.Time, fn func(a netip.Addr, expires time.Time)
 	}
 }
 
+// Walk calls each with every block in force at now, in no order, a page
+// at a time: the Store is locked while a page is copied, not while each
+// runs, and the walk holds 17 bytes a block (their addresses, taken at
+// the start), not the blocks. A block lifted during the walk is left
+// out; one added during it is not listed. Walk stops at the first error
+// of each, and returns it.
+func (s *Store) Walk(now time.Time, each func(Block) error) error {
+	s.mu.Lock()
+	keys := make([]key, len(s.recs))
+	for i := range s.recs {
+		keys[i] = s.recs[i].k
+	}
+	s.mu.Unlock()
+	page := make([]Block, 0, walkPage)
+	for len(keys) > 0 {
+		n := min(walkPage, len(keys))
+		page = page[:0]
+		s.mu.Lock()
+		for _, k := range keys[:n] {
+			if r, ok := s.lookup(k); ok && r.expiresAfter(now) {
+				page = append(page, s.unpack(k, r))
+			}
+		}
+		s.mu.Unlock()
+		keys = keys[n:]
+		for _, b := range page {
+			if err := each(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// walkPage is how many blocks Walk copies under the lock at a time.
+const walkPage = 1024
+
 // Len is the number of active blocks.
 func (s *Store) Len() int {
 	s.mu.Lock()
