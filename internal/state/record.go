@@ -3,6 +3,7 @@ package state
 import (
 	"math"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -92,6 +93,7 @@ func (w *words) intern(s string) (uint16, bool) {
 		return 0, false
 	}
 	i := uint16(len(w.list))
+	s = strings.Clone(s) // not the journal line it was read from
 	w.list = append(w.list, s)
 	w.idx[s] = i
 	return i, true
@@ -120,6 +122,9 @@ func (s *Store) pack(b *Block) (rec, *ext) {
 	for i, w := range ws {
 		idx, ok := s.words.intern(w)
 		if !ok {
+			for i := range ws {
+				ws[i] = strings.Clone(ws[i])
+			}
 			x.words = &ws
 			break
 		}
@@ -130,7 +135,7 @@ func (s *Store) pack(b *Block) (rec, *ext) {
 	} else {
 		x.ports = append([]uint16(nil), b.Ports...)
 	}
-	x.host, x.hostsDeny = b.Host, b.HostsDeny
+	x.host, x.hostsDeny = strings.Clone(b.Host), strings.Clone(b.HostsDeny)
 	if x.host == "" && x.hostsDeny == "" && x.ports == nil && x.words == nil {
 		return r, nil
 	}

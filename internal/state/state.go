@@ -26,6 +26,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Block is one active block.
@@ -203,15 +204,22 @@ func (s *Store) put(b *Block) {
 	if !k.v4 {
 		s.n6++
 	}
+	r, x := s.pack(b)
+	r.k, r.off = k, off
 	if b.Origin == OriginFleet {
 		if s.from == nil {
 			s.from = map[string]int{}
 		}
-		s.from[b.From]++
+		// The interned copy: b's may share a journal line's buffer.
+		from := b.From
+		if x == nil || x.words == nil {
+			from = s.words.list[r.words[wFrom]]
+		} else {
+			from = x.words[wFrom]
+		}
+		s.from[from]++
 		s.fleet++
 	}
-	r, x := s.pack(b)
-	r.k, r.off = k, off
 	s.active[k] = int32(len(s.recs))
 	s.recs = append(s.recs, r)
 	if x != nil {
@@ -314,18 +322,21 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		}
 		return 0, nil, nil
 	})
+	var blk Block // reused: put copies what it keeps
 	for ; sc.Scan(); r.lines++ {
-		e, err := decodeEntry(sc.Text())
+		// The line is not copied: the strings of blk share the scanner's
+		// buffer, and put clones the few it keeps (words.intern, ext).
+		line := sc.Bytes()
+		e, err := decodeInto(unsafe.String(unsafe.SliceData(line), len(line)), &blk)
 		if err != nil {
 			r.bad++
 			continue
 		}
 		switch e.Op {
 		case "add":
-			if e.Block != nil && e.Block.Addr.IsValid() {
-				b := *e.Block
-				s.put(&b)
-				s.rememberBlock(&b)
+			if e.Block.Addr.IsValid() {
+				s.put(e.Block)
+				s.rememberBlock(e.Block)
 			}
 		case "del":
 			s.drop(e.Addr)
