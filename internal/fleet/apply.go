@@ -12,13 +12,11 @@ import (
 
 // apply applies one entry of x's bucket, once per revision.
 func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
-	rk := x.bucket + "/" + e.Key()
 	c.mu.Lock()
-	if c.view.revs[rk] == e.Revision() {
+	if !c.view.noteRev(x.bucket, e.Key(), e.Revision()) {
 		c.mu.Unlock()
 		return
 	}
-	c.view.revs[rk] = e.Revision()
 	c.mu.Unlock()
 	del := e.Operation() != jetstream.KeyValuePut
 	if err := x.apply(c, e, del, initial); err != nil {
@@ -178,11 +176,7 @@ func (c *Client) enforce(b Block, created time.Time) {
 // long was passed already.
 func (c *Client) deliver(b Block) {
 	c.mu.Lock()
-	prev := c.view.delivered[b.Addr]
-	extends := b.Expires.Sub(prev) >= time.Second
-	if extends {
-		c.view.delivered[b.Addr] = b.Expires
-	}
+	extends := c.view.deliver(b.Addr, b.Expires)
 	c.mu.Unlock()
 	if !extends {
 		return

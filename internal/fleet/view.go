@@ -65,6 +65,28 @@ func (v *view) refusedOnce(a netip.Addr) bool {
 	return true
 }
 
+// noteRev records that bucket's key was handled at rev, and reports
+// whether it was not already.
+func (v *view) noteRev(bucket, key string, rev uint64) bool {
+	rk := bucket + "/" + key
+	if v.revs[rk] == rev {
+		return false
+	}
+	v.revs[rk] = rev
+	return true
+}
+
+// deliver records exp as a's expiry passed to the Sink, and reports
+// whether it extends the one passed before by a second or more (else it
+// is not passed again).
+func (v *view) deliver(a netip.Addr, exp time.Time) bool {
+	if exp.Sub(v.delivered[a]) < time.Second {
+		return false
+	}
+	v.delivered[a] = exp
+	return true
+}
+
 // forget drops what the view holds of a (lifted here).
 func (v *view) forget(a netip.Addr) {
 	delete(v.blocks, a)
