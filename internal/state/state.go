@@ -211,13 +211,7 @@ func (s *Store) put(b *Block) {
 			s.from = map[string]int{}
 		}
 		// The interned copy: b's may share a journal line's buffer.
-		from := b.From
-		if x == nil || x.words == nil {
-			from = s.words.list[r.words[wFrom]]
-		} else {
-			from = x.words[wFrom]
-		}
-		s.from[from]++
+		s.from[s.wordsOf(&r, x)[wFrom]]++
 		s.fleet++
 	}
 	s.active[k] = int32(len(s.recs))
