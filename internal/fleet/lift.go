@@ -56,7 +56,7 @@ func (c *Client) adminLift(l Lift) {
 		c.view.lifts[l.Addr] = l
 	}
 	c.view.release(l.Addr, func(h held) bool { return h.created < l.At.UnixNano() })
-	delete(c.view.delivered, l.Addr)
+	c.view.undeliver(l.Addr)
 	ownAt, own := c.view.own[l.Addr]
 	c.mu.Unlock()
 	if own && ownAt.Before(l.At) {
@@ -108,7 +108,7 @@ func (c *Client) liftIfFree(l Lift) {
 	c.mu.Lock()
 	held := c.view.holds(l.Addr, c.now())
 	if !held {
-		delete(c.view.delivered, l.Addr)
+		c.view.undeliver(l.Addr)
 	}
 	c.mu.Unlock()
 	if held {

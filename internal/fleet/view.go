@@ -19,14 +19,31 @@ type held struct {
 
 func (h held) ends() time.Time { return time.Unix(0, h.expires) }
 
+// mirror is what the view holds of one address: the hosts' blocks (most
+// addresses have one host, so a short slice, not a map) and the latest
+// Expires passed to the Sink (Unix nanoseconds, 0 for none), which
+// outlives the blocks until it expires or is lifted.
+type mirror struct {
+	hs        []held
+	delivered int64
+}
+
+// set stores m as a's record, or drops it when it holds nothing.
+func (v *view) set(a netip.Addr, m mirror) {
+	if len(m.hs) == 0 && m.delivered == 0 {
+		delete(v.mirrors, a)
+		return
+	}
+	v.mirrors[a] = m
+}
+
 // view is what this host knows of the fleet, from the watches. Its
 // methods are called with Client.mu held.
 type view struct {
-	// blocks: other hosts' blocks, by address; most addresses have one
-	// host, so a short slice, not a map, per address.
-	blocks    map[netip.Addr][]held
+	// mirrors: other hosts' blocks of each address, and what was passed
+	// to the Sink of it: one record per address (a host may mirror 1M).
+	mirrors   map[netip.Addr]mirror
 	names     map[string]string        // host names, interned
-	delivered map[netip.Addr]time.Time // the latest Expires passed to the Sink
 	own       map[netip.Addr]time.Time // this host's block records: their time on the servers
 	lifts     map[netip.Addr]Lift      // the administrator's latest lift of each address
 	hostLifts map[hostAddr]time.Time   // each host's latest lift of its own block of an address
@@ -47,7 +64,7 @@ type view struct {
 
 func newView() view {
 	return view{
-		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
+		mirrors: map[netip.Addr]mirror{}, names: map[string]string{},
 		own: map[netip.Addr]time.Time{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
 		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
 	}
@@ -80,17 +97,35 @@ func (v *view) noteRev(bucket, key string, rev uint64) bool {
 // whether it extends the one passed before by a second or more (else it
 // is not passed again).
 func (v *view) deliver(a netip.Addr, exp time.Time) bool {
-	if exp.Sub(v.delivered[a]) < time.Second {
+	m := v.mirrors[a]
+	if m.delivered != 0 && exp.Sub(time.Unix(0, m.delivered)) < time.Second {
 		return false
 	}
-	v.delivered[a] = exp
+	m.delivered = exp.UnixNano()
+	v.set(a, m)
 	return true
+}
+
+// delivered is the latest Expires of a passed to the Sink (zero: none
+// since it was lifted or expired).
+func (v *view) delivered(a netip.Addr) time.Time {
+	if d := v.mirrors[a].delivered; d != 0 {
+		return time.Unix(0, d)
+	}
+	return time.Time{}
+}
+
+// undeliver forgets what was passed to the Sink of a (lifted).
+func (v *view) undeliver(a netip.Addr) {
+	if m, ok := v.mirrors[a]; ok {
+		m.delivered = 0
+		v.set(a, m)
+	}
 }
 
 // forget drops what the view holds of a (lifted here).
 func (v *view) forget(a netip.Addr) {
-	delete(v.blocks, a)
-	delete(v.delivered, a)
+	delete(v.mirrors, a)
 }
 
 // intern returns the one copy of a host's name.
@@ -109,37 +144,36 @@ func (v *view) intern(host string) string {
 // the host's interned name.
 func (v *view) hold(a netip.Addr, h held) string {
 	h.host = v.intern(h.host)
-	hs := v.blocks[a]
-	for i := range hs {
-		if hs[i].host == h.host {
-			hs[i] = h
+	m := v.mirrors[a]
+	for i := range m.hs {
+		if m.hs[i].host == h.host {
+			m.hs[i] = h
 			return h.host
 		}
 	}
-	v.blocks[a] = append(hs, h)
+	m.hs = append(m.hs, h)
+	v.mirrors[a] = m
 	return h.host
 }
 
 // release drops the blocks of a that drop says, and a when none is left.
 func (v *view) release(a netip.Addr, drop func(held) bool) {
-	hs, ok := v.blocks[a]
+	m, ok := v.mirrors[a]
 	if !ok {
 		return
 	}
-	hs = slices.DeleteFunc(hs, drop)
-	if len(hs) == 0 {
-		delete(v.blocks, a)
-		return
+	if m.hs = slices.DeleteFunc(m.hs, drop); len(m.hs) == 0 {
+		m.hs = nil
 	}
-	v.blocks[a] = hs
+	v.set(a, m)
 }
 
 // list returns the blocks in force at now, by address and host (Addr,
 // Host, Admin and Expires: the details went to the Sink).
 func (v *view) list(now time.Time) []Block {
 	var out []Block
-	for a, hs := range v.blocks {
-		for _, h := range hs {
+	for a, m := range v.mirrors {
+		for _, h := range m.hs {
 			if h.expires > now.UnixNano() {
 				out = append(out, Block{Addr: a, Host: h.host, Admin: h.host == AdminName, Expires: h.ends()})
 			}
@@ -158,8 +192,8 @@ func (v *view) list(now time.Time) []Block {
 // the list).
 func (v *view) count(now time.Time) int {
 	n, t := 0, now.UnixNano()
-	for _, hs := range v.blocks {
-		for _, h := range hs {
+	for _, m := range v.mirrors {
+		for _, h := range m.hs {
 			if h.expires > t {
 				n++
 			}
@@ -171,13 +205,14 @@ func (v *view) count(now time.Time) int {
 // sweep drops what has expired.
 func (v *view) sweep(now time.Time) {
 	t := now.UnixNano()
-	for a := range v.blocks {
-		v.release(a, func(h held) bool { return h.expires <= t })
-	}
-	for a, e := range v.delivered {
-		if !e.After(now) {
-			delete(v.delivered, a)
+	for a, m := range v.mirrors {
+		if m.hs = slices.DeleteFunc(m.hs, func(h held) bool { return h.expires <= t }); len(m.hs) == 0 {
+			m.hs = nil
 		}
+		if m.delivered <= t {
+			m.delivered = 0
+		}
+		v.set(a, m)
 	}
 }
 
@@ -213,7 +248,7 @@ func (v *view) holds(a netip.Addr, now time.Time) bool {
 		return true
 	}
 	t := now.UnixNano()
-	for _, h := range v.blocks[a] {
+	for _, h := range v.mirrors[a].hs {
 		if h.expires > t {
 			return true
 		}
