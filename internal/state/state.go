@@ -27,7 +27,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-	"unsafe"
 )
 
 // Block is one active block.
@@ -324,28 +323,7 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		}
 		return 0, nil, nil
 	})
-	var blk Block // reused: put copies what it keeps
-	for ; sc.Scan(); r.lines++ {
-		// The line is not copied: the strings of blk share the scanner's
-		// buffer, and put clones the few it keeps (words.intern, ext).
-		line := sc.Bytes()
-		e, err := decodeInto(unsafe.String(unsafe.SliceData(line), len(line)), &blk)
-		if err != nil {
-			r.bad++
-			continue
-		}
-		switch e.Op {
-		case "add":
-			if e.Block.Addr.IsValid() {
-				s.put(e.Block)
-				s.rememberBlock(e.Block)
-			}
-		case "del":
-			s.drop(e.Addr)
-		case "times":
-			s.setOffender(keyOf(e.Addr), offender{int32(e.Times), nanos(e.Last)})
-		}
-	}
+	s.replay(sc, &r)
 	// Backwards: dropping one moves the last record, already seen, to its place.
 	for i := len(s.recs) - 1; i >= 0; i-- {
 		if !s.recs[i].expiresAfter(now) {
