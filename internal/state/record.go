@@ -99,9 +99,20 @@ func (w *words) intern(s string) (uint16, bool) {
 	return i, true
 }
 
+// The times Unix nanoseconds hold (1678 to 2262); a record's time past
+// them is held as the nearest (a block for 292 years ends in 2262).
+var minNanos, maxNanos = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+
 func nanos(t time.Time) int64 {
-	if t.IsZero() {
+	switch {
+	case t.IsZero():
 		return 0
+	case t.After(maxNanos):
+		return math.MaxInt64
+	case t.Before(minNanos):
+		return math.MinInt64
+	case t.UnixNano() == 0:
+		return 1 // 0 is the zero time
 	}
 	return t.UnixNano()
 }
