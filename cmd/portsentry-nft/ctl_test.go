@@ -32,7 +32,7 @@ type fakeDaemon struct {
 	listErr error
 }
 
-func (f *fakeDaemon) Status() control.Status                        { return control.Status{Version: "test"} }
+func (f *fakeDaemon) Status() control.Status { return control.Status{Version: "test"} }
 func (f *fakeDaemon) List(_ context.Context, each func(control.Block) error) error {
 	for _, b := range f.listed {
 		if err := each(b); err != nil {
