@@ -63,31 +63,31 @@ type Options struct {
 
 // Daemon is one running instance.
 type Daemon struct {
-	opts Options
+	opts    Options
+	cfgp    atomic.Pointer[config.Config]
+	start   time.Time
+	log     *alert.Log
+	names   *alert.Resolver
+	alerts  *alert.Queue
+	guard   *guard.Guard
+	store   *state.Store
+	watcher *listeners.Watcher
+	writer  *nft.Writer
+	ledger  *ledger.Ledger
+	decider *decide.Decider
+	peers   *nft.PeerLookup // this host's peers, for what carries no peer rule
+	pipe    *pipeline.Pipeline
+	keeper  *keeper.Keeper
+	verify  *verified.Mode // nil unless tcp.verified
+	metrics *metrics.Metrics
+	fleet   *fleetlink.Link    // nil without a fleet section
+	bouncer *bouncerapi.Server // nil without crowdsec.listen
+	follow  *follow.Set        // the ledger's followers (but the fleet's)
+	reader  *capture.Reader    // NFLOG mode
+	queue   *capture.Queue     // NFQUEUE mode
+	capture capture.Stats
 	// journalRead: how long the journal took to read at start.
 	journalRead time.Duration
-	cfgp        atomic.Pointer[config.Config]
-	start       time.Time
-	log         *alert.Log
-	names       *alert.Resolver
-	alerts      *alert.Queue
-	guard       *guard.Guard
-	store       *state.Store
-	watcher     *listeners.Watcher
-	writer      *nft.Writer
-	ledger      *ledger.Ledger
-	decider     *decide.Decider
-	peers       *nft.PeerLookup // this host's peers, for what carries no peer rule
-	pipe        *pipeline.Pipeline
-	keeper      *keeper.Keeper
-	verify      *verified.Mode // nil unless tcp.verified
-	metrics     *metrics.Metrics
-	fleet       *fleetlink.Link    // nil without a fleet section
-	bouncer     *bouncerapi.Server // nil without crowdsec.listen
-	follow      *follow.Set        // the ledger's followers (but the fleet's)
-	reader      *capture.Reader    // NFLOG mode
-	queue       *capture.Queue     // NFQUEUE mode
-	capture     capture.Stats
 }
 
 // New builds the daemon's parts: it opens the state (the ledger's journal)
