@@ -84,20 +84,14 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	resp, ok := callDaemon(*socket, control.Request{Cmd: "list"}, stderr)
-	if !ok {
-		return 1
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), listTimeout)
+	defer cancel()
 	if *asJSON {
-		if resp.Blocks == nil {
-			resp.Blocks = []control.Block{}
-		}
-		printJSON(stdout, resp.Blocks)
-		return 0
+		return listJSON(ctx, *socket, stdout, stderr)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tREMAINING\tORIGIN\tSCAN TYPE\tTOOL\tPORTS\tFIRST SEEN\tLAST SEEN\tTIMES")
-	for _, b := range resp.Blocks {
+	err := control.CallList(ctx, *socket, func(b control.Block) error {
 		ports := make([]string, len(b.Ports))
 		for i, p := range b.Ports {
 			ports[i] = fmt.Sprint(p)
@@ -110,10 +104,54 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 		if tool == "" {
 			tool = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Remaining, origin, b.ScanType, tool, strings.Join(ports, ","),
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Remaining, origin, b.ScanType, tool, strings.Join(ports, ","),
 			stamp(b.FirstSeen), stamp(b.LastSeen), b.TimesBlocked)
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "portsentry-nft list: %v\n", err)
+		return 1
 	}
 	tw.Flush()
+	return 0
+}
+
+// listTimeout bounds list: a million blocks stream in seconds.
+const listTimeout = 2 * time.Minute
+
+// listJSON writes the blocks as a JSON array as they come, never all of
+// them in memory.
+func listJSON(ctx context.Context, socket string, stdout, stderr io.Writer) int {
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	n := 0
+	err := control.CallList(ctx, socket, func(b control.Block) error {
+		js, err := json.MarshalIndent(b, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if n == 0 {
+			sep = "[\n  "
+		}
+		n++
+		w.WriteString(sep)
+		_, err = w.Write(js)
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "portsentry-nft list: %v\n", err)
+		w.Flush()
+		return 1
+	}
+	if n == 0 {
+		w.WriteString("[]\n")
+	} else {
+		w.WriteString("\n]\n")
+	}
+	if err := w.Flush(); err != nil {
+		fmt.Fprintf(stderr, "portsentry-nft list: %v\n", err)
+		return 1
+	}
 	return 0
 }
 

@@ -27,10 +27,20 @@ type fakeDaemon struct {
 	// notDurable, when set, is the error block and unblock return after
 	// doing their work (the journal could not be written).
 	notDurable error
+	// listed is what list gives; listErr cuts the list short after it.
+	listed  []control.Block
+	listErr error
 }
 
-func (f *fakeDaemon) Status() control.Status                        { return control.Status{Version: "test"} }
-func (f *fakeDaemon) List(context.Context) ([]control.Block, error) { return nil, nil }
+func (f *fakeDaemon) Status() control.Status { return control.Status{Version: "test"} }
+func (f *fakeDaemon) List(_ context.Context, each func(control.Block) error) error {
+	for _, b := range f.listed {
+		if err := each(b); err != nil {
+			return err
+		}
+	}
+	return f.listErr
+}
 
 func (f *fakeDaemon) Block(_ context.Context, addrs []string, timeout string) (int, error) {
 	f.mu.Lock()
@@ -194,5 +204,34 @@ func TestCompletion(t *testing.T) {
 	}
 	if code, _, _ := run(t, "completion", "fish"); code != 2 {
 		t.Errorf("completion fish: exit %d, want 2", code)
+	}
+}
+
+// list --json streams the blocks as one JSON array; none is [], and a list
+// the daemon cuts short exits 1 with its reason, not a truncated array
+// taken for the whole.
+func TestListJSONStreams(t *testing.T) {
+	f := &fakeDaemon{}
+	sock := serveFake(t, f)
+	code, out, errOut := run(t, "list", "--json", "--socket", sock)
+	if code != 0 || out != "[]\n" {
+		t.Errorf("empty list --json: exit %d, out %q, err %q", code, out, errOut)
+	}
+	for i := range 3000 {
+		f.listed = append(f.listed, control.Block{Addr: fmt.Sprintf("10.201.%d.%d", i>>8, byte(i)), Set: "blocked", Origin: "detect", Ports: []uint16{22, 80}})
+	}
+	code, out, errOut = run(t, "list", "--json", "--socket", sock)
+	var got []control.Block
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 3000 || got[2999].Addr != "10.201.11.183" || got[0].Ports[1] != 80 {
+		t.Fatalf("list --json of 3000: exit %d, err %q, decode %v, %d blocks", code, errOut, err, len(got))
+	}
+	code, out, _ = run(t, "list", "--socket", sock)
+	if code != 0 || strings.Count(out, "\n") != 3001 || !strings.Contains(out, "10.201.11.183") {
+		t.Errorf("list of 3000: exit %d, %d lines", code, strings.Count(out, "\n"))
+	}
+	f.listErr = errors.New("the sets could not be read")
+	code, _, errOut = run(t, "list", "--json", "--socket", sock)
+	if code != 1 || !strings.Contains(errOut, "the sets could not be read") {
+		t.Errorf("a list cut short: exit %d, err %q", code, errOut)
 	}
 }

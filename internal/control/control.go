@@ -30,6 +30,10 @@ type Request struct {
 	Addr    string   `json:"addr,omitempty"`
 	All     bool     `json:"all,omitempty"`     // unblock: every block
 	Timeout string   `json:"timeout,omitempty"` // block; "" means block.timeout
+	// Stream asks list to stream its blocks (see ListItem) rather than
+	// answer with all of them in one Response: a million blocks are then
+	// never all in memory, neither in the daemon nor the CLI.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // addrs is every address of the request.
@@ -54,6 +58,18 @@ type Response struct {
 	Warning    string  `json:"warning,omitempty"`
 	Status     *Status `json:"status,omitempty"`
 	Blocks     []Block `json:"blocks,omitempty"`
+	// Stream: ListItem lines follow (list, asked with Request.Stream;
+	// a daemon older than it answers with Blocks).
+	Stream bool `json:"stream,omitempty"`
+}
+
+// ListItem is one line of a streamed list after its Response: a block,
+// or the end with the count of blocks, or the error that cut it short.
+type ListItem struct {
+	Block *Block `json:"block,omitempty"`
+	End   bool   `json:"end,omitempty"`
+	Count int    `json:"count,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Status is the daemon's state and counters.
@@ -102,7 +118,9 @@ var ErrNotDurable = errors.New("in force now, but not on disk: a restart or a re
 // Handler is what the daemon provides to the socket.
 type Handler interface {
 	Status() Status
-	List(ctx context.Context) ([]Block, error)
+	// List calls each with every blocked address, in no order when there
+	// are many, and stops at the first error each returns.
+	List(ctx context.Context, each func(Block) error) error
 	// Block blocks every address, or none (the error says which address
 	// was refused and why); it returns how many. An error wrapping
 	// ErrNotDurable: blocked, but not on disk.
@@ -184,17 +202,65 @@ func peerUID(c *net.UnixConn) (uint32, error) {
 // ErrNotRunning means nothing listens on the socket.
 var ErrNotRunning = errors.New("the daemon is not running")
 
+// CallList asks the daemon at path for its blocks, streamed, and calls
+// each with every one as it is read.
+func CallList(ctx context.Context, path string, each func(Block) error) error {
+	c, resp, dec, err := dial(ctx, path, Request{Cmd: "list", Stream: true})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if !resp.Stream {
+		// A daemon older than streaming.
+		for _, b := range resp.Blocks {
+			if err := each(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for n := 0; ; n++ {
+		var it ListItem
+		if err := dec.Decode(&it); err != nil {
+			return fmt.Errorf("read from %s after %d blocks: %w", path, n, err)
+		}
+		switch {
+		case it.Error != "":
+			return errors.New(it.Error)
+		case it.End:
+			if it.Count != n {
+				return fmt.Errorf("read %d blocks from %s, the daemon sent %d", n, path, it.Count)
+			}
+			return nil
+		case it.Block == nil:
+			return fmt.Errorf("read from %s: a line of the list without a block", path)
+		}
+		if err := each(*it.Block); err != nil {
+			return err
+		}
+	}
+}
+
 // Call sends one request to the daemon at path and returns its answer.
 func Call(ctx context.Context, path string, req Request) (*Response, error) {
+	c, resp, _, err := dial(ctx, path, req)
+	if c != nil {
+		c.Close()
+	}
+	return resp, err
+}
+
+// dial sends req and reads the Response; the connection stays open for
+// what follows it (a streamed list) when err is nil.
+func dial(ctx context.Context, path string, req Request) (net.Conn, *Response, *json.Decoder, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("%w (no one listens on %s; start it with: systemctl start portsentry-nft)", ErrNotRunning, path)
+			return nil, nil, nil, fmt.Errorf("%w (no one listens on %s; start it with: systemctl start portsentry-nft)", ErrNotRunning, path)
 		}
-		return nil, fmt.Errorf("connect to %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("connect to %s: %w", path, err)
 	}
-	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
@@ -202,14 +268,17 @@ func Call(ctx context.Context, path string, req Request) (*Response, error) {
 	// A daemon that refuses at once (busy) answers and closes before the
 	// request is sent: its answer is still there to read.
 	var resp Response
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+	dec := json.NewDecoder(c)
+	if err := dec.Decode(&resp); err != nil {
+		c.Close()
 		if sendErr != nil {
-			return nil, fmt.Errorf("send to %s: %w", path, sendErr)
+			return nil, nil, nil, fmt.Errorf("send to %s: %w", path, sendErr)
 		}
-		return nil, fmt.Errorf("read from %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("read from %s: %w", path, err)
 	}
 	if !resp.OK {
-		return &resp, errors.New(resp.Error)
+		c.Close()
+		return nil, &resp, nil, errors.New(resp.Error)
 	}
-	return &resp, nil
+	return c, &resp, dec, nil
 }

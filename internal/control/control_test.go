@@ -18,7 +18,7 @@ import (
 type handler struct{}
 
 func (handler) Status() Status                                             { return Status{Version: "t"} }
-func (handler) List(context.Context) ([]Block, error)                      { return nil, nil }
+func (handler) List(context.Context, func(Block) error) error              { return nil }
 func (handler) Block(_ context.Context, a []string, _ string) (int, error) { return len(a), nil }
 func (handler) Unblock(_ context.Context, a []string, _ bool) (int, error) { return len(a), nil }
 

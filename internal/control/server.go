@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,7 +115,31 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, p *pool, m *mem
 	ctx, cancel := context.WithTimeout(ctx, s.AnswerTimeout)
 	defer cancel()
 	c.SetWriteDeadline(time.Now().Add(s.AnswerTimeout))
+	if req.Cmd == "list" && req.Stream {
+		s.streamList(ctx, c)
+		return
+	}
 	enc.Encode(handle(ctx, s.Handler, req))
+}
+
+// streamList writes the Response, then each block on its line as the
+// Handler gives it, then the end (ListItem). Each line is written
+// through a buffer, never the whole list.
+func (s *Server) streamList(ctx context.Context, c *net.UnixConn) {
+	w := bufio.NewWriterSize(c, 64<<10)
+	enc := json.NewEncoder(w)
+	enc.Encode(Response{OK: true, Stream: true})
+	n := 0
+	err := s.Handler.List(ctx, func(b Block) error {
+		n++
+		return enc.Encode(ListItem{Block: &b})
+	})
+	if err != nil {
+		enc.Encode(ListItem{Error: err.Error()})
+	} else {
+		enc.Encode(ListItem{End: true, Count: n})
+	}
+	w.Flush()
 }
 
 // read reads one request of at most MaxRequestBytes.
@@ -139,7 +164,8 @@ func handle(ctx context.Context, h Handler, req Request) Response {
 		s := h.Status()
 		return Response{OK: true, Status: &s}
 	case "list":
-		bs, err := h.List(ctx)
+		var bs []Block
+		err := h.List(ctx, func(b Block) error { bs = append(bs, b); return nil })
 		if err != nil {
 			return Response{Error: err.Error()}
 		}

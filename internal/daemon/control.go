@@ -100,7 +100,10 @@ func (d *Daemon) Status() control.Status {
 	for _, p := range m.Probes {
 		st.Probes[p.ScanType] = p.N
 	}
-	if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
+	if v4, v6 := d.ledger.Count(); v4+v6 > nft.CheapDump {
+		// The ledger's count: a dump of the sets would take seconds.
+		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
+	} else if v4, v6, err := nft.CountBlocked(d.opts.NetNS); err == nil {
 		st.SetSizes[nft.SetBlocked], st.SetSizes[nft.SetBlocked6] = v4, v6
 	}
 	if f := m.Fleet; f != nil {
@@ -168,39 +171,81 @@ func heapBytes() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// List returns every blocked address, from the kernel joined with what the
-// ledger knows of it.
-func (d *Daemon) List(ctx context.Context) ([]control.Block, error) {
+// List gives every blocked address: from the kernel joined with what the
+// ledger knows of it, soonest expiry first; past nft.CheapDump blocks,
+// from the ledger alone, streamed in no order (a dump of the sets would
+// take the kernel most of a minute at 1M, and the whole list would be in
+// memory).
+func (d *Daemon) List(ctx context.Context, each func(control.Block) error) error {
+	if v4, v6 := d.ledger.Count(); v4+v6 > nft.CheapDump {
+		now := time.Now()
+		err := d.ledger.Walk(now, func(st state.Block) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return each(listed(st.Addr, st.Expires.Sub(now), &st))
+		})
+		if err != nil {
+			return err
+		}
+		return d.listPrefixes(each)
+	}
 	els, err := nft.Blocked(d.opts.NetNS)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	out := make([]control.Block, 0, len(els))
 	for a, left := range els {
-		b := control.Block{Addr: a.String(), Set: nft.SetBlocked, Remaining: left.Round(time.Second).String(), RemainingSeconds: left.Seconds()}
-		if a.Is6() {
-			b.Set = nft.SetBlocked6
-		}
+		var known *state.Block
 		if st, ok := d.ledger.Get(a); ok {
-			b.Timeout = st.Timeout.String()
-			b.ScanType, b.Proto, b.Ports = st.Kind, st.Proto, st.Ports
-			b.FirstSeen, b.LastSeen, b.TimesBlocked, b.Host = st.First, st.Last, st.Times, st.Host
-			b.Origin, b.Tool = string(st.Origin), st.Tool
-		} else {
-			b.ScanType = "unknown (added outside portsentry-nft)"
+			known = &st
 		}
-		out = append(out, b)
+		out = append(out, listed(a, left, known))
 	}
-	prefixes, err := nft.BlockedPrefixes(d.opts.NetNS)
-	if err != nil {
-		return nil, err
-	}
-	for p, left := range prefixes {
-		out = append(out, control.Block{Addr: p.String(), Set: nft.SetBlocked64, Remaining: left.Round(time.Second).String(),
-			RemainingSeconds: left.Seconds(), ScanType: "IPv6 /64: " + strconv.Itoa(d.cfgp.Load().Detect.Prefix6Sources) + " or more of its addresses probed"})
+	if err := d.listPrefixes(func(b control.Block) error { out = append(out, b); return nil }); err != nil {
+		return err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RemainingSeconds < out[j].RemainingSeconds })
-	return out, nil
+	for _, b := range out {
+		if err := each(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listed is how list shows a's element with left to go, and the ledger's
+// record of it (nil: none).
+func listed(a netip.Addr, left time.Duration, st *state.Block) control.Block {
+	b := control.Block{Addr: a.String(), Set: nft.SetBlocked, Remaining: left.Round(time.Second).String(), RemainingSeconds: left.Seconds()}
+	if a.Is6() {
+		b.Set = nft.SetBlocked6
+	}
+	if st == nil {
+		b.ScanType = "unknown (added outside portsentry-nft)"
+		return b
+	}
+	b.Timeout = st.Timeout.String()
+	b.ScanType, b.Proto, b.Ports = st.Kind, st.Proto, st.Ports
+	b.FirstSeen, b.LastSeen, b.TimesBlocked, b.Host = st.First, st.Last, st.Times, st.Host
+	b.Origin, b.Tool = string(st.Origin), st.Tool
+	return b
+}
+
+// listPrefixes gives the /64s of blocked6_64.
+func (d *Daemon) listPrefixes(each func(control.Block) error) error {
+	prefixes, err := nft.BlockedPrefixes(d.opts.NetNS)
+	if err != nil {
+		return err
+	}
+	for p, left := range prefixes {
+		err := each(control.Block{Addr: p.String(), Set: nft.SetBlocked64, Remaining: left.Round(time.Second).String(),
+			RemainingSeconds: left.Seconds(), ScanType: "IPv6 /64: " + strconv.Itoa(d.cfgp.Load().Detect.Prefix6Sources) + " or more of its addresses probed"})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Block blocks addrs by hand, all in one transaction, or none; timeout ""

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -87,6 +88,8 @@ type Daemon struct {
 	reader  *capture.Reader    // NFLOG mode
 	queue   *capture.Queue     // NFQUEUE mode
 	capture capture.Stats
+	// journalRead: how long the journal took to read at start.
+	journalRead time.Duration
 }
 
 // New builds the daemon's parts: it opens the state (the ledger's journal)
@@ -99,11 +102,12 @@ func New(opts Options) (*Daemon, error) {
 	d.log = alert.New(opts.Logger, d.nameWithin)
 	d.alerts = alert.NewQueue(d.log)
 	d.guard = guard.New(guard.Sources{}, cfg.NeverBlockPrefixes)
-	st, err := state.Open(state.Paths{Dir: cfg.State.Dir, History: cfg.State.HistoryFile, Blocked: cfg.State.BlockedFile}, time.Now())
+	opened := time.Now()
+	st, err := state.Open(state.Paths{Dir: cfg.State.Dir, History: cfg.State.HistoryFile, Blocked: cfg.State.BlockedFile}, opened)
 	if err != nil {
 		return nil, err
 	}
-	d.store = st
+	d.store, d.journalRead = st, time.Since(opened)
 	d.watcher = &listeners.Watcher{
 		NetNS:    opts.NetNS,
 		OnError:  func(err error) { d.log.Warn("listening sockets: " + err.Error()) },
@@ -292,15 +296,31 @@ func (d *Daemon) startLedger(ctx context.Context, wg *sync.WaitGroup) {
 	cfg := d.cfgp.Load()
 	wg.Go(func() { d.writer.Run(ctx) })
 	// What the kernel holds before the restore: elements the ledger may
-	// not know (see Adopt below).
-	before, berr := nft.Blocked(d.opts.NetNS)
-	if berr != nil {
-		d.log.Errorf("could not read the sets: %v", berr)
+	// not know (see Adopt below). Past nft.CheapDump blocks, reading the
+	// sets back would cost more than the rest of the start: the
+	// watchdog's next element check adopts them.
+	var before map[netip.Addr]time.Duration
+	if n := d.ledger.Len(); n <= nft.CheapDump {
+		var berr error
+		if before, berr = nft.Blocked(d.opts.NetNS); berr != nil {
+			d.log.Errorf("could not read the sets: %v", berr)
+		}
+	} else {
+		d.log.Infof("%d blocks in the journal: the sets are not read back at start (the watchdog adopts what the kernel added meanwhile within %d s).", n, nft.ElementCheckEvery(n))
 	}
+	restore := time.Now()
 	if n, err := d.ledger.Restore(ctx, "start"); err != nil {
 		d.log.Errorf("could not restore blocks: %v", err)
 	} else if n > 0 {
-		d.log.Infof("Restored %d blocks from %s with their remaining time.", n, cfg.State.Dir)
+		d.log.Infof("Restored %d blocks from %s with their remaining time (journal read in %s, into the kernel in %s).", n, cfg.State.Dir,
+			d.journalRead.Round(time.Millisecond), time.Since(restore).Round(time.Millisecond))
+		if n > nft.CheapDump/2 {
+			// The journal's lines and the restore's batch are garbage by
+			// now, as large as what is kept: give it back at once rather
+			// than as the scavenger gets to it (at 1M blocks, ~60 MiB of
+			// RSS).
+			debug.FreeOSMemory()
+		}
 	}
 	if d.bouncer != nil {
 		// Before the ledger runs: what it records from now on follows.

@@ -28,9 +28,9 @@ import (
 
 // BenchmarkReport is `make bench`: every measurement of the performance
 // issue, each against a baseline run in the same process, printed as one
-// table and written to BENCHMARKS.md. Bounded: about three minutes, and
+// table and written to BENCHMARKS.md. Bounded: about four minutes, and
 // three more for the fleet. BenchmarkInsert, BenchmarkFlood,
-// BenchmarkRestore, BenchmarkEarlyDrop, BenchmarkClassic, BenchmarkPortsLearned,
+// BenchmarkRestore, BenchmarkMillion, BenchmarkEarlyDrop, BenchmarkClassic, BenchmarkPortsLearned,
 // BenchmarkLatency and BenchmarkFleet run one part of the report alone.
 func BenchmarkInsert(b *testing.B) {
 	netnstest.Require(b)
@@ -74,6 +74,7 @@ func BenchmarkReport(b *testing.B) {
 	benchLatency(b, add, "nflog")
 	benchLatency(b, add, "nfqueue")
 	benchRestore(b, add)
+	benchMillion(b, add)
 	benchFlood(b, add)
 	benchEarlyDrop(b, add)
 	benchClassic(b, add)

@@ -224,9 +224,9 @@ func (k *Keeper) watchdog(ctx context.Context) {
 
 // check is the watchdog's nth second.
 func (k *Keeper) check(ctx context.Context, n int) {
-	// Listing the sets costs in proportion to the blocks: every 5 s,
-	// every minute once there are many.
-	checkElements := n%5 == 0 && (k.c.Ledger.Len() < 10000 || n%60 == 0)
+	// Listing the sets costs with the square of the blocks: every 5 s,
+	// then less often (nft.ElementCheckEvery).
+	checkElements := n%nft.ElementCheckEvery(k.c.Ledger.Len()) == 0
 	if err := k.heal(ctx, checkElements); err != nil {
 		k.c.Log.Errorf("self-check of table inet %s failed: %v", nft.TableName, err)
 	}

@@ -243,5 +243,11 @@ func (l *Ledger) Count() (v4, v6 int) { return l.c.Store.Count() }
 // Get returns the record of a's block in force.
 func (l *Ledger) Get(a netip.Addr) (state.Block, bool) { return l.c.Store.Get(a) }
 
+// Walk calls each with every block in force at now, in no order, without
+// copying them all (state.Store.Walk).
+func (l *Ledger) Walk(now time.Time, each func(state.Block) error) error {
+	return l.c.Store.Walk(now, each)
+}
+
 // Active returns the blocks in force at now, soonest expiry first.
 func (l *Ledger) Active(now time.Time) []state.Block { return l.c.Store.Active(now) }

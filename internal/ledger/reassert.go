@@ -25,13 +25,13 @@ func (l *Ledger) Reconcile(ctx context.Context, inKernel map[netip.Addr]time.Dur
 func (l *Ledger) commitMissing(ctx context.Context, why string, missing func(netip.Addr) bool) (int, error) {
 	now := time.Now()
 	var blocks []nft.Block
-	for _, b := range l.c.Store.Active(now) {
-		left := b.Expires.Sub(now).Round(time.Second)
-		if left < time.Second || missing != nil && !missing(b.Addr) {
-			continue
+	l.c.Store.Expiries(now, func(a netip.Addr, expires time.Time) {
+		left := expires.Sub(now).Round(time.Second)
+		if left < time.Second || missing != nil && !missing(a) {
+			return
 		}
-		blocks = append(blocks, nft.Block{Addr: b.Addr, Timeout: left})
-	}
+		blocks = append(blocks, nft.Block{Addr: a, Timeout: left})
+	})
 	if len(blocks) == 0 {
 		return 0, nil
 	}

@@ -294,14 +294,15 @@ func (s *Store) snapshot(path string) (int, error) {
 	}
 	w := bufio.NewWriterSize(f, 64<<10)
 	n := 0
-	for a, t := range s.times {
-		if _, act := s.active[a]; !act {
-			w.WriteString(encodeEntry(entry{Op: "times", Addr: a, Times: t.n, Last: t.last}))
+	for k, t := range s.times {
+		if _, act := s.active[k]; !act {
+			w.WriteString(encodeEntry(entry{Op: "times", Addr: k.addr(), Times: int(t.n), Last: fromNanos(t.last)}))
 			n++
 		}
 	}
-	for _, b := range s.active {
-		w.WriteString(encodeEntry(entry{Op: "add", Block: b}))
+	for i := range s.recs {
+		b := s.unpack(s.recs[i].k, &s.recs[i])
+		w.WriteString(encodeEntry(entry{Op: "add", Block: &b}))
 		n++
 	}
 	if err := w.Flush(); err != nil {

@@ -61,9 +61,27 @@ func encodeEntry(e entry) string {
 		b.Evidence, b.From, b.Tool}, "\t") + "\n"
 }
 
-func decodeEntry(line string) (entry, error) {
-	f := strings.Split(line, "\t")
-	if len(f) < 2 {
+func decodeEntry(line string) (entry, error) { return decodeInto(line, new(Block)) }
+
+// maxFields is the most fields a line has (an add line's).
+const maxFields = 18
+
+// decodeInto is decodeEntry with the Block of an add line read into b
+// (its Ports reused): a restart reads a million lines without allocating
+// for each. The strings of b may share line's memory.
+func decodeInto(line string, b *Block) (entry, error) {
+	var fa [maxFields]string
+	f := fa[:0]
+	for len(f) < maxFields {
+		i := strings.IndexByte(line, '\t')
+		if i < 0 {
+			f = append(f, line)
+			line = ""
+			break
+		}
+		f, line = append(f, line[:i]), line[i+1:]
+	}
+	if line != "" || len(f) < 2 {
 		return entry{}, errEntry
 	}
 	a, err := netip.ParseAddr(f[1])
@@ -80,19 +98,18 @@ func decodeEntry(line string) (entry, error) {
 			return entry{}, errEntry
 		}
 		return entry{Op: "times", Addr: a, Times: n, Last: last}, nil
-	case f[0] != "add" || len(f) < 13 || len(f) > 18:
+	case f[0] != "add" || len(f) < 13 || len(f) > maxFields:
 		return entry{}, errEntry
 	}
-	b, err := decodeAdd(f, a)
-	if err != nil {
+	if err := decodeAdd(f, a, b); err != nil {
 		return entry{}, err
 	}
 	return entry{Op: "add", Block: b}, nil
 }
 
-// decodeAdd reads the fields of an add line (13 to 18 of them).
-func decodeAdd(f []string, a netip.Addr) (*Block, error) {
-	b := &Block{Addr: a}
+// decodeAdd reads the fields of an add line (13 to 18 of them) into b.
+func decodeAdd(f []string, a netip.Addr, b *Block) error {
+	*b = Block{Addr: a, Ports: b.Ports[:0]}
 	var errs [12]error
 	b.Expires, errs[0] = fromMS(f[2])
 	var tmo int64
@@ -102,14 +119,17 @@ func decodeAdd(f []string, a netip.Addr) (*Block, error) {
 	var port uint64
 	port, errs[3] = strconv.ParseUint(f[5], 10, 16)
 	b.Port = uint16(port)
-	if f[6] != "" {
-		for _, p := range strings.Split(f[6], ",") {
-			n, err := strconv.ParseUint(p, 10, 16)
-			if err != nil {
-				return nil, errEntry
-			}
-			b.Ports = append(b.Ports, uint16(n))
+	for ps, more := f[6], f[6] != ""; more; {
+		var p string
+		p, ps, more = strings.Cut(ps, ",")
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return errEntry
 		}
+		b.Ports = append(b.Ports, uint16(n))
+	}
+	if len(b.Ports) == 0 {
+		b.Ports = nil
 	}
 	b.First, errs[4] = fromMS(f[7])
 	b.Last, errs[5] = fromMS(f[8])
@@ -117,14 +137,16 @@ func decodeAdd(f []string, a netip.Addr) (*Block, error) {
 	b.Proto, errs[7] = strconv.Unquote(f[10])
 	b.Host, errs[8] = strconv.Unquote(f[11])
 	b.HostsDeny, errs[9] = strconv.Unquote(f[12])
-	if err := errors.Join(errs[:]...); err != nil {
-		return nil, errEntry
+	for _, err := range errs {
+		if err != nil {
+			return errEntry
+		}
 	}
 	b.Origin = OriginDetect
 	if b.Kind == "manual" {
 		b.Origin = OriginManual
 	}
-	return b, decodeLater(f, b)
+	return decodeLater(f, b)
 }
 
 // decodeLater reads the fields added to add lines over time: ORIGIN,

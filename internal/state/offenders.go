@@ -15,18 +15,17 @@ import (
 func (s *Store) Strengthen(a netip.Addr, timeout func(times int) time.Duration) (Block, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.active[a]
-	if !ok || !b.Weak {
+	nb, ok := s.get(a)
+	if !ok || !nb.Weak {
 		return Block{}, false, nil
 	}
-	nb := *b
 	nb.Weak = false
 	if timeout == nil {
 		// Forgeable evidence: kept, never an offence.
 		s.put(&nb)
 		return nb, true, s.append(entry{Op: "add", Block: &nb})
 	}
-	nb.Times = s.times[a].n + 1
+	nb.Times = int(s.offenderOf(keyOf(a)).n) + 1
 	if t := timeout(nb.Times); t > nb.Timeout {
 		nb.Expires = nb.Expires.Add(t - nb.Timeout)
 		nb.Timeout = t
@@ -41,10 +40,14 @@ func (s *Store) Strengthen(a netip.Addr, timeout func(times int) time.Duration) 
 func (s *Store) ForgetOffender(a netip.Addr) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.times[a]; !ok {
+	k := keyOf(a)
+	if r, ok := s.lookup(k); ok {
+		r.off = 0
+	} else if _, ok := s.times[k]; ok {
+		delete(s.times, k)
+	} else {
 		return nil
 	}
-	delete(s.times, a)
 	return s.append(entry{Op: "times", Addr: a, Times: 0})
 }
 
@@ -53,7 +56,7 @@ func (s *Store) ForgetOffender(a netip.Addr) error {
 func (s *Store) rememberBlock(b *Block) {
 	n := b.Times
 	if b.Weak || b.Evidence == EvidenceForgeable {
-		n = s.times[b.Addr].n
+		n = int(s.offenderOf(keyOf(b.Addr)).n)
 	}
 	s.remember(b.Addr, n, b.Expires)
 }

@@ -17,10 +17,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -121,9 +124,16 @@ type Store struct {
 	paths   Paths
 	journal journalFile // nil once closed, or while broken after a failed rewrite
 	closed  bool
-	active  map[netip.Addr]*Block
-	times   map[netip.Addr]offender // past block counts, kept after blocks expire (bounded)
-	n6      int                     // active IPv6 blocks (the rest are IPv4)
+	// active indexes recs, the blocks in force (see record.go): a map of
+	// small values and a dense slice take half the room of a map of records.
+	active map[key]int32
+	recs   []rec
+	ext    map[key]*ext
+	words  words
+	// times: past block counts of addresses without a block in force
+	// (bounded); a block in force holds its own (rec.off).
+	times map[key]offender
+	n6    int // active IPv6 blocks (the rest are IPv4)
 	// fleet counts the active blocks of origin fleet, from those of each
 	// fleet host (Block.From).
 	fleet int
@@ -152,7 +162,7 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Store{paths: p, active: map[netip.Addr]*Block{}, times: map[netip.Addr]offender{}, retryEvery: retryEvery}
+	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: map[key]int32{}, ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
 	for _, path := range []string{p.History, p.Blocked} {
 		if path != "" {
 			s.texts = append(s.texts, &appender{path: path})
@@ -184,39 +194,74 @@ func Open(p Paths, now time.Time) (*Store, error) {
 
 // put and drop change active and keep the per-family count.
 func (s *Store) put(b *Block) {
-	old, ok := s.active[b.Addr]
-	if !ok && b.Addr.Is6() {
+	k := keyOf(b.Addr)
+	old, was := s.unput(k)
+	off := old.off
+	if !was {
+		off = s.times[k].n
+		delete(s.times, k)
+	}
+	if !k.v4 {
 		s.n6++
 	}
-	if ok && old.Origin == OriginFleet {
-		s.uncountFleet(old)
-	}
+	r, x := s.pack(b)
+	r.k, r.off = k, off
 	if b.Origin == OriginFleet {
 		if s.from == nil {
 			s.from = map[string]int{}
 		}
-		s.from[b.From]++
+		// The interned copy: b's may share a journal line's buffer.
+		s.from[s.wordsOf(&r, x)[wFrom]]++
 		s.fleet++
 	}
-	s.active[b.Addr] = b
+	s.active[k] = int32(len(s.recs))
+	s.recs = append(s.recs, r)
+	if x != nil {
+		s.ext[k] = x
+	}
 }
 
-func (s *Store) drop(a netip.Addr) {
-	old, ok := s.active[a]
-	if ok && a.Is6() {
+func (s *Store) drop(a netip.Addr) { s.dropKey(keyOf(a)) }
+
+// dropKey ends k's block; its offence count stays in times.
+func (s *Store) dropKey(k key) {
+	if old, ok := s.unput(k); ok && old.off > 0 {
+		s.times[k] = offender{old.off, old.expires}
+	}
+}
+
+// unput removes k's record from active and the counts.
+func (s *Store) unput(k key) (rec, bool) {
+	i, ok := s.active[k]
+	if !ok {
+		return rec{}, false
+	}
+	old := s.recs[i]
+	if !k.v4 {
 		s.n6--
 	}
-	if ok && old.Origin == OriginFleet {
-		s.uncountFleet(old)
+	if Origin(s.word(k, &old, wOrigin)) == OriginFleet {
+		from := s.word(k, &old, wFrom)
+		s.fleet--
+		if s.from[from]--; s.from[from] <= 0 {
+			delete(s.from, from)
+		}
 	}
-	delete(s.active, a)
-}
-
-func (s *Store) uncountFleet(b *Block) {
-	s.fleet--
-	if s.from[b.From]--; s.from[b.From] <= 0 {
-		delete(s.from, b.From)
+	delete(s.active, k)
+	last := len(s.recs) - 1
+	if int(i) != last {
+		s.recs[i] = s.recs[last]
+		s.active[s.recs[i].k] = i
 	}
+	s.recs = s.recs[:last]
+	if cap(s.recs) > 1024 && cap(s.recs) > 4*len(s.recs) {
+		// Most blocks ended (a flood's expired): give the room back.
+		s.recs = slices.Clip(slices.Clone(s.recs))
+	}
+	if old.ext {
+		delete(s.ext, k)
+	}
+	return old, true
 }
 
 // Fleet counts the active blocks of origin fleet, and those mirrored from
@@ -258,6 +303,13 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		return r, fmt.Errorf("open %s: %w", s.journalPath(), err)
 	}
 	defer f.Close()
+	// Sized once for the lines (an upper bound of the blocks) rather than
+	// grown a step at a time: a journal of 1M blocks read in a third less.
+	hint, err := countLines(f)
+	if err != nil {
+		return r, fmt.Errorf("read %s: %w", s.journalPath(), err)
+	}
+	s.active, s.recs = make(map[key]int32, hint), make([]rec, 0, hint)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
@@ -271,33 +323,18 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		}
 		return 0, nil, nil
 	})
-	for ; sc.Scan(); r.lines++ {
-		e, err := decodeEntry(sc.Text())
-		if err != nil {
-			r.bad++
-			continue
-		}
-		switch e.Op {
-		case "add":
-			if e.Block != nil && e.Block.Addr.IsValid() {
-				b := *e.Block
-				s.put(&b)
-				s.rememberBlock(&b)
-			}
-		case "del":
-			s.drop(e.Addr)
-		case "times":
-			s.times[e.Addr] = offender{e.Times, e.Last}
+	s.replay(sc, &r)
+	// Backwards: dropping one moves the last record, already seen, to its place.
+	for i := len(s.recs) - 1; i >= 0; i-- {
+		if !s.recs[i].expiresAfter(now) {
+			s.dropKey(s.recs[i].k)
 		}
 	}
-	for a, b := range s.active {
-		if !b.Expires.After(now) {
-			s.drop(a)
-		}
-	}
-	for a, o := range s.times {
-		if o.last.Before(now.Add(-RepeatMemory)) {
-			delete(s.times, a)
+	s.fit(hint)
+	forget := nanos(now.Add(-RepeatMemory))
+	for k, o := range s.times {
+		if o.last < forget {
+			delete(s.times, k)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -306,6 +343,37 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		return r, fmt.Errorf("read %s: %w", s.journalPath(), err)
 	}
 	return r, nil
+}
+
+// countLines counts f's lines and rewinds it.
+func countLines(f *os.File) (int, error) {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for {
+		k, err := f.Read(buf)
+		n += bytes.Count(buf[:k], []byte{'\n'})
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	_, err := f.Seek(0, io.SeekStart)
+	return n, err
+}
+
+// fit gives back the room made for hint blocks when far fewer are in
+// force (a journal of mostly history): maps do not shrink.
+func (s *Store) fit(hint int) {
+	if n := len(s.recs); hint > 1024 && hint > 2*n {
+		s.recs = slices.Clip(slices.Clone(s.recs))
+		active := make(map[key]int32, n)
+		for i := range s.recs {
+			active[s.recs[i].k] = int32(i)
+		}
+		s.active = active
+	}
 }
 
 // startJournal rewrites the journal when it is mostly history (or new, or
@@ -343,14 +411,30 @@ func (s *Store) openJournal(lines int) error {
 func (s *Store) TimesBlocked(a netip.Addr) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.times[a].n
+	return int(s.offenderOf(keyOf(a)).n)
+}
+
+// offenderOf is k's offence count, in its block in force or in times.
+func (s *Store) offenderOf(k key) offender {
+	if r, ok := s.lookup(k); ok {
+		return offender{r.off, r.expires}
+	}
+	return s.times[k]
+}
+
+func (s *Store) setOffender(k key, o offender) {
+	if r, ok := s.lookup(k); ok {
+		r.off = o.n
+		return
+	}
+	s.times[k] = o
 }
 
 // offender is what is kept of an address once its blocks have expired:
 // how often it was blocked, and when the last block ended.
 type offender struct {
-	n    int
-	last time.Time
+	n    int32
+	last int64 // Unix nanoseconds
 }
 
 // Repeat offenders are remembered for RepeatMemory after their last block,
@@ -363,13 +447,14 @@ const (
 )
 
 func (s *Store) remember(a netip.Addr, n int, last time.Time) {
-	o := s.times[a]
-	s.times[a] = offender{max(o.n, n), last}
+	k := keyOf(a)
+	o := s.offenderOf(k)
+	s.setOffender(k, offender{max(o.n, int32(min(n, math.MaxInt32))), nanos(last)})
 	// Offenders with a block in force are never forgotten, and bounded by
 	// the sets' size: the bound is on the others. (Counting them too made
 	// every block past MaxOffenders blocks in force scan them all in vain.)
-	if len(s.times) > MaxOffenders+len(s.active) {
-		s.forgetOldest(len(s.times) - len(s.active) - MaxOffenders*9/10)
+	if len(s.times) > MaxOffenders {
+		s.forgetOldest(len(s.times) - MaxOffenders*9/10)
 	}
 }
 
@@ -377,8 +462,8 @@ func (s *Store) remember(a netip.Addr, n int, last time.Time) {
 // with an active block).
 func (s *Store) forgetOldest(k int) {
 	type aged struct {
-		a    netip.Addr
-		last time.Time
+		k    key
+		last int64
 	}
 	var all []aged
 	for a, o := range s.times {
@@ -386,9 +471,9 @@ func (s *Store) forgetOldest(k int) {
 			all = append(all, aged{a, o.last})
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].last.Before(all[j].last) })
+	sort.Slice(all, func(i, j int) bool { return all[i].last < all[j].last })
 	for _, x := range all[:min(k, len(all))] {
-		delete(s.times, x.a)
+		delete(s.times, x.k)
 	}
 }
 
@@ -425,14 +510,16 @@ func (s *Store) Add(b Block) error {
 func (s *Store) Remove(a netip.Addr) (Block, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.active[a]
+	k := keyOf(a)
+	r, ok := s.lookup(k)
 	if !ok {
 		return Block{}, false
 	}
-	s.drop(a)
+	b := s.unpack(k, r)
+	s.dropKey(k)
 	// A failure is recorded (Errors) and repaired by the next rewrite.
 	_ = s.append(entry{Op: "del", Addr: a})
-	return *b, true
+	return b, true
 }
 
 // SetHost records name as the resolved name of a's active block (the
@@ -444,11 +531,10 @@ func (s *Store) Remove(a netip.Addr) (Block, bool) {
 func (s *Store) SetHost(a netip.Addr, name string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.active[a]
-	if !ok || b.Host == name {
+	nb, ok := s.get(a)
+	if !ok || nb.Host == name {
 		return false, nil
 	}
-	nb := *b
 	nb.Host = name
 	s.put(&nb)
 	return true, s.append(entry{Op: "add", Block: &nb})
@@ -458,7 +544,7 @@ func (s *Store) SetHost(a netip.Addr, name string) (bool, error) {
 func (s *Store) Has(a netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.active[a]
+	_, ok := s.active[keyOf(a)]
 	return ok
 }
 
@@ -466,11 +552,25 @@ func (s *Store) Has(a netip.Addr) bool {
 func (s *Store) Get(a netip.Addr) (Block, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.active[a]
+	return s.get(a)
+}
+
+func (s *Store) get(a netip.Addr) (Block, bool) {
+	k := keyOf(a)
+	r, ok := s.lookup(k)
 	if !ok {
 		return Block{}, false
 	}
-	return *b, true
+	return s.unpack(k, r), true
+}
+
+// lookup is k's record in force; it moves with the next put or drop.
+func (s *Store) lookup(k key) (*rec, bool) {
+	i, ok := s.active[k]
+	if !ok {
+		return nil, false
+	}
+	return &s.recs[i], true
 }
 
 // Active returns the blocks that have not expired at now, soonest expiry first.
@@ -478,14 +578,65 @@ func (s *Store) Active(now time.Time) []Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Block, 0, len(s.active))
-	for _, b := range s.active {
-		if b.Expires.After(now) {
-			out = append(out, *b)
+	for i := range s.recs {
+		if r := &s.recs[i]; r.expiresAfter(now) {
+			out = append(out, s.unpack(r.k, r))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Expires.Before(out[j].Expires) })
 	return out
 }
+
+// Expiries calls fn with the address and expiry of every block in force
+// at now, in no order, without making its Block: a restore of a million
+// blocks needs only these. fn runs with the Store locked, and must not
+// call it.
+func (s *Store) Expiries(now time.Time, fn func(a netip.Addr, expires time.Time)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.recs {
+		if r := &s.recs[i]; r.expiresAfter(now) {
+			fn(r.k.addr(), fromNanos(r.expires))
+		}
+	}
+}
+
+// Walk calls each with every block in force at now, in no order, a page
+// at a time: the Store is locked while a page is copied, not while each
+// runs, and the walk holds 17 bytes a block (their addresses, taken at
+// the start), not the blocks. A block lifted during the walk is left
+// out; one added during it is not listed. Walk stops at the first error
+// of each, and returns it.
+func (s *Store) Walk(now time.Time, each func(Block) error) error {
+	s.mu.Lock()
+	keys := make([]key, len(s.recs))
+	for i := range s.recs {
+		keys[i] = s.recs[i].k
+	}
+	s.mu.Unlock()
+	page := make([]Block, 0, walkPage)
+	for len(keys) > 0 {
+		n := min(walkPage, len(keys))
+		page = page[:0]
+		s.mu.Lock()
+		for _, k := range keys[:n] {
+			if r, ok := s.lookup(k); ok && r.expiresAfter(now) {
+				page = append(page, s.unpack(k, r))
+			}
+		}
+		s.mu.Unlock()
+		keys = keys[n:]
+		for _, b := range page {
+			if err := each(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// walkPage is how many blocks Walk copies under the lock at a time.
+const walkPage = 1024
 
 // Len is the number of active blocks.
 func (s *Store) Len() int {
@@ -505,11 +656,12 @@ func (s *Store) Expire(now time.Time) []Block {
 		t.letGo(now)
 	}
 	var out []Block
-	for a, b := range s.active {
-		if !b.Expires.After(now) {
-			out = append(out, *b)
-			s.drop(a)
-			_ = s.append(entry{Op: "del", Addr: a}) // as in Remove
+	for i := len(s.recs) - 1; i >= 0; i-- { // as in load
+		if r := &s.recs[i]; !r.expiresAfter(now) {
+			k := r.k
+			out = append(out, s.unpack(k, r))
+			s.dropKey(k)
+			_ = s.append(entry{Op: "del", Addr: k.addr()}) // as in Remove
 		}
 	}
 	return out
