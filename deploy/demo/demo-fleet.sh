@@ -66,18 +66,20 @@ for i in 1 2 3; do
 	PIDS+=($!)
 done
 
-echo "== portsentry-nft on h1, h2, h3 (10.201.0.1-3), each in the fleet under its own NATS user"
+echo "== portsentry-nft on h1, h2, h3 (10.201.0.1-3), each in the fleet under its own NATS user (an nkey)"
 for i in 1 2 3; do
 	h=h$i
 	mkdir -p "$WORK/$h"
+	# The host's nkey seed: deploy/nats's example (public, for this demo
+	# only), kept 0600 as a host keeps /etc/portsentry-nft/fleet.nk.
+	install -m 0600 "$CONFS/example-keys/$h.nk" "$WORK/$h/fleet.nk"
 	cat >"$WORK/$h/portsentry.yaml" <<YAML
 state: {dir: $WORK/$h/state}
 control: {socket: $WORK/$h/control.sock}
 fleet:
   servers: [nats://10.201.0.$i:4222, nats://10.201.0.$((i % 3 + 1)):4222, nats://10.201.0.$(((i + 1) % 3 + 1)):4222]
   name: $h
-  user: $h
-  password: $h-change-me
+  nkey: $WORK/$h/fleet.nk
   hosts: [10.201.0.1, 10.201.0.2, 10.201.0.3]
   correlate: {hosts: 2}
 YAML

@@ -35,14 +35,14 @@ func (d nsDialer) Dial(network, address string) (net.Conn, error) {
 }
 
 // connectAs connects to the cluster from ns as user of deploy/nats (its
-// example password, its own inbox prefix: the only one it may subscribe to).
+// example nkey, its own inbox prefix: the only one it may subscribe to).
 func connectAs(t testing.TB, ns *netnstest.NS, user string, opts ...jetstream.JetStreamOpt) jetstream.JetStream {
 	t.Helper()
 	var urls []string
 	for i := 1; i <= 3; i++ {
 		urls = append(urls, fmt.Sprintf("nats://%s:%d", serverAddr(i), natsClient))
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(user, user+"-change-me"),
+	nc, err := nats.Connect(strings.Join(urls, ","), exampleAuth(t, user),
 		nats.SetCustomDialer(nsDialer{ns}), nats.CustomInboxPrefix("_INBOX_"+user), nats.Timeout(20*time.Second))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
@@ -296,15 +296,15 @@ func adminSetup(t testing.TB, f *fleetLAN, n int) {
 	for i := 1; i <= 3; i++ {
 		urls = append(urls, fmt.Sprintf("nats://%s:%d", serverAddr(i), natsClient))
 	}
-	conf := writeConfig(t, fmt.Sprintf("fleet:\n  servers: [%s]\n  name: admin\n  user: admin\n  password: admin-change-me\n",
-		strings.Join(urls, ", ")))
+	conf := writeConfig(t, fmt.Sprintf("fleet:\n  servers: [%s]\n  name: admin\n  nkey: %s\n",
+		strings.Join(urls, ", "), exampleSeed(t, "admin")))
 	out, err := ns.Run(daemonBinary(t), "fleet", "setup", "--config", conf, "--hosts", fmt.Sprint(n))
 	if err != nil {
 		t.Fatalf("fleet setup: %v\n%s", err, out)
 	}
 	var table []string
 	for _, l := range strings.Split(out, "\n") {
-		if !strings.HasPrefix(l, "warning:") { // the example's password over nats://
+		if !strings.HasPrefix(l, "warning:") { // none expected; kept out of the table
 			table = append(table, l)
 		}
 	}

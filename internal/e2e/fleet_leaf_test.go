@@ -183,8 +183,8 @@ func (f *leafFleet) host(t testing.TB, n int) *fleetHost {
 	}
 	h := &fleetHost{name: fmt.Sprintf("h%d", n), addr: fmt.Sprintf("10.201.0.%d", n)}
 	h.ns, _ = f.lan.Join("psL"+h.name, h.addr)
-	yaml := fmt.Sprintf("fleet:\n  servers: [nats://%s:4222]\n  name: %s\n  user: %s\n  password: %s-change-me\n  hosts: [%s]\n  domain: hub\n  local_domain: %s\n",
-		leafAddr(site), h.name, h.name, h.name, leafHostList, siteDomain(site))
+	yaml := fmt.Sprintf("fleet:\n  servers: [nats://%s:4222]\n  name: %s\n  nkey: %s\n  hosts: [%s]\n  domain: hub\n  local_domain: %s\n",
+		leafAddr(site), h.name, exampleSeed(t, h.name), leafHostList, siteDomain(site))
 	h.d = startDaemon(t, h.ns, "block: {max_per_second: 100000}\n"+yaml)
 	// A new hub elects its leaders before the first host creates the
 	// buckets: allow for it.
@@ -392,7 +392,7 @@ func TestFleetLeafPermissions(t *testing.T) {
 	f := newLeafFleet(t)
 	ns, _ := f.lan.Join("psLh1", "10.201.0.1")
 	errs := make(chan error, 64)
-	nc, err := nats.Connect(fmt.Sprintf("nats://%s:4222", leafAddr('a')), nats.UserInfo("h1", "h1-change-me"),
+	nc, err := nats.Connect(fmt.Sprintf("nats://%s:4222", leafAddr('a')), exampleAuth(t, "h1"),
 		nats.SetCustomDialer(nsDialer{ns}), nats.CustomInboxPrefix("_INBOX_h1"), nats.Timeout(20*time.Second),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	if err != nil {

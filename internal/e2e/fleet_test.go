@@ -171,8 +171,8 @@ func newFleetLAN(t testing.TB, daemonYAML, fleetYAML string) *fleetLAN {
 		for j := range 3 {
 			urls = append(urls, fmt.Sprintf("nats://%s:%d", f.hosts[(i+j)%3].srv.addr, natsClient))
 		}
-		yaml := daemonYAML + fmt.Sprintf("fleet:\n  servers: [%s]\n  name: %s\n  user: %s\n  password: %s-change-me\n  hosts: [%s]\n",
-			strings.Join(urls, ", "), h.name, h.name, h.name, fleetHostList) + fleetYAML
+		yaml := daemonYAML + fmt.Sprintf("fleet:\n  servers: [%s]\n  name: %s\n  nkey: %s\n  hosts: [%s]\n",
+			strings.Join(urls, ", "), h.name, exampleSeed(t, h.name), fleetHostList) + fleetYAML
 		h.d = startDaemon(t, h.ns, yaml)
 	}
 	// A new cluster elects its leaders before the first host creates the

@@ -126,7 +126,7 @@ func TestDeployCluster(t *testing.T) {
 		urls := []string{srv[i].url, srv[(i+1)%3].url, srv[(i+2)%3].url}
 		hs = append(hs, startHost(t, nil, name, func(f *config.Fleet, o *Options) {
 			f.Servers = urls
-			f.User, f.Password = name, config.Secret(name+"-change-me")
+			asDeployUser(f, name)
 			o.Replicas = 3
 		}))
 	}

@@ -172,7 +172,7 @@ func TestAdminBlock(t *testing.T) {
 	ns := startDeployServer(t)
 	h1 := startHost(t, ns, "h1", deployHost("h1"))
 	h1.waitReady(t)
-	adm := startAdmin(t, ns, nats.UserInfo("admin", "admin-change-me"))
+	adm := startAdmin(t, ns, deployAuth(t, "admin"))
 	a, claimed := addr("198.51.100.90"), addr("198.51.100.91")
 	if err := adm.Block(t.Context(), []netip.Addr{a}, 2*time.Hour, "seen in the abuse feed"); err != nil {
 		t.Fatal(err)

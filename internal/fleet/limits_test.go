@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
@@ -61,7 +60,7 @@ func TestBucketsHaveLimits(t *testing.T) {
 // it, and the administrator's lifts still go through (their own bucket).
 func TestFloodStopsAtTheLimits(t *testing.T) {
 	ns := startDeployServer(t)
-	adm := startAdmin(t, ns, nats.UserInfo("admin", "admin-change-me"))
+	adm := startAdmin(t, ns, deployAuth(t, "admin"))
 	rep, err := adm.Setup(t.Context(), 1, 1)
 	if err != nil {
 		t.Fatal(err)

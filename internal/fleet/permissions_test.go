@@ -29,14 +29,8 @@ func startDeployServer(t *testing.T) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(opts.Users) != 4 {
-		t.Fatalf("%s: %d users, want admin, h1, h2, h3", deployConf, len(opts.Users))
-	}
-	// The permissions are the files'; the passwords are the hashes'
-	// cleartext (TestDeployPasswords), given as such: a bcrypt check takes
-	// seconds with the race detector, in every connection.
-	for _, u := range opts.Users {
-		u.Password = u.Username + "-change-me"
+	if len(opts.Nkeys) != 4 {
+		t.Fatalf("%s: %d nkey users, want admin, h1, h2, h3", deployConf, len(opts.Nkeys))
 	}
 	opts.Cluster = server.ClusterOpts{}
 	opts.Routes = nil
@@ -46,10 +40,6 @@ func startDeployServer(t *testing.T) *server.Server {
 	return startServer(t, opts)
 }
 
-// slowAuth gives a connection time for the servers' bcrypt checks of
-// deploy/nats's passwords (seconds with the race detector).
-var slowAuth = nats.Timeout(20 * time.Second)
-
 // TestDeployPermissions: hosts h1 and h2 of deploy/nats do all the fleet
 // needs under their permissions (create the buckets, publish, watch,
 // correlate, lift, purge their own records) without a single violation.
@@ -58,10 +48,9 @@ func TestDeployPermissions(t *testing.T) {
 	var logs netnstest.Output
 	as := func(user string) func(*config.Fleet, *Options) {
 		return func(f *config.Fleet, o *Options) {
-			f.User, f.Password = user, config.Secret(user+"-change-me")
+			asDeployUser(f, user)
 			f.Correlate.Hosts = 2
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-			o.NATSOptions = append(o.NATSOptions, slowAuth)
 		}
 	}
 	h1, h2 := startHost(t, ns, "h1", as("h1")), startHost(t, ns, "h2", as("h2"))
@@ -76,7 +65,7 @@ func TestDeployPermissions(t *testing.T) {
 	h2.c.Unblock(b) // h2's own block: lifted on h1
 	h1.sink.waitFor(t, "h2's lift", func(_ []Block, ls []Lift) bool { return len(ls) == 1 })
 	// The administrator's lift of h1's block: h1 purges its record.
-	adm := startAdmin(t, ns, nats.UserInfo("admin", "admin-change-me"), slowAuth)
+	adm := startAdmin(t, ns, deployAuth(t, "admin"))
 	if err := adm.Unblock(t.Context(), []netip.Addr{a}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,12 +96,11 @@ func TestDeployPermissions(t *testing.T) {
 func TestDeployPermissionBoundary(t *testing.T) {
 	ns := startDeployServer(t)
 	h1 := startHost(t, ns, "h1", func(f *config.Fleet, o *Options) {
-		f.User, f.Password = "h1", "h1-change-me"
-		o.NATSOptions = append(o.NATSOptions, slowAuth)
+		asDeployUser(f, "h1")
 	})
 	h1.waitReady(t) // the buckets exist
 	var asyncErrs netnstest.Output
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("h2", "h2-change-me"), slowAuth,
+	nc, err := nats.Connect("", nats.InProcessServer(ns), deployAuth(t, "h2"),
 		nats.CustomInboxPrefix("_INBOX_h2"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErrs.Write([]byte(err.Error() + "\n")) }))
 	if err != nil {
@@ -239,6 +227,6 @@ func TestDeployPermissionBoundary(t *testing.T) {
 // adminKV opens bucket as deploy/nats's administrator.
 func adminKV(t *testing.T, ns *server.Server, bucket string) (jetstream.KeyValue, error) {
 	t.Helper()
-	js := adminJS(t, ns, nats.UserInfo("admin", "admin-change-me"), slowAuth)
+	js := adminJS(t, ns, deployAuth(t, "admin"))
 	return js.KeyValue(context.Background(), bucket)
 }

@@ -81,7 +81,7 @@ func startDeployHosts(t *testing.T, srv []deployServer) []*host {
 		urls := []string{srv[i].url, srv[(i+1)%3].url, srv[(i+2)%3].url}
 		hs = append(hs, startHost(t, nil, name, func(f *config.Fleet, o *Options) {
 			f.Servers = urls
-			f.User, f.Password = name, config.Secret(name+"-change-me")
+			asDeployUser(f, name)
 			o.Replicas = 3
 			o.NATSOptions = append(o.NATSOptions, nats.DontRandomize())
 		}))

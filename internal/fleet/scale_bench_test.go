@@ -20,15 +20,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/portsentry-nft/portsentry-nft/internal/config"
 )
 
 // BenchmarkFleetScale runs N simulated hosts, each a real Client in this
 // process (no kernel), against a real 3-node cluster of nats-server
 // processes on loopback with deploy/nats's files and permissions (its
-// accounts.conf with one user per host, made from h1's entry; plain
-// passwords, so that logins do not measure bcrypt). It prints one row per
+// accounts.conf with one nkey user per host, made from h1's entry). It
+// prints one row per
 // N: one block to all others at 5 blocks/s (p50/p99), a 1000-block
 // burst, the fleet's cold start, idle JetStream API requests a second
 // per host, reconnects in the run without faults, and a restart of one
@@ -142,8 +140,8 @@ func selfCPU() time.Duration {
 
 // scaleConf writes deploy/nats's server files into a directory, with an
 // accounts.conf that has the administrator and n host users s1..sn, each
-// with h1's permissions under its own name and the password
-// <name>-change-me in clear.
+// with h1's permissions under its own name and a new nkey, whose seed it
+// writes to <name>.nk in the same directory.
 func scaleConf(b testing.TB, n int) string {
 	dir := b.TempDir()
 	for _, f := range []string{"n1.conf", "n2.conf", "n3.conf", "cluster.conf"} {
@@ -160,16 +158,17 @@ func scaleConf(b testing.TB, n int) string {
 		b.Fatal(err)
 	}
 	s := string(raw)
-	i, j := strings.Index(s, "      {\n        user: h1\n"), strings.Index(s, "      {\n        user: h2\n")
+	i, j := strings.Index(s, "      {\n        # h1:"), strings.Index(s, "      {\n        # h2:")
 	k := strings.LastIndex(s, "    ]\n  }\n}")
 	if i < 0 || j < i || k < j {
 		b.Fatal("deploy/nats/accounts.conf: no h1, h2 entries to copy")
 	}
-	tmpl := regexp.MustCompile(`password: "[^"]*"`).ReplaceAllString(s[i:j], `password: "h1-change-me"`)
+	nkey := regexp.MustCompile(`nkey: U[A-Z0-9]+`)
 	var users strings.Builder
 	for h := range n {
 		name := fmt.Sprintf("s%d", h+1)
-		users.WriteString(strings.ReplaceAll(tmpl, "h1", name))
+		pub := writeSeed(b, filepath.Join(dir, name+".nk"))
+		users.WriteString(nkey.ReplaceAllString(strings.ReplaceAll(s[i:j], "h1", name), "nkey: "+pub))
 	}
 	out := s[:i] + users.String() + s[k:]
 	if err := os.WriteFile(filepath.Join(dir, "accounts.conf"), []byte(out), 0o600); err != nil {
@@ -179,7 +178,9 @@ func scaleConf(b testing.TB, n int) string {
 }
 
 // startScaleCluster runs the three servers with the files of scaleConf.
-func startScaleCluster(b testing.TB, bin string, n int) []*scaleServer {
+// It returns the servers and the directory of the files (and the hosts'
+// seeds).
+func startScaleCluster(b testing.TB, bin string, n int) ([]*scaleServer, string) {
 	conf := scaleConf(b, n)
 	ports := freePorts(b, 6)
 	var routes []string
@@ -195,7 +196,7 @@ func startScaleCluster(b testing.TB, bin string, n int) []*scaleServer {
 		b.Cleanup(s.stop)
 		srv = append(srv, s)
 	}
-	return srv
+	return srv, conf
 }
 
 // scaleSink is a simulated host's daemon: when each block arrived, by the
@@ -225,6 +226,7 @@ func scaleAddr(i uint32) netip.Addr {
 // scaleFleet is the simulated fleet.
 type scaleFleet struct {
 	srv   []*scaleServer
+	keys  string // the hosts' seeds: <name>.nk
 	hosts []*Client
 	sinks []*scaleSink
 	api   atomic.Int64 // JetStream API requests seen
@@ -286,7 +288,8 @@ var readyWithin = 3 * time.Minute
 // administrator, counts the API requests, and starts n hosts at once;
 // it returns once all are ready, and how long that took.
 func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duration) {
-	f := &scaleFleet{srv: startScaleCluster(b, bin, n)}
+	f := &scaleFleet{}
+	f.srv, f.keys = startScaleCluster(b, bin, n)
 	var urls []string
 	for _, s := range f.srv {
 		urls = append(urls, s.url)
@@ -316,7 +319,7 @@ func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duratio
 		sink := &scaleSink{arrived: map[uint32]time.Time{}}
 		cfg := testCfg(name)
 		cfg.Servers = []string{urls[i%3], urls[(i+1)%3], urls[(i+2)%3]}
-		cfg.User, cfg.Password = name, config.Secret(name+"-change-me")
+		cfg.NKey = filepath.Join(f.keys, name+".nk")
 		c, err := New(cfg, Options{Sink: sink, Logger: slog.New(&f.warnings), Replicas: 3})
 		if err != nil {
 			b.Fatal(err)
@@ -357,7 +360,7 @@ func makeScaleBuckets(b testing.TB, admin *nats.Conn) {
 // waitAdmin connects as the administrator once the cluster answers.
 func waitAdmin(b testing.TB, urls []string) *nats.Conn {
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo("admin", "admin-change-me"))
+		nc, err := nats.Connect(strings.Join(urls, ","), deployAuth(b, "admin"))
 		if err == nil {
 			b.Cleanup(nc.Close)
 			return nc

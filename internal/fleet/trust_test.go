@@ -20,15 +20,14 @@ import (
 // deployHost makes a Client log in as user of deploy/nats.
 func deployHost(user string) func(*config.Fleet, *Options) {
 	return func(f *config.Fleet, o *Options) {
-		f.User, f.Password = user, config.Secret(user+"-change-me")
-		o.NATSOptions = append(o.NATSOptions, slowAuth)
+		asDeployUser(f, user)
 	}
 }
 
 // hostJS is a raw connection with user's credentials of deploy/nats.
 func hostJS(t *testing.T, ns interface{ ClientURL() string }, user string) jetstream.JetStream {
 	t.Helper()
-	return adminJS(t, ns, nats.UserInfo(user, user+"-change-me"), slowAuth, nats.CustomInboxPrefix("_INBOX_"+user))
+	return adminJS(t, ns, deployAuth(t, user), nats.CustomInboxPrefix("_INBOX_"+user))
 }
 
 // publishHostRecord writes user's own record in the hosts bucket, listing
