@@ -327,7 +327,7 @@ func parsePrefixes(ss []string) (prefixes []netip.Prefix, rest []string, err err
 			continue
 		}
 		p, err := netip.ParsePrefix(s)
-		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() != 64 || p.Masked() != p {
+		if err != nil || !nft.IsPrefix64(p) {
 			return nil, nil, fmt.Errorf("%q is not an IPv6 /64 (a prefix is unblocked only as blocked6_64 holds it)", s)
 		}
 		prefixes = append(prefixes, p)

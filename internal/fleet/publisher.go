@@ -173,14 +173,13 @@ func (p *publisher) send(ctx context.Context, js jetstream.JetStream, ops []*op)
 
 // stored passes on the sequence of a stored block, purge or lift.
 func (p *publisher) stored(k opKind, ack *jetstream.PubAck) {
-	w := wrote{stall: 1}
-	switch {
-	case ack == nil || k == opSighting || k == opHost:
+	if ack == nil || k == opSighting || k == opHost {
 		return
-	case k == opLift:
+	}
+	w := wrote{stall: 1, seq: ack.Sequence}
+	if k == opLift {
 		w.stall = 0
 	}
-	w.seq = ack.Sequence
 	select {
 	case p.wrote <- w:
 	default:

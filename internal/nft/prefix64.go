@@ -25,6 +25,12 @@ const (
 // prefix64On reports whether the ruleset has blocked6_64.
 func prefix64On(cfg *config.Config) bool { return cfg.Detect.Prefix6Sources > 0 }
 
+// IsPrefix64 reports whether p is an IPv6 /64 as blocked6_64 holds it
+// (its host bits zero).
+func IsPrefix64(p netip.Prefix) bool {
+	return p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() == 64 && p.Masked() == p
+}
+
 // Prefix64 is the /64 of a, as blocked6_64 holds it.
 func Prefix64(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 64).Masked() }
 

@@ -203,10 +203,10 @@ func (w *Writer) Delete(ctx context.Context, addrs ...netip.Addr) error {
 func (w *Writer) DeletePrefixes(ctx context.Context, prefixes ...netip.Prefix) error {
 	firsts := make([]netip.Addr, 0, len(prefixes))
 	for _, p := range prefixes {
-		if !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() != 64 {
+		if !IsPrefix64(p) {
 			return fmt.Errorf("delete prefix %s: blocked6_64 holds IPv6 /64s only", p)
 		}
-		firsts = append(firsts, p.Masked().Addr())
+		firsts = append(firsts, p.Addr())
 	}
 	return w.call(ctx, request{del: firsts, prefix: true, done: make(chan error, 1)})
 }
