@@ -23,19 +23,28 @@ import (
 )
 
 // BenchmarkFleetScale runs N simulated hosts, each a real Client in this
-// process (no kernel), against a real 3-node cluster of nats-server
-// processes on loopback with deploy/nats's files and permissions (its
-// accounts.conf with one nkey user per host, made from h1's entry). It
-// prints one row per
-// N: one block to all others at 5 blocks/s (p50/p99), a 1000-block
-// burst, the fleet's cold start, idle JetStream API requests a second
-// per host, reconnects in the run without faults, and a restart of one
-// server in the middle of a stream of blocks (time until every host has
-// them all, records the watches delivered per host meanwhile). CPU per
-// delivery: this process (all the clients) and the three servers.
+// process (no kernel), against real nats-server processes on loopback,
+// in two topologies, each with deploy's files and permissions and one
+// nkey user per host: the 3-node cluster of deploy/nats (its
+// accounts.conf with a user per host made from h1's entry), and the leaf
+// nodes of deploy/nats/leaf (scale_leaf_test.go: the hub's 3 servers and
+// one leaf server per site, FLEET_SCALE_SITES, default 4; the hosts spread
+// over the sites, writing to the hub's domain and watching their leaf's
+// copies). It prints one row per topology and N: one block to all others
+// at 5 blocks/s (p50/p99), the same while the hosts report 100 sightings
+// a second, a 1000-block burst, the fleet's cold start, idle JetStream API
+// requests a second per host and idle CPU a second per host (this
+// process's, the servers'), reconnects in the run without faults, a
+// restart of one server (of the hub) in the middle of a stream of blocks
+// (time until every host has them all, records the watches delivered per
+// host meanwhile), a new host joining while the fleet holds 10,000 blocks
+// more (time until it holds every block, its API requests meanwhile), and
+// the CPU per delivery of this process (all the clients) and of the
+// servers (hub + leaves in the leaf topology). It fails when a block does
+// not reach every host.
 //
 //	go test -run '^$' -bench FleetScale -benchtime 1x ./internal/fleet
-//	FLEET_SCALE_N=10,100,300,1000 go test ...
+//	FLEET_SCALE_N=10,100,300,1000 FLEET_SCALE_SITES=4 go test ...
 //
 // Every client and server shares this machine's cores: latencies are
 // upper bounds, CPU per delivery is the figure to extrapolate.
@@ -51,39 +60,92 @@ func BenchmarkFleetScale(b *testing.B) {
 			ns = append(ns, n)
 		}
 	}
-	bin := buildNATSServer(b)
-	fmt.Println("| N | one block, 5/s: p50 / p99 | the same with 100 sightings/s: p99 | 1000-block burst: all hosts have all | cold start | idle API req/s per host | reconnects (no faults) | server restart: all have all / records per host (max) | CPU per delivery, single: client / servers | burst: client / servers |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
-	for _, n := range ns {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			for b.Loop() {
-				r := runFleetScale(b, bin, n)
-				fmt.Println(r.row())
-			}
-		})
+	sites := 4
+	if s := os.Getenv("FLEET_SCALE_SITES"); s != "" {
+		var err error
+		if sites, err = strconv.Atoi(s); err != nil || sites < 1 {
+			b.Fatalf("FLEET_SCALE_SITES: %q", s)
+		}
 	}
+	bin := buildNATSServer(b)
+	fmt.Println("| topology | N | one block, 5/s: p50 / p99 | the same with 100 sightings/s: p99 | 1000-block burst: all hosts have all | cold start | idle API req/s per host | idle CPU per host: client / servers | reconnects (no faults) | server restart: all have all / records per host (max) | a host joins, 10k blocks held: it holds all / its API requests | CPU per delivery, single: client / servers | burst: client / servers |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, n := range ns {
+		for _, topo := range []scaleTopo{{}, {sites: sites}} {
+			b.Run(fmt.Sprintf("%s_%d", topo.id(), n), func(b *testing.B) {
+				for b.Loop() {
+					start := time.Now()
+					r := runFleetScale(b, bin, n, topo)
+					fmt.Println(r.row())
+					fmt.Printf("%s N=%d: the run took %s\n", topo, n, time.Since(start).Round(time.Second))
+				}
+			})
+		}
+	}
+}
+
+// scaleTopo is the servers' topology: the plain cluster (sites 0) or a
+// hub and a leaf server per site.
+type scaleTopo struct{ sites int }
+
+func (t scaleTopo) String() string {
+	if t.sites == 0 {
+		return "cluster"
+	}
+	return fmt.Sprintf("hub + %d leaves", t.sites)
+}
+
+func (t scaleTopo) id() string {
+	if t.sites == 0 {
+		return "cluster"
+	}
+	return fmt.Sprintf("leaf%d", t.sites)
+}
+
+// cpuUse is CPU time of this process (the clients), the hub's (or the
+// cluster's) servers and the leaf servers.
+type cpuUse struct{ cli, hub, leaves time.Duration }
+
+func (c cpuUse) sub(d cpuUse) cpuUse {
+	return cpuUse{c.cli - d.cli, c.hub - d.hub, c.leaves - d.leaves}
+}
+
+func (c cpuUse) div(n float64) cpuUse {
+	f := func(d time.Duration) time.Duration { return time.Duration(float64(d) / n) }
+	return cpuUse{f(c.cli), f(c.hub), f(c.leaves)}
+}
+
+// cell is "client / servers", the servers as "hub + leaves" in the leaf
+// topology, in µs.
+func (c cpuUse) cell(t scaleTopo) string {
+	us := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Nanoseconds())/1000) }
+	if t.sites == 0 {
+		return us(c.cli) + " / " + us(c.hub) + " µs"
+	}
+	return us(c.cli) + " / " + us(c.hub) + " + " + us(c.leaves) + " µs"
 }
 
 // scaleResult is one row of BenchmarkFleetScale.
 type scaleResult struct {
-	n                          int
-	p50, p99, burst, cold      time.Duration
-	idleAPI                    float64
-	reconnects                 uint64
-	restart                    time.Duration
-	restartRecords             uint64
-	p99Sighted                 time.Duration // with 100 sightings a second
-	singleCli, singleSrv       time.Duration // CPU per delivery
-	burstCli, burstSrv         time.Duration
-	singleMissing, burstMissed int
+	topo                  scaleTopo
+	n                     int
+	p50, p99, burst, cold time.Duration
+	idleAPI               float64
+	idleCPU               cpuUse // per host and second
+	reconnects            uint64
+	restart               time.Duration
+	restartRecords        uint64
+	p99Sighted            time.Duration // with 100 sightings a second
+	join                  time.Duration // a new host until it holds every block
+	joinAPI               int64         // its API requests meanwhile
+	single, burstCPU      cpuUse        // per delivery
 }
 
 func (r scaleResult) row() string {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-	us := func(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d.Nanoseconds())/1000) }
-	return fmt.Sprintf("| %d | %s / %s | %s | %s | %s | %.3f | %d | %s / %d | %s / %s | %s / %s |",
-		r.n, ms(r.p50), ms(r.p99), ms(r.p99Sighted), ms(r.burst), ms(r.cold), r.idleAPI, r.reconnects,
-		ms(r.restart), r.restartRecords, us(r.singleCli), us(r.singleSrv), us(r.burstCli), us(r.burstSrv))
+	return fmt.Sprintf("| %s | %d | %s / %s | %s | %s | %s | %.3f | %s/s | %d | %s / %d | %s / %d | %s | %s |",
+		r.topo, r.n, ms(r.p50), ms(r.p99), ms(r.p99Sighted), ms(r.burst), ms(r.cold), r.idleAPI, r.idleCPU.cell(r.topo),
+		r.reconnects, ms(r.restart), r.restartRecords, ms(r.join), r.joinAPI, r.single.cell(r.topo), r.burstCPU.cell(r.topo))
 }
 
 // scaleServer is one server of the benchmark's cluster; it can be
@@ -226,13 +288,20 @@ func scaleAddr(i uint32) netip.Addr {
 
 // scaleFleet is the simulated fleet.
 type scaleFleet struct {
-	srv   []*scaleServer
-	keys  string // the hosts' seeds: <name>.nk
-	hosts []*Client
-	sinks []*scaleSink
-	api   atomic.Int64 // JetStream API requests seen
-	mu    sync.Mutex
-	kinds map[string]int // API requests by subject, the stream's name cut off
+	topo   scaleTopo
+	srv    []*scaleServer // the cluster's, or the hub's
+	leaves []*scaleServer // one a site
+	keys   string         // the hosts' seeds: <name>.nk
+	ctx    context.Context
+	wg     sync.WaitGroup
+	hosts  []*Client
+	sinks  []*scaleSink
+	sent   []uint32     // every block's index the hosts published
+	api    atomic.Int64 // JetStream API requests seen
+	mu     sync.Mutex
+	kinds  map[string]int // API requests by subject, the stream's name cut off
+	joiner string         // the inbox prefix of the host that joins
+	joined atomic.Int64   // its API requests
 	// warnings: the hosts' warnings, by message and error
 	warnings warnCounter
 }
@@ -274,30 +343,72 @@ func (w *warnCounter) take() map[string]int {
 	return n
 }
 
-func (f *scaleFleet) serverCPU() time.Duration {
+func sumCPU(srv []*scaleServer) time.Duration {
 	var t time.Duration
-	for _, s := range f.srv {
+	for _, s := range srv {
 		t += s.cpu()
 	}
 	return t
 }
 
+func (f *scaleFleet) cpu() cpuUse { return cpuUse{selfCPU(), sumCPU(f.srv), sumCPU(f.leaves)} }
+
 // readyWithin bounds the fleet's cold start.
 var readyWithin = 3 * time.Minute
 
-// startScaleFleet starts the cluster, makes the buckets as the
-// administrator, counts the API requests, and starts n hosts at once;
-// it returns once all are ready, and how long that took.
-func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duration) {
-	f := &scaleFleet{}
-	f.srv, f.keys = startScaleCluster(b, bin, n)
+// startScaleFleet starts the servers with users for n hosts and one to
+// join, makes the buckets as the administrator, counts the API requests
+// (on the hub and each leaf), and starts n hosts at once; it returns once
+// all are ready, and how long that took.
+func startScaleFleet(b *testing.B, bin string, n int, topo scaleTopo) (*scaleFleet, time.Duration) {
+	f := &scaleFleet{topo: topo, kinds: map[string]int{}}
+	if topo.sites == 0 {
+		f.srv, f.keys = startScaleCluster(b, bin, n+1)
+	} else {
+		f.srv, f.leaves, f.keys = startScaleLeaves(b, bin, n+1, topo.sites)
+	}
+	admin := waitAdmin(b, urlsOf(f.srv))
+	f.countAPI(b, admin)
+	for _, l := range f.leaves {
+		f.countAPI(b, waitAdmin(b, []string{l.url}))
+	}
+	makeScaleBuckets(b, admin)
+	f.api.Store(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.ctx = ctx
+	b.Cleanup(func() { cancel(); f.wg.Wait() })
+	start := time.Now()
+	for i := range n {
+		c, sink := f.startHost(b, i)
+		f.hosts, f.sinks = append(f.hosts, c), append(f.sinks, sink)
+	}
+	for _, c := range f.hosts {
+		waitReady(b, c)
+	}
+	return f, time.Since(start)
+}
+
+func urlsOf(srv []*scaleServer) []string {
 	var urls []string
-	for _, s := range f.srv {
+	for _, s := range srv {
 		urls = append(urls, s.url)
 	}
-	admin := waitAdmin(b, urls)
-	f.kinds = map[string]int{}
-	if _, err := admin.Subscribe("$JS.API.>", func(m *nats.Msg) {
+	return urls
+}
+
+func waitReady(b testing.TB, c *Client) {
+	select {
+	case <-c.Ready():
+	case <-time.After(readyWithin):
+		b.Fatalf("%s not ready after %s: %+v", c.Name(), readyWithin, c.Stats())
+	}
+}
+
+// countAPI counts, on the administrator's connection nc, the JetStream
+// API requests of its server (the cluster, the hub, or a leaf), and the
+// joining host's apart.
+func (f *scaleFleet) countAPI(b testing.TB, nc *nats.Conn) {
+	if _, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
 		f.api.Add(1)
 		k := m.Subject
 		if i := strings.Index(k, ".KV_"); i > 0 {
@@ -305,37 +416,40 @@ func startScaleFleet(b *testing.B, bin string, n int) (*scaleFleet, time.Duratio
 		}
 		f.mu.Lock()
 		f.kinds[k]++
+		if f.joiner != "" && strings.HasPrefix(m.Reply, f.joiner) {
+			f.joined.Add(1)
+		}
 		f.mu.Unlock()
 	}); err != nil {
 		b.Fatal(err)
 	}
-	makeScaleBuckets(b, admin)
-	f.api.Store(0)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	b.Cleanup(func() { cancel(); wg.Wait() })
-	start := time.Now()
-	for i := range n {
-		name := fmt.Sprintf("s%d", i+1)
-		sink := &scaleSink{arrived: map[uint32]time.Time{}}
-		cfg := testCfg(name)
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// startHost starts host i (s<i+1>): in the cluster it lists the three
+// servers, starting with a different one per host; at a site its leaf
+// only, with the hub's domain and its site's.
+func (f *scaleFleet) startHost(b testing.TB, i int) (*Client, *scaleSink) {
+	name := fmt.Sprintf("s%d", i+1)
+	sink := &scaleSink{arrived: map[uint32]time.Time{}}
+	cfg := testCfg(name)
+	if f.topo.sites == 0 {
+		urls := urlsOf(f.srv)
 		cfg.Servers = []string{urls[i%3], urls[(i+1)%3], urls[(i+2)%3]}
-		cfg.NKey = filepath.Join(f.keys, name+".nk")
-		c, err := New(cfg, Options{Sink: sink, Logger: slog.New(&f.warnings), Replicas: 3})
-		if err != nil {
-			b.Fatal(err)
-		}
-		f.hosts, f.sinks = append(f.hosts, c), append(f.sinks, sink)
-		wg.Go(func() { _ = c.Run(ctx) })
+	} else {
+		k := siteOf(i, f.topo.sites)
+		cfg.Servers = []string{f.leaves[k].url}
+		cfg.Domain, cfg.LocalDomain = "hub", siteDomainN(k)
 	}
-	for _, c := range f.hosts {
-		select {
-		case <-c.Ready():
-		case <-time.After(readyWithin):
-			b.Fatalf("%s not ready after %s: %+v", c.Name(), readyWithin, c.Stats())
-		}
+	cfg.NKey = filepath.Join(f.keys, name+".nk")
+	c, err := New(cfg, Options{Sink: sink, Logger: slog.New(&f.warnings), Replicas: 3})
+	if err != nil {
+		b.Fatal(err)
 	}
-	return f, time.Since(start)
+	f.wg.Go(func() { _ = c.Run(f.ctx) })
+	return c, sink
 }
 
 // makeScaleBuckets makes the buckets as the administrator, once the
@@ -373,58 +487,84 @@ func waitAdmin(b testing.TB, urls []string) *nats.Conn {
 }
 
 // waitAll waits until every host but the first has the blocks of indexes
-// idx, and returns, per host, when it had the last of them.
-func (f *scaleFleet) waitAll(b testing.TB, idx []uint32, within time.Duration) (done []time.Time, missing int) {
+// idx, and returns, per host, when it had the last of them. It fails the
+// benchmark when a host misses one after within.
+func (f *scaleFleet) waitAll(b testing.TB, what string, idx []uint32, within time.Duration) (done []time.Time) {
+	return waitSinks(b, what, f.sinks[1:], idx, within)
+}
+
+// waitSinks waits until every sink has the blocks of indexes idx, and
+// returns, per sink, when it had the last of them; it fails when a sink
+// misses one after within.
+func waitSinks(b testing.TB, what string, sinks []*scaleSink, idx []uint32, within time.Duration) (done []time.Time) {
 	deadline := time.Now().Add(within)
 	for {
-		done, missing = done[:0], 0
-		for _, s := range f.sinks[1:] {
-			s.mu.Lock()
-			var last time.Time
-			for _, i := range idx {
-				t, ok := s.arrived[i]
-				if !ok {
-					missing++
-					continue
-				}
-				if t.After(last) {
-					last = t
-				}
-			}
-			s.mu.Unlock()
+		done = done[:0]
+		missing, short := 0, 0
+		for _, s := range sinks {
+			last, m := s.last(idx)
 			done = append(done, last)
+			missing += m
+			if m > 0 {
+				short++
+			}
 		}
-		if missing == 0 || time.Now().After(deadline) {
-			return done, missing
+		if missing == 0 {
+			return done
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: %d of %d hosts miss blocks after %s, %d deliveries in all", what, short, len(sinks), within, missing)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
+// last is when the sink had the last of the blocks idx, and how many it
+// misses.
+func (s *scaleSink) last(idx []uint32) (last time.Time, missing int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range idx {
+		t, ok := s.arrived[i]
+		if !ok {
+			missing++
+			continue
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last, missing
+}
+
+// publish has the first host publish the block of index x.
+func (f *scaleFleet) publish(x uint32) {
+	f.sent = append(f.sent, x)
+	f.hosts[0].Publish(Block{Addr: scaleAddr(x), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+}
+
 // single publishes count blocks from the first host at rate a second and
 // returns every other host's latency of each.
-func (f *scaleFleet) single(b testing.TB, phase uint32, count int, rate int) (lat []time.Duration, missing int) {
+func (f *scaleFleet) single(b testing.TB, phase uint32, count int, rate int) (lat []time.Duration) {
 	var idx []uint32
 	sent := map[uint32]time.Time{}
 	for i := range count {
 		x := phase<<16 | uint32(i)
 		idx = append(idx, x)
 		sent[x] = time.Now()
-		f.hosts[0].Publish(Block{Addr: scaleAddr(x), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+		f.publish(x)
 		time.Sleep(time.Second / time.Duration(rate))
 	}
-	_, missing = f.waitAll(b, idx, 60*time.Second)
+	f.waitAll(b, fmt.Sprintf("single blocks (phase %d)", phase), idx, 60*time.Second)
 	for _, s := range f.sinks[1:] {
 		s.mu.Lock()
 		for _, x := range idx {
-			if t, ok := s.arrived[x]; ok {
-				lat = append(lat, t.Sub(sent[x]))
-			}
+			lat = append(lat, s.arrived[x].Sub(sent[x]))
 		}
 		s.mu.Unlock()
 	}
 	slices.Sort(lat)
-	return lat, missing
+	return lat
 }
 
 // sightings has the hosts, in turn, report a tripwire probe of a new
@@ -450,16 +590,16 @@ func (f *scaleFleet) sightings(rate int) (stop func()) {
 
 // burst publishes count blocks from the first host at once and returns
 // how long until every other host had them all.
-func (f *scaleFleet) burst(b testing.TB, phase uint32, count int) (time.Duration, int) {
+func (f *scaleFleet) burst(b testing.TB, phase uint32, count int, within time.Duration) time.Duration {
 	start := time.Now()
 	var idx []uint32
 	for i := range count {
 		x := phase<<16 | uint32(i)
 		idx = append(idx, x)
-		f.hosts[0].Publish(Block{Addr: scaleAddr(x), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+		f.publish(x)
 	}
-	done, missing := f.waitAll(b, idx, 3*time.Minute)
-	return latest(done).Sub(start), missing
+	done := f.waitAll(b, fmt.Sprintf("a burst of %d blocks", count), idx, within)
+	return latest(done).Sub(start)
 }
 
 func (f *scaleFleet) reconnects() (n uint64) {
@@ -485,53 +625,59 @@ func pct(lat []time.Duration, p float64) time.Duration {
 }
 
 // runFleetScale measures one row.
-func runFleetScale(b *testing.B, bin string, n int) scaleResult {
-	r := scaleResult{n: n}
-	f, cold := startScaleFleet(b, bin, n)
+func runFleetScale(b *testing.B, bin string, n int, topo scaleTopo) scaleResult {
+	r := scaleResult{n: n, topo: topo}
+	f, cold := startScaleFleet(b, bin, n, topo)
 	r.cold = cold
 	time.Sleep(5 * time.Second) // settle
-	deliveries := func(blocks int) time.Duration { return time.Duration(blocks * (n - 1)) }
+	deliveries := func(blocks int) float64 { return float64(blocks * (n - 1)) }
 
-	cli, srv := selfCPU(), f.serverCPU()
-	lat, missing := f.single(b, 1, 20, 5)
-	r.p50, r.p99, r.singleMissing = pct(lat, 0.5), pct(lat, 0.99), missing
-	r.singleCli, r.singleSrv = (selfCPU()-cli)/deliveries(20), (f.serverCPU()-srv)/deliveries(20)
+	mark := f.cpu()
+	lat := f.single(b, 1, 20, 5)
+	r.p50, r.p99 = pct(lat, 0.5), pct(lat, 0.99)
+	r.single = f.cpu().sub(mark).div(deliveries(20))
 
 	stop := f.sightings(100)
-	lat, missing = f.single(b, 4, 20, 5)
+	lat = f.single(b, 4, 20, 5)
 	stop()
 	r.p99Sighted = pct(lat, 0.99)
-	r.singleMissing += missing
 
-	cli, srv = selfCPU(), f.serverCPU()
-	r.burst, r.burstMissed = f.burst(b, 2, 1000)
-	r.burstCli, r.burstSrv = (selfCPU()-cli)/deliveries(1000), (f.serverCPU()-srv)/deliveries(1000)
+	mark = f.cpu()
+	r.burst = f.burst(b, 2, 1000, 3*time.Minute)
+	r.burstCPU = f.cpu().sub(mark).div(deliveries(1000))
 
 	time.Sleep(3 * time.Second)
-	api := f.api.Load()
-	f.mu.Lock()
-	clear(f.kinds)
-	f.mu.Unlock()
-	const idle = 30 * time.Second
-	time.Sleep(idle)
-	r.idleAPI = float64(f.api.Load()-api) / idle.Seconds() / float64(n)
-	f.mu.Lock()
-	fmt.Printf("N=%d: idle API requests by kind: %v\n", n, f.kinds)
-	f.mu.Unlock()
+	r.idleAPI, r.idleCPU = f.idle(30 * time.Second)
 	r.reconnects = f.reconnects()
-	fmt.Printf("N=%d: warnings before the restart: %v\n", n, f.warnings.take())
-	if r.singleMissing > 0 || r.burstMissed > 0 {
-		fmt.Printf("N=%d: missing %d single, %d burst deliveries\n", n, r.singleMissing, r.burstMissed)
-	}
+	fmt.Printf("%s N=%d: warnings before the restart: %v\n", topo, n, f.warnings.take())
 	r.restart, r.restartRecords = f.restartOne(b, 3)
-	fmt.Printf("N=%d: warnings from the restart on: %v\n", n, f.warnings.take())
+	fmt.Printf("%s N=%d: warnings from the restart on: %v\n", topo, n, f.warnings.take())
+	r.join, r.joinAPI = f.join(b, 6, 10000)
+	fmt.Printf("%s N=%d: warnings from the join on: %v\n", topo, n, f.warnings.take())
 	return r
 }
 
-// restartOne stops the second server, publishes 100 blocks at 20 a
-// second from the first host (connected elsewhere), starts the server
-// again halfway, and returns how long from the restart until every host
-// had every block, and the most records a host's watches delivered
+// idle returns the JetStream API requests a second per host over d
+// without any block, and the CPU a second per host.
+func (f *scaleFleet) idle(d time.Duration) (api float64, cpu cpuUse) {
+	n := len(f.hosts)
+	before, mark := f.api.Load(), f.cpu()
+	f.mu.Lock()
+	clear(f.kinds)
+	f.mu.Unlock()
+	time.Sleep(d)
+	api = float64(f.api.Load()-before) / d.Seconds() / float64(n)
+	cpu = f.cpu().sub(mark).div(d.Seconds() * float64(n))
+	f.mu.Lock()
+	fmt.Printf("%s N=%d: idle API requests by kind: %v\n", f.topo, n, f.kinds)
+	f.mu.Unlock()
+	return api, cpu
+}
+
+// restartOne stops the second server (of the hub), publishes 100 blocks
+// at 20 a second from the first host (connected elsewhere), starts the
+// server again halfway, and returns how long from the restart until every
+// host had every block, and the most records a host's watches delivered
 // meanwhile (a full replay of the blocks bucket is 1000 and more).
 func (f *scaleFleet) restartOne(b testing.TB, phase uint32) (time.Duration, uint64) {
 	before := f.records()
@@ -545,18 +691,38 @@ func (f *scaleFleet) restartOne(b testing.TB, phase uint32) (time.Duration, uint
 		}
 		x := phase<<16 | uint32(i)
 		idx = append(idx, x)
-		f.hosts[0].Publish(Block{Addr: scaleAddr(x), Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+		f.publish(x)
 		time.Sleep(50 * time.Millisecond)
 	}
-	done, missing := f.waitAll(b, idx, 2*time.Minute)
-	if missing > 0 {
-		fmt.Printf("restart: %d deliveries missing after 2 minutes\n", missing)
-	}
+	done := f.waitAll(b, "blocks around a server's restart", idx, 2*time.Minute)
 	var most uint64
 	for i, r := range f.records() {
 		most = max(most, r-before[i])
 	}
 	return latest(done).Sub(restarted), most
+}
+
+// join has the first host publish count blocks more, waits until every
+// host has them, then starts a new host (at the next site) and returns
+// how long until it held every block of the run, and the JetStream API
+// requests it made meanwhile.
+func (f *scaleFleet) join(b testing.TB, phase uint32, count int) (time.Duration, int64) {
+	held := f.burst(b, phase, count, 5*time.Minute)
+	fmt.Printf("%s N=%d: %d blocks more: every host had them after %s\n", f.topo, len(f.hosts), count, held.Round(time.Millisecond))
+	name := fmt.Sprintf("s%d", len(f.hosts)+1)
+	f.mu.Lock()
+	f.joiner = "_INBOX_" + name + "."
+	f.mu.Unlock()
+	start := time.Now()
+	c, sink := f.startHost(b, len(f.hosts))
+	waitReady(b, c)
+	ready := time.Since(start)
+	done := waitSinks(b, name+" joining", []*scaleSink{sink}, f.sent, 3*time.Minute)
+	took := latest(done).Sub(start)
+	api := f.joined.Load()
+	fmt.Printf("%s N=%d: %s joined: ready after %s, held all %d blocks after %s, %d API requests\n",
+		f.topo, len(f.hosts), name, ready.Round(time.Millisecond), len(f.sent), took.Round(time.Millisecond), api)
+	return took, api
 }
 
 func latest(ts []time.Time) time.Time {
