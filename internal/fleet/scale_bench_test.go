@@ -632,10 +632,11 @@ func runFleetScale(b *testing.B, bin string, n int, topo scaleTopo) scaleResult 
 	time.Sleep(5 * time.Second) // settle
 	deliveries := func(blocks int) float64 { return float64(blocks * (n - 1)) }
 
-	mark := f.cpu()
+	mark, start := f.cpu(), time.Now()
 	lat := f.single(b, 1, 20, 5)
 	r.p50, r.p99 = pct(lat, 0.5), pct(lat, 0.99)
 	r.single = f.cpu().sub(mark).div(deliveries(20))
+	singleTook := time.Since(start)
 
 	stop := f.sightings(100)
 	lat = f.single(b, 4, 20, 5)
@@ -648,6 +649,9 @@ func runFleetScale(b *testing.B, bin string, n int, topo scaleTopo) scaleResult 
 
 	time.Sleep(3 * time.Second)
 	r.idleAPI, r.idleCPU = f.idle(30 * time.Second)
+	idleShare := r.idleCPU.div(deliveries(20) / float64(n) / singleTook.Seconds())
+	fmt.Printf("%s N=%d: CPU per delivery, single, less the idle CPU of the %s: %s\n",
+		topo, n, singleTook.Round(time.Millisecond), r.single.sub(idleShare).cell(topo))
 	r.reconnects = f.reconnects()
 	fmt.Printf("%s N=%d: warnings before the restart: %v\n", topo, n, f.warnings.take())
 	r.restart, r.restartRecords = f.restartOne(b, 3)
