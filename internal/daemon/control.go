@@ -54,7 +54,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		f := d.fleet.Client().Stats()
 		s.Fleet = &metrics.Fleet{Connected: f.Connected, Outbox: f.OutboxDepth, OutboxDropped: f.OutboxDropped, OutboxExpired: f.OutboxExpired,
 			Published: f.Published, Mirrored: f.Mirrored, Lifted: f.Lifted, Refused: f.Refused, Correlated: f.Correlated,
-			Reconnects: f.Reconnects, Blocks: f.Blocks, MirrorLag: f.MirrorLag}
+			Reconnects: f.Reconnects, Blocks: f.Blocks, MirrorLag: f.MirrorLag, Live: f.Live, LiveGaps: f.LiveGaps}
 	}
 	for k := packet.KindSYN; int(k) < packet.NumKinds; k++ {
 		proto := "tcp"
@@ -112,6 +112,7 @@ func (d *Daemon) Status() control.Status {
 			"fleet_outbox_dropped": f.OutboxDropped, "fleet_outbox_expired": f.OutboxExpired, "fleet_published": f.Published,
 			"fleet_mirrored": f.Mirrored, "fleet_lifted": f.Lifted, "fleet_refused": f.Refused, "fleet_correlated": f.Correlated,
 			"fleet_blocks": uint64(f.Blocks), "fleet_mirror_lag_us": uint64(f.MirrorLag.Microseconds()),
+			"fleet_live_buckets": uint64(f.Live), "fleet_live_gaps": f.LiveGaps,
 		} {
 			st.Counters[k] = v
 		}

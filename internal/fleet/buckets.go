@@ -70,6 +70,9 @@ func BucketConfig(bucket string, l BucketLimits) jetstream.KeyValueConfig {
 	case BucketHosts:
 		kc.Description = "portsentry-nft: each host's own addresses, key <host>, as it claims them (they protect nothing)"
 	}
+	if bucket != BucketSightings {
+		kc.RePublish = liveRePublish(bucket) // the hosts follow these live (live.go)
+	}
 	return kc
 }
 
@@ -85,7 +88,7 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	// Each request has a bound of its own: while a cluster has no leader,
 	// requests go unanswered, and the next try is better than a long wait.
 	var sightings jetstream.Stream
-	created := map[string]time.Time{}
+	created, live := map[string]time.Time{}, map[string]bool{}
 	for _, name := range Buckets {
 		s, err := c.bindBucket(ctx, js, name)
 		if err != nil {
@@ -94,11 +97,11 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 		if name == BucketSightings {
 			sightings = s
 		}
-		created[name] = s.CachedInfo().Created
+		created[name], live[name] = s.CachedInfo().Created, isLive(name, s.CachedInfo().Config)
 	}
 	c.mu.Lock()
 	c.sightings = sightings
-	c.created = created
+	c.created, c.live = created, live
 	c.bucketsOK = true
 	c.mu.Unlock()
 	c.pub.out.kick()

@@ -169,6 +169,8 @@ type Stats struct {
 	Refused       uint64        // fleet blocks refused (protected, not global, lasting too long, a correlation not confirmed)
 	Correlated    uint64        // correlated blocks this host published
 	BadRecords    uint64        // records that could not be read
+	Live          int           // buckets followed through their live subject (live.go), not a consumer
+	LiveGaps      uint64        // live subscriptions that skipped a sequence: the host caught up through a consumer
 	Blocks        int           // other hosts' blocks in force, as Blocks lists them
 	MirrorLag     time.Duration // last record: its creation on the servers to its delivery here
 	MirrorLagMax  time.Duration
@@ -218,6 +220,7 @@ type Client struct {
 	bucketsOK bool
 	kvs       map[string]jetstream.KeyValue // the watched buckets, bound
 	created   map[string]time.Time          // when the buckets' streams were made
+	live      map[string]bool               // the buckets whose records the servers republish (live.go)
 	ownAddrs  []netip.Addr
 	lastSeen  map[netip.Addr]time.Time // sightings published
 	view      view
@@ -225,6 +228,7 @@ type Client struct {
 	st struct {
 		reconnects, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
+		gaps atomic.Uint64 // live subscriptions that skipped a sequence
 		// records: entries the watches delivered, applied or skipped as
 		// already handled (what a replay costs this host).
 		records     atomic.Uint64
@@ -385,6 +389,8 @@ func (c *Client) Stats() Stats {
 		Refused:       c.st.refused.Load(),
 		Correlated:    c.st.correlated.Load(),
 		BadRecords:    c.st.bad.Load(),
+		Live:          c.liveCount(),
+		LiveGaps:      c.st.gaps.Load(),
 		Blocks:        n,
 		MirrorLag:     time.Duration(c.st.lag.Load()),
 		MirrorLagMax:  time.Duration(c.st.lagMax.Load()),

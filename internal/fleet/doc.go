@@ -126,8 +126,13 @@
 // replayed in full; keys that vanished from it meanwhile are forgotten).
 // The view ends what it holds at its own time (expiry.go), so a resumed
 // watch that missed an expiry marker leaves nothing behind. Revisions
-// already applied are skipped. Then the updates of every bucket arrive on
-// one channel. Whether the server is alive is judged by any inbound
+// already applied are skipped. Once a bucket is replayed, its consumer is
+// stopped and the host follows the records the servers republish on a core
+// subject (live.go: LivePrefix, the streams' RePublish): the cluster fans
+// a record out to every host as any core message, at a fraction of a
+// consumer's cost per host, and a skipped sequence makes a new generation,
+// which catches up through a consumer. Then the updates of every bucket
+// arrive on one channel. Whether the server is alive is judged by any inbound
 // message, or a PONG when there is none (liveness.go); the stall check
 // (stall.go) is rare. The first complete replay closes Ready
 // (correlated blocks may follow it: they wait for their count, which runs

@@ -211,6 +211,23 @@ func TestDeployPermissionBoundary(t *testing.T) {
 	if !strings.Contains(asyncErrs.String(), `Subscription to "_INBOX_h1.>"`) {
 		t.Errorf("h2 may subscribe to h1's inbox; async errors: %s", asyncErrs.String())
 	}
+	// The live records are the servers' word: a host reads them, and
+	// cannot publish one (live.go).
+	live := LivePrefix(BucketBlocks) + HostAddrKey("h1", a)
+	if _, err := nc.SubscribeSync(LivePrefix(BucketBlocks) + ">"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(live, rec); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	time.Sleep(100 * time.Millisecond)
+	if !strings.Contains(asyncErrs.String(), `Publish to "`+live+`"`) {
+		t.Errorf("h2 may publish a live record; async errors: %s", asyncErrs.String())
+	}
+	if strings.Contains(asyncErrs.String(), `Subscription to "`+LivePrefix(BucketBlocks)) {
+		t.Errorf("h2 may not follow the live records; async errors: %s", asyncErrs.String())
+	}
 	// Nothing of h1's changed, and the bucket is there.
 	kv, err := adminKV(t, ns, BucketBlocks)
 	if err != nil {

@@ -73,9 +73,11 @@ func (c *Client) watchLoop(ctx context.Context) {
 		if time.Since(start) > time.Minute {
 			bo.reset()
 		}
-		if errors.Is(err, errReconnected) {
+		if errors.Is(err, errReconnected) || errors.Is(err, errGap) {
 			// Not a failure: the link is back, resume soon (after a
-			// partition this is what the host is waiting for).
+			// partition this is what the host is waiting for); or a
+			// live record was missed, which a consumer fetches (hosts
+			// that missed it together spread their consumers).
 			bo.reset()
 			sleep(ctx, rand.N(resumeJitter))
 			continue
@@ -145,14 +147,20 @@ type watch struct {
 	// resumed: it delivers what came after a revision handled before,
 	// not the bucket's current values.
 	resumed bool
+	// live: the bucket's live subscription, which delivers once the
+	// bucket is replayed (live.go), after handled; nil: the consumer does.
+	live    *liveFeed
+	handled uint64
 }
 
 // update is one delivery of a watch: an entry, nil at the end of the
-// current values, or ok false when the watch closed.
+// current values, or ok false when the watch closed; gap: a live
+// subscription skipped a sequence.
 type update struct {
-	w  *watch
-	e  jetstream.KeyValueEntry
-	ok bool
+	w   *watch
+	e   jetstream.KeyValueEntry
+	ok  bool
+	gap bool
 }
 
 // watcher is one generation of watches, one per watched bucket, made on
@@ -174,6 +182,10 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	var feeds map[string]*liveFeed
+	if _, nc, _ := c.conn(); nc != nil {
+		feeds = c.subscribeLives(nc)
+	}
 	c.mu.Lock()
 	resume, last := c.view.resume, maps.Clone(c.view.last)
 	c.mu.Unlock()
@@ -190,13 +202,16 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 		}
 		if err != nil {
 			w.stop()
+			stopFeeds(feeds)
 			return nil, err
 		}
 		x, err := startWatch(wctx, cancel, kv, b, from)
 		if err != nil {
 			w.stop()
+			stopFeeds(feeds)
 			return nil, err
 		}
+		x.live, feeds[b.bucket] = feeds[b.bucket], nil
 		w.watches = append(w.watches, x)
 	}
 	return w, nil
@@ -283,6 +298,10 @@ func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.Key
 // watch, until the watch closes or the watcher stops.
 func (w *watcher) merge() {
 	for _, x := range w.watches {
+		if x.live != nil {
+			w.wg.Go(func() { w.forwardLive(x) })
+			continue
+		}
 		w.wg.Go(func() { w.forward(x) })
 	}
 }
@@ -311,6 +330,7 @@ func (w *watcher) stop() {
 	w.cancel()
 	for _, x := range w.watches {
 		_ = x.kw.Stop()
+		x.live.stop()
 	}
 	w.wg.Wait()
 }
@@ -350,6 +370,7 @@ func (c *Client) watch(ctx context.Context) error {
 		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts) // the line's words are fixed: scripts wait for it
 		close(c.ready)
 	})
+	c.goLive(w)
 	w.merge()
 	return c.follow(ctx, w, w.stallChecker(again))
 }
@@ -425,6 +446,10 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 	for {
 		select {
 		case u := <-w.updates:
+			if u.gap {
+				c.st.gaps.Add(1)
+				return fmt.Errorf("%s: %w", u.w.bucket, errGap)
+			}
 			if !u.ok {
 				return fmt.Errorf("%s: %w", u.w.bucket, errClosed)
 			}

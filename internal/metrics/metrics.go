@@ -54,6 +54,8 @@ type Fleet struct {
 	Mirrored, Lifted, Refused, Correlated, Reconnects uint64
 	Blocks                                            int
 	MirrorLag                                         time.Duration // the last record
+	Live                                              int           // buckets followed live
+	LiveGaps                                          uint64
 }
 
 // Probes is the count of one protocol and scan type.
@@ -145,8 +147,10 @@ var (
 	dFleetReconn    = desc("fleet_reconnects_total", "Connections to the fleet regained after a loss.")
 	dFleetBlocks    = desc("fleet_blocks", "Other hosts' blocks in force.")
 	dFleetLag       = desc("fleet_mirror_lag_seconds", "The last fleet record: its creation on the servers to its delivery here.")
+	dFleetLive      = desc("fleet_live_buckets", "Fleet buckets followed through the records the servers republish, not a consumer of this host's.")
+	dFleetGaps      = desc("fleet_live_gaps_total", "Republished fleet records missed (a skipped sequence): each time the host caught up through a consumer.")
 	describedByHand = []*prometheus.Desc{dProbes, dTools, dBlocks, dRefused, dBlocked, dTracked, dStart, dJournalOK,
-		dFleetUp, dFleetOutbox, dFleetDropped, dFleetExpired, dFleetPub, dFleetMirrored, dFleetLifted, dFleetRefused, dFleetCorr, dFleetReconn, dFleetBlocks, dFleetLag}
+		dFleetUp, dFleetOutbox, dFleetDropped, dFleetExpired, dFleetPub, dFleetMirrored, dFleetLifted, dFleetRefused, dFleetCorr, dFleetReconn, dFleetBlocks, dFleetLag, dFleetLive, dFleetGaps}
 )
 
 type collector struct {
@@ -194,8 +198,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dFleetOutbox, float64(f.Outbox))
 		gauge(dFleetBlocks, float64(f.Blocks))
 		gauge(dFleetLag, f.MirrorLag.Seconds())
+		gauge(dFleetLive, float64(f.Live))
 		for d, v := range map[*prometheus.Desc]uint64{dFleetDropped: f.OutboxDropped, dFleetExpired: f.OutboxExpired, dFleetPub: f.Published,
-			dFleetMirrored: f.Mirrored, dFleetLifted: f.Lifted, dFleetRefused: f.Refused, dFleetCorr: f.Correlated, dFleetReconn: f.Reconnects} {
+			dFleetMirrored: f.Mirrored, dFleetLifted: f.Lifted, dFleetRefused: f.Refused, dFleetCorr: f.Correlated, dFleetReconn: f.Reconnects, dFleetGaps: f.LiveGaps} {
 			counter(d, v)
 		}
 	}

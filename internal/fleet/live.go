@@ -1,0 +1,270 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Live records: the servers republish each record a bucket stores on a
+// core NATS subject (the stream's RePublish, set by BucketConfig), and a
+// host that has replayed a bucket follows it there instead of through a
+// JetStream consumer of its own.
+//
+// Why: the stream leader delivers a consumer's messages one host at a
+// time, with flow control and acknowledgements: 40-45 µs of server CPU
+// per block per receiving host at 1000 hosts, the figure that decides how
+// large a fleet one cluster carries. A republished record is one core
+// message, which the cluster fans out to its subscribers as it does any
+// subject (a few µs each), and which the host does not acknowledge.
+//
+// JetStream stays what a host catches up with: a generation of watches
+// subscribes to the live subject first, replays (or resumes) the bucket
+// through its consumer, then stops the consumer and follows the
+// subscription from the last revision it handled. Every record the
+// stream stores (puts, deletions, purges, the servers' own expiry
+// markers) takes the stream's next sequence and is republished in that
+// order, so a sequence that is not the one after the last handled is a
+// gap (a message dropped for a slow subscriber, a leader that changed
+// under a write): the generation ends and the next one resumes from the
+// last revision handled, through a consumer again. A gap at the very end
+// (nothing after it) is what the stall checks catch, as for a consumer.
+//
+// Hosts may subscribe to the live subjects and not publish on them
+// (deploy/nats): a record there is the servers' word, as a consumer's is.
+// In the leaf topology the hosts watch their site's copy through a
+// consumer, which already costs the hub one delivery per site; so do
+// hosts whose buckets have no RePublish (made by an older version, until
+// `portsentry-nft fleet setup` updates them).
+
+// LivePrefix is the core subject prefix bucket's records are
+// republished under: LivePrefix(bucket) + key.
+func LivePrefix(bucket string) string { return "portsentry.live." + bucket + "." }
+
+// liveRePublish is bucket's RePublish: every record, headers and value.
+func liveRePublish(bucket string) *jetstream.RePublish {
+	return &jetstream.RePublish{Source: Subject(bucket, ">"), Destination: LivePrefix(bucket) + ">"}
+}
+
+// isLive reports whether a stream's configuration republishes bucket's
+// records where hosts follow them.
+func isLive(bucket string, cfg jetstream.StreamConfig) bool {
+	r := cfg.RePublish
+	return r != nil && !r.HeadersOnly && r.Destination == LivePrefix(bucket)+">" &&
+		(r.Source == "" || r.Source == ">" || r.Source == Subject(bucket, ">"))
+}
+
+// liveBuffer bounds the republished records a host holds before it
+// handles them: more are dropped by the library (a slow consumer), which
+// the next record shows as a gap.
+const liveBuffer = 1 << 16
+
+// errGap ends a generation whose live subscription skipped a sequence.
+var errGap = errors.New("live records: a sequence was skipped")
+
+// liveFeed is a bucket's live subscription.
+type liveFeed struct {
+	sub *nats.Subscription
+	ch  chan *nats.Msg
+}
+
+// subscribeLive subscribes to bucket's live subject on nc; it fails
+// when the server refuses the subscription (a host without the
+// permission: it keeps its consumers).
+func subscribeLive(nc *nats.Conn, bucket string) (*liveFeed, error) {
+	ch := make(chan *nats.Msg, liveBuffer)
+	sub, err := nc.ChanSubscribe(LivePrefix(bucket)+">", ch)
+	if err != nil {
+		return nil, fmt.Errorf("live %s: %w", bucket, err)
+	}
+	// A refused subscription is told asynchronously, before the PONG.
+	if err := nc.FlushTimeout(apiTimeout); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("live %s: %w", bucket, err)
+	}
+	if e := nc.LastError(); e != nil && strings.Contains(e.Error(), LivePrefix(bucket)) {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("live %s: %w", bucket, e)
+	}
+	return &liveFeed{sub: sub, ch: ch}, nil
+}
+
+func (f *liveFeed) stop() {
+	if f != nil {
+		_ = f.sub.Unsubscribe()
+	}
+}
+
+// liveEntry is a republished record, as a watch's entry.
+type liveEntry struct {
+	bucket, key string
+	value       []byte
+	rev         uint64
+	created     time.Time
+	op          jetstream.KeyValueOp
+}
+
+func (e *liveEntry) Bucket() string                  { return e.bucket }
+func (e *liveEntry) Key() string                     { return e.key }
+func (e *liveEntry) Value() []byte                   { return e.value }
+func (e *liveEntry) Revision() uint64                { return e.rev }
+func (e *liveEntry) Created() time.Time              { return e.created }
+func (e *liveEntry) Delta() uint64                   { return 0 }
+func (e *liveEntry) Operation() jetstream.KeyValueOp { return e.op }
+
+// errOtherStream marks a message on a live subject that is not a record
+// of its bucket's stream (another stream republishing there, which a host
+// could make before the administrator did): skipped, not a gap.
+var errOtherStream = errors.New("not a record of the bucket's stream")
+
+// lastHeader is the last value of a header: the servers append theirs
+// (stream, subject, sequence, time) after the record's own headers, which
+// the writing host chose and which may repeat those names to lie.
+func lastHeader(h nats.Header, key string) string {
+	v := h.Values(key)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
+
+// parseLive reads a republished record of bucket from its headers: the
+// stream's sequence, the record's subject and time, and the operation (a
+// deletion, a purge, or an expiry marker of the servers').
+func parseLive(bucket string, h nats.Header, value []byte) (*liveEntry, error) {
+	if lastHeader(h, jetstream.StreamHeader) != "KV_"+bucket {
+		return nil, errOtherStream
+	}
+	rev, err := strconv.ParseUint(lastHeader(h, jetstream.SequenceHeader), 10, 64)
+	if err != nil || rev == 0 {
+		return nil, fmt.Errorf("live %s: sequence %q", bucket, lastHeader(h, jetstream.SequenceHeader))
+	}
+	key, ok := strings.CutPrefix(lastHeader(h, jetstream.SubjectHeader), Subject(bucket, ""))
+	if !ok || key == "" {
+		return nil, fmt.Errorf("live %s: subject %q", bucket, lastHeader(h, jetstream.SubjectHeader))
+	}
+	created, err := time.Parse(time.RFC3339Nano, lastHeader(h, jetstream.TimeStampHeaer))
+	if err != nil {
+		return nil, fmt.Errorf("live %s: time stamp: %w", bucket, err)
+	}
+	e := &liveEntry{bucket: bucket, key: key, value: value, rev: rev, created: created, op: jetstream.KeyValuePut}
+	// As the library reads a consumer's: an operation, else a marker.
+	switch op, marker := h.Get("KV-Operation"), h.Get(jetstream.MarkerReasonHeader); {
+	case op == "DEL", op == "" && marker == "Remove":
+		e.op = jetstream.KeyValueDelete
+	case op == "PURGE", op == "" && (marker == "MaxAge" || marker == "Purge"):
+		e.op = jetstream.KeyValuePurge
+	}
+	return e, nil
+}
+
+// liveFor reports whether this host follows bucket's live records: the
+// bucket's stream republishes them, and the host watches the buckets it
+// writes to (not a site's copy: the leaf topology).
+func (c *Client) liveFor(bucket string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live[bucket] && c.cfg.Domain == "" && c.cfg.LocalDomain == ""
+}
+
+// subscribeLives subscribes to the live subjects of the buckets this
+// host follows live, before their watches start (what is stored after
+// a subscription reaches it, what was stored before reaches the watch).
+// A subscription the server refuses leaves that bucket to its consumer,
+// for the Client's life.
+func (c *Client) subscribeLives(nc *nats.Conn) map[string]*liveFeed {
+	feeds := map[string]*liveFeed{}
+	for _, b := range watchedBuckets {
+		if !c.liveFor(b.bucket) {
+			continue
+		}
+		f, err := subscribeLive(nc, b.bucket)
+		if err != nil {
+			c.log.Warn("fleet: following a bucket through a consumer of its own: the live subject is refused", "bucket", b.bucket, "err", err)
+			c.mu.Lock()
+			c.live[b.bucket] = false
+			c.mu.Unlock()
+			continue
+		}
+		feeds[b.bucket] = f
+	}
+	return feeds
+}
+
+// goLive stops the consumers of the watches that have a live
+// subscription, once their bucket is replayed: from here on the
+// subscription delivers, after the last revision handled.
+func (c *Client) goLive(w *watcher) {
+	for _, x := range w.watches {
+		if x.live == nil {
+			continue
+		}
+		_ = x.kw.Stop()
+		c.mu.Lock()
+		x.handled = c.view.last[x.bucket]
+		c.mu.Unlock()
+	}
+}
+
+// forwardLive forwards x's live records after x.handled, in the stream's
+// order; a skipped sequence ends the generation (errGap). The first
+// record is the base: what was stored after the subscription reaches it
+// in order, what was stored before it reached the watch.
+func (w *watcher) forwardLive(x *watch) {
+	var prev uint64
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-x.live.ch:
+		case <-w.ctx.Done():
+			return
+		}
+		u := update{w: x, ok: true}
+		e, err := parseLive(x.bucket, m.Header, m.Data)
+		switch {
+		case errors.Is(err, errOtherStream):
+			continue
+		case err != nil, prev != 0 && e.rev > prev+1:
+			u.gap = true
+		case prev != 0 && e.rev <= prev:
+			continue // again, after a stream leader changed
+		default:
+			prev = e.rev
+			if e.rev <= x.handled {
+				continue // the watch delivered it, or what replaced it
+			}
+			x.handled, u.e = e.rev, e
+		}
+		select {
+		case w.updates <- u:
+		case <-w.ctx.Done():
+			return
+		}
+		if u.gap {
+			return
+		}
+	}
+}
+
+// stopFeeds ends the subscriptions no watch took.
+func stopFeeds(feeds map[string]*liveFeed) {
+	for _, f := range feeds {
+		f.stop()
+	}
+}
+
+// liveCount is how many watched buckets this host follows live.
+func (c *Client) liveCount() int {
+	n := 0
+	for _, b := range watchedBuckets {
+		if c.liveFor(b.bucket) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,144 @@
+package fleet
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// consumersOf counts the consumers of bucket's stream.
+func consumersOf(t *testing.T, js jetstream.JetStream, bucket string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range s.ListConsumers(ctx).Info() {
+		n++
+	}
+	return n
+}
+
+// TestLiveRecords: once a host has replayed the buckets it follows them
+// through the servers' republished records, with no consumer of its own
+// left on the servers; a block, an expiry marker and a lift reach it that
+// way, in order, with no gap.
+func TestLiveRecords(t *testing.T) {
+	ns := startServer(t, nil)
+	h1, h2 := startHost(t, ns, "h1"), startHost(t, ns, "h2")
+	h1.waitReady(t)
+	h2.waitReady(t)
+	js := adminJS(t, ns)
+	for _, b := range []string{BucketHosts, BucketLifts, BucketBlocks} {
+		deadline := time.Now().Add(5 * time.Second)
+		for consumersOf(t, js, b) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d consumers of %s left: the hosts did not go live", consumersOf(t, js, b), b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if st := h2.c.Stats(); st.Live != 3 {
+		t.Fatalf("h2 follows %d buckets live, want 3", st.Live)
+	}
+	// A block that expires: its TTL marker is a record of the stream too.
+	short := addr("203.0.113.1")
+	h1.c.Publish(Block{Addr: short, Expires: time.Now().Add(1500 * time.Millisecond), Origin: OriginDetect})
+	h2.sink.waitBlocks(t, short, 1)
+	time.Sleep(4 * time.Second) // the marker
+	a := addr("203.0.113.2")
+	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h2.sink.waitBlocks(t, a, 1)
+	h1.c.Unblock(a)
+	h2.sink.waitFor(t, "h1's lift", func(_ []Block, lifts []Lift) bool { return len(lifts) > 0 })
+	// Every record of the blocks stream, the marker too, was handled live.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "KV_"+BucketBlocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := s.CachedInfo().State.LastSeq
+	h2.c.mu.Lock()
+	handled := h2.c.view.last[BucketBlocks]
+	h2.c.mu.Unlock()
+	if last < 4 || handled != last {
+		t.Errorf("the blocks stream's last record is %d, h2 handled up to %d (want the put, its expiry marker, the next put and more)", last, handled)
+	}
+	st := h2.c.Stats()
+	if st.LiveGaps != 0 || st.Reconnects != 0 {
+		t.Errorf("h2: %d gaps, %d reconnects: a record of the stream was not republished", st.LiveGaps, st.Reconnects)
+	}
+	if n := consumersOf(t, js, BucketBlocks); n != 0 {
+		t.Errorf("%d consumers of the blocks bucket after the records", n)
+	}
+}
+
+// TestLiveGapCatchesUp: a host that misses a republished record (here: a
+// sequence that skips, as a dropped message would) catches up through a
+// consumer, and goes live again.
+func TestLiveGapCatchesUp(t *testing.T) {
+	ns := startServer(t, nil)
+	h1, h2 := startHost(t, ns, "h1"), startHost(t, ns, "h2")
+	h1.waitReady(t)
+	h2.waitReady(t)
+	// The server here has no permissions: this client may publish on the
+	// live subject (deploy/nats forbids it to hosts).
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	m := nats.NewMsg(LivePrefix(BucketBlocks) + "h9.x")
+	m.Header.Set(jetstream.StreamHeader, "KV_"+BucketBlocks)
+	m.Header.Set(jetstream.SubjectHeader, Subject(BucketBlocks, "h9.x"))
+	m.Header.Set(jetstream.SequenceHeader, "1000000")
+	m.Header.Set(jetstream.TimeStampHeaer, time.Now().UTC().Format(time.RFC3339Nano))
+	a := addr("203.0.113.3")
+	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h2.sink.waitBlocks(t, a, 1)
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	h2.waitStats(t, "a gap", func(s Stats) bool { return s.LiveGaps >= 1 })
+	b := addr("203.0.113.4")
+	h1.c.Publish(Block{Addr: b, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h2.sink.waitBlocks(t, b, 1)
+	if got := h2.sink.blocksOf(addr("203.0.113.3")); len(got) != 1 {
+		t.Errorf("after the gap h2 holds %d blocks of %s", len(got), a)
+	}
+}
+
+// TestLiveHeadersCannotLie: a host writes its own record with headers
+// that name another host's key and a sequence; the record reaches the
+// others as its own, at its own sequence (the servers' headers come last).
+func TestLiveHeadersCannotLie(t *testing.T) {
+	ns := startServer(t, nil)
+	h2 := startHost(t, ns, "h2")
+	h2.waitReady(t)
+	js := adminJS(t, ns)
+	a := addr("203.0.113.5")
+	m := nats.NewMsg(Subject(BucketBlocks, HostAddrKey("h1", a)))
+	m.Header.Set(jetstream.SubjectHeader, Subject(BucketBlocks, HostAddrKey("h3", a)))
+	m.Header.Set(jetstream.SequenceHeader, "1")
+	m.Header.Set(jetstream.StreamHeader, "KV_"+BucketBlocks)
+	m.Data = marshal(newBlockRecord(a, time.Now().Add(time.Hour), Block{Addr: a, Origin: OriginDetect}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	got := h2.sink.waitBlocks(t, a, 1)
+	if got[0].Host != "h1" {
+		t.Errorf("h2 took the record as %s's, want h1's (the key it was written under)", got[0].Host)
+	}
+	if st := h2.c.Stats(); st.LiveGaps != 0 {
+		t.Errorf("%d gaps: the forged sequence was read", st.LiveGaps)
+	}
+}
