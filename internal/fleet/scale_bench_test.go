@@ -602,6 +602,15 @@ func (f *scaleFleet) burst(b testing.TB, phase uint32, count int, within time.Du
 	return latest(done).Sub(start)
 }
 
+// live sums the hosts' buckets followed live, and their gaps.
+func (f *scaleFleet) live() (buckets int, gaps uint64) {
+	for _, c := range f.hosts {
+		st := c.Stats()
+		buckets, gaps = buckets+st.Live, gaps+st.LiveGaps
+	}
+	return buckets, gaps
+}
+
 func (f *scaleFleet) reconnects() (n uint64) {
 	for _, c := range f.hosts {
 		n += c.Stats().Reconnects
@@ -653,6 +662,8 @@ func runFleetScale(b *testing.B, bin string, n int, topo scaleTopo) scaleResult 
 	fmt.Printf("%s N=%d: CPU per delivery, single, less the idle CPU of the %s: %s\n",
 		topo, n, singleTook.Round(time.Millisecond), r.single.sub(idleShare).cell(topo))
 	r.reconnects = f.reconnects()
+	live, gaps := f.live()
+	fmt.Printf("%s N=%d: buckets followed live: %d of %d; live gaps (caught up through a consumer): %d\n", topo, n, live, 3*n, gaps)
 	fmt.Printf("%s N=%d: warnings before the restart: %v\n", topo, n, f.warnings.take())
 	r.restart, r.restartRecords = f.restartOne(b, 3)
 	fmt.Printf("%s N=%d: warnings from the restart on: %v\n", topo, n, f.warnings.take())
