@@ -13,22 +13,16 @@ import (
 // apply applies one entry of x's bucket, once per revision.
 func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
 	c.st.records.Add(1)
-	rk := x.bucket + "/" + e.Key()
 	del := e.Operation() != jetstream.KeyValuePut
 	c.mu.Lock()
 	c.view.last[x.bucket] = max(c.view.last[x.bucket], e.Revision())
-	if c.view.revs[rk] == e.Revision() {
-		c.mu.Unlock()
-		return
-	}
 	// The revision of a record held, to skip it when delivered again; a
 	// deleted key's is forgotten (applying a deletion twice is harmless).
-	if del {
-		delete(c.view.revs, rk)
-	} else {
-		c.view.revs[rk] = e.Revision()
-	}
+	fresh := c.view.handle(x.bucket, e.Key(), e.Revision(), del)
 	c.mu.Unlock()
+	if !fresh {
+		return
+	}
 	if err := x.apply(c, e, del, initial); err != nil {
 		c.st.bad.Add(1)
 		c.log.Warn("fleet: unreadable record", "bucket", x.bucket, "key", e.Key(), "err", err)
@@ -39,7 +33,7 @@ func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
 // deleted.
 func (c *Client) vanished(x *watch, key string) {
 	c.mu.Lock()
-	delete(c.view.revs, x.bucket+"/"+key)
+	c.view.dropRev(x.bucket, key)
 	x.gone(c, key)
 	c.mu.Unlock()
 }
@@ -199,11 +193,10 @@ func (c *Client) enforce(b Block, created time.Time) {
 // long was passed already.
 func (c *Client) deliver(b Block) {
 	c.mu.Lock()
-	prev := c.view.delivered[b.Addr]
+	prev := c.view.deliveredAt(b.Addr)
 	extends := b.Expires.Sub(prev) >= time.Second
 	if extends {
-		c.view.delivered[b.Addr] = b.Expires
-		c.view.expireAt(b.Expires, expDelivered, b.Addr, "")
+		c.view.setDelivered(b.Addr, b.Expires)
 	}
 	c.mu.Unlock()
 	if !extends {

@@ -52,10 +52,9 @@ func BenchmarkViewMirrored1M(b *testing.B) {
 		for i := range n {
 			a := netip.AddrFrom4([4]byte{10, byte(120 + i>>16), byte(i >> 8), byte(i)})
 			host := "host-" + strconv.Itoa(i%100)
-			v.revs[BucketBlocks+"/"+HostAddrKey(host, a)] = uint64(i + 1)
+			v.handle(BucketBlocks, HostAddrKey(host, a), uint64(i+1), false)
 			v.hold(a, held{host: host, expires: exp.UnixNano(), created: exp.UnixNano()})
-			v.delivered[a] = exp
-			v.expireAt(exp, expDelivered, a, "")
+			v.setDelivered(a, exp)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

@@ -121,7 +121,7 @@ func (c *Client) confirmer(ctx context.Context) {
 func (c *Client) confirmed(r confirmRes) {
 	c.doneConfirming(r.b.Host)
 	c.mu.Lock()
-	current := c.view.revs[BucketBlocks+"/"+r.key] == r.rev && !c.view.liftedAt(r.b.Host, r.b.Addr, r.created)
+	current := c.view.rev(BucketBlocks, r.key) == r.rev && !c.view.liftedAt(r.b.Host, r.b.Addr, r.created)
 	c.mu.Unlock()
 	if !current || !r.b.Expires.After(c.now()) {
 		return

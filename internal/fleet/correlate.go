@@ -29,7 +29,7 @@ func (c *Client) correlator(ctx context.Context) {
 // sightings) and blocks it fleet-wide when there are enough.
 func (c *Client) correlate(ctx context.Context, a netip.Addr) {
 	c.mu.Lock()
-	blocked := c.view.delivered[a].After(c.now())
+	blocked := c.view.deliveredAt(a).After(c.now())
 	c.mu.Unlock()
 	if blocked {
 		return

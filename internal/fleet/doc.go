@@ -138,7 +138,8 @@
 // (correlated blocks may follow it: they wait for their count, which runs
 // on a goroutine of its own, a bounded queue with a bounded share per
 // publishing host). What this host knows of the other hosts' records is
-// its view (view.go). The Sink is called from the watching goroutine only.
+// its view (view.go; one record per address, addrtable.go). The Sink is
+// called from the watching goroutine only.
 //
 // # Buckets, limits and permissions
 //

@@ -57,7 +57,7 @@ func (c *Client) adminLift(l Lift) {
 		c.view.expireAt(l.At.Add(c.maxTimeout), expLift, l.Addr, AdminName)
 	}
 	c.view.release(l.Addr, func(h held) bool { return h.created < l.At.UnixNano() })
-	delete(c.view.delivered, l.Addr)
+	c.view.undeliver(l.Addr)
 	o, own := c.view.own[l.Addr]
 	c.mu.Unlock()
 	if own && o.created.Before(l.At) {
@@ -110,7 +110,7 @@ func (c *Client) liftIfFree(l Lift) {
 	c.mu.Lock()
 	held := c.view.holds(l.Addr, c.now())
 	if !held {
-		delete(c.view.delivered, l.Addr)
+		c.view.undeliver(l.Addr)
 	}
 	c.mu.Unlock()
 	if held {

@@ -94,7 +94,7 @@ func (c *Client) Sighting(addr netip.Addr) {
 	}
 	now := c.now()
 	c.mu.Lock()
-	blocked := c.view.delivered[a].After(now)
+	blocked := c.view.deliveredAt(a).After(now)
 	recent := now.Sub(c.lastSeen[a]) < c.window/4
 	if !blocked && !recent {
 		if len(c.lastSeen) >= 100000 {

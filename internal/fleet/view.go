@@ -7,39 +7,39 @@ import (
 	"time"
 )
 
-// held is one host's block of an address, as the view keeps it: when it
-// ends (capped at max_timeout when it arrived) and the record's time on the
-// servers, in Unix nanoseconds. The details (scan type, ports, reason) went
-// to the Sink, whose ledger keeps them; the view holds 100k blocks in a
-// few MiB.
+// held is one host's block of an address, as the view's callers see it:
+// when it ends (capped at max_timeout when it arrived) and the record's
+// time on the servers, in Unix nanoseconds. The details (scan type, ports,
+// reason) went to the Sink, whose ledger keeps them.
 type held struct {
-	host             string // interned: one string per fleet host
+	host             string
 	expires, created int64
 }
 
-func (h held) ends() time.Time { return time.Unix(0, h.expires) }
-
 // view is what this host knows of the fleet, from the watches. Its
 // methods are called with Client.mu held.
+//
+// What it keeps of other hosts' blocks is one record per address
+// (addrs.go): each host's revision handled and block held, and the expiry
+// passed to the Sink; a million mirrored blocks in ~150 MiB.
 type view struct {
-	// blocks: other hosts' blocks, by address; most addresses have one
-	// host, so a short slice, not a map, per address.
-	blocks    map[netip.Addr][]held
-	names     map[string]string        // host names, interned
-	delivered map[netip.Addr]time.Time // the latest Expires passed to the Sink
+	addrTable
 	own       map[netip.Addr]ownRecord // this host's block records
 	lifts     map[netip.Addr]Lift      // the administrator's latest lift of each address
 	hostLifts map[hostAddr]time.Time   // each host's latest lift of its own block of an address
 	hosts     map[string][]netip.Addr  // each host's claim of its addresses: shown, never trusted
 	unlisted  map[string]struct{}      // hosts whose claim fleet.hosts does not cover, logged
-	revs      map[string]uint64        // bucket/key: the revision handled (of records held)
+	// revs: bucket/key: the revision handled (of records held), but for
+	// other hosts' blocks, whose revisions their address's record keeps
+	// (rev, handle).
+	revs map[string]uint64
 	// last: each bucket's highest revision handled, where a watch made
 	// after a reconnect resumes (resume: once a generation replayed the
 	// buckets' current values).
 	last   map[string]uint64
 	resume bool
-	// expiries: when what the view holds ends (expiry.go); self and
-	// maxTimeout: this host's name, and how long a lift may last.
+	// expiries: when this host's records and the lifts end (expiry.go);
+	// self and maxTimeout: this host's name, and how long a lift may last.
 	expiries   expiryHeap
 	reindexAt  int // the index's length that makes it anew
 	self       string
@@ -64,8 +64,7 @@ type ownRecord struct {
 }
 
 func newView(self string, maxTimeout time.Duration) view {
-	return view{self: self, maxTimeout: maxTimeout, last: map[string]uint64{}, reindexAt: 4096,
-		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
+	return view{self: self, maxTimeout: maxTimeout, last: map[string]uint64{}, reindexAt: 4096, addrTable: newAddrTable(),
 		own: map[netip.Addr]ownRecord{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
 		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
 	}
@@ -83,64 +82,89 @@ func (v *view) refusedOnce(a netip.Addr) bool {
 	return true
 }
 
-// forget drops what the view holds of a (lifted here).
+// forget drops what the view holds of a (lifted here): the hosts' blocks
+// and the expiry passed to the Sink; the revisions handled stay.
 func (v *view) forget(a netip.Addr) {
-	delete(v.blocks, a)
-	delete(v.delivered, a)
-}
-
-// intern returns the one copy of a host's name.
-func (v *view) intern(host string) string {
-	if n, ok := v.names[host]; ok {
-		return n
+	i, ok := v.index[keyOf(a)]
+	if !ok {
+		return
 	}
-	host = strings.Clone(host) // not the key it was cut from
-	if len(v.names) < 65536 {
-		v.names[host] = host
-	}
-	return host
+	v.recs[i].delivered = 0
+	v.release(a, func(held) bool { return true })
 }
 
 // hold records host's block of a, replacing the one it had, and returns
 // the host's interned name.
 func (v *view) hold(a netip.Addr, h held) string {
-	h.host = v.intern(h.host)
-	defer v.expireAt(h.ends(), expBlock, a, h.host)
-	hs := v.blocks[a]
-	for i := range hs {
-		if hs[i].host == h.host {
-			hs[i] = h
-			return h.host
+	i, x := v.recFor(a), v.intern(h.host)
+	found := false
+	v.update(i, func(e *hostBlock) bool {
+		if e.host == x {
+			e.expires, e.created, found = h.expires, h.created, true
 		}
+		return true
+	})
+	if !found {
+		v.add(i, hostBlock{host: x, expires: h.expires, created: h.created})
 	}
-	v.blocks[a] = append(hs, h)
-	return h.host
+	v.schedule(i, h.expires)
+	return v.names[x]
 }
 
-// release drops the blocks of a that drop says, and a when none is left.
+// release drops the blocks of a that drop says (the revisions handled
+// stay), and a when nothing is left.
 func (v *view) release(a netip.Addr, drop func(held) bool) {
-	hs, ok := v.blocks[a]
+	i, ok := v.index[keyOf(a)]
 	if !ok {
 		return
 	}
-	hs = slices.DeleteFunc(hs, drop)
-	if len(hs) == 0 {
-		delete(v.blocks, a)
-		return
+	v.update(i, func(e *hostBlock) bool {
+		if !e.held() || !drop(held{host: v.names[e.host], expires: e.expires, created: e.created}) {
+			return true
+		}
+		e.expires, e.created = 0, 0
+		return e.rev != 0
+	})
+	v.freeIfEmpty(i)
+}
+
+// deliveredAt is the latest Expires of a passed to the Sink (zero: none,
+// or it ended).
+func (v *view) deliveredAt(a netip.Addr) time.Time {
+	if i, ok := v.index[keyOf(a)]; ok && v.recs[i].delivered != 0 {
+		return time.Unix(0, v.recs[i].delivered)
 	}
-	v.blocks[a] = hs
+	return time.Time{}
+}
+
+// setDelivered records t as the latest Expires of a passed to the Sink.
+func (v *view) setDelivered(a netip.Addr, t time.Time) {
+	i := v.recFor(a)
+	v.recs[i].delivered = t.UnixNano()
+	v.schedule(i, v.recs[i].delivered)
+}
+
+// undeliver forgets the expiry of a passed to the Sink (lifted there).
+func (v *view) undeliver(a netip.Addr) {
+	if i, ok := v.index[keyOf(a)]; ok {
+		v.recs[i].delivered = 0
+		v.freeIfEmpty(i)
+	}
 }
 
 // list returns the blocks in force at now, by address and host (Addr,
 // Host, Admin and Expires: the details went to the Sink).
 func (v *view) list(now time.Time) []Block {
 	var out []Block
-	for a, hs := range v.blocks {
-		for _, h := range hs {
-			if h.expires > now.UnixNano() {
-				out = append(out, Block{Addr: a, Host: h.host, Admin: h.host == AdminName, Expires: h.ends()})
+	t := now.UnixNano()
+	for i := range v.recs {
+		v.update(int32(i), func(e *hostBlock) bool {
+			if e.expires > t {
+				host := v.names[e.host]
+				out = append(out, Block{Addr: v.recs[i].a.addr(), Host: host, Admin: host == AdminName, Expires: time.Unix(0, e.expires)})
 			}
-		}
+			return true
+		})
 	}
 	slices.SortFunc(out, func(x, y Block) int {
 		if c := x.Addr.Compare(y.Addr); c != 0 {
@@ -155,10 +179,16 @@ func (v *view) list(now time.Time) []Block {
 // the list).
 func (v *view) count(now time.Time) int {
 	n, t := 0, now.UnixNano()
-	for _, hs := range v.blocks {
-		for _, h := range hs {
-			if h.expires > t {
-				n++
+	for i := range v.recs {
+		r := &v.recs[i]
+		if r.first.expires > t {
+			n++
+		}
+		if r.more {
+			for _, e := range v.more[int32(i)] {
+				if e.expires > t {
+					n++
+				}
 			}
 		}
 	}
@@ -196,11 +226,107 @@ func (v *view) holds(a netip.Addr, now time.Time) bool {
 	if _, ok := v.own[a]; ok {
 		return true
 	}
-	t := now.UnixNano()
-	for _, h := range v.blocks[a] {
-		if h.expires > t {
-			return true
-		}
+	i, ok := v.index[keyOf(a)]
+	if !ok {
+		return false
 	}
-	return false
+	t, in := now.UnixNano(), false
+	v.update(i, func(e *hostBlock) bool {
+		in = in || e.expires > t
+		return true
+	})
+	return in
+}
+
+// blockKey reports whether bucket's key is another host's block, whose
+// revision its address's record keeps, and which host and address.
+func (v *view) blockKey(bucket, key string) (string, netip.Addr, bool) {
+	if bucket != BucketBlocks {
+		return "", netip.Addr{}, false
+	}
+	host, a, err := ParseHostAddrKey(key)
+	return host, a, err == nil && host != v.self
+}
+
+// rev is the revision handled of bucket's key (0: none).
+func (v *view) rev(bucket, key string) uint64 {
+	host, a, ok := v.blockKey(bucket, key)
+	if !ok {
+		return v.revs[bucket+"/"+key]
+	}
+	if e := v.find(a, host); e != nil {
+		return e.rev
+	}
+	return 0
+}
+
+// handle records rev as the revision handled of bucket's key, or its
+// deletion (del), and reports false if rev was handled already.
+func (v *view) handle(bucket, key string, rev uint64, del bool) bool {
+	host, a, ok := v.blockKey(bucket, key)
+	if !ok {
+		rk := bucket + "/" + key
+		if v.revs[rk] == rev {
+			return false
+		}
+		if del {
+			delete(v.revs, rk)
+		} else {
+			v.revs[rk] = rev
+		}
+		return true
+	}
+	e := v.find(a, host)
+	if e != nil && e.rev == rev {
+		return false
+	}
+	switch {
+	case del:
+		v.dropRev(bucket, key)
+	case e != nil:
+		e.rev = rev
+	default:
+		i := v.recFor(a)
+		v.add(i, hostBlock{host: v.intern(host), rev: rev})
+	}
+	return true
+}
+
+// dropRev forgets the revision handled of bucket's key.
+func (v *view) dropRev(bucket, key string) {
+	host, a, ok := v.blockKey(bucket, key)
+	if !ok {
+		delete(v.revs, bucket+"/"+key)
+		return
+	}
+	i, ok := v.index[keyOf(a)]
+	x, known := v.nameIdx[host]
+	if !ok || !known {
+		return
+	}
+	v.update(i, func(e *hostBlock) bool {
+		if e.host == x {
+			e.rev = 0
+			return e.held()
+		}
+		return true
+	})
+	v.freeIfEmpty(i)
+}
+
+// revKeys returns every bucket/key whose revision handled the view keeps.
+func (v *view) revKeys() []string {
+	out := make([]string, 0, len(v.revs))
+	for k := range v.revs {
+		out = append(out, k)
+	}
+	for i := range v.recs {
+		v.update(int32(i), func(e *hostBlock) bool {
+			if e.rev != 0 {
+				out = append(out, BucketBlocks+"/"+HostAddrKey(v.names[e.host], v.recs[i].a.addr()))
+			}
+			return true
+		})
+	}
+	return out
 }

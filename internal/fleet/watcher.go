@@ -385,7 +385,7 @@ func (c *Client) replay(ctx context.Context, w *watcher) error {
 	before := map[string]bool{}
 	if full {
 		c.mu.Lock()
-		for k := range c.view.revs {
+		for _, k := range c.view.revKeys() {
 			before[k] = true
 		}
 		c.mu.Unlock()
