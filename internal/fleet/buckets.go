@@ -101,7 +101,12 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.sightings = sightings
-	c.created, c.live = created, live
+	c.live = live
+	if c.local == nil {
+		// The streams watched; a site's host watches its copies, whose
+		// creation ensureCopy notes.
+		c.created = created
+	}
 	c.bucketsOK = true
 	c.mu.Unlock()
 	c.pub.out.kick()

@@ -95,6 +95,7 @@ func (c *Client) ensureCopy(ctx context.Context, hub, local jetstream.JetStream,
 		if s.CachedInfo().Config.Mirror == nil {
 			return fmt.Errorf("the bucket %s in domain %s is not a copy of the hub's: delete it, or leave fleet.local_domain unset", bucket, c.cfg.LocalDomain)
 		}
+		c.noteCreated(bucket, s.CachedInfo().Created)
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -107,10 +108,13 @@ func (c *Client) ensureCopy(ctx context.Context, hub, local jetstream.JetStream,
 		return fmt.Errorf("bucket %s in domain %s: %w", bucket, c.cfg.Domain, err)
 	}
 	rctx, cancel = context.WithTimeout(ctx, apiTimeout)
-	_, err = local.CreateStream(rctx, CopyConfig(hs.CachedInfo().Config, c.cfg.Domain))
+	ls, err := local.CreateStream(rctx, CopyConfig(hs.CachedInfo().Config, c.cfg.Domain))
 	cancel()
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("create the copy of %s in domain %s: %w", bucket, c.cfg.LocalDomain, err)
+	}
+	if err == nil {
+		c.noteCreated(bucket, ls.CachedInfo().Created)
 	}
 	c.log.Info("fleet: created the site's copy of a bucket", "bucket", bucket, "domain", c.cfg.LocalDomain, "of", c.cfg.Domain)
 	return nil
@@ -182,5 +186,19 @@ func (c *Client) bindHub(ctx context.Context) {
 			c.log.Info("fleet: bound the hub's buckets")
 			return
 		}
+	}
+}
+
+// noteCreated notes when the stream this host watches of bucket was made,
+// the first time it binds it: a later generation resumes on it only if it
+// is still that stream (resumable), which it then notes anew.
+func (c *Client) noteCreated(bucket string, t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.created == nil {
+		c.created = map[string]time.Time{}
+	}
+	if _, ok := c.created[bucket]; !ok {
+		c.created[bucket] = t
 	}
 }

@@ -268,3 +268,34 @@ func TestLeafCorrelation(t *testing.T) {
 		}
 	}
 }
+
+// TestLeafResumesAfterAReconnect: a host at a site that reconnects
+// resumes its watches of the site's copies after the last revision it
+// handled, as in the plain cluster: the copies are the streams it watched
+// before (not the hub's, whose creation times differ), so it gets what it
+// missed, not every record again.
+func TestLeafResumesAfterAReconnect(t *testing.T) {
+	hub, leaf := startHubAndLeaf(t)
+	h1 := startHost(t, hub, "h1", onHub)
+	h1.waitReady(t)
+	h2 := startHost(t, leaf, "h2", atSite)
+	h2.waitReady(t)
+	exp := time.Now().Add(time.Hour)
+	for i := range 50 {
+		h1.c.Publish(Block{Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}), Expires: exp, Origin: OriginDetect})
+	}
+	h2.waitStats(t, "50 blocks", func(s Stats) bool { return s.Blocks == 50 })
+	before := h2.c.st.records.Load()
+	_, nc, _ := h2.c.conn()
+	if err := nc.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	h2.waitStats(t, "a reconnect", func(s Stats) bool { return s.Reconnects >= 1 })
+	time.Sleep(3 * time.Second) // the new generation, after its jitter
+	a := addr("203.0.113.200")
+	h1.c.Publish(Block{Addr: a, Expires: exp, Origin: OriginDetect})
+	h2.sink.waitBlocks(t, a, 1)
+	if got := h2.c.st.records.Load() - before; got > 10 {
+		t.Errorf("h2 handled %d records after its reconnect, for 1 new block: it replayed its site's copies", got)
+	}
+}

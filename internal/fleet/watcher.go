@@ -262,6 +262,9 @@ func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket st
 		c.mu.Unlock()
 		return from, nil
 	}
+	if c.created == nil {
+		c.created = map[string]time.Time{}
+	}
 	c.created[bucket], c.view.last[bucket] = info.Created, 0
 	c.mu.Unlock()
 	c.log.Info("fleet: a bucket is not the one watched before; replaying it", "bucket", bucket)
