@@ -10,22 +10,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// apply applies one entry of x's bucket, once per revision.
+// apply applies one entry of x's bucket, once per revision (a stateless
+// bucket's, whenever delivered).
 func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
 	c.st.records.Add(1)
 	rk := x.bucket + "/" + e.Key()
 	del := e.Operation() != jetstream.KeyValuePut
 	c.mu.Lock()
 	c.view.last[x.bucket] = max(c.view.last[x.bucket], e.Revision())
-	if c.view.revs[rk] == e.Revision() {
+	switch {
+	case x.stateless:
+	case c.view.revs[rk] == e.Revision():
 		c.mu.Unlock()
 		return
-	}
 	// The revision of a record held, to skip it when delivered again; a
 	// deleted key's is forgotten (applying a deletion twice is harmless).
-	if del {
+	case del:
 		delete(c.view.revs, rk)
-	} else {
+	default:
 		c.view.revs[rk] = e.Revision()
 	}
 	c.mu.Unlock()
@@ -61,6 +63,7 @@ func (c *Client) blockGone(key string) {
 }
 
 func (c *Client) dropBlockLocked(host string, a netip.Addr) {
+	c.ballots.drop(a, func(v vote) bool { return v.host == host })
 	if host == c.name {
 		delete(c.view.own, a)
 		return
@@ -161,7 +164,7 @@ func (c *Client) applyBlock(e jetstream.KeyValueEntry, del, initial bool) error 
 		return nil
 	}
 	if b.Origin == OriginCorrelate {
-		c.askConfirm(confirmReq{b: b, key: e.Key(), rev: e.Revision(), created: created})
+		c.vote(b, created)
 		return nil
 	}
 	c.enforce(b, created)
@@ -217,6 +220,8 @@ func (c *Client) sweep() {
 	now := c.now()
 	c.mu.Lock()
 	c.view.sweep(now)
+	c.tally.expire(now.UnixNano())
+	c.tallied()
 	for a, t := range c.lastSeen {
 		if now.Sub(t) > c.window {
 			delete(c.lastSeen, a)

@@ -84,20 +84,15 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	}
 	// Each request has a bound of its own: while a cluster has no leader,
 	// requests go unanswered, and the next try is better than a long wait.
-	var sightings jetstream.Stream
 	created := map[string]time.Time{}
 	for _, name := range Buckets {
 		s, err := c.bindBucket(ctx, js, name)
 		if err != nil {
 			return err
 		}
-		if name == BucketSightings {
-			sightings = s
-		}
 		created[name] = s.CachedInfo().Created
 	}
 	c.mu.Lock()
-	c.sightings = sightings
 	c.created = created
 	c.bucketsOK = true
 	c.mu.Unlock()

@@ -76,7 +76,7 @@ func (c *Client) watchJS(ctx context.Context) (jetstream.JetStream, error) {
 	if local == nil {
 		return hub, nil
 	}
-	for _, b := range watchedBuckets {
+	for _, b := range c.watched() {
 		if err := c.ensureCopy(ctx, hub, local, b.bucket); err != nil {
 			return nil, err
 		}

@@ -47,8 +47,6 @@ type view struct {
 	refused    map[netip.Addr]struct{} // refusals logged
 	// refusalLog bounds the refusal lines a second.
 	refusalLog lineBudget
-	// confirming: each host's correlated records waiting for their count.
-	confirming map[string]int
 	unbounded  map[string]struct{} // buckets without limits, logged
 	// pendingLifts: hosts' lifts read while replaying the buckets, passed
 	// on once the blocks are replayed too (whether a record still holds
@@ -67,7 +65,7 @@ func newView(self string, maxTimeout time.Duration) view {
 	return view{self: self, maxTimeout: maxTimeout, last: map[string]uint64{}, reindexAt: 4096,
 		blocks: map[netip.Addr][]held{}, names: map[string]string{}, delivered: map[netip.Addr]time.Time{},
 		own: map[netip.Addr]ownRecord{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
-		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
+		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
 	}
 }
 

@@ -126,15 +126,34 @@ type bucketWatch struct {
 	// gone forgets a key that vanished while this host was away (expired,
 	// its marker gone); called with c.mu held.
 	gone func(c *Client, key string)
+	// stateless: the view keeps no revision of the bucket's keys (applying
+	// a record again changes nothing), and a full replay starts its count
+	// anew (reset) instead of forgetting vanished keys.
+	stateless bool
+	reset     func(c *Client)
 }
 
 // watchedBuckets are the buckets a generation watches, in the order their
 // current values are replayed: hosts, then lifts, then blocks, so that
 // lifts are known before any block is delivered.
 var watchedBuckets = []bucketWatch{
-	{BucketHosts, -1, (*Client).applyHost, (*Client).hostGone},
-	{BucketLifts, 0, (*Client).applyLift, (*Client).liftGone},
-	{BucketBlocks, 1, (*Client).applyBlock, (*Client).blockGone},
+	{bucket: BucketHosts, stall: -1, apply: (*Client).applyHost, gone: (*Client).hostGone},
+	{bucket: BucketLifts, stall: 0, apply: (*Client).applyLift, gone: (*Client).liftGone},
+	{bucket: BucketBlocks, stall: 1, apply: (*Client).applyBlock, gone: (*Client).blockGone},
+}
+
+// sightingsWatch is the sightings bucket's, watched after the others by a
+// host that counts them (correlate.go).
+var sightingsWatch = bucketWatch{bucket: BucketSightings, stall: -1, apply: (*Client).applySighting,
+	gone: (*Client).sightingGone, stateless: true, reset: func(c *Client) { c.tally.reset() }}
+
+// watched are the buckets this host watches: watchedBuckets, and the
+// sightings when it counts them.
+func (c *Client) watched() []bucketWatch {
+	if !c.counts() {
+		return watchedBuckets
+	}
+	return append(slices.Clone(watchedBuckets), sightingsWatch)
 }
 
 // watch is one bucket's watch in a generation.
@@ -162,7 +181,7 @@ type update struct {
 type watcher struct {
 	ctx     context.Context // the watches' lifetime
 	cancel  context.CancelFunc
-	watches []*watch // in watchedBuckets' order
+	watches []*watch // in watched's order
 	updates chan update
 	wg      sync.WaitGroup
 }
@@ -179,7 +198,7 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 	c.mu.Unlock()
 	wctx, cancel := context.WithCancel(ctx)
 	w := &watcher{ctx: wctx, cancel: cancel, updates: make(chan update)}
-	for _, b := range watchedBuckets {
+	for _, b := range c.watched() {
 		var from uint64
 		if resume && last[b.bucket] > 0 {
 			from = last[b.bucket] + 1
@@ -328,7 +347,7 @@ func (w *watcher) stallChecker(early bool) *stallChecker {
 }
 
 // watch runs one generation of watches: the current values, bucket after
-// bucket (watchedBuckets), then the updates, until ctx is done, a
+// bucket (watched), then the updates, until ctx is done, a
 // reconnect, or a watch closes or stalls.
 func (c *Client) watch(ctx context.Context) error {
 	w, err := c.startWatcher(ctx)
@@ -371,6 +390,9 @@ func (c *Client) replay(ctx context.Context, w *watcher) error {
 	}
 	seen := map[string]bool{}
 	for _, x := range w.watches {
+		if x.reset != nil && !x.resumed {
+			x.reset(c)
+		}
 		if err := c.replayWatch(ctx, x, seen); err != nil {
 			return err
 		}
@@ -402,8 +424,6 @@ func (c *Client) replayWatch(ctx context.Context, x *watch, seen map[string]bool
 			}
 			seen[x.bucket+"/"+e.Key()] = true
 			c.apply(x, e, true)
-		case r := <-c.confirmOut:
-			c.confirmed(r)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.reconnected:
@@ -414,8 +434,7 @@ func (c *Client) replayWatch(ctx context.Context, x *watch, seen map[string]bool
 	}
 }
 
-// follow handles the watches' updates, the counts of correlated records
-// and this host's own correlated blocks, sweeps, and checks the watches
+// follow handles the watches' updates, sweeps, and checks the watches
 // with st, until ctx is done, a reconnect, or a watch closes or stalls.
 func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error {
 	tick := time.NewTicker(time.Second)
@@ -441,10 +460,6 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 			}
 		case wr := <-c.pub.wrote:
 			own.stored(wr, maxRev, c.now())
-		case b := <-c.self:
-			c.deliver(b)
-		case r := <-c.confirmOut:
-			c.confirmed(r)
 		case now := <-tick.C:
 			c.sweep()
 			st.maybeStart(ctx, now)
