@@ -54,8 +54,8 @@ type Fleet struct {
 	HostShare float64 `yaml:"host_share"`
 	// Domain and LocalDomain place the host in a topology of leaf nodes
 	// (fleetdomain.go, deploy/nats/leaf): Domain is the JetStream domain
-	// of the hub cluster that holds the buckets (writes, sighting
-	// counts), LocalDomain that of the site's leaf server, whose copies
+	// of the hub cluster that holds the buckets (writes, binding),
+	// LocalDomain that of the site's leaf server, whose copies
 	// of the buckets the host watches. Both empty: a plain cluster.
 	Domain      string `yaml:"domain"`
 	LocalDomain string `yaml:"local_domain"`

@@ -56,13 +56,14 @@ type Block struct {
 	// the fleet administrator's identity, whose credentials are not
 	// deployed on any host.
 	Admin bool
-	// Corroborated: an OriginCorrelate record whose count this receiver
-	// made itself, from the per-host sighting keys of Addr
+	// Corroborated: an OriginCorrelate block whose count this host made
+	// itself, from the per-host sighting keys of Addr
 	// ($KV.portsentry_sightings.<addr>.*, each written under its own
-	// host's identity): at least fleet.correlate.hosts distinct hosts.
-	// A correlate record that this receiver does not confirm is refused
-	// and never reaches the Sink; the Seen list and the origin a record
-	// states are never enough. False for the other origins.
+	// host's identity): at least fleet.correlate.hosts distinct hosts;
+	// or, with fleet.correlate.counters named, one that a majority of the
+	// counters published. Any other correlate record is refused and never
+	// reaches the Sink; the Seen list and the origin a record states are
+	// never enough. False for the other origins.
 	Corroborated bool
 	// Evidence is what the publishing host claims the block rests on:
 	// EvidenceForgeable, EvidenceHandshake or EvidenceAdmin. A claim, for
@@ -113,7 +114,7 @@ type Sink interface {
 	// every refusal (Options.Protected, which holds the fleet's own hosts
 	// and servers; non global addresses), the record its checks (an
 	// expiry within fleet.max_timeout of its creation; a correlated block
-	// confirmed here).
+	// counted here, or by a majority of the counters).
 	FleetBlock(b Block)
 	// FleetUnblock: a lift of l.Addr. The administrator's (l.Admin)
 	// removes the block here if it began before l.At, whatever its

@@ -79,10 +79,10 @@ func (c *Client) putHost() {
 }
 
 // Sighting reports a tripwire probe from addr seen here, that did not (or
-// not yet) make a block. When fleet.correlate.hosts distinct hosts saw
-// addr within fleet.correlate.window, this host publishes a block with
-// Origin "correlate" naming them, and every host (this one included)
-// enforces it. It never waits; a host publishes at most one sighting of an
+// not yet) make a block: one write to the sightings bucket, which the
+// counting hosts watch (correlate.go). When fleet.correlate.hosts
+// distinct hosts saw addr within fleet.correlate.window, every host blocks
+// it with Origin "correlate". It never waits; a host publishes at most one sighting of an
 // address per quarter window.
 func (c *Client) Sighting(addr netip.Addr) {
 	if c.cfg.Correlate.Hosts == 0 {
