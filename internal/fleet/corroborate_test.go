@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,7 +111,7 @@ func TestCountersQuorum(t *testing.T) {
 
 // apiCounter counts the JetStream API requests of the account, but the
 // stall check's (stream info of blocks and lifts, on a timer of its own).
-func apiCounter(t *testing.T, ns *server.Server) func() map[string]int {
+func apiCounter(t testing.TB, ns *server.Server) func() map[string]int {
 	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns))
 	if err != nil {
 		t.Fatal(err)
@@ -282,4 +283,51 @@ func TestTallyBounds(t *testing.T) {
 	if tl.n != 0 || len(tl.addrs) != 0 || len(tl.hosts) != 0 {
 		t.Errorf("after all ended: %d pairs, %d addresses, %d hosts", tl.n, len(tl.addrs), len(tl.hosts))
 	}
+}
+
+// BenchmarkSightingCost: three of four hosts (every host counts) each see
+// b.N addresses once, which blocks every address on the four. Reported:
+// the process's CPU (the in-process server's and the four clients')
+// and the JetStream API requests, per sighting; a baseline is the same
+// benchmark run on the code before (a stream info request per sighting,
+// and per correlated block at each host).
+func BenchmarkSightingCost(b *testing.B) {
+	ns := startServer(b, nil)
+	var hs []*host
+	for _, n := range []string{"h1", "h2", "h3", "h4"} {
+		hs = append(hs, startHost(b, ns, n))
+	}
+	for _, h := range hs {
+		h.waitReady(b)
+		h.waitStats(b, "its host record sent", func(s Stats) bool { return s.OutboxDepth == 0 })
+	}
+	requests := apiCounter(b, ns)
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for i := range b.N {
+		a := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+		for _, h := range hs[1:] {
+			h.c.Sighting(a)
+		}
+	}
+	for _, h := range hs {
+		h.sink.waitFor(b, "every address blocked", func(bs []Block, _ []Lift) bool { return len(bs) >= b.N })
+	}
+	b.StopTimer()
+	n := 3 * b.N
+	total := 0
+	for _, k := range requests() {
+		total += k
+	}
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(n), "cpu-ns/sighting")
+	b.ReportMetric(float64(total)/float64(n), "api-req/sighting")
+}
+
+// processCPU is the process's CPU time so far (user and system), in ns.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
