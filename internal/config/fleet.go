@@ -181,7 +181,7 @@ func (v *validator) fleet(f Fleet, pw passwordFile) {
 	if k := f.Correlate.Hosts; k != 0 && (k < 2 || k > 1000) {
 		v.bad("fleet.correlate.hosts", "want 0 (off) or 2 to 1000 hosts, got %d", k)
 	}
-	v.fleetCounters(f.Correlate.Counters)
+	v.fleetCounters(f)
 	if w := time.Duration(f.Correlate.Window); w != 0 && (w < time.Second || w > maxTimeout) {
 		v.bad("fleet.correlate.window", "want a duration from 1s to 365d, got %s", f.Correlate.Window)
 	}
@@ -215,7 +215,8 @@ func (v *validator) fleetName(f Fleet) {
 
 // fleetCounters checks fleet.correlate.counters: none, or from
 // MinFleetCounters to MaxFleetCounters distinct host names.
-func (v *validator) fleetCounters(cs []string) {
+func (v *validator) fleetCounters(f Fleet) {
+	cs := f.Correlate.Counters
 	const key = "fleet.correlate.counters"
 	if n := len(cs); n > 0 && (n < MinFleetCounters || n > MaxFleetCounters) {
 		v.bad(key, "want none (every host counts) or %d to %d host names (a majority of them must agree, so no single one suffices), got %d",
@@ -223,6 +224,8 @@ func (v *validator) fleetCounters(cs []string) {
 	}
 	for i, c := range cs {
 		switch {
+		case c == f.Name && f.Correlate.Hosts == 0 && v.pos["fleet.correlate.hosts"] != nil:
+			v.bad(keyIndex(key, i), "%q, this host, counts the sightings for the others: it needs fleet.correlate.hosts (2 to 1000), got 0", c)
 		case !ValidFleetName(c) || c == FleetAdminName:
 			v.bad(keyIndex(key, i), "want a host's fleet name (1-64 letters, digits, '-' or '_'; not %s), got %q", FleetAdminName, c)
 		case slices.Contains(cs[:i], c):

@@ -142,6 +142,7 @@ func TestFleetErrors(t *testing.T) {
 		{"correlate hosts negative", head + "  correlate: {hosts: -3}\n", "fleet.correlate.hosts", 4, "want 0 (off) or 2 to 1000"},
 		{"counters two", head + "  correlate:\n    counters: [h1, h2]\n", "fleet.correlate.counters", 5, "3 to 15 host names"},
 		{"counters twice", head + "  correlate:\n    counters:\n      - h1\n      - h2\n      - h1\n", "fleet.correlate.counters[2]", 8, "listed twice"},
+		{"counter off", "fleet:\n  servers: [nats://n1]\n  name: h1\n  correlate:\n    hosts: 0\n    counters: [h1, h2, h3]\n", "fleet.correlate.counters[0]", 6, "needs fleet.correlate.hosts"},
 		{"counters admin", head + "  correlate:\n    counters: [h1, h2, admin]\n", "fleet.correlate.counters[2]", 5, "a host's fleet name"},
 		{"correlate window short", head + "  correlate: {window: 500ms}\n", "fleet.correlate.window", 4, "from 1s to 365d"},
 		{"correlate window bad", head + "  correlate: {window: soon}\n", "fleet.correlate.window", 4, "invalid duration"},

@@ -17,8 +17,9 @@ import (
 // block lasts while the majority does: until the quorum-th latest expiry.
 //
 // The ballots are bounded: each counter holds ballotShare addresses at
-// most (votes that ended are dropped first); a counter past its share has
-// its new votes refused, the others' still count.
+// most (votes that ended are dropped first, in a walk made once a second
+// at most); a counter past its share has its new votes refused, the
+// others' still count.
 
 // ballotShare bounds one counter's votes held here.
 const ballotShare = 1 << 14
@@ -34,6 +35,7 @@ type ballots struct {
 	votes map[netip.Addr][]vote
 	per   map[string]int // votes held, by counter
 	share int
+	swept int64 // when dropEnded last walked the votes (Unix ns)
 }
 
 func newBallots() ballots {
@@ -49,6 +51,9 @@ func (b *ballots) put(a netip.Addr, v vote, now int64) bool {
 		return true
 	}
 	if b.per[v.host] >= b.share {
+		if now-b.swept < int64(time.Second) {
+			return false
+		}
 		b.dropEnded(now)
 		if b.per[v.host] >= b.share {
 			return false
@@ -81,6 +86,7 @@ func (b *ballots) drop(a netip.Addr, gone func(vote) bool) {
 
 // dropEnded forgets the votes that ended at now.
 func (b *ballots) dropEnded(now int64) {
+	b.swept = now
 	for a := range b.votes {
 		b.drop(a, func(v vote) bool { return v.exp <= now })
 	}
