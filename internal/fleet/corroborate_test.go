@@ -331,3 +331,34 @@ func processCPU(tb testing.TB) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestBallotsBounded: a counter's votes past its share are refused (its
+// ended ones dropped first, once a second at most); another counter's
+// still count, and a quorum lasts until its q-th latest vote ends.
+func TestBallotsBounded(t *testing.T) {
+	b := newBallots()
+	b.share = 10
+	ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}) }
+	sec := int64(time.Second)
+	for i := range 10 {
+		if !b.put(ip(i), vote{host: "c1", exp: 5 * sec}, 0) {
+			t.Fatalf("vote %d refused within the share", i)
+		}
+	}
+	if b.put(ip(10), vote{host: "c1", exp: 5 * sec}, 0) || b.per["c1"] != 10 {
+		t.Fatalf("c1 holds %d votes, past its share", b.per["c1"])
+	}
+	if !b.put(ip(0), vote{host: "c2", exp: 3 * sec}, 0) || !b.put(ip(0), vote{host: "c1", exp: 9 * sec}, 0) {
+		t.Fatal("c2's vote, or c1's renewal, refused")
+	}
+	if hs, until := b.quorum(ip(0), 2, sec); fmt.Sprint(hs) != "[c1 c2]" || until != 3*sec {
+		t.Errorf("quorum %v until %d", hs, until)
+	}
+	if hs, _ := b.quorum(ip(0), 2, 4*sec); hs != nil {
+		t.Errorf("quorum %v after c2's vote ended", hs)
+	}
+	// At 6 s c1's other votes have ended: a new one drops them first.
+	if !b.put(ip(11), vote{host: "c1", exp: 20 * sec}, 6*sec) || b.per["c1"] != 2 || len(b.votes) != 2 {
+		t.Errorf("after the walk: c1 holds %d votes of %d addresses", b.per["c1"], len(b.votes))
+	}
+}
