@@ -285,17 +285,31 @@ func TestTallyBounds(t *testing.T) {
 	}
 }
 
-// BenchmarkSightingCost: three of four hosts (every host counts) each see
-// b.N addresses once, which blocks every address on the four. Reported:
-// the process's CPU (the in-process server's and the four clients')
-// and the JetStream API requests, per sighting; a baseline is the same
-// benchmark run on the code before (a stream info request per sighting,
-// and per correlated block at each host).
+// BenchmarkSightingCost: b.N addresses, each seen once by 3 hosts of n
+// (each blocked on every host), or by 1 (a scan's noise: nothing
+// correlates); every host counts, or three named counters do. Reported:
+// the process's CPU (the in-process server's and the n clients') and the
+// JetStream API requests, per sighting; a baseline is the same benchmark
+// run on the code before (a stream info request per sighting, and one
+// per correlated block at each host).
 func BenchmarkSightingCost(b *testing.B) {
+	for _, bc := range []struct {
+		n, seen  int
+		counters []string
+	}{{4, 3, nil}, {20, 3, nil}, {20, 3, []string{"h1", "h2", "h3"}}, {20, 1, nil}, {20, 1, []string{"h1", "h2", "h3"}}} {
+		name := fmt.Sprintf("hosts=%d,seen=%d", bc.n, bc.seen)
+		if bc.counters != nil {
+			name += ",counters=3"
+		}
+		b.Run(name, func(b *testing.B) { sightingCost(b, bc.n, bc.seen, bc.counters) })
+	}
+}
+
+func sightingCost(b *testing.B, n, seen int, counters []string) {
 	ns := startServer(b, nil)
 	var hs []*host
-	for _, n := range []string{"h1", "h2", "h3", "h4"} {
-		hs = append(hs, startHost(b, ns, n))
+	for i := range n {
+		hs = append(hs, startHost(b, ns, fmt.Sprintf("h%d", i+1), counted(counters...)))
 	}
 	for _, h := range hs {
 		h.waitReady(b)
@@ -306,21 +320,25 @@ func BenchmarkSightingCost(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		a := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
-		for _, h := range hs[1:] {
+		for _, h := range hs[n-seen:] {
 			h.c.Sighting(a)
 		}
 	}
 	for _, h := range hs {
-		h.sink.waitFor(b, "every address blocked", func(bs []Block, _ []Lift) bool { return len(bs) >= b.N })
+		switch {
+		case seen >= 3:
+			h.sink.waitFor(b, "every address blocked", func(bs []Block, _ []Lift) bool { return len(bs) >= b.N })
+		case h.c.counts():
+			h.waitStats(b, "every sighting counted", func(s Stats) bool { return s.Sightings >= b.N })
+		}
 	}
 	b.StopTimer()
-	n := 3 * b.N
 	total := 0
 	for _, k := range requests() {
 		total += k
 	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(n), "cpu-ns/sighting")
-	b.ReportMetric(float64(total)/float64(n), "api-req/sighting")
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(seen*b.N), "cpu-ns/sighting")
+	b.ReportMetric(float64(total)/float64(seen*b.N), "api-req/sighting")
 }
 
 // processCPU is the process's CPU time so far (user and system), in ns.
