@@ -71,7 +71,9 @@ func (c *Client) dropBlockLocked(host string, a netip.Addr) {
 	c.view.release(a, func(h held) bool { return h.host == host })
 }
 
-// applyHost applies a record of the hosts bucket.
+// applyHost applies this host's own record of the hosts bucket (the only
+// key its watch reads): whether it is there as it should be
+// (hostRecordMissing).
 func (c *Client) applyHost(e jetstream.KeyValueEntry, del, _ bool) error {
 	host := e.Key()
 	if !validHost(host) {
@@ -100,20 +102,18 @@ func (c *Client) applyHost(e jetstream.KeyValueEntry, del, _ bool) error {
 	// scanner). fleet.hosts, which the administrator controls, does.
 	c.mu.Lock()
 	c.view.hosts[host] = as
-	unlisted := c.unlisted(host, as)
 	c.mu.Unlock()
-	if len(unlisted) > 0 {
-		c.log.Info("fleet: a host publishes addresses that fleet.hosts does not list; they are not protected here (list the fleet's hosts in fleet.hosts)",
-			"host", host, "addrs", unlisted)
-	}
 	return nil
 }
 
-// unlisted returns, the first time only for each host, the global
-// addresses of as that fleet.hosts does not cover (at most 8): the hint an
-// administrator needs when a host is missing from fleet.hosts.
-func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
-	if _, told := c.view.unlisted[host]; told || host == c.name || len(c.view.unlisted) >= 4096 {
+// unlistedOwn returns, the first time only, this host's global addresses
+// that its fleet.hosts does not cover (at most 8): the hint an
+// administrator needs when the list misses a host (it should be the same
+// on every host, so the others miss it too, and may block it).
+func (c *Client) unlistedOwn(as []netip.Addr) []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, told := c.view.unlisted[c.name]; told {
 		return nil
 	}
 	var out []netip.Addr
@@ -124,7 +124,7 @@ func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
 		}
 	}
 	if len(out) > 0 {
-		c.view.unlisted[host] = struct{}{}
+		c.view.unlisted[c.name] = struct{}{}
 	}
 	return out
 }

@@ -61,7 +61,8 @@
 //   - A host's record in portsentry_hosts lists its own addresses
 //     (Client.SetOwnAddresses), for people to read. It protects nothing: a
 //     host's claim about itself is what a compromised host would forge to
-//     make a scanner immune.
+//     make a scanner immune. A host watches its own record only (to write
+//     it again when it is gone), not the N others'.
 //
 // # What a receiver believes
 //
@@ -119,8 +120,8 @@
 // # Watching
 //
 // A watcher (watcher.go) is one generation of watches, one per bucket
-// watched (hosts, lifts, blocks, and the sightings on a host that counts
-// them: each an ordered consumer that delivers the current values, then
+// watched (this host's own record of hosts, lifts, blocks, and the
+// sightings on a host that counts them: each an ordered consumer that delivers the current values, then
 // the updates), made on one connection and listed in one table
 // (watchedBuckets, sightingsWatch) with the functions that apply its
 // bucket's records. On a reconnect, or when a watch closes or stalls, a

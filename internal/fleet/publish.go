@@ -58,6 +58,10 @@ func (c *Client) SetOwnAddresses(addrs []netip.Addr) {
 		as = append(as, a.Unmap().WithZone(""))
 	}
 	slices.SortFunc(as, netip.Addr.Compare)
+	if out := c.unlistedOwn(as); len(out) > 0 {
+		c.log.Info("fleet: this host's addresses are not in fleet.hosts; the other hosts do not protect them if their list is the same (list the fleet's hosts in fleet.hosts, on every host)",
+			"addrs", out)
+	}
 	as = slices.Compact(as)
 	c.mu.Lock()
 	same := slices.Equal(as, c.ownAddrs)

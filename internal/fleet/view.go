@@ -30,7 +30,7 @@ type view struct {
 	own       map[netip.Addr]ownRecord // this host's block records
 	lifts     map[netip.Addr]Lift      // the administrator's latest lift of each address
 	hostLifts map[hostAddr]time.Time   // each host's latest lift of its own block of an address
-	hosts     map[string][]netip.Addr  // each host's claim of its addresses: shown, never trusted
+	hosts     map[string][]netip.Addr  // this host's record of its addresses (the only one watched): never trusted
 	unlisted  map[string]struct{}      // hosts whose claim fleet.hosts does not cover, logged
 	revs      map[string]uint64        // bucket/key: the revision handled (of records held)
 	// last: each bucket's highest revision handled, where a watch made

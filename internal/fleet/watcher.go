@@ -131,13 +131,17 @@ type bucketWatch struct {
 	// anew (reset) instead of forgetting vanished keys.
 	stateless bool
 	reset     func(c *Client)
+	// own: only this host's key is watched (the hosts bucket: a host
+	// needs its own record, to write it again when it is gone or stale;
+	// reading every host's made a fleet's cold start cost N x N records).
+	own bool
 }
 
 // watchedBuckets are the buckets a generation watches, in the order their
 // current values are replayed: hosts, then lifts, then blocks, so that
 // lifts are known before any block is delivered.
 var watchedBuckets = []bucketWatch{
-	{bucket: BucketHosts, stall: -1, apply: (*Client).applyHost, gone: (*Client).hostGone},
+	{bucket: BucketHosts, stall: -1, apply: (*Client).applyHost, gone: (*Client).hostGone, own: true},
 	{bucket: BucketLifts, stall: 0, apply: (*Client).applyLift, gone: (*Client).liftGone},
 	{bucket: BucketBlocks, stall: 1, apply: (*Client).applyBlock, gone: (*Client).blockGone},
 }
@@ -211,7 +215,11 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 			w.stop()
 			return nil, err
 		}
-		x, err := startWatch(wctx, cancel, kv, b, from)
+		key := ""
+		if b.own {
+			key = c.name
+		}
+		x, err := startWatch(wctx, cancel, kv, b, key, from)
 		if err != nil {
 			w.stop()
 			return nil, err
@@ -275,10 +283,11 @@ func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket st
 	return 0, nil
 }
 
-// startWatch watches b's bucket for ctx's lifetime, from revision from
-// on (0: its current values); cancel ends ctx, the whole generation's,
-// when the watch takes too long to start.
-func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.KeyValue, b bucketWatch, from uint64) (*watch, error) {
+// startWatch watches b's bucket (key's record only, or all with ""),
+// for ctx's lifetime, from revision from on (0: its current values);
+// cancel ends ctx, the whole generation's, when the watch takes too long
+// to start.
+func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.KeyValue, b bucketWatch, key string, from uint64) (*watch, error) {
 	bucket := b.bucket
 	var opts []jetstream.WatchOpt
 	if from > 0 {
@@ -287,7 +296,13 @@ func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.Key
 	// A watch lives as long as its context: bound the requests that
 	// make it by ending the whole generation if they take too long.
 	timer := time.AfterFunc(apiTimeout, cancel)
-	kw, err := kv.WatchAll(ctx, opts...)
+	var kw jetstream.KeyWatcher
+	var err error
+	if key != "" {
+		kw, err = kv.Watch(ctx, key, opts...)
+	} else {
+		kw, err = kv.WatchAll(ctx, opts...)
+	}
 	if !timer.Stop() && err == nil {
 		_ = kw.Stop()
 		err = context.DeadlineExceeded
@@ -364,9 +379,9 @@ func (c *Client) watch(ctx context.Context) error {
 	c.mu.Unlock()
 	c.readyOnce.Do(func() {
 		c.mu.Lock()
-		n, hosts := c.view.count(c.now()), len(c.view.hosts)
+		n := c.view.count(c.now())
 		c.mu.Unlock()
-		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts) // the line's words are fixed: scripts wait for it
+		c.log.Info("fleet: mirrored the fleet", "blocks", n) // the line's words are fixed: scripts wait for it
 		close(c.ready)
 	})
 	w.merge()
