@@ -108,7 +108,7 @@ type Lift struct {
 // the Client synchronously.
 type Sink interface {
 	// FleetBlock: another host's block of b.Addr, or a fleet-wide
-	// correlated one (possibly published by this host). Enforce it until
+	// correlated one (possibly this host's own count). Enforce it until
 	// b.Expires (at most fleet.max_timeout); a later call for the same
 	// address with a later Expires extends it. The address has passed
 	// every refusal (Options.Protected, which holds the fleet's own hosts
