@@ -211,8 +211,10 @@ type Client struct {
 	// generation of watches started.
 	startedAt atomic.Uint64
 	// tally: the sightings counted here, when this host counts them
-	// (correlate.go); the watcher's goroutine's alone.
-	tally tally
+	// (correlate.go); the watcher's goroutine's alone. noCount: the
+	// sightings' watch could not start (sightingsOff).
+	tally   tally
+	noCount atomic.Bool
 
 	mu        sync.Mutex
 	nc        *nats.Conn

@@ -2,7 +2,9 @@ package fleet
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
+	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
 )
 
 // TestForgedCorrelationRefused: h2, compromised, writes with its own
@@ -378,5 +381,40 @@ func TestBallotsBounded(t *testing.T) {
 	// At 6 s c1's other votes have ended: a new one drops them first.
 	if !b.put(ip(11), vote{host: "c1", exp: 20 * sec}, 6*sec) || b.per["c1"] != 2 || len(b.votes) != 2 {
 		t.Errorf("after the walk: c1 holds %d votes of %d addresses", b.per["c1"], len(b.votes))
+	}
+}
+
+// TestOlderPermissionsCountNothing: h1's permissions are those of the
+// deployment before hosts watched the sightings (no consumer of
+// KV_portsentry_sightings). h1 still mirrors the fleet (h2's block
+// arrives), counts nothing, and says why, once.
+func TestOlderPermissionsCountNothing(t *testing.T) {
+	opts, err := server.ProcessConfigFile(deployConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range opts.Nkeys {
+		if u.Permissions == nil || u.Permissions.Publish == nil {
+			continue
+		}
+		u.Permissions.Publish.Allow = slices.DeleteFunc(u.Permissions.Publish.Allow, func(s string) bool {
+			return strings.Contains(s, "KV_portsentry_sightings") && !strings.Contains(s, "STREAM.")
+		})
+	}
+	opts.Cluster, opts.Routes, opts.RoutesStr = server.ClusterOpts{}, nil, ""
+	opts.DontListen, opts.StoreDir = true, t.TempDir()
+	ns := startServer(t, opts)
+	var logs netnstest.Output
+	h1 := startHost(t, ns, "h1", func(f *config.Fleet, o *Options) {
+		asDeployUser(f, "h1")
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	h2 := startHost(t, ns, "h2", deployHost("h2"))
+	h1.waitReady(t)
+	a := addr("203.0.113.80")
+	h2.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h1.sink.waitBlocks(t, a, 1)
+	if !h1.c.noCount.Load() || strings.Count(logs.String(), "cannot watch the sightings") != 1 {
+		t.Errorf("h1 counts sightings it cannot watch, or did not say so once:\n%s", logs.String())
 	}
 }

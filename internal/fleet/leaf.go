@@ -77,7 +77,11 @@ func (c *Client) watchJS(ctx context.Context) (jetstream.JetStream, error) {
 		return hub, nil
 	}
 	for _, b := range c.watched() {
-		if err := c.ensureCopy(ctx, hub, local, b.bucket); err != nil {
+		err := c.ensureCopy(ctx, hub, local, b.bucket)
+		switch {
+		case err != nil && b.optional && ctx.Err() == nil:
+			c.sightingsOff(err)
+		case err != nil:
 			return nil, err
 		}
 	}

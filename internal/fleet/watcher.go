@@ -131,6 +131,11 @@ type bucketWatch struct {
 	// anew (reset) instead of forgetting vanished keys.
 	stateless bool
 	reset     func(c *Client)
+	// optional: a watch this host can do without (the sightings: the
+	// servers' permissions of an older deployment may not allow it); one
+	// that cannot start is left off until the daemon restarts, and the
+	// others go on (sightingsOff).
+	optional bool
 	// own: only this host's key is watched (the hosts bucket: a host
 	// needs its own record, to write it again when it is gone or stale;
 	// reading every host's made a fleet's cold start cost N x N records).
@@ -149,12 +154,12 @@ var watchedBuckets = []bucketWatch{
 // sightingsWatch is the sightings bucket's, watched after the others by a
 // host that counts them (correlate.go).
 var sightingsWatch = bucketWatch{bucket: BucketSightings, stall: -1, apply: (*Client).applySighting,
-	gone: (*Client).sightingGone, stateless: true, reset: func(c *Client) { c.tally.reset() }}
+	gone: (*Client).sightingGone, stateless: true, optional: true, reset: func(c *Client) { c.tally.reset() }}
 
 // watched are the buckets this host watches: watchedBuckets, and the
 // sightings when it counts them.
 func (c *Client) watched() []bucketWatch {
-	if !c.counts() {
+	if !c.counts() || c.noCount.Load() {
 		return watchedBuckets
 	}
 	return append(slices.Clone(watchedBuckets), sightingsWatch)
@@ -185,7 +190,8 @@ type update struct {
 type watcher struct {
 	ctx     context.Context // the watches' lifetime
 	cancel  context.CancelFunc
-	watches []*watch // in watched's order
+	watches []*watch             // in watched's order
+	cancels []context.CancelFunc // of the optional watches' own contexts
 	updates chan update
 	wg      sync.WaitGroup
 }
@@ -207,26 +213,52 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 		if resume && last[b.bucket] > 0 {
 			from = last[b.bucket] + 1
 		}
-		kv, err := c.bucket(wctx, js, b.bucket)
-		if err == nil && from > 0 {
-			from, err = c.resumable(wctx, kv, b.bucket, from)
-		}
-		if err != nil {
+		x, err := c.startBucketWatch(w, js, b, from)
+		switch {
+		case err != nil && b.optional && ctx.Err() == nil:
+			c.sightingsOff(err)
+		case err != nil:
 			w.stop()
 			return nil, err
+		default:
+			w.watches = append(w.watches, x)
 		}
-		key := ""
-		if b.own {
-			key = c.name
-		}
-		x, err := startWatch(wctx, cancel, kv, b, key, from)
-		if err != nil {
-			w.stop()
-			return nil, err
-		}
-		w.watches = append(w.watches, x)
 	}
 	return w, nil
+}
+
+// startBucketWatch binds b's bucket and starts its watch in w, from
+// revision from (0: its current values). An optional watch that takes
+// too long to start ends only itself, not the generation.
+func (c *Client) startBucketWatch(w *watcher, js jetstream.JetStream, b bucketWatch, from uint64) (*watch, error) {
+	ctx, cancel := w.ctx, w.cancel
+	if b.optional {
+		ctx, cancel = context.WithCancel(w.ctx)
+		w.cancels = append(w.cancels, cancel)
+	}
+	kv, err := c.bucket(ctx, js, b.bucket)
+	if err == nil && from > 0 {
+		from, err = c.resumable(ctx, kv, b.bucket, from)
+	}
+	if err != nil {
+		return nil, err
+	}
+	key := ""
+	if b.own {
+		key = c.name
+	}
+	return startWatch(ctx, cancel, kv, b, key, from)
+}
+
+// sightingsOff leaves the sightings' watch off until the daemon restarts:
+// it could not start (err), most likely the servers' permissions of an
+// older deployment (no consumer of KV_portsentry_sightings). This host
+// counts nothing meanwhile; it still writes its sightings, and enforces
+// the counters' correlated blocks.
+func (c *Client) sightingsOff(err error) {
+	c.noCount.Store(true)
+	c.log.Warn("fleet: cannot watch the sightings: this host counts none until it restarts (do its permissions allow a consumer of KV_portsentry_sightings? see deploy/nats)",
+		"err", err)
 }
 
 // bucket binds bucket once, for the Client's life or until the buckets
@@ -343,6 +375,9 @@ func (w *watcher) forward(x *watch) {
 // stop ends the watches and waits for their forwarders.
 func (w *watcher) stop() {
 	w.cancel()
+	for _, cancel := range w.cancels {
+		cancel()
+	}
 	for _, x := range w.watches {
 		_ = x.kw.Stop()
 	}
