@@ -418,3 +418,25 @@ func TestOlderPermissionsCountNothing(t *testing.T) {
 		t.Errorf("h1 counts sightings it cannot watch, or did not say so once:\n%s", logs.String())
 	}
 }
+
+// TestLateHostCountsEarlierSightings: h3, started after h1 and h2 saw an
+// address, counts their sightings from its watch's current values (read
+// after Ready, with the updates), and its own third sighting blocks the
+// address there.
+func TestLateHostCountsEarlierSightings(t *testing.T) {
+	ns := startServer(t, nil)
+	h1, h2 := startHost(t, ns, "h1"), startHost(t, ns, "h2")
+	h1.waitReady(t)
+	h2.waitReady(t)
+	a := addr("203.0.113.77")
+	h1.c.Sighting(a)
+	h2.c.Sighting(a)
+	h1.waitStats(t, "both sightings counted", func(s Stats) bool { return s.Sightings == 2 })
+	h3 := startHost(t, ns, "h3")
+	h3.waitReady(t)
+	h3.waitStats(t, "the earlier sightings counted", func(s Stats) bool { return s.Sightings == 2 })
+	h3.c.Sighting(a)
+	if b := h3.sink.waitBlocks(t, a, 1)[0]; fmt.Sprint(b.Seen) != "[h1 h2 h3]" {
+		t.Errorf("h3 got %+v", b)
+	}
+}

@@ -135,9 +135,10 @@
 // already applied are skipped. Then the updates of every bucket arrive on
 // one channel. Whether the server is alive is judged by any inbound
 // message, or a PONG when there is none (liveness.go); the stall check
-// (stall.go) is rare. The first complete replay closes Ready. What this
-// host knows of the other hosts' records is its view (view.go). The Sink
-// is called from the watching goroutine only.
+// (stall.go) is rare. The first complete replay closes Ready (the
+// sightings' current values are counted after it, with the updates).
+// What this host knows of the other hosts' records is its view (view.go).
+// The Sink is called from the watching goroutine only.
 //
 // # Buckets, limits and permissions
 //

@@ -127,8 +127,9 @@ type bucketWatch struct {
 	// its marker gone); called with c.mu held.
 	gone func(c *Client, key string)
 	// stateless: the view keeps no revision of the bucket's keys (applying
-	// a record again changes nothing), and a full replay starts its count
-	// anew (reset) instead of forgetting vanished keys.
+	// a record again changes nothing), a full replay starts its count anew
+	// (reset) instead of forgetting vanished keys, and its current values
+	// are applied with the updates, not before Ready.
 	stateless bool
 	reset     func(c *Client)
 	// optional: a watch this host can do without (the sightings: the
@@ -440,8 +441,14 @@ func (c *Client) replay(ctx context.Context, w *watcher) error {
 	}
 	seen := map[string]bool{}
 	for _, x := range w.watches {
-		if x.reset != nil && !x.resumed {
-			x.reset(c)
+		if x.stateless {
+			// Counted, not held: its current values come with the
+			// updates, after Ready (a bucket of many sightings must not
+			// hold up the blocks).
+			if !x.resumed {
+				x.reset(c)
+			}
+			continue
 		}
 		if err := c.replayWatch(ctx, x, seen); err != nil {
 			return err
