@@ -54,8 +54,8 @@ type Fleet struct {
 	HostShare float64 `yaml:"host_share"`
 	// Domain and LocalDomain place the host in a topology of leaf nodes
 	// (fleetdomain.go, deploy/nats/leaf): Domain is the JetStream domain
-	// of the hub cluster that holds the buckets (writes, sighting
-	// counts), LocalDomain that of the site's leaf server, whose copies
+	// of the hub cluster that holds the buckets (writes, binding),
+	// LocalDomain that of the site's leaf server, whose copies
 	// of the buckets the host watches. Both empty: a plain cluster.
 	Domain      string `yaml:"domain"`
 	LocalDomain string `yaml:"local_domain"`
@@ -98,7 +98,26 @@ type FleetCorrelate struct {
 	Hosts int `yaml:"hosts"`
 	// Window defaults to 10m.
 	Window Duration `yaml:"window"`
+	// Counters name the hosts that count the sightings, for a large
+	// fleet (each sighting reaches every counting host). Empty: every
+	// host with correlation on counts them itself, and enforces its own
+	// count. Named (at least MinFleetCounters): only they count, each
+	// publishes a correlated block of what it counted, and a host
+	// enforces a correlated block once a majority of them did.
+	Counters []string `yaml:"counters"`
 }
+
+// MinFleetCounters and MaxFleetCounters bound fleet.correlate.counters:
+// a majority of at least 3 is at least 2, so no single counter, however
+// compromised, makes a correlated block alone.
+const (
+	MinFleetCounters = 3
+	MaxFleetCounters = 15
+)
+
+// CounterQuorum is how many of n named counters must have published a
+// correlated block of an address for a host to enforce it: a majority.
+func CounterQuorum(n int) int { return n/2 + 1 }
 
 // Enabled reports whether this host is part of a fleet: a fleet section
 // with at least one server.
@@ -162,6 +181,7 @@ func (v *validator) fleet(f Fleet, pw passwordFile) {
 	if k := f.Correlate.Hosts; k != 0 && (k < 2 || k > 1000) {
 		v.bad("fleet.correlate.hosts", "want 0 (off) or 2 to 1000 hosts, got %d", k)
 	}
+	v.fleetCounters(f)
 	if w := time.Duration(f.Correlate.Window); w != 0 && (w < time.Second || w > maxTimeout) {
 		v.bad("fleet.correlate.window", "want a duration from 1s to 365d, got %s", f.Correlate.Window)
 	}
@@ -190,6 +210,27 @@ func (v *validator) fleetName(f Fleet) {
 		v.badNear("fleet.name", "fleet", "the host name %q is not a valid fleet name (1-64 letters, digits, '-' or '_'); set fleet.name", DefaultFleetName())
 	case f.Name == "" && f.Enabled() && DefaultFleetName() == FleetAdminName:
 		v.badNear("fleet.name", "fleet", "the host name %q is reserved for the fleet's administrator; set fleet.name", FleetAdminName)
+	}
+}
+
+// fleetCounters checks fleet.correlate.counters: none, or from
+// MinFleetCounters to MaxFleetCounters distinct host names.
+func (v *validator) fleetCounters(f Fleet) {
+	cs := f.Correlate.Counters
+	const key = "fleet.correlate.counters"
+	if n := len(cs); n > 0 && (n < MinFleetCounters || n > MaxFleetCounters) {
+		v.bad(key, "want none (every host counts) or %d to %d host names (a majority of them must agree, so no single one suffices), got %d",
+			MinFleetCounters, MaxFleetCounters, n)
+	}
+	for i, c := range cs {
+		switch {
+		case c == f.Name && f.Correlate.Hosts == 0 && v.pos["fleet.correlate.hosts"] != nil:
+			v.bad(keyIndex(key, i), "%q, this host, counts the sightings for the others: it needs fleet.correlate.hosts (2 to 1000), got 0", c)
+		case !ValidFleetName(c) || c == FleetAdminName:
+			v.bad(keyIndex(key, i), "want a host's fleet name (1-64 letters, digits, '-' or '_'; not %s), got %q", FleetAdminName, c)
+		case slices.Contains(cs[:i], c):
+			v.bad(keyIndex(key, i), "%q is listed twice", c)
+		}
 	}
 }
 

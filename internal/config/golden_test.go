@@ -256,7 +256,7 @@ func TestFullConfig(t *testing.T) {
 		{"state", fmt.Sprint(c.State), "{/srv/portsentry /var/log/portsentry.history /var/log/portsentry.blocked}"},
 		{"capture", fmt.Sprint(c.Capture), "{nflog 42 10 80000 7}"},
 		{"logging", fmt.Sprint(c.Logging), "{syslog local3 info}"},
-		{"fleet", fmt.Sprint(c.Fleet), "{[nats://10.16.0.1:4222 tls://n2.example.net:4222 nats://[2001:db8::3]:4222] web-01 /etc/portsentry-nft/fleet.creds     {/etc/portsentry-nft/fleet-ca.pem /etc/portsentry-nft/web-01.pem /etc/portsentry-nft/web-01.key} {4 30m0s} 2d [10.16.0.0/24 2001:db8:16::10 2001:db8:16::11] true 0.2 hub site_a [10.16.0.0/24 2001:db8:16::10/128 2001:db8:16::11/128]}"},
+		{"fleet", fmt.Sprint(c.Fleet), "{[nats://10.16.0.1:4222 tls://n2.example.net:4222 nats://[2001:db8::3]:4222] web-01 /etc/portsentry-nft/fleet.creds     {/etc/portsentry-nft/fleet-ca.pem /etc/portsentry-nft/web-01.pem /etc/portsentry-nft/web-01.key} {4 30m0s [web-01 db-01 db-02]} 2d [10.16.0.0/24 2001:db8:16::10 2001:db8:16::11] true 0.2 hub site_a [10.16.0.0/24 2001:db8:16::10/128 2001:db8:16::11/128]}"},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {

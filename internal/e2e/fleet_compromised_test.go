@@ -194,9 +194,8 @@ func TestFleetCompromisedHostRecordGrantsNoImmunity(t *testing.T) {
 		rec.Addrs = append(rec.Addrs, fmt.Sprintf("10.201.%d.%d", 100+i/250, 1+i%250))
 	}
 	writeAs(t, js, fleet.BucketHosts, "h2", rec)
-	for _, h := range []*fleetHost{h1, h3} {
-		h.d.waitLog("fleet: a host publishes addresses that fleet.hosts does not list", 10*time.Second)
-	}
+	// h1 and h3 do not even read it: a host watches its own record only.
+	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
 	if out, err := h1.d.cli("block", fleetScanner); err != nil {
 		t.Fatalf("block: %v %s", err, out)

@@ -10,7 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// apply applies one entry of x's bucket, once per revision.
+// apply applies one entry of x's bucket, once per revision (a stateless
+// bucket's, whenever delivered).
 func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
 	c.st.records.Add(1)
 	del := e.Operation() != jetstream.KeyValuePut
@@ -18,7 +19,8 @@ func (c *Client) apply(x *watch, e jetstream.KeyValueEntry, initial bool) {
 	c.view.last[x.bucket] = max(c.view.last[x.bucket], e.Revision())
 	// The revision of a record held, to skip it when delivered again; a
 	// deleted key's is forgotten (applying a deletion twice is harmless).
-	fresh := c.view.handle(x.bucket, e.Key(), e.Revision(), del)
+	// A stateless bucket's records are applied whenever delivered.
+	fresh := x.stateless || c.view.handle(x.bucket, e.Key(), e.Revision(), del)
 	c.mu.Unlock()
 	if !fresh {
 		return
@@ -55,6 +57,7 @@ func (c *Client) blockGone(key string) {
 }
 
 func (c *Client) dropBlockLocked(host string, a netip.Addr) {
+	c.ballots.drop(a, func(v vote) bool { return v.host == host })
 	if host == c.name {
 		delete(c.view.own, a)
 		return
@@ -62,7 +65,9 @@ func (c *Client) dropBlockLocked(host string, a netip.Addr) {
 	c.view.release(a, func(h held) bool { return h.host == host })
 }
 
-// applyHost applies a record of the hosts bucket.
+// applyHost applies this host's own record of the hosts bucket (the only
+// key its watch reads): whether it is there as it should be
+// (hostRecordMissing).
 func (c *Client) applyHost(e jetstream.KeyValueEntry, del, _ bool) error {
 	host := e.Key()
 	if !validHost(host) {
@@ -91,20 +96,18 @@ func (c *Client) applyHost(e jetstream.KeyValueEntry, del, _ bool) error {
 	// scanner). fleet.hosts, which the administrator controls, does.
 	c.mu.Lock()
 	c.view.hosts[host] = as
-	unlisted := c.unlisted(host, as)
 	c.mu.Unlock()
-	if len(unlisted) > 0 {
-		c.log.Info("fleet: a host publishes addresses that fleet.hosts does not list; they are not protected here (list the fleet's hosts in fleet.hosts)",
-			"host", host, "addrs", unlisted)
-	}
 	return nil
 }
 
-// unlisted returns, the first time only for each host, the global
-// addresses of as that fleet.hosts does not cover (at most 8): the hint an
-// administrator needs when a host is missing from fleet.hosts.
-func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
-	if _, told := c.view.unlisted[host]; told || host == c.name || len(c.view.unlisted) >= 4096 {
+// unlistedOwn returns, the first time only, this host's global addresses
+// that its fleet.hosts does not cover (at most 8): the hint an
+// administrator needs when the list misses a host (it should be the same
+// on every host, so the others miss it too, and may block it).
+func (c *Client) unlistedOwn(as []netip.Addr) []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, told := c.view.unlisted[c.name]; told {
 		return nil
 	}
 	var out []netip.Addr
@@ -115,7 +118,7 @@ func (c *Client) unlisted(host string, as []netip.Addr) []netip.Addr {
 		}
 	}
 	if len(out) > 0 {
-		c.view.unlisted[host] = struct{}{}
+		c.view.unlisted[c.name] = struct{}{}
 	}
 	return out
 }
@@ -155,7 +158,7 @@ func (c *Client) applyBlock(e jetstream.KeyValueEntry, del, initial bool) error 
 		return nil
 	}
 	if b.Origin == OriginCorrelate {
-		c.askConfirm(confirmReq{b: b, key: e.Key(), rev: e.Revision(), created: created})
+		c.vote(b, created)
 		return nil
 	}
 	c.enforce(b, created)
@@ -210,6 +213,8 @@ func (c *Client) sweep() {
 	now := c.now()
 	c.mu.Lock()
 	c.view.sweep(now)
+	c.tally.expire(now.UnixNano())
+	c.tallied()
 	for a, t := range c.lastSeen {
 		if now.Sub(t) > c.window {
 			delete(c.lastSeen, a)

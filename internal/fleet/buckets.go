@@ -87,20 +87,15 @@ func (c *Client) ensureBuckets(ctx context.Context) error {
 	}
 	// Each request has a bound of its own: while a cluster has no leader,
 	// requests go unanswered, and the next try is better than a long wait.
-	var sightings jetstream.Stream
 	created, live := map[string]time.Time{}, map[string]bool{}
 	for _, name := range Buckets {
 		s, err := c.bindBucket(ctx, js, name)
 		if err != nil {
 			return err
 		}
-		if name == BucketSightings {
-			sightings = s
-		}
 		created[name], live[name] = s.CachedInfo().Created, isLive(name, s.CachedInfo().Config)
 	}
 	c.mu.Lock()
-	c.sightings = sightings
 	c.live = live
 	if c.local == nil {
 		// The streams watched; a site's host watches its copies, whose

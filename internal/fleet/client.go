@@ -56,13 +56,14 @@ type Block struct {
 	// the fleet administrator's identity, whose credentials are not
 	// deployed on any host.
 	Admin bool
-	// Corroborated: an OriginCorrelate record whose count this receiver
-	// made itself, from the per-host sighting keys of Addr
+	// Corroborated: an OriginCorrelate block whose count this host made
+	// itself, from the per-host sighting keys of Addr
 	// ($KV.portsentry_sightings.<addr>.*, each written under its own
-	// host's identity): at least fleet.correlate.hosts distinct hosts.
-	// A correlate record that this receiver does not confirm is refused
-	// and never reaches the Sink; the Seen list and the origin a record
-	// states are never enough. False for the other origins.
+	// host's identity): at least fleet.correlate.hosts distinct hosts;
+	// or, with fleet.correlate.counters named, one that a majority of the
+	// counters published. Any other correlate record is refused and never
+	// reaches the Sink; the Seen list and the origin a record states are
+	// never enough. False for the other origins.
 	Corroborated bool
 	// Evidence is what the publishing host claims the block rests on:
 	// EvidenceForgeable, EvidenceHandshake or EvidenceAdmin. A claim, for
@@ -107,13 +108,13 @@ type Lift struct {
 // the Client synchronously.
 type Sink interface {
 	// FleetBlock: another host's block of b.Addr, or a fleet-wide
-	// correlated one (possibly published by this host). Enforce it until
+	// correlated one (possibly this host's own count). Enforce it until
 	// b.Expires (at most fleet.max_timeout); a later call for the same
 	// address with a later Expires extends it. The address has passed
 	// every refusal (Options.Protected, which holds the fleet's own hosts
 	// and servers; non global addresses), the record its checks (an
 	// expiry within fleet.max_timeout of its creation; a correlated block
-	// confirmed here).
+	// counted here, or by a majority of the counters).
 	FleetBlock(b Block)
 	// FleetUnblock: a lift of l.Addr. The administrator's (l.Admin)
 	// removes the block here if it began before l.At, whatever its
@@ -158,22 +159,27 @@ type Options struct {
 // portsentry_fleet_mirrored_total): they count the view's deliveries.
 type Stats struct {
 	Connected     bool
-	Reconnects    uint64        // connections regained after a loss
-	OutboxDepth   int           // writes waiting
-	OutboxDropped uint64        // writes dropped: the outbox was full (or a sighting replaced in its full lane)
-	OutboxExpired uint64        // writes dropped unsent: their time ran out (while disconnected)
-	Published     uint64        // writes acknowledged by the servers
-	PublishErrors uint64        // writes that failed and were put back
-	Mirrored      uint64        // other hosts' blocks passed to the Sink
-	Lifted        uint64        // lifts passed to the Sink
-	Refused       uint64        // fleet blocks refused (protected, not global, lasting too long, a correlation not confirmed)
-	Correlated    uint64        // correlated blocks this host published
-	BadRecords    uint64        // records that could not be read
-	Live          int           // buckets followed through their live subject (live.go), not a consumer
-	LiveGaps      uint64        // live subscriptions that skipped a sequence: the host caught up through a consumer
-	Blocks        int           // other hosts' blocks in force, as Blocks lists them
-	MirrorLag     time.Duration // last record: its creation on the servers to its delivery here
-	MirrorLagMax  time.Duration
+	Reconnects    uint64 // connections regained after a loss
+	OutboxDepth   int    // writes waiting
+	OutboxDropped uint64 // writes dropped: the outbox was full (or a sighting replaced in its full lane)
+	OutboxExpired uint64 // writes dropped unsent: their time ran out (while disconnected)
+	Published     uint64 // writes acknowledged by the servers
+	PublishErrors uint64 // writes that failed and were put back
+	Mirrored      uint64 // other hosts' blocks passed to the Sink
+	Lifted        uint64 // lifts passed to the Sink
+	Refused       uint64 // fleet blocks refused (protected, not global, lasting too long, a correlated record of a host that is no counter)
+	Correlated    uint64 // correlated blocks this host made from its own count of the sightings
+	BadRecords    uint64 // records that could not be read
+	Live          int    // buckets followed through their live subject (live.go), not a consumer
+	LiveGaps      uint64 // live subscriptions that skipped a sequence: the host caught up through a consumer
+	// Sightings: the (address, host) sightings this host counts now;
+	// SightingsDropped: those it dropped to stay within its bounds (a
+	// flood). Both 0 on a host that does not count them.
+	Sightings        int
+	SightingsDropped uint64
+	Blocks           int           // other hosts' blocks in force, as Blocks lists them
+	MirrorLag        time.Duration // last record: its creation on the servers to its delivery here
+	MirrorLagMax     time.Duration
 }
 
 // Client is this host's member of the fleet. Create with New, then Run.
@@ -182,8 +188,9 @@ type Stats struct {
 // (publisher.go: the outbox and its sending), the watcher (watcher.go:
 // one generation of watches of the buckets at a time, whose entries are
 // applied by apply.go and lift.go), and the view (view.go: what this host
-// knows of the other hosts' records, under mu), besides the correlator
-// (correlate.go) and the confirmer (confirm.go).
+// knows of the other hosts' records, under mu). The watcher also counts
+// the sightings (correlate.go, tally.go) and the counters' votes
+// (quorum.go).
 type Client struct {
 	cfg         config.Fleet
 	name        string
@@ -205,18 +212,17 @@ type Client struct {
 	// startedAt is the connection's count of reconnects when the current
 	// generation of watches started.
 	startedAt atomic.Uint64
-	self      chan Block // correlated blocks this host published, for its own Sink
-	// confirmIn, confirmOut: other hosts' correlated records to count,
-	// and their counts (confirm.go).
-	confirmIn  chan confirmReq
-	confirmOut chan confirmRes
+	// tally: the sightings counted here, when this host counts them
+	// (correlate.go); the watcher's goroutine's alone. noCount: the
+	// sightings' watch could not start (sightingsOff).
+	tally   tally
+	noCount atomic.Bool
 
 	mu        sync.Mutex
 	nc        *nats.Conn
 	js        jetstream.JetStream // the buckets' domain (fleet.domain)
 	local     jetstream.JetStream // the leaf's copies (fleet.local_domain; leaf.go), or nil
 	binding   bool                // bindHub is running (leaf.go)
-	sightings jetstream.Stream
 	bucketsOK bool
 	kvs       map[string]jetstream.KeyValue // the watched buckets, bound
 	created   map[string]time.Time          // when the buckets' streams were made
@@ -224,11 +230,15 @@ type Client struct {
 	ownAddrs  []netip.Addr
 	lastSeen  map[netip.Addr]time.Time // sightings published
 	view      view
+	ballots   ballots // the counters' correlated records (quorum.go)
 
 	st struct {
 		reconnects, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
 		gaps atomic.Uint64 // live subscriptions that skipped a sequence
+		// sightings, sightDropped: the tally's size and drops, for Stats.
+		sightings    atomic.Int64
+		sightDropped atomic.Uint64
 		// records: entries the watches delivered, applied or skipped as
 		// already handled (what a replay costs this host).
 		records     atomic.Uint64
@@ -273,9 +283,8 @@ func New(cfg config.Fleet, opts Options) (*Client, error) {
 		replicas:    opts.Replicas,
 		ready:       make(chan struct{}),
 		reconnected: make(chan struct{}, 1),
-		self:        make(chan Block, 1024),
-		confirmIn:   make(chan confirmReq, confirmQueue),
-		confirmOut:  make(chan confirmRes, confirmQueue),
+		tally:       newTally(),
+		ballots:     newBallots(),
 		lastSeen:    map[netip.Addr]time.Time{},
 	}
 	c.defaults()
@@ -353,8 +362,6 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Go(func() { c.pub.run(ctx) })
-	wg.Go(func() { c.correlator(ctx) })
-	wg.Go(func() { c.confirmer(ctx) })
 	wg.Go(func() { c.watchLiveness(ctx, nc) })
 	c.watchLoop(ctx)
 	wg.Wait()
@@ -377,23 +384,25 @@ func (c *Client) Stats() Stats {
 	n := c.view.count(c.now())
 	c.mu.Unlock()
 	return Stats{
-		Connected:     nc != nil && nc.IsConnected(),
-		Reconnects:    c.st.reconnects.Load(),
-		OutboxDepth:   depth,
-		OutboxDropped: dropped,
-		OutboxExpired: expired,
-		Published:     c.pub.published.Load(),
-		PublishErrors: c.pub.failed.Load(),
-		Mirrored:      c.st.delivered.Load(),
-		Lifted:        c.st.lifted.Load(),
-		Refused:       c.st.refused.Load(),
-		Correlated:    c.st.correlated.Load(),
-		BadRecords:    c.st.bad.Load(),
-		Live:          c.liveCount(),
-		LiveGaps:      c.st.gaps.Load(),
-		Blocks:        n,
-		MirrorLag:     time.Duration(c.st.lag.Load()),
-		MirrorLagMax:  time.Duration(c.st.lagMax.Load()),
+		Connected:        nc != nil && nc.IsConnected(),
+		Reconnects:       c.st.reconnects.Load(),
+		OutboxDepth:      depth,
+		OutboxDropped:    dropped,
+		OutboxExpired:    expired,
+		Published:        c.pub.published.Load(),
+		PublishErrors:    c.pub.failed.Load(),
+		Mirrored:         c.st.delivered.Load(),
+		Lifted:           c.st.lifted.Load(),
+		Refused:          c.st.refused.Load(),
+		Correlated:       c.st.correlated.Load(),
+		BadRecords:       c.st.bad.Load(),
+		Live:             c.liveCount(),
+		LiveGaps:         c.st.gaps.Load(),
+		Sightings:        int(c.st.sightings.Load()),
+		SightingsDropped: c.st.sightDropped.Load(),
+		Blocks:           n,
+		MirrorLag:        time.Duration(c.st.lag.Load()),
+		MirrorLagMax:     time.Duration(c.st.lagMax.Load()),
 	}
 }
 

@@ -50,15 +50,19 @@
 //     other record (another host's, or its own) holds the address. Times
 //     are the servers' timestamps of the records.
 //   - A sighting is a tripwire probe that did not block (Client.Sighting).
-//     The hosts that saw one address within the window are the subjects
-//     $KV.portsentry_sightings.<addr>.*: one stream info request with that
-//     subject filter counts them. When fleet.correlate.hosts distinct hosts
-//     did, the host that counted them publishes a block of origin
-//     "correlate" naming them, and every receiver counts again.
+//     The hosts that count the sightings watch the bucket and count in
+//     memory, bounded (correlate.go, tally.go): no request per sighting.
+//     With fleet.correlate.counters empty every host with correlation on
+//     counts, and blocks an address on its own count once
+//     fleet.correlate.hosts distinct hosts saw it; with counters named,
+//     each counter that counts them publishes a block of origin
+//     "correlate", and a host enforces one once a majority of the
+//     counters did (quorum.go).
 //   - A host's record in portsentry_hosts lists its own addresses
 //     (Client.SetOwnAddresses), for people to read. It protects nothing: a
 //     host's claim about itself is what a compromised host would forge to
-//     make a scanner immune.
+//     make a scanner immune. A host watches its own record only (to write
+//     it again when it is gone), not the N others'.
 //
 // # What a receiver believes
 //
@@ -74,11 +78,12 @@
 //     that host's word; records without one (older versions) read as
 //     forgeable.
 //   - A correlated block (origin correlate) is enforced only when this
-//     receiver counted, from the sighting keys of its address (each
-//     written under its own host's identity: one stream info request with
-//     a subject filter), at least fleet.correlate.hosts distinct hosts
-//     (Block.Corroborated; confirm.go). The Seen list a record states is
-//     not counted.
+//     host counted, from the sighting keys of its address (each written
+//     under its own host's identity), at least fleet.correlate.hosts
+//     distinct hosts, or when a majority of the named counters hold a
+//     correlated record of it (Block.Corroborated). Any other host's
+//     correlated record is refused; the Seen list a record states is not
+//     counted.
 //   - How long: a record whose expiry lies more than fleet.max_timeout
 //     (plus a minute for the clocks) after its creation on the servers is
 //     refused, not shortened: a host that writes one with no TTL, or
@@ -106,18 +111,19 @@
 // goes back to the front and is retried with backoff; what expired while
 // waiting is dropped (OutboxExpired), and what is left after a reconnect is
 // sent with the time it has left. Sightings wait in a lane of their own and
-// go after every other write, at most sightingRate a second, and their
-// counts run on a goroutine of their own: a spoofed flood makes one per
-// source, and must not delay a block nor flood the cluster (see outbox).
+// go after every other write, at most sightingRate a second: a spoofed
+// flood makes one per source, and must not delay a block nor flood the
+// cluster (see outbox).
 // After a failure nothing is sent before the backoff ends, however many
 // writes arrive meanwhile, unless the connection just came back.
 //
 // # Watching
 //
 // A watcher (watcher.go) is one generation of watches, one per bucket
-// watched (hosts, lifts, blocks: each an ordered consumer that delivers
-// the current values, then the updates), made on one connection and
-// listed in one table (watchedBuckets) with the functions that apply its
+// watched (this host's own record of hosts, lifts, blocks, and the
+// sightings on a host that counts them: each an ordered consumer that delivers the current values, then
+// the updates), made on one connection and listed in one table
+// (watchedBuckets, sightingsWatch) with the functions that apply its
 // bucket's records. On a reconnect, or when a watch closes or stalls, a
 // new generation is made with backoff (after a reconnect, a random wait
 // of up to resumeJitter) and resumes each bucket after the last revision
@@ -134,12 +140,11 @@
 // which catches up through a consumer. Then the updates of every bucket
 // arrive on one channel. Whether the server is alive is judged by any inbound
 // message, or a PONG when there is none (liveness.go); the stall check
-// (stall.go) is rare. The first complete replay closes Ready
-// (correlated blocks may follow it: they wait for their count, which runs
-// on a goroutine of its own, a bounded queue with a bounded share per
-// publishing host). What this host knows of the other hosts' records is
-// its view (view.go; one record per address, addrtable.go). The Sink is
-// called from the watching goroutine only.
+// (stall.go) is rare. The first complete replay closes Ready (the
+// sightings' current values are counted after it, with the updates).
+// What this host knows of the other hosts' records is its view (view.go;
+// one record per address, addrtable.go). The Sink is called from the
+// watching goroutine only.
 //
 // # Buckets, limits and permissions
 //

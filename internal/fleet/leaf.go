@@ -76,8 +76,12 @@ func (c *Client) watchJS(ctx context.Context) (jetstream.JetStream, error) {
 	if local == nil {
 		return hub, nil
 	}
-	for _, b := range watchedBuckets {
-		if err := c.ensureCopy(ctx, hub, local, b.bucket); err != nil {
+	for _, b := range c.watched() {
+		err := c.ensureCopy(ctx, hub, local, b.bucket)
+		switch {
+		case err != nil && b.optional && ctx.Err() == nil:
+			c.sightingsOff(err)
+		case err != nil:
 			return nil, err
 		}
 	}

@@ -57,6 +57,7 @@ func (c *Client) adminLift(l Lift) {
 		c.view.expireAt(l.At.Add(c.maxTimeout), expLift, l.Addr, AdminName)
 	}
 	c.view.release(l.Addr, func(h held) bool { return h.created < l.At.UnixNano() })
+	c.ballots.drop(l.Addr, func(v vote) bool { return v.created < l.At.UnixNano() })
 	c.view.undeliver(l.Addr)
 	o, own := c.view.own[l.Addr]
 	c.mu.Unlock()
@@ -84,6 +85,7 @@ func (c *Client) hostLift(l Lift, initial bool) {
 		return // Unblock: lifted here already, own record purged
 	}
 	c.view.release(l.Addr, func(h held) bool { return h.host == l.By && h.created < l.At.UnixNano() })
+	c.ballots.drop(l.Addr, func(v vote) bool { return v.host == l.By && v.created < l.At.UnixNano() })
 	if initial {
 		c.view.pendingLifts = append(c.view.pendingLifts, l)
 		c.mu.Unlock()

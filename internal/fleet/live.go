@@ -73,9 +73,14 @@ type liveFeed struct {
 	ch  chan *nats.Msg
 }
 
-// subscribeLive subscribes to bucket's live subject on nc; it fails
-// when the server refuses the subscription (a host without the
-// permission: it keeps its consumers).
+// errLiveRefused: the server refused the live subscription (a host
+// without the permission: it keeps its consumers).
+var errLiveRefused = errors.New("the live subscription is refused")
+
+// subscribeLive subscribes to bucket's live subject on nc; it fails with
+// errLiveRefused when the server refuses the subscription, and with
+// another error when it did not answer in time (a busy server: this
+// generation keeps the bucket's consumer, the next one tries again).
 func subscribeLive(nc *nats.Conn, bucket string) (*liveFeed, error) {
 	ch := make(chan *nats.Msg, liveBuffer)
 	sub, err := nc.ChanSubscribe(LivePrefix(bucket)+">", ch)
@@ -89,7 +94,7 @@ func subscribeLive(nc *nats.Conn, bucket string) (*liveFeed, error) {
 	}
 	if e := nc.LastError(); e != nil && strings.Contains(e.Error(), LivePrefix(bucket)) {
 		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("live %s: %w", bucket, e)
+		return nil, fmt.Errorf("live %s: %w: %w", bucket, errLiveRefused, e)
 	}
 	return &liveFeed{sub: sub, ch: ch}, nil
 }
@@ -176,19 +181,22 @@ func (c *Client) liveFor(bucket string) bool {
 // host follows live, before their watches start (what is stored after
 // a subscription reaches it, what was stored before reaches the watch).
 // A subscription the server refuses leaves that bucket to its consumer,
-// for the Client's life.
+// for the Client's life; one it did not answer in time, for this
+// generation.
 func (c *Client) subscribeLives(nc *nats.Conn) map[string]*liveFeed {
 	feeds := map[string]*liveFeed{}
 	for _, b := range watchedBuckets {
-		if !c.liveFor(b.bucket) {
-			continue
+		if b.own || !c.liveFor(b.bucket) {
+			continue // a watch of this host's own key only: its consumer delivers little
 		}
 		f, err := subscribeLive(nc, b.bucket)
-		if err != nil {
+		if errors.Is(err, errLiveRefused) {
 			c.log.Warn("fleet: following a bucket through a consumer of its own: the live subject is refused", "bucket", b.bucket, "err", err)
 			c.mu.Lock()
 			c.live[b.bucket] = false
 			c.mu.Unlock()
+		}
+		if err != nil {
 			continue
 		}
 		feeds[b.bucket] = f
@@ -262,7 +270,7 @@ func stopFeeds(feeds map[string]*liveFeed) {
 func (c *Client) liveCount() int {
 	n := 0
 	for _, b := range watchedBuckets {
-		if c.liveFor(b.bucket) {
+		if !b.own && c.liveFor(b.bucket) {
 			n++
 		}
 	}

@@ -58,6 +58,10 @@ func (c *Client) SetOwnAddresses(addrs []netip.Addr) {
 		as = append(as, a.Unmap().WithZone(""))
 	}
 	slices.SortFunc(as, netip.Addr.Compare)
+	if out := c.unlistedOwn(as); len(out) > 0 {
+		c.log.Info("fleet: this host's addresses are not in fleet.hosts; the other hosts do not protect them if their list is the same (list the fleet's hosts in fleet.hosts, on every host)",
+			"addrs", out)
+	}
 	as = slices.Compact(as)
 	c.mu.Lock()
 	same := slices.Equal(as, c.ownAddrs)
@@ -79,10 +83,10 @@ func (c *Client) putHost() {
 }
 
 // Sighting reports a tripwire probe from addr seen here, that did not (or
-// not yet) make a block. When fleet.correlate.hosts distinct hosts saw
-// addr within fleet.correlate.window, this host publishes a block with
-// Origin "correlate" naming them, and every host (this one included)
-// enforces it. It never waits; a host publishes at most one sighting of an
+// not yet) make a block: one write to the sightings bucket, which the
+// counting hosts watch (correlate.go). When fleet.correlate.hosts
+// distinct hosts saw addr within fleet.correlate.window, every host blocks
+// it with Origin "correlate". It never waits; a host publishes at most one sighting of an
 // address per quarter window.
 func (c *Client) Sighting(addr netip.Addr) {
 	if c.cfg.Correlate.Hosts == 0 {

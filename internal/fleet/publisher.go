@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"net/netip"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -43,12 +42,9 @@ type publisher struct {
 	out *outbox
 	// conn is the JetStream context and whether it can be used now
 	// (Client.conn: connected, the buckets bound).
-	conn func() (jetstream.JetStream, bool)
-	now  func() time.Time
-	log  *slog.Logger
-	// acked: addresses whose sighting the servers acknowledged, for the
-	// correlator; full: the count is skipped (a flood), never the send.
-	acked             chan netip.Addr
+	conn              func() (jetstream.JetStream, bool)
+	now               func() time.Time
+	log               *slog.Logger
 	published, failed atomic.Uint64
 	// wrote: this host's blocks, purges and lifts the servers stored, by
 	// their sequence, for the watches' own check (ownWrites); full: one is
@@ -64,7 +60,7 @@ type wrote struct {
 }
 
 func newPublisher(size int, conn func() (jetstream.JetStream, bool), now func() time.Time, log *slog.Logger) *publisher {
-	return &publisher{out: newOutbox(size), conn: conn, now: now, log: log, acked: make(chan netip.Addr, sightingRate), wrote: make(chan wrote, 64)}
+	return &publisher{out: newOutbox(size), conn: conn, now: now, log: log, wrote: make(chan wrote, 64)}
 }
 
 // run sends the outbox while connected, in batches, and puts back what
@@ -137,14 +133,10 @@ func (p *publisher) send(ctx context.Context, js jetstream.JetStream, ops []*op)
 		}
 		fl = append(fl, inflight{o, f})
 	}
-	var sightings []netip.Addr
 	for i, x := range fl {
 		select {
 		case ack := <-x.f.Ok():
 			p.published.Add(1)
-			if x.o.kind == opSighting {
-				sightings = append(sightings, x.o.addr)
-			}
 			p.stored(x.o.kind, ack)
 		case err := <-x.f.Err():
 			if firstErr == nil {
@@ -161,12 +153,6 @@ func (p *publisher) send(ctx context.Context, js jetstream.JetStream, ops []*op)
 	if len(failed) > 0 {
 		p.failed.Add(uint64(len(failed)))
 		p.log.Warn("fleet: publishing failed; retrying", "failed", len(failed), "of", len(ops), "err", firstErr)
-	}
-	for _, a := range sightings {
-		select {
-		case p.acked <- a:
-		default: // the correlator is behind: a flood; this count is skipped
-		}
 	}
 	return failed
 }

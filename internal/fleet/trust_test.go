@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -72,18 +73,47 @@ func TestHostRecordGrantsNoImmunity(t *testing.T) {
 	h3.c.Publish(Block{Addr: second, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
 	h1.sink.waitBlocks(t, second, 1)
 	publishHostRecord(t, h2, "h2", addr("192.0.2.2"), second)
-	deadline := time.Now().Add(10 * time.Second)
-	for !h1.heard("h2", second) {
-		if time.Now().After(deadline) {
-			t.Fatal("h1 never read h2's new record")
-		}
-		time.Sleep(20 * time.Millisecond)
+	// h1 reads no other host's record at all (its watch of the hosts
+	// bucket is of its own key): h2's claim never reaches it.
+	time.Sleep(300 * time.Millisecond)
+	if h1.heard("h2", second) {
+		t.Error("h1 read h2's host record")
 	}
 	if _, ls := h1.sink.snapshot(); len(ls) != 0 {
 		t.Errorf("h2's host record lifted h1's blocks: %v", ls)
 	}
 	if st := h1.c.Stats(); st.Refused != 0 {
 		t.Errorf("h1 refused %d fleet blocks", st.Refused)
+	}
+}
+
+// TestHostReadsItsOwnRecordOnly: a host starting in a fleet of five reads
+// its own host record, none of the others' (before, each host read all N
+// at start: N x N records at a fleet's cold start), and writes its own
+// when missing, once.
+func TestHostReadsItsOwnRecordOnly(t *testing.T) {
+	ns := startServer(t, nil)
+	for i := range 4 {
+		h := startHost(t, ns, fmt.Sprintf("h%d", i+1))
+		h.waitReady(t)
+		h.c.SetOwnAddresses([]netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})})
+		h.waitStats(t, "its record sent", func(s Stats) bool { return s.OutboxDepth == 0 })
+	}
+	h5 := startHost(t, ns, "h5")
+	h5.waitReady(t)
+	h5.c.SetOwnAddresses([]netip.Addr{addr("192.0.2.5")})
+	deadline := time.Now().Add(10 * time.Second)
+	for !h5.heard("h5", addr("192.0.2.5")) {
+		if time.Now().After(deadline) {
+			t.Fatal("h5 never read its own record")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h5.c.mu.Lock()
+	n := len(h5.c.view.hosts)
+	h5.c.mu.Unlock()
+	if n != 1 || h5.c.st.records.Load() > 3 {
+		t.Errorf("h5 holds %d host records and read %d records, want its own only", n, h5.c.st.records.Load())
 	}
 }
 

@@ -27,7 +27,7 @@ type view struct {
 	own       map[netip.Addr]ownRecord // this host's block records
 	lifts     map[netip.Addr]Lift      // the administrator's latest lift of each address
 	hostLifts map[hostAddr]time.Time   // each host's latest lift of its own block of an address
-	hosts     map[string][]netip.Addr  // each host's claim of its addresses: shown, never trusted
+	hosts     map[string][]netip.Addr  // this host's record of its addresses (the only one watched): never trusted
 	unlisted  map[string]struct{}      // hosts whose claim fleet.hosts does not cover, logged
 	// revs: bucket/key: the revision handled (of records held), but for
 	// other hosts' blocks, whose revisions their address's record keeps
@@ -47,8 +47,6 @@ type view struct {
 	refused    map[netip.Addr]struct{} // refusals logged
 	// refusalLog bounds the refusal lines a second.
 	refusalLog lineBudget
-	// confirming: each host's correlated records waiting for their count.
-	confirming map[string]int
 	unbounded  map[string]struct{} // buckets without limits, logged
 	// pendingLifts: hosts' lifts read while replaying the buckets, passed
 	// on once the blocks are replayed too (whether a record still holds
@@ -66,7 +64,7 @@ type ownRecord struct {
 func newView(self string, maxTimeout time.Duration) view {
 	return view{self: self, maxTimeout: maxTimeout, last: map[string]uint64{}, reindexAt: 4096, addrTable: newAddrTable(),
 		own: map[netip.Addr]ownRecord{}, lifts: map[netip.Addr]Lift{}, hostLifts: map[hostAddr]time.Time{}, hosts: map[string][]netip.Addr{},
-		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, confirming: map[string]int{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
+		revs: map[string]uint64{}, refused: map[netip.Addr]struct{}{}, unbounded: map[string]struct{}{}, unlisted: map[string]struct{}{},
 	}
 }
 

@@ -128,15 +128,44 @@ type bucketWatch struct {
 	// gone forgets a key that vanished while this host was away (expired,
 	// its marker gone); called with c.mu held.
 	gone func(c *Client, key string)
+	// stateless: the view keeps no revision of the bucket's keys (applying
+	// a record again changes nothing), a full replay starts its count anew
+	// (reset) instead of forgetting vanished keys, and its current values
+	// are applied with the updates, not before Ready.
+	stateless bool
+	reset     func(c *Client)
+	// optional: a watch this host can do without (the sightings: the
+	// servers' permissions of an older deployment may not allow it); one
+	// that cannot start is left off until the daemon restarts, and the
+	// others go on (sightingsOff).
+	optional bool
+	// own: only this host's key is watched (the hosts bucket: a host
+	// needs its own record, to write it again when it is gone or stale;
+	// reading every host's made a fleet's cold start cost N x N records).
+	own bool
 }
 
 // watchedBuckets are the buckets a generation watches, in the order their
 // current values are replayed: hosts, then lifts, then blocks, so that
 // lifts are known before any block is delivered.
 var watchedBuckets = []bucketWatch{
-	{BucketHosts, -1, (*Client).applyHost, (*Client).hostGone},
-	{BucketLifts, 0, (*Client).applyLift, (*Client).liftGone},
-	{BucketBlocks, 1, (*Client).applyBlock, (*Client).blockGone},
+	{bucket: BucketHosts, stall: -1, apply: (*Client).applyHost, gone: (*Client).hostGone, own: true},
+	{bucket: BucketLifts, stall: 0, apply: (*Client).applyLift, gone: (*Client).liftGone},
+	{bucket: BucketBlocks, stall: 1, apply: (*Client).applyBlock, gone: (*Client).blockGone},
+}
+
+// sightingsWatch is the sightings bucket's, watched after the others by a
+// host that counts them (correlate.go).
+var sightingsWatch = bucketWatch{bucket: BucketSightings, stall: -1, apply: (*Client).applySighting,
+	gone: (*Client).sightingGone, stateless: true, optional: true, reset: func(c *Client) { c.tally.reset() }}
+
+// watched are the buckets this host watches: watchedBuckets, and the
+// sightings when it counts them.
+func (c *Client) watched() []bucketWatch {
+	if !c.counts() || c.noCount.Load() {
+		return watchedBuckets
+	}
+	return append(slices.Clone(watchedBuckets), sightingsWatch)
 }
 
 // watch is one bucket's watch in a generation.
@@ -170,7 +199,8 @@ type update struct {
 type watcher struct {
 	ctx     context.Context // the watches' lifetime
 	cancel  context.CancelFunc
-	watches []*watch // in watchedBuckets' order
+	watches []*watch             // in watched's order
+	cancels []context.CancelFunc // of the optional watches' own contexts
 	updates chan update
 	wg      sync.WaitGroup
 }
@@ -191,30 +221,59 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 	c.mu.Unlock()
 	wctx, cancel := context.WithCancel(ctx)
 	w := &watcher{ctx: wctx, cancel: cancel, updates: make(chan update)}
-	for _, b := range watchedBuckets {
+	for _, b := range c.watched() {
 		var from uint64
 		if resume && last[b.bucket] > 0 {
 			from = last[b.bucket] + 1
 		}
-		kv, err := c.bucket(wctx, js, b.bucket)
-		if err == nil && from > 0 {
-			from, err = c.resumable(wctx, kv, b.bucket, from)
-		}
-		if err != nil {
+		x, err := c.startBucketWatch(w, js, b, from)
+		switch {
+		case err != nil && b.optional && ctx.Err() == nil:
+			c.sightingsOff(err)
+		case err != nil:
 			w.stop()
 			stopFeeds(feeds)
 			return nil, err
+		default:
+			x.live, feeds[b.bucket] = feeds[b.bucket], nil
+			w.watches = append(w.watches, x)
 		}
-		x, err := startWatch(wctx, cancel, kv, b, from)
-		if err != nil {
-			w.stop()
-			stopFeeds(feeds)
-			return nil, err
-		}
-		x.live, feeds[b.bucket] = feeds[b.bucket], nil
-		w.watches = append(w.watches, x)
 	}
 	return w, nil
+}
+
+// startBucketWatch binds b's bucket and starts its watch in w, from
+// revision from (0: its current values). An optional watch that takes
+// too long to start ends only itself, not the generation.
+func (c *Client) startBucketWatch(w *watcher, js jetstream.JetStream, b bucketWatch, from uint64) (*watch, error) {
+	ctx, cancel := w.ctx, w.cancel
+	if b.optional {
+		ctx, cancel = context.WithCancel(w.ctx)
+		w.cancels = append(w.cancels, cancel)
+	}
+	kv, err := c.bucket(ctx, js, b.bucket)
+	if err == nil && from > 0 {
+		from, err = c.resumable(ctx, kv, b.bucket, from)
+	}
+	if err != nil {
+		return nil, err
+	}
+	key := ""
+	if b.own {
+		key = c.name
+	}
+	return startWatch(ctx, cancel, kv, b, key, from)
+}
+
+// sightingsOff leaves the sightings' watch off until the daemon restarts:
+// it could not start (err), most likely the servers' permissions of an
+// older deployment (no consumer of KV_portsentry_sightings). This host
+// counts nothing meanwhile; it still writes its sightings, and enforces
+// the counters' correlated blocks.
+func (c *Client) sightingsOff(err error) {
+	c.noCount.Store(true)
+	c.log.Warn("fleet: cannot watch the sightings: this host counts none until it restarts (do its permissions allow a consumer of KV_portsentry_sightings? see deploy/nats)",
+		"err", err)
 }
 
 // bucket binds bucket once, for the Client's life or until the buckets
@@ -274,10 +333,11 @@ func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket st
 	return 0, nil
 }
 
-// startWatch watches b's bucket for ctx's lifetime, from revision from
-// on (0: its current values); cancel ends ctx, the whole generation's,
-// when the watch takes too long to start.
-func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.KeyValue, b bucketWatch, from uint64) (*watch, error) {
+// startWatch watches b's bucket (key's record only, or all with ""),
+// for ctx's lifetime, from revision from on (0: its current values);
+// cancel ends ctx, the whole generation's, when the watch takes too long
+// to start.
+func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.KeyValue, b bucketWatch, key string, from uint64) (*watch, error) {
 	bucket := b.bucket
 	var opts []jetstream.WatchOpt
 	if from > 0 {
@@ -286,7 +346,13 @@ func startWatch(ctx context.Context, cancel context.CancelFunc, kv jetstream.Key
 	// A watch lives as long as its context: bound the requests that
 	// make it by ending the whole generation if they take too long.
 	timer := time.AfterFunc(apiTimeout, cancel)
-	kw, err := kv.WatchAll(ctx, opts...)
+	var kw jetstream.KeyWatcher
+	var err error
+	if key != "" {
+		kw, err = kv.Watch(ctx, key, opts...)
+	} else {
+		kw, err = kv.WatchAll(ctx, opts...)
+	}
 	if !timer.Stop() && err == nil {
 		_ = kw.Stop()
 		err = context.DeadlineExceeded
@@ -331,6 +397,9 @@ func (w *watcher) forward(x *watch) {
 // stop ends the watches and waits for their forwarders.
 func (w *watcher) stop() {
 	w.cancel()
+	for _, cancel := range w.cancels {
+		cancel()
+	}
 	for _, x := range w.watches {
 		_ = x.kw.Stop()
 		x.live.stop()
@@ -351,7 +420,7 @@ func (w *watcher) stallChecker(early bool) *stallChecker {
 }
 
 // watch runs one generation of watches: the current values, bucket after
-// bucket (watchedBuckets), then the updates, until ctx is done, a
+// bucket (watched), then the updates, until ctx is done, a
 // reconnect, or a watch closes or stalls.
 func (c *Client) watch(ctx context.Context) error {
 	w, err := c.startWatcher(ctx)
@@ -368,9 +437,9 @@ func (c *Client) watch(ctx context.Context) error {
 	c.mu.Unlock()
 	c.readyOnce.Do(func() {
 		c.mu.Lock()
-		n, hosts := c.view.count(c.now()), len(c.view.hosts)
+		n := c.view.count(c.now())
 		c.mu.Unlock()
-		c.log.Info("fleet: mirrored the fleet", "blocks", n, "hosts", hosts) // the line's words are fixed: scripts wait for it
+		c.log.Info("fleet: mirrored the fleet", "blocks", n) // the line's words are fixed: scripts wait for it
 		close(c.ready)
 	})
 	c.goLive(w)
@@ -395,6 +464,15 @@ func (c *Client) replay(ctx context.Context, w *watcher) error {
 	}
 	seen := map[string]bool{}
 	for _, x := range w.watches {
+		if x.stateless {
+			// Counted, not held: its current values come with the
+			// updates, after Ready (a bucket of many sightings must not
+			// hold up the blocks).
+			if !x.resumed {
+				x.reset(c)
+			}
+			continue
+		}
 		if err := c.replayWatch(ctx, x, seen); err != nil {
 			return err
 		}
@@ -426,8 +504,6 @@ func (c *Client) replayWatch(ctx context.Context, x *watch, seen map[string]bool
 			}
 			seen[x.bucket+"/"+e.Key()] = true
 			c.apply(x, e, true)
-		case r := <-c.confirmOut:
-			c.confirmed(r)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.reconnected:
@@ -438,8 +514,7 @@ func (c *Client) replayWatch(ctx context.Context, x *watch, seen map[string]bool
 	}
 }
 
-// follow handles the watches' updates, the counts of correlated records
-// and this host's own correlated blocks, sweeps, and checks the watches
+// follow handles the watches' updates, sweeps, and checks the watches
 // with st, until ctx is done, a reconnect, or a watch closes or stalls.
 func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error {
 	tick := time.NewTicker(time.Second)
@@ -469,10 +544,6 @@ func (c *Client) follow(ctx context.Context, w *watcher, st *stallChecker) error
 			}
 		case wr := <-c.pub.wrote:
 			own.stored(wr, maxRev, c.now())
-		case b := <-c.self:
-			c.deliver(b)
-		case r := <-c.confirmOut:
-			c.confirmed(r)
 		case now := <-tick.C:
 			c.sweep()
 			st.maybeStart(ctx, now)

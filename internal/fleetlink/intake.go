@@ -95,8 +95,8 @@ func requests(batch []fleet.Block, now time.Time) ([]decide.Request, []fleet.Blo
 
 // evidenceOf is what this host can check of a fleet record: one written
 // under the fleet administrator's identity is the administrator's; a
-// correlated one whose sightings this host counted itself rests on several
-// hosts; any other host's record rests on that host's word, which its
+// correlated one whose sightings this host counted itself (or a majority
+// of fleet.correlate.counters did) rests on several hosts; any other host's record rests on that host's word, which its
 // share bounds (a handshake or an administrator there: unforgeable as far
 // as that host is honest; probes: forgeable).
 func evidenceOf(b fleet.Block) decide.Evidence {
