@@ -166,6 +166,7 @@ func TestCorrelationMakesNoRequests(t *testing.T) {
 				h.waitReady(t)
 				h.waitStats(t, "its host record sent", func(s Stats) bool { return s.OutboxDepth == 0 })
 			}
+			waitLive(t, ns) // the consumers' deletions as the hosts go live are not the sightings'
 			requests := apiCounter(t, ns)
 			var as []netip.Addr
 			for i := range 20 {

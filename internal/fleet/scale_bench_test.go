@@ -302,6 +302,8 @@ type scaleFleet struct {
 	kinds  map[string]int // API requests by subject, the stream's name cut off
 	joiner string         // the inbox prefix of the host that joins
 	joined atomic.Int64   // its API requests
+	// counters: fleet.correlate.counters of every host (none: each counts)
+	counters []string
 	// warnings: the hosts' warnings, by message and error
 	warnings warnCounter
 }
@@ -362,6 +364,11 @@ var readyWithin = 3 * time.Minute
 // all are ready, and how long that took.
 func startScaleFleet(b *testing.B, bin string, n int, topo scaleTopo) (*scaleFleet, time.Duration) {
 	f := &scaleFleet{topo: topo, kinds: map[string]int{}}
+	if n > 20 {
+		// As docs/fleet.md advises past ~20 hosts: three hosts count the
+		// sightings, not every host.
+		f.counters = []string{"s1", "s2", "s3"}
+	}
 	if topo.sites == 0 {
 		f.srv, f.keys = startScaleCluster(b, bin, n+1)
 	} else {
@@ -444,6 +451,7 @@ func (f *scaleFleet) startHost(b testing.TB, i int) (*Client, *scaleSink) {
 		cfg.Domain, cfg.LocalDomain = "hub", siteDomainN(k)
 	}
 	cfg.NKey = filepath.Join(f.keys, name+".nk")
+	cfg.Correlate.Counters = f.counters
 	c, err := New(cfg, Options{Sink: sink, Logger: slog.New(&f.warnings), Replicas: 3})
 	if err != nil {
 		b.Fatal(err)

@@ -96,8 +96,8 @@ func checkSiteUsers(t *testing.T, dir string, k, sites, n int, site, hub *server
 			t.Errorf("leaf_%d on the hub does not name %s: publish %v, subscribe %v", k+1, name, leafAllow, leafSub)
 		}
 	}
-	if got := len(leafAllow); got != 21+4*len(want) {
-		t.Errorf("leaf_%d may publish %d subjects, want 21 and 4 for each of %v", k+1, got, want)
+	if got := len(leafAllow); got != 25+4*len(want) {
+		t.Errorf("leaf_%d may publish %d subjects, want 25 and 4 for each of %v", k+1, got, want)
 	}
 }
 
