@@ -76,8 +76,11 @@ func (s *Store) replayEntry(e entry) {
 	switch e.Op {
 	case "add":
 		if e.Block.Addr.IsValid() {
-			s.put(e.Block)
+			again := s.put(e.Block)
 			s.rememberBlock(e.Block)
+			if s.follow != nil {
+				s.follow.told(e.Block, again)
+			}
 		}
 	case "del":
 		s.drop(e.Addr)

@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"net/netip"
@@ -139,6 +138,10 @@ type Store struct {
 	fleet int
 	from  map[string]int
 	lines int // journal lines, to decide on compaction
+	// scan is what Prepare found in the journal; follow, while Load
+	// tells of the blocks it reads (see load.go).
+	scan   scanned
+	follow *follower
 
 	// Durability (see durable.go), under mu.
 	written, durable uint64        // changes appended; the last one known on disk
@@ -157,8 +160,23 @@ type Store struct {
 const journalName = "blocks.journal"
 
 // Open loads the journal (dropping expired blocks), compacts it, and
-// truncates the blocked file for this run.
+// truncates the blocked file for this run: Prepare, then Load.
 func Open(p Paths, now time.Time) (*Store, error) {
+	s, err := Prepare(p)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Load(now, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Prepare makes the Store of p and scans its journal (its lines, and the
+// addresses a del line lifts: see Load) without replaying it. The Store
+// holds nothing until Load has read the journal, which it must before
+// any other use.
+func Prepare(p Paths) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -168,10 +186,20 @@ func Open(p Paths, now time.Time) (*Store, error) {
 			s.texts = append(s.texts, &appender{path: path})
 		}
 	}
-	r, err := s.load(now)
+	sc, err := scanJournal(s.journalPath())
 	if err != nil {
 		return nil, err
 	}
+	s.scan = sc
+	return s, nil
+}
+
+// Lines is how many lines Prepare found in the journal: before Load, an
+// upper bound of the blocks it will hold.
+func (s *Store) Lines() int { return s.scan.lines }
+
+// finishLoad reports what load found and starts the journal.
+func (s *Store) finishLoad(r loaded) error {
 	if r.bad > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("journal %s: skipped %d malformed lines", s.journalPath(), r.bad))
 	}
@@ -181,19 +209,20 @@ func Open(p Paths, now time.Time) (*Store, error) {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("journal ended in a torn line (%d bytes); dropped it", r.torn))
 	}
 	if err := s.startJournal(r); err != nil {
-		return nil, err
+		return err
 	}
-	if p.Blocked != "" {
-		if err := os.WriteFile(p.Blocked, nil, 0o600); err != nil {
+	if s.paths.Blocked != "" {
+		if err := os.WriteFile(s.paths.Blocked, nil, 0o600); err != nil {
 			// Not fatal: blocks and the journal are what matter.
-			s.Warnings = append(s.Warnings, fmt.Sprintf("blocked file %s cannot be reset: %v", p.Blocked, err))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("blocked file %s cannot be reset: %v", s.paths.Blocked, err))
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // put and drop change active and keep the per-family count.
-func (s *Store) put(b *Block) {
+// put reports whether b replaced a block in force.
+func (s *Store) put(b *Block) (again bool) {
 	k := keyOf(b.Addr)
 	old, was := s.unput(k)
 	off := old.off
@@ -219,6 +248,7 @@ func (s *Store) put(b *Block) {
 	if x != nil {
 		s.ext[k] = x
 	}
+	return was
 }
 
 func (s *Store) drop(a netip.Addr) { s.dropKey(keyOf(a)) }
@@ -303,12 +333,10 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		return r, fmt.Errorf("open %s: %w", s.journalPath(), err)
 	}
 	defer f.Close()
-	// Sized once for the lines (an upper bound of the blocks) rather than
-	// grown a step at a time: a journal of 1M blocks read in a third less.
-	hint, err := countLines(f)
-	if err != nil {
-		return r, fmt.Errorf("read %s: %w", s.journalPath(), err)
-	}
+	// Sized once for the lines Prepare counted (an upper bound of the
+	// blocks) rather than grown a step at a time: a journal of 1M blocks
+	// read in a third less.
+	hint := s.scan.lines
 	s.active, s.recs = make(map[key]int32, hint), make([]rec, 0, hint)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -343,24 +371,6 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		return r, fmt.Errorf("read %s: %w", s.journalPath(), err)
 	}
 	return r, nil
-}
-
-// countLines counts f's lines and rewinds it.
-func countLines(f *os.File) (int, error) {
-	buf := make([]byte, 1<<20)
-	n := 0
-	for {
-		k, err := f.Read(buf)
-		n += bytes.Count(buf[:k], []byte{'\n'})
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-	_, err := f.Seek(0, io.SeekStart)
-	return n, err
 }
 
 // fit gives back the room made for hint blocks when far fewer are in
