@@ -125,7 +125,7 @@ type Store struct {
 	closed  bool
 	// active indexes recs, the blocks in force (see record.go): a map of
 	// small values and a dense slice take half the room of a map of records.
-	active map[key]int32
+	active index
 	recs   []rec
 	ext    map[key]*ext
 	words  words
@@ -180,7 +180,7 @@ func Prepare(p Paths) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: map[key]int32{}, ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
+	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: newIndex(0), ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
 	for _, path := range []string{p.History, p.Blocked} {
 		if path != "" {
 			s.texts = append(s.texts, &appender{path: path})
@@ -243,7 +243,7 @@ func (s *Store) put(b *Block) (again bool) {
 		s.from[s.wordsOf(&r, x)[wFrom]]++
 		s.fleet++
 	}
-	s.active[k] = int32(len(s.recs))
+	s.active.set(k, int32(len(s.recs)))
 	s.recs = append(s.recs, r)
 	if x != nil {
 		s.ext[k] = x
@@ -262,7 +262,7 @@ func (s *Store) dropKey(k key) {
 
 // unput removes k's record from active and the counts.
 func (s *Store) unput(k key) (rec, bool) {
-	i, ok := s.active[k]
+	i, ok := s.active.get(k)
 	if !ok {
 		return rec{}, false
 	}
@@ -277,11 +277,11 @@ func (s *Store) unput(k key) (rec, bool) {
 			delete(s.from, from)
 		}
 	}
-	delete(s.active, k)
+	s.active.del(k)
 	last := len(s.recs) - 1
 	if int(i) != last {
 		s.recs[i] = s.recs[last]
-		s.active[s.recs[i].k] = i
+		s.active.set(s.recs[i].k, i)
 	}
 	s.recs = s.recs[:last]
 	if cap(s.recs) > 1024 && cap(s.recs) > 4*len(s.recs) {
@@ -307,7 +307,7 @@ func (s *Store) Fleet(host string) (all, from int) {
 func (s *Store) Count() (v4, v6 int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.active) - s.n6, s.n6
+	return s.active.len() - s.n6, s.n6
 }
 
 func (s *Store) journalPath() string { return filepath.Join(s.paths.Dir, journalName) }
@@ -337,7 +337,7 @@ func (s *Store) load(now time.Time) (loaded, error) {
 	// blocks) rather than grown a step at a time: a journal of 1M blocks
 	// read in a third less.
 	hint := s.scan.lines
-	s.active, s.recs = make(map[key]int32, hint), make([]rec, 0, hint)
+	s.active, s.recs = newIndex(hint), make([]rec, 0, hint)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
@@ -378,9 +378,9 @@ func (s *Store) load(now time.Time) (loaded, error) {
 func (s *Store) fit(hint int) {
 	if n := len(s.recs); hint > 1024 && hint > 2*n {
 		s.recs = slices.Clip(slices.Clone(s.recs))
-		active := make(map[key]int32, n)
+		active := newIndex(n)
 		for i := range s.recs {
-			active[s.recs[i].k] = int32(i)
+			active.set(s.recs[i].k, int32(i))
 		}
 		s.active = active
 	}
@@ -393,7 +393,7 @@ func (s *Store) fit(hint int) {
 // the Store appends to it: a start on a full disk still restores every
 // block, and the journal is compacted another time.
 func (s *Store) startJournal(r loaded) error {
-	if r.lines > 1024 && r.lines > 2*(len(s.active)+len(s.times)) || r.lines == 0 {
+	if r.lines > 1024 && r.lines > 2*(s.active.len()+len(s.times)) || r.lines == 0 {
 		err := s.compact()
 		if err == nil || r.lines == 0 || s.broken != nil {
 			return err
@@ -477,7 +477,7 @@ func (s *Store) forgetOldest(k int) {
 	}
 	var all []aged
 	for a, o := range s.times {
-		if _, act := s.active[a]; !act {
+		if _, act := s.active.get(a); !act {
 			all = append(all, aged{a, o.last})
 		}
 	}
@@ -554,7 +554,7 @@ func (s *Store) SetHost(a netip.Addr, name string) (bool, error) {
 func (s *Store) Has(a netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.active[keyOf(a)]
+	_, ok := s.active.get(keyOf(a))
 	return ok
 }
 
@@ -576,7 +576,10 @@ func (s *Store) get(a netip.Addr) (Block, bool) {
 
 // lookup is k's record in force; it moves with the next put or drop.
 func (s *Store) lookup(k key) (*rec, bool) {
-	i, ok := s.active[k]
+	if n := len(s.recs); n > 0 && s.recs[n-1].k == k {
+		return &s.recs[n-1], true // the one put last (a put, then its offence count)
+	}
+	i, ok := s.active.get(k)
 	if !ok {
 		return nil, false
 	}
@@ -587,7 +590,7 @@ func (s *Store) lookup(k key) (*rec, bool) {
 func (s *Store) Active(now time.Time) []Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Block, 0, len(s.active))
+	out := make([]Block, 0, s.active.len())
 	for i := range s.recs {
 		if r := &s.recs[i]; r.expiresAfter(now) {
 			out = append(out, s.unpack(r.k, r))
@@ -652,7 +655,7 @@ const walkPage = 1024
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.active)
+	return s.active.len()
 }
 
 // Expire removes and returns the blocks expired at now. Like Remove, it
