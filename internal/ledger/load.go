@@ -36,7 +36,7 @@ const loadPart = 10000
 func (l *Ledger) Load(ctx context.Context, now time.Time) (Loaded, error) {
 	start := time.Now()
 	s := newLoadStream(ctx, l.c.Kernel)
-	u, err := l.c.Store.Load(now, func(a netip.Addr, expires time.Time) { s.add(a, expires.Sub(now)) })
+	u, err := l.c.Store.Load(now, now.Add(minLeft), func(a netip.Addr, expires time.Time) { s.add(a, expires.Sub(now)) })
 	res := Loaded{Read: time.Since(start)}
 	if err != nil {
 		s.end()
@@ -70,14 +70,18 @@ func (l *Ledger) Load(ctx context.Context, now time.Time) (Loaded, error) {
 			res.Err = errors.Join(res.Err, fmt.Errorf("lift %d blocks the journal ends: %w", len(gone), err))
 		}
 	}
+	// Those read again were counted once already if the first was sent.
+	res.Restored += len(again) - u.Told
 	l.Stats.Restored.Add(uint64(res.Restored))
 	res.Took = time.Since(start)
 	return res, nil
 }
 
-// restorable says whether a block with left to run goes into the kernel
-// (as the restore rounds it, at least a second).
-func restorable(left time.Duration) bool { return left.Round(time.Second) >= time.Second }
+// minLeft is the least time left to a block that goes into the kernel:
+// rounded to the second, as restores give it, at least a second.
+const minLeft = 500 * time.Millisecond
+
+func restorable(left time.Duration) bool { return left >= minLeft }
 
 // loadStream sends blocks to the kernel (Kernel.CommitStream) a part at
 // a time, reusing a few parts.

@@ -32,31 +32,34 @@ type scanned struct {
 
 // Unsettled are the addresses a Load's live calls may not match: those
 // it held back (a del line names them: Load never told of them) and those
-// it told of and then read again (another expiry).
+// it read again (another expiry; Told of them it had told of before).
 type Unsettled struct {
 	Held, Again []netip.Addr
+	Told        int
 }
 
 // follower is Load's state while it tells of the blocks it reads.
 type follower struct {
-	now   time.Time
-	live  func(a netip.Addr, expires time.Time)
-	held  map[key]struct{}
-	again map[key]struct{}
+	from int64 // Unix nanoseconds
+	live func(a netip.Addr, expires time.Time)
+	held map[key]struct{}
+	// again: the addresses read again, and whether live was told of
+	// their first block.
+	again map[key]bool
 }
 
-// Load reads the journal that Prepare scanned (dropping expired blocks),
-// compacts it, and truncates the blocked file for this run. live, when
-// not nil, is called with every block in force at now as it is read,
-// unless a del line of the journal names its address, and once per
-// address: see Unsettled for the rest. live runs on Load's goroutine with
-// the Store locked, and must not call it.
-func (s *Store) Load(now time.Time, live func(a netip.Addr, expires time.Time)) (Unsettled, error) {
+// Load reads the journal that Prepare scanned (dropping the blocks
+// expired at now), compacts it, and truncates the blocked file for this
+// run. live, when not nil, is called with every block read that ends at
+// from or later, unless a del line of the journal names its address, and
+// once per address: see Unsettled for the rest. live runs on Load's
+// goroutine with the Store locked, and must not call it.
+func (s *Store) Load(now, from time.Time, live func(a netip.Addr, expires time.Time)) (Unsettled, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var u Unsettled
 	if live != nil {
-		s.follow = &follower{now: now, live: live, held: s.scan.held, again: map[key]struct{}{}}
+		s.follow = &follower{from: nanos(from), live: live, held: s.scan.held, again: map[key]bool{}}
 		defer func() { s.follow = nil }()
 	}
 	r, err := s.load(now)
@@ -67,25 +70,32 @@ func (s *Store) Load(now time.Time, live func(a netip.Addr, expires time.Time)) 
 		for k := range f.held {
 			u.Held = append(u.Held, k.addr())
 		}
-		for k := range f.again {
+		for k, told := range f.again {
 			u.Again = append(u.Again, k.addr())
+			if told {
+				u.Told++
+			}
 		}
 	}
 	s.scan.held = nil
 	return u, s.finishLoad(r)
 }
 
-// told tells Load's follower of a block just read, if it may.
-func (f *follower) told(b *Block, again bool) {
+// told tells Load's follower of a block just read, if it may; again: it
+// replaced a block in force, which ended at before.
+func (f *follower) told(b *Block, before int64, again bool) {
 	k := keyOf(b.Addr)
 	if _, held := f.held[k]; held {
 		return
 	}
 	if again {
-		f.again[k] = struct{}{}
+		if _, seen := f.again[k]; !seen {
+			// Its first: the one before was told of if it ended late enough.
+			f.again[k] = before >= f.from
+		}
 		return
 	}
-	if b.Expires.After(f.now) {
+	if nanos(b.Expires) >= f.from {
 		f.live(b.Addr, b.Expires)
 	}
 }

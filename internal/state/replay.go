@@ -76,10 +76,10 @@ func (s *Store) replayEntry(e entry) {
 	switch e.Op {
 	case "add":
 		if e.Block.Addr.IsValid() {
-			again := s.put(e.Block)
+			old, again := s.put(e.Block)
 			s.rememberBlock(e.Block)
 			if s.follow != nil {
-				s.follow.told(e.Block, again)
+				s.follow.told(e.Block, old.expires, again)
 			}
 		}
 	case "del":

@@ -166,7 +166,7 @@ func Open(p Paths, now time.Time) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.Load(now, nil); err != nil {
+	if _, err := s.Load(now, now, nil); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -221,8 +221,8 @@ func (s *Store) finishLoad(r loaded) error {
 }
 
 // put and drop change active and keep the per-family count.
-// put reports whether b replaced a block in force.
-func (s *Store) put(b *Block) (again bool) {
+// put reports whether b replaced a block in force, and its record.
+func (s *Store) put(b *Block) (old rec, again bool) {
 	k := keyOf(b.Addr)
 	old, was := s.unput(k)
 	off := old.off
@@ -248,7 +248,7 @@ func (s *Store) put(b *Block) (again bool) {
 	if x != nil {
 		s.ext[k] = x
 	}
-	return was
+	return old, was
 }
 
 func (s *Store) drop(a netip.Addr) { s.dropKey(keyOf(a)) }
