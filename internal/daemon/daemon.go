@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/alert"
 	"github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
@@ -112,7 +113,8 @@ func New(opts Options) (*Daemon, error) {
 		Interval: listeners.DefaultInterval,
 	}
 	d.writer = nft.NewWriter(nft.WriterConfig{
-		Dial: func() (*nftables.Conn, error) { return nft.Dial(opts.NetNS) },
+		Dial:     func() (*nftables.Conn, error) { return nft.Dial(opts.NetNS) },
+		DialLink: func() (*nftables.Conn, *netlink.Conn, error) { return nft.DialLink(opts.NetNS) },
 		OnError: func(err error, attempt int) {
 			d.log.Warnf("nftables write failed (attempt %d), retrying on a new connection: %v", attempt, err)
 		},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,6 +29,11 @@ type Block struct {
 type WriterConfig struct {
 	// Dial opens a new connection; it is called again after any failed Flush.
 	Dial func() (*nftables.Conn, error)
+	// DialLink, when set, is used instead of Dial: a connection and its
+	// netlink socket (DialLink in this package), on which the writer
+	// sends the transactions of element additions it encodes itself
+	// (see elements.go).
+	DialLink func() (*nftables.Conn, *netlink.Conn, error)
 	// Queue is how many blocks may wait (default 8192: the ledger has at
 	// most ledger.MaxInflight on their way). Add fails when full.
 	Queue int
@@ -58,17 +64,27 @@ type Writer struct {
 // link is a lasting connection, dialled when first needed and dropped
 // after a failure.
 type link struct {
-	dial func() (*nftables.Conn, error)
-	conn *nftables.Conn
+	dial     func() (*nftables.Conn, error)
+	dialLink func() (*nftables.Conn, *netlink.Conn, error)
+	conn     *nftables.Conn
+	raw      *netlink.Conn // conn's socket, with dialLink
+	enc      elemBatch
 }
 
 func (l *link) get() (*nftables.Conn, error) {
 	if l.conn == nil {
-		c, err := l.dial()
+		var c *nftables.Conn
+		var raw *netlink.Conn
+		var err error
+		if l.dialLink != nil {
+			c, raw, err = l.dialLink()
+		} else {
+			c, err = l.dial()
+		}
 		if err != nil {
 			return nil, err
 		}
-		l.conn = c
+		l.conn, l.raw = c, raw
 	}
 	return l.conn, nil
 }
@@ -76,7 +92,7 @@ func (l *link) get() (*nftables.Conn, error) {
 func (l *link) close() {
 	if l.conn != nil {
 		l.conn.CloseLasting()
-		l.conn = nil
+		l.conn, l.raw = nil, nil
 	}
 }
 
@@ -115,7 +131,7 @@ func NewWriter(cfg WriterConfig) *Writer {
 		cfg:   cfg,
 		q:     make(chan Block, cfg.Queue),
 		reqs:  make(chan request),
-		links: [2]link{{dial: cfg.Dial}, {dial: cfg.Dial}},
+		links: [2]link{{dial: cfg.Dial, dialLink: cfg.DialLink}, {dial: cfg.Dial, dialLink: cfg.DialLink}},
 		sets: [3]*nftables.Set{
 			{Table: t, Name: SetBlocked, KeyType: nftables.TypeIPAddr, HasTimeout: true},
 			{Table: t, Name: SetBlocked6, KeyType: nftables.TypeIP6Addr, HasTimeout: true},
@@ -361,7 +377,12 @@ func (w *Writer) commitErr(ctx context.Context, l *link, batch []Block) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	return w.withRetry(ctx, l, func(c *nftables.Conn) error { return w.flush(c, batch) })
+	return w.withRetry(ctx, l, func(c *nftables.Conn) error {
+		if l.raw != nil {
+			return l.enc.send(l.raw, w, batch)
+		}
+		return w.flush(c, batch)
+	})
 }
 
 // pipeChunk is the transaction size of a pipelined Commit: small enough

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
@@ -107,7 +108,11 @@ func TestWriterCommitStream(t *testing.T) {
 	ns := netnstest.New(t, "psQ")
 	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n"), nft.Shape{}))
 	f := ns.Open()
-	ctx, w := runWriter(t, f)
+	// The daemon's writer: its own encoding, on the connections' sockets.
+	w := nft.NewWriter(nft.WriterConfig{DialLink: func() (*nftables.Conn, *netlink.Conn, error) { return nft.DialLink(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
 	const parts, size = 5, 12000 // a part is more than one transaction
 	in := make(chan []nft.Block)
 	var released []int
@@ -150,7 +155,7 @@ func TestWriterCommitStream(t *testing.T) {
 	assertElements(t, f, map[string]int{nft.SetBlocked: parts * size}, time.Hour)
 
 	bad := netnstest.New(t, "psY").Open()
-	wb := nft.NewWriter(nft.WriterConfig{Dial: func() (*nftables.Conn, error) { return nft.Dial(bad) }, Retries: 1, RetryDelay: time.Millisecond})
+	wb := nft.NewWriter(nft.WriterConfig{DialLink: func() (*nftables.Conn, *netlink.Conn, error) { return nft.DialLink(bad) }, Retries: 1, RetryDelay: time.Millisecond})
 	go wb.Run(ctx)
 	in = make(chan []nft.Block, 1)
 	in <- []nft.Block{{Addr: netip.MustParseAddr("10.201.0.9"), Timeout: time.Hour}}
