@@ -104,7 +104,7 @@ func restoreParts(d *daemon) string {
 
 // writeMillionJournal writes n live blocks in internal/state's journal
 // format, every field set: a tenth are fleet blocks of 100 hosts.
-func writeMillionJournal(b *testing.B, path string, n int) {
+func writeMillionJournal(b testing.TB, path string, n int) {
 	f, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
@@ -227,40 +227,62 @@ func listMillion(b *testing.B, d *daemon, n int) (time.Duration, float64, float6
 // sampleInSet checks 500 addresses of the n blocks, spread over them,
 // each with its own netlink GETSETELEM: a dump of 1M elements (nft list,
 // nft get element, nft.Blocked) takes the kernel ~50 s.
-func sampleInSet(b *testing.B, ns *netnstest.NS, n int) {
+func sampleInSet(b testing.TB, ns *netnstest.NS, n int) {
+	q := newElementQuery(b, ns)
+	defer q.c.Close()
+	for i := 0; i < n; i += n / 500 {
+		a := millionAddr(i)
+		if err := q.get(a); err != nil {
+			b.Fatalf("%s is not in set %s: %v", a, nft.SetBlocked, err)
+		}
+	}
+}
+
+// millionAddr is the address of writeMillionJournal's i-th block.
+func millionAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(120 + i>>16), byte(i >> 8), byte(i)})
+}
+
+// elementQuery asks the kernel for one element of blocked at a time
+// (GETSETELEM), without a dump.
+type elementQuery struct {
+	t testing.TB
+	c *netlink.Conn
+}
+
+func newElementQuery(t testing.TB, ns *netnstest.NS) *elementQuery {
 	f := ns.Open()
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.Fd())})
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	defer c.Close()
-	for i := 0; i < n; i += n / 500 {
-		a := netip.AddrFrom4([4]byte{10, byte(120 + i>>16), byte(i >> 8), byte(i)})
-		ae := netlink.NewAttributeEncoder()
-		ae.String(unix.NFTA_SET_ELEM_LIST_TABLE, nft.TableName)
-		ae.String(unix.NFTA_SET_ELEM_LIST_SET, nft.SetBlocked)
-		ae.Nested(unix.NFTA_SET_ELEM_LIST_ELEMENTS, func(l *netlink.AttributeEncoder) error {
-			l.Nested(unix.NFTA_LIST_ELEM, func(e *netlink.AttributeEncoder) error {
-				e.Nested(unix.NFTA_SET_ELEM_KEY, func(k *netlink.AttributeEncoder) error {
-					k.Bytes(unix.NFTA_DATA_VALUE, a.AsSlice())
-					return nil
-				})
+	return &elementQuery{t: t, c: c}
+}
+
+// get is nil when a is in blocked, else the kernel's answer (ENOENT).
+func (q *elementQuery) get(a netip.Addr) error {
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.NFTA_SET_ELEM_LIST_TABLE, nft.TableName)
+	ae.String(unix.NFTA_SET_ELEM_LIST_SET, nft.SetBlocked)
+	ae.Nested(unix.NFTA_SET_ELEM_LIST_ELEMENTS, func(l *netlink.AttributeEncoder) error {
+		l.Nested(unix.NFTA_LIST_ELEM, func(e *netlink.AttributeEncoder) error {
+			e.Nested(unix.NFTA_SET_ELEM_KEY, func(k *netlink.AttributeEncoder) error {
+				k.Bytes(unix.NFTA_DATA_VALUE, a.AsSlice())
 				return nil
 			})
 			return nil
 		})
-		attrs, err := ae.Encode()
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, err = c.Execute(netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM), Flags: netlink.Request},
-			Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, attrs...),
-		})
-		if err != nil {
-			b.Fatalf("%s is not in set %s: %v", a, nft.SetBlocked, err)
-		}
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		q.t.Fatal(err)
 	}
+	_, err = q.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM), Flags: netlink.Request},
+		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, attrs...),
+	})
+	return err
 }
 
 // vmRSS is a process's resident set, in bytes.
