@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/alert"
 	"github.com/portsentry-nft/portsentry-nft/internal/bouncerapi"
@@ -88,13 +89,11 @@ type Daemon struct {
 	reader  *capture.Reader    // NFLOG mode
 	queue   *capture.Queue     // NFQUEUE mode
 	capture capture.Stats
-	// journalRead: how long the journal took to read at start.
-	journalRead time.Duration
 }
 
-// New builds the daemon's parts: it opens the state (the ledger's journal)
-// and binds the capture socket, and starts nothing. Run uses and closes
-// them.
+// New builds the daemon's parts: it prepares the state (the ledger's
+// journal, which Run reads) and binds the capture socket, and starts
+// nothing. Run uses and closes them.
 func New(opts Options) (*Daemon, error) {
 	cfg := opts.Config
 	d := &Daemon{opts: opts, names: alert.NewResolver()}
@@ -102,19 +101,20 @@ func New(opts Options) (*Daemon, error) {
 	d.log = alert.New(opts.Logger, d.nameWithin)
 	d.alerts = alert.NewQueue(d.log)
 	d.guard = guard.New(guard.Sources{}, cfg.NeverBlockPrefixes)
-	opened := time.Now()
-	st, err := state.Open(state.Paths{Dir: cfg.State.Dir, History: cfg.State.HistoryFile, Blocked: cfg.State.BlockedFile}, opened)
+	// The journal is read in Run, while its blocks go into the kernel.
+	st, err := state.Prepare(state.Paths{Dir: cfg.State.Dir, History: cfg.State.HistoryFile, Blocked: cfg.State.BlockedFile})
 	if err != nil {
 		return nil, err
 	}
-	d.store, d.journalRead = st, time.Since(opened)
+	d.store = st
 	d.watcher = &listeners.Watcher{
 		NetNS:    opts.NetNS,
 		OnError:  func(err error) { d.log.Warn("listening sockets: " + err.Error()) },
 		Interval: listeners.DefaultInterval,
 	}
 	d.writer = nft.NewWriter(nft.WriterConfig{
-		Dial: func() (*nftables.Conn, error) { return nft.Dial(opts.NetNS) },
+		Dial:     func() (*nftables.Conn, error) { return nft.Dial(opts.NetNS) },
+		DialLink: func() (*nftables.Conn, *netlink.Conn, error) { return nft.DialLink(opts.NetNS) },
 		OnError: func(err error, attempt int) {
 			d.log.Warnf("nftables write failed (attempt %d), retrying on a new connection: %v", attempt, err)
 		},
@@ -241,7 +241,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The writer and the ledger outlive capture a little: what is queued
 	// when capture stops still gets committed.
 	backCtx, stopBack := context.WithCancel(context.Background())
-	d.startLedger(backCtx, &wg)
+	if err := d.startLedger(backCtx, &wg); err != nil {
+		cancel()
+		stopBack()
+		close(alertsDone)
+		wg.Wait()
+		d.closeCapture()
+		return err
+	}
 	d.startFleet(ctx, &wg)
 	if bound := d.startServices(ctx, &wg); bound != nil {
 		defer bound.Remove()
@@ -273,9 +280,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) install(ctx context.Context) error {
 	cfg := d.cfgp.Load()
 	d.logStartup(cfg)
-	for _, w := range d.store.Warnings {
-		d.log.Warn(w)
-	}
 	if err := d.guard.SetFleet(ctx, cfg.Fleet.HostPrefixes, cfg.Fleet.ServerHosts()); err != nil {
 		d.log.Warn(err.Error())
 	}
@@ -289,39 +293,34 @@ func (d *Daemon) install(ctx context.Context) error {
 	return d.keeper.Install(cfg)
 }
 
-// startLedger starts the writer, restores the ledger's blocks into the
-// kernel, starts the ledger and adopts what the kernel struck while no
-// daemon followed it.
-func (d *Daemon) startLedger(ctx context.Context, wg *sync.WaitGroup) {
+// startLedger starts the writer, reads the journal into the ledger while
+// its blocks go into the kernel, starts the ledger and adopts what the
+// kernel struck while no daemon followed it. An error is the journal's.
+func (d *Daemon) startLedger(ctx context.Context, wg *sync.WaitGroup) error {
 	cfg := d.cfgp.Load()
 	wg.Go(func() { d.writer.Run(ctx) })
 	// What the kernel holds before the restore: elements the ledger may
-	// not know (see Adopt below). Past nft.CheapDump blocks, reading the
-	// sets back would cost more than the rest of the start: the
-	// watchdog's next element check adopts them.
+	// not know (see Adopt below). Past nft.CheapDump lines of journal (an
+	// upper bound of its blocks), reading the sets back would cost more
+	// than the rest of the start: the watchdog's next element check
+	// adopts them.
 	var before map[netip.Addr]time.Duration
-	if n := d.ledger.Len(); n <= nft.CheapDump {
+	if n := d.store.Lines(); n <= nft.CheapDump {
 		var berr error
 		if before, berr = nft.Blocked(d.opts.NetNS); berr != nil {
 			d.log.Errorf("could not read the sets: %v", berr)
 		}
 	} else {
-		d.log.Infof("%d blocks in the journal: the sets are not read back at start (the watchdog adopts what the kernel added meanwhile within %d s).", n, nft.ElementCheckEvery(n))
+		d.log.Infof("%d lines in the journal: the sets are not read back at start (the watchdog adopts what the kernel added meanwhile within %d s).", n, nft.ElementCheckEvery(n))
 	}
-	restore := time.Now()
-	if n, err := d.ledger.Restore(ctx, "start"); err != nil {
-		d.log.Errorf("could not restore blocks: %v", err)
-	} else if n > 0 {
-		d.log.Infof("Restored %d blocks from %s with their remaining time (journal read in %s, into the kernel in %s).", n, cfg.State.Dir,
-			d.journalRead.Round(time.Millisecond), time.Since(restore).Round(time.Millisecond))
-		if n > nft.CheapDump/2 {
-			// The journal's lines and the restore's batch are garbage by
-			// now, as large as what is kept: give it back at once rather
-			// than as the scavenger gets to it (at 1M blocks, ~60 MiB of
-			// RSS).
-			debug.FreeOSMemory()
-		}
+	res, err := d.ledger.Load(ctx, time.Now())
+	for _, w := range d.store.Warnings {
+		d.log.Warn(w)
 	}
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	d.logRestore(cfg, res)
 	if d.bouncer != nil {
 		// Before the ledger runs: what it records from now on follows.
 		d.bouncer.Seed(d.ledger.Active(time.Now()))
@@ -329,6 +328,26 @@ func (d *Daemon) startLedger(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() { d.ledger.Run(ctx); d.follow.Commands.Wait() })
 	if _, err := d.keeper.Adopt(ctx, before); err != nil {
 		d.log.Error(err.Error())
+	}
+	return nil
+}
+
+// logRestore says what the restore at start did, and gives its garbage
+// back to the system.
+func (d *Daemon) logRestore(cfg *config.Config, res ledger.Loaded) {
+	if res.Err != nil {
+		d.log.Errorf("could not restore blocks: %v", res.Err)
+	}
+	if res.Restored == 0 {
+		return
+	}
+	d.log.Infof("Restored %d blocks from %s with their remaining time (journal read in %s, into the kernel in %s, the two at once).", res.Restored, cfg.State.Dir,
+		res.Read.Round(time.Millisecond), res.Took.Round(time.Millisecond))
+	if res.Restored > nft.CheapDump/2 {
+		// The journal's lines and the restore's parts are garbage by
+		// now: give it back at once rather than as the scavenger gets to
+		// it (at 1M blocks, ~60 MiB of RSS).
+		debug.FreeOSMemory()
 	}
 }
 

@@ -46,6 +46,9 @@ type Kernel interface {
 	Add(b nft.Block) error
 	// Commit adds elements and waits.
 	Commit(ctx context.Context, blocks []nft.Block) error
+	// CommitStream adds the elements of each part received until parts
+	// is closed, and waits; release is given each part once committed.
+	CommitStream(ctx context.Context, parts <-chan []nft.Block, release func([]nft.Block)) error
 	// Delete removes elements and waits; a missing one is no error.
 	Delete(ctx context.Context, addrs ...netip.Addr) error
 	// DeletePrefixes removes IPv6 /64s from blocked6_64 and waits.

@@ -18,18 +18,32 @@ const sockBuf = 8 << 20
 // connection works in that network namespace; the file must stay open for
 // the connection's life (the caller owns it).
 func Dial(netns *os.File) (*nftables.Conn, error) {
+	c, _, err := DialLink(netns)
+	return c, err
+}
+
+// DialLink is Dial, and returns the connection's netlink socket too (the
+// writer sends the transactions it encodes itself on it: see
+// WriterConfig.DialLink). Use the socket only where the connection is
+// not in use at the same time.
+func DialLink(netns *os.File) (*nftables.Conn, *netlink.Conn, error) {
+	var raw *netlink.Conn
 	opts := []nftables.ConnOption{
 		nftables.AsLasting(),
-		nftables.WithSockOptions(forceBuffers),
+		nftables.WithSockOptions(func(c *netlink.Conn) error { raw = c; return forceBuffers(c) }),
 	}
 	if netns != nil {
 		opts = append(opts, nftables.WithNetNSFd(int(netns.Fd())))
 	}
 	c, err := nftables.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+		return nil, nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
-	return c, nil
+	if raw == nil {
+		c.CloseLasting()
+		return nil, nil, fmt.Errorf("open nftables netlink socket: no socket was opened")
+	}
+	return c, raw, nil
 }
 
 // DialQuery opens a connection for reading (dumps of sets, chains, rules):

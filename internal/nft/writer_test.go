@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/netnstest"
@@ -96,6 +97,71 @@ func TestWriterPipelinedCommit(t *testing.T) {
 	go wb.Run(ctx)
 	if err := wb.Commit(ctx, blocks); err == nil {
 		t.Fatal("pipelined commit into a namespace without the table succeeded")
+	}
+}
+
+// A streamed Commit (a restore while it reads its journal) commits every
+// part as it comes, over two connections, and gives each part back only
+// once all of it is committed; a failure reaches the caller.
+func TestWriterCommitStream(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t, "psQ")
+	install(t, ns, nft.Build(mustParse(t, "block: {set_size: 100000}\n"), nft.Shape{}))
+	f := ns.Open()
+	// The daemon's writer: its own encoding, on the connections' sockets.
+	w := nft.NewWriter(nft.WriterConfig{DialLink: func() (*nftables.Conn, *netlink.Conn, error) { return nft.DialLink(f) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	const parts, size = 5, 12000 // a part is more than one transaction
+	in := make(chan []nft.Block)
+	var released []int
+	var mu sync.Mutex
+	errc := make(chan error, 1)
+	go func() {
+		errc <- w.CommitStream(ctx, in, func(p []nft.Block) {
+			v4, _, err := nft.CountBlocked(f)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || v4 < int(p[0].Addr.As4()[1]-60+1)*size {
+				t.Errorf("part %d released with %d elements in the set (%v)", p[0].Addr.As4()[1]-60, v4, err)
+			}
+			released = append(released, int(p[0].Addr.As4()[1]-60))
+		})
+	}()
+	for k := range parts {
+		part := make([]nft.Block, size)
+		for i := range part {
+			part[i] = nft.Block{Addr: netip.AddrFrom4([4]byte{10, byte(60 + k), byte(i >> 8), byte(i)}), Timeout: time.Hour}
+		}
+		in <- part
+		// The parts sent after another's release: as a restore sends them.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			mu.Lock()
+			n := len(released)
+			mu.Unlock()
+			if n >= k || time.Now().After(deadline) {
+				break
+			}
+		}
+	}
+	close(in)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(released) != parts {
+		t.Errorf("released %v, want all %d parts", released, parts)
+	}
+	assertElements(t, f, map[string]int{nft.SetBlocked: parts * size}, time.Hour)
+
+	bad := netnstest.New(t, "psY").Open()
+	wb := nft.NewWriter(nft.WriterConfig{DialLink: func() (*nftables.Conn, *netlink.Conn, error) { return nft.DialLink(bad) }, Retries: 1, RetryDelay: time.Millisecond})
+	go wb.Run(ctx)
+	in = make(chan []nft.Block, 1)
+	in <- []nft.Block{{Addr: netip.MustParseAddr("10.201.0.9"), Timeout: time.Hour}}
+	close(in)
+	if err := wb.CommitStream(ctx, in, nil); err == nil {
+		t.Fatal("streamed commit into a namespace without the table succeeded")
 	}
 }
 

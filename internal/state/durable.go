@@ -202,7 +202,7 @@ func (s *Store) append(e entry) error {
 		return s.fail(withPath("write", s.journalPath(), err))
 	}
 	s.lines++
-	if s.lines > 1024 && s.lines > 4*(len(s.active)+len(s.times)) && !time.Now().Before(s.retryAt) {
+	if s.lines > 1024 && s.lines > 4*(s.active.len()+len(s.times)) && !time.Now().Before(s.retryAt) {
 		// The change is in the journal: a rewrite that fails leaves it
 		// there (and counts in Errors), unless it failed after the rename.
 		if err := s.compact(); err != nil && s.broken != nil {
@@ -295,7 +295,7 @@ func (s *Store) snapshot(path string) (int, error) {
 	w := bufio.NewWriterSize(f, 64<<10)
 	n := 0
 	for k, t := range s.times {
-		if _, act := s.active[k]; !act {
+		if _, act := s.active.get(k); !act {
 			w.WriteString(encodeEntry(entry{Op: "times", Addr: k.addr(), Times: int(t.n), Last: fromNanos(t.last)}))
 			n++
 		}

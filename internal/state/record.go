@@ -75,6 +75,25 @@ type ext struct {
 type words struct {
 	list []string
 	idx  map[string]uint16
+	// last is the word interned last at each place of a record, and its
+	// index: records read in a row mostly repeat them, and a comparison
+	// costs less than a lookup.
+	last [nwords]struct {
+		s string
+		i uint16
+	}
+}
+
+// internAt is intern for the word at place at of a record.
+func (w *words) internAt(at int, s string) (uint16, bool) {
+	if l := &w.last[at]; s == l.s && s != "" {
+		return l.i, true
+	}
+	i, ok := w.intern(s)
+	if ok {
+		w.last[at].s, w.last[at].i = w.list[i], i
+	}
+	return i, ok
 }
 
 const maxWords = math.MaxUint16
@@ -124,34 +143,36 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-// pack makes b's record, and its ext when it needs one.
+// pack makes b's record, and its ext when it needs one (allocated only
+// then: a restore packs a million records).
 func (s *Store) pack(b *Block) (rec, *ext) {
 	r := rec{expires: nanos(b.Expires), first: nanos(b.First), last: nanos(b.Last), timeout: b.Timeout,
 		times: int32(min(max(b.Times, math.MinInt32), math.MaxInt32)), port: b.Port, weak: b.Weak}
-	var x ext
+	var words *[nwords]string
 	ws := [nwords]string{b.Kind, b.Proto, string(b.Origin), b.Evidence, b.From, b.Tool}
 	for i, w := range ws {
-		idx, ok := s.words.intern(w)
+		idx, ok := s.words.internAt(i, w)
 		if !ok {
-			for i := range ws {
-				ws[i] = strings.Clone(ws[i])
+			own := ws
+			for i := range own {
+				own[i] = strings.Clone(own[i])
 			}
-			x.words = &ws
+			words = &own
 			break
 		}
 		r.words[i] = idx
 	}
+	var ports []uint16
 	if len(b.Ports) <= inlinePorts {
 		r.nports = uint8(copy(r.ports[:], b.Ports))
 	} else {
-		x.ports = append([]uint16(nil), b.Ports...)
+		ports = append([]uint16(nil), b.Ports...)
 	}
-	x.host, x.hostsDeny = strings.Clone(b.Host), strings.Clone(b.HostsDeny)
-	if x.host == "" && x.hostsDeny == "" && x.ports == nil && x.words == nil {
+	if b.Host == "" && b.HostsDeny == "" && ports == nil && words == nil {
 		return r, nil
 	}
 	r.ext = true
-	return r, &x
+	return r, &ext{host: strings.Clone(b.Host), hostsDeny: strings.Clone(b.HostsDeny), ports: ports, words: words}
 }
 
 // unpack is the Block of k's record.

@@ -76,8 +76,11 @@ func (s *Store) replayEntry(e entry) {
 	switch e.Op {
 	case "add":
 		if e.Block.Addr.IsValid() {
-			s.put(e.Block)
+			old, again := s.put(e.Block)
 			s.rememberBlock(e.Block)
+			if s.follow != nil {
+				s.follow.told(e.Block, old.expires, again)
+			}
 		}
 	case "del":
 		s.drop(e.Addr)

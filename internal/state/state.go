@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"net/netip"
@@ -126,7 +125,7 @@ type Store struct {
 	closed  bool
 	// active indexes recs, the blocks in force (see record.go): a map of
 	// small values and a dense slice take half the room of a map of records.
-	active map[key]int32
+	active index
 	recs   []rec
 	ext    map[key]*ext
 	words  words
@@ -139,6 +138,10 @@ type Store struct {
 	fleet int
 	from  map[string]int
 	lines int // journal lines, to decide on compaction
+	// scan is what Prepare found in the journal; follow, while Load
+	// tells of the blocks it reads (see load.go).
+	scan   scanned
+	follow *follower
 
 	// Durability (see durable.go), under mu.
 	written, durable uint64        // changes appended; the last one known on disk
@@ -157,21 +160,46 @@ type Store struct {
 const journalName = "blocks.journal"
 
 // Open loads the journal (dropping expired blocks), compacts it, and
-// truncates the blocked file for this run.
+// truncates the blocked file for this run: Prepare, then Load.
 func Open(p Paths, now time.Time) (*Store, error) {
+	s, err := Prepare(p)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Load(now, now, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Prepare makes the Store of p and scans its journal (its lines, and the
+// addresses a del line lifts: see Load) without replaying it. The Store
+// holds nothing until Load has read the journal, which it must before
+// any other use.
+func Prepare(p Paths) (*Store, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: map[key]int32{}, ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
+	s := &Store{words: words{list: []string{""}, idx: map[string]uint16{}}, paths: p, active: newIndex(0), ext: map[key]*ext{}, times: map[key]offender{}, retryEvery: retryEvery}
 	for _, path := range []string{p.History, p.Blocked} {
 		if path != "" {
 			s.texts = append(s.texts, &appender{path: path})
 		}
 	}
-	r, err := s.load(now)
+	sc, err := scanJournal(s.journalPath())
 	if err != nil {
 		return nil, err
 	}
+	s.scan = sc
+	return s, nil
+}
+
+// Lines is how many lines Prepare found in the journal: before Load, an
+// upper bound of the blocks it will hold.
+func (s *Store) Lines() int { return s.scan.lines }
+
+// finishLoad reports what load found and starts the journal.
+func (s *Store) finishLoad(r loaded) error {
 	if r.bad > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("journal %s: skipped %d malformed lines", s.journalPath(), r.bad))
 	}
@@ -181,19 +209,20 @@ func Open(p Paths, now time.Time) (*Store, error) {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("journal ended in a torn line (%d bytes); dropped it", r.torn))
 	}
 	if err := s.startJournal(r); err != nil {
-		return nil, err
+		return err
 	}
-	if p.Blocked != "" {
-		if err := os.WriteFile(p.Blocked, nil, 0o600); err != nil {
+	if s.paths.Blocked != "" {
+		if err := os.WriteFile(s.paths.Blocked, nil, 0o600); err != nil {
 			// Not fatal: blocks and the journal are what matter.
-			s.Warnings = append(s.Warnings, fmt.Sprintf("blocked file %s cannot be reset: %v", p.Blocked, err))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("blocked file %s cannot be reset: %v", s.paths.Blocked, err))
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // put and drop change active and keep the per-family count.
-func (s *Store) put(b *Block) {
+// put reports whether b replaced a block in force, and its record.
+func (s *Store) put(b *Block) (old rec, again bool) {
 	k := keyOf(b.Addr)
 	old, was := s.unput(k)
 	off := old.off
@@ -214,11 +243,12 @@ func (s *Store) put(b *Block) {
 		s.from[s.wordsOf(&r, x)[wFrom]]++
 		s.fleet++
 	}
-	s.active[k] = int32(len(s.recs))
+	s.active.set(k, int32(len(s.recs)))
 	s.recs = append(s.recs, r)
 	if x != nil {
 		s.ext[k] = x
 	}
+	return old, was
 }
 
 func (s *Store) drop(a netip.Addr) { s.dropKey(keyOf(a)) }
@@ -232,7 +262,7 @@ func (s *Store) dropKey(k key) {
 
 // unput removes k's record from active and the counts.
 func (s *Store) unput(k key) (rec, bool) {
-	i, ok := s.active[k]
+	i, ok := s.active.get(k)
 	if !ok {
 		return rec{}, false
 	}
@@ -247,11 +277,11 @@ func (s *Store) unput(k key) (rec, bool) {
 			delete(s.from, from)
 		}
 	}
-	delete(s.active, k)
+	s.active.del(k)
 	last := len(s.recs) - 1
 	if int(i) != last {
 		s.recs[i] = s.recs[last]
-		s.active[s.recs[i].k] = i
+		s.active.set(s.recs[i].k, i)
 	}
 	s.recs = s.recs[:last]
 	if cap(s.recs) > 1024 && cap(s.recs) > 4*len(s.recs) {
@@ -277,7 +307,7 @@ func (s *Store) Fleet(host string) (all, from int) {
 func (s *Store) Count() (v4, v6 int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.active) - s.n6, s.n6
+	return s.active.len() - s.n6, s.n6
 }
 
 func (s *Store) journalPath() string { return filepath.Join(s.paths.Dir, journalName) }
@@ -303,13 +333,11 @@ func (s *Store) load(now time.Time) (loaded, error) {
 		return r, fmt.Errorf("open %s: %w", s.journalPath(), err)
 	}
 	defer f.Close()
-	// Sized once for the lines (an upper bound of the blocks) rather than
-	// grown a step at a time: a journal of 1M blocks read in a third less.
-	hint, err := countLines(f)
-	if err != nil {
-		return r, fmt.Errorf("read %s: %w", s.journalPath(), err)
-	}
-	s.active, s.recs = make(map[key]int32, hint), make([]rec, 0, hint)
+	// Sized once for the lines Prepare counted (an upper bound of the
+	// blocks) rather than grown a step at a time: a journal of 1M blocks
+	// read in a third less.
+	hint := s.scan.lines
+	s.active, s.recs = newIndex(hint), make([]rec, 0, hint)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
@@ -345,32 +373,14 @@ func (s *Store) load(now time.Time) (loaded, error) {
 	return r, nil
 }
 
-// countLines counts f's lines and rewinds it.
-func countLines(f *os.File) (int, error) {
-	buf := make([]byte, 1<<20)
-	n := 0
-	for {
-		k, err := f.Read(buf)
-		n += bytes.Count(buf[:k], []byte{'\n'})
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-	_, err := f.Seek(0, io.SeekStart)
-	return n, err
-}
-
 // fit gives back the room made for hint blocks when far fewer are in
 // force (a journal of mostly history): maps do not shrink.
 func (s *Store) fit(hint int) {
 	if n := len(s.recs); hint > 1024 && hint > 2*n {
 		s.recs = slices.Clip(slices.Clone(s.recs))
-		active := make(map[key]int32, n)
+		active := newIndex(n)
 		for i := range s.recs {
-			active[s.recs[i].k] = int32(i)
+			active.set(s.recs[i].k, int32(i))
 		}
 		s.active = active
 	}
@@ -383,7 +393,7 @@ func (s *Store) fit(hint int) {
 // the Store appends to it: a start on a full disk still restores every
 // block, and the journal is compacted another time.
 func (s *Store) startJournal(r loaded) error {
-	if r.lines > 1024 && r.lines > 2*(len(s.active)+len(s.times)) || r.lines == 0 {
+	if r.lines > 1024 && r.lines > 2*(s.active.len()+len(s.times)) || r.lines == 0 {
 		err := s.compact()
 		if err == nil || r.lines == 0 || s.broken != nil {
 			return err
@@ -467,7 +477,7 @@ func (s *Store) forgetOldest(k int) {
 	}
 	var all []aged
 	for a, o := range s.times {
-		if _, act := s.active[a]; !act {
+		if _, act := s.active.get(a); !act {
 			all = append(all, aged{a, o.last})
 		}
 	}
@@ -544,7 +554,7 @@ func (s *Store) SetHost(a netip.Addr, name string) (bool, error) {
 func (s *Store) Has(a netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.active[keyOf(a)]
+	_, ok := s.active.get(keyOf(a))
 	return ok
 }
 
@@ -566,7 +576,10 @@ func (s *Store) get(a netip.Addr) (Block, bool) {
 
 // lookup is k's record in force; it moves with the next put or drop.
 func (s *Store) lookup(k key) (*rec, bool) {
-	i, ok := s.active[k]
+	if n := len(s.recs); n > 0 && s.recs[n-1].k == k {
+		return &s.recs[n-1], true // the one put last (a put, then its offence count)
+	}
+	i, ok := s.active.get(k)
 	if !ok {
 		return nil, false
 	}
@@ -577,7 +590,7 @@ func (s *Store) lookup(k key) (*rec, bool) {
 func (s *Store) Active(now time.Time) []Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Block, 0, len(s.active))
+	out := make([]Block, 0, s.active.len())
 	for i := range s.recs {
 		if r := &s.recs[i]; r.expiresAfter(now) {
 			out = append(out, s.unpack(r.k, r))
@@ -642,7 +655,7 @@ const walkPage = 1024
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.active)
+	return s.active.len()
 }
 
 // Expire removes and returns the blocks expired at now. Like Remove, it

@@ -66,6 +66,21 @@ func (k *Kernel) Commit(ctx context.Context, blocks []nft.Block) error {
 	return nil
 }
 
+// CommitStream commits each part received (as Commit) until parts is
+// closed, and releases it.
+func (k *Kernel) CommitStream(ctx context.Context, parts <-chan []nft.Block, release func([]nft.Block)) error {
+	var err error
+	for p := range parts {
+		if err == nil {
+			err = k.Commit(ctx, p)
+		}
+		if release != nil {
+			release(p)
+		}
+	}
+	return err
+}
+
 // Delete records the addresses.
 func (k *Kernel) Delete(_ context.Context, addrs ...netip.Addr) error {
 	k.mu.Lock()
