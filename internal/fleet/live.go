@@ -214,17 +214,21 @@ func (c *Client) goLive(w *watcher) {
 		}
 		_ = x.kw.Stop()
 		c.mu.Lock()
-		x.handled = c.view.last[x.bucket]
+		x.handled = max(c.view.last[x.bucket], x.base)
 		c.mu.Unlock()
 	}
 }
 
 // forwardLive forwards x's live records after x.handled, in the stream's
-// order; a skipped sequence ends the generation (errGap). The first
-// record is the base: what was stored after the subscription reaches it
-// in order, what was stored before it reached the watch.
+// order; a skipped sequence ends the generation (errGap). What the
+// stream held when the subscription was made (x.base) the watch
+// delivered, or it was gone (expired, deleted: a sequence the watch
+// skips); what came after, the subscription holds from its next
+// sequence on: the first record it holds past x.handled must be the
+// next one, or it missed one (a partition that cut this host and its
+// server off while the others wrote, a message dropped).
 func (w *watcher) forwardLive(x *watch) {
-	var prev uint64
+	prev := x.handled
 	for {
 		var m *nats.Msg
 		select {
@@ -237,16 +241,12 @@ func (w *watcher) forwardLive(x *watch) {
 		switch {
 		case errors.Is(err, errOtherStream):
 			continue
-		case err != nil, prev != 0 && e.rev > prev+1:
+		case err != nil, e.rev > prev+1:
 			u.gap = true
-		case prev != 0 && e.rev <= prev:
-			continue // again, after a stream leader changed
+		case e.rev <= prev:
+			continue // the watch delivered it (or what replaced it), or again after a leader changed
 		default:
-			prev = e.rev
-			if e.rev <= x.handled {
-				continue // the watch delivered it, or what replaced it
-			}
-			x.handled, u.e = e.rev, e
+			prev, u.e = e.rev, e
 		}
 		select {
 		case w.updates <- u:

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -150,5 +151,101 @@ func TestLiveHeadersCannotLie(t *testing.T) {
 	}
 	if st := h2.c.Stats(); st.LiveGaps != 0 {
 		t.Errorf("%d gaps: the forged sequence was read", st.LiveGaps)
+	}
+}
+
+// TestLiveAfterSetup: buckets an older version made (no republish) leave
+// the hosts on their consumers; once the administrator's setup updates
+// them, a host that starts follows the live records, and gets the blocks
+// written before.
+func TestLiveAfterSetup(t *testing.T) {
+	ns := startServer(t, nil)
+	js := adminJS(t, ns)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, b := range Buckets {
+		kc := BucketConfig(b, BucketLimits{Hosts: 4, Replicas: 1, MaxTimeout: time.Hour, Window: time.Minute})
+		kc.RePublish = nil
+		if _, err := js.CreateKeyValue(ctx, kc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h1 := startHost(t, ns, "h1")
+	h1.waitReady(t)
+	if st := h1.c.Stats(); st.Live != 0 {
+		t.Fatalf("h1 follows %d buckets live without their republish", st.Live)
+	}
+	a := addr("203.0.113.6")
+	h1.c.Publish(Block{Addr: a, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h1.waitStats(t, "its block stored", func(s Stats) bool { return s.Published >= 2 && s.OutboxDepth == 0 })
+
+	adm, err := DialAdmin(testCfg(AdminName), nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	if _, err := adm.Setup(ctx, 4, 1); err != nil {
+		t.Fatal(err)
+	}
+	h2 := startHost(t, ns, "h2")
+	h2.waitReady(t)
+	if st := h2.c.Stats(); st.Live != 2 {
+		t.Fatalf("h2 follows %d buckets live after the setup, want 2", st.Live)
+	}
+	h2.sink.waitBlocks(t, a, 1)
+	b := addr("203.0.113.7")
+	h1.c.Publish(Block{Addr: b, Expires: time.Now().Add(time.Hour), Origin: OriginDetect})
+	h2.sink.waitBlocks(t, b, 1)
+}
+
+// TestForwardLiveSequence: the live records follow the last one handled:
+// those the watch delivered are skipped, the next is forwarded, and the
+// first that is not the next (here the first after going live: a host
+// cut off with its server while the others wrote) is a gap.
+func TestForwardLiveSequence(t *testing.T) {
+	msg := func(seq int) *nats.Msg {
+		m := nats.NewMsg(LivePrefix(BucketBlocks) + "h1.x")
+		m.Header.Set(jetstream.StreamHeader, "KV_"+BucketBlocks)
+		m.Header.Set(jetstream.SubjectHeader, Subject(BucketBlocks, "h1.x"))
+		m.Header.Set(jetstream.SequenceHeader, fmt.Sprint(seq))
+		m.Header.Set(jetstream.TimeStampHeaer, time.Now().UTC().Format(time.RFC3339Nano))
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		seqs []int
+		want []uint64 // forwarded, then 0 for a gap
+	}{
+		{"in order", []int{9, 10, 11, 12}, []uint64{11, 12}},
+		{"first past handled skips one", []int{12, 13}, []uint64{0}},
+		{"a gap later", []int{11, 13}, []uint64{11, 0}},
+		{"again after a leader change", []int{11, 11, 12}, []uint64{11, 12}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w := &watcher{ctx: ctx, cancel: cancel, updates: make(chan update, 16)}
+			x := &watch{bucketWatch: bucketWatch{bucket: BucketBlocks}, live: &liveFeed{ch: make(chan *nats.Msg, 16)}, handled: 10}
+			for _, s := range tc.seqs {
+				x.live.ch <- msg(s)
+			}
+			go w.forwardLive(x)
+			var got []uint64
+			for range tc.want {
+				select {
+				case u := <-w.updates:
+					if u.gap {
+						got = append(got, 0)
+					} else {
+						got = append(got, u.e.Revision())
+					}
+				case <-time.After(2 * time.Second):
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -660,6 +660,10 @@ func runFleetScale(b *testing.B, bin string, n int, topo scaleTopo) scaleResult 
 	stop()
 	r.p99Sighted = pct(lat, 0.99)
 
+	// The stretch goal's rate: at 20 blocks a second.
+	lat = f.single(b, 7, 40, 20)
+	fmt.Printf("%s N=%d: one block at 20/s: p50 %s, p99 %s\n", topo, n, pct(lat, 0.5).Round(100*time.Microsecond), pct(lat, 0.99).Round(100*time.Microsecond))
+
 	mark = f.cpu()
 	r.burst = f.burst(b, 2, 1000, 3*time.Minute)
 	r.burstCPU = f.cpu().sub(mark).div(deliveries(1000))

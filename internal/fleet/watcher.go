@@ -178,8 +178,10 @@ type watch struct {
 	resumed bool
 	// live: the bucket's live subscription, which delivers once the
 	// bucket is replayed (live.go), after handled; nil: the consumer does.
-	live    *liveFeed
-	handled uint64
+	// base: the stream's last sequence once the subscription was made:
+	// the watch covers what came before, the subscription what came after.
+	live          *liveFeed
+	base, handled uint64
 }
 
 // update is one delivery of a watch: an entry, nil at the end of the
@@ -226,7 +228,7 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 		if resume && last[b.bucket] > 0 {
 			from = last[b.bucket] + 1
 		}
-		x, err := c.startBucketWatch(w, js, b, from)
+		x, err := c.startBucketWatch(w, js, b, from, feeds[b.bucket] != nil)
 		switch {
 		case err != nil && b.optional && ctx.Err() == nil:
 			c.sightingsOff(err)
@@ -245,15 +247,22 @@ func (c *Client) startWatcher(ctx context.Context) (*watcher, error) {
 // startBucketWatch binds b's bucket and starts its watch in w, from
 // revision from (0: its current values). An optional watch that takes
 // too long to start ends only itself, not the generation.
-func (c *Client) startBucketWatch(w *watcher, js jetstream.JetStream, b bucketWatch, from uint64) (*watch, error) {
+//
+// live: the bucket's live subscription is made; the stream's last
+// sequence now is where the subscription takes over (live.go).
+func (c *Client) startBucketWatch(w *watcher, js jetstream.JetStream, b bucketWatch, from uint64, live bool) (*watch, error) {
 	ctx, cancel := w.ctx, w.cancel
 	if b.optional {
 		ctx, cancel = context.WithCancel(w.ctx)
 		w.cancels = append(w.cancels, cancel)
 	}
 	kv, err := c.bucket(ctx, js, b.bucket)
-	if err == nil && from > 0 {
-		from, err = c.resumable(ctx, kv, b.bucket, from)
+	var last uint64
+	switch {
+	case err == nil && from > 0:
+		from, last, err = c.resumable(ctx, kv, b.bucket, from)
+	case err == nil && live:
+		last, err = streamLast(ctx, kv, b.bucket)
 	}
 	if err != nil {
 		return nil, err
@@ -262,7 +271,12 @@ func (c *Client) startBucketWatch(w *watcher, js jetstream.JetStream, b bucketWa
 	if b.own {
 		key = c.name
 	}
-	return startWatch(ctx, cancel, kv, b, key, from)
+	x, err := startWatch(ctx, cancel, kv, b, key, from)
+	if err != nil {
+		return nil, err
+	}
+	x.base = last
+	return x, nil
 }
 
 // sightingsOff leaves the sightings' watch off until the daemon restarts:
@@ -304,22 +318,15 @@ func (c *Client) bucket(ctx context.Context, js jetstream.JetStream, bucket stri
 // resumable returns from if bucket's stream still holds what this host
 // handled before it (the same stream, as long), else 0: replay it in full
 // (it was made anew, or lost its records). One stream info request.
-func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket string, from uint64) (uint64, error) {
-	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
-	st, err := kv.Status(rctx)
-	cancel()
-	if err != nil {
-		return 0, fmt.Errorf("bucket %s: %w", bucket, err)
+func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket string, from uint64) (uint64, uint64, error) {
+	info, err := streamInfo(ctx, kv, bucket)
+	if err != nil || info == nil {
+		return 0, 0, err
 	}
-	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok || bs.StreamInfo() == nil {
-		return 0, nil
-	}
-	info := bs.StreamInfo()
 	c.mu.Lock()
 	if created, ok := c.created[bucket]; ok && info.Created.Equal(created) && info.State.LastSeq+1 >= from {
 		c.mu.Unlock()
-		return from, nil
+		return from, info.State.LastSeq, nil
 	}
 	if c.created == nil {
 		c.created = map[string]time.Time{}
@@ -330,7 +337,30 @@ func (c *Client) resumable(ctx context.Context, kv jetstream.KeyValue, bucket st
 	if bucket == BucketHosts {
 		c.putHost() // this host's record may be gone with the old one
 	}
-	return 0, nil
+	return 0, info.State.LastSeq, nil
+}
+
+// streamInfo is the information of kv's stream (nil: none given).
+func streamInfo(ctx context.Context, kv jetstream.KeyValue, bucket string) (*jetstream.StreamInfo, error) {
+	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	st, err := kv.Status(rctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		return bs.StreamInfo(), nil
+	}
+	return nil, nil
+}
+
+// streamLast is the last sequence of kv's stream.
+func streamLast(ctx context.Context, kv jetstream.KeyValue, bucket string) (uint64, error) {
+	info, err := streamInfo(ctx, kv, bucket)
+	if err != nil || info == nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
 }
 
 // startWatch watches b's bucket (key's record only, or all with ""),
