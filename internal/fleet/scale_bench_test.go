@@ -71,7 +71,14 @@ func BenchmarkFleetScale(b *testing.B) {
 	fmt.Println("| topology | N | one block, 5/s: p50 / p99 | the same with 100 sightings/s: p99 | 1000-block burst: all hosts have all | cold start | idle API req/s per host | idle CPU per host: client / servers | reconnects (no faults) | server restart: all have all / records per host (max) | a host joins, 10k blocks held: it holds all / its API requests | CPU per delivery, single: client / servers | burst: client / servers |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range ns {
-		for _, topo := range []scaleTopo{{}, {sites: sites}} {
+		topos := []scaleTopo{{}, {sites: sites}}
+		if n >= 300 {
+			// The baseline of the live records, in the same run: the
+			// cluster with buckets made without republish (as an older
+			// version made them), where each host keeps a consumer a bucket.
+			topos = append(topos, scaleTopo{consumers: true})
+		}
+		for _, topo := range topos {
 			b.Run(fmt.Sprintf("%s_%d", topo.id(), n), func(b *testing.B) {
 				for b.Loop() {
 					start := time.Now()
@@ -86,17 +93,28 @@ func BenchmarkFleetScale(b *testing.B) {
 
 // scaleTopo is the servers' topology: the plain cluster (sites 0) or a
 // hub and a leaf server per site.
-type scaleTopo struct{ sites int }
+// consumers: the cluster's buckets have no republish (each host keeps a
+// JetStream consumer a bucket, as before the live records).
+type scaleTopo struct {
+	sites     int
+	consumers bool
+}
 
 func (t scaleTopo) String() string {
-	if t.sites == 0 {
+	switch {
+	case t.consumers:
+		return "cluster, consumers"
+	case t.sites == 0:
 		return "cluster"
 	}
 	return fmt.Sprintf("hub + %d leaves", t.sites)
 }
 
 func (t scaleTopo) id() string {
-	if t.sites == 0 {
+	switch {
+	case t.consumers:
+		return "consumers"
+	case t.sites == 0:
 		return "cluster"
 	}
 	return fmt.Sprintf("leaf%d", t.sites)
@@ -379,7 +397,7 @@ func startScaleFleet(b *testing.B, bin string, n int, topo scaleTopo) (*scaleFle
 	for _, l := range f.leaves {
 		f.countAPI(b, waitAdmin(b, []string{l.url}))
 	}
-	makeScaleBuckets(b, admin)
+	makeScaleBuckets(b, admin, topo.consumers)
 	f.api.Store(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.ctx = ctx
@@ -462,13 +480,17 @@ func (f *scaleFleet) startHost(b testing.TB, i int) (*Client, *scaleSink) {
 
 // makeScaleBuckets makes the buckets as the administrator, once the
 // cluster has a leader.
-func makeScaleBuckets(b testing.TB, admin *nats.Conn) {
+func makeScaleBuckets(b testing.TB, admin *nats.Conn, consumers bool) {
 	js, _ := jetstream.New(admin)
 	for _, bucket := range Buckets {
 		l := BucketLimits{Hosts: DefaultFleetSize, Replicas: 3, MaxTimeout: 7 * 24 * time.Hour, Window: 10 * time.Minute}
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := js.CreateKeyValue(ctx, BucketConfig(bucket, l))
+			kc := BucketConfig(bucket, l)
+			if consumers {
+				kc.RePublish = nil
+			}
+			_, err := js.CreateKeyValue(ctx, kc)
 			cancel()
 			if err == nil {
 				break
