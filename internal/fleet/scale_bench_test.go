@@ -697,7 +697,7 @@ func runFleetScale(b *testing.B, bin string, n int, topo scaleTopo) scaleResult 
 		topo, n, singleTook.Round(time.Millisecond), r.single.sub(idleShare).cell(topo))
 	r.reconnects = f.reconnects()
 	live, gaps := f.live()
-	fmt.Printf("%s N=%d: buckets followed live: %d of %d; live gaps (caught up through a consumer): %d\n", topo, n, live, 3*n, gaps)
+	fmt.Printf("%s N=%d: buckets followed live: %d (at most 2 a host: lifts, blocks); live gaps (caught up through a consumer): %d\n", topo, n, live, gaps)
 	fmt.Printf("%s N=%d: warnings before the restart: %v\n", topo, n, f.warnings.take())
 	r.restart, r.restartRecords = f.restartOne(b, 3)
 	fmt.Printf("%s N=%d: warnings from the restart on: %v\n", topo, n, f.warnings.take())
