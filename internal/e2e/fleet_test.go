@@ -403,6 +403,9 @@ func TestFleetPartitionHeals(t *testing.T) {
 		t.Fatalf("after the heal (60 s): h3's block on h1 %s, h2 %s; h1's block on h3 %s (0: never)", toH1H2[0], toH1H2[1], toH2H3[1])
 	}
 	t.Logf("heal to convergence: h3's block on h1 %s, on h2 %s; h1's block on h2 %s, on h3 %s", toH1H2[0], toH1H2[1], toH2H3[0], toH2H3[1])
+	for i, h := range f.hosts {
+		t.Logf("h%d: live gaps %d, reconnects %d, published %d", i+1, counter(t, h.d, "fleet_live_gaps"), counter(t, h.d, "fleet_reconnects"), counter(t, h.d, "fleet_published"))
+	}
 }
 
 // The server host 1 talks to is cut off from everything (a partition that
