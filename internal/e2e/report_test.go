@@ -131,6 +131,11 @@ func benchInsert(b *testing.B, add func(string, string, string)) {
 	add("block insert: 100k addresses, our batched writer", fmt.Sprintf("%.0f elements/s (median of %d: %s; all 100000 counted back each time)", ourRate, rounds, our.Round(time.Millisecond)), ">= 500k/s")
 	add("block insert: 100k addresses, google/nftables alone, serially", fmt.Sprintf("%.0f elements/s (median of %d, in turn with ours: %s); the writer: %.2fx", float64(n)/lib.Seconds(), rounds, lib.Round(time.Millisecond), lib.Seconds()/our.Seconds()), "writer >= 1.0x")
 	add("block insert: one `nft add element` process each (300 sample)", fmt.Sprintf("%.0f elements/s; ours is %.0fx faster", theirRate, ourRate/theirRate), ">= 1000x")
+	// The 100k elements with timeouts are not left in these namespaces
+	// beside the next steps until the report ends.
+	for _, x := range []*netnstest.NS{ns, ns2} {
+		x.MustRun("nft", "flush", "ruleset")
+	}
 }
 
 // libraryInsert adds n addresses to blocked in f's namespace with
@@ -200,6 +205,7 @@ func benchLatency(b *testing.B, add func(string, string, string), mode string) {
 	if mode == "nflog" {
 		add("idle RSS of the daemon (after the latency run)", fmt.Sprintf("%.1f MiB", float64(rssKiB(b, d.cmd.Process.Pid))/1024), "<= 20 MiB")
 	}
+	d.stop() // not left running beside the next steps' daemons
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
@@ -229,6 +235,8 @@ func benchRestore(b *testing.B, add func(string, string, string)) {
 	}
 	add("restore 100k blocks at start (table gone, as after a reboot)", fmt.Sprintf("%s from start to monitoring, all 100000 in the set", took.Round(time.Millisecond)), "<= 1 s")
 	benchScrape(b, add, ns)
+	d.stop() // not left running beside the next steps
+	ns.MustRun("nft", "flush", "ruleset")
 }
 
 // 4b. A metrics scrape with the 100k blocks of the restore, against the
