@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"github.com/portsentry-nft/portsentry-nft/internal/addrkey"
+
 	"net/netip"
 	"strings"
 )
@@ -40,22 +42,9 @@ type addrRec struct {
 	more      bool
 }
 
-// addrKey is an address without a pointer (netip.Addr holds one, for
-// its zone; a fleet address has none).
-type addrKey struct {
-	a  [16]byte
-	v4 bool
-}
+type addrKey = addrkey.Key
 
-func keyOf(a netip.Addr) addrKey { return addrKey{a.As16(), a.Is4()} }
-
-func (k addrKey) addr() netip.Addr {
-	a := netip.AddrFrom16(k.a)
-	if k.v4 {
-		return a.Unmap()
-	}
-	return a
-}
+func keyOf(a netip.Addr) addrKey { return addrkey.Of(a) }
 
 // addrTable holds the records, by address.
 type addrTable struct {

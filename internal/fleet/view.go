@@ -159,7 +159,7 @@ func (v *view) list(now time.Time) []Block {
 		v.update(int32(i), func(e *hostBlock) bool {
 			if e.expires > t {
 				host := v.names[e.host]
-				out = append(out, Block{Addr: v.recs[i].a.addr(), Host: host, Admin: host == AdminName, Expires: time.Unix(0, e.expires)})
+				out = append(out, Block{Addr: v.recs[i].a.Addr(), Host: host, Admin: host == AdminName, Expires: time.Unix(0, e.expires)})
 			}
 			return true
 		})
@@ -321,7 +321,7 @@ func (v *view) revKeys() []string {
 	for i := range v.recs {
 		v.update(int32(i), func(e *hostBlock) bool {
 			if e.rev != 0 {
-				out = append(out, BucketBlocks+"/"+HostAddrKey(v.names[e.host], v.recs[i].a.addr()))
+				out = append(out, BucketBlocks+"/"+HostAddrKey(v.names[e.host], v.recs[i].a.Addr()))
 			}
 			return true
 		})

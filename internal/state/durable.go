@@ -296,7 +296,7 @@ func (s *Store) snapshot(path string) (int, error) {
 	n := 0
 	for k, t := range s.times {
 		if _, act := s.active.get(k); !act {
-			w.WriteString(encodeEntry(entry{Op: "times", Addr: k.addr(), Times: int(t.n), Last: fromNanos(t.last)}))
+			w.WriteString(encodeEntry(entry{Op: "times", Addr: k.Addr(), Times: int(t.n), Last: fromNanos(t.last)}))
 			n++
 		}
 	}

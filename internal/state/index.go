@@ -16,31 +16,31 @@ func newIndex(hint int) index {
 	return index{v4: make(map[uint32]int32, hint), v6: map[[16]byte]int32{}}
 }
 
-func v4Of(k key) uint32 { return binary.BigEndian.Uint32(k.a[12:]) }
+func v4Of(k key) uint32 { a := k.As16(); return binary.BigEndian.Uint32(a[12:]) }
 
 func (x *index) get(k key) (int32, bool) {
-	if k.v4 {
+	if k.Is4() {
 		i, ok := x.v4[v4Of(k)]
 		return i, ok
 	}
-	i, ok := x.v6[k.a]
+	i, ok := x.v6[k.As16()]
 	return i, ok
 }
 
 func (x *index) set(k key, i int32) {
-	if k.v4 {
+	if k.Is4() {
 		x.v4[v4Of(k)] = i
 		return
 	}
-	x.v6[k.a] = i
+	x.v6[k.As16()] = i
 }
 
 func (x *index) del(k key) {
-	if k.v4 {
+	if k.Is4() {
 		delete(x.v4, v4Of(k))
 		return
 	}
-	delete(x.v6, k.a)
+	delete(x.v6, k.As16())
 }
 
 func (x *index) len() int { return len(x.v4) + len(x.v6) }

@@ -68,10 +68,10 @@ func (s *Store) Load(now, from time.Time, live func(a netip.Addr, expires time.T
 	}
 	if f := s.follow; f != nil {
 		for k := range f.held {
-			u.Held = append(u.Held, k.addr())
+			u.Held = append(u.Held, k.Addr())
 		}
 		for k, told := range f.again {
-			u.Again = append(u.Again, k.addr())
+			u.Again = append(u.Again, k.Addr())
 			if told {
 				u.Told++
 			}

@@ -97,7 +97,7 @@ func TestScanJournalFindsEveryDel(t *testing.T) {
 	}
 	for k := range want {
 		if _, ok := sc.held[k]; !ok {
-			t.Errorf("del of %s not found", k.addr())
+			t.Errorf("del of %s not found", k.Addr())
 		}
 	}
 	if len(sc.held) != len(want) {

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"github.com/portsentry-nft/portsentry-nft/internal/addrkey"
+
 	"math"
 	"net/netip"
 	"strings"
@@ -18,22 +20,9 @@ import (
 // inline up to inlinePorts. What is rare (a resolved name, a hosts.deny
 // line, more ports, a word past the table's bound) goes to a side map.
 
-// key is an address as the Store keys it: no pointer (netip.Addr holds
-// one, for its zone; a block has none).
-type key struct {
-	a  [16]byte
-	v4 bool
-}
+type key = addrkey.Key
 
-func keyOf(a netip.Addr) key { return key{a.As16(), a.Is4()} }
-
-func (k key) addr() netip.Addr {
-	a := netip.AddrFrom16(k.a)
-	if k.v4 {
-		return a.Unmap()
-	}
-	return a
-}
+func keyOf(a netip.Addr) key { return addrkey.Of(a) }
 
 // The words of a record, by index in rec.words.
 const (
@@ -177,7 +166,7 @@ func (s *Store) pack(b *Block) (rec, *ext) {
 
 // unpack is the Block of k's record.
 func (s *Store) unpack(k key, r *rec) Block {
-	b := Block{Addr: k.addr(), Expires: fromNanos(r.expires), First: fromNanos(r.first), Last: fromNanos(r.last),
+	b := Block{Addr: k.Addr(), Expires: fromNanos(r.expires), First: fromNanos(r.first), Last: fromNanos(r.last),
 		Timeout: r.timeout, Times: int(r.times), Port: r.port, Weak: r.weak}
 	var x *ext
 	if r.ext {

@@ -230,7 +230,7 @@ func (s *Store) put(b *Block) (old rec, again bool) {
 		off = s.times[k].n
 		delete(s.times, k)
 	}
-	if !k.v4 {
+	if !k.Is4() {
 		s.n6++
 	}
 	r, x := s.pack(b)
@@ -267,7 +267,7 @@ func (s *Store) unput(k key) (rec, bool) {
 		return rec{}, false
 	}
 	old := s.recs[i]
-	if !k.v4 {
+	if !k.Is4() {
 		s.n6--
 	}
 	if Origin(s.word(k, &old, wOrigin)) == OriginFleet {
@@ -609,7 +609,7 @@ func (s *Store) Expiries(now time.Time, fn func(a netip.Addr, expires time.Time)
 	defer s.mu.Unlock()
 	for i := range s.recs {
 		if r := &s.recs[i]; r.expiresAfter(now) {
-			fn(r.k.addr(), fromNanos(r.expires))
+			fn(r.k.Addr(), fromNanos(r.expires))
 		}
 	}
 }
@@ -674,7 +674,7 @@ func (s *Store) Expire(now time.Time) []Block {
 			k := r.k
 			out = append(out, s.unpack(k, r))
 			s.dropKey(k)
-			_ = s.append(entry{Op: "del", Addr: k.addr()}) // as in Remove
+			_ = s.append(entry{Op: "del", Addr: k.Addr()}) // as in Remove
 		}
 	}
 	return out
