@@ -177,6 +177,11 @@ func (c *Client) liveFor(bucket string) bool {
 	return c.live[bucket] && c.cfg.Domain == "" && c.cfg.LocalDomain == ""
 }
 
+// followsLive reports whether this host follows b's bucket live: not a
+// watch of its own key only (the hosts bucket), whose consumer delivers
+// little.
+func (c *Client) followsLive(b bucketWatch) bool { return !b.own && c.liveFor(b.bucket) }
+
 // subscribeLives subscribes to the live subjects of the buckets this
 // host follows live, before their watches start (what is stored after
 // a subscription reaches it, what was stored before reaches the watch).
@@ -186,8 +191,8 @@ func (c *Client) liveFor(bucket string) bool {
 func (c *Client) subscribeLives(nc *nats.Conn) map[string]*liveFeed {
 	feeds := map[string]*liveFeed{}
 	for _, b := range watchedBuckets {
-		if b.own || !c.liveFor(b.bucket) {
-			continue // a watch of this host's own key only: its consumer delivers little
+		if !c.followsLive(b) {
+			continue
 		}
 		f, err := subscribeLive(nc, b.bucket)
 		if errors.Is(err, errLiveRefused) {
@@ -270,7 +275,7 @@ func stopFeeds(feeds map[string]*liveFeed) {
 func (c *Client) liveCount() int {
 	n := 0
 	for _, b := range watchedBuckets {
-		if !b.own && c.liveFor(b.bucket) {
+		if c.followsLive(b) {
 			n++
 		}
 	}
