@@ -187,6 +187,7 @@ func benchFleetLatency(b *testing.B, add func(string, string, string), f *fleetL
 		}
 	}
 	lat := seen.latencies(b, sent, "host 2")
+	seen.stop()
 	add("fleet: an administrator's block on host 1 (`block`, one address at a time, 200) to the element in host 2's set",
 		fmt.Sprintf("p50 %s, p99 %s, max %s (the CLI's process included); CrowdSec's 10 s poll: %.0fx (p99 against 10 s)",
 			us(pct(lat, 50)), us(pct(lat, 99)), us(pct(lat, 100)), float64(crowdsecPoll)/float64(pct(lat, 99))),
@@ -208,6 +209,7 @@ func benchFleetLatency(b *testing.B, add func(string, string, string), f *fleetL
 	}
 	tick.Stop()
 	lat = seen.latencies(b, sent, "host 3")
+	seen.stop()
 	add("fleet: a source probing hosts 1 and 2 (correlate.hosts 2), its second probe to the element in host 3's set, 100 sources at 10/s",
 		fmt.Sprintf("p50 %s, p99 %s, max %s; CrowdSec's 10 s poll: %.0fx (p99 against 10 s)",
 			us(pct(lat, 50)), us(pct(lat, 99)), us(pct(lat, 100)), float64(crowdsecPoll)/float64(pct(lat, 99))),
@@ -220,12 +222,14 @@ type addsSeen struct {
 	mu   sync.Mutex
 	at   map[netip.Addr]time.Time
 	more chan struct{}
+	stop func() // ends the watch (see elementAdds)
 }
 
 // watchAdds follows the element adds of ns.
 func watchAdds(b *testing.B, ns *netnstest.NS) *addsSeen {
 	s := &addsSeen{at: map[netip.Addr]time.Time{}, more: make(chan struct{}, 1)}
-	adds := elementAdds(b, ns)
+	adds, stop := elementAdds(b, ns)
+	s.stop = stop
 	go func() {
 		for e := range adds {
 			s.mu.Lock()

@@ -251,11 +251,18 @@ type elementAdd struct {
 }
 
 // elementAdds follows the element adds of ns's nftables (NEWSETELEM
-// events) until the test ends. Only adds made through netlink are
-// notified (the daemon's writer): the kernel's own adds from the packet
-// path (the first strike) send none. Adds beyond the channel's room are
-// dropped rather than stall the monitor.
-func elementAdds(t testing.TB, ns *netnstest.NS) <-chan elementAdd {
+// events) until stop is called (at the latest when the test ends; the
+// channel is closed then). Only adds made through netlink are notified
+// (the daemon's writer): the kernel's own adds from the packet path (the
+// first strike) send none. Adds beyond the channel's room are dropped
+// rather than stall the monitor.
+//
+// Stop as soon as the step that reads it ends: netlink keeps one bitmap of
+// a protocol's subscribed groups for all namespaces, so while this
+// monitor lives, every nftables commit in every namespace of the machine
+// builds a notification per element (it doubled the time of a later
+// step's 1M-element restore).
+func elementAdds(t testing.TB, ns *netnstest.NS) (adds <-chan elementAdd, stop func()) {
 	t.Helper()
 	conn, err := nft.DialQuery(ns.Open())
 	if err != nil {
@@ -266,7 +273,8 @@ func elementAdds(t testing.TB, ns *netnstest.NS) <-chan elementAdd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { mon.Close() })
+	stop = func() { mon.Close() }
+	t.Cleanup(stop)
 	out := make(chan elementAdd, 1<<16)
 	go func() {
 		for ev := range events {
@@ -282,5 +290,5 @@ func elementAdds(t testing.TB, ns *netnstest.NS) <-chan elementAdd {
 			}
 		}
 	}()
-	return out
+	return out, stop
 }

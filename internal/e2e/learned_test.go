@@ -409,7 +409,7 @@ func benchStrikeLatency(b *testing.B, add func(string, string, string)) {
 
 		// The daemon's element adds, as in benchLatency (none for the
 		// kernel's: it does not notify them).
-		adds := elementAdds(b, p.A)
+		adds, stopAdds := elementAdds(b, p.A)
 		var emu sync.Mutex
 		elemAt := map[netip.Addr]time.Time{}
 		go func() {
@@ -463,6 +463,7 @@ func benchStrikeLatency(b *testing.B, add func(string, string, string)) {
 		closeFD(raw)
 		time.Sleep(300 * time.Millisecond)
 		stop()
+		stopAdds()
 		hist := scrapeHistogram(b, p.A)
 		if !fifo {
 			blocker += " (the sender could not run at SCHED_FIFO)"
