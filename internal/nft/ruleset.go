@@ -513,10 +513,10 @@ func (rs *Ruleset) toDaemon(prefix string) fragment {
 // floodBound: in a flood (Shape.Flood), at most capture.flood_rate probes
 // a second go to the daemon (NFLOG), which keeps up with them: its
 // backlog, and so the time a real scanner hidden in the flood waits to be
-// seen, stays short. The default, 50000, is a fifth of what the daemon
-// takes on one core here (about 2.2 us a probe with NFLOG batches of 256:
-// BenchmarkFlood's row with the bound lifted). The rule's counter, after
-// it, counts what was logged.
+// seen, stays short. The default, 50000, is a ninth of what the daemon
+// takes on one core here (about 2.2 us a probe with NFLOG batches of 256,
+// ~450k probes/s: BenchmarkFlood's rows with the bound lifted), a tenth
+// of a core. The rule's counter, after it, counts what was logged.
 func (rs *Ruleset) floodBound() fragment {
 	if !rs.shape.Flood || rs.queued || rs.floodRate == 0 {
 		return fragment{}
