@@ -124,8 +124,15 @@ func (d *daemon) stop() {
 			d.t.Errorf("daemon exited with %v after SIGTERM; output:\n%s", err, d.out)
 		}
 	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		d.t.Errorf("daemon did not stop within 10s of SIGTERM; output:\n%s", d.out)
+		// SIGQUIT: the Go runtime writes every goroutine's stack to the
+		// output, which shows what held the stop up.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.done:
+		case <-time.After(3 * time.Second):
+			d.cmd.Process.Kill()
+		}
+		d.t.Errorf("daemon did not stop within 10s of SIGTERM; output (its goroutines' stacks at the end):\n%s", d.out)
 	}
 }
 
