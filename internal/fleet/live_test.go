@@ -249,3 +249,33 @@ func TestForwardLiveSequence(t *testing.T) {
 		})
 	}
 }
+
+// fakeWatcher is a consumer's watch as goLive sees it.
+type fakeWatcher struct{ stopped bool }
+
+func (f *fakeWatcher) Updates() <-chan jetstream.KeyValueEntry { return nil }
+func (f *fakeWatcher) Stop() error                             { f.stopped = true; return nil }
+
+// A bucket whose replay ended short of the stream's last sequence when
+// its live subscription was made (the consumer sits on a server still
+// catching up: the servers place it on any peer of the stream) keeps its
+// consumer, which delivers the rest once its server has it: the
+// subscription holds nothing of what lies between. A bucket replayed up
+// to it goes live after the last revision handled.
+func TestGoLiveOnlyOnceReplayed(t *testing.T) {
+	c, err := New(testCfg("h2"), Options{Sink: newSink(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.view.last[BucketBlocks], c.view.last[BucketLifts] = 300, 41
+	short := &watch{bucketWatch: bucketWatch{bucket: BucketBlocks}, kw: &fakeWatcher{}, live: &liveFeed{}, base: 320}
+	replayed := &watch{bucketWatch: bucketWatch{bucket: BucketLifts}, kw: &fakeWatcher{}, live: &liveFeed{}, base: 40}
+	c.goLive(&watcher{watches: []*watch{short, replayed}})
+	if short.live != nil || short.kw.(*fakeWatcher).stopped {
+		t.Errorf("the blocks bucket, replayed to 300 of 320, went live (its consumer stopped: %v)", short.kw.(*fakeWatcher).stopped)
+	}
+	if replayed.live == nil || !replayed.kw.(*fakeWatcher).stopped || replayed.handled != 41 {
+		t.Errorf("the lifts bucket, replayed past its base, did not go live after 41: live %v, consumer stopped %v, handled %d",
+			replayed.live != nil, replayed.kw.(*fakeWatcher).stopped, replayed.handled)
+	}
+}
