@@ -236,6 +236,9 @@ type Client struct {
 		reconnects, delivered, lifted, refused,
 		correlated, bad atomic.Uint64
 		gaps atomic.Uint64 // live subscriptions that skipped a sequence
+		// short: the buckets the last generation left on their consumer,
+		// their replay short of the stream (goLive)
+		short atomic.Int32
 		// sightings, sightDropped: the tally's size and drops, for Stats.
 		sightings    atomic.Int64
 		sightDropped atomic.Uint64

@@ -223,6 +223,8 @@ func (c *Client) subscribeLives(nc *nats.Conn) map[string]*liveFeed {
 // never got h3's 20 blocks). Such a watch stays on its consumer for this
 // generation.
 func (c *Client) goLive(w *watcher) {
+	short := int32(0)
+	defer func() { c.st.short.Store(short) }()
 	for _, x := range w.watches {
 		if x.live == nil {
 			continue
@@ -235,6 +237,7 @@ func (c *Client) goLive(w *watcher) {
 				"bucket", x.bucket, "replayed", last, "stream", x.base)
 			x.live.stop()
 			x.live = nil
+			short++
 			continue
 		}
 		_ = x.kw.Stop()
@@ -289,7 +292,8 @@ func stopFeeds(feeds map[string]*liveFeed) {
 	}
 }
 
-// liveCount is how many watched buckets this host follows live.
+// liveCount is how many watched buckets this host follows live: those it
+// may, less those its last generation left on their consumer.
 func (c *Client) liveCount() int {
 	n := 0
 	for _, b := range watchedBuckets {
@@ -297,5 +301,5 @@ func (c *Client) liveCount() int {
 			n++
 		}
 	}
-	return n
+	return max(0, n-int(c.st.short.Load()))
 }

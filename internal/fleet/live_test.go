@@ -268,11 +268,15 @@ func TestGoLiveOnlyOnceReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.view.last[BucketBlocks], c.view.last[BucketLifts] = 300, 41
+	c.live = map[string]bool{BucketBlocks: true, BucketLifts: true}
 	short := &watch{bucketWatch: bucketWatch{bucket: BucketBlocks}, kw: &fakeWatcher{}, live: &liveFeed{}, base: 320}
 	replayed := &watch{bucketWatch: bucketWatch{bucket: BucketLifts}, kw: &fakeWatcher{}, live: &liveFeed{}, base: 40}
 	c.goLive(&watcher{watches: []*watch{short, replayed}})
 	if short.live != nil || short.kw.(*fakeWatcher).stopped {
 		t.Errorf("the blocks bucket, replayed to 300 of 320, went live (its consumer stopped: %v)", short.kw.(*fakeWatcher).stopped)
+	}
+	if n := c.Stats().Live; n != 1 {
+		t.Errorf("Stats says %d buckets followed live, want 1", n)
 	}
 	if replayed.live == nil || !replayed.kw.(*fakeWatcher).stopped || replayed.handled != 41 {
 		t.Errorf("the lifts bucket, replayed past its base, did not go live after 41: live %v, consumer stopped %v, handled %d",
