@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/mdlayher/netlink"
 	"io"
 	"net/netip"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 
 	"github.com/portsentry-nft/portsentry-nft/internal/config"
 	"github.com/portsentry-nft/portsentry-nft/internal/control"
@@ -87,10 +87,11 @@ func BenchmarkReport(b *testing.B) {
 
 // 1. Block insert throughput: 100k distinct addresses through our writer
 // as the daemon configures it (DialLink: it encodes its element adds
-// itself on the connection's socket), against google/nftables alone (serially, on one connection: 1000
-// elements per call, one transaction per 20000), each into an empty set in
-// a namespace of its own, five rounds in turn (one round is a fraction of
-// a second, and this machine's speed varies by 2x within seconds):
+// itself on the connection's socket), against google/nftables alone
+// (serially, on one connection: 1000 elements per call, one transaction
+// per 20000), each into an empty set in a namespace of its own, five
+// rounds in turn (one round is a fraction of a second, and this machine's
+// speed varies by 2x within seconds):
 // medians, and their ratio. Then one `nft add element` process per address
 // on a sample.
 func benchInsert(b *testing.B, add func(string, string, string)) {

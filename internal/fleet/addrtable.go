@@ -1,10 +1,10 @@
 package fleet
 
 import (
-	"github.com/portsentry-nft/portsentry-nft/internal/addrkey"
-
 	"net/netip"
 	"strings"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/addrkey"
 )
 
 // The view's record of each address other hosts block (or this host
