@@ -162,13 +162,22 @@ func benchEarlyDrop(b *testing.B, add func(string, string, string)) {
 // softirqCPU is the machine's CPU time in softirq so far (/proc/stat,
 // every CPU; sampled at each tick).
 func softirqCPU(b *testing.B) time.Duration {
+	return time.Duration(cpuTicks(b)[6]) * time.Second / 100 // USER_HZ
+}
+
+// cpuTicks is /proc/stat's line of every CPU: its time so far in each
+// state, in ticks (user nice system idle iowait irq softirq steal ...).
+func cpuTicks(tb testing.TB) []uint64 {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	f := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])
-	v, _ := strconv.ParseInt(f[7], 10, 64)      // cpu user nice system idle iowait irq softirq
-	return time.Duration(v) * time.Second / 100 // USER_HZ
+	ticks := make([]uint64, len(f)-1)
+	for i, x := range f[1:] {
+		ticks[i], _ = strconv.ParseUint(x, 10, 64)
+	}
+	return ticks
 }
 
 func medianOf(xs []time.Duration) time.Duration {

@@ -349,13 +349,7 @@ func nftablesListeners(tb testing.TB) string {
 // large set torn down, writeback) is not the next step's cost.
 func waitQuiet(tb testing.TB) {
 	read := func() (idle, total uint64) {
-		raw, err := os.ReadFile("/proc/stat")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cpu := strings.Fields(strings.SplitN(string(raw), "\n", 2)[0])
-		for i, x := range cpu[1:] {
-			v, _ := strconv.ParseUint(x, 10, 64)
+		for i, v := range cpuTicks(tb) {
 			total += v
 			if i == 3 || i == 4 { // idle, iowait
 				idle += v
