@@ -224,7 +224,6 @@ func (c *Client) subscribeLives(nc *nats.Conn) map[string]*liveFeed {
 // generation.
 func (c *Client) goLive(w *watcher) {
 	short := int32(0)
-	defer func() { c.st.short.Store(short) }()
 	for _, x := range w.watches {
 		if x.live == nil {
 			continue
@@ -243,6 +242,7 @@ func (c *Client) goLive(w *watcher) {
 		_ = x.kw.Stop()
 		x.handled = last
 	}
+	c.st.short.Store(short)
 }
 
 // forwardLive forwards x's live records after x.handled, in the stream's

@@ -1,12 +1,12 @@
 package state
 
 import (
-	"github.com/portsentry-nft/portsentry-nft/internal/addrkey"
-
 	"math"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/portsentry-nft/portsentry-nft/internal/addrkey"
 )
 
 // How a block is held in memory. A host may hold a million blocks (a
